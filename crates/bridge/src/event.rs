@@ -1,0 +1,200 @@
+//! `CallEvent`: every state change of a call. The store, the live feed and the timeline are all
+//! built from these (DESIGN.md invariant); a call's record can be replayed from its events.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+/// One event of one call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallEvent {
+    /// The call (its Twilio `CallSid`).
+    pub call_sid: Arc<str>,
+    /// Per-call sequence number, from 0, without gaps.
+    pub seq: u64,
+    /// Wall-clock time, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// What happened.
+    #[serde(flatten)]
+    pub kind: CallEventKind,
+}
+
+/// Who is speaking in a transcript line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Speaker {
+    /// The person who called.
+    Caller,
+    /// The AI call taker ("Dispatcher" in the conversation history).
+    Agent,
+}
+
+impl Speaker {
+    /// The label used in the conversation history: `Caller` or `Dispatcher`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Speaker::Caller => "Caller",
+            Speaker::Agent => "Dispatcher",
+        }
+    }
+}
+
+/// Who is audible right now, for the board's "who is talking".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Talking {
+    /// Nobody.
+    Silence,
+    /// The caller (VAD says speech).
+    Caller,
+    /// The agent's audio is playing to the caller.
+    Agent,
+}
+
+/// The status of a call, as the board and the record show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    /// Webhook received; the model is being connected, the media stream not yet open.
+    Processing,
+    /// The media stream is open and the AI agent is handling the call.
+    WithAgent,
+    /// Handed to the human line (the TwiML fallback or a REST redirect).
+    Fallback,
+    /// The call ended normally.
+    Completed,
+    /// The server died while the call was live (set on restart by the store).
+    Interrupted,
+    /// The webhook came but no media stream followed within the claim window (30 s).
+    NoStream,
+}
+
+impl CallStatus {
+    /// Whether the call is still live (counts on the board).
+    pub fn is_live(self) -> bool {
+        matches!(self, CallStatus::Processing | CallStatus::WithAgent)
+    }
+}
+
+/// Stages of call set-up, timed from the webhook (the stage timings of the record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Twilio's voice webhook arrived.
+    WebhookReceived,
+    /// The model WebSocket is open.
+    ModelConnected,
+    /// The model confirmed `session.update` (`session.updated`).
+    SessionUpdated,
+    /// Twilio's `start` message arrived on the media stream.
+    StreamStarted,
+    /// The first caller audio frame was relayed to the model.
+    FirstCallerAudio,
+    /// The first agent audio frame was relayed to Twilio.
+    FirstAgentAudio,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum CallEventKind {
+    /// The call exists (webhook or stream start). First event of every call.
+    CallCreated {
+        /// Caller number (E.164), from the webhook's `From`.
+        from: String,
+        /// Called number, from the webhook's `To`.
+        to: String,
+        /// A training or test call placed by `watchfloor simulate`.
+        simulated: bool,
+    },
+    /// A set-up stage was reached, `elapsed_ms` after the webhook.
+    Stage {
+        /// Which stage.
+        stage: Stage,
+        /// ms since the call was created.
+        elapsed_ms: u64,
+    },
+    /// The media stream started.
+    StreamStarted {
+        /// Twilio's `streamSid`.
+        stream_sid: String,
+    },
+    /// The call's status changed.
+    StatusChanged {
+        /// The new status.
+        status: CallStatus,
+    },
+    /// Part of a line of transcript (partial, replaced by the final line).
+    TranscriptDelta {
+        /// Who.
+        speaker: Speaker,
+        /// The model's conversation item id.
+        item_id: String,
+        /// Text to append.
+        delta: String,
+    },
+    /// A final line of transcript.
+    TranscriptFinal {
+        /// Who.
+        speaker: Speaker,
+        /// The model's conversation item id.
+        item_id: String,
+        /// The whole line.
+        text: String,
+    },
+    /// The agent's audio was cut short because the caller spoke (PROTOCOLS.md §3).
+    BargeIn {
+        /// The assistant item that was playing.
+        item_id: String,
+        /// Audio of it the caller heard, ms (the `truncate` sent to the model).
+        audio_end_ms: u64,
+        /// Whether a `response.cancel` was sent (a response was still in flight).
+        response_cancelled: bool,
+    },
+    /// Who is audible changed.
+    Talking {
+        /// Now.
+        who: Talking,
+    },
+    /// The agent has asked this many questions so far (counted from its final transcript lines).
+    AgentQuestions {
+        /// Total.
+        count: u32,
+    },
+    /// The caller pressed a key.
+    Dtmf {
+        /// The digit.
+        digit: String,
+    },
+    /// The model sent an `error` event.
+    ModelError {
+        /// `error.type`.
+        error_type: String,
+        /// `error.code`.
+        code: Option<String>,
+        /// `error.message`.
+        message: String,
+    },
+    /// The model sent an event type this version does not know (passed on to the feed).
+    ModelEventUnknown {
+        /// Its `type`.
+        event_type: String,
+    },
+    /// A message was malformed or out of place and was skipped; the call went on.
+    InputSkipped {
+        /// `twilio` or `model`.
+        source: String,
+        /// Why.
+        reason: String,
+    },
+    /// A supervisor instruction was sent to the agent as a system message.
+    Whisper {
+        /// The instruction.
+        text: String,
+    },
+    /// The call ended.
+    CallEnded {
+        /// Why (`stop`, `twilio_closed`, `model_unavailable`, `no_stream`, `shutdown`, …).
+        reason: String,
+    },
+}

@@ -1,0 +1,24 @@
+//! One emergency call between Twilio and the Realtime model.
+//!
+//! - [`machine`]: the sans-IO relay state machine ([`CallMachine`]).
+//! - [`task`]: the async task that owns both sockets of one call and drives the machine.
+//! - [`registry`]: live calls by `CallSid`; the model socket is opened at the webhook and the
+//!   media stream claims it at `start`.
+//! - [`event`]: [`CallEvent`], every state change of a call.
+//! - [`profile`]: the agent profile sent in `session.update`.
+//!
+//! Architecture invariants: one task per call owns both sockets and nothing else writes to them;
+//! a call never waits on a console, the store or listen-in (they consume a broadcast or an
+//! unbounded queue); remote input never panics the task.
+
+pub mod event;
+pub mod machine;
+pub mod model;
+pub mod profile;
+pub mod registry;
+pub mod task;
+
+pub use event::{CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking};
+pub use machine::{CallMachine, Command, Input, Output};
+pub use profile::{AgentProfile, CallContext, VadProfile};
+pub use registry::{CallRegistry, Hub};

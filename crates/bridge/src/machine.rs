@@ -1,0 +1,674 @@
+//! The sans-IO relay of one call (str0m style): feed it inputs with [`CallMachine::handle_input`]
+//! and the current time, then drain [`CallMachine::poll_output`]. No sockets, no clocks, no
+//! sleeps: barge-in and timers are tested with plain values.
+//!
+//! What it does (PROTOCOLS.md):
+//! - caller audio: μ-law passed through unchanged as `input_audio_buffer.append`; gaps in Twilio
+//!   `timestamp`s padded with μ-law silence so the model's clock stays true (§2);
+//! - agent audio: each `response.output_audio.delta` is sent to Twilio in ≤ 20 ms `media` frames,
+//!   each followed by a named `mark` (`<item_id>:<end byte offset>`), so what has *played* is known (§2, §3);
+//! - barge-in (§3): on `speech_started` while agent audio is playing: `clear`; `response.cancel`
+//!   only if a response is in flight; `conversation.item.truncate` with `audio_end_ms` = audio
+//!   played per the marks, never more than was received; late deltas of the cancelled response and
+//!   the marks echoed because of the `clear` are dropped;
+//! - transcripts of both speakers (partial and final), the conversation history, the count of agent
+//!   questions, stage timings, and a `CallEvent` for every change.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use watchfloor_wire::mulaw::{self, FRAME_BYTES, FRAME_MS};
+use watchfloor_wire::realtime::{ClientEvent, ItemCreate, ResponseCreateParams, ServerEvent};
+use watchfloor_wire::twilio::{MarkName, OutboundMedia, TwilioInbound, TwilioOutbound};
+
+use crate::event::{CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking};
+use crate::profile::{AgentProfile, CallContext};
+
+/// Longest gap in inbound timestamps that is padded with silence, ms. A larger jump is logged and
+/// padded only up to this much (a 10-minute jump is a broken clock, not silence).
+pub const MAX_PADDED_GAP_MS: u64 = 10_000;
+
+/// An input to the machine.
+#[derive(Debug)]
+pub enum Input {
+    /// The model socket opened: send `session.update`.
+    ModelConnected,
+    /// A parsed Twilio media-stream message.
+    Twilio(TwilioInbound),
+    /// A Twilio frame that could not be parsed (`reason` says why).
+    TwilioGarbage(String),
+    /// A parsed model event.
+    Model(ServerEvent),
+    /// A model frame that could not be parsed.
+    ModelGarbage(String),
+    /// A supervisor command.
+    Command(Command),
+    /// The Twilio socket closed.
+    TwilioClosed,
+    /// The model socket closed.
+    ModelClosed,
+}
+
+/// A supervisor command to a live call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Whisper: an instruction the agent follows from then on (a system message item).
+    Whisper(String),
+}
+
+/// Something the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Send to Twilio.
+    ToTwilio(TwilioOutbound),
+    /// Send to the model.
+    ToModel(ClientEvent),
+    /// Publish to the store and the live feed.
+    Event(CallEvent),
+    /// Close both sockets: the call is over for the bridge. Closing the Twilio socket lets the
+    /// TwiML after `</Connect>` run (the human line).
+    Close,
+}
+
+/// A line of the conversation history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryLine {
+    /// Who.
+    pub speaker: Speaker,
+    /// The model's item id.
+    pub item_id: String,
+    /// What they said (final transcript).
+    pub text: String,
+}
+
+#[derive(Debug)]
+struct PendingMark {
+    name: String,
+    item_id: Arc<str>,
+    end_bytes: u64,
+}
+
+#[derive(Debug, Default)]
+struct ItemAudio {
+    response_id: String,
+    /// μ-law bytes received from the model and sent to Twilio.
+    sent_bytes: u64,
+    /// μ-law bytes Twilio confirmed as played (from marks).
+    played_bytes: u64,
+}
+
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+enum Phase {
+    AwaitingStream,
+    Live,
+    Ended,
+}
+
+/// Counters for tests, the load generator and the record.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RelayStats {
+    /// Caller audio bytes relayed to the model (padding included).
+    pub caller_bytes: u64,
+    /// Silence bytes inserted for timestamp gaps.
+    pub padded_bytes: u64,
+    /// Agent audio bytes relayed to Twilio.
+    pub agent_bytes: u64,
+    /// Agent audio deltas dropped because their response was cancelled.
+    pub dropped_deltas: u64,
+    /// Messages skipped as malformed or out of place.
+    pub skipped: u64,
+}
+
+/// The relay state machine of one call.
+pub struct CallMachine {
+    call_sid: Arc<str>,
+    profile: Arc<AgentProfile>,
+    context: CallContext,
+    created: Instant,
+    created_unix_ms: u64,
+    seq: u64,
+    phase: Phase,
+    status: CallStatus,
+    stream_sid: Option<String>,
+    model_ready: bool,
+    greeted: bool,
+    stages_seen: HashSet<Stage>,
+    // caller → model
+    next_inbound_ms: Option<u64>,
+    scratch: Vec<u8>,
+    // model → caller
+    items: HashMap<Arc<str>, ItemAudio>,
+    pending_marks: VecDeque<PendingMark>,
+    cleared_marks: HashSet<String>,
+    response_in_flight: Option<String>,
+    cancelled_responses: HashSet<String>,
+    talking: Talking,
+    caller_speaking: bool,
+    // transcripts
+    partial_agent: HashMap<String, String>,
+    history: Vec<HistoryLine>,
+    agent_questions: u32,
+    stats: RelayStats,
+    out: VecDeque<Output>,
+}
+
+impl CallMachine {
+    /// A new call, created when the webhook arrives (`now`, `now_unix_ms`) or at stream start.
+    /// Emits `CallCreated`, `StatusChanged(Processing)` and the `WebhookReceived` stage.
+    pub fn new(
+        call_sid: Arc<str>,
+        profile: Arc<AgentProfile>,
+        context: CallContext,
+        to: String,
+        simulated: bool,
+        now: Instant,
+        now_unix_ms: u64,
+    ) -> Self {
+        let mut m = CallMachine {
+            call_sid,
+            profile,
+            context,
+            created: now,
+            created_unix_ms: now_unix_ms,
+            seq: 0,
+            phase: Phase::AwaitingStream,
+            status: CallStatus::Processing,
+            stream_sid: None,
+            model_ready: false,
+            greeted: false,
+            stages_seen: HashSet::new(),
+            next_inbound_ms: None,
+            scratch: Vec::with_capacity(4096),
+            items: HashMap::new(),
+            pending_marks: VecDeque::new(),
+            cleared_marks: HashSet::new(),
+            response_in_flight: None,
+            cancelled_responses: HashSet::new(),
+            talking: Talking::Silence,
+            caller_speaking: false,
+            partial_agent: HashMap::new(),
+            history: Vec::new(),
+            agent_questions: 0,
+            stats: RelayStats::default(),
+            out: VecDeque::new(),
+        };
+        let from = m.context.caller_number.clone();
+        m.emit(now, CallEventKind::CallCreated { from, to, simulated });
+        m.emit(now, CallEventKind::StatusChanged { status: CallStatus::Processing });
+        m.stage(now, Stage::WebhookReceived);
+        m
+    }
+
+    /// The call's id.
+    pub fn call_sid(&self) -> &Arc<str> {
+        &self.call_sid
+    }
+
+    /// The current status.
+    pub fn status(&self) -> CallStatus {
+        self.status
+    }
+
+    /// Whether the bridge is done with this call.
+    pub fn is_ended(&self) -> bool {
+        self.phase == Phase::Ended
+    }
+
+    /// The conversation so far, final lines in order.
+    pub fn history(&self) -> &[HistoryLine] {
+        &self.history
+    }
+
+    /// The conversation as text, one `Caller: …` / `Dispatcher: …` line per turn.
+    pub fn history_text(&self) -> String {
+        self.history.iter().map(|l| format!("{}: {}", l.speaker.label(), l.text)).collect::<Vec<_>>().join("\n")
+    }
+
+    /// Relay counters.
+    pub fn stats(&self) -> RelayStats {
+        self.stats
+    }
+
+    /// Agent questions counted so far.
+    pub fn agent_questions(&self) -> u32 {
+        self.agent_questions
+    }
+
+    /// Next output, if any.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// Ends the call from outside (shutdown, model unavailable, no stream): emits the final
+    /// status and `CallEnded`, then [`Output::Close`]. Idempotent.
+    pub fn end(&mut self, now: Instant, reason: &str, status: CallStatus) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.phase = Phase::Ended;
+        self.set_status(now, status);
+        self.emit(now, CallEventKind::CallEnded { reason: reason.to_string() });
+        self.out.push_back(Output::Close);
+    }
+
+    /// Feeds one input.
+    pub fn handle_input(&mut self, input: Input, now: Instant) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        match input {
+            Input::ModelConnected => {
+                self.stage(now, Stage::ModelConnected);
+                let update = self.profile.session_update(&self.context);
+                self.out.push_back(Output::ToModel(update));
+                self.model_ready = true;
+                self.maybe_greet();
+            }
+            Input::Twilio(msg) => self.on_twilio(msg, now),
+            Input::TwilioGarbage(reason) => self.skip(now, "twilio", reason),
+            Input::Model(ev) => self.on_model(ev, now),
+            Input::ModelGarbage(reason) => self.skip(now, "model", reason),
+            Input::Command(cmd) => self.on_command(cmd, now),
+            Input::TwilioClosed => {
+                // The caller hung up without `stop`, or Twilio dropped the socket.
+                self.end(now, "twilio_closed", CallStatus::Completed);
+            }
+            Input::ModelClosed => {
+                // The model is gone: close the stream so Twilio runs the fallback verbs
+                // after </Connect> and the caller reaches the human line.
+                self.end(now, "model_closed", CallStatus::Fallback);
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Twilio → model
+    // ----------------------------------------------------------------------------------------
+
+    fn on_twilio(&mut self, msg: TwilioInbound, now: Instant) {
+        match msg {
+            TwilioInbound::Connected { .. } => {}
+            TwilioInbound::Start { stream_sid, start, .. } => {
+                if self.stream_sid.is_some() {
+                    self.skip(now, "twilio", format!("duplicate start for stream {stream_sid}"));
+                    return;
+                }
+                if start.call_sid != *self.call_sid {
+                    self.skip(now, "twilio", format!("start names call {} on call {}", start.call_sid, self.call_sid));
+                    return;
+                }
+                self.stream_sid = Some(stream_sid.clone());
+                self.phase = Phase::Live;
+                self.stage(now, Stage::StreamStarted);
+                self.emit(now, CallEventKind::StreamStarted { stream_sid });
+                self.set_status(now, CallStatus::WithAgent);
+                self.maybe_greet();
+            }
+            TwilioInbound::Media { media, .. } => {
+                if self.phase != Phase::Live {
+                    self.skip(now, "twilio", "media before start".into());
+                    return;
+                }
+                let Ok(ts) = media.timestamp.parse::<u64>() else {
+                    self.skip(now, "twilio", format!("media timestamp {:?} is not a number", media.timestamp));
+                    return;
+                };
+                let len = match mulaw::decode_base64_into(&media.payload, &mut self.scratch) {
+                    Ok(0) => {
+                        self.skip(now, "twilio", "empty media payload".into());
+                        return;
+                    }
+                    Ok(n) => n as u64,
+                    Err(e) => {
+                        self.skip(now, "twilio", e.to_string());
+                        return;
+                    }
+                };
+                if let Some(expected) = self.next_inbound_ms {
+                    if ts + FRAME_MS / 2 < expected {
+                        self.skip(now, "twilio", format!("media at {ts} ms repeats audio before {expected} ms"));
+                        return;
+                    }
+                    if ts > expected {
+                        self.pad_silence(ts - expected);
+                    }
+                } else if ts > 0 {
+                    // Audio before the first frame is silence too.
+                    self.pad_silence(ts);
+                }
+                self.next_inbound_ms = Some(ts + mulaw::bytes_to_ms(len as usize));
+                self.stats.caller_bytes += len;
+                self.stage(now, Stage::FirstCallerAudio);
+                self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: media.payload }));
+            }
+            TwilioInbound::Dtmf { dtmf, .. } => {
+                self.emit(now, CallEventKind::Dtmf { digit: dtmf.digit });
+            }
+            TwilioInbound::Mark { mark, .. } => self.on_mark(mark.name, now),
+            TwilioInbound::Stop { .. } => {
+                self.end(now, "stop", CallStatus::Completed);
+            }
+            TwilioInbound::Unknown { event, .. } => {
+                self.skip(now, "twilio", format!("unknown event {event:?}"));
+            }
+        }
+    }
+
+    fn pad_silence(&mut self, gap_ms: u64) {
+        let gap_ms = gap_ms.min(MAX_PADDED_GAP_MS);
+        let bytes = mulaw::ms_to_bytes(gap_ms);
+        if bytes == 0 {
+            return;
+        }
+        self.stats.padded_bytes += bytes as u64;
+        self.stats.caller_bytes += bytes as u64;
+        // One append per second of silence at most keeps each message small.
+        let mut left = bytes;
+        while left > 0 {
+            let n = left.min(8000);
+            let audio = mulaw::encode_base64(&vec![mulaw::SILENCE; n]);
+            self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio }));
+            left -= n;
+        }
+    }
+
+    fn on_mark(&mut self, name: String, now: Instant) {
+        if let Some(pos) = self.pending_marks.iter().position(|m| m.name == name) {
+            // Twilio plays in order: every mark before this one has played too.
+            for m in self.pending_marks.drain(..=pos) {
+                if let Some(item) = self.items.get_mut(&m.item_id) {
+                    item.played_bytes = item.played_bytes.max(m.end_bytes);
+                }
+            }
+            if self.pending_marks.is_empty() && self.talking == Talking::Agent {
+                let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
+                self.set_talking(now, who);
+            }
+        } else if self.cleared_marks.remove(&name) {
+            // Echoed because of our `clear`: its audio never played.
+        } else {
+            self.skip(now, "twilio", format!("mark {name:?} was never sent"));
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Model → Twilio
+    // ----------------------------------------------------------------------------------------
+
+    fn on_model(&mut self, ev: ServerEvent, now: Instant) {
+        match ev {
+            ServerEvent::SessionCreated { .. } => {}
+            ServerEvent::SessionUpdated { .. } => self.stage(now, Stage::SessionUpdated),
+            ServerEvent::Error { error, .. } => {
+                let benign = error.code.as_deref() == Some("response_cancel_not_active");
+                if benign {
+                    tracing::debug!(code = ?error.code, "model: cancel raced the end of the response");
+                } else {
+                    tracing::warn!(error_type = %error.kind, code = ?error.code, message = %error.message, "model error");
+                }
+                self.emit(now, CallEventKind::ModelError { error_type: error.kind, code: error.code, message: error.message });
+            }
+            ServerEvent::SpeechStarted { .. } => {
+                self.caller_speaking = true;
+                self.barge_in(now);
+                self.set_talking(now, Talking::Caller);
+            }
+            ServerEvent::SpeechStopped { .. } => {
+                self.caller_speaking = false;
+                if self.talking == Talking::Caller {
+                    self.set_talking(now, Talking::Silence);
+                }
+            }
+            ServerEvent::ResponseCreated { response, .. } => {
+                self.response_in_flight = Some(response.id);
+            }
+            ServerEvent::ResponseDone { response, .. } => {
+                if self.response_in_flight.as_deref() == Some(response.id.as_str()) {
+                    self.response_in_flight = None;
+                }
+                if response.status == "failed" {
+                    let message = response.status_details.map(|d| d.to_string()).unwrap_or_default();
+                    self.emit(now, CallEventKind::ModelError { error_type: "response_failed".into(), code: None, message });
+                }
+            }
+            ServerEvent::ResponseOutputAudioDelta { response_id, item_id, delta, .. } => {
+                self.on_agent_audio(response_id, item_id, delta, now);
+            }
+            ServerEvent::ResponseOutputAudioTranscriptDelta { item_id, delta, response_id, .. } => {
+                if self.cancelled_responses.contains(&response_id) {
+                    return;
+                }
+                self.partial_agent.entry(item_id.clone()).or_default().push_str(&delta);
+                self.emit(now, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id, delta });
+            }
+            ServerEvent::ResponseOutputAudioTranscriptDone { item_id, transcript, .. } => {
+                self.partial_agent.remove(&item_id);
+                self.final_line(now, Speaker::Agent, item_id, transcript);
+            }
+            ServerEvent::ConversationItemTruncated { item_id, audio_end_ms, .. } => {
+                // The model cut its own transcript to what was heard; our final line stays as
+                // transcribed and the BargeIn event records the cut.
+                tracing::debug!(%item_id, audio_end_ms, "model truncated item");
+            }
+            ServerEvent::InputTranscriptionDelta { item_id, delta, .. } => {
+                self.emit(now, CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id, delta });
+            }
+            ServerEvent::InputTranscriptionCompleted { item_id, transcript, .. } => {
+                self.final_line(now, Speaker::Caller, item_id, transcript);
+            }
+            ServerEvent::InputTranscriptionFailed { item_id, error, .. } => {
+                self.emit(now, CallEventKind::ModelError {
+                    error_type: "transcription_failed".into(),
+                    code: error.get("code").and_then(|c| c.as_str()).map(str::to_string),
+                    message: format!("caller transcription failed for {item_id}"),
+                });
+            }
+            ServerEvent::InputAudioBufferCommitted { .. }
+            | ServerEvent::InputAudioBufferTimeoutTriggered { .. }
+            | ServerEvent::ConversationItemAdded { .. }
+            | ServerEvent::ConversationItemDone { .. }
+            | ServerEvent::ConversationItemCreated { .. }
+            | ServerEvent::ResponseOutputItemAdded { .. }
+            | ServerEvent::ResponseOutputItemDone { .. }
+            | ServerEvent::ResponseOutputAudioDone { .. }
+            | ServerEvent::FunctionCallArgumentsDelta { .. }
+            | ServerEvent::FunctionCallArgumentsDone { .. }
+            | ServerEvent::RateLimitsUpdated { .. } => {}
+            ServerEvent::Unknown { kind, .. } => {
+                tracing::info!(event_type = %kind, "model event of unknown type");
+                self.emit(now, CallEventKind::ModelEventUnknown { event_type: kind });
+            }
+        }
+    }
+
+    fn on_agent_audio(&mut self, response_id: String, item_id: String, delta: String, now: Instant) {
+        if self.cancelled_responses.contains(&response_id) {
+            self.stats.dropped_deltas += 1;
+            return;
+        }
+        let Some(stream_sid) = self.stream_sid.clone() else {
+            self.skip(now, "model", "agent audio before the media stream started".into());
+            return;
+        };
+        if self.phase != Phase::Live {
+            return;
+        }
+        let len = match mulaw::decode_base64_into(&delta, &mut self.scratch) {
+            Ok(n) => n,
+            Err(e) => {
+                self.skip(now, "model", e.to_string());
+                return;
+            }
+        };
+        if len == 0 {
+            return;
+        }
+        let item_key: Arc<str> = match self.items.get_key_value(item_id.as_str()) {
+            Some((k, _)) => k.clone(),
+            None => {
+                let k: Arc<str> = item_id.into();
+                self.items.insert(k.clone(), ItemAudio { response_id: response_id.clone(), ..Default::default() });
+                k
+            }
+        };
+        // ≤ 20 ms per Twilio frame, so the marks tell what was heard to within one frame.
+        let frames: Vec<(String, u64)> = if len <= FRAME_BYTES {
+            vec![(delta, len as u64)]
+        } else {
+            self.scratch.chunks(FRAME_BYTES).map(|c| (mulaw::encode_base64(c), c.len() as u64)).collect()
+        };
+        let mut offset = self.items[&item_key].sent_bytes;
+        for (payload, n) in frames {
+            offset += n;
+            self.out.push_back(Output::ToTwilio(TwilioOutbound::Media { stream_sid: stream_sid.clone(), media: OutboundMedia { payload } }));
+            // Unique per call: the byte offset grows strictly within an item.
+            let name = format!("{item_key}:{offset}");
+            self.out.push_back(Output::ToTwilio(TwilioOutbound::Mark { stream_sid: stream_sid.clone(), mark: MarkName { name: name.clone() } }));
+            self.pending_marks.push_back(PendingMark { name, item_id: item_key.clone(), end_bytes: offset });
+        }
+        if let Some(item) = self.items.get_mut(&item_key) {
+            item.sent_bytes = offset;
+        }
+        self.stats.agent_bytes += len as u64;
+        self.stage(now, Stage::FirstAgentAudio);
+        if self.talking != Talking::Agent && !self.caller_speaking {
+            self.set_talking(now, Talking::Agent);
+        }
+    }
+
+    /// PROTOCOLS.md §3, steps 1–4.
+    fn barge_in(&mut self, now: Instant) {
+        let Some(playing) = self.pending_marks.front() else {
+            return; // nothing queued at Twilio: nothing to interrupt
+        };
+        let Some(stream_sid) = self.stream_sid.clone() else {
+            return;
+        };
+        let item_id = playing.item_id.clone();
+        // 1. stop playback now.
+        self.out.push_back(Output::ToTwilio(TwilioOutbound::Clear { stream_sid }));
+        // 2. cancel only if a response is still in flight.
+        let response_cancelled = if let Some(resp) = self.response_in_flight.take() {
+            self.out.push_back(Output::ToModel(ClientEvent::ResponseCancel { event_id: None, response_id: None }));
+            self.cancelled_responses.insert(resp);
+            true
+        } else {
+            false
+        };
+        // Audio of every response still queued is gone: late deltas of those responses are dropped.
+        for m in &self.pending_marks {
+            if let Some(item) = self.items.get(&m.item_id) {
+                self.cancelled_responses.insert(item.response_id.clone());
+            }
+        }
+        // 3. truncate to what was played, never more than what was received.
+        let (played, sent) = self.items.get(&item_id).map(|i| (i.played_bytes, i.sent_bytes)).unwrap_or((0, 0));
+        let audio_end_ms = mulaw::bytes_to_ms(played.min(sent) as usize);
+        self.out.push_back(Output::ToModel(ClientEvent::ConversationItemTruncate {
+            event_id: None,
+            item_id: item_id.to_string(),
+            content_index: 0,
+            audio_end_ms,
+        }));
+        // 4. the marks Twilio echoes because of the clear are not playback.
+        for m in self.pending_marks.drain(..) {
+            self.cleared_marks.insert(m.name);
+        }
+        self.emit(now, CallEventKind::BargeIn { item_id: item_id.to_string(), audio_end_ms, response_cancelled });
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // Supervisor
+    // ----------------------------------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command, now: Instant) {
+        match cmd {
+            Command::Whisper(text) => {
+                self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
+                    event_id: None,
+                    previous_item_id: None,
+                    item: ItemCreate::system_text(format!("Supervisor instruction: {text}")),
+                }));
+                self.emit(now, CallEventKind::Whisper { text });
+            }
+        }
+    }
+
+    // ----------------------------------------------------------------------------------------
+    // helpers
+    // ----------------------------------------------------------------------------------------
+
+    /// The call taker answers first: once the model is configured and the stream is open, ask for
+    /// the greeting.
+    fn maybe_greet(&mut self) {
+        if self.model_ready && self.stream_sid.is_some() && !self.greeted {
+            self.greeted = true;
+            self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
+                event_id: None,
+                response: Some(ResponseCreateParams {
+                    instructions: Some("Answer the call now: say \"9 1 1, what is the address of your emergency?\"".into()),
+                    ..Default::default()
+                }),
+            }));
+        }
+    }
+
+    fn final_line(&mut self, now: Instant, speaker: Speaker, item_id: String, text: String) {
+        let questions = if speaker == Speaker::Agent { text.matches('?').count() as u32 } else { 0 };
+        self.history.push(HistoryLine { speaker, item_id: item_id.clone(), text: text.clone() });
+        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text });
+        if questions > 0 {
+            self.agent_questions += questions;
+            let count = self.agent_questions;
+            self.emit(now, CallEventKind::AgentQuestions { count });
+        }
+    }
+
+    fn skip(&mut self, now: Instant, source: &str, reason: String) {
+        tracing::warn!(source, %reason, "skipped input");
+        self.stats.skipped += 1;
+        self.emit(now, CallEventKind::InputSkipped { source: source.to_string(), reason });
+    }
+
+    fn set_status(&mut self, now: Instant, status: CallStatus) {
+        if self.status != status {
+            self.status = status;
+            self.emit(now, CallEventKind::StatusChanged { status });
+        }
+    }
+
+    fn set_talking(&mut self, now: Instant, who: Talking) {
+        if self.talking != who {
+            self.talking = who;
+            self.emit(now, CallEventKind::Talking { who });
+        }
+    }
+
+    fn stage(&mut self, now: Instant, stage: Stage) {
+        if self.stages_seen.insert(stage) {
+            let elapsed_ms = now.saturating_duration_since(self.created).as_millis() as u64;
+            self.emit(now, CallEventKind::Stage { stage, elapsed_ms });
+        }
+    }
+
+    fn emit(&mut self, now: Instant, kind: CallEventKind) {
+        let at_ms = self.created_unix_ms + now.saturating_duration_since(self.created).as_millis() as u64;
+        let ev = CallEvent { call_sid: self.call_sid.clone(), seq: self.seq, at_ms, kind };
+        self.seq += 1;
+        self.out.push_back(Output::Event(ev));
+    }
+
+    /// Emits an event decided by the driver (e.g. a connect failure).
+    pub(crate) fn emit_external(&mut self, now: Instant, kind: CallEventKind) {
+        self.emit(now, kind);
+    }
+
+    /// How long since the call was created.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.created)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,337 @@
+use super::*;
+use watchfloor_wire::realtime::Response;
+use watchfloor_wire::twilio::{InboundMedia, StreamStart};
+
+const SID: &str = "CA00000000000000000000000000000001";
+
+fn machine(now: Instant) -> CallMachine {
+    CallMachine::new(
+        SID.into(),
+        Arc::new(AgentProfile::default()),
+        CallContext { caller_number: "+15550100101".into() },
+        "+15550000911".into(),
+        false,
+        now,
+        1_700_000_000_000,
+    )
+}
+
+fn drain(m: &mut CallMachine) -> Vec<Output> {
+    std::iter::from_fn(|| m.poll_output()).collect()
+}
+
+fn start(m: &mut CallMachine, now: Instant) -> Vec<Output> {
+    m.handle_input(Input::ModelConnected, now);
+    m.handle_input(
+        Input::Twilio(TwilioInbound::Start {
+            sequence_number: "1".into(),
+            stream_sid: "MZ1".into(),
+            start: StreamStart {
+                stream_sid: "MZ1".into(),
+                account_sid: "AC1".into(),
+                call_sid: SID.into(),
+                tracks: vec!["inbound".into()],
+                custom_parameters: Default::default(),
+                media_format: None,
+            },
+        }),
+        now,
+    );
+    drain(m)
+}
+
+fn media(ts: u64, bytes: &[u8]) -> Input {
+    Input::Twilio(TwilioInbound::Media {
+        sequence_number: "2".into(),
+        stream_sid: "MZ1".into(),
+        media: InboundMedia { track: "inbound".into(), chunk: "1".into(), timestamp: ts.to_string(), payload: mulaw::encode_base64(bytes) },
+    })
+}
+
+fn model(ev: ServerEvent) -> Input {
+    Input::Model(ev)
+}
+
+fn response_created(id: &str) -> Input {
+    model(ServerEvent::ResponseCreated { event_id: String::new(), response: Response { id: id.into(), status: "in_progress".into(), ..Default::default() } })
+}
+
+fn response_done(id: &str, status: &str) -> Input {
+    model(ServerEvent::ResponseDone { event_id: String::new(), response: Response { id: id.into(), status: status.into(), ..Default::default() } })
+}
+
+fn delta(resp: &str, item: &str, bytes: usize) -> Input {
+    model(ServerEvent::ResponseOutputAudioDelta {
+        event_id: String::new(),
+        response_id: resp.into(),
+        item_id: item.into(),
+        output_index: 0,
+        content_index: 0,
+        delta: mulaw::encode_base64(&vec![0x10; bytes]),
+    })
+}
+
+fn mark(name: &str) -> Input {
+    Input::Twilio(TwilioInbound::Mark { sequence_number: "9".into(), stream_sid: "MZ1".into(), mark: MarkName { name: name.into() } })
+}
+
+fn speech_started() -> Input {
+    model(ServerEvent::SpeechStarted { event_id: String::new(), audio_start_ms: 0, item_id: "item_user".into() })
+}
+
+fn to_model(out: &[Output]) -> Vec<&ClientEvent> {
+    out.iter().filter_map(|o| if let Output::ToModel(e) = o { Some(e) } else { None }).collect()
+}
+
+fn to_twilio(out: &[Output]) -> Vec<&TwilioOutbound> {
+    out.iter().filter_map(|o| if let Output::ToTwilio(e) = o { Some(e) } else { None }).collect()
+}
+
+fn events(out: &[Output]) -> Vec<&CallEventKind> {
+    out.iter().filter_map(|o| if let Output::Event(e) = o { Some(&e.kind) } else { None }).collect()
+}
+
+fn sent_marks(out: &[Output]) -> Vec<String> {
+    to_twilio(out).into_iter().filter_map(|t| if let TwilioOutbound::Mark { mark, .. } = t { Some(mark.name.clone()) } else { None }).collect()
+}
+
+#[test]
+fn set_up_sends_session_update_then_greeting_and_times_stages() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    let first = drain(&mut m);
+    assert!(matches!(events(&first)[0], CallEventKind::CallCreated { from, .. } if from == "+15550100101"));
+    let out = start(&mut m, t0 + Duration::from_millis(250));
+    let model_out = to_model(&out);
+    assert!(matches!(model_out[0], ClientEvent::SessionUpdate { .. }));
+    assert!(matches!(model_out[1], ClientEvent::ResponseCreate { .. }));
+    assert!(events(&out).contains(&&CallEventKind::Stage { stage: Stage::ModelConnected, elapsed_ms: 250 }));
+    assert!(events(&out).contains(&&CallEventKind::StatusChanged { status: CallStatus::WithAgent }));
+    // Sequence numbers run without gaps from 0.
+    let seqs: Vec<u64> = first.iter().chain(out.iter()).filter_map(|o| if let Output::Event(e) = o { Some(e.seq) } else { None }).collect();
+    assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>());
+}
+
+#[test]
+fn caller_audio_passes_through_and_gaps_are_padded() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    let frame = [0x42u8; 160];
+    m.handle_input(media(0, &frame), t0);
+    let out = drain(&mut m);
+    let appended = to_model(&out);
+    assert_eq!(appended.len(), 1);
+    match appended[0] {
+        ClientEvent::InputAudioBufferAppend { audio, .. } => assert_eq!(audio, &mulaw::encode_base64(&frame)),
+        other => panic!("{other:?}"),
+    }
+    // Next frame 60 ms late: 40 ms of silence (320 bytes of 0xFF) comes first.
+    m.handle_input(media(60, &frame), t0);
+    let out = drain(&mut m);
+    let appended = to_model(&out);
+    assert_eq!(appended.len(), 2);
+    let mut buf = Vec::new();
+    match appended[0] {
+        ClientEvent::InputAudioBufferAppend { audio, .. } => {
+            mulaw::decode_base64_into(audio, &mut buf).unwrap();
+            assert_eq!(buf, vec![mulaw::SILENCE; 320]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(m.stats().padded_bytes, 320);
+    assert_eq!(m.stats().caller_bytes, 160 + 320 + 160);
+    // A repeated frame is skipped, not appended.
+    m.handle_input(media(60, &frame), t0);
+    let out = drain(&mut m);
+    assert!(to_model(&out).is_empty());
+    assert!(matches!(events(&out)[0], CallEventKind::InputSkipped { .. }));
+}
+
+#[test]
+fn garbage_is_skipped_and_the_call_goes_on() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    drain(&mut m);
+    // media before start
+    m.handle_input(media(0, &[1; 160]), t0);
+    assert!(matches!(events(&drain(&mut m))[0], CallEventKind::InputSkipped { reason, .. } if reason.contains("before start")));
+    start(&mut m, t0);
+    let bad = Input::Twilio(TwilioInbound::Media {
+        sequence_number: "3".into(),
+        stream_sid: "MZ1".into(),
+        media: InboundMedia { track: "inbound".into(), chunk: "2".into(), timestamp: "20".into(), payload: "%%%not base64%%%".into() },
+    });
+    m.handle_input(bad, t0);
+    m.handle_input(Input::TwilioGarbage("bad JSON".into()), t0);
+    m.handle_input(Input::Twilio(TwilioInbound::Unknown { event: "surprise".into(), raw: "{}".into() }), t0);
+    m.handle_input(Input::Model(ServerEvent::Unknown { kind: "session.closed_soon".into(), raw: "{}".into() }), t0);
+    m.handle_input(Input::ModelGarbage("not json".into()), t0);
+    let out = drain(&mut m);
+    assert_eq!(events(&out).iter().filter(|e| matches!(e, CallEventKind::InputSkipped { .. })).count(), 4);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::ModelEventUnknown { event_type } if event_type == "session.closed_soon")));
+    assert!(!m.is_ended());
+    m.handle_input(media(0, &[1; 160]), t0);
+    assert_eq!(to_model(&drain(&mut m)).len(), 1);
+}
+
+#[test]
+fn agent_audio_is_framed_with_named_marks() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(response_created("resp_1"), t0);
+    m.handle_input(delta("resp_1", "item_a", 400), t0); // 50 ms → 20 + 20 + 10
+    let out = drain(&mut m);
+    let tw = to_twilio(&out);
+    assert_eq!(tw.len(), 6);
+    assert_eq!(sent_marks(&out), vec!["item_a:160", "item_a:320", "item_a:400"]);
+    assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Agent }));
+    // All marks played: silence again.
+    m.handle_input(mark("item_a:160"), t0);
+    m.handle_input(mark("item_a:400"), t0); // implies item_a:320 played too
+    let out = drain(&mut m);
+    assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Silence }));
+    assert_eq!(m.stats().agent_bytes, 400);
+}
+
+#[test]
+fn barge_in_clears_cancels_and_truncates_to_played_audio() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(response_created("resp_1"), t0);
+    m.handle_input(delta("resp_1", "item_a", 1600), t0); // 200 ms = 10 frames
+    let out = drain(&mut m);
+    let marks = sent_marks(&out);
+    assert_eq!(marks.len(), 10);
+    // Twilio played 60 ms.
+    m.handle_input(mark(&marks[2]), t0);
+    drain(&mut m);
+    m.handle_input(speech_started(), t0);
+    let out = drain(&mut m);
+    let tw = to_twilio(&out);
+    assert_eq!(tw, vec![&TwilioOutbound::Clear { stream_sid: "MZ1".into() }]);
+    let md = to_model(&out);
+    assert_eq!(md[0], &ClientEvent::ResponseCancel { event_id: None, response_id: None });
+    assert_eq!(md[1], &ClientEvent::ConversationItemTruncate { event_id: None, item_id: "item_a".into(), content_index: 0, audio_end_ms: 60 });
+    assert!(events(&out).contains(&&CallEventKind::BargeIn { item_id: "item_a".into(), audio_end_ms: 60, response_cancelled: true }));
+    // Late deltas of the cancelled response are dropped; echoed marks are ignored silently.
+    m.handle_input(delta("resp_1", "item_a", 800), t0);
+    for name in &marks[3..] {
+        m.handle_input(mark(name), t0);
+    }
+    let out = drain(&mut m);
+    assert!(to_twilio(&out).is_empty(), "{out:?}");
+    assert!(!events(&out).iter().any(|e| matches!(e, CallEventKind::InputSkipped { .. })), "{out:?}");
+    assert_eq!(m.stats().dropped_deltas, 1);
+    // The next response plays normally.
+    m.handle_input(response_done("resp_1", "cancelled"), t0);
+    m.handle_input(response_created("resp_2"), t0);
+    m.handle_input(delta("resp_2", "item_b", 160), t0);
+    assert_eq!(sent_marks(&drain(&mut m)), vec!["item_b:160"]);
+}
+
+#[test]
+fn barge_in_after_the_response_finished_does_not_cancel() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(response_created("resp_1"), t0);
+    m.handle_input(delta("resp_1", "item_a", 800), t0);
+    m.handle_input(response_done("resp_1", "completed"), t0);
+    drain(&mut m);
+    m.handle_input(speech_started(), t0);
+    let out = drain(&mut m);
+    let md = to_model(&out);
+    assert_eq!(md.len(), 1, "{md:?}");
+    assert!(matches!(md[0], ClientEvent::ConversationItemTruncate { audio_end_ms: 0, .. }));
+    assert_eq!(to_twilio(&out).len(), 1);
+}
+
+#[test]
+fn speech_while_nothing_plays_is_not_a_barge_in() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(speech_started(), t0);
+    let out = drain(&mut m);
+    assert!(to_twilio(&out).is_empty());
+    assert!(to_model(&out).is_empty());
+    assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Caller }));
+}
+
+#[test]
+fn transcripts_history_and_questions() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(model(ServerEvent::ResponseOutputAudioTranscriptDelta { event_id: String::new(), response_id: "r".into(), item_id: "a1".into(), output_index: 0, content_index: 0, delta: "911, ".into() }), t0);
+    m.handle_input(model(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: String::new(), response_id: "r".into(), item_id: "a1".into(), output_index: 0, content_index: 0, transcript: "911, what is the address of your emergency?".into() }), t0);
+    m.handle_input(model(ServerEvent::InputTranscriptionDelta { event_id: String::new(), item_id: "u1".into(), content_index: 0, delta: "123 Main".into() }), t0);
+    m.handle_input(model(ServerEvent::InputTranscriptionCompleted { event_id: String::new(), item_id: "u1".into(), content_index: 0, transcript: "123 Main Street.".into() }), t0);
+    let out = drain(&mut m);
+    assert!(events(&out).contains(&&CallEventKind::AgentQuestions { count: 1 }));
+    assert!(events(&out).contains(&&CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id: "u1".into(), delta: "123 Main".into() }));
+    assert_eq!(m.history_text(), "Dispatcher: 911, what is the address of your emergency?\nCaller: 123 Main Street.");
+    assert_eq!(m.agent_questions(), 1);
+}
+
+#[test]
+fn stop_ends_the_call_once() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(Input::Twilio(TwilioInbound::Stop { sequence_number: "9".into(), stream_sid: "MZ1".into(), stop: watchfloor_wire::twilio::StreamStop { account_sid: "AC1".into(), call_sid: SID.into() } }), t0);
+    let out = drain(&mut m);
+    assert!(events(&out).contains(&&CallEventKind::CallEnded { reason: "stop".into() }));
+    assert_eq!(out.last(), Some(&Output::Close));
+    m.handle_input(Input::TwilioClosed, t0);
+    assert!(drain(&mut m).is_empty());
+    assert_eq!(m.status(), CallStatus::Completed);
+}
+
+#[test]
+fn duplicate_start_and_foreign_call_are_skipped() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    let out = start(&mut m, t0);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::InputSkipped { reason, .. } if reason.contains("duplicate start"))));
+}
+
+proptest::proptest! {
+    /// Whatever the deltas and however many marks were echoed, the truncate never claims more
+    /// audio than was sent and equals what the echoed marks say was played.
+    #[test]
+    fn truncate_matches_played_marks(sizes in proptest::collection::vec(1usize..2000, 1..8), echoed in 0usize..40) {
+        let t0 = Instant::now();
+        let mut m = machine(t0);
+        start(&mut m, t0);
+        m.handle_input(response_created("resp"), t0);
+        let mut marks = Vec::new();
+        let mut sent = 0usize;
+        for n in &sizes {
+            m.handle_input(delta("resp", "item", *n), t0);
+            marks.extend(sent_marks(&drain(&mut m)));
+            sent += n;
+        }
+        let echoed = echoed.min(marks.len());
+        let mut played_ms = 0u64;
+        if echoed > 0 {
+            m.handle_input(mark(&marks[echoed - 1]), t0);
+            played_ms = marks[echoed - 1].rsplit(':').next().unwrap().parse::<u64>().unwrap() / 8;
+        }
+        drain(&mut m);
+        m.handle_input(speech_started(), t0);
+        let out = drain(&mut m);
+        if echoed == marks.len() {
+            // Everything played: nothing to interrupt.
+            proptest::prop_assert!(to_twilio(&out).is_empty());
+        } else {
+            let truncate = to_model(&out).into_iter().find_map(|e| if let ClientEvent::ConversationItemTruncate { audio_end_ms, .. } = e { Some(*audio_end_ms) } else { None });
+            proptest::prop_assert_eq!(truncate, Some(played_ms));
+            proptest::prop_assert!(played_ms <= (sent / 8) as u64);
+        }
+    }
+}

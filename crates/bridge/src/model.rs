@@ -1,0 +1,95 @@
+//! Connecting to the Realtime model: `wss://…/v1/realtime?model=…` with
+//! `Authorization: Bearer <key>` and nothing else (no `OpenAI-Beta` header: PROTOCOLS.md §1).
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// The model's WebSocket.
+pub type ModelSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// An API key. Its `Debug` and `Display` never show the key, so it cannot leak into logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    /// Wraps a key.
+    pub fn new(key: impl Into<String>) -> Self {
+        ApiKey(key.into())
+    }
+
+    /// The key itself, for the `Authorization` header only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKey(***)")
+    }
+}
+
+/// Where and how to reach the model.
+#[derive(Debug, Clone)]
+pub struct ModelConfig {
+    /// `wss://api.openai.com/v1/realtime?model=gpt-realtime` or a local fake's `ws://127.0.0.1:…`.
+    pub url: String,
+    /// The API key; `None` means no model is configured (every call goes to the human line).
+    pub api_key: Option<ApiKey>,
+    /// How long a connect may take before the call falls back (default 3 s).
+    pub connect_timeout: Duration,
+    /// Largest model message accepted, bytes.
+    pub max_message_bytes: usize,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        ModelConfig {
+            url: "wss://api.openai.com/v1/realtime?model=gpt-realtime".into(),
+            api_key: None,
+            connect_timeout: Duration::from_secs(3),
+            max_message_bytes: 4 << 20,
+        }
+    }
+}
+
+/// Why the model could not be reached. All variants are retryable in principle; the bridge
+/// does not retry within a call's set-up (the caller goes to a human instead).
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// No API key is configured.
+    #[error("no OpenAI API key is configured")]
+    NoApiKey,
+    /// The URL is not a valid WebSocket URL.
+    #[error("bad model URL: {0}")]
+    BadUrl(String),
+    /// Refused, TLS failure, HTTP error status, …
+    #[error("model connect failed: {0}")]
+    Failed(String),
+    /// No answer within the connect timeout.
+    #[error("model did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// Opens the model socket.
+///
+/// # Errors
+/// See [`ConnectError`]; the key never appears in an error.
+pub async fn connect(cfg: &ModelConfig) -> Result<ModelSocket, ConnectError> {
+    let key = cfg.api_key.as_ref().ok_or(ConnectError::NoApiKey)?;
+    let mut request = cfg.url.as_str().into_client_request().map_err(|e| ConnectError::BadUrl(e.to_string()))?;
+    let auth = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| ConnectError::Failed("API key is not a valid header value".into()))?;
+    request.headers_mut().insert("authorization", auth);
+    let ws_config = WebSocketConfig::default().max_message_size(Some(cfg.max_message_bytes)).max_frame_size(Some(cfg.max_message_bytes));
+    match tokio::time::timeout(cfg.connect_timeout, tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)).await {
+        Ok(Ok((ws, _response))) => Ok(ws),
+        Ok(Err(e)) => Err(ConnectError::Failed(e.to_string())),
+        Err(_) => Err(ConnectError::Timeout(cfg.connect_timeout)),
+    }
+}

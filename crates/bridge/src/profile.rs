@@ -1,0 +1,148 @@
+//! The agent profile: what the bridge tells the model in `session.update`.
+
+use serde::{Deserialize, Serialize};
+use watchfloor_wire::realtime::{
+    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, MaxTokens, NoiseReduction, SessionConfig, Transcription,
+    TurnDetection,
+};
+
+/// Instructions for a calm, professional 911 call taker.
+pub const DEFAULT_INSTRUCTIONS: &str = "You are a 911 emergency call taker answering a live phone call. \
+Stay calm, professional and kind. Speak in short, clear sentences, one question at a time. \
+First get the exact location of the emergency: street address, cross street or landmark, and the city. \
+Then ask what is happening: the nature of the emergency. Then ask whether anyone is hurt, whether there \
+are weapons, fire or other dangers, and confirm the callback number. Reassure the caller that help is being \
+sent. Never promise an arrival time. Never end the call yourself. If the caller cannot speak, ask yes-or-no \
+questions. If a supervisor instruction arrives as a system message, follow it from then on.";
+
+/// Server VAD settings (PROTOCOLS.md §1, `audio.input.turn_detection`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct VadProfile {
+    /// 0.0–1.0; higher needs louder speech.
+    pub threshold: f32,
+    /// Audio kept before detected speech, ms.
+    pub prefix_padding_ms: u32,
+    /// Silence that ends a caller turn, ms.
+    pub silence_duration_ms: u32,
+}
+
+impl VadProfile {
+    /// A quiet line: 0.5 / 300 ms / 500 ms.
+    pub const NORMAL: VadProfile = VadProfile { threshold: 0.5, prefix_padding_ms: 300, silence_duration_ms: 500 };
+    /// A noisy line (traffic, wind, shouting): 0.9 / 800 ms / 2500 ms.
+    pub const NOISY_LINE: VadProfile = VadProfile { threshold: 0.9, prefix_padding_ms: 800, silence_duration_ms: 2500 };
+}
+
+impl Default for VadProfile {
+    fn default() -> Self {
+        VadProfile::NORMAL
+    }
+}
+
+/// How the AI agent is configured for every call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AgentProfile {
+    /// Realtime model, e.g. `gpt-realtime`.
+    pub model: String,
+    /// System instructions.
+    pub instructions: String,
+    /// One of alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar.
+    pub voice: String,
+    /// Server VAD.
+    pub vad: VadProfile,
+    /// Input transcription model, e.g. `gpt-4o-transcribe`.
+    pub transcription_model: String,
+    /// ISO-639-1 language of the caller, e.g. `en`.
+    pub language: String,
+}
+
+impl Default for AgentProfile {
+    fn default() -> Self {
+        AgentProfile {
+            model: "gpt-realtime".into(),
+            instructions: DEFAULT_INSTRUCTIONS.into(),
+            voice: "marin".into(),
+            vad: VadProfile::NORMAL,
+            transcription_model: "gpt-4o-transcribe".into(),
+            language: "en".into(),
+        }
+    }
+}
+
+/// Facts about this call that go into the agent's instructions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallContext {
+    /// The caller's number (ANI), the callback number on record.
+    pub caller_number: String,
+}
+
+impl AgentProfile {
+    /// The full instructions for one call: the profile's text plus a line with the callback number.
+    pub fn instructions_for(&self, ctx: &CallContext) -> String {
+        if ctx.caller_number.is_empty() {
+            self.instructions.clone()
+        } else {
+            format!("{}\nCaller ID (callback number on record): {}.", self.instructions, ctx.caller_number)
+        }
+    }
+
+    /// The `session.update` for one call: μ-law both ways, server VAD, transcription, voice.
+    pub fn session_update(&self, ctx: &CallContext) -> ClientEvent {
+        ClientEvent::SessionUpdate {
+            event_id: None,
+            session: SessionConfig {
+                kind: "realtime".into(),
+                model: Some(self.model.clone()),
+                output_modalities: Some(vec!["audio".into()]),
+                instructions: Some(self.instructions_for(ctx)),
+                audio: Some(AudioConfig {
+                    input: Some(AudioInput {
+                        format: Some(AudioFormat::pcmu()),
+                        noise_reduction: Some(NoiseReduction { kind: "near_field".into() }),
+                        transcription: Some(Transcription {
+                            model: self.transcription_model.clone(),
+                            language: Some(self.language.clone()),
+                            prompt: None,
+                        }),
+                        turn_detection: Some(TurnDetection::ServerVad {
+                            threshold: self.vad.threshold,
+                            prefix_padding_ms: self.vad.prefix_padding_ms,
+                            silence_duration_ms: self.vad.silence_duration_ms,
+                            idle_timeout_ms: None,
+                            create_response: true,
+                            interrupt_response: true,
+                        }),
+                    }),
+                    output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some(self.voice.clone()), speed: Some(1.0) }),
+                }),
+                tools: None,
+                tool_choice: None,
+                max_output_tokens: Some(MaxTokens::Inf("inf".into())),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_update_carries_profile_and_callback_number() {
+        let mut p = AgentProfile::default();
+        p.vad = VadProfile::NOISY_LINE;
+        let ev = p.session_update(&CallContext { caller_number: "+15550100101".into() });
+        let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
+        assert_eq!(v["session"]["audio"]["input"]["format"]["type"], "audio/pcmu");
+        assert_eq!(v["session"]["audio"]["output"]["format"]["type"], "audio/pcmu");
+        let td = &v["session"]["audio"]["input"]["turn_detection"];
+        assert_eq!(td["type"], "server_vad");
+        assert!((td["threshold"].as_f64().unwrap() - 0.9).abs() < 1e-6);
+        assert_eq!(td["prefix_padding_ms"], 800);
+        assert_eq!(td["silence_duration_ms"], 2500);
+        assert!(v["session"]["instructions"].as_str().unwrap().contains("+15550100101"));
+        assert!(v["session"]["instructions"].as_str().unwrap().contains("location"));
+        assert!(v["session"].get("temperature").is_none());
+    }
+}
