@@ -229,7 +229,7 @@ impl CallRegistry {
             model: cfg.model,
             claim_window: cfg.claim_window,
         };
-        let span = tracing::info_span!("call", call_sid = %sid);
+        let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();
         let hub = self.hub.clone();
         let cancel = self.cancel.child_token();

@@ -1,0 +1,220 @@
+//! Configuration: a TOML file in the user's config directory, overridden by environment variables.
+//!
+//! | variable | meaning | default |
+//! |---|---|---|
+//! | `OPENAI_API_KEY` | Realtime API key; without it every call goes to the human line | none |
+//! | `OPENAI_REALTIME_URL` | model WebSocket URL | `wss://api.openai.com/v1/realtime?model=gpt-realtime` |
+//! | `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN` | Twilio account; the token turns on signature checks | none |
+//! | `TWILIO_API_BASE` | Twilio REST base | `https://api.twilio.com` |
+//! | `WATCHFLOOR_PUBLIC_URL` | public https origin Twilio reaches (stream URL, signatures) | `http://<bind>` |
+//! | `WATCHFLOOR_BIND` | listen address | `127.0.0.1:8080` |
+//! | `WATCHFLOOR_DATA_DIR` | sled store directory | the OS data dir + `/watchfloor` |
+//! | `WATCHFLOOR_HUMAN_LINE` | number calls fall back to | none |
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use watchfloor_bridge::AgentProfile;
+use watchfloor_bridge::model::ApiKey;
+
+/// A secret string whose `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+    /// The secret itself, for signing only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address.
+    pub bind: SocketAddr,
+    /// Public origin (`https://watch.example.org`), no trailing slash. `None`: `http://<bind>`.
+    pub public_url: Option<String>,
+    /// sled directory.
+    pub data_dir: PathBuf,
+    /// Realtime API key.
+    pub openai_api_key: Option<ApiKey>,
+    /// Realtime WebSocket URL.
+    pub openai_realtime_url: String,
+    /// Twilio account.
+    pub twilio_account_sid: Option<String>,
+    /// Twilio auth token (signatures; REST).
+    pub twilio_auth_token: Option<Secret>,
+    /// Twilio REST base URL.
+    pub twilio_api_base: String,
+    /// The human line calls fall back to (E.164).
+    pub human_line: Option<String>,
+    /// The AI agent's profile.
+    pub agent: AgentProfile,
+    /// Model connect timeout (default 3 s).
+    pub model_connect_timeout: Duration,
+    /// How long a call waits for its media stream after the webhook (default 30 s).
+    pub claim_window: Duration,
+    /// Largest media-stream message accepted, bytes (default 64 KiB; a 20 ms frame is ~350 bytes).
+    pub max_ws_message_bytes: usize,
+    /// Largest HTTP request body, bytes (default 64 KiB).
+    pub max_body_bytes: usize,
+}
+
+/// The file form: every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// See [`Config::bind`].
+    pub bind: Option<SocketAddr>,
+    /// See [`Config::public_url`].
+    pub public_url: Option<String>,
+    /// See [`Config::data_dir`].
+    pub data_dir: Option<PathBuf>,
+    /// See [`Config::openai_api_key`] (prefer the environment variable).
+    pub openai_api_key: Option<String>,
+    /// See [`Config::openai_realtime_url`].
+    pub openai_realtime_url: Option<String>,
+    /// See [`Config::twilio_account_sid`].
+    pub twilio_account_sid: Option<String>,
+    /// See [`Config::twilio_auth_token`] (prefer the environment variable).
+    pub twilio_auth_token: Option<String>,
+    /// See [`Config::twilio_api_base`].
+    pub twilio_api_base: Option<String>,
+    /// See [`Config::human_line`].
+    pub human_line: Option<String>,
+    /// See [`Config::agent`].
+    pub agent: Option<AgentProfile>,
+}
+
+/// Configuration errors.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file exists but cannot be read.
+    #[error("cannot read {0}: {1}")]
+    Read(String, std::io::Error),
+    /// The file is not valid TOML of the expected shape.
+    #[error("bad config file {0}: {1}")]
+    Parse(String, toml::de::Error),
+    /// An environment variable has a bad value.
+    #[error("bad value for {0}: {1}")]
+    Env(&'static str, String),
+}
+
+/// The standard places: config file and data directory.
+pub fn project_dirs() -> Option<directories::ProjectDirs> {
+    directories::ProjectDirs::from("org", "Watchfloor", "watchfloor")
+}
+
+/// The default config file: `<config dir>/watchfloor/config.toml`.
+pub fn default_config_path() -> Option<PathBuf> {
+    project_dirs().map(|d| d.config_dir().join("config.toml"))
+}
+
+impl Config {
+    /// Defaults with no file and no environment.
+    pub fn defaults() -> Config {
+        Config {
+            bind: "127.0.0.1:8080".parse().expect("literal address"),
+            public_url: None,
+            data_dir: project_dirs().map(|d| d.data_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from("watchfloor-data")),
+            openai_api_key: None,
+            openai_realtime_url: "wss://api.openai.com/v1/realtime?model=gpt-realtime".into(),
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_api_base: "https://api.twilio.com".into(),
+            human_line: None,
+            agent: AgentProfile::default(),
+            model_connect_timeout: Duration::from_secs(3),
+            claim_window: Duration::from_secs(30),
+            max_ws_message_bytes: 64 * 1024,
+            max_body_bytes: 64 * 1024,
+        }
+    }
+
+    /// Loads the file (if it exists; `path` or the default place) and then the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut cfg = Config::defaults();
+        let path = path.map(Path::to_path_buf).or_else(default_config_path);
+        if let Some(p) = path.filter(|p| p.exists()) {
+            let text = std::fs::read_to_string(&p).map_err(|e| ConfigError::Read(p.display().to_string(), e))?;
+            let file: FileConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse(p.display().to_string(), e))?;
+            cfg.apply_file(file);
+        }
+        cfg.apply_env(|k| std::env::var(k).ok().filter(|v| !v.is_empty()))?;
+        Ok(cfg)
+    }
+
+    fn apply_file(&mut self, f: FileConfig) {
+        if let Some(v) = f.bind { self.bind = v; }
+        if let Some(v) = f.public_url { self.public_url = Some(v.trim_end_matches('/').to_string()); }
+        if let Some(v) = f.data_dir { self.data_dir = v; }
+        if let Some(v) = f.openai_api_key { self.openai_api_key = Some(ApiKey::new(v)); }
+        if let Some(v) = f.openai_realtime_url { self.openai_realtime_url = v; }
+        if let Some(v) = f.twilio_account_sid { self.twilio_account_sid = Some(v); }
+        if let Some(v) = f.twilio_auth_token { self.twilio_auth_token = Some(Secret::new(v)); }
+        if let Some(v) = f.twilio_api_base { self.twilio_api_base = v; }
+        if let Some(v) = f.human_line { self.human_line = Some(v); }
+        if let Some(v) = f.agent { self.agent = v; }
+    }
+
+    /// Applies environment variables read through `get` (testable without touching the process env).
+    pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        if let Some(v) = get("OPENAI_API_KEY") { self.openai_api_key = Some(ApiKey::new(v)); }
+        if let Some(v) = get("OPENAI_REALTIME_URL") { self.openai_realtime_url = v; }
+        if let Some(v) = get("TWILIO_ACCOUNT_SID") { self.twilio_account_sid = Some(v); }
+        if let Some(v) = get("TWILIO_AUTH_TOKEN") { self.twilio_auth_token = Some(Secret::new(v)); }
+        if let Some(v) = get("TWILIO_API_BASE") { self.twilio_api_base = v; }
+        if let Some(v) = get("WATCHFLOOR_PUBLIC_URL") { self.public_url = Some(v.trim_end_matches('/').to_string()); }
+        if let Some(v) = get("WATCHFLOOR_BIND") {
+            self.bind = v.parse().map_err(|e| ConfigError::Env("WATCHFLOOR_BIND", format!("{v:?}: {e}")))?;
+        }
+        if let Some(v) = get("WATCHFLOOR_DATA_DIR") { self.data_dir = PathBuf::from(v); }
+        if let Some(v) = get("WATCHFLOOR_HUMAN_LINE") { self.human_line = Some(v); }
+        Ok(())
+    }
+
+    /// The public origin, given the address actually bound.
+    pub fn public_origin(&self, bound: SocketAddr) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_secrets_stay_hidden() {
+        let mut cfg = Config::defaults();
+        cfg.apply_file(toml::from_str("bind = \"127.0.0.1:9000\"\nhuman_line = \"+15550001111\"\n[agent]\nvoice = \"cedar\"\n").unwrap());
+        assert_eq!(cfg.bind.port(), 9000);
+        assert_eq!(cfg.agent.voice, "cedar");
+        assert_eq!(cfg.agent.model, "gpt-realtime", "unset agent fields keep defaults");
+        let env = |k: &str| match k {
+            "OPENAI_API_KEY" => Some("sk-test-secret".to_string()),
+            "WATCHFLOOR_BIND" => Some("127.0.0.1:7000".to_string()),
+            "WATCHFLOOR_PUBLIC_URL" => Some("https://watch.example/".to_string()),
+            _ => None,
+        };
+        cfg.apply_env(env).unwrap();
+        assert_eq!(cfg.bind.port(), 7000);
+        assert_eq!(cfg.public_url.as_deref(), Some("https://watch.example"));
+        assert!(!format!("{cfg:?}").contains("sk-test-secret"));
+        assert!(cfg.apply_env(|k| (k == "WATCHFLOOR_BIND").then(|| "nonsense".to_string())).is_err());
+        assert!(toml::from_str::<FileConfig>("unknown_key = 1").is_err());
+    }
+}

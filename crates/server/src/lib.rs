@@ -1,0 +1,144 @@
+//! Watchfloor's server: the Twilio voice webhook and media stream, the supervisor API, and the
+//! store writer, in one axum application.
+//!
+//! [`serve`] binds nothing itself: it takes a listener (port 0 in tests) and returns a
+//! [`ServerHandle`] with the bound address and a graceful shutdown.
+
+pub mod config;
+mod media;
+mod routes;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use watchfloor_bridge::model::ModelConfig;
+use watchfloor_bridge::registry::BridgeConfig;
+use watchfloor_bridge::{CallRegistry, Hub};
+use watchfloor_store::Store;
+
+pub use config::Config;
+
+/// Shared state of the HTTP handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// Public origin (`https://…`), for the stream URL and signatures.
+    pub public_origin: Arc<str>,
+    /// Live calls.
+    pub calls: CallRegistry,
+    /// The store.
+    pub store: Store,
+}
+
+/// A running server.
+pub struct ServerHandle {
+    /// The address bound.
+    pub addr: SocketAddr,
+    /// The store (for tests and the desktop app).
+    pub store: Store,
+    /// Live calls.
+    pub calls: CallRegistry,
+    cancel: CancellationToken,
+    join: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    /// `http://<addr>`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting, ends live calls (their Twilio sockets close, so Twilio runs the fallback
+    /// verbs and callers reach the human line), waits for call tasks (up to 5 s) and the final
+    /// store flush.
+    pub async fn shutdown(self) {
+        self.cancel.cancel();
+        let _ = self.join.await;
+    }
+
+    /// Waits until the server stops (after a shutdown signal elsewhere).
+    pub async fn wait(self) {
+        let _ = self.join.await;
+    }
+
+    /// The token that stops the server.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}
+
+/// Errors starting the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The store could not be opened.
+    #[error("cannot open the store in {0}: {1}")]
+    Store(String, watchfloor_store::StoreError),
+    /// The listener failed.
+    #[error("listener: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Starts the server on `listener`.
+pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle, ServeError> {
+    let addr = listener.local_addr()?;
+    let (store, interrupted) = Store::open(&config.data_dir).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?;
+    for sid in &interrupted {
+        tracing::warn!(call_sid = %sid, "call was live when the server stopped: marked interrupted");
+    }
+    if config.openai_api_key.is_none() {
+        tracing::warn!("==============================================================");
+        tracing::warn!("NO OPENAI_API_KEY: the AI agent is OFF. Every call goes straight");
+        tracing::warn!("to the human line{}.", config.human_line.as_deref().map(|l| format!(" ({l})")).unwrap_or_default());
+        tracing::warn!("==============================================================");
+    }
+    if config.human_line.is_none() {
+        tracing::warn!("WATCHFLOOR_HUMAN_LINE is not set: a call the AI cannot take has nowhere to go");
+    }
+    if config.twilio_auth_token.is_none() {
+        tracing::warn!("TWILIO_AUTH_TOKEN is not set: webhook and media-stream signatures are NOT checked");
+    }
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let (hub, record_rx) = Hub::new(4096);
+    let writer_stop = CancellationToken::new();
+    let writer = tokio::spawn(watchfloor_store::writer::run(store.clone(), record_rx, writer_stop.clone()));
+    let bridge = BridgeConfig {
+        model: Arc::new(ModelConfig {
+            url: config.openai_realtime_url.clone(),
+            api_key: config.openai_api_key.clone(),
+            connect_timeout: config.model_connect_timeout,
+            ..ModelConfig::default()
+        }),
+        profile: Arc::new(config.agent.clone()),
+        claim_window: config.claim_window,
+    };
+    let calls = CallRegistry::new(hub, bridge, cancel.child_token(), tracker.clone());
+    let public_origin: Arc<str> = config.public_origin(addr).into();
+    tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone() };
+    let app = routes::router(state);
+    let c2 = cancel.clone();
+    let join = tokio::spawn(async move {
+        let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(c2.clone().cancelled_owned());
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "server failed");
+        }
+        c2.cancel();
+        tracker.close();
+        if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
+            tracing::error!("call tasks did not end within 5 s of shutdown");
+        }
+        // Call tasks have ended: their last events are queued. The writer writes them, flushes
+        // and returns.
+        writer_stop.cancel();
+        let _ = writer.await;
+        tracing::info!("watchfloor stopped");
+    });
+    Ok(ServerHandle { addr, store, calls, cancel, join })
+}

@@ -1,0 +1,132 @@
+//! `watchfloor`: the headless server and its tools.
+//!
+//! - `watchfloor serve`: the server (webhook, media stream, API) with its sled store.
+//! - `watchfloor simulate <scenario>`: place a simulated call through a running server.
+//! - `watchfloor model-fake`: run the Realtime model fake on loopback (for manual runs).
+//! - `watchfloor scenarios`: list the scenarios.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use watchfloor_server::{Config, serve};
+use watchfloor_sim::caller::CallerOptions;
+use watchfloor_sim::model::{ModelFake, ModelFakeOptions};
+use watchfloor_sim::simulate::{SimulateOptions, place_call};
+use watchfloor_sim::{Scenario, scenario};
+
+#[derive(Parser)]
+#[command(name = "watchfloor", version, about = "Supervisor console for AI-answered emergency calls")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run the server (configuration: config file, then environment; see README).
+    Serve {
+        /// Config file (default: the user's config directory, watchfloor/config.toml).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Listen address (overrides WATCHFLOOR_BIND).
+        #[arg(long)]
+        bind: Option<SocketAddr>,
+        /// Data directory (overrides WATCHFLOOR_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Place a simulated call through a running server.
+    Simulate {
+        /// Scenario name (see `watchfloor scenarios`).
+        scenario: String,
+        /// The server's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        server: String,
+        /// Time scale of the caller (1 = real time).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Twilio auth token to sign with, when the server checks signatures.
+        #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true)]
+        auth_token: Option<String>,
+        /// The server's public URL, when it differs from --server (signatures).
+        #[arg(long, env = "WATCHFLOOR_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Scenario directory.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+    },
+    /// Run the Realtime model fake (point OPENAI_REALTIME_URL at it; any OPENAI_API_KEY).
+    ModelFake {
+        /// Listen address (loopback).
+        #[arg(long, default_value = "127.0.0.1:9090")]
+        bind: SocketAddr,
+        /// Time scale (1 = real time).
+        #[arg(long, default_value_t = 1.0)]
+        speed: f64,
+        /// Scenario directory.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+    },
+    /// List the scenarios.
+    Scenarios {
+        /// Scenario directory.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    // tokio-tungstenite's rustls selects no crypto provider: install one (TOOLCHAIN.md).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Serve { config, bind, data_dir } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(b) = bind {
+                cfg.bind = b;
+            }
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
+            let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
+            let handle = serve(cfg, listener).await?;
+            eprintln!("Watchfloor is listening on {} (Ctrl-C to stop)", handle.base_url());
+            let cancel = handle.cancel_token();
+            tokio::spawn(async move {
+                let _ = tokio::signal::ctrl_c().await;
+                tracing::info!("shutting down: live calls go to the human line");
+                cancel.cancel();
+            });
+            handle.wait().await;
+        }
+        Cmd::Simulate { scenario, server, speed, auth_token, public_url, scenarios } => {
+            let dir = scenarios.unwrap_or_else(scenario::default_dir);
+            let sc = Scenario::load(&dir, &scenario)?;
+            let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, auth_token, public_url };
+            let call = place_call(&server, &sc, &opts).await?;
+            println!("call {} ({}): heard {} ms of agent audio, {} barge-in clear(s), stream {} ms", call.call_sid, sc.name, call.report.heard_audio.len() / 8, call.report.clears.len(), call.report.ended_ms);
+        }
+        Cmd::ModelFake { bind, speed, scenarios } => {
+            anyhow::ensure!(bind.ip().is_loopback(), "the model fake listens on loopback only");
+            let dir = scenarios.unwrap_or_else(scenario::default_dir);
+            let fake = ModelFake::start(bind, Scenario::load_all(&dir)?, ModelFakeOptions { speed, ..Default::default() }).await?;
+            eprintln!("Realtime model fake at {} (Ctrl-C to stop)", fake.url());
+            tokio::signal::ctrl_c().await?;
+        }
+        Cmd::Scenarios { scenarios } => {
+            let dir = scenarios.unwrap_or_else(scenario::default_dir);
+            for s in Scenario::load_all(&dir)? {
+                println!("{:<16} {} (caller {})", s.name, s.description, s.caller_number);
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,118 @@
+//! `GET /ws/media`: Twilio's bidirectional media stream. The handler reads until `start`, then
+//! hands the socket to the call's task (which already has the model connected if the webhook
+//! came first). From then on only that task reads or writes the socket.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use watchfloor_bridge::registry::NewCall;
+use watchfloor_bridge::task::{SinkError, TwilioFrame, TwilioSocket, unix_ms};
+use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus};
+use watchfloor_wire::signature;
+use watchfloor_wire::twilio::TwilioInbound;
+
+use crate::AppState;
+use crate::routes::{MEDIA_PATH, valid_sid, ws_origin};
+
+/// How long a new stream may take to send `start`.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub(crate) async fn media_stream(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
+    if let Some(token) = &state.config.twilio_auth_token {
+        let url = format!("{}{MEDIA_PATH}", ws_origin(&state.public_origin));
+        let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !signature::verify(token.expose(), &url, &[], sig) {
+            tracing::warn!(%peer, "media stream upgrade with a missing or wrong X-Twilio-Signature refused");
+            return (StatusCode::FORBIDDEN, "invalid X-Twilio-Signature").into_response();
+        }
+    }
+    let max = state.config.max_ws_message_bytes;
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| handle_socket(state, socket, peer))
+}
+
+fn to_frame(msg: Result<Message, axum::Error>) -> TwilioFrame {
+    match msg {
+        Ok(Message::Text(t)) => TwilioFrame::Text(t.as_str().to_owned()),
+        Ok(Message::Binary(b)) => TwilioFrame::Binary(b.len()),
+        Ok(Message::Ping(_) | Message::Pong(_)) => TwilioFrame::Text(String::new()),
+        Ok(Message::Close(_)) => TwilioFrame::Closed,
+        Err(e) => {
+            tracing::warn!(error = %e, "media stream read failed");
+            TwilioFrame::Closed
+        }
+    }
+}
+
+async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
+    let (sink, stream) = socket.split();
+    // Pings need no answer from us (axum answers them); they are filtered here.
+    let mut rx = Box::pin(stream.map(to_frame).filter(|f| std::future::ready(!matches!(f, TwilioFrame::Text(t) if t.is_empty()))));
+    let tx = Box::pin(sink.sink_map_err(|e| Box::new(e) as SinkError).with(|s: String| std::future::ready(Ok::<_, SinkError>(Message::Text(s.into())))));
+
+    // Read `connected` and `start`.
+    let mut already_read = Vec::new();
+    let start = loop {
+        let frame = match tokio::time::timeout(START_TIMEOUT, rx.next()).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::warn!(%peer, "media stream sent no start within {START_TIMEOUT:?}; closing");
+                return;
+            }
+        };
+        match frame {
+            TwilioFrame::Text(text) => match TwilioInbound::parse(&text) {
+                Ok(msg @ TwilioInbound::Connected { .. }) => already_read.push(msg),
+                Ok(TwilioInbound::Start { stream_sid, start, sequence_number }) => {
+                    let msg = TwilioInbound::Start { stream_sid, start: start.clone(), sequence_number };
+                    already_read.push(msg);
+                    break start;
+                }
+                Ok(TwilioInbound::Stop { .. }) => {
+                    tracing::warn!(%peer, "media stream stopped before start");
+                    return;
+                }
+                Ok(other) => tracing::warn!(%peer, event = other.event_name(), "media stream message before start skipped"),
+                Err(e) => tracing::warn!(%peer, error = %e, "malformed media stream message before start skipped"),
+            },
+            TwilioFrame::Binary(n) => tracing::warn!(%peer, bytes = n, "binary frame before start skipped"),
+            TwilioFrame::Closed => return,
+        }
+    };
+    if !valid_sid(&start.call_sid, "CA") {
+        tracing::warn!(%peer, "start with a malformed callSid; closing");
+        return;
+    }
+    let p = &start.custom_parameters;
+    let call = NewCall {
+        call_sid: start.call_sid.clone(),
+        from: p.get("from").cloned().unwrap_or_default(),
+        to: p.get("to").cloned().unwrap_or_default(),
+        simulated: p.get("simulated").is_some_and(|v| v == "true"),
+        received: std::time::Instant::now(),
+        received_unix_ms: unix_ms(),
+    };
+    let socket = TwilioSocket { rx, tx, already_read };
+    if let Err(e) = state.calls.claim(call, socket) {
+        // The socket is dropped (closed): Twilio runs the fallback verbs.
+        tracing::warn!(call_sid = %start.call_sid, error = %e, "media stream refused");
+    }
+}
+
+/// Records a call that went straight to the human line without an AI agent.
+pub(crate) fn record_direct_fallback(state: &AppState, call_sid: &str, from: &str, to: &str, simulated: bool, at_ms: u64, reason: &str) {
+    let hub = state.calls.hub();
+    let kinds = [
+        CallEventKind::CallCreated { from: from.into(), to: to.into(), simulated },
+        CallEventKind::StatusChanged { status: CallStatus::Fallback },
+        CallEventKind::CallEnded { reason: reason.into() },
+    ];
+    for (seq, kind) in kinds.into_iter().enumerate() {
+        hub.publish(CallEvent { call_sid: call_sid.into(), seq: seq as u64, at_ms, kind });
+    }
+}

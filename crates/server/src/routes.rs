@@ -1,0 +1,157 @@
+//! HTTP routes: the Twilio webhook, health, and the call API.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use watchfloor_bridge::registry::{NewCall, RegistryError};
+use watchfloor_bridge::task::unix_ms;
+use watchfloor_wire::{signature, twiml};
+
+use crate::AppState;
+
+/// The webhook path Twilio is configured to POST to.
+pub const WEBHOOK_PATH: &str = "/api/webhooks/voice";
+/// The media stream path in the TwiML.
+pub const MEDIA_PATH: &str = "/ws/media";
+
+pub(crate) fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .route(WEBHOOK_PATH, post(voice_webhook))
+        .route(MEDIA_PATH, get(crate::media::media_stream))
+        .route("/health", get(health))
+        .route("/api/calls/active", get(active_calls))
+        .route("/api/calls/{id}", get(call_record))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// An API error: status and a JSON body that says what was wrong.
+pub(crate) struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({"error": self.1}))).into_response()
+    }
+}
+
+fn twiml_response(xml: String) -> Response {
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], xml).into_response()
+}
+
+/// The fallback verbs: what Twilio runs when the stream closes (or at once, with no model).
+pub(crate) fn fallback_twiml(state: &AppState, doc: twiml::Response) -> twiml::Response {
+    match &state.config.human_line {
+        Some(line) => doc.say("Please hold. Connecting you to a dispatcher.").dial(line.clone()),
+        None => doc.say("We are unable to take your call right now. Please hang up and dial 9 1 1 again."),
+    }
+}
+
+/// `POST /api/webhooks/voice`: Twilio's voice webhook (form-encoded).
+async fn voice_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+    let received = std::time::Instant::now();
+    let received_unix_ms = unix_ms();
+    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("form body: {e}")))?;
+    if let Some(token) = &state.config.twilio_auth_token {
+        let url = format!("{}{WEBHOOK_PATH}", state.public_origin);
+        let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !signature::verify(token.expose(), &url, &params, sig) {
+            tracing::warn!("webhook with a missing or wrong X-Twilio-Signature refused");
+            return Err(ApiError(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature".into()));
+        }
+    }
+    let p: HashMap<&str, &str> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let call_sid = p.get("CallSid").copied().unwrap_or("");
+    if !valid_sid(call_sid, "CA") {
+        return Err(ApiError(StatusCode::BAD_REQUEST, "CallSid is missing or malformed".into()));
+    }
+    let from = p.get("From").copied().unwrap_or("").to_string();
+    let to = p.get("To").copied().unwrap_or("").to_string();
+    let simulated = p.get("Simulated").is_some_and(|v| *v == "true");
+    let span = tracing::info_span!("call", call_sid = %call_sid);
+    let _enter = span.enter();
+    tracing::info!(%from, %to, simulated, "voice webhook");
+
+    if state.config.openai_api_key.is_none() {
+        tracing::warn!("no model configured: call sent straight to the human line");
+        crate::media::record_direct_fallback(&state, call_sid, &from, &to, simulated, received_unix_ms, "no_model_configured");
+        return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
+    }
+    let call = NewCall { call_sid: call_sid.to_string(), from: from.clone(), to: to.clone(), simulated, received, received_unix_ms };
+    match state.calls.start_call(call) {
+        Ok(()) | Err(RegistryError::AlreadyLive(_)) => {}
+        Err(RegistryError::ShuttingDown) => {
+            return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
+        }
+    }
+    let stream_url = format!("{}{MEDIA_PATH}", ws_origin(&state.public_origin));
+    let mut params = vec![("callId".to_string(), call_sid.to_string()), ("from".to_string(), from), ("to".to_string(), to)];
+    if simulated {
+        params.push(("simulated".into(), "true".into()));
+    }
+    let doc = fallback_twiml(&state, twiml::Response::new().connect_stream(stream_url, params));
+    Ok(twiml_response(doc.to_xml()))
+}
+
+/// `https://h` → `wss://h`, `http://h` → `ws://h`.
+pub(crate) fn ws_origin(origin: &str) -> String {
+    if let Some(rest) = origin.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = origin.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        origin.to_string()
+    }
+}
+
+/// A Twilio SID: two-letter prefix and 32 hex digits.
+pub(crate) fn valid_sid(s: &str, prefix: &str) -> bool {
+    s.len() == 34 && s.starts_with(prefix) && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// `GET /health`.
+async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "model_configured": state.config.openai_api_key.is_some(),
+        "human_line_configured": state.config.human_line.is_some(),
+        "signatures_checked": state.config.twilio_auth_token.is_some(),
+        "live_calls": state.calls.len(),
+    }))
+}
+
+/// `GET /api/calls/active`: live calls, oldest first.
+async fn active_calls(State(state): State<AppState>) -> Json<serde_json::Value> {
+    Json(json!({ "calls": state.calls.active() }))
+}
+
+/// `GET /api/calls/{id}`: one call's record.
+async fn call_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    match state.store.get_call(&id) {
+        Ok(Some(rec)) => Ok(Json(rec)),
+        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no call {id}"))),
+        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sids_and_origins() {
+        assert!(valid_sid("CA0123456789abcdef0123456789abcdef", "CA"));
+        assert!(!valid_sid("CA0123", "CA"));
+        assert!(!valid_sid("MZ0123456789abcdef0123456789abcdef", "CA"));
+        assert!(!valid_sid("CA0123456789abcdef0123456789abcdeg", "CA"));
+        assert_eq!(ws_origin("https://h.example"), "wss://h.example");
+        assert_eq!(ws_origin("http://127.0.0.1:1"), "ws://127.0.0.1:1");
+    }
+}

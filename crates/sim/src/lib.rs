@@ -1,0 +1,19 @@
+//! Faithful fakes of what Watchfloor talks to, following PROTOCOLS.md to the letter:
+//!
+//! - [`model`]: an OpenAI Realtime (GA) model fake: checks what it receives, runs server VAD on
+//!   the actual audio, answers each caller turn with the scenario's speech, honours
+//!   `response.cancel` and `conversation.item.truncate`.
+//! - [`caller`]: a Twilio Media Streams caller fake: real-time (or N×) media from WAV, a playout
+//!   clock, marks echoed only once their audio has played, `clear` honoured.
+//! - [`scenario`]: scenario files (TOML) with committed 8 kHz μ-law speech.
+//! - [`simulate`]: places a simulated call through a running server (webhook, then media stream).
+//!
+//! The fakes only listen on and connect to loopback addresses given to them.
+
+pub mod caller;
+pub mod model;
+pub mod scenario;
+pub mod simulate;
+pub mod wav;
+
+pub use scenario::{Scenario, Turn};

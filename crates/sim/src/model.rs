@@ -1,0 +1,597 @@
+//! A fake OpenAI Realtime (GA) model on a loopback WebSocket.
+//!
+//! What it does, per PROTOCOLS.md §1:
+//! - accepts `GET /v1/realtime?model=…` with `Authorization: Bearer …` (401 without); a request
+//!   with `OpenAI-Beta: realtime=v1` gets `error.code = "beta_api_shape_disabled"`;
+//! - sends `session.created`; checks every client event: unknown types, unknown fields and beta
+//!   names get the real `error` shape (`invalid_request_error`, `unknown_parameter`, `param`);
+//! - runs server VAD on the **actual audio** appended: energy per 20 ms frame against the
+//!   session's `threshold` (mapped to a level of `-65 + 50 × threshold` dBFS), with
+//!   `prefix_padding_ms` and `silence_duration_ms`, and reports true `audio_start_ms` /
+//!   `audio_end_ms` on the input buffer's clock;
+//! - on each caller turn: `speech_stopped`, `committed`, `conversation.item.added`,
+//!   transcription `delta`s and `completed` (text from the scenario), then (with
+//!   `create_response`) a response: `response.created`, `output_item.added`,
+//!   `output_audio.delta`s of the scenario's speech paced faster than real time like the real
+//!   service, transcript deltas, `output_audio.done`, `output_audio_transcript.done`,
+//!   `output_item.done`, `response.done`;
+//! - `interrupt_response`: speech during a response cancels it (`status: cancelled`,
+//!   `reason: turn_detected`); `response.cancel` with nothing in flight is the real harmless error;
+//! - `conversation.item.truncate` past the audio it sent for that item is rejected.
+//!
+//! The scenario of a session is picked by the caller number found in the instructions
+//! (`Caller ID … +1555…`), from the scenarios given at start.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response as HsResponse};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_util::sync::CancellationToken;
+use watchfloor_wire::mulaw::{self, FRAME_BYTES};
+use watchfloor_wire::realtime::{ClientEvent, ErrorDetail, Item, ItemCreate, Response, ServerEvent, SessionConfig, TurnDetection};
+
+use crate::scenario::{Line, Scenario};
+
+/// How the fake behaves.
+#[derive(Debug, Clone)]
+pub struct ModelFakeOptions {
+    /// Time scale: 1.0 = real time, 4.0 = four times faster (all pacing divided).
+    pub speed: f64,
+    /// Audio per `output_audio.delta`, ms.
+    pub chunk_ms: u64,
+    /// How much faster than real time the service generates audio (1.5 = 100 ms of audio every 67 ms).
+    pub generation_factor: f64,
+}
+
+impl Default for ModelFakeOptions {
+    fn default() -> Self {
+        ModelFakeOptions { speed: 1.0, chunk_ms: 100, generation_factor: 1.5 }
+    }
+}
+
+/// What one session saw and did, for tests.
+#[derive(Debug, Default, Clone)]
+pub struct SessionLog {
+    /// Caller number found in the instructions.
+    pub caller_number: Option<String>,
+    /// The last `session.update` accepted.
+    pub session: Option<SessionConfig>,
+    /// Type of every client event received, in order.
+    pub received: Vec<String>,
+    /// Every μ-law byte appended, in order.
+    pub input_audio: Vec<u8>,
+    /// `(item_id, audio_end_ms)` of each accepted truncate.
+    pub truncations: Vec<(String, u64)>,
+    /// `response.cancel` events received.
+    pub cancels: u32,
+    /// Errors sent back.
+    pub errors: Vec<ErrorDetail>,
+    /// Assistant audio sent, per item, in order.
+    pub agent_audio: Vec<(String, Vec<u8>)>,
+    /// System messages added (`conversation.item.create`), e.g. whispers.
+    pub system_messages: Vec<String>,
+    /// `(audio_start_ms, audio_end_ms)` of each caller turn the VAD found.
+    pub turns: Vec<(u64, u64)>,
+    /// The socket is closed.
+    pub closed: bool,
+}
+
+/// A running model fake.
+pub struct ModelFake {
+    addr: SocketAddr,
+    sessions: Arc<Mutex<Vec<Arc<Mutex<SessionLog>>>>>,
+    stop: CancellationToken,
+}
+
+impl ModelFake {
+    /// Starts the fake on `bind` (use `127.0.0.1:0`).
+    pub async fn start(bind: SocketAddr, scenarios: Vec<Scenario>, opts: ModelFakeOptions) -> std::io::Result<ModelFake> {
+        let listener = TcpListener::bind(bind).await?;
+        let addr = listener.local_addr()?;
+        let sessions: Arc<Mutex<Vec<Arc<Mutex<SessionLog>>>>> = Arc::default();
+        let stop = CancellationToken::new();
+        let scenarios: Arc<Vec<Scenario>> = Arc::new(scenarios);
+        let (s2, stop2) = (sessions.clone(), stop.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop2.cancelled() => break,
+                    acc = listener.accept() => {
+                        let Ok((tcp, _)) = acc else { continue };
+                        let log = Arc::new(Mutex::new(SessionLog::default()));
+                        s2.lock().unwrap().push(log.clone());
+                        tokio::spawn(serve_connection(tcp, log, scenarios.clone(), opts.clone(), stop2.clone()));
+                    }
+                }
+            }
+        });
+        Ok(ModelFake { addr, sessions, stop })
+    }
+
+    /// The URL to give the bridge (`OPENAI_REALTIME_URL`).
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/realtime?model=gpt-realtime", self.addr)
+    }
+
+    /// The listening address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Snapshots of every session so far, in connection order.
+    pub fn sessions(&self) -> Vec<SessionLog> {
+        self.sessions.lock().unwrap().iter().map(|s| s.lock().unwrap().clone()).collect()
+    }
+
+    /// The session of a caller number, once closed; waits up to `timeout`.
+    pub async fn closed_session_of(&self, caller_number: &str, timeout: Duration) -> Option<SessionLog> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.sessions().into_iter().find(|s| s.closed && s.caller_number.as_deref() == Some(caller_number)) {
+                return Some(s);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops accepting and closes every session.
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+}
+
+impl Drop for ModelFake {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+fn err(kind: &str, code: &str, message: String, param: Option<String>, event_id: Option<String>) -> ErrorDetail {
+    ErrorDetail { kind: kind.into(), code: Some(code.into()), message, param, event_id }
+}
+
+/// Shared state between a session's reader and its response task.
+struct Shared {
+    log: Arc<Mutex<SessionLog>>,
+    out: mpsc::UnboundedSender<ServerEvent>,
+    active: Mutex<Option<(String, CancellationToken)>>,
+    /// Bytes of audio sent per assistant item.
+    item_audio: Mutex<HashMap<String, u64>>,
+    ids: std::sync::atomic::AtomicU64,
+    /// Why the last response was cancelled (`turn_detected` or `client_cancelled`).
+    cancel_reason: Mutex<&'static str>,
+}
+
+impl Shared {
+    fn id(&self, prefix: &str) -> String {
+        let n = self.ids.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        format!("{prefix}_{n:06}")
+    }
+
+    fn send(&self, ev: ServerEvent) {
+        let _ = self.out.send(ev);
+    }
+
+    fn error(&self, e: ErrorDetail) {
+        self.log.lock().unwrap().errors.push(e.clone());
+        self.send(ServerEvent::Error { event_id: self.id("event"), error: e });
+    }
+}
+
+async fn serve_connection(tcp: TcpStream, log: Arc<Mutex<SessionLog>>, scenarios: Arc<Vec<Scenario>>, opts: ModelFakeOptions, stop: CancellationToken) {
+    let mut beta = false;
+    let callback = |req: &Request, resp: HsResponse| -> Result<HsResponse, ErrorResponse> {
+        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+        if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {
+            let mut r = ErrorResponse::new(Some("missing bearer token".into()));
+            *r.status_mut() = StatusCode::UNAUTHORIZED;
+            return Err(r);
+        }
+        if !req.uri().path().ends_with("/v1/realtime") {
+            let mut r = ErrorResponse::new(Some("not found".into()));
+            *r.status_mut() = StatusCode::NOT_FOUND;
+            return Err(r);
+        }
+        beta = req.headers().contains_key("openai-beta");
+        Ok(resp)
+    };
+    let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
+        log.lock().unwrap().closed = true;
+        return;
+    };
+    let (mut sink, mut stream) = ws.split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<ServerEvent>();
+    let writer = tokio::spawn(async move {
+        while let Some(ev) = rx.recv().await {
+            if sink.send(Message::text(ev.to_json())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let shared = Arc::new(Shared { log: log.clone(), out: tx, active: Mutex::new(None), item_audio: Mutex::default(), ids: Default::default(), cancel_reason: Mutex::new("turn_detected") });
+    let mut session = Session::new(shared.clone(), scenarios, opts);
+    if beta {
+        shared.error(err("invalid_request_error", "beta_api_shape_disabled", "The beta API shape is disabled; use the GA interface.".into(), None, None));
+    } else {
+        shared.send(ServerEvent::SessionCreated { event_id: shared.id("event"), session: json!({"type":"realtime","object":"realtime.session","id": shared.id("sess"),"model":"gpt-realtime","output_modalities":["audio"]}) });
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                msg = stream.next() => match msg {
+                    Some(Ok(Message::Text(text))) => session.on_text(text.as_str()),
+                    Some(Ok(Message::Binary(_))) => shared.error(err("invalid_request_error", "invalid_event", "Binary frames are not supported.".into(), None, None)),
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
+                    Some(Ok(_)) => {}
+                }
+            }
+        }
+    }
+    session.cancel_active("client_closed");
+    drop(session);
+    drop(shared);
+    let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
+    log.lock().unwrap().closed = true;
+}
+
+struct Vad {
+    speaking: bool,
+    item_id: String,
+    start_ms: u64,
+    last_speech_end_ms: u64,
+    pending: Vec<u8>,
+    processed_bytes: u64,
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    scenarios: Arc<Vec<Scenario>>,
+    scenario: Option<Scenario>,
+    opts: ModelFakeOptions,
+    config: Option<SessionConfig>,
+    vad: Vad,
+    next_agent_line: usize,
+    caller_turns: usize,
+    last_item: Option<String>,
+    scratch: Vec<u8>,
+}
+
+const CLIENT_TYPES: &[&str] = &[
+    "session.update",
+    "input_audio_buffer.append",
+    "input_audio_buffer.commit",
+    "input_audio_buffer.clear",
+    "conversation.item.create",
+    "conversation.item.truncate",
+    "conversation.item.delete",
+    "conversation.item.retrieve",
+    "response.create",
+    "response.cancel",
+    "output_audio_buffer.clear",
+];
+
+/// Keys allowed at each level of the GA shapes we check; anything else is `unknown_parameter`.
+fn allowed_keys(path: &str) -> Option<&'static [&'static str]> {
+    Some(match path {
+        "session" => &["type", "model", "output_modalities", "instructions", "audio", "include", "tracing", "tools", "tool_choice", "max_output_tokens", "truncation", "prompt"],
+        "session.audio" => &["input", "output"],
+        "session.audio.input" => &["format", "noise_reduction", "transcription", "turn_detection"],
+        "session.audio.output" => &["format", "voice", "speed"],
+        "session.audio.input.format" | "session.audio.output.format" => &["type", "rate"],
+        "session.audio.input.noise_reduction" => &["type"],
+        "session.audio.input.transcription" => &["model", "language", "prompt"],
+        "session.audio.input.turn_detection" => &["type", "threshold", "prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms", "create_response", "interrupt_response", "eagerness"],
+        "response" => &["instructions", "conversation", "input", "metadata", "output_modalities", "audio", "tools", "tool_choice", "max_output_tokens", "prompt"],
+        _ => return None,
+    })
+}
+
+fn check_shape(v: &Value, path: &str) -> Result<(), String> {
+    let Some(obj) = v.as_object() else { return Ok(()) };
+    if let Some(keys) = allowed_keys(path) {
+        for (k, child) in obj {
+            let p = format!("{path}.{k}");
+            if !keys.contains(&k.as_str()) {
+                return Err(p);
+            }
+            check_shape(child, &p)?;
+        }
+    }
+    Ok(())
+}
+
+fn level_dbfs(threshold: f32) -> f32 {
+    -65.0 + 50.0 * threshold
+}
+
+impl Session {
+    fn new(shared: Arc<Shared>, scenarios: Arc<Vec<Scenario>>, opts: ModelFakeOptions) -> Self {
+        Session {
+            shared,
+            scenarios,
+            scenario: None,
+            opts,
+            config: None,
+            vad: Vad { speaking: false, item_id: String::new(), start_ms: 0, last_speech_end_ms: 0, pending: Vec::new(), processed_bytes: 0 },
+            next_agent_line: 0,
+            caller_turns: 0,
+            last_item: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    fn on_text(&mut self, text: &str) {
+        let value: Value = match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                self.shared.error(err("invalid_request_error", "invalid_json", format!("We could not parse the JSON body of your request: {e}"), None, None));
+                return;
+            }
+        };
+        let event_id = value.get("event_id").and_then(Value::as_str).map(str::to_string);
+        let Some(kind) = value.get("type").and_then(Value::as_str) else {
+            self.shared.error(err("invalid_request_error", "invalid_event", "The 'type' field is missing.".into(), None, event_id));
+            return;
+        };
+        self.shared.log.lock().unwrap().received.push(kind.to_string());
+        if !CLIENT_TYPES.contains(&kind) {
+            self.shared.error(err("invalid_request_error", "invalid_value", format!("Invalid value: '{kind}'. Supported values are: {}.", CLIENT_TYPES.join(", ")), Some("type".into()), event_id));
+            return;
+        }
+        for (key, sub) in [("session", "session"), ("response", "response")] {
+            if let Some(v) = value.get(key) {
+                if let Err(param) = check_shape(v, sub) {
+                    self.shared.error(err("invalid_request_error", "unknown_parameter", format!("Unknown parameter: '{param}'."), Some(param), event_id));
+                    return;
+                }
+            }
+        }
+        let ev = match ClientEvent::parse(text) {
+            Ok(ev) => ev,
+            Err(e) => {
+                // Known type the fake does not model (commit, clear, delete, retrieve) or a bad shape.
+                self.shared.error(err("invalid_request_error", "invalid_value", e.to_string(), None, event_id));
+                return;
+            }
+        };
+        match ev {
+            ClientEvent::SessionUpdate { session, .. } => self.on_session_update(session),
+            ClientEvent::InputAudioBufferAppend { audio, .. } => self.on_append(&audio, event_id),
+            ClientEvent::ConversationItemCreate { item, .. } => {
+                let id = self.shared.id("item");
+                if let ItemCreate::Message { role, content } = &item {
+                    if role == "system" {
+                        let text = content.iter().map(|c| match c {
+                            watchfloor_wire::realtime::ContentPart::InputText { text } | watchfloor_wire::realtime::ContentPart::OutputText { text } => text.as_str(),
+                        }).collect::<Vec<_>>().join(" ");
+                        self.shared.log.lock().unwrap().system_messages.push(text);
+                    }
+                }
+                let item = serde_json::to_value(&item).ok().and_then(|v| serde_json::from_value::<Item>(v).ok()).unwrap_or_default();
+                self.shared.send(ServerEvent::ConversationItemAdded { event_id: self.shared.id("event"), previous_item_id: self.last_item.clone(), item: Item { id: Some(id.clone()), ..item } });
+                self.last_item = Some(id);
+            }
+            ClientEvent::ConversationItemTruncate { item_id, audio_end_ms, content_index, .. } => {
+                let sent = self.shared.item_audio.lock().unwrap().get(&item_id).copied();
+                match sent {
+                    None => self.shared.error(err("invalid_request_error", "item_not_found", format!("Item with item_id '{item_id}' not found."), Some("item_id".into()), event_id)),
+                    Some(bytes) if audio_end_ms > mulaw::bytes_to_ms(bytes as usize) => self.shared.error(err(
+                        "invalid_request_error",
+                        "invalid_value",
+                        format!("Audio content of {}ms is already shorter than {audio_end_ms}ms", mulaw::bytes_to_ms(bytes as usize)),
+                        Some("audio_end_ms".into()),
+                        event_id,
+                    )),
+                    Some(_) => {
+                        self.shared.log.lock().unwrap().truncations.push((item_id.clone(), audio_end_ms));
+                        self.shared.send(ServerEvent::ConversationItemTruncated { event_id: self.shared.id("event"), item_id, content_index, audio_end_ms });
+                    }
+                }
+            }
+            ClientEvent::ResponseCreate { response, .. } => {
+                if self.shared.active.lock().unwrap().is_some() {
+                    self.shared.error(err("invalid_request_error", "conversation_already_has_active_response", "Conversation already has an active response in progress.".into(), None, event_id));
+                    return;
+                }
+                let _ = response;
+                self.start_response();
+            }
+            ClientEvent::ResponseCancel { .. } => {
+                self.shared.log.lock().unwrap().cancels += 1;
+                if !self.cancel_active("client_cancelled") {
+                    self.shared.error(err("invalid_request_error", "response_cancel_not_active", "Cancellation failed: no active response found.".into(), None, event_id));
+                }
+            }
+        }
+    }
+
+    fn on_session_update(&mut self, session: SessionConfig) {
+        if let Some(instr) = &session.instructions {
+            let number = self.scenarios.iter().find(|s| instr.contains(&s.caller_number)).map(|s| s.caller_number.clone());
+            if let Some(n) = &number {
+                self.scenario = self.scenarios.iter().find(|s| &s.caller_number == n).cloned();
+            }
+            self.shared.log.lock().unwrap().caller_number = number;
+        }
+        self.shared.log.lock().unwrap().session = Some(session.clone());
+        let echo = serde_json::to_value(&session).unwrap_or(Value::Null);
+        self.config = Some(session);
+        self.shared.send(ServerEvent::SessionUpdated { event_id: self.shared.id("event"), session: echo });
+    }
+
+    fn vad_params(&self) -> (f32, u64, u64, bool, bool) {
+        match self.config.as_ref().and_then(|c| c.audio.as_ref()).and_then(|a| a.input.as_ref()).and_then(|i| i.turn_detection.as_ref()) {
+            Some(TurnDetection::ServerVad { threshold, prefix_padding_ms, silence_duration_ms, create_response, interrupt_response, .. }) => {
+                (*threshold, *prefix_padding_ms as u64, *silence_duration_ms as u64, *create_response, *interrupt_response)
+            }
+            Some(TurnDetection::SemanticVad { create_response, interrupt_response, .. }) => (0.5, 300, 500, create_response.unwrap_or(true), interrupt_response.unwrap_or(true)),
+            None => (0.5, 300, 500, true, true),
+        }
+    }
+
+    fn on_append(&mut self, audio: &str, event_id: Option<String>) {
+        if let Err(e) = mulaw::decode_base64_into(audio, &mut self.scratch) {
+            self.shared.error(err("invalid_request_error", "invalid_value", format!("Invalid 'audio': {e}"), Some("audio".into()), event_id));
+            return;
+        }
+        self.shared.log.lock().unwrap().input_audio.extend_from_slice(&self.scratch);
+        let bytes = std::mem::take(&mut self.scratch);
+        self.vad.pending.extend_from_slice(&bytes);
+        self.scratch = bytes;
+        let (threshold, prefix, silence, create, interrupt) = self.vad_params();
+        let level = level_dbfs(threshold);
+        while self.vad.pending.len() >= FRAME_BYTES {
+            let frame: Vec<u8> = self.vad.pending.drain(..FRAME_BYTES).collect();
+            let start_ms = mulaw::bytes_to_ms(self.vad.processed_bytes as usize);
+            self.vad.processed_bytes += FRAME_BYTES as u64;
+            let end_ms = mulaw::bytes_to_ms(self.vad.processed_bytes as usize);
+            let speech = mulaw::rms_dbfs(&frame) >= level;
+            if speech {
+                self.vad.last_speech_end_ms = end_ms;
+                if !self.vad.speaking {
+                    self.vad.speaking = true;
+                    self.vad.start_ms = start_ms.saturating_sub(prefix);
+                    self.vad.item_id = self.shared.id("item");
+                    self.shared.send(ServerEvent::SpeechStarted { event_id: self.shared.id("event"), audio_start_ms: self.vad.start_ms, item_id: self.vad.item_id.clone() });
+                    if interrupt {
+                        self.cancel_active("turn_detected");
+                    }
+                }
+            } else if self.vad.speaking && end_ms - self.vad.last_speech_end_ms >= silence {
+                self.vad.speaking = false;
+                self.end_caller_turn(create);
+            }
+        }
+    }
+
+    fn end_caller_turn(&mut self, create_response: bool) {
+        let item_id = self.vad.item_id.clone();
+        let (start, end) = (self.vad.start_ms, self.vad.last_speech_end_ms);
+        self.shared.log.lock().unwrap().turns.push((start, end));
+        self.shared.send(ServerEvent::SpeechStopped { event_id: self.shared.id("event"), audio_end_ms: end, item_id: item_id.clone() });
+        self.shared.send(ServerEvent::InputAudioBufferCommitted { event_id: self.shared.id("event"), item_id: item_id.clone(), previous_item_id: self.last_item.clone() });
+        self.shared.send(ServerEvent::ConversationItemAdded {
+            event_id: self.shared.id("event"),
+            previous_item_id: self.last_item.clone(),
+            item: Item { id: Some(item_id.clone()), kind: "message".into(), role: Some("user".into()), status: Some("completed".into()), content: Some(vec![json!({"type":"input_audio","transcript":null})]), ..Default::default() },
+        });
+        self.last_item = Some(item_id.clone());
+        let text = self.scenario.as_ref().and_then(|s| s.turns.get(self.caller_turns)).map(|t| t.caller.text.clone()).unwrap_or_else(|| "(inaudible)".into());
+        self.caller_turns += 1;
+        let words: Vec<&str> = text.split_inclusive(' ').collect();
+        for chunk in words.chunks(3) {
+            self.shared.send(ServerEvent::InputTranscriptionDelta { event_id: self.shared.id("event"), item_id: item_id.clone(), content_index: 0, delta: chunk.concat() });
+        }
+        self.shared.send(ServerEvent::InputTranscriptionCompleted { event_id: self.shared.id("event"), item_id, content_index: 0, transcript: text });
+        if create_response && self.shared.active.lock().unwrap().is_none() {
+            self.start_response();
+        }
+    }
+
+    /// Cancels the active response; true if there was one.
+    fn cancel_active(&mut self, reason: &'static str) -> bool {
+        if let Some((_, token)) = self.shared.active.lock().unwrap().as_ref() {
+            *self.shared.cancel_reason.lock().unwrap() = reason;
+            token.cancel();
+            return true;
+        }
+        false
+    }
+
+    fn start_response(&mut self) {
+        let line = self.scenario.as_ref().and_then(|s| s.agent_line(self.next_agent_line)).cloned();
+        self.next_agent_line += 1;
+        let resp_id = self.shared.id("resp");
+        let item_id = self.shared.id("item");
+        let token = CancellationToken::new();
+        *self.shared.active.lock().unwrap() = Some((resp_id.clone(), token.clone()));
+        let previous = self.last_item.replace(item_id.clone());
+        let shared = self.shared.clone();
+        let opts = self.opts.clone();
+        tokio::spawn(run_response(shared, resp_id, item_id, previous, line, opts, token));
+    }
+}
+
+async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, previous: Option<String>, line: Option<Line>, opts: ModelFakeOptions, cancel: CancellationToken) {
+    let ev = |s: &Shared| s.id("event");
+    shared.send(ServerEvent::ResponseCreated { event_id: ev(&shared), response: Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: "in_progress".into(), ..Default::default() } });
+    let item = |status: &str, transcript: Option<&str>| Item {
+        id: Some(item_id.clone()),
+        object: Some("realtime.item".into()),
+        kind: "message".into(),
+        status: Some(status.into()),
+        role: Some("assistant".into()),
+        content: Some(transcript.map(|t| vec![json!({"type":"output_audio","transcript":t})]).unwrap_or_default()),
+        ..Default::default()
+    };
+    let mut status = "completed";
+    let mut spoken = String::new();
+    if let Some(line) = line {
+        shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
+        shared.send(ServerEvent::ConversationItemAdded { event_id: ev(&shared), previous_item_id: previous, item: item("in_progress", None) });
+        shared.item_audio.lock().unwrap().insert(item_id.clone(), 0);
+        shared.log.lock().unwrap().agent_audio.push((item_id.clone(), Vec::new()));
+        let chunk_bytes = mulaw::ms_to_bytes(opts.chunk_ms).max(1);
+        let chunks: Vec<&[u8]> = line.audio.chunks(chunk_bytes).collect();
+        let words: Vec<&str> = line.text.split_inclusive(' ').collect();
+        let pace = Duration::from_secs_f64(opts.chunk_ms as f64 / 1000.0 / opts.generation_factor / opts.speed.max(0.001));
+        let mut next = tokio::time::Instant::now();
+        let mut words_sent = 0;
+        for (i, chunk) in chunks.iter().enumerate() {
+            if cancel.is_cancelled() {
+                status = "cancelled";
+                break;
+            }
+            {
+                let mut log = shared.log.lock().unwrap();
+                if let Some((_, a)) = log.agent_audio.iter_mut().rev().find(|(id, _)| *id == item_id) {
+                    a.extend_from_slice(chunk);
+                }
+                *shared.item_audio.lock().unwrap().entry(item_id.clone()).or_default() += chunk.len() as u64;
+            }
+            shared.send(ServerEvent::ResponseOutputAudioDelta { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, delta: mulaw::encode_base64(chunk) });
+            // Transcript deltas keep pace with the audio.
+            let due = ((i + 1) * words.len()).div_ceil(chunks.len());
+            while words_sent < due {
+                spoken.push_str(words[words_sent]);
+                shared.send(ServerEvent::ResponseOutputAudioTranscriptDelta { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, delta: words[words_sent].to_string() });
+                words_sent += 1;
+            }
+            next += pace;
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                _ = cancel.cancelled() => { status = "cancelled"; break; }
+            }
+        }
+        if status == "completed" {
+            shared.send(ServerEvent::ResponseOutputAudioDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0 });
+            shared.send(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, transcript: line.text.clone() });
+            spoken = line.text.clone();
+        }
+        let item_status = if status == "completed" { "completed" } else { "incomplete" };
+        shared.send(ServerEvent::ResponseOutputItemDone { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item(item_status, Some(&spoken)) });
+    }
+    let reason = *shared.cancel_reason.lock().unwrap();
+    let details = (status == "cancelled").then(|| json!({"type":"cancelled","reason":reason}));
+    {
+        let mut active = shared.active.lock().unwrap();
+        if active.as_ref().is_some_and(|(id, _)| *id == resp_id) {
+            *active = None;
+        }
+    }
+    shared.send(ServerEvent::ResponseDone {
+        event_id: ev(&shared),
+        response: Response { id: resp_id, object: Some("realtime.response".into()), status: status.into(), status_details: details, ..Default::default() },
+    });
+}

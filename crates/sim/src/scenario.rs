@@ -1,0 +1,169 @@
+//! Scenarios: a caller, what they say, and what the agent answers, with committed speech.
+//!
+//! A scenario is `scenarios/<name>.toml` (see `structure-fire.toml`) plus
+//! `scenarios/audio/<name>/{greeting,caller-NN,agent-NN}.wav`, made by `scenarios/make-audio.py`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use crate::wav;
+
+/// The scenarios shipped in the repository.
+pub fn default_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios")
+}
+
+/// A line of speech: its text and its 8 kHz μ-law audio.
+#[derive(Debug, Clone)]
+pub struct Line {
+    /// What is said (the transcript the model fake reports).
+    pub text: String,
+    /// μ-law bytes, 8 per ms.
+    pub audio: Arc<Vec<u8>>,
+}
+
+/// When the caller starts a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TurnStart {
+    /// After the agent's audio has finished playing, plus a pause (ms).
+    AfterAgent {
+        /// Pause, ms.
+        pause_ms: u64,
+    },
+    /// While the agent is speaking: this many ms into the agent's reply (barge-in).
+    BargeIn {
+        /// ms of agent audio played before the caller starts.
+        after_ms: u64,
+    },
+}
+
+/// One exchange: the caller speaks, the agent answers.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// The caller's line.
+    pub caller: Line,
+    /// The agent's answer.
+    pub agent: Line,
+    /// When the caller starts.
+    pub start: TurnStart,
+}
+
+/// A whole simulated call.
+#[derive(Debug, Clone)]
+pub struct Scenario {
+    /// File stem, e.g. `structure-fire`.
+    pub name: String,
+    /// One line for people.
+    pub description: String,
+    /// The caller's number (E.164); the model fake picks the scenario by it.
+    pub caller_number: String,
+    /// The agent's first words.
+    pub greeting: Line,
+    /// The exchanges.
+    pub turns: Vec<Turn>,
+}
+
+#[derive(Deserialize)]
+struct FileScenario {
+    name: String,
+    description: String,
+    caller_number: String,
+    greeting: FileGreeting,
+    turns: Vec<FileTurn>,
+}
+
+#[derive(Deserialize)]
+struct FileGreeting {
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct FileTurn {
+    caller: String,
+    agent: String,
+    pause_ms: Option<u64>,
+    barge_in_after_ms: Option<u64>,
+}
+
+/// Errors loading a scenario.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// File missing or unreadable.
+    #[error("cannot read scenario {0}: {1}")]
+    Io(String, std::io::Error),
+    /// Bad TOML.
+    #[error("bad scenario file {0}: {1}")]
+    Toml(String, toml::de::Error),
+    /// Bad or missing audio.
+    #[error(transparent)]
+    Audio(#[from] wav::WavError),
+}
+
+impl Scenario {
+    /// Loads `dir/<name>.toml` and its audio.
+    pub fn load(dir: &Path, name: &str) -> Result<Scenario, ScenarioError> {
+        let path = dir.join(format!("{name}.toml"));
+        let text = std::fs::read_to_string(&path).map_err(|e| ScenarioError::Io(path.display().to_string(), e))?;
+        let file: FileScenario = toml::from_str(&text).map_err(|e| ScenarioError::Toml(path.display().to_string(), e))?;
+        let audio_dir = dir.join("audio").join(&file.name);
+        let line = |text: String, wav: String| -> Result<Line, ScenarioError> {
+            Ok(Line { text, audio: Arc::new(wav::read_mulaw(&audio_dir.join(wav))?) })
+        };
+        let greeting = line(file.greeting.text, "greeting.wav".into())?;
+        let mut turns = Vec::new();
+        for (i, t) in file.turns.into_iter().enumerate() {
+            let start = match t.barge_in_after_ms {
+                Some(after_ms) => TurnStart::BargeIn { after_ms },
+                None => TurnStart::AfterAgent { pause_ms: t.pause_ms.unwrap_or(600) },
+            };
+            turns.push(Turn { caller: line(t.caller, format!("caller-{i:02}.wav"))?, agent: line(t.agent, format!("agent-{i:02}.wav"))?, start });
+        }
+        Ok(Scenario { name: file.name, description: file.description, caller_number: file.caller_number, greeting, turns })
+    }
+
+    /// Every scenario in `dir`, by name.
+    pub fn load_all(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .map_err(|e| ScenarioError::Io(dir.display().to_string(), e))?
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()).filter(|_| e.path().extension().is_some_and(|x| x == "toml")))
+            .collect();
+        names.sort();
+        names.iter().map(|n| Scenario::load(dir, n)).collect()
+    }
+
+    /// The same scenario for a different caller number (so many copies can run at once and
+    /// the model fake still tells them apart).
+    pub fn with_caller_number(&self, number: impl Into<String>) -> Scenario {
+        Scenario { caller_number: number.into(), ..self.clone() }
+    }
+
+    /// The agent's lines in the order the model fake speaks them: greeting, then each turn's answer.
+    pub fn agent_line(&self, index: usize) -> Option<&Line> {
+        if index == 0 { Some(&self.greeting) } else { self.turns.get(index - 1).map(|t| &t.agent) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_scenarios_load_with_speech() {
+        let all = Scenario::load_all(&default_dir()).unwrap();
+        let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&"structure-fire") && names.contains(&"cardiac-arrest") && names.contains(&"talk-over"), "{names:?}");
+        for s in &all {
+            assert!(!s.turns.is_empty());
+            assert!(s.caller_number.starts_with('+'));
+            for t in &s.turns {
+                assert!(t.caller.audio.len() > 4000, "{}: caller speech too short", s.name);
+                assert!(t.agent.audio.len() > 4000, "{}: agent speech too short", s.name);
+            }
+        }
+        let talk = all.iter().find(|s| s.name == "talk-over").unwrap();
+        assert!(talk.turns.iter().any(|t| matches!(t.start, TurnStart::BargeIn { .. })));
+    }
+}

@@ -1,0 +1,179 @@
+//! The stored call record: its own versioned struct, not a wire or UI type.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, Speaker};
+
+/// Current record version. Older records are migrated on open.
+pub const RECORD_VERSION: u32 = 1;
+
+/// One final line of transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TranscriptLine {
+    /// `caller` or `agent`.
+    pub speaker: String,
+    /// The model's item id.
+    pub item_id: String,
+    /// ms since the Unix epoch when the line was final.
+    pub at_ms: u64,
+    /// The text.
+    pub text: String,
+}
+
+/// A call's record, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallRecord {
+    /// Format version ([`RECORD_VERSION`]).
+    pub version: u32,
+    /// Twilio CallSid; the call's id.
+    pub call_sid: String,
+    /// Caller number.
+    #[serde(default)]
+    pub from: String,
+    /// Called number.
+    #[serde(default)]
+    pub to: String,
+    /// Placed by the simulator (a training call).
+    #[serde(default)]
+    pub simulated: bool,
+    /// `processing`, `with_agent`, `fallback`, `completed`, `interrupted`, `no_stream`.
+    pub status: String,
+    /// ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// ms since the Unix epoch.
+    #[serde(default)]
+    pub ended_at_ms: Option<u64>,
+    /// Why the call ended.
+    #[serde(default)]
+    pub end_reason: Option<String>,
+    /// Twilio streamSid.
+    #[serde(default)]
+    pub stream_sid: Option<String>,
+    /// Final transcript lines, in order.
+    #[serde(default)]
+    pub transcript: Vec<TranscriptLine>,
+    /// Stage name → ms after the webhook.
+    #[serde(default)]
+    pub stages: BTreeMap<String, u64>,
+    /// Questions the agent asked.
+    #[serde(default)]
+    pub agent_questions: u32,
+    /// Times the caller talked over the agent.
+    #[serde(default)]
+    pub barge_ins: u32,
+    /// Model errors seen.
+    #[serde(default)]
+    pub model_errors: u32,
+    /// Inputs skipped as malformed.
+    #[serde(default)]
+    pub skipped_inputs: u32,
+    /// Sequence number of the last event applied.
+    #[serde(default)]
+    pub last_seq: Option<u64>,
+}
+
+fn status_name(s: CallStatus) -> &'static str {
+    match s {
+        CallStatus::Processing => "processing",
+        CallStatus::WithAgent => "with_agent",
+        CallStatus::Fallback => "fallback",
+        CallStatus::Completed => "completed",
+        CallStatus::Interrupted => "interrupted",
+        CallStatus::NoStream => "no_stream",
+    }
+}
+
+impl CallRecord {
+    /// An empty record.
+    pub fn new(call_sid: &str) -> Self {
+        CallRecord {
+            version: RECORD_VERSION,
+            call_sid: call_sid.to_string(),
+            from: String::new(),
+            to: String::new(),
+            simulated: false,
+            status: "processing".into(),
+            started_at_ms: 0,
+            ended_at_ms: None,
+            end_reason: None,
+            stream_sid: None,
+            transcript: Vec::new(),
+            stages: BTreeMap::new(),
+            agent_questions: 0,
+            barge_ins: 0,
+            model_errors: 0,
+            skipped_inputs: 0,
+            last_seq: None,
+        }
+    }
+
+    /// Whether the call was live at the last write.
+    pub fn is_live(&self) -> bool {
+        matches!(self.status.as_str(), "processing" | "with_agent")
+    }
+
+    /// The transcript as text, `Caller: …` / `Dispatcher: …`.
+    pub fn transcript_text(&self) -> String {
+        self.transcript
+            .iter()
+            .map(|l| format!("{}: {}", if l.speaker == "caller" { "Caller" } else { "Dispatcher" }, l.text))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Applies one event. Events at or below `last_seq` are ignored (idempotent replay).
+    pub fn apply(&mut self, ev: &CallEvent) {
+        if self.last_seq.is_some_and(|s| ev.seq <= s) {
+            return;
+        }
+        self.last_seq = Some(ev.seq);
+        match &ev.kind {
+            CallEventKind::CallCreated { from, to, simulated } => {
+                self.from = from.clone();
+                self.to = to.clone();
+                self.simulated = *simulated;
+                self.started_at_ms = ev.at_ms;
+            }
+            CallEventKind::Stage { stage, elapsed_ms } => {
+                let name = serde_json::to_value(stage).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+                self.stages.insert(name, *elapsed_ms);
+            }
+            CallEventKind::StreamStarted { stream_sid } => self.stream_sid = Some(stream_sid.clone()),
+            CallEventKind::StatusChanged { status } => self.status = status_name(*status).into(),
+            CallEventKind::TranscriptFinal { speaker, item_id, text } => self.transcript.push(TranscriptLine {
+                speaker: match speaker {
+                    Speaker::Caller => "caller".into(),
+                    Speaker::Agent => "agent".into(),
+                },
+                item_id: item_id.clone(),
+                at_ms: ev.at_ms,
+                text: text.clone(),
+            }),
+            CallEventKind::AgentQuestions { count } => self.agent_questions = *count,
+            CallEventKind::BargeIn { .. } => self.barge_ins += 1,
+            CallEventKind::ModelError { .. } => self.model_errors += 1,
+            CallEventKind::InputSkipped { .. } => self.skipped_inputs += 1,
+            CallEventKind::CallEnded { reason } => {
+                self.ended_at_ms = Some(ev.at_ms);
+                self.end_reason = Some(reason.clone());
+            }
+            CallEventKind::TranscriptDelta { .. }
+            | CallEventKind::Talking { .. }
+            | CallEventKind::Dtmf { .. }
+            | CallEventKind::ModelEventUnknown { .. }
+            | CallEventKind::Whisper { .. } => {}
+        }
+    }
+}
+
+pub(crate) fn encode(rec: &CallRecord) -> Vec<u8> {
+    // Invariant: CallRecord is plain data and serialises.
+    serde_json::to_vec(rec).expect("CallRecord serialises")
+}
+
+/// Decodes a stored record of any known version.
+pub(crate) fn decode(bytes: &[u8]) -> Result<CallRecord, serde_json::Error> {
+    // Version 1 is the first; later versions add a match on `version` here.
+    serde_json::from_slice(bytes)
+}

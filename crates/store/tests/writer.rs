@@ -1,0 +1,84 @@
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, Speaker};
+use watchfloor_store::{Store, writer};
+
+fn ev(sid: &str, seq: u64, kind: CallEventKind) -> Arc<CallEvent> {
+    Arc::new(CallEvent { call_sid: sid.into(), seq, at_ms: 1_000 + seq, kind })
+}
+
+fn call_events(sid: &str, end: bool) -> Vec<Arc<CallEvent>> {
+    let mut v = vec![
+        ev(sid, 0, CallEventKind::CallCreated { from: "+15550100101".into(), to: "+15550000911".into(), simulated: true }),
+        ev(sid, 1, CallEventKind::StatusChanged { status: CallStatus::WithAgent }),
+        ev(sid, 2, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "a".into(), text: "911, what is the address of your emergency?".into() }),
+        ev(sid, 3, CallEventKind::AgentQuestions { count: 1 }),
+        ev(sid, 4, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: "u".into(), text: "123 Main Street".into() }),
+    ];
+    if end {
+        v.push(ev(sid, 5, CallEventKind::StatusChanged { status: CallStatus::Completed }));
+        v.push(ev(sid, 6, CallEventKind::CallEnded { reason: "stop".into() }));
+    }
+    v
+}
+
+#[tokio::test]
+async fn writer_records_calls_and_rebuilds_them_from_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, interrupted) = Store::open(dir.path()).unwrap();
+    assert!(interrupted.is_empty());
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    for e in call_events("CA1", true).into_iter().chain(call_events("CA2", false)) {
+        tx.send(e).unwrap();
+    }
+    drop(tx);
+    w.await.unwrap();
+    let rec = store.get_call("CA1").unwrap().unwrap();
+    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.from, "+15550100101");
+    assert!(rec.simulated);
+    assert_eq!(rec.transcript_text(), "Dispatcher: 911, what is the address of your emergency?\nCaller: 123 Main Street");
+    assert_eq!(rec.agent_questions, 1);
+    assert_eq!(rec.end_reason.as_deref(), Some("stop"));
+    assert_eq!(store.rebuild("CA1").unwrap().unwrap(), rec);
+    assert_eq!(store.events("CA2").unwrap().len(), 5);
+    assert_eq!(store.list_calls().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn live_calls_are_marked_interrupted_on_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, _) = Store::open(dir.path()).unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+        for e in call_events("CA_live", false).into_iter().chain(call_events("CA_done", true)) {
+            tx.send(e).unwrap();
+        }
+        drop(tx);
+        w.await.unwrap();
+    }
+    let (store, interrupted) = Store::open(dir.path()).unwrap();
+    assert_eq!(interrupted, vec!["CA_live".to_string()]);
+    let rec = store.get_call("CA_live").unwrap().unwrap();
+    assert_eq!(rec.status, "interrupted");
+    assert_eq!(rec.transcript.len(), 2, "partial transcript kept");
+    assert_eq!(store.get_call("CA_done").unwrap().unwrap().status, "completed");
+}
+
+#[tokio::test]
+async fn writer_stops_on_cancel_with_senders_alive_and_keeps_queued_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let stop = tokio_util::sync::CancellationToken::new();
+    for e in call_events("CA3", false) {
+        tx.send(e).unwrap();
+    }
+    stop.cancel();
+    writer::run(store.clone(), rx, stop).await;
+    assert_eq!(store.get_call("CA3").unwrap().unwrap().transcript.len(), 2);
+    drop(tx);
+}
