@@ -144,7 +144,12 @@ async fn garbage_mid_call_is_logged_and_the_call_goes_on() {
         r#"{"event":"media","streamSid":"MZ1"}"#.to_string(),
         r#"{"event":"mark","streamSid":"MZ1","sequenceNumber":"4","mark":{"name":"never-sent"}}"#.to_string(),
     ];
-    let opts = SimulateOptions { caller: CallerOptions { speed, inject_after_start: garbage, ..Default::default() }, ..Default::default() };
+    // Before `start`: a media frame and garbage (logged and skipped by the stream handler).
+    let before = vec![
+        r#"{"event":"media","streamSid":"MZ1","sequenceNumber":"1","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"/////w=="}}"#.to_string(),
+        "{{{".to_string(),
+    ];
+    let opts = SimulateOptions { caller: CallerOptions { speed, inject_before_start: before, inject_after_start: garbage, ..Default::default() }, ..Default::default() };
     let call = place_call(&rig.server.base_url(), &sc, &opts).await.unwrap();
     let session = rig.model.closed_session_of(&sc.caller_number, TIMEOUT).await.unwrap();
     assert!(session.input_audio == call.report.expected_input);

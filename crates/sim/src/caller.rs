@@ -28,6 +28,8 @@ pub struct CallerOptions {
     /// Skip every Nth silent frame (0 = never), leaving a gap in `timestamp`s as a real network
     /// or Twilio's silence suppression can; the bridge must pad it.
     pub skip_silent_every: u32,
+    /// Raw frames to send between `connected` and `start` (garbage tests): sent as-is.
+    pub inject_before_start: Vec<String>,
     /// Extra raw frames to send after `start` (garbage tests): sent as-is.
     pub inject_after_start: Vec<String>,
     /// Press this DTMF digit after the first caller turn.
@@ -40,7 +42,7 @@ pub struct CallerOptions {
 
 impl Default for CallerOptions {
     fn default() -> Self {
-        CallerOptions { speed: 1.0, skip_silent_every: 0, inject_after_start: Vec::new(), dtmf: None, max_stream_ms: 180_000, signature: None }
+        CallerOptions { speed: 1.0, skip_silent_every: 0, inject_before_start: Vec::new(), inject_after_start: Vec::new(), dtmf: None, max_stream_ms: 180_000, signature: None }
     }
 }
 
@@ -112,6 +114,9 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     };
     let mut report = CallerReport { call_sid: call_sid.to_string(), ..Default::default() };
     tx.send(Message::text(TwilioInbound::Connected { protocol: "Call".into(), version: "1.0.0".into() }.to_json())).await?;
+    for raw in &opts.inject_before_start {
+        tx.send(Message::text(raw.clone())).await?;
+    }
     let start = TwilioInbound::Start {
         sequence_number: next_seq(),
         stream_sid: stream_sid.clone(),
