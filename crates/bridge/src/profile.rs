@@ -91,7 +91,7 @@ impl AgentProfile {
     pub fn session_update(&self, ctx: &CallContext) -> ClientEvent {
         ClientEvent::SessionUpdate {
             event_id: None,
-            session: SessionConfig {
+            session: Box::new(SessionConfig {
                 kind: "realtime".into(),
                 model: Some(self.model.clone()),
                 output_modalities: Some(vec!["audio".into()]),
@@ -119,7 +119,7 @@ impl AgentProfile {
                 tools: None,
                 tool_choice: None,
                 max_output_tokens: Some(MaxTokens::Inf("inf".into())),
-            },
+            }),
         }
     }
 }
@@ -130,8 +130,7 @@ mod tests {
 
     #[test]
     fn session_update_carries_profile_and_callback_number() {
-        let mut p = AgentProfile::default();
-        p.vad = VadProfile::NOISY_LINE;
+        let p = AgentProfile { vad: VadProfile::NOISY_LINE, ..Default::default() };
         let ev = p.session_update(&CallContext { caller_number: "+15550100101".into() });
         let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(v["session"]["audio"]["input"]["format"]["type"], "audio/pcmu");

@@ -197,20 +197,18 @@ pub async fn run_call(
         while let Some(out) = machine.poll_output() {
             match out {
                 Output::ToTwilio(msg) => {
-                    if let Some(sock) = twilio.as_mut() {
-                        if let Err(e) = sock.tx.send(msg.to_json()).await {
+                    if let Some(sock) = twilio.as_mut()
+                        && let Err(e) = sock.tx.send(msg.to_json()).await {
                             tracing::warn!(error = %e, "twilio send failed");
                             machine.handle_input(Input::TwilioClosed, Instant::now());
                         }
-                    }
                 }
                 Output::ToModel(ev) => {
-                    if let Some(ws) = model_sock.as_mut() {
-                        if let Err(e) = ws.send(Message::text(ev.to_json())).await {
+                    if let Some(ws) = model_sock.as_mut()
+                        && let Err(e) = ws.send(Message::text(ev.to_json())).await {
                             tracing::warn!(error = %e, "model send failed");
                             machine.handle_input(Input::ModelClosed, Instant::now());
                         }
-                    }
                 }
                 Output::Event(ev) => {
                     if let CallEventKind::StatusChanged { status } = &ev.kind {

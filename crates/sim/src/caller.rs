@@ -240,7 +240,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                 let speech = frame.is_some();
                 let bytes = frame.unwrap_or_else(|| vec![mulaw::SILENCE; FRAME_BYTES]);
                 report.expected_input.extend_from_slice(&bytes);
-                let skip = !speech && opts.skip_silent_every > 0 && { silent_frames += 1; silent_frames % opts.skip_silent_every == 0 };
+                let skip = !speech && opts.skip_silent_every > 0 && { silent_frames += 1; silent_frames.is_multiple_of(opts.skip_silent_every) };
                 if skip {
                     report.skipped_frames += 1;
                 } else {

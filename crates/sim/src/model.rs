@@ -191,6 +191,7 @@ impl Shared {
 
 async fn serve_connection(tcp: TcpStream, log: Arc<Mutex<SessionLog>>, scenarios: Arc<Vec<Scenario>>, opts: ModelFakeOptions, stop: CancellationToken) {
     let mut beta = false;
+    #[allow(clippy::result_large_err)] // the error type is tungstenite's handshake callback contract
     let callback = |req: &Request, resp: HsResponse| -> Result<HsResponse, ErrorResponse> {
         let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {
@@ -350,12 +351,11 @@ impl Session {
             return;
         }
         for (key, sub) in [("session", "session"), ("response", "response")] {
-            if let Some(v) = value.get(key) {
-                if let Err(param) = check_shape(v, sub) {
+            if let Some(v) = value.get(key)
+                && let Err(param) = check_shape(v, sub) {
                     self.shared.error(err("invalid_request_error", "unknown_parameter", format!("Unknown parameter: '{param}'."), Some(param), event_id));
                     return;
                 }
-            }
         }
         let ev = match ClientEvent::parse(text) {
             Ok(ev) => ev,
@@ -366,18 +366,17 @@ impl Session {
             }
         };
         match ev {
-            ClientEvent::SessionUpdate { session, .. } => self.on_session_update(session),
+            ClientEvent::SessionUpdate { session, .. } => self.on_session_update(*session),
             ClientEvent::InputAudioBufferAppend { audio, .. } => self.on_append(&audio, event_id),
             ClientEvent::ConversationItemCreate { item, .. } => {
                 let id = self.shared.id("item");
-                if let ItemCreate::Message { role, content } = &item {
-                    if role == "system" {
+                if let ItemCreate::Message { role, content } = &item
+                    && role == "system" {
                         let text = content.iter().map(|c| match c {
                             watchfloor_wire::realtime::ContentPart::InputText { text } | watchfloor_wire::realtime::ContentPart::OutputText { text } => text.as_str(),
                         }).collect::<Vec<_>>().join(" ");
                         self.shared.log.lock().unwrap().system_messages.push(text);
                     }
-                }
                 let item = serde_json::to_value(&item).ok().and_then(|v| serde_json::from_value::<Item>(v).ok()).unwrap_or_default();
                 self.shared.send(ServerEvent::ConversationItemAdded { event_id: self.shared.id("event"), previous_item_id: self.last_item.clone(), item: Item { id: Some(id.clone()), ..item } });
                 self.last_item = Some(id);

@@ -112,7 +112,7 @@ impl Store {
             let (k, val) = item?;
             v.push(record::decode(&val).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(&k).into(), source })?);
         }
-        v.sort_by(|a: &CallRecord, b| b.started_at_ms.cmp(&a.started_at_ms));
+        v.sort_by_key(|r: &CallRecord| std::cmp::Reverse(r.started_at_ms));
         Ok(v)
     }
 

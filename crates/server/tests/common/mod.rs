@@ -43,11 +43,10 @@ fn tracing_subscriber_init() -> Result<(), Box<dyn std::error::Error + Send + Sy
 pub async fn wait_record_ended(server: &ServerHandle, call_sid: &str) -> watchfloor_store::CallRecord {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     loop {
-        if let Ok(Some(rec)) = server.store.get_call(call_sid) {
-            if !rec.is_live() && rec.ended_at_ms.is_some() {
+        if let Ok(Some(rec)) = server.store.get_call(call_sid)
+            && !rec.is_live() && rec.ended_at_ms.is_some() {
                 return rec;
             }
-        }
         assert!(tokio::time::Instant::now() < deadline, "record of {call_sid} did not end: {:?}", server.store.get_call(call_sid));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

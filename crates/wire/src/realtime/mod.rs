@@ -337,8 +337,8 @@ pub enum ClientEvent {
         /// Optional client event id (echoed in errors).
         #[serde(skip_serializing_if = "Option::is_none", default)]
         event_id: Option<String>,
-        /// The configuration.
-        session: SessionConfig,
+        /// The configuration (boxed: it is large and sent once per session).
+        session: Box<SessionConfig>,
     },
     /// Caller audio (base64 μ-law). Under server VAD the client never commits.
     #[serde(rename = "input_audio_buffer.append")]

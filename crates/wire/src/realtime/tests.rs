@@ -86,7 +86,7 @@ fn golden_session() -> SessionConfig {
 
 #[test]
 fn session_update_matches_the_protocol_document_exactly() {
-    let ev = ClientEvent::SessionUpdate { event_id: None, session: golden_session() };
+    let ev = ClientEvent::SessionUpdate { event_id: None, session: Box::new(golden_session()) };
     let ours: Value = serde_json::from_str(&ev.to_json()).unwrap();
     let golden: Value = serde_json::from_str(SESSION_UPDATE).unwrap();
     assert_eq!(ours, golden);
@@ -95,8 +95,7 @@ fn session_update_matches_the_protocol_document_exactly() {
 
 #[test]
 fn client_events_have_ga_shapes_and_no_beta_names() {
-    let events = vec![
-        ClientEvent::SessionUpdate { event_id: None, session: golden_session() },
+    let events = [ClientEvent::SessionUpdate { event_id: None, session: Box::new(golden_session()) },
         ClientEvent::InputAudioBufferAppend { event_id: None, audio: "//8=".into() },
         ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: ItemCreate::system_text("Engine 7 dispatched.") },
         ClientEvent::ConversationItemCreate {
@@ -116,8 +115,7 @@ fn client_events_have_ga_shapes_and_no_beta_names() {
                 ..Default::default()
             }),
         },
-        ClientEvent::ResponseCancel { event_id: None, response_id: None },
-    ];
+        ClientEvent::ResponseCancel { event_id: None, response_id: None }];
     let expected = [
         None,
         Some(serde_json::json!({"type":"input_audio_buffer.append","audio":"//8="})),
