@@ -139,8 +139,11 @@ pub enum CallEventKind {
         speaker: Speaker,
         /// The model's conversation item id.
         item_id: String,
-        /// The whole line.
+        /// The whole line (for an interrupted agent line: what was generated before the cut).
         text: String,
+        /// The agent was cut off by the caller (barge-in) before finishing this line.
+        #[serde(default)]
+        interrupted: bool,
     },
     /// The agent's audio was cut short because the caller spoke (PROTOCOLS.md §3).
     BargeIn {

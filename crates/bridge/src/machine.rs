@@ -444,7 +444,16 @@ impl CallMachine {
             }
             ServerEvent::ResponseOutputAudioTranscriptDone { item_id, transcript, .. } => {
                 self.partial_agent.remove(&item_id);
-                self.final_line(now, Speaker::Agent, item_id, transcript);
+                self.final_line(now, Speaker::Agent, item_id, transcript, false);
+            }
+            ServerEvent::ResponseOutputItemDone { item, .. } => {
+                // A cancelled response sends no transcript `done`: the line ends with what was
+                // generated before the cut (later deltas of a cancelled response were dropped).
+                if let Some(id) = item.id.filter(|_| item.role.as_deref() == Some("assistant")) {
+                    if let Some(text) = self.partial_agent.remove(&id).filter(|t| !t.trim().is_empty()) {
+                        self.final_line(now, Speaker::Agent, id, text.trim().to_string(), true);
+                    }
+                }
             }
             ServerEvent::ConversationItemTruncated { item_id, audio_end_ms, .. } => {
                 // The model cut its own transcript to what was heard; our final line stays as
@@ -455,7 +464,7 @@ impl CallMachine {
                 self.emit(now, CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id, delta });
             }
             ServerEvent::InputTranscriptionCompleted { item_id, transcript, .. } => {
-                self.final_line(now, Speaker::Caller, item_id, transcript);
+                self.final_line(now, Speaker::Caller, item_id, transcript, false);
             }
             ServerEvent::InputTranscriptionFailed { item_id, error, .. } => {
                 self.emit(now, CallEventKind::ModelError {
@@ -470,7 +479,6 @@ impl CallMachine {
             | ServerEvent::ConversationItemDone { .. }
             | ServerEvent::ConversationItemCreated { .. }
             | ServerEvent::ResponseOutputItemAdded { .. }
-            | ServerEvent::ResponseOutputItemDone { .. }
             | ServerEvent::ResponseOutputAudioDone { .. }
             | ServerEvent::FunctionCallArgumentsDelta { .. }
             | ServerEvent::FunctionCallArgumentsDone { .. }
@@ -614,10 +622,10 @@ impl CallMachine {
         }
     }
 
-    fn final_line(&mut self, now: Instant, speaker: Speaker, item_id: String, text: String) {
+    fn final_line(&mut self, now: Instant, speaker: Speaker, item_id: String, text: String, interrupted: bool) {
         let questions = if speaker == Speaker::Agent { text.matches('?').count() as u32 } else { 0 };
         self.history.push(HistoryLine { speaker, item_id: item_id.clone(), text: text.clone() });
-        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text });
+        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted });
         if questions > 0 {
             self.agent_questions += questions;
             let count = self.agent_questions;

@@ -98,6 +98,12 @@ async fn caller_talking_over_the_agent_is_a_clean_barge_in() {
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
     assert_eq!(rec.barge_ins, 1);
     assert_eq!(rec.transcript.iter().filter(|l| l.speaker == "caller").count(), sc.turns.len());
+    // The interrupted agent line is kept, marked, and is the start of what the agent was saying.
+    let agent: Vec<_> = rec.transcript.iter().filter(|l| l.speaker == "agent").collect();
+    assert_eq!(agent.len(), 1 + sc.turns.len(), "{:#?}", rec.transcript);
+    let cut = agent.iter().find(|l| l.interrupted).expect("an interrupted agent line");
+    assert_eq!(cut.item_id, item);
+    assert!(sc.turns[0].agent.text.starts_with(&cut.text) && cut.text.len() < sc.turns[0].agent.text.len(), "{:?}", cut.text);
     rig.server.shutdown().await;
 }
 

@@ -19,6 +19,9 @@ pub struct TranscriptLine {
     pub at_ms: u64,
     /// The text.
     pub text: String,
+    /// The agent was cut off here by the caller.
+    #[serde(default)]
+    pub interrupted: bool,
 }
 
 /// A call's record, as stored.
@@ -141,7 +144,7 @@ impl CallRecord {
             }
             CallEventKind::StreamStarted { stream_sid } => self.stream_sid = Some(stream_sid.clone()),
             CallEventKind::StatusChanged { status } => self.status = status_name(*status).into(),
-            CallEventKind::TranscriptFinal { speaker, item_id, text } => self.transcript.push(TranscriptLine {
+            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted } => self.transcript.push(TranscriptLine {
                 speaker: match speaker {
                     Speaker::Caller => "caller".into(),
                     Speaker::Agent => "agent".into(),
@@ -149,6 +152,7 @@ impl CallRecord {
                 item_id: item_id.clone(),
                 at_ms: ev.at_ms,
                 text: text.clone(),
+                interrupted: *interrupted,
             }),
             CallEventKind::AgentQuestions { count } => self.agent_questions = *count,
             CallEventKind::BargeIn { .. } => self.barge_ins += 1,

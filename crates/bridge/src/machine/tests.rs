@@ -335,3 +335,22 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn an_interrupted_agent_line_is_kept_from_its_deltas() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(response_created("resp_1"), t0);
+    m.handle_input(delta("resp_1", "item_a", 800), t0);
+    let words = |w: &str| model(ServerEvent::ResponseOutputAudioTranscriptDelta { event_id: String::new(), response_id: "resp_1".into(), item_id: "item_a".into(), output_index: 0, content_index: 0, delta: w.into() });
+    m.handle_input(words("How many "), t0);
+    m.handle_input(words("vehicles "), t0);
+    m.handle_input(speech_started(), t0);
+    m.handle_input(words("are involved?"), t0); // late delta of the cancelled response: dropped
+    let item = watchfloor_wire::realtime::Item { id: Some("item_a".into()), kind: "message".into(), role: Some("assistant".into()), status: Some("incomplete".into()), ..Default::default() };
+    m.handle_input(model(ServerEvent::ResponseOutputItemDone { event_id: String::new(), response_id: "resp_1".into(), output_index: 0, item }), t0);
+    let out = drain(&mut m);
+    assert!(events(&out).contains(&&CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "item_a".into(), text: "How many vehicles".into(), interrupted: true }));
+    assert_eq!(m.history_text(), "Dispatcher: How many vehicles");
+}
