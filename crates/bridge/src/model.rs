@@ -13,27 +13,31 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The model's WebSocket.
 pub type ModelSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// An API key. Its `Debug` and `Display` never show the key, so it cannot leak into logs.
+/// A secret (API key, auth token). Its `Debug` never shows the value, so it cannot leak into
+/// logs or debug output; `expose` is for the one place that must send it.
 #[derive(Clone, PartialEq, Eq)]
-pub struct ApiKey(String);
+pub struct Secret(String);
 
-impl ApiKey {
-    /// Wraps a key.
-    pub fn new(key: impl Into<String>) -> Self {
-        ApiKey(key.into())
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
     }
 
-    /// The key itself, for the `Authorization` header only.
+    /// The value itself, for an `Authorization` header or a signature only.
     pub fn expose(&self) -> &str {
         &self.0
     }
 }
 
-impl fmt::Debug for ApiKey {
+impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ApiKey(***)")
+        f.write_str("Secret(***)")
     }
 }
+
+/// The OpenAI API key.
+pub type ApiKey = Secret;
 
 /// Where and how to reach the model.
 #[derive(Debug, Clone)]

@@ -11,35 +11,13 @@
 //! | `WATCHFLOOR_DATA_DIR` | sled store directory | the OS data dir + `/watchfloor` |
 //! | `WATCHFLOOR_HUMAN_LINE` | number calls fall back to | none |
 
-use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 use watchfloor_bridge::AgentProfile;
-use watchfloor_bridge::model::ApiKey;
-
-/// A secret string whose `Debug` never shows it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    /// The secret itself, for signing only.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use watchfloor_bridge::model::{ApiKey, Secret};
 
 /// The whole configuration.
 #[derive(Debug, Clone)]

@@ -155,13 +155,16 @@ async fn garbage_mid_call_is_logged_and_the_call_goes_on() {
         r#"{"event":"media","streamSid":"MZ1","sequenceNumber":"1","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"/////w=="}}"#.to_string(),
         "{{{".to_string(),
     ];
-    let opts = SimulateOptions { caller: CallerOptions { speed, inject_before_start: before, inject_after_start: garbage, ..Default::default() }, ..Default::default() };
+    let opts = SimulateOptions { caller: CallerOptions { speed, inject_before_start: before, inject_after_start: garbage, dtmf: Some("5".into()), ..Default::default() }, ..Default::default() };
     let call = place_call(&rig.server.base_url(), &sc, &opts).await.unwrap();
     let session = rig.model.closed_session_of(&sc.caller_number, TIMEOUT).await.unwrap();
     assert!(session.input_audio == call.report.expected_input);
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
     assert_eq!(rec.status, "completed");
     assert_eq!(rec.skipped_inputs, 5, "each bad message skipped once");
+    let timeline = rig.server.store.events(&call.call_sid).unwrap();
+    assert!(timeline.iter().any(|e| matches!(&e.kind, watchfloor_bridge::CallEventKind::Dtmf { digit } if digit == "5")), "the DTMF key is in the timeline");
+    assert!(timeline.windows(2).all(|w| w[1].seq == w[0].seq + 1), "the timeline has no gaps");
     assert_eq!(rec.transcript.len(), 1 + 2 * sc.turns.len());
     rig.server.shutdown().await;
 }
