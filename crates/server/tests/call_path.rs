@@ -89,6 +89,7 @@ async fn caller_talking_over_the_agent_is_a_clean_barge_in() {
     let played_of_item = call.report.clears[0].played_total as i64 - before as i64;
     assert!(played_of_item > 0);
     let diff = audio_end_ms as i64 * mulaw::BYTES_PER_MS as i64 - played_of_item;
+    eprintln!("barge-in: truncate audio_end_ms = {audio_end_ms} ms; the caller fake played {:.1} ms of that item", played_of_item as f64 / 8.0);
     assert!(diff.abs() <= mulaw::FRAME_BYTES as i64, "truncate at {audio_end_ms} ms but the caller heard {} ms", played_of_item / 8);
     // The barge-in started where the scenario says (1.5 s into the reply), within a frame or two.
     assert!((1400..=1700).contains(&audio_end_ms), "audio_end_ms {audio_end_ms}");
