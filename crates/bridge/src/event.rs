@@ -190,6 +190,15 @@ pub enum CallEventKind {
         /// Why.
         reason: String,
     },
+    /// The model called a function (e.g. `report_incident`); the bridge answered it.
+    FunctionCall {
+        /// Function name.
+        name: String,
+        /// The model's call id.
+        call_id: String,
+        /// The arguments as the model sent them (JSON text; may be malformed).
+        arguments: String,
+    },
     /// A supervisor instruction was sent to the agent as a system message.
     Whisper {
         /// The instruction.

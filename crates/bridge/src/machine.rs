@@ -142,6 +142,8 @@ pub struct CallMachine {
     pending_marks: VecDeque<PendingMark>,
     cleared_marks: HashSet<String>,
     response_in_flight: Option<String>,
+    /// A function call was answered: ask for the spoken reply when its response is done.
+    reply_after_response: bool,
     cancelled_responses: HashSet<String>,
     talking: Talking,
     caller_speaking: bool,
@@ -184,6 +186,7 @@ impl CallMachine {
             pending_marks: VecDeque::new(),
             cleared_marks: HashSet::new(),
             response_in_flight: None,
+            reply_after_response: false,
             cancelled_responses: HashSet::new(),
             talking: Talking::Silence,
             caller_speaking: false,
@@ -427,6 +430,9 @@ impl CallMachine {
                 if self.response_in_flight.as_deref() == Some(response.id.as_str()) {
                     self.response_in_flight = None;
                 }
+                if std::mem::take(&mut self.reply_after_response) {
+                    self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
+                }
                 if response.status == "failed" {
                     let message = response.status_details.map(|d| d.to_string()).unwrap_or_default();
                     self.emit(now, CallEventKind::ModelError { error_type: "response_failed".into(), code: None, message });
@@ -445,6 +451,22 @@ impl CallMachine {
             ServerEvent::ResponseOutputAudioTranscriptDone { item_id, transcript, .. } => {
                 self.partial_agent.remove(&item_id);
                 self.final_line(now, Speaker::Agent, item_id, transcript, false);
+            }
+            ServerEvent::ResponseOutputItemDone { item, .. } if item.kind == "function_call" => {
+                let (name, call_id, arguments) = (item.name.unwrap_or_default(), item.call_id.unwrap_or_default(), item.arguments.unwrap_or_default());
+                if call_id.is_empty() {
+                    self.skip(now, "model", format!("function call {name:?} without a call_id"));
+                    return;
+                }
+                // Every call gets an output, or the model waits for it; the reply follows once the
+                // response that made the call is done (a response cannot start while one is active).
+                self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
+                    event_id: None,
+                    previous_item_id: None,
+                    item: ItemCreate::FunctionCallOutput { call_id: call_id.clone(), output: r#"{"status":"received"}"#.into() },
+                }));
+                self.reply_after_response = true;
+                self.emit(now, CallEventKind::FunctionCall { name, call_id, arguments });
             }
             ServerEvent::ResponseOutputItemDone { item, .. } => {
                 // A cancelled response sends no transcript `done`: the line ends with what was

@@ -32,9 +32,14 @@ async fn full_call(name: &str) {
     assert_eq!(call.report.received_audio.len(), agent.len());
     assert!(call.report.received_audio == agent, "agent audio differs at the caller");
     assert!(call.report.clears.is_empty(), "no barge-in in {name}");
+    assert_eq!(call.report.heard_runs.iter().map(|(_, n)| n).sum::<usize>(), call.report.heard_audio.len());
+    assert_eq!(call.report.heard_runs[0].0, call.report.first_heard_ms.unwrap());
     // The model heard one turn per caller line, and the session was GA-shaped.
     assert_eq!(session.turns.len(), sc.turns.len(), "VAD turns: {:?}", session.turns);
     assert!(session.errors.is_empty(), "model fake rejected something: {:?}", session.errors);
+    // Each function call the model made was answered.
+    let answered: Vec<&String> = session.function_outputs.iter().map(|(c, _)| c).collect();
+    assert_eq!(answered, session.function_calls.iter().map(|(c, _, _)| c).collect::<Vec<_>>());
     let s = session.session.unwrap();
     assert_eq!(s.audio.unwrap().input.unwrap().format.unwrap().kind, "audio/pcmu");
 
@@ -54,6 +59,8 @@ async fn full_call(name: &str) {
         assert!(rec.stages.contains_key(stage), "stage {stage} missing: {:?}", rec.stages);
     }
     assert_eq!(rec.skipped_inputs, 0);
+    let calls = rig.server.store.events(&call.call_sid).unwrap().into_iter().filter(|e| matches!(e.kind, watchfloor_bridge::CallEventKind::FunctionCall { .. })).count();
+    assert_eq!(calls, sc.turns.iter().filter(|t| t.function_call.is_some()).count(), "function calls in the timeline");
     // The record can be rebuilt from its events alone.
     assert_eq!(rig.server.store.rebuild(&call.call_sid).unwrap().unwrap(), rec);
     rig.server.shutdown().await;

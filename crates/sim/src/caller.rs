@@ -71,6 +71,9 @@ pub struct CallerReport {
     pub heard_audio: Vec<u8>,
     /// Stream time (ms) when the first agent byte was played.
     pub first_heard_ms: Option<u64>,
+    /// When the caller heard agent audio: `(stream ms, bytes)` runs of continuous playout, in order
+    /// (the bytes are consecutive slices of `heard_audio`).
+    pub heard_runs: Vec<(u64, usize)>,
     /// Marks echoed, in order.
     pub marks_echoed: Vec<String>,
     /// Every clear.
@@ -181,6 +184,11 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                 }
                 let playing = need < FRAME_BYTES;
                 if playing {
+                    let n = FRAME_BYTES - need;
+                    match report.heard_runs.last_mut() {
+                        Some((start, len)) if *start + mulaw::bytes_to_ms(*len) == now_ms && *len % FRAME_BYTES == 0 => *len += n,
+                        _ => report.heard_runs.push((now_ms, n)),
+                    }
                     agent_ms_this_turn += FRAME_MS;
                     last_agent_activity_ms = Some(now_ms);
                 }

@@ -17,7 +17,11 @@
 //!   `output_item.done`, `response.done`;
 //! - `interrupt_response`: speech during a response cancels it (`status: cancelled`,
 //!   `reason: turn_detected`); `response.cancel` with nothing in flight is the real harmless error;
-//! - `conversation.item.truncate` past the audio it sent for that item is rejected.
+//! - `conversation.item.truncate` past the audio it sent for that item is rejected;
+//! - a scenario turn with a `function_call` first gets a response whose output is that
+//!   `function_call` item (`response.function_call_arguments.delta`/`done`); the spoken answer
+//!   comes with the next response (after the client's `function_call_output` and `response.create`);
+//!   an output for an unknown `call_id` is rejected.
 //!
 //! The scenario of a session is picked by the caller number found in the instructions
 //! (`Caller ID … +1555…`), from the scenarios given at start.
@@ -78,6 +82,10 @@ pub struct SessionLog {
     pub agent_audio: Vec<(String, Vec<u8>)>,
     /// System messages added (`conversation.item.create`), e.g. whispers.
     pub system_messages: Vec<String>,
+    /// `(call_id, name, arguments)` of each function call the fake made.
+    pub function_calls: Vec<(String, String, String)>,
+    /// `(call_id, output)` of each `function_call_output` received.
+    pub function_outputs: Vec<(String, String)>,
     /// `(audio_start_ms, audio_end_ms)` of each caller turn the VAD found.
     pub turns: Vec<(u64, u64)>,
     /// The socket is closed.
@@ -263,6 +271,8 @@ struct Session {
     config: Option<SessionConfig>,
     vad: Vad,
     next_agent_line: usize,
+    /// The function call before `next_agent_line` has been made.
+    function_called: bool,
     caller_turns: usize,
     last_item: Option<String>,
     scratch: Vec<u8>,
@@ -326,6 +336,7 @@ impl Session {
             config: None,
             vad: Vad { speaking: false, item_id: String::new(), start_ms: 0, last_speech_end_ms: 0, pending: Vec::new(), processed_bytes: 0 },
             next_agent_line: 0,
+            function_called: false,
             caller_turns: 0,
             last_item: None,
             scratch: Vec::new(),
@@ -370,6 +381,15 @@ impl Session {
             ClientEvent::InputAudioBufferAppend { audio, .. } => self.on_append(&audio, event_id),
             ClientEvent::ConversationItemCreate { item, .. } => {
                 let id = self.shared.id("item");
+                if let ItemCreate::FunctionCallOutput { call_id, output } = &item {
+                    let mut log = self.shared.log.lock().unwrap();
+                    if !log.function_calls.iter().any(|(c, _, _)| c == call_id) {
+                        drop(log);
+                        self.shared.error(err("invalid_request_error", "invalid_value", format!("No function call with call_id '{call_id}'."), Some("item.call_id".into()), event_id));
+                        return;
+                    }
+                    log.function_outputs.push((call_id.clone(), output.clone()));
+                }
                 if let ItemCreate::Message { role, content } = &item
                     && role == "system" {
                         let text = content.iter().map(|c| match c {
@@ -509,9 +529,23 @@ impl Session {
     }
 
     fn start_response(&mut self) {
+        let resp_id = self.shared.id("resp");
+        let call = self.scenario.as_ref().and_then(|s| s.agent_function_call(self.next_agent_line)).cloned();
+        if let (Some(call), false) = (call, self.function_called) {
+            // The model reports first; the line comes with the response after the output.
+            self.function_called = true;
+            let item_id = self.shared.id("item");
+            let call_id = self.shared.id("call");
+            let token = CancellationToken::new();
+            *self.shared.active.lock().unwrap() = Some((resp_id.clone(), token));
+            self.last_item = Some(item_id.clone());
+            self.shared.log.lock().unwrap().function_calls.push((call_id.clone(), call.name.clone(), call.arguments.clone()));
+            run_function_call(&self.shared, resp_id, item_id, call_id, call.name, call.arguments);
+            return;
+        }
         let line = self.scenario.as_ref().and_then(|s| s.agent_line(self.next_agent_line)).cloned();
         self.next_agent_line += 1;
-        let resp_id = self.shared.id("resp");
+        self.function_called = false;
         let item_id = self.shared.id("item");
         let token = CancellationToken::new();
         *self.shared.active.lock().unwrap() = Some((resp_id.clone(), token.clone()));
@@ -520,6 +554,39 @@ impl Session {
         let opts = self.opts.clone();
         tokio::spawn(run_response(shared, resp_id, item_id, previous, line, opts, token));
     }
+}
+
+/// A response whose output is one `function_call` item (no audio), sent at once.
+fn run_function_call(shared: &Shared, resp_id: String, item_id: String, call_id: String, name: String, arguments: String) {
+    let ev = || shared.id("event");
+    shared.send(ServerEvent::ResponseCreated { event_id: ev(), response: Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: "in_progress".into(), ..Default::default() } });
+    let item = |status: &str, args: &str| Item {
+        id: Some(item_id.clone()),
+        object: Some("realtime.item".into()),
+        kind: "function_call".into(),
+        status: Some(status.into()),
+        name: Some(name.clone()),
+        call_id: Some(call_id.clone()),
+        arguments: Some(args.to_string()),
+        ..Default::default()
+    };
+    shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", "") });
+    let mid = arguments.char_indices().nth(arguments.chars().count() / 2).map(|(i, _)| i).unwrap_or(0);
+    for part in [&arguments[..mid], &arguments[mid..]] {
+        shared.send(ServerEvent::FunctionCallArgumentsDelta { event_id: ev(), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, call_id: call_id.clone(), delta: part.to_string() });
+    }
+    shared.send(ServerEvent::FunctionCallArgumentsDone { event_id: ev(), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, call_id: call_id.clone(), name: Some(name.clone()), arguments: arguments.clone() });
+    shared.send(ServerEvent::ResponseOutputItemDone { event_id: ev(), response_id: resp_id.clone(), output_index: 0, item: item("completed", &arguments) });
+    {
+        let mut active = shared.active.lock().unwrap();
+        if active.as_ref().is_some_and(|(id, _)| *id == resp_id) {
+            *active = None;
+        }
+    }
+    shared.send(ServerEvent::ResponseDone {
+        event_id: ev(),
+        response: Response { id: resp_id, object: Some("realtime.response".into()), status: "completed".into(), output: vec![item("completed", &arguments)], ..Default::default() },
+    });
 }
 
 async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, previous: Option<String>, line: Option<Line>, opts: ModelFakeOptions, cancel: CancellationToken) {

@@ -39,6 +39,15 @@ pub enum TurnStart {
     },
 }
 
+/// A function call the model makes before speaking a line (e.g. `report_incident`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct FunctionCall {
+    /// Function name.
+    pub name: String,
+    /// Arguments as a JSON string.
+    pub arguments: String,
+}
+
 /// One exchange: the caller speaks, the agent answers.
 #[derive(Debug, Clone)]
 pub struct Turn {
@@ -48,6 +57,8 @@ pub struct Turn {
     pub agent: Line,
     /// When the caller starts.
     pub start: TurnStart,
+    /// A function call the model makes before answering (the answer waits for its output).
+    pub function_call: Option<FunctionCall>,
 }
 
 /// A whole simulated call.
@@ -85,6 +96,7 @@ struct FileTurn {
     agent: String,
     pause_ms: Option<u64>,
     barge_in_after_ms: Option<u64>,
+    function_call: Option<FunctionCall>,
 }
 
 /// Errors loading a scenario.
@@ -118,7 +130,12 @@ impl Scenario {
                 Some(after_ms) => TurnStart::BargeIn { after_ms },
                 None => TurnStart::AfterAgent { pause_ms: t.pause_ms.unwrap_or(600) },
             };
-            turns.push(Turn { caller: line(t.caller, format!("caller-{i:02}.wav"))?, agent: line(t.agent, format!("agent-{i:02}.wav"))?, start });
+            turns.push(Turn {
+                caller: line(t.caller, format!("caller-{i:02}.wav"))?,
+                agent: line(t.agent, format!("agent-{i:02}.wav"))?,
+                start,
+                function_call: t.function_call,
+            });
         }
         Ok(Scenario { name: file.name, description: file.description, caller_number: file.caller_number, greeting, turns })
     }
@@ -138,6 +155,11 @@ impl Scenario {
     /// the model fake still tells them apart).
     pub fn with_caller_number(&self, number: impl Into<String>) -> Scenario {
         Scenario { caller_number: number.into(), ..self.clone() }
+    }
+
+    /// The function call before agent line `index` (0 is the greeting, which has none).
+    pub fn agent_function_call(&self, index: usize) -> Option<&FunctionCall> {
+        index.checked_sub(1).and_then(|i| self.turns.get(i)).and_then(|t| t.function_call.as_ref())
     }
 
     /// The agent's lines in the order the model fake speaks them: greeting, then each turn's answer.

@@ -96,6 +96,8 @@ async fn beta_and_unknown_fields_and_types_are_rejected_with_the_real_shape() {
     let e = until(&mut ws, "error").await;
     assert_eq!(e["error"]["code"], "invalid_value");
     assert_eq!(e["error"]["param"], "type");
+    send(&mut ws, json!({"type":"conversation.item.create","item":{"type":"function_call_output","call_id":"call_never_made","output":"{}"}})).await;
+    assert_eq!(until(&mut ws, "error").await["error"]["param"], "item.call_id");
     send(&mut ws, json!({"type":"response.cancel","event_id":"evt_1"})).await;
     let e = until(&mut ws, "error").await;
     assert_eq!(e["error"]["code"], "response_cancel_not_active");

@@ -166,6 +166,7 @@ impl CallRecord {
             | CallEventKind::Talking { .. }
             | CallEventKind::Dtmf { .. }
             | CallEventKind::ModelEventUnknown { .. }
+            | CallEventKind::FunctionCall { .. }
             | CallEventKind::Whisper { .. } => {}
         }
     }

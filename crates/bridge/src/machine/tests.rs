@@ -354,3 +354,29 @@ fn an_interrupted_agent_line_is_kept_from_its_deltas() {
     assert!(events(&out).contains(&&CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "item_a".into(), text: "How many vehicles".into(), interrupted: true }));
     assert_eq!(m.history_text(), "Dispatcher: How many vehicles");
 }
+
+#[test]
+fn a_function_call_is_answered_then_the_reply_is_requested() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(response_created("resp_f"), t0);
+    let item = watchfloor_wire::realtime::Item {
+        id: Some("item_f".into()),
+        kind: "function_call".into(),
+        name: Some("report_incident".into()),
+        call_id: Some("call_1".into()),
+        arguments: Some(r#"{"incident_type":"FSTRU"}"#.into()),
+        ..Default::default()
+    };
+    m.handle_input(model(ServerEvent::ResponseOutputItemDone { event_id: String::new(), response_id: "resp_f".into(), output_index: 0, item }), t0);
+    let out = drain(&mut m);
+    assert!(matches!(to_model(&out)[0], ClientEvent::ConversationItemCreate { item: ItemCreate::FunctionCallOutput { call_id, .. }, .. } if call_id == "call_1"));
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::FunctionCall { name, .. } if name == "report_incident")));
+    // No response.create while the calling response is active …
+    assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })));
+    // … only once it is done.
+    m.handle_input(response_done("resp_f", "completed"), t0);
+    let out = drain(&mut m);
+    assert_eq!(to_model(&out), vec![&ClientEvent::ResponseCreate { event_id: None, response: None }]);
+}
