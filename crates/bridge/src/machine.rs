@@ -471,11 +471,10 @@ impl CallMachine {
             ServerEvent::ResponseOutputItemDone { item, .. } => {
                 // A cancelled response sends no transcript `done`: the line ends with what was
                 // generated before the cut (later deltas of a cancelled response were dropped).
-                if let Some(id) = item.id.filter(|_| item.role.as_deref() == Some("assistant")) {
-                    if let Some(text) = self.partial_agent.remove(&id).filter(|t| !t.trim().is_empty()) {
+                if let Some(id) = item.id.filter(|_| item.role.as_deref() == Some("assistant"))
+                    && let Some(text) = self.partial_agent.remove(&id).filter(|t| !t.trim().is_empty()) {
                         self.final_line(now, Speaker::Agent, id, text.trim().to_string(), true);
                     }
-                }
             }
             ServerEvent::ConversationItemTruncated { item_id, audio_end_ms, .. } => {
                 // The model cut its own transcript to what was heard; our final line stays as
