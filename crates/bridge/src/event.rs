@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// One event of one call.
@@ -199,6 +200,27 @@ pub enum CallEventKind {
         /// The arguments as the model sent them (JSON text; may be malformed).
         arguments: String,
     },
+    /// A unit was attached to the call's incident (dispatch). `by`: the console user.
+    UnitAttached {
+        /// The unit, e.g. `Engine 7`.
+        unit: String,
+        /// Who recorded it.
+        by: String,
+    },
+    /// A unit reported on scene.
+    UnitOnScene {
+        /// The unit.
+        unit: String,
+        /// Who recorded it.
+        by: String,
+    },
+    /// A legal hold was put on (or taken off) the call's record: held records are never purged.
+    LegalHold {
+        /// Held or not.
+        on: bool,
+        /// Who set it.
+        by: String,
+    },
     /// A supervisor instruction was sent to the agent as a system message.
     Whisper {
         /// The instruction.
@@ -209,4 +231,52 @@ pub enum CallEventKind {
         /// Why (`stop`, `twilio_closed`, `model_unavailable`, `no_stream`, `shutdown`, …).
         reason: String,
     },
+}
+
+/// Which side of the call an audio frame belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Track {
+    /// The caller, as Twilio delivered it.
+    Caller,
+    /// The agent, as sent to Twilio and confirmed played (by its mark).
+    Agent,
+    /// Agent audio sent to Twilio but dropped by a `clear` (barge-in): never heard.
+    AgentCleared,
+}
+
+impl Track {
+    /// A stable one-byte code for storage keys.
+    pub fn code(self) -> u8 {
+        match self {
+            Track::Caller => 0,
+            Track::Agent => 1,
+            Track::AgentCleared => 2,
+        }
+    }
+
+    /// The track of a storage code.
+    pub fn from_code(c: u8) -> Option<Track> {
+        match c {
+            0 => Some(Track::Caller),
+            1 => Some(Track::Agent),
+            2 => Some(Track::AgentCleared),
+            _ => None,
+        }
+    }
+}
+
+/// A piece of one call's audio on the stream clock, for recording and listen-in. Never on the
+/// audio path: published after the audio was relayed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AudioFrame {
+    /// The call.
+    pub call_sid: Arc<str>,
+    /// Which side.
+    pub track: Track,
+    /// Position on the stream clock (Twilio `timestamp`s: ms since the stream started) where
+    /// this audio starts. For agent audio: where it played (or would have, for cleared audio).
+    pub stream_ms: u64,
+    /// Raw μ-law, 8 bytes per ms.
+    pub audio: Bytes,
 }

@@ -18,7 +18,7 @@ pub mod profile;
 pub mod registry;
 pub mod task;
 
-pub use event::{CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking};
+pub use event::{AudioFrame, CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking, Track};
 pub use machine::{CallMachine, Command, Input, Output};
 pub use profile::{AgentProfile, CallContext, VadProfile};
-pub use registry::{CallRegistry, Hub};
+pub use registry::{CallHandle, CallRegistry, Hub, RecordMsg};

@@ -22,7 +22,9 @@ use watchfloor_wire::mulaw::{self, FRAME_BYTES, FRAME_MS};
 use watchfloor_wire::realtime::{ClientEvent, ItemCreate, ResponseCreateParams, ServerEvent};
 use watchfloor_wire::twilio::{MarkName, OutboundMedia, TwilioInbound, TwilioOutbound};
 
-use crate::event::{CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking};
+use bytes::Bytes;
+
+use crate::event::{AudioFrame, CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking, Track};
 use crate::profile::{AgentProfile, CallContext};
 
 /// Longest gap in inbound timestamps that is padded with silence, ms. A larger jump is logged and
@@ -55,6 +57,9 @@ pub enum Input {
 pub enum Command {
     /// Whisper: an instruction the agent follows from then on (a system message item).
     Whisper(String),
+    /// Record a supervisor event on the call's timeline (unit attached, on scene, legal hold).
+    /// Only record-keeping kinds are accepted; others are skipped.
+    Record(CallEventKind),
 }
 
 /// Something the driver must do.
@@ -66,6 +71,8 @@ pub enum Output {
     ToModel(ClientEvent),
     /// Publish to the store and the live feed.
     Event(CallEvent),
+    /// Audio for the recording and listen-in (already relayed; never delays the call).
+    Audio(AudioFrame),
     /// Close both sockets: the call is over for the bridge. Closing the Twilio socket lets the
     /// TwiML after `</Connect>` run (the human line).
     Close,
@@ -87,6 +94,10 @@ struct PendingMark {
     name: String,
     item_id: Arc<str>,
     end_bytes: u64,
+    /// The frame this mark follows, kept until it is known to have played (or been cleared).
+    audio: Bytes,
+    /// Where on the stream clock this frame plays: after everything queued before it.
+    play_at_ms: u64,
 }
 
 #[derive(Debug, Default)]
@@ -140,6 +151,8 @@ pub struct CallMachine {
     // model → caller
     items: HashMap<Arc<str>, ItemAudio>,
     pending_marks: VecDeque<PendingMark>,
+    /// Stream time at which the audio queued at Twilio runs out.
+    agent_queue_end_ms: u64,
     cleared_marks: HashSet<String>,
     response_in_flight: Option<String>,
     /// A function call was answered: ask for the spoken reply when its response is done.
@@ -184,6 +197,7 @@ impl CallMachine {
             scratch: Vec::with_capacity(4096),
             items: HashMap::new(),
             pending_marks: VecDeque::new(),
+            agent_queue_end_ms: 0,
             cleared_marks: HashSet::new(),
             response_in_flight: None,
             reply_after_response: false,
@@ -243,6 +257,11 @@ impl CallMachine {
         self.out.pop_front()
     }
 
+    /// Whether a command can still change this call (it has not ended).
+    pub fn accepts_commands(&self) -> bool {
+        self.phase != Phase::Ended
+    }
+
     /// Ends the call from outside (shutdown, model unavailable, no stream): emits the final
     /// status and `CallEnded`, then [`Output::Close`]. Idempotent.
     pub fn end(&mut self, now: Instant, reason: &str, status: CallStatus) {
@@ -250,6 +269,10 @@ impl CallMachine {
             return;
         }
         self.phase = Phase::Ended;
+        // Audio still queued at Twilio when the call ended: recorded where it was to play.
+        for m in self.pending_marks.drain(..) {
+            self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Agent, stream_ms: m.play_at_ms, audio: m.audio }));
+        }
         self.set_status(now, status);
         self.emit(now, CallEventKind::CallEnded { reason: reason.to_string() });
         self.out.push_back(Output::Close);
@@ -342,6 +365,12 @@ impl CallMachine {
                 }
                 self.next_inbound_ms = Some(ts + mulaw::bytes_to_ms(len as usize));
                 self.stats.caller_bytes += len;
+                self.out.push_back(Output::Audio(AudioFrame {
+                    call_sid: self.call_sid.clone(),
+                    track: Track::Caller,
+                    stream_ms: ts,
+                    audio: Bytes::copy_from_slice(&self.scratch),
+                }));
                 self.stage(now, Stage::FirstCallerAudio);
                 self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: media.payload }));
             }
@@ -383,6 +412,7 @@ impl CallMachine {
                 if let Some(item) = self.items.get_mut(&m.item_id) {
                     item.played_bytes = item.played_bytes.max(m.end_bytes);
                 }
+                self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Agent, stream_ms: m.play_at_ms, audio: m.audio }));
             }
             if self.pending_marks.is_empty() && self.talking == Talking::Agent {
                 let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
@@ -542,19 +572,23 @@ impl CallMachine {
             }
         };
         // ≤ 20 ms per Twilio frame, so the marks tell what was heard to within one frame.
-        let frames: Vec<(String, u64)> = if len <= FRAME_BYTES {
-            vec![(delta, len as u64)]
+        let frames: Vec<(String, Bytes)> = if len <= FRAME_BYTES {
+            vec![(delta, Bytes::copy_from_slice(&self.scratch))]
         } else {
-            self.scratch.chunks(FRAME_BYTES).map(|c| (mulaw::encode_base64(c), c.len() as u64)).collect()
+            self.scratch.chunks(FRAME_BYTES).map(|c| (mulaw::encode_base64(c), Bytes::copy_from_slice(c))).collect()
         };
         let mut offset = self.items[&item_key].sent_bytes;
-        for (payload, n) in frames {
+        for (payload, audio) in frames {
+            let n = audio.len() as u64;
             offset += n;
+            // Twilio plays queued audio in order, starting now if its buffer is empty.
+            let play_at_ms = self.agent_queue_end_ms.max(self.stream_now_ms());
+            self.agent_queue_end_ms = play_at_ms + mulaw::bytes_to_ms(n as usize);
             self.out.push_back(Output::ToTwilio(TwilioOutbound::Media { stream_sid: stream_sid.clone(), media: OutboundMedia { payload } }));
             // Unique per call: the byte offset grows strictly within an item.
             let name = format!("{item_key}:{offset}");
             self.out.push_back(Output::ToTwilio(TwilioOutbound::Mark { stream_sid: stream_sid.clone(), mark: MarkName { name: name.clone() } }));
-            self.pending_marks.push_back(PendingMark { name, item_id: item_key.clone(), end_bytes: offset });
+            self.pending_marks.push_back(PendingMark { name, item_id: item_key.clone(), end_bytes: offset, audio, play_at_ms });
         }
         if let Some(item) = self.items.get_mut(&item_key) {
             item.sent_bytes = offset;
@@ -603,7 +637,9 @@ impl CallMachine {
         // 4. the marks Twilio echoes because of the clear are not playback.
         for m in self.pending_marks.drain(..) {
             self.cleared_marks.insert(m.name);
+            self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::AgentCleared, stream_ms: m.play_at_ms, audio: m.audio }));
         }
+        self.agent_queue_end_ms = self.stream_now_ms();
         self.emit(now, CallEventKind::BargeIn { item_id: item_id.to_string(), audio_end_ms, response_cancelled });
     }
 
@@ -620,6 +656,12 @@ impl CallMachine {
                     item: ItemCreate::system_text(format!("Supervisor instruction: {text}")),
                 }));
                 self.emit(now, CallEventKind::Whisper { text });
+            }
+            Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::LegalHold { .. })) => {
+                self.emit(now, kind);
+            }
+            Command::Record(other) => {
+                self.skip(now, "supervisor", format!("not a record-keeping event: {other:?}"));
             }
         }
     }
@@ -691,6 +733,12 @@ impl CallMachine {
     /// Emits an event decided by the driver (e.g. a connect failure).
     pub(crate) fn emit_external(&mut self, now: Instant, kind: CallEventKind) {
         self.emit(now, kind);
+    }
+
+    /// The stream clock now, ms: the end of the caller audio received so far (Twilio sends a
+    /// frame every 20 ms, so this tracks the caller's clock at any speed).
+    pub fn stream_now_ms(&self) -> u64 {
+        self.next_inbound_ms.unwrap_or(0)
     }
 
     /// How long since the call was created.

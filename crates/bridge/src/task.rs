@@ -14,10 +14,10 @@ use watchfloor_wire::realtime::ServerEvent;
 use watchfloor_wire::twilio::TwilioInbound;
 
 use crate::event::{CallEventKind, CallStatus};
-use crate::machine::{CallMachine, Command, Input, Output};
+use crate::machine::{CallMachine, Input, Output};
 use crate::model::{self, ModelConfig, ModelSocket};
 use crate::profile::{AgentProfile, CallContext};
-use crate::registry::{ActiveCall, Hub, lock};
+use crate::registry::{ActiveCall, CommandMsg, Hub, lock};
 
 /// A frame read from the Twilio WebSocket, independent of the server framework.
 #[derive(Debug)]
@@ -89,7 +89,7 @@ async fn next_model(sock: &mut Option<ModelSocket>) -> Option<Result<Message, to
 pub async fn run_call(
     setup: CallSetup,
     mut claim_rx: oneshot::Receiver<TwilioSocket>,
-    mut commands: mpsc::Receiver<Command>,
+    mut commands: mpsc::Receiver<CommandMsg>,
     hub: Hub,
     cancel: CancellationToken,
     summary: Arc<Mutex<ActiveCall>>,
@@ -113,6 +113,7 @@ pub async fn run_call(
     let claim_deadline = tokio::time::sleep(setup.claim_window);
     tokio::pin!(claim_deadline);
     let mut commands_open = true;
+    let mut pending_ack: Option<(oneshot::Sender<bool>, bool)> = None;
 
     loop {
         tokio::select! {
@@ -184,7 +185,11 @@ pub async fn run_call(
             }
             cmd = commands.recv(), if commands_open => {
                 match cmd {
-                    Some(cmd) => machine.handle_input(Input::Command(cmd), Instant::now()),
+                    Some((cmd, ack)) => {
+                        let accepted = machine.accepts_commands();
+                        machine.handle_input(Input::Command(cmd), Instant::now());
+                        pending_ack = ack.map(|a| (a, accepted));
+                    }
                     None => commands_open = false,
                 }
             }
@@ -216,8 +221,13 @@ pub async fn run_call(
                     }
                     hub.publish(ev);
                 }
+                Output::Audio(frame) => hub.publish_audio(frame),
                 Output::Close => close = true,
             }
+        }
+        if let Some((ack, accepted)) = pending_ack.take() {
+            // The command's events are published (queued for the store ahead of later ones).
+            let _ = ack.send(accepted);
         }
         if close {
             if let Some(mut ws) = model_sock.take() {

@@ -2,23 +2,33 @@
 //!
 //! Trees:
 //! - `calls`: CallSid → [`CallRecord`] (JSON, versioned; migrated on open);
-//! - `events`: CallSid ‖ 0x00 ‖ seq (u64 big-endian) → the [`CallEvent`] as JSON, in order:
-//!   the record can be rebuilt from its events ([`Store::rebuild`]).
+//! - `events`: CallSid ‖ 0x00 ‖ seq (u64 BE) → the [`CallEvent`] as JSON, in order: the record
+//!   can be rebuilt from its events ([`Store::rebuild`]);
+//! - `audio`: CallSid ‖ 0x00 ‖ track ‖ stream_ms (u64 BE) → μ-law ([`audio`]);
+//! - `audit`: at_ms ‖ id → [`AuditEntry`] ([`audit`]);
+//! - `index`, `words`: secondary indexes for the review queries ([`index`]).
 //!
-//! The [`writer`] task consumes the calls' events from an unbounded queue in batches, so a call
-//! never waits on the disk; it flushes at least every 200 ms while calls are live and at the end
-//! of every call.
+//! The [`writer`] task consumes the calls' events and audio from an unbounded queue in batches,
+//! so a call never waits on the disk; it flushes at least every 200 ms while calls are live, at
+//! the end of every call, and before it answers a barrier (a supervisor action's acknowledgement).
 
+pub mod audio;
+pub mod audit;
+pub mod index;
 pub mod record;
 pub mod writer;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 
-use watchfloor_bridge::CallEvent;
+use watchfloor_bridge::{CallEvent, Track};
 
-pub use record::{CallRecord, RECORD_VERSION, TranscriptLine};
+pub use audio::AudioChunk;
+pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
+pub use index::{CallPage, CallQuery};
+pub use record::{CallRecord, CallSummary, RECORD_VERSION, TranscriptLine, UnitRecord};
 
-/// Store errors. `Db` and `Io` may be retried; `Corrupt` means a stored value does not parse.
+/// Store errors. `Db` may be retried; `Corrupt` means a stored value does not parse.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// sled failed.
@@ -41,87 +51,202 @@ pub struct Store {
     db: sled::Db,
     calls: sled::Tree,
     events: sled::Tree,
+    audio: sled::Tree,
+    audit: sled::Tree,
+    index: sled::Tree,
+    words: sled::Tree,
+}
+
+/// `CallSid ‖ 0x00`: the prefix of a call's keys in `events` and `audio`.
+pub(crate) fn call_prefix(call_sid: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(call_sid.len() + 10);
+    k.extend_from_slice(call_sid.as_bytes());
+    k.push(0);
+    k
 }
 
 fn event_key(call_sid: &str, seq: u64) -> Vec<u8> {
-    let mut k = Vec::with_capacity(call_sid.len() + 9);
-    k.extend_from_slice(call_sid.as_bytes());
-    k.push(0);
+    let mut k = call_prefix(call_sid);
     k.extend_from_slice(&seq.to_be_bytes());
     k
 }
 
-fn event_prefix(call_sid: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(call_sid.len() + 1);
-    k.extend_from_slice(call_sid.as_bytes());
-    k.push(0);
-    k
+fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
+    StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), source }
+}
+
+/// What a purge removed.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct PurgeReport {
+    /// Calls whose record, events and audio were deleted.
+    pub calls_removed: usize,
+    /// Calls old enough but kept under legal hold.
+    pub calls_held: usize,
+    /// Audit entries deleted (older than the audit retention).
+    pub audit_removed: usize,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`. Records of older versions are migrated, and calls
     /// that were live when the process died are marked `interrupted` (their partial transcript
-    /// stays). Returns the store and the CallSids so marked.
+    /// and audio stay). Returns the store and the CallSids so marked.
     pub fn open(dir: &Path) -> Result<(Store, Vec<String>), StoreError> {
         let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
-        let calls = db.open_tree("calls")?;
-        let events = db.open_tree("events")?;
-        let store = Store { db, calls, events };
+        let store = Store {
+            calls: db.open_tree("calls")?,
+            events: db.open_tree("events")?,
+            audio: db.open_tree("audio")?,
+            audit: db.open_tree("audit")?,
+            index: db.open_tree("index")?,
+            words: db.open_tree("words")?,
+            db,
+        };
         let interrupted = store.recover()?;
         Ok((store, interrupted))
     }
 
-    /// Migrates records and marks dead live calls interrupted.
     fn recover(&self) -> Result<Vec<String>, StoreError> {
         let mut interrupted = Vec::new();
         for item in self.calls.iter() {
             let (k, v) = item?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let mut rec = record::decode(&v).map_err(|source| StoreError::Corrupt { key: key.clone(), source })?;
-            let migrated = rec.version != RECORD_VERSION;
+            let mut rec = record::decode(&v).map_err(|e| corrupt(&k, e))?;
+            let before = rec.clone();
             rec.version = RECORD_VERSION;
-            let live = rec.is_live();
-            if live {
+            if rec.is_live() {
                 rec.status = "interrupted".into();
                 rec.end_reason = Some("server_stopped".into());
-                interrupted.push(key.clone());
+                interrupted.push(rec.call_sid.clone());
             }
-            if live || migrated {
-                self.calls.insert(k, record::encode(&rec))?;
+            if rec != before {
+                self.put_record(Some(&before), &rec)?;
             }
         }
         if !interrupted.is_empty() {
             tracing::warn!(count = interrupted.len(), "calls were live when the server stopped: marked interrupted");
-            self.db.flush()?;
         }
+        self.db.flush()?;
         Ok(interrupted)
+    }
+
+    /// Writes a record and moves its index entries from `old` to the new values.
+    pub(crate) fn put_record(&self, old: Option<&CallRecord>, rec: &CallRecord) -> Result<(), StoreError> {
+        let old_keys = old.map(index::keys).unwrap_or_default();
+        let new_keys = index::keys(rec);
+        let mut ib = sled::Batch::default();
+        for k in old_keys.difference(&new_keys) {
+            ib.remove(k.as_slice());
+        }
+        for k in new_keys.difference(&old_keys) {
+            ib.insert(k.as_slice(), &[][..]);
+        }
+        self.index.apply_batch(ib)?;
+        self.calls.insert(rec.call_sid.as_bytes(), record::encode(rec))?;
+        Ok(())
     }
 
     /// One call's record.
     pub fn get_call(&self, call_sid: &str) -> Result<Option<CallRecord>, StoreError> {
         match self.calls.get(call_sid.as_bytes())? {
-            Some(v) => Ok(Some(record::decode(&v).map_err(|source| StoreError::Corrupt { key: call_sid.into(), source })?)),
+            Some(v) => Ok(Some(record::decode(&v).map_err(|e| corrupt(call_sid.as_bytes(), e))?)),
             None => Ok(None),
         }
     }
 
-    /// Every call record, newest first.
+    /// Every call record, newest first (for small stores and tests; the API pages with [`Store::query`]).
     pub fn list_calls(&self) -> Result<Vec<CallRecord>, StoreError> {
         let mut v = Vec::new();
         for item in self.calls.iter() {
             let (k, val) = item?;
-            v.push(record::decode(&val).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(&k).into(), source })?);
+            v.push(record::decode(&val).map_err(|e| corrupt(&k, e))?);
         }
         v.sort_by_key(|r: &CallRecord| std::cmp::Reverse(r.started_at_ms));
         Ok(v)
     }
 
+    /// Searches past calls, newest first, one page at a time.
+    pub fn query(&self, q: &CallQuery) -> Result<CallPage, StoreError> {
+        // The most selective index available drives the scan; the rest are filters.
+        let (kind, value) = if let Some(c) = &q.caller {
+            (index::CALLER, c.as_str())
+        } else if let Some(t) = &q.incident_type {
+            (index::INCIDENT, t.as_str())
+        } else if let Some(p) = &q.priority {
+            (index::PRIORITY, p.as_str())
+        } else if let Some(s) = &q.status {
+            (index::STATUS, s.as_str())
+        } else {
+            (index::TIME, "")
+        };
+        let prefix = index::prefix(kind, value);
+        let text_sids: Option<BTreeSet<String>> = match q.text.as_deref().map(index::words) {
+            Some(words) if !words.is_empty() => {
+                let mut acc: Option<BTreeSet<String>> = None;
+                for w in words {
+                    let mut sids = BTreeSet::new();
+                    let p = index::prefix_word(&w);
+                    for item in self.words.scan_prefix(&p) {
+                        let (k, _) = item?;
+                        sids.insert(String::from_utf8_lossy(&k[p.len()..]).into_owned());
+                    }
+                    acc = Some(match acc {
+                        None => sids,
+                        Some(a) => a.intersection(&sids).cloned().collect(),
+                    });
+                }
+                acc
+            }
+            _ => None,
+        };
+        let limit = q.limit.max(1);
+        let mut calls = Vec::new();
+        let mut next_cursor = None;
+        for item in self.index.scan_prefix(&prefix).rev() {
+            let (k, _) = item?;
+            let Some((ms, sid)) = index::split(&k, prefix.len()) else { continue };
+            if let Some((cms, csid)) = &q.after {
+                if (ms, sid.as_str()) >= (*cms, csid.as_str()) {
+                    continue;
+                }
+            }
+            if q.to_ms.is_some_and(|to| ms >= to) {
+                continue;
+            }
+            if q.from_ms.is_some_and(|from| ms < from) {
+                break; // older from here on
+            }
+            if text_sids.as_ref().is_some_and(|s| !s.contains(&sid)) {
+                continue;
+            }
+            let Some(rec) = self.get_call(&sid)? else { continue };
+            let matches = q.status.as_ref().is_none_or(|s| &rec.status == s)
+                && q.caller.as_ref().is_none_or(|c| &rec.from == c)
+                && q.incident_type.as_ref().is_none_or(|t| rec.incident_type.as_ref() == Some(t))
+                && q.priority.as_ref().is_none_or(|p| rec.priority.as_ref() == Some(p));
+            if !matches {
+                continue;
+            }
+            if calls.len() == limit {
+                let last: &CallSummary = calls.last().expect("limit ≥ 1");
+                next_cursor = Some(index::encode_cursor(last.started_at_ms, &last.call_sid));
+                break;
+            }
+            calls.push(CallSummary::from(&rec));
+        }
+        Ok(CallPage { calls, next_cursor })
+    }
+
+    /// Prior calls from `number` that started at or after `since_ms`, newest first.
+    pub fn caller_history(&self, number: &str, since_ms: u64, limit: usize) -> Result<Vec<CallSummary>, StoreError> {
+        let q = CallQuery { caller: Some(number.to_string()), from_ms: Some(since_ms), limit, ..Default::default() };
+        Ok(self.query(&q)?.calls)
+    }
+
     /// Every stored event of a call, in sequence order.
     pub fn events(&self, call_sid: &str) -> Result<Vec<CallEvent>, StoreError> {
         let mut v = Vec::new();
-        for item in self.events.scan_prefix(event_prefix(call_sid)) {
+        for item in self.events.scan_prefix(call_prefix(call_sid)) {
             let (k, val) = item?;
-            v.push(serde_json::from_slice(&val).map_err(|source| StoreError::Corrupt { key: String::from_utf8_lossy(&k).into(), source })?);
+            v.push(serde_json::from_slice(&val).map_err(|e| corrupt(&k, e))?);
         }
         Ok(v)
     }
@@ -139,20 +264,155 @@ impl Store {
         Ok(Some(rec))
     }
 
-    /// Writes a batch of events and the records they changed. Not flushed.
-    pub(crate) fn write_batch(&self, events: &[std::sync::Arc<CallEvent>], records: &[&CallRecord]) -> Result<(), StoreError> {
+    /// A call's recorded audio, every track, in stream order per track.
+    pub fn audio(&self, call_sid: &str) -> Result<Vec<AudioChunk>, StoreError> {
+        let mut v = Vec::new();
+        for item in self.audio.scan_prefix(call_prefix(call_sid)) {
+            let (k, val) = item?;
+            if let Some((track, stream_ms)) = audio::parse_key(call_sid, &k) {
+                v.push(AudioChunk { track, stream_ms, audio: val.to_vec() });
+            }
+        }
+        Ok(v)
+    }
+
+    /// The call's recording as a stereo WAV (left caller, right agent), or `None` with no audio.
+    pub fn recording_wav(&self, call_sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let chunks = self.audio(call_sid)?;
+        Ok((!chunks.is_empty()).then(|| audio::render_wav(&chunks)))
+    }
+
+    /// Writes a batch of events, the records they changed (with their index entries) and the
+    /// transcript words. Not flushed.
+    pub(crate) fn write_events(&self, events: &[std::sync::Arc<CallEvent>], records: &[(Option<CallRecord>, &CallRecord)]) -> Result<(), StoreError> {
         let mut eb = sled::Batch::default();
+        let mut wb = sled::Batch::default();
         for ev in events {
             // Invariant: CallEvent is plain data and serialises.
             eb.insert(event_key(&ev.call_sid, ev.seq), serde_json::to_vec(&**ev).expect("CallEvent serialises"));
+            if let watchfloor_bridge::CallEventKind::TranscriptFinal { text, .. } = &ev.kind {
+                for w in index::words(text) {
+                    wb.insert(index::word_key(&w, &ev.call_sid), &[][..]);
+                }
+            }
         }
         self.events.apply_batch(eb)?;
-        let mut cb = sled::Batch::default();
-        for rec in records {
-            cb.insert(rec.call_sid.as_bytes(), record::encode(rec));
+        self.words.apply_batch(wb)?;
+        for (old, rec) in records {
+            self.put_record(old.as_ref(), rec)?;
         }
-        self.calls.apply_batch(cb)?;
         Ok(())
+    }
+
+    /// Writes audio chunks (a chunk rewritten with more audio replaces the shorter one).
+    pub(crate) fn write_audio(&self, chunks: &[(&str, Track, u64, &[u8])]) -> Result<(), StoreError> {
+        let mut b = sled::Batch::default();
+        for (sid, track, ms, bytes) in chunks {
+            b.insert(audio::key(sid, *track, *ms), *bytes);
+        }
+        self.audio.apply_batch(b)?;
+        Ok(())
+    }
+
+    /// Appends an audit entry and flushes it to disk before returning.
+    pub async fn audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
+        let e = self.audit_unflushed(entry)?;
+        self.flush().await?;
+        Ok(e)
+    }
+
+    /// Appends an audit entry without waiting for the disk (record reads: the writer's periodic
+    /// flush makes it durable within 200 ms while calls are live, and the next flush otherwise).
+    pub fn audit_unflushed(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
+        let id = self.db.generate_id()?;
+        let e = AuditEntry { id, at_ms: entry.at_ms, user: entry.user, action: entry.action, target: entry.target, outcome: entry.outcome, detail: entry.detail };
+        // Invariant: AuditEntry is plain data and serialises.
+        self.audit.insert(audit::key(e.at_ms, id), serde_json::to_vec(&e).expect("AuditEntry serialises"))?;
+        Ok(e)
+    }
+
+    /// Searches the audit log, newest first.
+    pub fn audit_log(&self, q: &AuditQuery) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = q.limit.max(1);
+        let end = audit::key(q.to_ms.unwrap_or(u64::MAX), 0);
+        let start = audit::key(q.from_ms.unwrap_or(0), 0);
+        let mut v = Vec::new();
+        for item in self.audit.range(start..end).rev() {
+            let (k, val) = item?;
+            let e: AuditEntry = serde_json::from_slice(&val).map_err(|err| corrupt(&k, err))?;
+            if q.before_id.is_some_and(|b| e.id >= b)
+                || q.user.as_ref().is_some_and(|u| &e.user != u)
+                || q.action.as_ref().is_some_and(|a| &e.action != a)
+                || q.target.as_ref().is_some_and(|t| &e.target != t)
+            {
+                continue;
+            }
+            v.push(e);
+            if v.len() == limit {
+                break;
+            }
+        }
+        Ok(v)
+    }
+
+    /// Deletes calls that started before `calls_before_ms` (not live, not under legal hold) with
+    /// their events, audio and index entries, and audit entries before `audit_before_ms`.
+    pub fn purge(&self, calls_before_ms: u64, audit_before_ms: u64) -> Result<PurgeReport, StoreError> {
+        let mut report = PurgeReport::default();
+        let prefix = index::prefix(index::TIME, "");
+        let mut doomed = Vec::new();
+        for item in self.index.scan_prefix(&prefix) {
+            let (k, _) = item?;
+            let Some((ms, sid)) = index::split(&k, prefix.len()) else { continue };
+            if ms >= calls_before_ms {
+                break;
+            }
+            doomed.push(sid);
+        }
+        for sid in doomed {
+            let Some(rec) = self.get_call(&sid)? else { continue };
+            if rec.legal_hold {
+                report.calls_held += 1;
+                continue;
+            }
+            if rec.is_live() {
+                continue;
+            }
+            for tree in [&self.events, &self.audio] {
+                let mut b = sled::Batch::default();
+                for item in tree.scan_prefix(call_prefix(&sid)) {
+                    b.remove(item?.0);
+                }
+                tree.apply_batch(b)?;
+            }
+            let mut wb = sled::Batch::default();
+            for line in &rec.transcript {
+                for w in index::words(&line.text) {
+                    wb.remove(index::word_key(&w, &sid));
+                }
+            }
+            self.words.apply_batch(wb)?;
+            let mut ib = sled::Batch::default();
+            for k in index::keys(&rec) {
+                ib.remove(k);
+            }
+            self.index.apply_batch(ib)?;
+            self.calls.remove(sid.as_bytes())?;
+            report.calls_removed += 1;
+        }
+        let mut ab = sled::Batch::default();
+        for item in self.audit.range(..audit::key(audit_before_ms, 0)) {
+            ab.remove(item?.0);
+            report.audit_removed += 1;
+        }
+        self.audit.apply_batch(ab)?;
+        self.db.flush()?;
+        Ok(report)
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        Ok(self.db.size_on_disk()?)
     }
 
     /// Makes everything written so far durable.

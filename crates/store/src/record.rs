@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, Speaker};
 
 /// Current record version. Older records are migrated on open.
-pub const RECORD_VERSION: u32 = 1;
+pub const RECORD_VERSION: u32 = 2;
 
 /// One final line of transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -74,6 +74,30 @@ pub struct CallRecord {
     /// Sequence number of the last event applied.
     #[serde(default)]
     pub last_seq: Option<u64>,
+    /// APCO common incident type code (e.g. `FSTRU`), once known.
+    #[serde(default)]
+    pub incident_type: Option<String>,
+    /// Agency priority (`P1`–`P4`), once known.
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Units attached to the call, in order.
+    #[serde(default)]
+    pub units: Vec<UnitRecord>,
+    /// Under legal hold: never purged by retention.
+    #[serde(default)]
+    pub legal_hold: bool,
+}
+
+/// A unit attached to a call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnitRecord {
+    /// e.g. `Engine 7`.
+    pub unit: String,
+    /// ms since the Unix epoch.
+    pub attached_at_ms: u64,
+    /// ms since the Unix epoch, when it reported on scene.
+    #[serde(default)]
+    pub on_scene_at_ms: Option<u64>,
 }
 
 fn status_name(s: CallStatus) -> &'static str {
@@ -108,6 +132,10 @@ impl CallRecord {
             model_errors: 0,
             skipped_inputs: 0,
             last_seq: None,
+            incident_type: None,
+            priority: None,
+            units: Vec::new(),
+            legal_hold: false,
         }
     }
 
@@ -162,6 +190,17 @@ impl CallRecord {
                 self.ended_at_ms = Some(ev.at_ms);
                 self.end_reason = Some(reason.clone());
             }
+            CallEventKind::UnitAttached { unit, .. } => {
+                if !self.units.iter().any(|u| &u.unit == unit) {
+                    self.units.push(UnitRecord { unit: unit.clone(), attached_at_ms: ev.at_ms, on_scene_at_ms: None });
+                }
+            }
+            CallEventKind::UnitOnScene { unit, .. } => {
+                if let Some(u) = self.units.iter_mut().find(|u| &u.unit == unit) {
+                    u.on_scene_at_ms.get_or_insert(ev.at_ms);
+                }
+            }
+            CallEventKind::LegalHold { on, .. } => self.legal_hold = *on,
             CallEventKind::TranscriptDelta { .. }
             | CallEventKind::Talking { .. }
             | CallEventKind::Dtmf { .. }
@@ -177,8 +216,54 @@ pub(crate) fn encode(rec: &CallRecord) -> Vec<u8> {
     serde_json::to_vec(rec).expect("CallRecord serialises")
 }
 
-/// Decodes a stored record of any known version.
+/// Decodes a stored record of any known version. Fields added since version 1 have serde
+/// defaults, so a version-1 record reads as the current version with those fields empty; a
+/// change of meaning would add a step here, matched on `version`.
 pub(crate) fn decode(bytes: &[u8]) -> Result<CallRecord, serde_json::Error> {
-    // Version 1 is the first; later versions add a match on `version` here.
     serde_json::from_slice(bytes)
+}
+
+/// A call in a list: the record without its transcript.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CallSummary {
+    /// CallSid.
+    pub call_sid: String,
+    /// Caller number.
+    pub from: String,
+    /// Called number.
+    pub to: String,
+    /// Status.
+    pub status: String,
+    /// ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// ms since the Unix epoch.
+    pub ended_at_ms: Option<u64>,
+    /// APCO incident type code.
+    pub incident_type: Option<String>,
+    /// Agency priority.
+    pub priority: Option<String>,
+    /// A training call.
+    pub simulated: bool,
+    /// Under legal hold.
+    pub legal_hold: bool,
+    /// Final transcript lines.
+    pub transcript_lines: usize,
+}
+
+impl From<&CallRecord> for CallSummary {
+    fn from(r: &CallRecord) -> Self {
+        CallSummary {
+            call_sid: r.call_sid.clone(),
+            from: r.from.clone(),
+            to: r.to.clone(),
+            status: r.status.clone(),
+            started_at_ms: r.started_at_ms,
+            ended_at_ms: r.ended_at_ms,
+            incident_type: r.incident_type.clone(),
+            priority: r.priority.clone(),
+            simulated: r.simulated,
+            legal_hold: r.legal_hold,
+            transcript_lines: r.transcript.len(),
+        }
+    }
 }

@@ -1,87 +1,158 @@
-//! The store writer: consumes every call's events in batches, never making a call wait.
+//! The store writer: consumes every call's events and audio in batches, never making a call wait.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use watchfloor_bridge::{CallEvent, CallEventKind};
+use watchfloor_bridge::{CallEvent, CallEventKind, RecordMsg, Track};
+use watchfloor_wire::mulaw;
 
+use crate::audio::CHUNK_BYTES;
 use crate::{CallRecord, Store};
 
 /// Longest time written events stay unflushed while calls are live.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
-/// Most events taken in one batch.
-pub const MAX_BATCH: usize = 1024;
+/// Most messages taken in one batch.
+pub const MAX_BATCH: usize = 2048;
+
+/// The chunk of a track being filled.
+struct OpenChunk {
+    stream_ms: u64,
+    audio: Vec<u8>,
+    dirty: bool,
+}
+
+#[derive(Default)]
+struct State {
+    /// Records of live calls (and of ended calls touched in this batch).
+    live: HashMap<Arc<str>, CallRecord>,
+    /// The chunk being filled, per call and track.
+    chunks: HashMap<(Arc<str>, Track), OpenChunk>,
+    /// Full or interrupted chunks not yet written.
+    closed: Vec<(Arc<str>, Track, u64, Vec<u8>)>,
+}
 
 /// Runs until every sender of `rx` is gone or `stop` is cancelled, then writes what is queued,
 /// flushes and returns.
 ///
-/// Each batch: apply the events to the cached records of live calls, write events and changed
-/// records in two sled batches, then flush if a call ended in the batch or the last flush is
-/// older than [`FLUSH_INTERVAL`]. A write error is logged and the events stay in the cache for
-/// the next batch; the writer never stops on one.
-pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Arc<CallEvent>>, stop: CancellationToken) {
-    let mut live: HashMap<Arc<str>, CallRecord> = HashMap::new();
-    let mut buf: Vec<Arc<CallEvent>> = Vec::with_capacity(MAX_BATCH);
+/// Each batch: apply events to the cached records of live calls; append audio to the open
+/// one-second chunks; write events, changed records (with their index entries) and dirty chunks;
+/// flush if a call ended, a barrier or an append asked for it, or the last flush is older than
+/// [`FLUSH_INTERVAL`]; then answer barriers. A write error is logged and the batch is retried;
+/// the writer never stops on one.
+pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop: CancellationToken) {
+    let mut st = State::default();
+    let mut buf: Vec<RecordMsg> = Vec::with_capacity(MAX_BATCH);
     let mut last_flush = tokio::time::Instant::now();
     let mut unflushed = false;
     loop {
         let n = tokio::select! {
             n = rx.recv_many(&mut buf, MAX_BATCH) => n,
             _ = stop.cancelled(), if !rx.is_closed() => {
-                // No new events from now on; what is queued is still written below.
+                // No new messages from now on; what is queued is still written.
                 rx.close();
                 continue;
             }
             _ = tokio::time::sleep(FLUSH_INTERVAL), if unflushed => 0,
         };
         if n == 0 && buf.is_empty() && !unflushed {
-            break; // channel closed and drained
+            break; // closed and drained
         }
-        let mut ended = Vec::new();
-        let mut dirty: Vec<Arc<str>> = Vec::new();
-        for ev in &buf {
-            let rec = match live.get_mut(&ev.call_sid) {
-                Some(r) => r,
-                None => {
-                    let existing = store.get_call(&ev.call_sid).ok().flatten();
-                    live.entry(ev.call_sid.clone()).or_insert_with(|| existing.unwrap_or_else(|| CallRecord::new(&ev.call_sid)))
+        let mut must_flush = false;
+        let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
+        let mut replies: Vec<(oneshot::Sender<Result<CallEvent, String>>, Result<CallEvent, String>)> = Vec::new();
+        let mut events: Vec<Arc<CallEvent>> = Vec::new();
+        let mut before: HashMap<Arc<str>, Option<CallRecord>> = HashMap::new();
+        let mut ended: Vec<Arc<str>> = Vec::new();
+        for msg in buf.drain(..) {
+            match msg {
+                RecordMsg::Event(ev) => {
+                    let rec = cached(&store, &mut st.live, &ev.call_sid);
+                    before.entry(ev.call_sid.clone()).or_insert_with(|| (rec.last_seq.is_some()).then(|| rec.clone()));
+                    rec.apply(&ev);
+                    if matches!(ev.kind, CallEventKind::CallEnded { .. }) {
+                        ended.push(ev.call_sid.clone());
+                        must_flush = true;
+                    }
+                    events.push(ev);
                 }
-            };
-            rec.apply(ev);
-            if !dirty.contains(&ev.call_sid) {
-                dirty.push(ev.call_sid.clone());
-            }
-            if matches!(ev.kind, CallEventKind::CallEnded { .. }) {
-                ended.push(ev.call_sid.clone());
+                RecordMsg::Audio(frame) => add_audio(&mut st, frame.call_sid, frame.track, frame.stream_ms, &frame.audio),
+                RecordMsg::Barrier(tx) => {
+                    barriers.push(tx);
+                    must_flush = true;
+                }
+                RecordMsg::AppendAfterEnd { call_sid, kind, at_ms, reply } => {
+                    must_flush = true;
+                    let result = if st.live.contains_key(&call_sid) && !ended.contains(&call_sid) {
+                        Err(format!("call {call_sid} is still live"))
+                    } else {
+                        match store.get_call(&call_sid) {
+                            Ok(Some(rec)) if rec.is_live() => Err(format!("call {call_sid} is still live")),
+                            Ok(Some(rec)) => {
+                                let seq = rec.last_seq.map_or(0, |s| s + 1);
+                                let ev = Arc::new(CallEvent { call_sid: call_sid.clone(), seq, at_ms, kind });
+                                let entry = st.live.entry(call_sid.clone()).or_insert(rec);
+                                before.entry(call_sid.clone()).or_insert_with(|| Some(entry.clone()));
+                                entry.apply(&ev);
+                                ended.push(call_sid.clone());
+                                events.push(ev.clone());
+                                Ok((*ev).clone())
+                            }
+                            Ok(None) => Err(format!("no call {call_sid}")),
+                            Err(e) => Err(e.to_string()),
+                        }
+                    };
+                    replies.push((reply, result));
+                }
             }
         }
-        if !buf.is_empty() {
-            let records: Vec<&CallRecord> = dirty.iter().filter_map(|sid| live.get(sid)).collect();
-            match store.write_batch(&buf, &records) {
-                Ok(()) => {
-                    buf.clear();
-                    unflushed = true;
-                }
+        // Write: events and records, then audio. Retry on error (the data stays in memory).
+        loop {
+            let changed: Vec<(Option<CallRecord>, &CallRecord)> =
+                before.iter().filter_map(|(sid, old)| st.live.get(sid).map(|r| (old.clone(), r))).collect();
+            let dirty: Vec<(&str, Track, u64, &[u8])> = st
+                .chunks
+                .iter()
+                .filter(|(_, c)| c.dirty)
+                .map(|((sid, t), c)| (&**sid, *t, c.stream_ms, c.audio.as_slice()))
+                .chain(st.closed.iter().map(|(sid, t, ms, a)| (&**sid, *t, *ms, a.as_slice())))
+                .collect();
+            let result = store.write_events(&events, &changed).and_then(|()| store.write_audio(&dirty));
+            match result {
+                Ok(()) => break,
                 Err(e) => {
-                    tracing::error!(error = %e, "store write failed; retrying with the next batch");
+                    tracing::error!(error = %e, "store write failed; retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
                 }
             }
         }
-        if unflushed && (!ended.is_empty() || last_flush.elapsed() >= FLUSH_INTERVAL || n == 0) {
-            if let Err(e) = store.flush().await {
-                tracing::error!(error = %e, "store flush failed");
-            } else {
-                unflushed = false;
-                last_flush = tokio::time::Instant::now();
+        for c in st.chunks.values_mut() {
+            c.dirty = false;
+        }
+        st.closed.clear();
+        if !events.is_empty() || !st.chunks.is_empty() || n > 0 {
+            unflushed = true;
+        }
+        if unflushed && (must_flush || last_flush.elapsed() >= FLUSH_INTERVAL || n == 0) {
+            match store.flush().await {
+                Ok(()) => {
+                    unflushed = false;
+                    last_flush = tokio::time::Instant::now();
+                }
+                Err(e) => tracing::error!(error = %e, "store flush failed"),
             }
+        }
+        for tx in barriers {
+            let _ = tx.send(());
+        }
+        for (tx, r) in replies {
+            let _ = tx.send(r);
         }
         for sid in ended {
-            live.remove(&sid);
+            st.live.remove(&sid);
+            st.chunks.retain(|(s, _), _| *s != sid);
         }
         if n == 0 && rx.is_closed() && rx.is_empty() && !unflushed {
             break;
@@ -89,5 +160,28 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<Arc<CallEvent>>, 
     }
     if let Err(e) = store.flush().await {
         tracing::error!(error = %e, "final store flush failed");
+    }
+}
+
+fn cached<'a>(store: &Store, live: &'a mut HashMap<Arc<str>, CallRecord>, sid: &Arc<str>) -> &'a mut CallRecord {
+    live.entry(sid.clone()).or_insert_with(|| store.get_call(sid).ok().flatten().unwrap_or_else(|| CallRecord::new(sid)))
+}
+
+fn add_audio(st: &mut State, sid: Arc<str>, track: Track, stream_ms: u64, audio: &[u8]) {
+    let key = (sid, track);
+    match st.chunks.get_mut(&key) {
+        Some(c) if c.stream_ms + mulaw::bytes_to_ms(c.audio.len()) == stream_ms && c.audio.len() + audio.len() <= CHUNK_BYTES && c.audio.len() % mulaw::BYTES_PER_MS == 0 => {
+            c.audio.extend_from_slice(audio);
+            c.dirty = true;
+        }
+        _ => {
+            // A new run (a gap, a full chunk, or the first audio): the one it replaces is
+            // written with this batch if it has audio not yet on disk.
+            if let Some(old) = st.chunks.insert(key.clone(), OpenChunk { stream_ms, audio: audio.to_vec(), dirty: true }) {
+                if old.dirty {
+                    st.closed.push((key.0, key.1, old.stream_ms, old.audio));
+                }
+            }
+        }
     }
 }

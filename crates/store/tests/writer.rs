@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, Speaker};
+use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, RecordMsg, Speaker};
 use watchfloor_store::{Store, writer};
 
 fn ev(sid: &str, seq: u64, kind: CallEventKind) -> Arc<CallEvent> {
@@ -31,7 +31,7 @@ async fn writer_records_calls_and_rebuilds_them_from_events() {
     let (tx, rx) = mpsc::unbounded_channel();
     let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
     for e in call_events("CA1", true).into_iter().chain(call_events("CA2", false)) {
-        tx.send(e).unwrap();
+        tx.send(RecordMsg::Event(e)).unwrap();
     }
     drop(tx);
     w.await.unwrap();
@@ -55,7 +55,7 @@ async fn live_calls_are_marked_interrupted_on_reopen() {
         let (tx, rx) = mpsc::unbounded_channel();
         let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
         for e in call_events("CA_live", false).into_iter().chain(call_events("CA_done", true)) {
-            tx.send(e).unwrap();
+            tx.send(RecordMsg::Event(e)).unwrap();
         }
         drop(tx);
         w.await.unwrap();
@@ -75,7 +75,7 @@ async fn writer_stops_on_cancel_with_senders_alive_and_keeps_queued_events() {
     let (tx, rx) = mpsc::unbounded_channel();
     let stop = tokio_util::sync::CancellationToken::new();
     for e in call_events("CA3", false) {
-        tx.send(e).unwrap();
+        tx.send(RecordMsg::Event(e)).unwrap();
     }
     stop.cancel();
     writer::run(store.clone(), rx, stop).await;
