@@ -75,16 +75,21 @@ impl Default for AgentProfile {
 pub struct CallContext {
     /// The caller's number (ANI), the callback number on record.
     pub caller_number: String,
+    /// One line about prior calls from this number (caller history), if any.
+    pub history: Option<String>,
 }
 
 impl AgentProfile {
     /// The full instructions for one call: the profile's text plus a line with the callback number.
     pub fn instructions_for(&self, ctx: &CallContext) -> String {
-        if ctx.caller_number.is_empty() {
-            self.instructions.clone()
-        } else {
-            format!("{}\nCaller ID (callback number on record): {}.", self.instructions, ctx.caller_number)
+        let mut s = self.instructions.clone();
+        if !ctx.caller_number.is_empty() {
+            s.push_str(&format!("\nCaller ID (callback number on record): {}.", ctx.caller_number));
         }
+        if let Some(h) = &ctx.history {
+            s.push_str(&format!("\nCaller history: {h}"));
+        }
+        s
     }
 
     /// The `session.update` for one call: μ-law both ways, server VAD, transcription, voice.
@@ -131,7 +136,7 @@ mod tests {
     #[test]
     fn session_update_carries_profile_and_callback_number() {
         let p = AgentProfile { vad: VadProfile::NOISY_LINE, ..Default::default() };
-        let ev = p.session_update(&CallContext { caller_number: "+15550100101".into() });
+        let ev = p.session_update(&CallContext { caller_number: "+15550100101".into(), history: Some("1 prior call from this number in the last 30 days.".into()) });
         let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
         assert_eq!(v["session"]["audio"]["input"]["format"]["type"], "audio/pcmu");
         assert_eq!(v["session"]["audio"]["output"]["format"]["type"], "audio/pcmu");
@@ -142,6 +147,7 @@ mod tests {
         assert_eq!(td["silence_duration_ms"], 2500);
         assert!(v["session"]["instructions"].as_str().unwrap().contains("+15550100101"));
         assert!(v["session"]["instructions"].as_str().unwrap().contains("location"));
+        assert!(v["session"]["instructions"].as_str().unwrap().contains("Caller history: 1 prior call"));
         assert!(v["session"].get("temperature").is_none());
     }
 }

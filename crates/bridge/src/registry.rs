@@ -204,6 +204,8 @@ pub struct NewCall {
     pub received: Instant,
     /// Same, ms since the Unix epoch.
     pub received_unix_ms: u64,
+    /// One line about prior calls from this number, for the agent's instructions.
+    pub history: Option<String>,
 }
 
 /// Errors from the registry.
@@ -303,6 +305,7 @@ impl CallRegistry {
             profile: cfg.profile,
             model: cfg.model,
             claim_window: cfg.claim_window,
+            history: call.history,
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();

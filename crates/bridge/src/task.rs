@@ -63,6 +63,8 @@ pub struct CallSetup {
     pub model: Arc<ModelConfig>,
     /// How long to wait for the media stream.
     pub claim_window: Duration,
+    /// Caller history line for the agent's instructions.
+    pub history: Option<String>,
 }
 
 /// Current wall-clock time, ms since the Unix epoch.
@@ -97,7 +99,7 @@ pub async fn run_call(
     let mut machine = CallMachine::new(
         setup.call_sid.clone(),
         setup.profile.clone(),
-        CallContext { caller_number: setup.from.clone() },
+        CallContext { caller_number: setup.from.clone(), history: setup.history.clone() },
         setup.to.clone(),
         setup.simulated,
         setup.received,

@@ -10,6 +10,9 @@
 //! | `WATCHFLOOR_BIND` | listen address | `127.0.0.1:8080` |
 //! | `WATCHFLOOR_DATA_DIR` | sled store directory | the OS data dir + `/watchfloor` |
 //! | `WATCHFLOOR_HUMAN_LINE` | number calls fall back to | none |
+//!
+//! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
+//! `caller_history_days` (30), `[agent]`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +53,13 @@ pub struct Config {
     pub max_ws_message_bytes: usize,
     /// Largest HTTP request body, bytes (default 64 KiB).
     pub max_body_bytes: usize,
+    /// Call records (with transcripts and audio) are purged this many days after the call
+    /// started, unless under legal hold (default 365; state law sets the minimum).
+    pub retention_days: u64,
+    /// Audit entries are kept this many days (at least 365, CJIS 5.4).
+    pub audit_retention_days: u64,
+    /// Caller history covers this many days (default 30).
+    pub caller_history_days: u64,
 }
 
 /// The file form: every field optional.
@@ -76,6 +86,12 @@ pub struct FileConfig {
     pub human_line: Option<String>,
     /// See [`Config::agent`].
     pub agent: Option<AgentProfile>,
+    /// See [`Config::retention_days`].
+    pub retention_days: Option<u64>,
+    /// See [`Config::audit_retention_days`].
+    pub audit_retention_days: Option<u64>,
+    /// See [`Config::caller_history_days`].
+    pub caller_history_days: Option<u64>,
 }
 
 /// Configuration errors.
@@ -120,6 +136,9 @@ impl Config {
             claim_window: Duration::from_secs(30),
             max_ws_message_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024,
+            retention_days: 365,
+            audit_retention_days: watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS,
+            caller_history_days: 30,
         }
     }
 
@@ -147,6 +166,9 @@ impl Config {
         if let Some(v) = f.twilio_api_base { self.twilio_api_base = v; }
         if let Some(v) = f.human_line { self.human_line = Some(v); }
         if let Some(v) = f.agent { self.agent = v; }
+        if let Some(v) = f.retention_days { self.retention_days = v; }
+        if let Some(v) = f.audit_retention_days { self.audit_retention_days = v.max(watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS); }
+        if let Some(v) = f.caller_history_days { self.caller_history_days = v; }
     }
 
     /// Applies environment variables read through `get` (testable without touching the process env).

@@ -6,6 +6,7 @@
 
 pub mod config;
 mod media;
+mod review;
 mod routes;
 
 use std::net::SocketAddr;
@@ -84,6 +85,45 @@ pub enum ServeError {
     Io(#[from] std::io::Error),
 }
 
+/// How often the retention purge runs.
+pub const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Purges records past the retention period (not under legal hold) at start and then hourly.
+async fn retention_job(state: AppState, cancel: CancellationToken) {
+    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    loop {
+        let now = watchfloor_bridge::task::unix_ms();
+        let calls_before = now.saturating_sub(state.config.retention_days * DAY_MS);
+        let audit_days = state.config.audit_retention_days.max(watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS);
+        let audit_before = now.saturating_sub(audit_days * DAY_MS);
+        let store = state.store.clone();
+        match tokio::task::spawn_blocking(move || store.purge(calls_before, audit_before)).await {
+            Ok(Ok(report)) => {
+                if report.calls_removed + report.audit_removed > 0 {
+                    tracing::info!(?report, "retention purge");
+                }
+                let entry = watchfloor_store::NewAuditEntry {
+                    at_ms: now,
+                    user: "system".into(),
+                    action: "retention.purge".into(),
+                    target: "calls".into(),
+                    outcome: "ok".into(),
+                    detail: Some(format!("{} calls removed, {} held, {} audit entries removed", report.calls_removed, report.calls_held, report.audit_removed)),
+                };
+                if let Err(e) = state.store.audit(entry).await {
+                    tracing::error!(error = %e, "audit of the purge failed");
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+            Err(e) => tracing::error!(error = %e, "retention purge panicked"),
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(PURGE_INTERVAL) => {}
+        }
+    }
+}
+
 /// Starts the server on `listener`.
 pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle, ServeError> {
     let addr = listener.local_addr()?;
@@ -122,6 +162,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
     let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone() };
+    tokio::spawn(retention_job(state.clone(), cancel.clone()));
     let app = routes::router(state);
     let c2 = cancel.clone();
     let join = tokio::spawn(async move {

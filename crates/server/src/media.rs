@@ -89,14 +89,16 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
         return;
     }
     let p = &start.custom_parameters;
-    let call = NewCall {
+    let mut call = NewCall {
         call_sid: start.call_sid.clone(),
         from: p.get("from").cloned().unwrap_or_default(),
         to: p.get("to").cloned().unwrap_or_default(),
         simulated: p.get("simulated").is_some_and(|v| v == "true"),
         received: std::time::Instant::now(),
         received_unix_ms: unix_ms(),
+        history: None,
     };
+    call.history = crate::review::history_line(&state, &call.call_sid, &call.from);
     let socket = TwilioSocket { rx, tx, already_read };
     if let Err(e) = state.calls.claim(call, socket) {
         // The socket is dropped (closed): Twilio runs the fallback verbs.

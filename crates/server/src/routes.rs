@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -27,13 +27,13 @@ pub(crate) fn router(state: AppState) -> Router {
         .route(MEDIA_PATH, get(crate::media::media_stream))
         .route("/health", get(health))
         .route("/api/calls/active", get(active_calls))
-        .route("/api/calls/{id}", get(call_record))
+        .merge(crate::review::routes())
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 
 /// An API error: status and a JSON body that says what was wrong.
-pub(crate) struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(pub(crate) StatusCode, pub(crate) String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -83,7 +83,8 @@ async fn voice_webhook(State(state): State<AppState>, headers: HeaderMap, body: 
         crate::media::record_direct_fallback(&state, call_sid, &from, &to, simulated, received_unix_ms, "no_model_configured");
         return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
     }
-    let call = NewCall { call_sid: call_sid.to_string(), from: from.clone(), to: to.clone(), simulated, received, received_unix_ms };
+    let history = crate::review::history_line(&state, call_sid, &from);
+    let call = NewCall { call_sid: call_sid.to_string(), from: from.clone(), to: to.clone(), simulated, received, received_unix_ms, history };
     match state.calls.start_call(call) {
         Ok(()) | Err(RegistryError::AlreadyLive(_)) => {}
         Err(RegistryError::ShuttingDown) => {
@@ -130,15 +131,6 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
 /// `GET /api/calls/active`: live calls, oldest first.
 async fn active_calls(State(state): State<AppState>) -> Json<serde_json::Value> {
     Json(json!({ "calls": state.calls.active() }))
-}
-
-/// `GET /api/calls/{id}`: one call's record.
-async fn call_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
-    match state.store.get_call(&id) {
-        Ok(Some(rec)) => Ok(Json(rec)),
-        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no call {id}"))),
-        Err(e) => Err(ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
-    }
 }
 
 #[cfg(test)]

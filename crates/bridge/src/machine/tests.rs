@@ -8,7 +8,7 @@ fn machine(now: Instant) -> CallMachine {
     CallMachine::new(
         SID.into(),
         Arc::new(AgentProfile::default()),
-        CallContext { caller_number: "+15550100101".into() },
+        CallContext { caller_number: "+15550100101".into(), history: None },
         "+15550000911".into(),
         false,
         now,

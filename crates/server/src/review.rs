@@ -1,0 +1,368 @@
+//! The review API: past calls, transcripts, timelines, recordings, units, legal hold, the audit
+//! log and caller history. Every access to a record and every supervisor action is audited
+//! (CJIS 5.4): who, when, what, on which call, and the outcome.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use watchfloor_bridge::task::unix_ms;
+use watchfloor_bridge::{CallEventKind, Command};
+use watchfloor_store::{AuditQuery, CallQuery, NewAuditEntry, index};
+
+use crate::AppState;
+use crate::routes::ApiError;
+
+const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+/// Largest page of calls or audit entries.
+pub const MAX_PAGE: usize = 500;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/calls", get(list_calls))
+        .route("/api/calls/{id}", get(call_record))
+        .route("/api/calls/{id}/transcript", get(transcript))
+        .route("/api/calls/{id}/timeline", get(timeline))
+        .route("/api/calls/{id}/recording.wav", get(recording))
+        .route("/api/calls/{id}/attach", post(attach_unit))
+        .route("/api/calls/{id}/on-scene", post(unit_on_scene))
+        .route("/api/calls/{id}/legal-hold", post(legal_hold))
+        .route("/api/callers/{number}/history", get(caller_history))
+        .route("/api/audit", get(audit_log))
+}
+
+/// Who is acting. Until console authentication lands every request is the local console user.
+pub(crate) fn console_user() -> String {
+    "console".to_string()
+}
+
+fn bad(msg: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, msg.into())
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "store error");
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, "store error".into())
+}
+
+/// Records an access or action. Reads are recorded without waiting for the disk; actions are
+/// flushed before the response (`flush`).
+async fn audit(state: &AppState, action: &str, target: &str, outcome: &str, detail: Option<String>, flush: bool) {
+    let entry = NewAuditEntry { at_ms: unix_ms(), user: console_user(), action: action.into(), target: target.into(), outcome: outcome.into(), detail };
+    let r = if flush { state.store.audit(entry).await.map(|_| ()) } else { state.store.audit_unflushed(entry).map(|_| ()) };
+    if let Err(e) = r {
+        tracing::error!(error = %e, action, "audit entry could not be written");
+    }
+}
+
+/// Runs `f`, audits the outcome as a read of `target`, and returns its result.
+async fn audited_read<T>(state: &AppState, action: &str, target: &str, r: Result<T, ApiError>) -> Result<T, ApiError> {
+    let outcome = match &r {
+        Ok(_) => "ok",
+        Err(ApiError(StatusCode::NOT_FOUND, _)) => "not_found",
+        Err(ApiError(StatusCode::BAD_REQUEST, _)) => "invalid",
+        Err(_) => "error",
+    };
+    audit(state, action, target, outcome, None, false).await;
+    r
+}
+
+fn parse_u64(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, ApiError> {
+    q.get(key).map(|v| v.parse::<u64>().map_err(|_| bad(format!("{key} must be a whole number (ms since the Unix epoch or a count), got {v:?}")))).transpose()
+}
+
+const STATUSES: &[&str] = &["processing", "with_agent", "fallback", "completed", "interrupted", "no_stream"];
+const CALL_FILTERS: &[&str] = &["from", "to", "status", "incident_type", "priority", "caller", "q", "limit", "cursor"];
+
+/// `GET /api/calls`: past calls, newest first. Filters: `from`, `to` (ms since the Unix epoch,
+/// on the start time), `status`, `incident_type`, `priority` (`P1`–`P4`), `caller` (E.164),
+/// `q` (words in the transcript), `limit` (1–500, default 50), `cursor` (from the previous page).
+async fn list_calls(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<watchfloor_store::CallPage>, ApiError> {
+    let r = (|| {
+        if let Some(unknown) = q.keys().find(|k| !CALL_FILTERS.contains(&k.as_str())) {
+            return Err(bad(format!("unknown filter {unknown:?}; filters are {}", CALL_FILTERS.join(", "))));
+        }
+        let status = q.get("status").cloned();
+        if let Some(s) = &status {
+            if !STATUSES.contains(&s.as_str()) {
+                return Err(bad(format!("status must be one of {}", STATUSES.join(", "))));
+            }
+        }
+        let priority = q.get("priority").cloned();
+        if let Some(p) = &priority {
+            if !matches!(p.as_str(), "P1" | "P2" | "P3" | "P4") {
+                return Err(bad("priority must be P1, P2, P3 or P4"));
+            }
+        }
+        let limit = parse_u64(&q, "limit")?.unwrap_or(50) as usize;
+        if !(1..=MAX_PAGE).contains(&limit) {
+            return Err(bad(format!("limit must be 1–{MAX_PAGE}")));
+        }
+        let (from_ms, to_ms) = (parse_u64(&q, "from")?, parse_u64(&q, "to")?);
+        if let (Some(f), Some(t)) = (from_ms, to_ms) {
+            if f >= t {
+                return Err(bad("from must be before to"));
+            }
+        }
+        let after = match q.get("cursor") {
+            Some(c) => Some(index::decode_cursor(c).ok_or_else(|| bad("cursor is malformed"))?),
+            None => None,
+        };
+        Ok(CallQuery {
+            from_ms,
+            to_ms,
+            status,
+            incident_type: q.get("incident_type").cloned(),
+            priority,
+            caller: q.get("caller").cloned(),
+            text: q.get("q").cloned(),
+            limit,
+            after,
+        })
+    })();
+    let detail = serde_json::to_string(&q).ok();
+    let r = match r {
+        Ok(query) => state.store.query(&query).map(Json).map_err(internal),
+        Err(e) => Err(e),
+    };
+    let outcome = if r.is_ok() { "ok" } else { "invalid" };
+    audit(&state, "call.list", "calls", outcome, detail, false).await;
+    r
+}
+
+fn record_or_404(state: &AppState, id: &str) -> Result<watchfloor_store::CallRecord, ApiError> {
+    state.store.get_call(id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))
+}
+
+/// `GET /api/calls/{id}`: one call's record.
+async fn call_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let r = record_or_404(&state, &id).map(Json);
+    audited_read(&state, "call.read", &id, r).await
+}
+
+#[derive(Deserialize)]
+struct TranscriptQuery {
+    format: Option<String>,
+}
+
+/// `GET /api/calls/{id}/transcript?format=json|text`: every final line with speaker and time
+/// (ms since the Unix epoch and offset from the start of the call).
+async fn transcript(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<TranscriptQuery>) -> Result<Response, ApiError> {
+    let r = (|| {
+        let rec = record_or_404(&state, &id)?;
+        let lines: Vec<serde_json::Value> = rec
+            .transcript
+            .iter()
+            .map(|l| json!({"speaker": l.speaker, "at_ms": l.at_ms, "offset_ms": l.at_ms.saturating_sub(rec.started_at_ms), "text": l.text, "interrupted": l.interrupted}))
+            .collect();
+        match q.format.as_deref().unwrap_or("json") {
+            "json" => Ok(Json(json!({"call_sid": rec.call_sid, "started_at_ms": rec.started_at_ms, "lines": lines})).into_response()),
+            "text" => {
+                let text: String = rec
+                    .transcript
+                    .iter()
+                    .map(|l| {
+                        let off = l.at_ms.saturating_sub(rec.started_at_ms) / 1000;
+                        let who = if l.speaker == "caller" { "Caller" } else { "Dispatcher" };
+                        format!("[{:02}:{:02}] {who}: {}{}\n", off / 60, off % 60, l.text, if l.interrupted { " [interrupted]" } else { "" })
+                    })
+                    .collect();
+                Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+            }
+            other => Err(bad(format!("format must be json or text, got {other:?}"))),
+        }
+    })();
+    audited_read(&state, "call.transcript", &id, r).await
+}
+
+/// `GET /api/calls/{id}/timeline`: every `CallEvent` of the call, in order.
+async fn timeline(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = (|| {
+        record_or_404(&state, &id)?;
+        let events = state.store.events(&id).map_err(internal)?;
+        Ok(Json(json!({"call_sid": id, "events": events})))
+    })();
+    audited_read(&state, "call.timeline", &id, r).await
+}
+
+/// `GET /api/calls/{id}/recording.wav`: stereo WAV, left the caller, right the agent as heard.
+async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let r = (|| {
+        record_or_404(&state, &id)?;
+        let wav = state.store.recording_wav(&id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("call {id} has no audio")))?;
+        Ok(([(header::CONTENT_TYPE, "audio/wav"), (header::CONTENT_DISPOSITION, "inline; filename=\"recording.wav\"")], wav).into_response())
+    })();
+    audited_read(&state, "call.recording", &id, r).await
+}
+
+#[derive(Deserialize)]
+struct UnitBody {
+    unit: String,
+}
+
+#[derive(Deserialize)]
+struct HoldBody {
+    on: bool,
+}
+
+fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    b.map(|Json(t)| t).map_err(|e| bad(format!("request body: {}", e.body_text())))
+}
+
+fn valid_unit(unit: &str) -> Result<String, ApiError> {
+    let u = unit.trim();
+    if u.is_empty() || u.chars().count() > 64 || u.chars().any(char::is_control) {
+        return Err(bad("unit must be 1–64 printable characters, e.g. \"Engine 7\""));
+    }
+    Ok(u.to_string())
+}
+
+/// Records a supervisor event on a call: through the call's task while it is live (so sequence
+/// numbers stay in order), else through the store writer; flushed before it returns.
+async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Result<watchfloor_store::CallRecord, ApiError> {
+    if let Some(handle) = state.calls.handle(id) {
+        if let Ok(true) = handle.send_and_wait(Command::Record(kind.clone())).await {
+            state.calls.hub().barrier().await.map_err(internal)?;
+            return record_or_404(state, id);
+        }
+    }
+    match state.calls.hub().append_after_end(id, kind, unix_ms()).await {
+        Ok(_) => record_or_404(state, id),
+        Err(e) if e.starts_with("no call") => Err(ApiError(StatusCode::NOT_FOUND, e)),
+        Err(e) if e.contains("still live") => Err(ApiError(StatusCode::CONFLICT, e)),
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn audited_action(state: &AppState, action: &str, id: &str, detail: String, r: Result<watchfloor_store::CallRecord, ApiError>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let outcome = match &r {
+        Ok(_) => "ok",
+        Err(ApiError(StatusCode::NOT_FOUND, _)) => "not_found",
+        Err(ApiError(StatusCode::BAD_REQUEST, _)) => "invalid",
+        Err(ApiError(StatusCode::CONFLICT, _)) => "refused",
+        Err(_) => "error",
+    };
+    let detail = match &r {
+        Err(ApiError(_, why)) => format!("{detail}; {why}"),
+        Ok(_) => detail,
+    };
+    audit(state, action, id, outcome, Some(detail), true).await;
+    r.map(Json)
+}
+
+/// `POST /api/calls/{id}/attach` `{"unit": "Engine 7"}`: a unit attaches to the call.
+async fn attach_unit(State(state): State<AppState>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
+        Ok(unit) => {
+            let kind = CallEventKind::UnitAttached { unit: unit.clone(), by: console_user() };
+            let r = match record_or_404(&state, &id) {
+                Ok(rec) if rec.units.iter().any(|u| u.unit == unit) => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is already attached"))),
+                Ok(_) => record_action(&state, &id, kind).await,
+                Err(e) => Err(e),
+            };
+            (format!("unit {unit}"), r)
+        }
+        Err(e) => (String::from("bad request"), Err(e)),
+    };
+    audited_action(&state, "call.attach_unit", &id, detail, r).await
+}
+
+/// `POST /api/calls/{id}/on-scene` `{"unit": "Engine 7"}`: an attached unit is on scene.
+async fn unit_on_scene(State(state): State<AppState>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
+        Ok(unit) => {
+            let r = match record_or_404(&state, &id) {
+                Ok(rec) => match rec.units.iter().find(|u| u.unit == unit) {
+                    None => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is not attached to this call"))),
+                    Some(u) if u.on_scene_at_ms.is_some() => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is already on scene"))),
+                    Some(_) => record_action(&state, &id, CallEventKind::UnitOnScene { unit: unit.clone(), by: console_user() }).await,
+                },
+                Err(e) => Err(e),
+            };
+            (format!("unit {unit}"), r)
+        }
+        Err(e) => (String::from("bad request"), Err(e)),
+    };
+    audited_action(&state, "call.unit_on_scene", &id, detail, r).await
+}
+
+/// `POST /api/calls/{id}/legal-hold` `{"on": true}`: hold (or release) a record from purging.
+async fn legal_hold(State(state): State<AppState>, Path(id): Path<String>, b: Result<Json<HoldBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let (detail, r) = match body(b) {
+        Ok(HoldBody { on }) => (format!("legal hold {}", if on { "on" } else { "off" }), record_action(&state, &id, CallEventKind::LegalHold { on, by: console_user() }).await),
+        Err(e) => (String::from("bad request"), Err(e)),
+    };
+    audited_action(&state, "call.legal_hold", &id, detail, r).await
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    days: Option<u64>,
+}
+
+/// `GET /api/callers/{number}/history?days=N`: prior calls from a number (default: the configured
+/// caller-history window).
+async fn caller_history(State(state): State<AppState>, Path(number): Path<String>, Query(q): Query<HistoryQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+    let days = q.days.unwrap_or(state.config.caller_history_days);
+    let r = if days == 0 || days > 3660 {
+        Err(bad("days must be 1–3660"))
+    } else {
+        let since = unix_ms().saturating_sub(days * DAY_MS);
+        state.store.caller_history(&number, since, MAX_PAGE).map(|calls| Json(json!({"number": number, "days": days, "calls": calls}))).map_err(internal)
+    };
+    audited_read(&state, "caller.history", &number, r).await
+}
+
+/// The line about prior calls that goes into the agent's instructions, or `None`.
+pub(crate) fn history_line(state: &AppState, call_sid: &str, number: &str) -> Option<String> {
+    if number.is_empty() {
+        return None;
+    }
+    let now = unix_ms();
+    let days = state.config.caller_history_days;
+    let prior: Vec<_> = state.store.caller_history(number, now.saturating_sub(days * DAY_MS), 20).ok()?.into_iter().filter(|c| c.call_sid != call_sid).collect();
+    let latest = prior.first()?;
+    let ago_min = now.saturating_sub(latest.started_at_ms) / 60_000;
+    let ago = if ago_min < 120 { format!("{ago_min} minutes ago") } else if ago_min < 48 * 60 { format!("{} hours ago", ago_min / 60) } else { format!("{} days ago", ago_min / (24 * 60)) };
+    let what = latest.incident_type.as_deref().map(|t| format!(", incident type {t}")).unwrap_or_default();
+    Some(format!(
+        "{} prior call{} from this number in the last {days} days; the latest {ago} (status {}{what}). It may be the same emergency: ask whether this is about it.",
+        prior.len(),
+        if prior.len() == 1 { "" } else { "s" },
+        latest.status
+    ))
+}
+
+#[derive(Deserialize)]
+struct AuditParams {
+    from: Option<u64>,
+    to: Option<u64>,
+    user: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    limit: Option<usize>,
+    before: Option<u64>,
+}
+
+/// `GET /api/audit`: the audit log, newest first. Filters: `from`, `to` (ms since the Unix
+/// epoch), `user`, `action`, `target`, `limit` (1–500, default 100), `before` (an entry id).
+async fn audit_log(State(state): State<AppState>, q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = match q {
+        Err(e) => Err(bad(e.body_text())),
+        Ok(Query(p)) if p.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) => Err(bad(format!("limit must be 1–{MAX_PAGE}"))),
+        Ok(Query(p)) => {
+            let q = AuditQuery { from_ms: p.from, to_ms: p.to, user: p.user, action: p.action, target: p.target, limit: p.limit.unwrap_or(100), before_id: p.before };
+            state.store.audit_log(&q).map(|entries| {
+                let next = (entries.len() == q.limit).then(|| entries.last().map(|e| e.id)).flatten();
+                Json(json!({"entries": entries, "next_before": next}))
+            }).map_err(internal)
+        }
+    };
+    audited_read(&state, "audit.read", "audit", r).await
+}
