@@ -12,7 +12,7 @@
 //! | `WATCHFLOOR_HUMAN_LINE` | number calls fall back to | none |
 //!
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
-//! `caller_history_days` (30), `[agent]`.
+//! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `[agent]`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -60,6 +60,8 @@ pub struct Config {
     pub audit_retention_days: u64,
     /// Caller history covers this many days (default 30).
     pub caller_history_days: u64,
+    /// The agency's identifier in EIDO documents, a domain (default `psap.invalid`: set it).
+    pub agency_id: String,
 }
 
 /// The file form: every field optional.
@@ -92,6 +94,8 @@ pub struct FileConfig {
     pub audit_retention_days: Option<u64>,
     /// See [`Config::caller_history_days`].
     pub caller_history_days: Option<u64>,
+    /// See [`Config::agency_id`].
+    pub agency_id: Option<String>,
 }
 
 /// Configuration errors.
@@ -139,6 +143,7 @@ impl Config {
             retention_days: 365,
             audit_retention_days: watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS,
             caller_history_days: 30,
+            agency_id: "psap.invalid".into(),
         }
     }
 
@@ -169,6 +174,7 @@ impl Config {
         if let Some(v) = f.retention_days { self.retention_days = v; }
         if let Some(v) = f.audit_retention_days { self.audit_retention_days = v.max(watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS); }
         if let Some(v) = f.caller_history_days { self.caller_history_days = v; }
+        if let Some(v) = f.agency_id { self.agency_id = v; }
     }
 
     /// Applies environment variables read through `get` (testable without touching the process env).

@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/calls/{id}/transcript", get(transcript))
         .route("/api/calls/{id}/timeline", get(timeline))
         .route("/api/calls/{id}/recording.wav", get(recording))
+        .route("/api/calls/{id}/eido", get(eido))
         .route("/api/calls/{id}/attach", post(attach_unit))
         .route("/api/calls/{id}/on-scene", post(unit_on_scene))
         .route("/api/calls/{id}/legal-hold", post(legal_hold))
@@ -199,6 +200,56 @@ async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Res
         Ok(([(header::CONTENT_TYPE, "audio/wav"), (header::CONTENT_DISPOSITION, "inline; filename=\"recording.wav\"")], wav).into_response())
     })();
     audited_read(&state, "call.recording", &id, r).await
+}
+
+/// `GET /api/calls/{id}/eido`: the call as a NENA EIDO document (NENA-STA-021).
+async fn eido(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = (|| {
+        let rec = record_or_404(&state, &id)?;
+        let events = state.store.events(&id).map_err(internal)?;
+        Ok(Json(watchfloor_dispatch::eido::document(&eido_facts(&state, &rec, &events))))
+    })();
+    audited_read(&state, "call.eido", &id, r).await
+}
+
+/// What the EIDO of a call is built from: its record and, for who did what, its events.
+fn eido_facts(state: &AppState, rec: &watchfloor_store::CallRecord, events: &[watchfloor_bridge::CallEvent]) -> watchfloor_dispatch::eido::CallFacts {
+    use watchfloor_dispatch::eido::{Agent, CallFacts, Note};
+    let mut notes: Vec<Note> = rec
+        .transcript
+        .iter()
+        .map(|l| Note { at_ms: l.at_ms, by: Agent::Ai, text: format!("{}: {}{}", if l.speaker == "caller" { "Caller" } else { "AI call taker" }, l.text, if l.interrupted { " [interrupted by the caller]" } else { "" }) })
+        .collect();
+    let mut supervisors: Vec<(String, u64)> = Vec::new();
+    for ev in events {
+        let (by, text) = match &ev.kind {
+            CallEventKind::UnitAttached { unit, by } => (by, format!("Unit attached: {unit}")),
+            CallEventKind::UnitOnScene { unit, by } => (by, format!("Unit on scene: {unit}")),
+            CallEventKind::LegalHold { on, by } => (by, format!("Legal hold {}", if *on { "placed" } else { "released" })),
+            _ => continue,
+        };
+        if !supervisors.iter().any(|(u, _)| u == by) {
+            supervisors.push((by.clone(), ev.at_ms));
+        }
+        notes.push(Note { at_ms: ev.at_ms, by: Agent::Supervisor(by.clone()), text });
+    }
+    notes.sort_by_key(|n| n.at_ms);
+    let updated = events.last().map_or(rec.started_at_ms, |e| e.at_ms);
+    CallFacts {
+        agency_id: state.config.agency_id.clone(),
+        issuing_element: format!("watchfloor.{}", state.config.agency_id),
+        call_sid: rec.call_sid.clone(),
+        caller_number: rec.from.clone(),
+        started_at_ms: rec.started_at_ms,
+        answered_at_ms: rec.stages.get("stream_started").map(|ms| rec.started_at_ms + ms),
+        ended: !rec.is_live(),
+        updated_at_ms: updated,
+        // The incident and its location come from the dispatch issue's extraction.
+        incident: None,
+        location: None,
+        notes,
+        supervisors,
+    }
 }
 
 #[derive(Deserialize)]

@@ -2,6 +2,8 @@
 //! recording, units, legal hold, caller history and the audit trail.
 
 mod common;
+#[path = "../../dispatch/tests/support/eido_schema.rs"]
+mod eido_schema;
 
 use std::io::Cursor;
 use std::time::Duration;
@@ -121,6 +123,21 @@ async fn review_of_finished_calls() {
     // Supervisor events went through the same event log: the record still rebuilds from it.
     let stored = rig.server.store.get_call(&c1.call_sid).unwrap().unwrap();
     assert_eq!(rig.server.store.rebuild(&c1.call_sid).unwrap().unwrap(), stored);
+
+    // EIDO of both calls validates against the NENA schema; the supervisor is an agent.
+    let schema = eido_schema::validator();
+    for sid in [&c1.call_sid, &c2.call_sid] {
+        let (s, doc) = get(format!("{base}/api/calls/{sid}/eido")).await;
+        assert_eq!(s, 200);
+        let errs = eido_schema::errors(&schema, &doc);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(doc["callComponent"][0]["callStateRegistryText"], "callEnd");
+    }
+    let (_, doc) = get(format!("{base}/api/calls/{}/eido", c1.call_sid)).await;
+    let agents: Vec<&str> = doc["agentComponent"].as_array().unwrap().iter().map(|a| a["$id"].as_str().unwrap()).collect();
+    assert_eq!(agents, vec!["ai-calltaker@psap.invalid", "console@psap.invalid"]);
+    assert!(doc["notesComponent"].as_array().unwrap().iter().any(|n| n["notesActionComments"] == "<p>Unit attached: Engine 7</p>" && n["updatedByAgentReference"]["$ref"] == "console@psap.invalid"));
+    assert_eq!(get(format!("{base}/api/calls/CA00000000000000000000000000000009/eido")).await.0, 404);
 
     // Caller history, and the line it puts in the next call's instructions.
     let (s, h) = get(format!("{base}/api/callers/%2B15550100101/history?days=1")).await;
