@@ -90,27 +90,24 @@ async fn list_calls(State(state): State<AppState>, Query(q): Query<HashMap<Strin
             return Err(bad(format!("unknown filter {unknown:?}; filters are {}", CALL_FILTERS.join(", "))));
         }
         let status = q.get("status").cloned();
-        if let Some(s) = &status {
-            if !STATUSES.contains(&s.as_str()) {
+        if let Some(s) = &status
+            && !STATUSES.contains(&s.as_str()) {
                 return Err(bad(format!("status must be one of {}", STATUSES.join(", "))));
             }
-        }
         let priority = q.get("priority").cloned();
-        if let Some(p) = &priority {
-            if !matches!(p.as_str(), "P1" | "P2" | "P3" | "P4") {
+        if let Some(p) = &priority
+            && !matches!(p.as_str(), "P1" | "P2" | "P3" | "P4") {
                 return Err(bad("priority must be P1, P2, P3 or P4"));
             }
-        }
         let limit = parse_u64(&q, "limit")?.unwrap_or(50) as usize;
         if !(1..=MAX_PAGE).contains(&limit) {
             return Err(bad(format!("limit must be 1–{MAX_PAGE}")));
         }
         let (from_ms, to_ms) = (parse_u64(&q, "from")?, parse_u64(&q, "to")?);
-        if let (Some(f), Some(t)) = (from_ms, to_ms) {
-            if f >= t {
+        if let (Some(f), Some(t)) = (from_ms, to_ms)
+            && f >= t {
                 return Err(bad("from must be before to"));
             }
-        }
         let after = match q.get("cursor") {
             Some(c) => Some(index::decode_cursor(c).ok_or_else(|| bad("cursor is malformed"))?),
             None => None,
@@ -277,12 +274,11 @@ fn valid_unit(unit: &str) -> Result<String, ApiError> {
 /// Records a supervisor event on a call: through the call's task while it is live (so sequence
 /// numbers stay in order), else through the store writer; flushed before it returns.
 async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Result<watchfloor_store::CallRecord, ApiError> {
-    if let Some(handle) = state.calls.handle(id) {
-        if let Ok(true) = handle.send_and_wait(Command::Record(kind.clone())).await {
+    if let Some(handle) = state.calls.handle(id)
+        && let Ok(true) = handle.send_and_wait(Command::Record(kind.clone())).await {
             state.calls.hub().barrier().await.map_err(internal)?;
             return record_or_404(state, id);
         }
-    }
     match state.calls.hub().append_after_end(id, kind, unix_ms()).await {
         Ok(_) => record_or_404(state, id),
         Err(e) if e.starts_with("no call") => Err(ApiError(StatusCode::NOT_FOUND, e)),

@@ -203,11 +203,10 @@ impl Store {
         for item in self.index.scan_prefix(&prefix).rev() {
             let (k, _) = item?;
             let Some((ms, sid)) = index::split(&k, prefix.len()) else { continue };
-            if let Some((cms, csid)) = &q.after {
-                if (ms, sid.as_str()) >= (*cms, csid.as_str()) {
+            if let Some((cms, csid)) = &q.after
+                && (ms, sid.as_str()) >= (*cms, csid.as_str()) {
                     continue;
                 }
-            }
             if q.to_ms.is_some_and(|to| ms >= to) {
                 continue;
             }

@@ -17,6 +17,9 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Most messages taken in one batch.
 pub const MAX_BATCH: usize = 2048;
 
+/// Where the result of an append to an ended call goes.
+type AppendReply = oneshot::Sender<Result<CallEvent, String>>;
+
 /// The chunk of a track being filled.
 struct OpenChunk {
     stream_ms: u64,
@@ -62,7 +65,7 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         }
         let mut must_flush = false;
         let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut replies: Vec<(oneshot::Sender<Result<CallEvent, String>>, Result<CallEvent, String>)> = Vec::new();
+        let mut replies: Vec<(AppendReply, Result<CallEvent, String>)> = Vec::new();
         let mut events: Vec<Arc<CallEvent>> = Vec::new();
         let mut before: HashMap<Arc<str>, Option<CallRecord>> = HashMap::new();
         let mut ended: Vec<Arc<str>> = Vec::new();
@@ -177,11 +180,10 @@ fn add_audio(st: &mut State, sid: Arc<str>, track: Track, stream_ms: u64, audio:
         _ => {
             // A new run (a gap, a full chunk, or the first audio): the one it replaces is
             // written with this batch if it has audio not yet on disk.
-            if let Some(old) = st.chunks.insert(key.clone(), OpenChunk { stream_ms, audio: audio.to_vec(), dirty: true }) {
-                if old.dirty {
+            if let Some(old) = st.chunks.insert(key.clone(), OpenChunk { stream_ms, audio: audio.to_vec(), dirty: true })
+                && old.dirty {
                     st.closed.push((key.0, key.1, old.stream_ms, old.audio));
                 }
-            }
         }
     }
 }

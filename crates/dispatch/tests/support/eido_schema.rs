@@ -10,12 +10,11 @@ use serde_json::{Value, json};
 fn mend(v: &mut Value) {
     match v {
         Value::Object(m) => {
-            if let Some(Value::String(r)) = m.get("$ref") {
-                if !r.starts_with('#') {
+            if let Some(Value::String(r)) = m.get("$ref")
+                && !r.starts_with('#') {
                     m.clear();
                     return;
                 }
-            }
             for k in ["minItems", "maxItems", "minLength", "maxLength"] {
                 if let Some(Value::String(s)) = m.get(k) {
                     let n: u64 = s.trim_matches(|c: char| c == ',' || c.is_whitespace()).parse().unwrap();
