@@ -106,6 +106,7 @@ impl Store {
     }
 
     fn recover(&self) -> Result<Vec<String>, StoreError> {
+        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let mut interrupted = Vec::new();
         for item in self.calls.iter() {
             let (k, v) = item?;
@@ -113,8 +114,22 @@ impl Store {
             let before = rec.clone();
             rec.version = RECORD_VERSION;
             if rec.is_live() {
-                rec.status = "interrupted".into();
-                rec.end_reason = Some("server_stopped".into());
+                // The end is recorded as events too, so the record still rebuilds from them.
+                let call_sid: std::sync::Arc<str> = rec.call_sid.as_str().into();
+                let first = rec.last_seq.map_or(0, |s| s + 1);
+                let kinds = [
+                    watchfloor_bridge::CallEventKind::StatusChanged { status: watchfloor_bridge::CallStatus::Interrupted },
+                    watchfloor_bridge::CallEventKind::CallEnded { reason: "server_stopped".into() },
+                ];
+                let events: Vec<std::sync::Arc<CallEvent>> = kinds
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, kind)| std::sync::Arc::new(CallEvent { call_sid: call_sid.clone(), seq: first + i as u64, at_ms: now_ms.max(rec.started_at_ms), kind }))
+                    .collect();
+                for ev in &events {
+                    rec.apply(ev);
+                }
+                self.write_events(&events, &[])?;
                 interrupted.push(rec.call_sid.clone());
             }
             if rec != before {

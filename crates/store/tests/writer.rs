@@ -65,6 +65,8 @@ async fn live_calls_are_marked_interrupted_on_reopen() {
     let rec = store.get_call("CA_live").unwrap().unwrap();
     assert_eq!(rec.status, "interrupted");
     assert_eq!(rec.transcript.len(), 2, "partial transcript kept");
+    assert_eq!(rec.end_reason.as_deref(), Some("server_stopped"));
+    assert_eq!(store.rebuild("CA_live").unwrap().unwrap(), rec, "the interruption is in the event log too");
     assert_eq!(store.get_call("CA_done").unwrap().unwrap().status, "completed");
 }
 
