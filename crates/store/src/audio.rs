@@ -1,5 +1,5 @@
-//! Recorded audio: per call and track, contiguous runs of μ-law on the stream clock, stored as
-//! chunks of at most one second (`CallSid ‖ 0x00 ‖ track code ‖ stream_ms (u64 BE)` → bytes), and
+//! Recorded audio: per call and track, runs of μ-law on the stream clock, stored as pieces of
+//! about 0.2–1 s (`CallSid ‖ 0x00 ‖ track code ‖ stream_ms (u64 BE)` → bytes), and
 //! the stereo WAV export (left: caller, right: agent as heard).
 
 use std::io::Cursor;
@@ -7,7 +7,7 @@ use std::io::Cursor;
 use watchfloor_bridge::Track;
 use watchfloor_wire::mulaw;
 
-/// Longest chunk, bytes (1 s of μ-law).
+/// Size at which a pending run is written without waiting for the flush, bytes (1 s of μ-law).
 pub const CHUNK_BYTES: usize = 8000;
 
 /// One stored run of audio.

@@ -11,6 +11,8 @@
 //! The [`writer`] task consumes the calls' events and audio from an unbounded queue in batches,
 //! so a call never waits on the disk; it flushes at least every 200 ms while calls are live, at
 //! the end of every call, and before it answers a barrier (a supervisor action's acknowledgement).
+//! Events are written with every batch; records (derived from events) and audio at each flush.
+//! On open, the records of calls that were live are rebuilt from their events.
 
 pub mod audio;
 pub mod audit;
@@ -114,6 +116,10 @@ impl Store {
             let before = rec.clone();
             rec.version = RECORD_VERSION;
             if rec.is_live() {
+                // The record may lag its events by up to one flush interval: rebuild it from them.
+                if let Some(rebuilt) = self.rebuild(&rec.call_sid)? {
+                    rec = rebuilt;
+                }
                 // The end is recorded as events too, so the record still rebuilds from them.
                 let call_sid: std::sync::Arc<str> = rec.call_sid.as_str().into();
                 let first = rec.last_seq.map_or(0, |s| s + 1);

@@ -20,30 +20,35 @@ pub const MAX_BATCH: usize = 2048;
 /// Where the result of an append to an ended call goes.
 type AppendReply = oneshot::Sender<Result<CallEvent, String>>;
 
-/// The chunk of a track being filled.
+/// Audio of a track not yet written: one contiguous run.
 struct OpenChunk {
     stream_ms: u64,
     audio: Vec<u8>,
-    dirty: bool,
 }
 
 #[derive(Default)]
 struct State {
     /// Records of live calls (and of ended calls touched in this batch).
     live: HashMap<Arc<str>, CallRecord>,
-    /// The chunk being filled, per call and track.
+    /// Audio not yet written, per call and track. It is written (as a new piece, never by
+    /// rewriting) when it reaches a second, when a flush is due, or when its run breaks.
     chunks: HashMap<(Arc<str>, Track), OpenChunk>,
-    /// Full or interrupted chunks not yet written.
+    /// Pieces ready to be written with this batch.
     closed: Vec<(Arc<str>, Track, u64, Vec<u8>)>,
+    /// Records changed since they were last written, with their state then (for the index).
+    /// Records are written when a flush is due: they can be rebuilt from the events, which are
+    /// written with every batch.
+    dirty: HashMap<Arc<str>, Option<CallRecord>>,
 }
 
 /// Runs until every sender of `rx` is gone or `stop` is cancelled, then writes what is queued,
 /// flushes and returns.
 ///
-/// Each batch: apply events to the cached records of live calls; append audio to the open
-/// one-second chunks; write events, changed records (with their index entries) and dirty chunks;
-/// flush if a call ended, a barrier or an append asked for it, or the last flush is older than
-/// [`FLUSH_INTERVAL`]; then answer barriers. A write error is logged and the batch is retried;
+/// Each batch: apply events to the cached records of live calls; gather audio into contiguous
+/// runs of up to a second; write events, changed records (with their index entries) and the
+/// audio runs that are full; when a flush is due (a call ended, a barrier or an append asked for
+/// it, or the last flush is older than [`FLUSH_INTERVAL`]) write every pending run too, flush,
+/// then answer barriers. Audio is written as new pieces, never rewritten. A write error is logged and the batch is retried;
 /// the writer never stops on one.
 pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop: CancellationToken) {
     let mut st = State::default();
@@ -67,13 +72,12 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
         let mut replies: Vec<(AppendReply, Result<CallEvent, String>)> = Vec::new();
         let mut events: Vec<Arc<CallEvent>> = Vec::new();
-        let mut before: HashMap<Arc<str>, Option<CallRecord>> = HashMap::new();
         let mut ended: Vec<Arc<str>> = Vec::new();
         for msg in buf.drain(..) {
             match msg {
                 RecordMsg::Event(ev) => {
                     let rec = cached(&store, &mut st.live, &ev.call_sid);
-                    before.entry(ev.call_sid.clone()).or_insert_with(|| (rec.last_seq.is_some()).then(|| rec.clone()));
+                    st.dirty.entry(ev.call_sid.clone()).or_insert_with(|| (rec.last_seq.is_some()).then(|| rec.clone()));
                     rec.apply(&ev);
                     if matches!(ev.kind, CallEventKind::CallEnded { .. }) {
                         ended.push(ev.call_sid.clone());
@@ -97,7 +101,7 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                                 let seq = rec.last_seq.map_or(0, |s| s + 1);
                                 let ev = Arc::new(CallEvent { call_sid: call_sid.clone(), seq, at_ms, kind });
                                 let entry = st.live.entry(call_sid.clone()).or_insert(rec);
-                                before.entry(call_sid.clone()).or_insert_with(|| Some(entry.clone()));
+                                st.dirty.entry(call_sid.clone()).or_insert_with(|| Some(entry.clone()));
                                 entry.apply(&ev);
                                 ended.push(call_sid.clone());
                                 events.push(ev.clone());
@@ -111,18 +115,23 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                 }
             }
         }
-        // Write: events and records, then audio. Retry on error (the data stays in memory).
+        let flush_due = must_flush || last_flush.elapsed() >= FLUSH_INTERVAL || n == 0;
+        if flush_due {
+            // Everything pending goes to disk with this flush.
+            for ((sid, track), c) in st.chunks.drain() {
+                st.closed.push((sid, track, c.stream_ms, c.audio));
+            }
+        }
+        // Write: events (and records when a flush is due), then audio. Retry on error (the data
+        // stays in memory).
         loop {
-            let changed: Vec<(Option<CallRecord>, &CallRecord)> =
-                before.iter().filter_map(|(sid, old)| st.live.get(sid).map(|r| (old.clone(), r))).collect();
-            let dirty: Vec<(&str, Track, u64, &[u8])> = st
-                .chunks
-                .iter()
-                .filter(|(_, c)| c.dirty)
-                .map(|((sid, t), c)| (&**sid, *t, c.stream_ms, c.audio.as_slice()))
-                .chain(st.closed.iter().map(|(sid, t, ms, a)| (&**sid, *t, *ms, a.as_slice())))
-                .collect();
-            let result = store.write_events(&events, &changed).and_then(|()| store.write_audio(&dirty));
+            let changed: Vec<(Option<CallRecord>, &CallRecord)> = if flush_due {
+                st.dirty.iter().filter_map(|(sid, old)| st.live.get(sid).map(|r| (old.clone(), r))).collect()
+            } else {
+                Vec::new()
+            };
+            let pieces: Vec<(&str, Track, u64, &[u8])> = st.closed.iter().map(|(sid, t, ms, a)| (&**sid, *t, *ms, a.as_slice())).collect();
+            let result = store.write_events(&events, &changed).and_then(|()| store.write_audio(&pieces));
             match result {
                 Ok(()) => break,
                 Err(e) => {
@@ -131,14 +140,14 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                 }
             }
         }
-        for c in st.chunks.values_mut() {
-            c.dirty = false;
-        }
-        st.closed.clear();
-        if !events.is_empty() || !st.chunks.is_empty() || n > 0 {
+        if !events.is_empty() || !st.closed.is_empty() || !st.dirty.is_empty() {
             unflushed = true;
         }
-        if unflushed && (must_flush || last_flush.elapsed() >= FLUSH_INTERVAL || n == 0) {
+        st.closed.clear();
+        if flush_due {
+            st.dirty.clear();
+        }
+        if unflushed && flush_due {
             match store.flush().await {
                 Ok(()) => {
                     unflushed = false;
@@ -155,7 +164,6 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         }
         for sid in ended {
             st.live.remove(&sid);
-            st.chunks.retain(|(s, _), _| *s != sid);
         }
         if n == 0 && rx.is_closed() && rx.is_empty() && !unflushed {
             break;
@@ -173,17 +181,19 @@ fn cached<'a>(store: &Store, live: &'a mut HashMap<Arc<str>, CallRecord>, sid: &
 fn add_audio(st: &mut State, sid: Arc<str>, track: Track, stream_ms: u64, audio: &[u8]) {
     let key = (sid, track);
     match st.chunks.get_mut(&key) {
-        Some(c) if c.stream_ms + mulaw::bytes_to_ms(c.audio.len()) == stream_ms && c.audio.len() + audio.len() <= CHUNK_BYTES && c.audio.len() % mulaw::BYTES_PER_MS == 0 => {
+        Some(c) if c.stream_ms + mulaw::bytes_to_ms(c.audio.len()) == stream_ms && c.audio.len() % mulaw::BYTES_PER_MS == 0 => {
             c.audio.extend_from_slice(audio);
-            c.dirty = true;
+            if c.audio.len() >= CHUNK_BYTES {
+                // Invariant: the entry exists, we hold it.
+                let full = st.chunks.remove(&key).expect("chunk present");
+                st.closed.push((key.0, key.1, full.stream_ms, full.audio));
+            }
         }
         _ => {
-            // A new run (a gap, a full chunk, or the first audio): the one it replaces is
-            // written with this batch if it has audio not yet on disk.
-            if let Some(old) = st.chunks.insert(key.clone(), OpenChunk { stream_ms, audio: audio.to_vec(), dirty: true })
-                && old.dirty {
-                    st.closed.push((key.0, key.1, old.stream_ms, old.audio));
-                }
+            // A new run (a gap, or the first audio): the pending one is written with this batch.
+            if let Some(old) = st.chunks.insert(key.clone(), OpenChunk { stream_ms, audio: audio.to_vec() }) {
+                st.closed.push((key.0, key.1, old.stream_ms, old.audio));
+            }
         }
     }
 }

@@ -84,3 +84,38 @@ async fn writer_stops_on_cancel_with_senders_alive_and_keeps_queued_events() {
     assert_eq!(store.get_call("CA3").unwrap().unwrap().transcript.len(), 2);
     drop(tx);
 }
+
+#[tokio::test]
+async fn purge_removes_old_calls_but_keeps_held_ones_and_recent_audit() {
+    use watchfloor_bridge::{AudioFrame, Track};
+    use watchfloor_store::{AuditQuery, CallQuery, NewAuditEntry};
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    for sid in ["CA_old", "CA_held"] {
+        for e in call_events(sid, true) {
+            tx.send(RecordMsg::Event(e)).unwrap();
+        }
+        tx.send(RecordMsg::Audio(AudioFrame { call_sid: sid.into(), track: Track::Caller, stream_ms: 0, audio: vec![1u8; 160].into() })).unwrap();
+    }
+    tx.send(RecordMsg::Event(ev("CA_held", 7, CallEventKind::LegalHold { on: true, by: "jdoe".into() }))).unwrap();
+    drop(tx);
+    w.await.unwrap();
+    store.audit(NewAuditEntry { at_ms: 10, user: "jdoe".into(), action: "call.read".into(), target: "CA_old".into(), outcome: "ok".into(), detail: None }).await.unwrap();
+    store.audit(NewAuditEntry { at_ms: 5_000, user: "jdoe".into(), action: "call.read".into(), target: "CA_held".into(), outcome: "ok".into(), detail: None }).await.unwrap();
+    assert!(store.get_call("CA_held").unwrap().unwrap().legal_hold);
+
+    let report = store.purge(u64::MAX, 1_000).unwrap();
+    assert_eq!((report.calls_removed, report.calls_held, report.audit_removed), (1, 1, 1));
+    assert!(store.get_call("CA_old").unwrap().is_none());
+    assert!(store.events("CA_old").unwrap().is_empty());
+    assert!(store.audio("CA_old").unwrap().is_empty());
+    assert_eq!(store.audio("CA_held").unwrap().len(), 1);
+    let all = store.query(&CallQuery { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(all.calls.len(), 1, "index entries of the purged call are gone");
+    assert!(store.query(&CallQuery { text: Some("Main".into()), limit: 10, ..Default::default() }).unwrap().calls.iter().all(|c| c.call_sid == "CA_held"));
+    let audit = store.audit_log(&AuditQuery { limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].target, "CA_held");
+}
