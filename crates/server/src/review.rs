@@ -138,6 +138,15 @@ fn record_or_404(state: &AppState, id: &str) -> Result<watchfloor_store::CallRec
     state.store.get_call(id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))
 }
 
+/// The record as of now: for a live call, first wait until its events so far are written (a
+/// live record on disk may lag by up to one flush interval).
+async fn fresh_record(state: &AppState, id: &str) -> Result<watchfloor_store::CallRecord, ApiError> {
+    if state.calls.handle(id).is_some() {
+        state.calls.hub().barrier().await.map_err(internal)?;
+    }
+    record_or_404(state, id)
+}
+
 /// `GET /api/calls/{id}`: one call's record.
 async fn call_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = record_or_404(&state, &id).map(Json);
@@ -308,7 +317,7 @@ async fn attach_unit(State(state): State<AppState>, Path(id): Path<String>, b: R
     let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
         Ok(unit) => {
             let kind = CallEventKind::UnitAttached { unit: unit.clone(), by: console_user() };
-            let r = match record_or_404(&state, &id) {
+            let r = match fresh_record(&state, &id).await {
                 Ok(rec) if rec.units.iter().any(|u| u.unit == unit) => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is already attached"))),
                 Ok(_) => record_action(&state, &id, kind).await,
                 Err(e) => Err(e),
@@ -324,7 +333,7 @@ async fn attach_unit(State(state): State<AppState>, Path(id): Path<String>, b: R
 async fn unit_on_scene(State(state): State<AppState>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
         Ok(unit) => {
-            let r = match record_or_404(&state, &id) {
+            let r = match fresh_record(&state, &id).await {
                 Ok(rec) => match rec.units.iter().find(|u| u.unit == unit) {
                     None => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is not attached to this call"))),
                     Some(u) if u.on_scene_at_ms.is_some() => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is already on scene"))),

@@ -25,6 +25,7 @@ impl Drop for Server {
     }
 }
 
+#[allow(clippy::zombie_processes)] // the child is waited for in `Server::drop`
 async fn start_server(data: &std::path::Path, model_url: &str) -> (Server, String) {
     let port = free_port();
     let child = Command::new(env!("CARGO_BIN_EXE_watchfloor"))
