@@ -68,6 +68,10 @@ pub enum CallStatus {
     Interrupted,
     /// The webhook came but no media stream followed within the claim window (30 s).
     NoStream,
+    /// A supervisor took the call over (sent to their own line).
+    TakenOver,
+    /// A supervisor transferred the call to another line.
+    Transferred,
 }
 
 impl CallStatus {
@@ -225,6 +229,37 @@ pub enum CallEventKind {
     Whisper {
         /// The instruction.
         text: String,
+    },
+    /// The AI cannot go on with this call: it is being handed to the human line.
+    Fallback {
+        /// Why (`model_unavailable`, `model_error:<code>`, `model_stalled`, `model_reconnect_failed`, …).
+        reason: String,
+    },
+    /// The hand-off to the human line was carried out.
+    FallbackCompleted {
+        /// `rest` (Twilio REST redirect) or `stream_close` (the TwiML after `</Connect>`).
+        via: String,
+        /// Twilio REST requests made.
+        attempts: u32,
+        /// Why REST failed, when it did (the stream close then sends the caller on).
+        rest_error: Option<String>,
+    },
+    /// The model socket dropped (or reached its session limit) and a new session took over, with
+    /// the conversation so far re-injected.
+    ModelReconnected {
+        /// A planned renewal before the 60-minute session limit (not a failure).
+        renewed: bool,
+        /// Transcript lines re-injected.
+        items: u32,
+    },
+    /// A supervisor handed the call off: took it over, transferred it, or hung up.
+    HandedOff {
+        /// `takeover`, `transfer` or `hangup`.
+        action: String,
+        /// The line the call went to, if any.
+        to: Option<String>,
+        /// The console user.
+        by: String,
     },
     /// The call ended.
     CallEnded {

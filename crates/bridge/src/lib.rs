@@ -17,6 +17,7 @@ pub mod model;
 pub mod profile;
 pub mod registry;
 pub mod task;
+pub mod twilio_rest;
 
 pub use event::{AudioFrame, CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking, Track};
 pub use machine::{CallMachine, Command, Input, Output};

@@ -48,8 +48,83 @@ pub enum Input {
     Command(Command),
     /// The Twilio socket closed.
     TwilioClosed,
-    /// The model socket closed.
+    /// The model socket closed (or failed).
     ModelClosed,
+    /// A new model socket is open after [`Output::Reconnect`] (`renewed`: a planned renewal).
+    ModelReconnected {
+        /// A planned renewal before the session limit.
+        renewed: bool,
+    },
+    /// [`Output::Reconnect`] failed.
+    ReconnectFailed(String),
+    /// A planned renewal failed; the current session goes on (retried a minute later).
+    RenewFailed,
+    /// [`Output::Fallback`] was carried out.
+    FallbackDone {
+        /// `rest` or `stream_close`.
+        via: String,
+        /// REST requests made.
+        attempts: u32,
+        /// Why REST failed, if it did.
+        rest_error: Option<String>,
+    },
+    /// Time passes (the driver ticks every few hundred ms): stall detection, session renewal.
+    Tick,
+}
+
+/// How long the model may stay silent while the caller speaks before the call goes to a human.
+pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(8);
+/// Caller speech (ms) that must accumulate without any model event before it counts as a stall.
+pub const STALL_MIN_SPEECH_MS: u64 = 1500;
+/// Level above which a caller frame counts as speech for stall detection, dBFS.
+pub const STALL_SPEECH_DBFS: f32 = -40.0;
+/// Realtime sessions last at most 60 minutes (PROTOCOLS.md §1).
+pub const SESSION_LIMIT: Duration = Duration::from_secs(60 * 60);
+/// A session is renewed at a quiet moment after this age, and regardless at `SESSION_LIMIT - 1 min`.
+pub const SESSION_RENEW_AFTER: Duration = Duration::from_secs(55 * 60);
+/// Reconnects after a dropped model socket within one call before it goes to a human.
+pub const MAX_RECONNECTS: u32 = 2;
+
+/// Timers of a call, configurable for tests.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timers {
+    /// See [`DEFAULT_STALL_TIMEOUT`].
+    pub stall_timeout: Duration,
+    /// See [`SESSION_RENEW_AFTER`].
+    pub renew_after: Duration,
+    /// See [`SESSION_LIMIT`].
+    pub session_limit: Duration,
+}
+
+impl Default for Timers {
+    fn default() -> Self {
+        Timers { stall_timeout: DEFAULT_STALL_TIMEOUT, renew_after: SESSION_RENEW_AFTER, session_limit: SESSION_LIMIT }
+    }
+}
+
+/// How a model `error` event is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Logged and shown; the call goes on (a bad request of ours, a race such as cancelling a
+    /// finished response).
+    Recoverable,
+    /// The session cannot serve this call (quota, key, shape, model): hand the caller to a human.
+    Fatal,
+    /// The session is gone but a new one may work (`session_expired`): reconnect.
+    Reconnect,
+}
+
+/// Classifies an `error` event by its `type` and `code` (OpenAI Realtime error shapes).
+/// `server_error` is recoverable once; the machine treats three in one call as fatal.
+pub fn classify_error(error_type: &str, code: Option<&str>) -> ErrorClass {
+    match code {
+        Some("insufficient_quota" | "invalid_api_key" | "beta_api_shape_disabled" | "model_not_found" | "rate_limit_exceeded" | "account_deactivated") => ErrorClass::Fatal,
+        Some("session_expired") => ErrorClass::Reconnect,
+        _ => match error_type {
+            "authentication_error" | "permission_error" | "insufficient_quota" => ErrorClass::Fatal,
+            _ => ErrorClass::Recoverable,
+        },
+    }
 }
 
 /// A supervisor command to a live call.
@@ -60,6 +135,15 @@ pub enum Command {
     /// Record a supervisor event on the call's timeline (unit attached, on scene, legal hold).
     /// Only record-keeping kinds are accepted; others are skipped.
     Record(CallEventKind),
+    /// A supervisor handed the call off through Twilio REST (already done): the AI side ends.
+    HandedOff {
+        /// `takeover`, `transfer` or `hangup`.
+        action: String,
+        /// The line the call went to.
+        to: Option<String>,
+        /// The console user.
+        by: String,
+    },
 }
 
 /// Something the driver must do.
@@ -73,6 +157,19 @@ pub enum Output {
     Event(CallEvent),
     /// Audio for the recording and listen-in (already relayed; never delays the call).
     Audio(AudioFrame),
+    /// Open a new model session (the old one dropped, or is near its limit when `renew`), then
+    /// answer with [`Input::ModelReconnected`] or [`Input::ReconnectFailed`]. Until then,
+    /// `ToModel` outputs are held by the driver.
+    Reconnect {
+        /// A planned renewal: keep the old socket until the new one is ready.
+        renew: bool,
+    },
+    /// Hand the caller to the human line (Twilio REST redirect, else close the stream), then
+    /// answer with [`Input::FallbackDone`].
+    Fallback {
+        /// Why.
+        reason: String,
+    },
     /// Close both sockets: the call is over for the bridge. Closing the Twilio socket lets the
     /// TwiML after `</Connect>` run (the human line).
     Close,
@@ -166,6 +263,17 @@ pub struct CallMachine {
     agent_questions: u32,
     stats: RelayStats,
     out: VecDeque<Output>,
+    timers: Timers,
+    /// Last model event, and caller speech (ms) since then: stall detection.
+    last_model_event: Instant,
+    caller_speech_since_model_ms: u64,
+    /// When the current model session started.
+    session_started: Instant,
+    reconnecting: bool,
+    next_renew_attempt: Option<Instant>,
+    reconnects: u32,
+    server_errors: u32,
+    falling_back: bool,
 }
 
 impl CallMachine {
@@ -209,12 +317,27 @@ impl CallMachine {
             agent_questions: 0,
             stats: RelayStats::default(),
             out: VecDeque::new(),
+            timers: Timers::default(),
+            last_model_event: now,
+            caller_speech_since_model_ms: 0,
+            session_started: now,
+            reconnecting: false,
+            next_renew_attempt: None,
+            reconnects: 0,
+            server_errors: 0,
+            falling_back: false,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
         m.emit(now, CallEventKind::StatusChanged { status: CallStatus::Processing });
         m.stage(now, Stage::WebhookReceived);
         m
+    }
+
+    /// Sets the timers (tests shorten them).
+    pub fn with_timers(mut self, timers: Timers) -> Self {
+        self.timers = timers;
+        self
     }
 
     /// The call's id.
@@ -285,6 +408,8 @@ impl CallMachine {
         }
         match input {
             Input::ModelConnected => {
+                self.session_started = now;
+                self.last_model_event = now;
                 self.stage(now, Stage::ModelConnected);
                 let update = self.profile.session_update(&self.context);
                 self.out.push_back(Output::ToModel(update));
@@ -297,15 +422,102 @@ impl CallMachine {
             Input::ModelGarbage(reason) => self.skip(now, "model", reason),
             Input::Command(cmd) => self.on_command(cmd, now),
             Input::TwilioClosed => {
-                // The caller hung up without `stop`, or Twilio dropped the socket.
-                self.end(now, "twilio_closed", CallStatus::Completed);
+                // The socket closed without `stop`: the stream broke (Twilio hangs up the stream
+                // with `stop` when the caller hangs up). Twilio now runs the verbs after
+                // </Connect>: the caller goes to the human line.
+                self.end(now, "stream_closed", CallStatus::Fallback);
             }
             Input::ModelClosed => {
-                // The model is gone: close the stream so Twilio runs the fallback verbs
-                // after </Connect> and the caller reaches the human line.
-                self.end(now, "model_closed", CallStatus::Fallback);
+                if self.reconnecting || self.falling_back {
+                    return;
+                }
+                if self.model_ready && self.reconnects < MAX_RECONNECTS {
+                    tracing::warn!("model socket dropped: reconnecting");
+                    self.reconnects += 1;
+                    self.reconnecting = true;
+                    self.out.push_back(Output::Reconnect { renew: false });
+                } else {
+                    self.fallback(now, "model_closed");
+                }
+            }
+            Input::ModelReconnected { renewed } => self.on_reconnected(now, renewed),
+            Input::ReconnectFailed(why) => {
+                self.reconnecting = false;
+                tracing::error!(%why, "model reconnect failed");
+                self.fallback(now, "model_reconnect_failed");
+            }
+            Input::FallbackDone { via, attempts, rest_error } => {
+                self.emit(now, CallEventKind::FallbackCompleted { via, attempts, rest_error });
+                self.end(now, "fallback", CallStatus::Fallback);
+            }
+            Input::Tick => self.on_tick(now),
+            Input::RenewFailed => {
+                self.reconnecting = false;
+                self.next_renew_attempt = Some(now + Duration::from_secs(60));
             }
         }
+    }
+
+    /// Hands the caller to a human: status `fallback`, a `Fallback` event, [`Output::Fallback`].
+    /// Idempotent.
+    pub fn fallback(&mut self, now: Instant, reason: &str) {
+        if self.falling_back || self.phase == Phase::Ended {
+            return;
+        }
+        self.falling_back = true;
+        tracing::error!(reason, "the AI cannot go on: handing the caller to the human line");
+        self.set_status(now, CallStatus::Fallback);
+        self.emit(now, CallEventKind::Fallback { reason: reason.to_string() });
+        self.out.push_back(Output::Fallback { reason: reason.to_string() });
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        if self.phase != Phase::Live || self.falling_back || !self.model_ready || self.reconnecting {
+            return;
+        }
+        let silent_for = now.saturating_duration_since(self.last_model_event);
+        if silent_for >= self.timers.stall_timeout && self.caller_speech_since_model_ms >= STALL_MIN_SPEECH_MS {
+            tracing::error!(?silent_for, speech_ms = self.caller_speech_since_model_ms, "model stalled while the caller speaks");
+            self.fallback(now, "model_stalled");
+            return;
+        }
+        let age = now.saturating_duration_since(self.session_started);
+        let quiet = self.response_in_flight.is_none() && self.pending_marks.is_empty() && !self.caller_speaking;
+        let hard = self.timers.session_limit.saturating_sub(Duration::from_secs(60));
+        let may_try = self.next_renew_attempt.is_none_or(|t| now >= t);
+        if may_try && ((age >= self.timers.renew_after && quiet) || age >= hard) {
+            tracing::info!(?age, "renewing the model session before its limit");
+            self.reconnecting = true;
+            self.out.push_back(Output::Reconnect { renew: true });
+        }
+    }
+
+    fn on_reconnected(&mut self, now: Instant, renewed: bool) {
+        self.reconnecting = false;
+        self.next_renew_attempt = None;
+        self.session_started = now;
+        self.last_model_event = now;
+        self.caller_speech_since_model_ms = 0;
+        // What the old session had in flight is gone with it.
+        if let Some(resp) = self.response_in_flight.take() {
+            self.cancelled_responses.insert(resp);
+        }
+        self.reply_after_response = false;
+        self.out.push_back(Output::ToModel(self.profile.session_update(&self.context)));
+        for line in &self.history {
+            let item = match line.speaker {
+                Speaker::Caller => ItemCreate::user_text(line.text.clone()),
+                Speaker::Agent => ItemCreate::assistant_text(line.text.clone()),
+            };
+            self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item }));
+        }
+        let items = self.history.len() as u32;
+        // After a drop, the caller may be waiting for an answer: ask for one unless the agent
+        // spoke last (a renewal happens only at a quiet moment).
+        if !renewed && self.history.last().is_some_and(|l| l.speaker == Speaker::Caller) {
+            self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
+        }
+        self.emit(now, CallEventKind::ModelReconnected { renewed, items });
     }
 
     // ----------------------------------------------------------------------------------------
@@ -365,6 +577,9 @@ impl CallMachine {
                 }
                 self.next_inbound_ms = Some(ts + mulaw::bytes_to_ms(len as usize));
                 self.stats.caller_bytes += len;
+                if mulaw::rms_dbfs(&self.scratch) >= STALL_SPEECH_DBFS {
+                    self.caller_speech_since_model_ms += mulaw::bytes_to_ms(len as usize);
+                }
                 self.out.push_back(Output::Audio(AudioFrame {
                     call_sid: self.call_sid.clone(),
                     track: Track::Caller,
@@ -430,6 +645,8 @@ impl CallMachine {
     // ----------------------------------------------------------------------------------------
 
     fn on_model(&mut self, ev: ServerEvent, now: Instant) {
+        self.last_model_event = now;
+        self.caller_speech_since_model_ms = 0;
         match ev {
             ServerEvent::SessionCreated { .. } => {}
             ServerEvent::SessionUpdated { .. } => self.stage(now, Stage::SessionUpdated),
@@ -440,7 +657,25 @@ impl CallMachine {
                 } else {
                     tracing::warn!(error_type = %error.kind, code = ?error.code, message = %error.message, "model error");
                 }
+                let mut class = classify_error(&error.kind, error.code.as_deref());
+                if error.kind == "server_error" {
+                    self.server_errors += 1;
+                    if self.server_errors >= 3 {
+                        class = ErrorClass::Fatal;
+                    }
+                }
+                let reason = format!("model_error:{}", error.code.as_deref().unwrap_or(&error.kind));
                 self.emit(now, CallEventKind::ModelError { error_type: error.kind, code: error.code, message: error.message });
+                match class {
+                    ErrorClass::Recoverable => {}
+                    ErrorClass::Fatal => self.fallback(now, &reason),
+                    ErrorClass::Reconnect if !self.reconnecting && self.reconnects < MAX_RECONNECTS => {
+                        self.reconnects += 1;
+                        self.reconnecting = true;
+                        self.out.push_back(Output::Reconnect { renew: false });
+                    }
+                    ErrorClass::Reconnect => self.fallback(now, &reason),
+                }
             }
             ServerEvent::SpeechStarted { .. } => {
                 self.caller_speaking = true;
@@ -659,6 +894,15 @@ impl CallMachine {
             }
             Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::LegalHold { .. })) => {
                 self.emit(now, kind);
+            }
+            Command::HandedOff { action, to, by } => {
+                let status = match action.as_str() {
+                    "takeover" => CallStatus::TakenOver,
+                    "transfer" => CallStatus::Transferred,
+                    _ => CallStatus::Completed,
+                };
+                self.emit(now, CallEventKind::HandedOff { action: action.clone(), to, by });
+                self.end(now, &action, status);
             }
             Command::Record(other) => {
                 self.skip(now, "supervisor", format!("not a record-keeping event: {other:?}"));

@@ -177,6 +177,10 @@ pub struct BridgeConfig {
     pub profile: Arc<AgentProfile>,
     /// How long a call waits for its media stream, default 30 s.
     pub claim_window: Duration,
+    /// How callers reach a human when the AI cannot go on.
+    pub fallback: Arc<crate::task::Fallback>,
+    /// Stall and session timers.
+    pub timers: crate::machine::Timers,
 }
 
 /// Live calls.
@@ -306,6 +310,8 @@ impl CallRegistry {
             model: cfg.model,
             claim_window: cfg.claim_window,
             history: call.history,
+            fallback: cfg.fallback,
+            timers: cfg.timers,
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();

@@ -1,6 +1,7 @@
 //! The async task of one call: owns the Twilio socket and the model socket, feeds the
 //! [`CallMachine`], and carries out its outputs. Nothing else writes to either socket.
 
+use std::collections::VecDeque;
 use std::future::pending;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -10,11 +11,12 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use watchfloor_wire::realtime::ServerEvent;
+use watchfloor_wire::realtime::{ClientEvent, ServerEvent};
 use watchfloor_wire::twilio::TwilioInbound;
 
 use crate::event::{CallEventKind, CallStatus};
-use crate::machine::{CallMachine, Input, Output};
+use crate::machine::{CallMachine, Input, Output, Timers};
+use crate::twilio_rest::{CallUpdate, HumanLine, RestError, TwilioRest};
 use crate::model::{self, ModelConfig, ModelSocket};
 use crate::profile::{AgentProfile, CallContext};
 use crate::registry::{ActiveCall, CommandMsg, Hub, lock};
@@ -65,6 +67,19 @@ pub struct CallSetup {
     pub claim_window: Duration,
     /// Caller history line for the agent's instructions.
     pub history: Option<String>,
+    /// Where the caller goes when the AI cannot go on.
+    pub fallback: Arc<Fallback>,
+    /// Stall and session timers.
+    pub timers: Timers,
+}
+
+/// How a call reaches a human when the AI cannot go on.
+#[derive(Debug, Clone, Default)]
+pub struct Fallback {
+    /// Twilio REST, when an account SID and auth token are configured.
+    pub rest: Option<TwilioRest>,
+    /// The human line.
+    pub human_line: HumanLine,
 }
 
 /// Current wall-clock time, ms since the Unix epoch.
@@ -86,6 +101,50 @@ async fn next_model(sock: &mut Option<ModelSocket>) -> Option<Result<Message, to
     }
 }
 
+/// How long a reconnect may take before the caller goes to a human.
+pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Caller audio held for the model while it reconnects (events); older appends are dropped.
+const BACKLOG_LIMIT: usize = 250;
+/// Tick of the call's timers.
+const TICK: Duration = Duration::from_millis(250);
+
+type ConnectFuture = Pin<Box<dyn std::future::Future<Output = Result<ModelSocket, model::ConnectError>> + Send>>;
+
+fn connect_future(cfg: Arc<ModelConfig>, timeout: Option<Duration>) -> ConnectFuture {
+    Box::pin(async move {
+        match timeout {
+            Some(t) => {
+                let cfg = ModelConfig { connect_timeout: t.min(cfg.connect_timeout), ..(*cfg).clone() };
+                model::connect(&cfg).await
+            }
+            None => model::connect(&cfg).await,
+        }
+    })
+}
+
+async fn next_connect(c: &mut Option<ConnectFuture>) -> Result<ModelSocket, model::ConnectError> {
+    match c {
+        Some(f) => f.await,
+        None => pending().await,
+    }
+}
+
+/// Hands the caller to the human line: Twilio REST redirect first (retried), else close the
+/// stream so Twilio runs the verbs after `</Connect>`. Returns `(via, attempts, rest_error)`.
+async fn hand_to_human(fallback: &Fallback, call_sid: &str) -> (String, u32, Option<String>) {
+    let Some(rest) = &fallback.rest else {
+        return ("stream_close".into(), 0, Some(RestError::NotConfigured.to_string()));
+    };
+    let doc = fallback.human_line.append_to(watchfloor_wire::twiml::Response::new(), "Please hold. Connecting you to a dispatcher now.");
+    match rest.update_call(call_sid, &CallUpdate::Twiml(doc)).await {
+        Ok(o) => ("rest".into(), o.attempts, None),
+        Err(e) => {
+            tracing::error!(error = %e, "Twilio REST fallback failed: closing the stream instead");
+            ("stream_close".into(), e.attempts(), Some(e.to_string()))
+        }
+    }
+}
+
 /// Runs one call to its end. Never panics on remote input; returns when the call is over for
 /// the bridge (both sockets closed).
 pub async fn run_call(
@@ -104,34 +163,57 @@ pub async fn run_call(
         setup.simulated,
         setup.received,
         setup.received_unix_ms,
-    );
+    )
+    .with_timers(setup.timers);
     let mut twilio: Option<TwilioSocket> = None;
     let mut model_sock: Option<ModelSocket> = None;
+    // A model socket being opened: the first, a reconnect, or a renewal.
+    let mut connecting: Option<ConnectFuture> = Some(connect_future(setup.model.clone(), None));
+    let mut first_connect = true;
+    let mut renewing = false;
+    let mut backlog: VecDeque<ClientEvent> = VecDeque::new();
     let mut awaiting_claim = true;
-    let mut connecting = true;
-    let model_cfg = setup.model.clone();
-    let connect = async move { model::connect(&model_cfg).await };
-    tokio::pin!(connect);
     let claim_deadline = tokio::time::sleep(setup.claim_window);
     tokio::pin!(claim_deadline);
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut commands_open = true;
     let mut pending_ack: Option<(oneshot::Sender<bool>, bool)> = None;
 
     loop {
         tokio::select! {
-            res = &mut connect, if connecting => {
-                connecting = false;
+            res = next_connect(&mut connecting) => {
+                connecting = None;
                 let now = Instant::now();
-                match res {
-                    Ok(ws) => {
+                match (res, first_connect) {
+                    (Ok(ws), true) => {
+                        first_connect = false;
                         tracing::info!("model connected");
                         model_sock = Some(ws);
                         machine.handle_input(Input::ModelConnected, now);
                     }
-                    Err(e) => {
-                        tracing::error!(error = %e, "model unavailable: the caller goes to the human line");
+                    (Err(e), true) => {
+                        first_connect = false;
+                        tracing::error!(error = %e, "model unavailable");
                         machine.publish_model_error(now, &e.to_string());
-                        machine.end(now, "model_unavailable", CallStatus::Fallback);
+                        machine.fallback(now, "model_unavailable");
+                    }
+                    (Ok(ws), false) => {
+                        if let Some(mut old) = model_sock.replace(ws) {
+                            let _ = tokio::time::timeout(Duration::from_millis(500), old.close(None)).await;
+                        }
+                        tracing::info!(renewed = renewing, "model session replaced");
+                        machine.handle_input(Input::ModelReconnected { renewed: renewing }, now);
+                    }
+                    (Err(e), false) => {
+                        if renewing {
+                            // The old session still works: try again at the next quiet moment.
+                            tracing::warn!(error = %e, "model session renewal failed; keeping the current session");
+                            renewing = false;
+                            machine.handle_input(Input::RenewFailed, now);
+                        } else {
+                            machine.handle_input(Input::ReconnectFailed(e.to_string()), now);
+                        }
                     }
                 }
             }
@@ -143,10 +225,6 @@ pub async fn run_call(
                         machine.handle_input(Input::Twilio(msg), now);
                     }
                     twilio = Some(sock);
-                    if machine.is_ended() {
-                        // Model failed before the stream came: drop it at once so the TwiML
-                        // fallback runs.
-                    }
                 }
             }
             _ = &mut claim_deadline, if awaiting_claim => {
@@ -176,13 +254,18 @@ pub async fn run_call(
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
                     Some(Ok(Message::Close(frame))) => {
                         tracing::warn!(?frame, "model closed the socket");
+                        model_sock = None;
                         machine.handle_input(Input::ModelClosed, now);
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, "model socket failed");
+                        model_sock = None;
                         machine.handle_input(Input::ModelClosed, now);
                     }
-                    None => machine.handle_input(Input::ModelClosed, now),
+                    None => {
+                        model_sock = None;
+                        machine.handle_input(Input::ModelClosed, now);
+                    }
                 }
             }
             cmd = commands.recv(), if commands_open => {
@@ -195,7 +278,9 @@ pub async fn run_call(
                     None => commands_open = false,
                 }
             }
+            _ = ticker.tick() => machine.handle_input(Input::Tick, Instant::now()),
             _ = cancel.cancelled() => {
+                // Shutdown: the stream closes below, so Twilio sends the caller to the human line.
                 machine.end(Instant::now(), "shutdown", CallStatus::Fallback);
             }
         }
@@ -204,26 +289,58 @@ pub async fn run_call(
         while let Some(out) = machine.poll_output() {
             match out {
                 Output::ToTwilio(msg) => {
-                    if let Some(sock) = twilio.as_mut()
-                        && let Err(e) = sock.tx.send(msg.to_json()).await {
+                    if let Some(sock) = twilio.as_mut() {
+                        if let Err(e) = sock.tx.send(msg.to_json()).await {
                             tracing::warn!(error = %e, "twilio send failed");
                             machine.handle_input(Input::TwilioClosed, Instant::now());
                         }
+                    }
                 }
-                Output::ToModel(ev) => {
-                    if let Some(ws) = model_sock.as_mut()
-                        && let Err(e) = ws.send(Message::text(ev.to_json())).await {
+                Output::ToModel(ev) => match model_sock.as_mut() {
+                    Some(ws) if connecting.is_none() || renewing => {
+                        if let Err(e) = ws.send(Message::text(ev.to_json())).await {
                             tracing::warn!(error = %e, "model send failed");
+                            model_sock = None;
                             machine.handle_input(Input::ModelClosed, Instant::now());
                         }
-                }
+                    }
+                    _ => {
+                        // Reconnecting: hold the caller's audio (a bounded backlog) for the new session.
+                        if backlog.len() == BACKLOG_LIMIT {
+                            backlog.pop_front();
+                        }
+                        backlog.push_back(ev);
+                    }
+                },
                 Output::Event(ev) => {
                     if let CallEventKind::StatusChanged { status } = &ev.kind {
                         lock(&summary).status = *status;
                     }
+                    if matches!(ev.kind, CallEventKind::ModelReconnected { .. }) {
+                        // The new session is configured (the items before this event): send
+                        // what was held back.
+                        renewing = false;
+                        if let Some(ws) = model_sock.as_mut() {
+                            for held in backlog.drain(..) {
+                                let _ = ws.send(Message::text(held.to_json())).await;
+                            }
+                        }
+                    }
                     hub.publish(ev);
                 }
                 Output::Audio(frame) => hub.publish_audio(frame),
+                Output::Reconnect { renew } => {
+                    renewing = renew;
+                    if !renew {
+                        model_sock = None;
+                    }
+                    connecting = Some(connect_future(setup.model.clone(), Some(RECONNECT_TIMEOUT)));
+                }
+                Output::Fallback { .. } => {
+                    connecting = None;
+                    let (via, attempts, rest_error) = hand_to_human(&setup.fallback, &setup.call_sid).await;
+                    machine.handle_input(Input::FallbackDone { via, attempts, rest_error }, Instant::now());
+                }
                 Output::Close => close = true,
             }
         }
@@ -237,9 +354,9 @@ pub async fn run_call(
             }
             if let Some(mut sock) = twilio.take() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), sock.tx.close()).await;
-            } else if awaiting_claim && machine.status() == CallStatus::Fallback {
-                // The stream may still come (model failed during ringing): accept it only to
-                // close it at once, so Twilio runs the fallback verbs without delay.
+            } else if awaiting_claim && matches!(machine.status(), CallStatus::Fallback) {
+                // The stream may still come (the model failed while the phone rang): accept it
+                // only to close it at once, so Twilio runs the fallback verbs without delay.
                 let remaining = setup.claim_window.saturating_sub(machine.age(Instant::now()));
                 if let Ok(Ok(mut sock)) = tokio::time::timeout(remaining, &mut claim_rx).await {
                     let _ = tokio::time::timeout(Duration::from_secs(1), sock.tx.close()).await;

@@ -10,6 +10,7 @@
 //! | `WATCHFLOOR_BIND` | listen address | `127.0.0.1:8080` |
 //! | `WATCHFLOOR_DATA_DIR` | sled store directory | the OS data dir + `/watchfloor` |
 //! | `WATCHFLOOR_HUMAN_LINE` | number calls fall back to | none |
+//! | `WATCHFLOOR_HUMAN_QUEUE` | a Twilio queue to `<Enqueue>` fallback calls into instead | none |
 //!
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
 //! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `[agent]`.
@@ -43,12 +44,16 @@ pub struct Config {
     pub twilio_api_base: String,
     /// The human line calls fall back to (E.164).
     pub human_line: Option<String>,
+    /// A Twilio queue to `<Enqueue>` fallback calls into instead of dialling the human line.
+    pub human_queue: Option<String>,
     /// The AI agent's profile.
     pub agent: AgentProfile,
     /// Model connect timeout (default 3 s).
     pub model_connect_timeout: Duration,
     /// How long a call waits for its media stream after the webhook (default 30 s).
     pub claim_window: Duration,
+    /// Stall and session-renewal timers of calls.
+    pub timers: watchfloor_bridge::machine::Timers,
     /// Largest media-stream message accepted, bytes (default 64 KiB; a 20 ms frame is ~350 bytes).
     pub max_ws_message_bytes: usize,
     /// Largest HTTP request body, bytes (default 64 KiB).
@@ -86,6 +91,8 @@ pub struct FileConfig {
     pub twilio_api_base: Option<String>,
     /// See [`Config::human_line`].
     pub human_line: Option<String>,
+    /// See [`Config::human_queue`].
+    pub human_queue: Option<String>,
     /// See [`Config::agent`].
     pub agent: Option<AgentProfile>,
     /// See [`Config::retention_days`].
@@ -135,9 +142,11 @@ impl Config {
             twilio_auth_token: None,
             twilio_api_base: "https://api.twilio.com".into(),
             human_line: None,
+            human_queue: None,
             agent: AgentProfile::default(),
             model_connect_timeout: Duration::from_secs(3),
             claim_window: Duration::from_secs(30),
+            timers: watchfloor_bridge::machine::Timers::default(),
             max_ws_message_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024,
             retention_days: 365,
@@ -170,6 +179,7 @@ impl Config {
         if let Some(v) = f.twilio_auth_token { self.twilio_auth_token = Some(Secret::new(v)); }
         if let Some(v) = f.twilio_api_base { self.twilio_api_base = v; }
         if let Some(v) = f.human_line { self.human_line = Some(v); }
+        if let Some(v) = f.human_queue { self.human_queue = Some(v); }
         if let Some(v) = f.agent { self.agent = v; }
         if let Some(v) = f.retention_days { self.retention_days = v; }
         if let Some(v) = f.audit_retention_days { self.audit_retention_days = v.max(watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS); }
@@ -190,7 +200,21 @@ impl Config {
         }
         if let Some(v) = get("WATCHFLOOR_DATA_DIR") { self.data_dir = PathBuf::from(v); }
         if let Some(v) = get("WATCHFLOOR_HUMAN_LINE") { self.human_line = Some(v); }
+        if let Some(v) = get("WATCHFLOOR_HUMAN_QUEUE") { self.human_queue = Some(v); }
         Ok(())
+    }
+
+    /// Where callers go when the AI cannot take them.
+    pub fn human(&self) -> watchfloor_bridge::twilio_rest::HumanLine {
+        watchfloor_bridge::twilio_rest::HumanLine { number: self.human_line.clone(), queue: self.human_queue.clone() }
+    }
+
+    /// The Twilio REST client, when an account SID and auth token are configured.
+    pub fn twilio_rest(&self) -> Option<watchfloor_bridge::twilio_rest::TwilioRest> {
+        match (&self.twilio_account_sid, &self.twilio_auth_token) {
+            (Some(sid), Some(token)) => Some(watchfloor_bridge::twilio_rest::TwilioRest::new(&self.twilio_api_base, sid, token.clone())),
+            _ => None,
+        }
     }
 
     /// The public origin, given the address actually bound.

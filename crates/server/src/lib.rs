@@ -157,7 +157,12 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         }),
         profile: Arc::new(config.agent.clone()),
         claim_window: config.claim_window,
+        fallback: Arc::new(watchfloor_bridge::task::Fallback { rest: config.twilio_rest(), human_line: config.human() }),
+        timers: config.timers,
     };
+    if config.twilio_rest().is_none() {
+        tracing::warn!("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: a failing AI call is handed to a human by closing its stream only (no REST redirect)");
+    }
     let calls = CallRegistry::new(hub, bridge, cancel.child_token(), tracker.clone());
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");

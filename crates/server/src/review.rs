@@ -78,7 +78,7 @@ fn parse_u64(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, ApiE
     q.get(key).map(|v| v.parse::<u64>().map_err(|_| bad(format!("{key} must be a whole number (ms since the Unix epoch or a count), got {v:?}")))).transpose()
 }
 
-const STATUSES: &[&str] = &["processing", "with_agent", "fallback", "completed", "interrupted", "no_stream"];
+const STATUSES: &[&str] = &["processing", "with_agent", "fallback", "completed", "interrupted", "no_stream", "taken_over", "transferred"];
 const CALL_FILTERS: &[&str] = &["from", "to", "status", "incident_type", "priority", "caller", "q", "limit", "cursor"];
 
 /// `GET /api/calls`: past calls, newest first. Filters: `from`, `to` (ms since the Unix epoch,

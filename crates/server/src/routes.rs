@@ -47,10 +47,7 @@ fn twiml_response(xml: String) -> Response {
 
 /// The fallback verbs: what Twilio runs when the stream closes (or at once, with no model).
 pub(crate) fn fallback_twiml(state: &AppState, doc: twiml::Response) -> twiml::Response {
-    match &state.config.human_line {
-        Some(line) => doc.say("Please hold. Connecting you to a dispatcher.").dial(line.clone()),
-        None => doc.say("We are unable to take your call right now. Please hang up and dial 9 1 1 again."),
-    }
+    state.config.human().append_to(doc, "Please hold. Connecting you to a dispatcher.")
 }
 
 /// `POST /api/webhooks/voice`: Twilio's voice webhook (form-encoded).

@@ -150,6 +150,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     let mut agent_ms_this_turn: u64 = 0;
     // Stream time of the last agent byte played or received.
     let mut last_agent_activity_ms: Option<u64> = None;
+    let mut last_agent_wall: Option<std::time::Instant> = None;
     let mut quiet_since_turn: Option<u64> = None;
     let mut dtmf_sent = false;
     let mut silent_frames: u32 = 0;
@@ -192,7 +193,12 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                     agent_ms_this_turn += FRAME_MS;
                     last_agent_activity_ms = Some(now_ms);
                 }
-                let agent_quiet = queue.is_empty() && last_agent_activity_ms.is_some_and(|t| now_ms >= t + 400);
+                // The agent is done when nothing has played or arrived for 400 ms of stream time
+                // and 250 ms of wall time (at N× speed, a loaded machine's scheduling delays
+                // must not look like the end of the agent's turn).
+                let agent_quiet = queue.is_empty()
+                    && last_agent_activity_ms.is_some_and(|t| now_ms >= t + 400)
+                    && last_agent_wall.is_none_or(|w: std::time::Instant| w.elapsed() >= Duration::from_millis(250));
 
                 // 2. The caller's script.
                 let mut frame: Option<Vec<u8>> = None;
@@ -274,6 +280,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                             received_total += buf.len() as u64;
                             report.received_audio.extend_from_slice(&buf);
                             last_agent_activity_ms = Some(now_ms);
+                            last_agent_wall = Some(std::time::Instant::now());
                             queue.push_back(Queued::Audio(buf.clone()));
                         }
                         Ok(TwilioOutbound::Mark { mark, .. }) => queue.push_back(Queued::Mark(mark.name)),

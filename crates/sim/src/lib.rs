@@ -6,12 +6,14 @@
 //! - [`caller`]: a Twilio Media Streams caller fake: real-time (or N×) media from WAV, a playout
 //!   clock, marks echoed only once their audio has played, `clear` honoured.
 //! - [`scenario`]: scenario files (TOML) with committed 8 kHz μ-law speech.
+//! - [`rest`]: a Twilio REST fake (call updates) that records requests and can fail on purpose.
 //! - [`simulate`]: places a simulated call through a running server (webhook, then media stream).
 //!
 //! The fakes only listen on and connect to loopback addresses given to them.
 
 pub mod caller;
 pub mod model;
+pub mod rest;
 pub mod scenario;
 pub mod simulate;
 pub mod wav;

@@ -108,6 +108,8 @@ fn status_name(s: CallStatus) -> &'static str {
         CallStatus::Completed => "completed",
         CallStatus::Interrupted => "interrupted",
         CallStatus::NoStream => "no_stream",
+        CallStatus::TakenOver => "taken_over",
+        CallStatus::Transferred => "transferred",
     }
 }
 
@@ -206,6 +208,10 @@ impl CallRecord {
             | CallEventKind::Dtmf { .. }
             | CallEventKind::ModelEventUnknown { .. }
             | CallEventKind::FunctionCall { .. }
+            | CallEventKind::Fallback { .. }
+            | CallEventKind::FallbackCompleted { .. }
+            | CallEventKind::ModelReconnected { .. }
+            | CallEventKind::HandedOff { .. }
             | CallEventKind::Whisper { .. } => {}
         }
     }
