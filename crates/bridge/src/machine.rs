@@ -135,6 +135,9 @@ pub enum Command {
     /// Record a supervisor event on the call's timeline (unit attached, on scene, legal hold).
     /// Only record-keeping kinds are accepted; others are skipped.
     Record(CallEventKind),
+    /// The call's media stream ended before it started (`stop` before `start`): Twilio now runs
+    /// the verbs after `</Connect>` (the human line); the AI side ends.
+    StreamStoppedBeforeStart,
     /// A supervisor handed the call off through Twilio REST (already done): the AI side ends.
     HandedOff {
         /// `takeover`, `transfer` or `hangup`.
@@ -895,6 +898,7 @@ impl CallMachine {
             Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::LegalHold { .. })) => {
                 self.emit(now, kind);
             }
+            Command::StreamStoppedBeforeStart => self.end(now, "stream_stopped_before_start", CallStatus::Fallback),
             Command::HandedOff { action, to, by } => {
                 let status = match action.as_str() {
                     "takeover" => CallStatus::TakenOver,

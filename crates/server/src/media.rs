@@ -73,8 +73,11 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
                     already_read.push(msg);
                     break start;
                 }
-                Ok(TwilioInbound::Stop { .. }) => {
-                    tracing::warn!(%peer, "media stream stopped before start");
+                Ok(TwilioInbound::Stop { stop, .. }) => {
+                    tracing::warn!(%peer, call_sid = %stop.call_sid, "media stream stopped before start");
+                    if let Some(handle) = state.calls.handle(&stop.call_sid) {
+                        let _ = handle.send(watchfloor_bridge::Command::StreamStoppedBeforeStart).await;
+                    }
                     return;
                 }
                 Ok(other) => tracing::warn!(%peer, event = other.event_name(), "media stream message before start skipped"),

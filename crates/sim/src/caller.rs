@@ -38,11 +38,32 @@ pub struct CallerOptions {
     pub max_stream_ms: u64,
     /// `X-Twilio-Signature` to send on the upgrade.
     pub signature: Option<String>,
+    /// Watch this Twilio REST fake: when the call's TwiML is replaced there (a hand-off to a
+    /// human), end the stream the way Twilio does (`stop`, then the socket closes).
+    pub rest: Option<crate::rest::RestFake>,
+    /// Drop the TCP connection without `stop` after this much stream time, ms.
+    pub disconnect_after_ms: Option<u64>,
+    /// Send `stop` instead of `start` (and nothing else).
+    pub stop_without_start: bool,
+    /// Send `start` twice.
+    pub duplicate_start: bool,
 }
 
 impl Default for CallerOptions {
     fn default() -> Self {
-        CallerOptions { speed: 1.0, skip_silent_every: 0, inject_before_start: Vec::new(), inject_after_start: Vec::new(), dtmf: None, max_stream_ms: 180_000, signature: None }
+        CallerOptions {
+            speed: 1.0,
+            skip_silent_every: 0,
+            inject_before_start: Vec::new(),
+            inject_after_start: Vec::new(),
+            dtmf: None,
+            max_stream_ms: 180_000,
+            signature: None,
+            rest: None,
+            disconnect_after_ms: None,
+            stop_without_start: false,
+            duplicate_start: false,
+        }
     }
 }
 
@@ -84,6 +105,10 @@ pub struct CallerReport {
     pub ended_ms: u64,
     /// Whether the server closed the socket (rather than the caller sending `stop`).
     pub closed_by_server: bool,
+    /// The REST update that replaced the call's TwiML (a hand-off), if one came.
+    pub redirected: Option<std::collections::BTreeMap<String, String>>,
+    /// The caller dropped the connection on purpose (`disconnect_after_ms`).
+    pub disconnected: bool,
 }
 
 enum Queued {
@@ -120,6 +145,13 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     for raw in &opts.inject_before_start {
         tx.send(Message::text(raw.clone())).await?;
     }
+    if opts.stop_without_start {
+        let stop = TwilioInbound::Stop { sequence_number: next_seq(), stream_sid: stream_sid.clone(), stop: StreamStop { account_sid: account_sid.to_string(), call_sid: call_sid.to_string() } };
+        tx.send(Message::text(stop.to_json())).await?;
+        let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(m)) = rx.next().await { if m.is_close() { break; } } }).await;
+        report.closed_by_server = true;
+        return Ok(report);
+    }
     let start = TwilioInbound::Start {
         sequence_number: next_seq(),
         stream_sid: stream_sid.clone(),
@@ -133,6 +165,9 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
         },
     };
     tx.send(Message::text(start.to_json())).await?;
+    if opts.duplicate_start {
+        tx.send(Message::text(start.to_json())).await?;
+    }
     for raw in &opts.inject_after_start {
         tx.send(Message::text(raw.clone())).await?;
     }
@@ -157,8 +192,21 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     let mut last_sent_len: usize = 0;
     let mut buf = Vec::new();
 
+    let rest = opts.rest.clone();
+    let redirect = async {
+        match &rest {
+            Some(r) => r.wait_for_update(call_sid).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(redirect);
     'call: loop {
         tokio::select! {
+            update = &mut redirect, if report.redirected.is_none() => {
+                // Twilio replaced the call's TwiML: the stream ends (stop, then close).
+                report.redirected = Some(update.form);
+                break 'call;
+            }
             _ = interval.tick() => {
                 // 1. Playout of 20 ms.
                 let mut need = FRAME_BYTES;
@@ -270,6 +318,15 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                 now_ms += FRAME_MS;
                 if now_ms >= opts.max_stream_ms {
                     break 'call;
+                }
+                if opts.disconnect_after_ms.is_some_and(|d| now_ms >= d) {
+                    // Gone without a word: drop the TCP connection, no stop, no close frame.
+                    report.disconnected = true;
+                    report.ended_ms = now_ms;
+                    drop(tx);
+                    drop(rx);
+                    report.expected_input.truncate(last_sent_len);
+                    return Ok(report);
                 }
             }
             msg = rx.next() => {

@@ -53,12 +53,40 @@ pub struct ModelFakeOptions {
     pub chunk_ms: u64,
     /// How much faster than real time the service generates audio (1.5 = 100 ms of audio every 67 ms).
     pub generation_factor: f64,
+    /// Faults to inject (chaos tests).
+    pub faults: Faults,
 }
 
 impl Default for ModelFakeOptions {
     fn default() -> Self {
-        ModelFakeOptions { speed: 1.0, chunk_ms: 100, generation_factor: 1.5 }
+        ModelFakeOptions { speed: 1.0, chunk_ms: 100, generation_factor: 1.5, faults: Faults::default() }
     }
+}
+
+/// Faults the fake injects on purpose.
+#[derive(Debug, Clone, Default)]
+pub struct Faults {
+    /// The first N connections are refused (HTTP 503 at the WebSocket handshake).
+    pub refuse_first: u32,
+    /// The first N connections wait this long before the handshake answers.
+    pub delay_first: Option<(u32, Duration)>,
+    /// Faults inside a session, by the caller number the session is for. Each fires once per
+    /// number (a reconnected session for the same number runs clean).
+    pub by_caller: HashMap<String, SessionFault>,
+}
+
+/// A fault inside a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionFault {
+    /// Drop the TCP connection (no close frame) after the Nth audio delta of the session.
+    DropAfterDeltas(u32),
+    /// Interleave garbage with every event: non-JSON text, a binary frame, unknown event types,
+    /// a known type with the wrong shape.
+    Garbage,
+    /// After N caller turns, send nothing more (the socket stays open).
+    StallAfterTurns(usize),
+    /// After the first caller turn, send this `error` code (e.g. `insufficient_quota`).
+    ErrorAfterFirstTurn(String),
 }
 
 /// What one session saw and did, for tests.
@@ -108,15 +136,20 @@ impl ModelFake {
         let stop = CancellationToken::new();
         let scenarios: Arc<Vec<Scenario>> = Arc::new(scenarios);
         let (s2, stop2) = (sessions.clone(), stop.clone());
+        let fired: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let mut connections: u32 = 0;
         tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = stop2.cancelled() => break,
                     acc = listener.accept() => {
                         let Ok((tcp, _)) = acc else { continue };
+                        connections += 1;
                         let log = Arc::new(Mutex::new(SessionLog::default()));
                         s2.lock().unwrap().push(log.clone());
-                        tokio::spawn(serve_connection(tcp, log, scenarios.clone(), opts.clone(), stop2.clone()));
+                        let refuse = connections <= opts.faults.refuse_first;
+                        let delay = opts.faults.delay_first.filter(|(n, _)| connections <= *n).map(|(_, d)| d);
+                        tokio::spawn(serve_connection(tcp, log, scenarios.clone(), opts.clone(), stop2.clone(), refuse, delay, fired.clone()));
                     }
                 }
             }
@@ -197,10 +230,28 @@ impl Shared {
     }
 }
 
-async fn serve_connection(tcp: TcpStream, log: Arc<Mutex<SessionLog>>, scenarios: Arc<Vec<Scenario>>, opts: ModelFakeOptions, stop: CancellationToken) {
+#[allow(clippy::too_many_arguments)]
+async fn serve_connection(
+    tcp: TcpStream,
+    log: Arc<Mutex<SessionLog>>,
+    scenarios: Arc<Vec<Scenario>>,
+    opts: ModelFakeOptions,
+    stop: CancellationToken,
+    refuse: bool,
+    delay: Option<Duration>,
+    fired: Arc<Mutex<std::collections::HashSet<String>>>,
+) {
+    if let Some(d) = delay {
+        tokio::time::sleep(d).await;
+    }
     let mut beta = false;
     #[allow(clippy::result_large_err)] // the error type is tungstenite's handshake callback contract
     let callback = |req: &Request, resp: HsResponse| -> Result<HsResponse, ErrorResponse> {
+        if refuse {
+            let mut r = ErrorResponse::new(Some("overloaded".into()));
+            *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            return Err(r);
+        }
         let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {
             let mut r = ErrorResponse::new(Some("missing bearer token".into()));
@@ -221,15 +272,43 @@ async fn serve_connection(tcp: TcpStream, log: Arc<Mutex<SessionLog>>, scenarios
     };
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel::<ServerEvent>();
+    let fault: Arc<Mutex<Option<SessionFault>>> = Arc::default();
+    let dropped = CancellationToken::new();
+    let (wfault, wdropped) = (fault.clone(), dropped.clone());
     let writer = tokio::spawn(async move {
+        let mut deltas = 0u32;
         while let Some(ev) = rx.recv().await {
+            let current = wfault.lock().unwrap().clone();
+            if matches!(ev, ServerEvent::ResponseOutputAudioDelta { .. }) {
+                deltas += 1;
+            }
+            if let Some(SessionFault::Garbage) = &current {
+                for junk in [
+                    Message::text("this is not JSON"),
+                    Message::binary(vec![0u8, 1, 2, 3]),
+                    Message::text(r#"{"type":"session.heartbeat","event_id":"evt_x"}"#),
+                    Message::text(r#"{"type":"response.output_audio.delta","delta":42}"#),
+                ] {
+                    if sink.send(junk).await.is_err() {
+                        break;
+                    }
+                }
+            }
             if sink.send(Message::text(ev.to_json())).await.is_err() {
                 break;
+            }
+            if let Some(SessionFault::DropAfterDeltas(n)) = current {
+                if deltas >= n {
+                    // An abrupt drop: no close frame.
+                    wdropped.cancel();
+                    return;
+                }
             }
         }
         let _ = sink.close().await;
     });
     let shared = Arc::new(Shared { log: log.clone(), out: tx, active: Mutex::new(None), item_audio: Mutex::default(), ids: Default::default(), cancel_reason: Mutex::new("turn_detected") });
+    let faults = opts.faults.by_caller.clone();
     let mut session = Session::new(shared.clone(), scenarios, opts);
     if beta {
         shared.error(err("invalid_request_error", "beta_api_shape_disabled", "The beta API shape is disabled; use the GA interface.".into(), None, None));
@@ -238,8 +317,19 @@ async fn serve_connection(tcp: TcpStream, log: Arc<Mutex<SessionLog>>, scenarios
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
+                _ = dropped.cancelled() => break,
                 msg = stream.next() => match msg {
-                    Some(Ok(Message::Text(text))) => session.on_text(text.as_str()),
+                    Some(Ok(Message::Text(text))) => {
+                        session.on_text(text.as_str());
+                        // Arm this session's fault once its caller is known (once per number).
+                        if fault.lock().unwrap().is_none() {
+                            let number = shared.log.lock().unwrap().caller_number.clone();
+                            if let Some(f) = number.and_then(|n| faults.get(&n).cloned().filter(|_| fired.lock().unwrap().insert(n))) {
+                                session.fault = Some(f.clone());
+                                *fault.lock().unwrap() = Some(f);
+                            }
+                        }
+                    }
                     Some(Ok(Message::Binary(_))) => shared.error(err("invalid_request_error", "invalid_event", "Binary frames are not supported.".into(), None, None)),
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                     Some(Ok(_)) => {}
@@ -250,6 +340,10 @@ async fn serve_connection(tcp: TcpStream, log: Arc<Mutex<SessionLog>>, scenarios
     session.cancel_active("client_closed");
     drop(session);
     drop(shared);
+    if dropped.is_cancelled() {
+        // Abrupt drop: the writer returned holding the sink; dropping both kills the TCP stream.
+        drop(stream);
+    }
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     log.lock().unwrap().closed = true;
 }
@@ -276,6 +370,10 @@ struct Session {
     caller_turns: usize,
     last_item: Option<String>,
     scratch: Vec<u8>,
+    /// This session's fault, once armed.
+    fault: Option<SessionFault>,
+    /// Stalled: nothing more is sent.
+    stalled: bool,
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -340,10 +438,21 @@ impl Session {
             caller_turns: 0,
             last_item: None,
             scratch: Vec::new(),
+            fault: None,
+            stalled: false,
         }
     }
 
     fn on_text(&mut self, text: &str) {
+        if self.stalled {
+            // A stalled service reads and says nothing.
+            if let Ok(ClientEvent::InputAudioBufferAppend { audio, .. }) = ClientEvent::parse(text) {
+                if mulaw::decode_base64_into(&audio, &mut self.scratch).is_ok() {
+                    self.shared.log.lock().unwrap().input_audio.extend_from_slice(&self.scratch);
+                }
+            }
+            return;
+        }
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
             Err(e) => {
@@ -389,6 +498,15 @@ impl Session {
                         return;
                     }
                     log.function_outputs.push((call_id.clone(), output.clone()));
+                }
+                if let ItemCreate::Message { role, .. } = &item {
+                    // A re-injected conversation (a new session for a call under way): the
+                    // scenario goes on from where the conversation is.
+                    match role.as_str() {
+                        "assistant" => self.next_agent_line += 1,
+                        "user" => self.caller_turns += 1,
+                        _ => {}
+                    }
                 }
                 if let ItemCreate::Message { role, content } = &item
                     && role == "system" {
@@ -495,6 +613,19 @@ impl Session {
     }
 
     fn end_caller_turn(&mut self, create_response: bool) {
+        match &self.fault {
+            Some(SessionFault::StallAfterTurns(n)) if self.caller_turns >= *n => {
+                self.stalled = true;
+                self.cancel_active("turn_detected");
+                return;
+            }
+            Some(SessionFault::ErrorAfterFirstTurn(code)) if self.caller_turns >= 1 => {
+                let code = code.clone();
+                self.shared.error(err("insufficient_quota", &code, "You exceeded your current quota.".into(), None, None));
+                return;
+            }
+            _ => {}
+        }
         let item_id = self.vad.item_id.clone();
         let (start, end) = (self.vad.start_ms, self.vad.last_speech_end_ms);
         self.shared.log.lock().unwrap().turns.push((start, end));

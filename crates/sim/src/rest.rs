@@ -53,6 +53,12 @@ pub struct RestFake {
     state: FakeState,
 }
 
+impl std::fmt::Debug for RestFake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RestFake").field("addr", &self.addr).finish_non_exhaustive()
+    }
+}
+
 impl RestFake {
     /// Starts on `bind` (use `127.0.0.1:0`), accepting `account_sid`:`auth_token`.
     pub async fn start(bind: SocketAddr, account_sid: &str, auth_token: &str) -> std::io::Result<RestFake> {

@@ -21,8 +21,12 @@ pub fn scenario(name: &str) -> Scenario {
 }
 
 pub async fn rig(scenarios: Vec<Scenario>, speed: f64, tweak: impl FnOnce(&mut Config)) -> Rig {
+    rig_with(scenarios, ModelFakeOptions { speed, ..Default::default() }, tweak).await
+}
+
+pub async fn rig_with(scenarios: Vec<Scenario>, opts: ModelFakeOptions, tweak: impl FnOnce(&mut Config)) -> Rig {
     let _ = tracing_subscriber_init();
-    let model = ModelFake::start("127.0.0.1:0".parse().unwrap(), scenarios, ModelFakeOptions { speed, ..Default::default() }).await.unwrap();
+    let model = ModelFake::start("127.0.0.1:0".parse().unwrap(), scenarios, opts).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::defaults();
     cfg.data_dir = dir.path().join("data");
