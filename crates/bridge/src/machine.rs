@@ -277,6 +277,7 @@ pub struct CallMachine {
     reconnects: u32,
     server_errors: u32,
     falling_back: bool,
+    fallback_reason: Option<String>,
 }
 
 impl CallMachine {
@@ -329,6 +330,7 @@ impl CallMachine {
             reconnects: 0,
             server_errors: 0,
             falling_back: false,
+            fallback_reason: None,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -451,7 +453,8 @@ impl CallMachine {
             }
             Input::FallbackDone { via, attempts, rest_error } => {
                 self.emit(now, CallEventKind::FallbackCompleted { via, attempts, rest_error });
-                self.end(now, "fallback", CallStatus::Fallback);
+                let reason = self.fallback_reason.clone().unwrap_or_else(|| "fallback".into());
+                self.end(now, &reason, CallStatus::Fallback);
             }
             Input::Tick => self.on_tick(now),
             Input::RenewFailed => {
@@ -468,6 +471,7 @@ impl CallMachine {
             return;
         }
         self.falling_back = true;
+        self.fallback_reason = Some(reason.to_string());
         tracing::error!(reason, "the AI cannot go on: handing the caller to the human line");
         self.set_status(now, CallStatus::Fallback);
         self.emit(now, CallEventKind::Fallback { reason: reason.to_string() });

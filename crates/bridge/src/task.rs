@@ -289,12 +289,11 @@ pub async fn run_call(
         while let Some(out) = machine.poll_output() {
             match out {
                 Output::ToTwilio(msg) => {
-                    if let Some(sock) = twilio.as_mut() {
-                        if let Err(e) = sock.tx.send(msg.to_json()).await {
+                    if let Some(sock) = twilio.as_mut()
+                        && let Err(e) = sock.tx.send(msg.to_json()).await {
                             tracing::warn!(error = %e, "twilio send failed");
                             machine.handle_input(Input::TwilioClosed, Instant::now());
                         }
-                    }
                 }
                 Output::ToModel(ev) => match model_sock.as_mut() {
                     Some(ws) if connecting.is_none() || renewing => {

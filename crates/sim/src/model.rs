@@ -297,13 +297,12 @@ async fn serve_connection(
             if sink.send(Message::text(ev.to_json())).await.is_err() {
                 break;
             }
-            if let Some(SessionFault::DropAfterDeltas(n)) = current {
-                if deltas >= n {
+            if let Some(SessionFault::DropAfterDeltas(n)) = current
+                && deltas >= n {
                     // An abrupt drop: no close frame.
                     wdropped.cancel();
                     return;
                 }
-            }
         }
         let _ = sink.close().await;
     });
@@ -446,11 +445,10 @@ impl Session {
     fn on_text(&mut self, text: &str) {
         if self.stalled {
             // A stalled service reads and says nothing.
-            if let Ok(ClientEvent::InputAudioBufferAppend { audio, .. }) = ClientEvent::parse(text) {
-                if mulaw::decode_base64_into(&audio, &mut self.scratch).is_ok() {
+            if let Ok(ClientEvent::InputAudioBufferAppend { audio, .. }) = ClientEvent::parse(text)
+                && mulaw::decode_base64_into(&audio, &mut self.scratch).is_ok() {
                     self.shared.log.lock().unwrap().input_audio.extend_from_slice(&self.scratch);
                 }
-            }
             return;
         }
         let value: Value = match serde_json::from_str(text) {
