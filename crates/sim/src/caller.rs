@@ -192,6 +192,15 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     let mut last_sent_len: usize = 0;
     let mut buf = Vec::new();
 
+    // A send that fails means the server closed the stream (e.g. right after a hand-off).
+    macro_rules! send {
+        ($label:lifetime, $m:expr) => {
+            if tx.send($m).await.is_err() {
+                report.closed_by_server = true;
+                break $label;
+            }
+        };
+    }
     let rest = opts.rest.clone();
     let redirect = async {
         match &rest {
@@ -215,7 +224,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                         Queued::Mark(name) => {
                             let name = name.clone();
                             queue.pop_front();
-                            tx.send(Message::text(TwilioInbound::Mark { sequence_number: next_seq(), stream_sid: stream_sid.clone(), mark: MarkName { name: name.clone() } }.to_json())).await?;
+                            send!('call, Message::text(TwilioInbound::Mark { sequence_number: next_seq(), stream_sid: stream_sid.clone(), mark: MarkName { name: name.clone() } }.to_json()));
                             report.marks_echoed.push(name);
                         }
                         Queued::Audio(a) if need > 0 => {
@@ -291,7 +300,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                         phase = if i + 1 < scenario.turns.len() { Phase::Waiting(i + 1) } else { Phase::Finishing };
                         if let (Some(d), false) = (&opts.dtmf, dtmf_sent) {
                             dtmf_sent = true;
-                            tx.send(Message::text(TwilioInbound::Dtmf { sequence_number: next_seq(), stream_sid: stream_sid.clone(), dtmf: Dtmf { track: "inbound_track".into(), digit: d.clone() } }.to_json())).await?;
+                            send!('call, Message::text(TwilioInbound::Dtmf { sequence_number: next_seq(), stream_sid: stream_sid.clone(), dtmf: Dtmf { track: "inbound_track".into(), digit: d.clone() } }.to_json()));
                         }
                     } else {
                         phase = Phase::Speaking(i, off);
@@ -312,7 +321,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                         stream_sid: stream_sid.clone(),
                         media: InboundMedia { track: "inbound".into(), chunk: chunk.to_string(), timestamp: now_ms.to_string(), payload: mulaw::encode_base64(&bytes) },
                     };
-                    tx.send(Message::text(msg.to_json())).await?;
+                    send!('call, Message::text(msg.to_json()));
                     last_sent_len = report.expected_input.len();
                 }
                 now_ms += FRAME_MS;
@@ -345,7 +354,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                             report.clears.push(ClearSeen { at_ms: now_ms, played_total, received_total });
                             for q in queue.drain(..) {
                                 if let Queued::Mark(name) = q {
-                                    tx.send(Message::text(TwilioInbound::Mark { sequence_number: next_seq(), stream_sid: stream_sid.clone(), mark: MarkName { name: name.clone() } }.to_json())).await?;
+                                    send!('call, Message::text(TwilioInbound::Mark { sequence_number: next_seq(), stream_sid: stream_sid.clone(), mark: MarkName { name: name.clone() } }.to_json()));
                                     report.marks_echoed.push(name);
                                 }
                             }
@@ -364,9 +373,17 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     }
     report.expected_input.truncate(last_sent_len);
     report.ended_ms = now_ms;
-    if !report.closed_by_server {
+    if report.redirected.is_none() {
+        // The server may close the stream a moment before the REST update is seen here.
+        if let Some(r) = &rest {
+            if let Ok(u) = tokio::time::timeout(Duration::from_millis(500), r.wait_for_update(call_sid)).await {
+                report.redirected = Some(u.form);
+            }
+        }
+    }
+    if !report.closed_by_server && !report.disconnected {
         let stop = TwilioInbound::Stop { sequence_number: next_seq(), stream_sid: stream_sid.clone(), stop: StreamStop { account_sid: account_sid.to_string(), call_sid: call_sid.to_string() } };
-        tx.send(Message::text(stop.to_json())).await?;
+        let _ = tx.send(Message::text(stop.to_json())).await;
         // Twilio waits for our server to close the socket.
         let _ = tokio::time::timeout(Duration::from_secs(5), async { while let Some(Ok(m)) = rx.next().await { if m.is_close() { break; } } }).await;
     }
