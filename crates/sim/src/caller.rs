@@ -375,11 +375,10 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     report.ended_ms = now_ms;
     if report.redirected.is_none() {
         // The server may close the stream a moment before the REST update is seen here.
-        if let Some(r) = &rest {
-            if let Ok(u) = tokio::time::timeout(Duration::from_millis(500), r.wait_for_update(call_sid)).await {
+        if let Some(r) = &rest
+            && let Ok(u) = tokio::time::timeout(Duration::from_millis(500), r.wait_for_update(call_sid)).await {
                 report.redirected = Some(u.form);
             }
-        }
     }
     if !report.closed_by_server && !report.disconnected {
         let stop = TwilioInbound::Stop { sequence_number: next_seq(), stream_sid: stream_sid.clone(), stop: StreamStop { account_sid: account_sid.to_string(), call_sid: call_sid.to_string() } };
