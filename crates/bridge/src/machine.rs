@@ -138,6 +138,19 @@ pub enum Command {
     /// The call's media stream ended before it started (`stop` before `start`): Twilio now runs
     /// the verbs after `</Connect>` (the human line); the AI side ends.
     StreamStoppedBeforeStart,
+    /// A supervisor hand-off is being sent to Twilio: if the stream stops before
+    /// [`Command::HandedOff`] arrives (Twilio ends the stream when the TwiML is replaced), the
+    /// call still ends as this hand-off.
+    HandOffPending {
+        /// `takeover`, `transfer` or `hangup`.
+        action: String,
+        /// The line the call goes to.
+        to: Option<String>,
+        /// The console user.
+        by: String,
+    },
+    /// The pending hand-off failed at Twilio: the call stays with the agent.
+    HandOffFailed,
     /// A supervisor handed the call off through Twilio REST (already done): the AI side ends.
     HandedOff {
         /// `takeover`, `transfer` or `hangup`.
@@ -278,6 +291,8 @@ pub struct CallMachine {
     server_errors: u32,
     falling_back: bool,
     fallback_reason: Option<String>,
+    /// A supervisor hand-off sent to Twilio: (action, line, user).
+    pending_handoff: Option<(String, Option<String>, String)>,
 }
 
 impl CallMachine {
@@ -331,6 +346,7 @@ impl CallMachine {
             server_errors: 0,
             falling_back: false,
             fallback_reason: None,
+            pending_handoff: None,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -397,6 +413,21 @@ impl CallMachine {
             return;
         }
         self.phase = Phase::Ended;
+        // A supervisor hand-off under way decides how the call ended (Twilio stops the stream
+        // when it replaces the call's TwiML).
+        let (reason, status) = match self.pending_handoff.take() {
+            Some((action, to, by)) => {
+                let status = match action.as_str() {
+                    "takeover" => CallStatus::TakenOver,
+                    "transfer" => CallStatus::Transferred,
+                    _ => CallStatus::Completed,
+                };
+                self.emit(now, CallEventKind::HandedOff { action: action.clone(), to, by });
+                (action, status)
+            }
+            None => (reason.to_string(), status),
+        };
+        let reason = reason.as_str();
         // Audio still queued at Twilio when the call ended: recorded where it was to play.
         for m in self.pending_marks.drain(..) {
             self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Agent, stream_ms: m.play_at_ms, audio: m.audio }));
@@ -903,14 +934,11 @@ impl CallMachine {
                 self.emit(now, kind);
             }
             Command::StreamStoppedBeforeStart => self.end(now, "stream_stopped_before_start", CallStatus::Fallback),
+            Command::HandOffPending { action, to, by } => self.pending_handoff = Some((action, to, by)),
+            Command::HandOffFailed => self.pending_handoff = None,
             Command::HandedOff { action, to, by } => {
-                let status = match action.as_str() {
-                    "takeover" => CallStatus::TakenOver,
-                    "transfer" => CallStatus::Transferred,
-                    _ => CallStatus::Completed,
-                };
-                self.emit(now, CallEventKind::HandedOff { action: action.clone(), to, by });
-                self.end(now, &action, status);
+                self.pending_handoff = Some((action.clone(), to, by));
+                self.end(now, &action, CallStatus::Completed);
             }
             Command::Record(other) => {
                 self.skip(now, "supervisor", format!("not a record-keeping event: {other:?}"));

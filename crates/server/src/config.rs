@@ -11,9 +11,13 @@
 //! | `WATCHFLOOR_DATA_DIR` | sled store directory | the OS data dir + `/watchfloor` |
 //! | `WATCHFLOOR_HUMAN_LINE` | number calls fall back to | none |
 //! | `WATCHFLOOR_HUMAN_QUEUE` | a Twilio queue to `<Enqueue>` fallback calls into instead | none |
+//! | `WATCHFLOOR_CONSOLE_TOKEN` | presets the console token (else `<data dir>/console-token`, made at first start) | none |
+//! | `WATCHFLOOR_TRUSTED_PROXY` | `1`: behind an authenticating proxy; allows a public bind without a Twilio auth token | off |
 //!
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
-//! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `[agent]`.
+//! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `console_user`
+//! (`supervisor`), `[[users]]` (name, password_hash, line), `max_calls` (200),
+//! `max_frames_per_second` (100), `webhook_rate_per_second` (20), `[agent]`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +71,22 @@ pub struct Config {
     pub caller_history_days: u64,
     /// The agency's identifier in EIDO documents, a domain (default `psap.invalid`: set it).
     pub agency_id: String,
+    /// Presets the console token (`WATCHFLOOR_CONSOLE_TOKEN`); else it is read from or created in
+    /// the data directory.
+    pub console_token: Option<Secret>,
+    /// The user the console token belongs to (default `supervisor`).
+    pub console_user: String,
+    /// Console users who log in with a password.
+    pub users: Vec<crate::auth::UserConfig>,
+    /// Behind a trusted reverse proxy that authenticates: allows a non-loopback bind without a
+    /// Twilio auth token (`WATCHFLOOR_TRUSTED_PROXY=1`).
+    pub trusted_proxy: bool,
+    /// Most calls the AI handles at once; more go straight to the human line (default 200).
+    pub max_calls: usize,
+    /// Most media frames per second accepted on one stream (Twilio sends 50; default 100).
+    pub max_frames_per_second: u32,
+    /// Webhook requests per second per client address (default 20, bursts of 40).
+    pub webhook_rate_per_second: u32,
 }
 
 /// The file form: every field optional.
@@ -103,6 +123,19 @@ pub struct FileConfig {
     pub caller_history_days: Option<u64>,
     /// See [`Config::agency_id`].
     pub agency_id: Option<String>,
+    /// See [`Config::console_user`].
+    pub console_user: Option<String>,
+    /// See [`Config::users`].
+    #[serde(default)]
+    pub users: Vec<crate::auth::UserConfig>,
+    /// See [`Config::trusted_proxy`].
+    pub trusted_proxy: Option<bool>,
+    /// See [`Config::max_calls`].
+    pub max_calls: Option<usize>,
+    /// See [`Config::max_frames_per_second`].
+    pub max_frames_per_second: Option<u32>,
+    /// See [`Config::webhook_rate_per_second`].
+    pub webhook_rate_per_second: Option<u32>,
 }
 
 /// Configuration errors.
@@ -153,6 +186,13 @@ impl Config {
             audit_retention_days: watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS,
             caller_history_days: 30,
             agency_id: "psap.invalid".into(),
+            console_token: None,
+            console_user: "supervisor".into(),
+            users: Vec::new(),
+            trusted_proxy: false,
+            max_calls: 200,
+            max_frames_per_second: 100,
+            webhook_rate_per_second: 20,
         }
     }
 
@@ -185,6 +225,12 @@ impl Config {
         if let Some(v) = f.audit_retention_days { self.audit_retention_days = v.max(watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS); }
         if let Some(v) = f.caller_history_days { self.caller_history_days = v; }
         if let Some(v) = f.agency_id { self.agency_id = v; }
+        if let Some(v) = f.console_user { self.console_user = v; }
+        if !f.users.is_empty() { self.users = f.users; }
+        if let Some(v) = f.trusted_proxy { self.trusted_proxy = v; }
+        if let Some(v) = f.max_calls { self.max_calls = v; }
+        if let Some(v) = f.max_frames_per_second { self.max_frames_per_second = v; }
+        if let Some(v) = f.webhook_rate_per_second { self.webhook_rate_per_second = v.max(1); }
     }
 
     /// Applies environment variables read through `get` (testable without touching the process env).
@@ -201,6 +247,8 @@ impl Config {
         if let Some(v) = get("WATCHFLOOR_DATA_DIR") { self.data_dir = PathBuf::from(v); }
         if let Some(v) = get("WATCHFLOOR_HUMAN_LINE") { self.human_line = Some(v); }
         if let Some(v) = get("WATCHFLOOR_HUMAN_QUEUE") { self.human_queue = Some(v); }
+        if let Some(v) = get("WATCHFLOOR_CONSOLE_TOKEN") { self.console_token = Some(Secret::new(v)); }
+        if let Some(v) = get("WATCHFLOOR_TRUSTED_PROXY") { self.trusted_proxy = matches!(v.as_str(), "1" | "true" | "yes"); }
         Ok(())
     }
 

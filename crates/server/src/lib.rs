@@ -4,7 +4,9 @@
 //! [`serve`] binds nothing itself: it takes a listener (port 0 in tests) and returns a
 //! [`ServerHandle`] with the bound address and a graceful shutdown.
 
+pub mod auth;
 pub mod config;
+mod control;
 mod media;
 mod review;
 mod routes;
@@ -35,6 +37,10 @@ pub struct AppState {
     pub calls: CallRegistry,
     /// The store.
     pub store: Store,
+    /// Console authentication.
+    pub auth: Arc<auth::Auth>,
+    /// Per-address limiter of the webhook.
+    pub webhook_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
 }
 
 /// A running server.
@@ -80,6 +86,12 @@ pub enum ServeError {
     /// The store could not be opened.
     #[error("cannot open the store in {0}: {1}")]
     Store(String, watchfloor_store::StoreError),
+    /// The console token could not be set up.
+    #[error(transparent)]
+    Auth(#[from] auth::AuthError),
+    /// A non-loopback bind without a Twilio auth token (signatures) and not behind a trusted proxy.
+    #[error("refusing to listen on {0}: a non-loopback address needs TWILIO_AUTH_TOKEN (signed webhooks and streams), or WATCHFLOOR_TRUSTED_PROXY=1 behind an authenticating proxy")]
+    Insecure(SocketAddr),
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -127,6 +139,17 @@ async fn retention_job(state: AppState, cancel: CancellationToken) {
 /// Starts the server on `listener`.
 pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle, ServeError> {
     let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() && config.twilio_auth_token.is_none() && !config.trusted_proxy {
+        return Err(ServeError::Insecure(addr));
+    }
+    let (console_token, created) = auth::console_token(&config.data_dir, config.console_token.as_ref())?;
+    if created {
+        tracing::warn!(path = %auth::token_path(&config.data_dir).display(), user = %config.console_user, "created the console token (mode 0600): sign in with it");
+    }
+    let auth = Arc::new(auth::Auth::new(&console_token, &config.console_user, config.users.clone()));
+    let quota = governor::Quota::per_second(std::num::NonZeroU32::new(config.webhook_rate_per_second.max(1)).expect("max(1) is non-zero"))
+        .allow_burst(std::num::NonZeroU32::new(config.webhook_rate_per_second.max(1) * 2).expect("non-zero"));
+    let webhook_limiter = Arc::new(governor::RateLimiter::keyed(quota));
     let (store, interrupted) = Store::open(&config.data_dir).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?;
     for sid in &interrupted {
         tracing::warn!(call_sid = %sid, "call was live when the server stopped: marked interrupted");
@@ -166,7 +189,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let calls = CallRegistry::new(hub, bridge, cancel.child_token(), tracker.clone());
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone() };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     let app = routes::router(state);
     let c2 = cancel.clone();

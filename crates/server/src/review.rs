@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 use watchfloor_bridge::task::unix_ms;
@@ -17,6 +17,7 @@ use watchfloor_bridge::{CallEventKind, Command};
 use watchfloor_store::{AuditQuery, CallQuery, NewAuditEntry, index};
 
 use crate::AppState;
+use crate::auth::User;
 use crate::routes::ApiError;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
@@ -38,11 +39,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/audit", get(audit_log))
 }
 
-/// Who is acting. Until console authentication lands every request is the local console user.
-pub(crate) fn console_user() -> String {
-    "console".to_string()
-}
-
 fn bad(msg: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, msg.into())
 }
@@ -54,8 +50,8 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 
 /// Records an access or action. Reads are recorded without waiting for the disk; actions are
 /// flushed before the response (`flush`).
-async fn audit(state: &AppState, action: &str, target: &str, outcome: &str, detail: Option<String>, flush: bool) {
-    let entry = NewAuditEntry { at_ms: unix_ms(), user: console_user(), action: action.into(), target: target.into(), outcome: outcome.into(), detail };
+pub(crate) async fn audit(state: &AppState, user: &User, action: &str, target: &str, outcome: &str, detail: Option<String>, flush: bool) {
+    let entry = NewAuditEntry { at_ms: unix_ms(), user: user.name.clone(), action: action.into(), target: target.into(), outcome: outcome.into(), detail };
     let r = if flush { state.store.audit(entry).await.map(|_| ()) } else { state.store.audit_unflushed(entry).map(|_| ()) };
     if let Err(e) = r {
         tracing::error!(error = %e, action, "audit entry could not be written");
@@ -63,14 +59,14 @@ async fn audit(state: &AppState, action: &str, target: &str, outcome: &str, deta
 }
 
 /// Runs `f`, audits the outcome as a read of `target`, and returns its result.
-async fn audited_read<T>(state: &AppState, action: &str, target: &str, r: Result<T, ApiError>) -> Result<T, ApiError> {
+async fn audited_read<T>(state: &AppState, user: &User, action: &str, target: &str, r: Result<T, ApiError>) -> Result<T, ApiError> {
     let outcome = match &r {
         Ok(_) => "ok",
         Err(ApiError(StatusCode::NOT_FOUND, _)) => "not_found",
         Err(ApiError(StatusCode::BAD_REQUEST, _)) => "invalid",
         Err(_) => "error",
     };
-    audit(state, action, target, outcome, None, false).await;
+    audit(state, user, action, target, outcome, None, false).await;
     r
 }
 
@@ -84,7 +80,7 @@ const CALL_FILTERS: &[&str] = &["from", "to", "status", "incident_type", "priori
 /// `GET /api/calls`: past calls, newest first. Filters: `from`, `to` (ms since the Unix epoch,
 /// on the start time), `status`, `incident_type`, `priority` (`P1`–`P4`), `caller` (E.164),
 /// `q` (words in the transcript), `limit` (1–500, default 50), `cursor` (from the previous page).
-async fn list_calls(State(state): State<AppState>, Query(q): Query<HashMap<String, String>>) -> Result<Json<watchfloor_store::CallPage>, ApiError> {
+async fn list_calls(State(state): State<AppState>, Extension(user): Extension<User>, Query(q): Query<HashMap<String, String>>) -> Result<Json<watchfloor_store::CallPage>, ApiError> {
     let r = (|| {
         if let Some(unknown) = q.keys().find(|k| !CALL_FILTERS.contains(&k.as_str())) {
             return Err(bad(format!("unknown filter {unknown:?}; filters are {}", CALL_FILTERS.join(", "))));
@@ -130,7 +126,7 @@ async fn list_calls(State(state): State<AppState>, Query(q): Query<HashMap<Strin
         Err(e) => Err(e),
     };
     let outcome = if r.is_ok() { "ok" } else { "invalid" };
-    audit(&state, "call.list", "calls", outcome, detail, false).await;
+    audit(&state, &user, "call.list", "calls", outcome, detail, false).await;
     r
 }
 
@@ -148,9 +144,9 @@ async fn fresh_record(state: &AppState, id: &str) -> Result<watchfloor_store::Ca
 }
 
 /// `GET /api/calls/{id}`: one call's record.
-async fn call_record(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+async fn call_record(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = record_or_404(&state, &id).map(Json);
-    audited_read(&state, "call.read", &id, r).await
+    audited_read(&state, &user, "call.read", &id, r).await
 }
 
 #[derive(Deserialize)]
@@ -160,7 +156,7 @@ struct TranscriptQuery {
 
 /// `GET /api/calls/{id}/transcript?format=json|text`: every final line with speaker and time
 /// (ms since the Unix epoch and offset from the start of the call).
-async fn transcript(State(state): State<AppState>, Path(id): Path<String>, Query(q): Query<TranscriptQuery>) -> Result<Response, ApiError> {
+async fn transcript(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, Query(q): Query<TranscriptQuery>) -> Result<Response, ApiError> {
     let r = (|| {
         let rec = record_or_404(&state, &id)?;
         let lines: Vec<serde_json::Value> = rec
@@ -185,37 +181,37 @@ async fn transcript(State(state): State<AppState>, Path(id): Path<String>, Query
             other => Err(bad(format!("format must be json or text, got {other:?}"))),
         }
     })();
-    audited_read(&state, "call.transcript", &id, r).await
+    audited_read(&state, &user, "call.transcript", &id, r).await
 }
 
 /// `GET /api/calls/{id}/timeline`: every `CallEvent` of the call, in order.
-async fn timeline(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn timeline(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = (|| {
         record_or_404(&state, &id)?;
         let events = state.store.events(&id).map_err(internal)?;
         Ok(Json(json!({"call_sid": id, "events": events})))
     })();
-    audited_read(&state, "call.timeline", &id, r).await
+    audited_read(&state, &user, "call.timeline", &id, r).await
 }
 
 /// `GET /api/calls/{id}/recording.wav`: stereo WAV, left the caller, right the agent as heard.
-async fn recording(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn recording(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let r = (|| {
         record_or_404(&state, &id)?;
         let wav = state.store.recording_wav(&id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("call {id} has no audio")))?;
         Ok(([(header::CONTENT_TYPE, "audio/wav"), (header::CONTENT_DISPOSITION, "inline; filename=\"recording.wav\"")], wav).into_response())
     })();
-    audited_read(&state, "call.recording", &id, r).await
+    audited_read(&state, &user, "call.recording", &id, r).await
 }
 
 /// `GET /api/calls/{id}/eido`: the call as a NENA EIDO document (NENA-STA-021).
-async fn eido(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn eido(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = (|| {
         let rec = record_or_404(&state, &id)?;
         let events = state.store.events(&id).map_err(internal)?;
         Ok(Json(watchfloor_dispatch::eido::document(&eido_facts(&state, &rec, &events))))
     })();
-    audited_read(&state, "call.eido", &id, r).await
+    audited_read(&state, &user, "call.eido", &id, r).await
 }
 
 /// What the EIDO of a call is built from: its record and, for who did what, its events.
@@ -296,7 +292,7 @@ async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Resul
     }
 }
 
-async fn audited_action(state: &AppState, action: &str, id: &str, detail: String, r: Result<watchfloor_store::CallRecord, ApiError>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn audited_action(state: &AppState, user: &User, action: &str, id: &str, detail: String, r: Result<watchfloor_store::CallRecord, ApiError>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let outcome = match &r {
         Ok(_) => "ok",
         Err(ApiError(StatusCode::NOT_FOUND, _)) => "not_found",
@@ -308,15 +304,15 @@ async fn audited_action(state: &AppState, action: &str, id: &str, detail: String
         Err(ApiError(_, why)) => format!("{detail}; {why}"),
         Ok(_) => detail,
     };
-    audit(state, action, id, outcome, Some(detail), true).await;
+    audit(state, user, action, id, outcome, Some(detail), true).await;
     r.map(Json)
 }
 
 /// `POST /api/calls/{id}/attach` `{"unit": "Engine 7"}`: a unit attaches to the call.
-async fn attach_unit(State(state): State<AppState>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+async fn attach_unit(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
         Ok(unit) => {
-            let kind = CallEventKind::UnitAttached { unit: unit.clone(), by: console_user() };
+            let kind = CallEventKind::UnitAttached { unit: unit.clone(), by: user.name.clone() };
             let r = match fresh_record(&state, &id).await {
                 Ok(rec) if rec.units.iter().any(|u| u.unit == unit) => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is already attached"))),
                 Ok(_) => record_action(&state, &id, kind).await,
@@ -326,18 +322,18 @@ async fn attach_unit(State(state): State<AppState>, Path(id): Path<String>, b: R
         }
         Err(e) => (String::from("bad request"), Err(e)),
     };
-    audited_action(&state, "call.attach_unit", &id, detail, r).await
+    audited_action(&state, &user, "call.attach_unit", &id, detail, r).await
 }
 
 /// `POST /api/calls/{id}/on-scene` `{"unit": "Engine 7"}`: an attached unit is on scene.
-async fn unit_on_scene(State(state): State<AppState>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+async fn unit_on_scene(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
         Ok(unit) => {
             let r = match fresh_record(&state, &id).await {
                 Ok(rec) => match rec.units.iter().find(|u| u.unit == unit) {
                     None => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is not attached to this call"))),
                     Some(u) if u.on_scene_at_ms.is_some() => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is already on scene"))),
-                    Some(_) => record_action(&state, &id, CallEventKind::UnitOnScene { unit: unit.clone(), by: console_user() }).await,
+                    Some(_) => record_action(&state, &id, CallEventKind::UnitOnScene { unit: unit.clone(), by: user.name.clone() }).await,
                 },
                 Err(e) => Err(e),
             };
@@ -345,16 +341,16 @@ async fn unit_on_scene(State(state): State<AppState>, Path(id): Path<String>, b:
         }
         Err(e) => (String::from("bad request"), Err(e)),
     };
-    audited_action(&state, "call.unit_on_scene", &id, detail, r).await
+    audited_action(&state, &user, "call.unit_on_scene", &id, detail, r).await
 }
 
 /// `POST /api/calls/{id}/legal-hold` `{"on": true}`: hold (or release) a record from purging.
-async fn legal_hold(State(state): State<AppState>, Path(id): Path<String>, b: Result<Json<HoldBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+async fn legal_hold(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<HoldBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let (detail, r) = match body(b) {
-        Ok(HoldBody { on }) => (format!("legal hold {}", if on { "on" } else { "off" }), record_action(&state, &id, CallEventKind::LegalHold { on, by: console_user() }).await),
+        Ok(HoldBody { on }) => (format!("legal hold {}", if on { "on" } else { "off" }), record_action(&state, &id, CallEventKind::LegalHold { on, by: user.name.clone() }).await),
         Err(e) => (String::from("bad request"), Err(e)),
     };
-    audited_action(&state, "call.legal_hold", &id, detail, r).await
+    audited_action(&state, &user, "call.legal_hold", &id, detail, r).await
 }
 
 #[derive(Deserialize)]
@@ -364,7 +360,7 @@ struct HistoryQuery {
 
 /// `GET /api/callers/{number}/history?days=N`: prior calls from a number (default: the configured
 /// caller-history window).
-async fn caller_history(State(state): State<AppState>, Path(number): Path<String>, Query(q): Query<HistoryQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn caller_history(State(state): State<AppState>, Extension(user): Extension<User>, Path(number): Path<String>, Query(q): Query<HistoryQuery>) -> Result<Json<serde_json::Value>, ApiError> {
     let days = q.days.unwrap_or(state.config.caller_history_days);
     let r = if days == 0 || days > 3660 {
         Err(bad("days must be 1–3660"))
@@ -372,7 +368,7 @@ async fn caller_history(State(state): State<AppState>, Path(number): Path<String
         let since = unix_ms().saturating_sub(days * DAY_MS);
         state.store.caller_history(&number, since, MAX_PAGE).map(|calls| Json(json!({"number": number, "days": days, "calls": calls}))).map_err(internal)
     };
-    audited_read(&state, "caller.history", &number, r).await
+    audited_read(&state, &user, "caller.history", &number, r).await
 }
 
 /// The line about prior calls that goes into the agent's instructions, or `None`.
@@ -408,7 +404,7 @@ struct AuditParams {
 
 /// `GET /api/audit`: the audit log, newest first. Filters: `from`, `to` (ms since the Unix
 /// epoch), `user`, `action`, `target`, `limit` (1–500, default 100), `before` (an entry id).
-async fn audit_log(State(state): State<AppState>, q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+async fn audit_log(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = match q {
         Err(e) => Err(bad(e.body_text())),
         Ok(Query(p)) if p.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) => Err(bad(format!("limit must be 1–{MAX_PAGE}"))),
@@ -420,5 +416,5 @@ async fn audit_log(State(state): State<AppState>, q: Result<Query<AuditParams>, 
             }).map_err(internal)
         }
     };
-    audited_read(&state, "audit.read", "audit", r).await
+    audited_read(&state, &user, "audit.read", "audit", r).await
 }

@@ -22,12 +22,18 @@ pub const MEDIA_PATH: &str = "/ws/media";
 
 pub(crate) fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
+    // Everything for the console needs a signed-in user; Twilio's endpoints are signed instead.
+    let console = Router::new()
+        .route("/api/calls/active", get(active_calls))
+        .merge(crate::review::routes())
+        .merge(crate::control::routes())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::control::require_user));
     Router::new()
         .route(WEBHOOK_PATH, post(voice_webhook))
         .route(MEDIA_PATH, get(crate::media::media_stream))
         .route("/health", get(health))
-        .route("/api/calls/active", get(active_calls))
-        .merge(crate::review::routes())
+        .merge(crate::control::public_routes())
+        .merge(console)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
@@ -51,7 +57,16 @@ pub(crate) fn fallback_twiml(state: &AppState, doc: twiml::Response) -> twiml::R
 }
 
 /// `POST /api/webhooks/voice`: Twilio's voice webhook (form-encoded).
-async fn voice_webhook(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+async fn voice_webhook(
+    State(state): State<AppState>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<std::net::SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    if state.webhook_limiter.check_key(&peer.ip()).is_err() {
+        tracing::warn!(%peer, "webhook rate limit exceeded");
+        return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "too many requests".into()));
+    }
     let received = std::time::Instant::now();
     let received_unix_ms = unix_ms();
     let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("form body: {e}")))?;
@@ -81,6 +96,12 @@ async fn voice_webhook(State(state): State<AppState>, headers: HeaderMap, body: 
         return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
     }
     let history = crate::review::history_line(&state, call_sid, &from);
+    if state.calls.len() >= state.config.max_calls {
+        // Over capacity: the caller goes to a human at once, never to silence.
+        tracing::error!(max = state.config.max_calls, "at the concurrent call limit: call sent to the human line");
+        crate::media::record_direct_fallback(&state, call_sid, &from, &to, simulated, received_unix_ms, "over_capacity");
+        return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
+    }
     let call = NewCall { call_sid: call_sid.to_string(), from: from.clone(), to: to.clone(), simulated, received, received_unix_ms, history };
     match state.calls.start_call(call) {
         Ok(()) | Err(RegistryError::AlreadyLive(_)) => {}

@@ -34,6 +34,7 @@ async fn start_server(data: &std::path::Path, model_url: &str) -> (Server, Strin
         .env("OPENAI_API_KEY", "sk-test-not-a-real-key")
         .env("OPENAI_REALTIME_URL", model_url)
         .env("WATCHFLOOR_HUMAN_LINE", "+15550001234")
+        .env("WATCHFLOOR_CONSOLE_TOKEN", "crash-test-token")
         .env("RUST_LOG", "warn")
         .env("HOME", data.parent().unwrap())
         .stdout(Stdio::null())
@@ -51,7 +52,7 @@ async fn start_server(data: &std::path::Path, model_url: &str) -> (Server, Strin
 }
 
 async fn json(url: String) -> Value {
-    reqwest::get(url).await.unwrap().json().await.unwrap()
+    reqwest::Client::new().get(url).bearer_auth("crash-test-token").send().await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,7 +109,7 @@ async fn kill_9_mid_call_loses_nothing_acknowledged() {
         assert_eq!(rec["status"], "interrupted");
         assert_eq!(rec["end_reason"], "server_stopped");
         assert!(!rec["transcript"].as_array().unwrap().is_empty(), "{sid}: partial transcript kept");
-        let wav = reqwest::get(format!("{base}/api/calls/{sid}/recording.wav")).await.unwrap();
+        let wav = reqwest::Client::new().get(format!("{base}/api/calls/{sid}/recording.wav")).bearer_auth("crash-test-token").send().await.unwrap();
         assert_eq!(wav.status(), 200, "{sid}: partial audio kept");
         let bytes = wav.bytes().await.unwrap();
         let r = hound::WavReader::new(std::io::Cursor::new(bytes.to_vec())).unwrap();

@@ -8,20 +8,20 @@ mod eido_schema;
 use std::io::Cursor;
 use std::time::Duration;
 
-use common::{rig, scenario, wait_record_ended};
+use common::{client, rig, scenario, wait_record_ended};
 use serde_json::{Value, json};
 use watchfloor_sim::caller::CallerOptions;
 use watchfloor_sim::simulate::{SimulateOptions, new_call_sid, place_call};
 use watchfloor_wire::mulaw;
 
 async fn get(url: String) -> (u16, Value) {
-    let r = reqwest::get(url).await.unwrap();
+    let r = client().get(url).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn post(url: String, body: Value) -> (u16, Value) {
-    let r = reqwest::Client::new().post(url).json(&body).send().await.unwrap();
+    let r = client().post(url).json(&body).send().await.unwrap();
     let status = r.status().as_u16();
     (status, r.json().await.unwrap_or(Value::Null))
 }
@@ -74,7 +74,7 @@ async fn review_of_finished_calls() {
     assert_eq!(lines[0]["speaker"], "agent");
     assert_eq!(lines[1]["text"], fire.turns[0].caller.text);
     assert!(lines.windows(2).all(|w| w[0]["offset_ms"].as_u64() <= w[1]["offset_ms"].as_u64()));
-    let text = reqwest::get(format!("{base}/api/calls/{}/transcript?format=text", c1.call_sid)).await.unwrap().text().await.unwrap();
+    let text = client().get(format!("{base}/api/calls/{}/transcript?format=text", c1.call_sid)).send().await.unwrap().text().await.unwrap();
     assert!(text.contains("] Caller: There's a fire at 123 Main Street"), "{text}");
     assert!(text.starts_with("[00:00] Dispatcher: "), "{text}");
     assert_eq!(get(format!("{base}/api/calls/{}/transcript?format=pdf", c1.call_sid)).await.0, 400);
@@ -87,7 +87,7 @@ async fn review_of_finished_calls() {
     assert!(events.iter().any(|e| e["type"] == "call_ended"));
 
     // The stereo recording: the caller's audio exactly, and the agent aligned where it was heard.
-    let wav = reqwest::get(format!("{base}/api/calls/{}/recording.wav", c1.call_sid)).await.unwrap().bytes().await.unwrap();
+    let wav = client().get(format!("{base}/api/calls/{}/recording.wav", c1.call_sid)).send().await.unwrap().bytes().await.unwrap();
     let mut r = hound::WavReader::new(Cursor::new(wav.to_vec())).unwrap();
     assert_eq!((r.spec().channels, r.spec().sample_rate, r.spec().bits_per_sample), (2, 8000, 16));
     let samples: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
@@ -135,8 +135,8 @@ async fn review_of_finished_calls() {
     }
     let (_, doc) = get(format!("{base}/api/calls/{}/eido", c1.call_sid)).await;
     let agents: Vec<&str> = doc["agentComponent"].as_array().unwrap().iter().map(|a| a["$id"].as_str().unwrap()).collect();
-    assert_eq!(agents, vec!["ai-calltaker@psap.invalid", "console@psap.invalid"]);
-    assert!(doc["notesComponent"].as_array().unwrap().iter().any(|n| n["notesActionComments"] == "<p>Unit attached: Engine 7</p>" && n["updatedByAgentReference"]["$ref"] == "console@psap.invalid"));
+    assert_eq!(agents, vec!["ai-calltaker@psap.invalid", "supervisor@psap.invalid"]);
+    assert!(doc["notesComponent"].as_array().unwrap().iter().any(|n| n["notesActionComments"] == "<p>Unit attached: Engine 7</p>" && n["updatedByAgentReference"]["$ref"] == "supervisor@psap.invalid"));
     assert_eq!(get(format!("{base}/api/calls/CA00000000000000000000000000000009/eido")).await.0, 404);
 
     // Caller history, and the line it puts in the next call's instructions.
@@ -159,7 +159,7 @@ async fn review_of_finished_calls() {
     for want in ["call.transcript", "call.timeline", "call.recording", "call.attach_unit", "call.unit_on_scene", "call.legal_hold"] {
         assert!(actions.contains(&want), "{want} not audited: {actions:?}");
     }
-    assert!(a["entries"].as_array().unwrap().iter().all(|e| e["user"] == "console" && e["at_ms"].as_u64().is_some()));
+    assert!(a["entries"].as_array().unwrap().iter().all(|e| e["user"] == "supervisor" && e["at_ms"].as_u64().is_some()));
     assert_eq!(get(format!("{base}/api/audit?limit=0")).await.0, 400);
     assert_eq!(get(format!("{base}/api/audit?from=abc")).await.0, 400);
     rig.server.shutdown().await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{rig, scenario, wait_record_ended};
+use common::{client, rig, scenario, wait_record_ended};
 use watchfloor_sim::caller::CallerOptions;
 use watchfloor_sim::simulate::{SimulateOptions, new_call_sid, parse_twiml, place_call};
 use watchfloor_wire::signature;
@@ -110,13 +110,13 @@ async fn an_unreachable_model_sends_the_caller_to_the_human_line_at_once() {
 async fn call_api_answers_json_errors() {
     let rig = rig(vec![], 1.0, |_| {}).await;
     let base = rig.server.base_url();
-    let r = reqwest::get(format!("{base}/api/calls/CA00000000000000000000000000000000")).await.unwrap();
+    let r = client().get(format!("{base}/api/calls/CA00000000000000000000000000000000")).send().await.unwrap();
     assert_eq!(r.status(), 404);
     let body: serde_json::Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("no call"));
     let r = reqwest::Client::new().post(format!("{base}/api/webhooks/voice")).form(&[("CallSid", "bogus")]).send().await.unwrap();
     assert_eq!(r.status(), 400);
-    let active: serde_json::Value = reqwest::get(format!("{base}/api/calls/active")).await.unwrap().json().await.unwrap();
+    let active: serde_json::Value = client().get(format!("{base}/api/calls/active")).send().await.unwrap().json().await.unwrap();
     assert_eq!(active["calls"].as_array().unwrap().len(), 0);
     rig.server.shutdown().await;
 }

@@ -10,6 +10,16 @@ use watchfloor_sim::Scenario;
 use watchfloor_sim::model::{ModelFake, ModelFakeOptions};
 use watchfloor_bridge::model::ApiKey;
 
+/// The console token the test servers use.
+pub const TOKEN: &str = "test-console-token";
+
+/// A client that signs every request with the console token.
+pub fn client() -> reqwest::Client {
+    let mut h = reqwest::header::HeaderMap::new();
+    h.insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    reqwest::Client::builder().default_headers(h).build().unwrap()
+}
+
 pub struct Rig {
     pub server: ServerHandle,
     pub model: ModelFake,
@@ -33,6 +43,7 @@ pub async fn rig_with(scenarios: Vec<Scenario>, opts: ModelFakeOptions, tweak: i
     cfg.openai_api_key = Some(ApiKey::new("sk-test-not-a-real-key"));
     cfg.openai_realtime_url = model.url();
     cfg.human_line = Some("+15550001234".into());
+    cfg.console_token = Some(watchfloor_bridge::model::Secret::new(TOKEN));
     tweak(&mut cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = serve(cfg, listener).await.unwrap();

@@ -1,0 +1,184 @@
+//! Console authentication: named users, bearer tokens, password login.
+//!
+//! - The **console token** belongs to the first user (`supervisor` by default): preset with
+//!   `WATCHFLOOR_CONSOLE_TOKEN`, else read from `<data dir>/console-token`, else generated at
+//!   first start (32 random bytes, hex) and written there with mode 0600. Its value is never
+//!   logged; the path is.
+//! - **Users** in the config file (`[[users]] name, password_hash, line`) log in with
+//!   `POST /api/login {"user","password"}` and get a session token (12 h). `password_hash` is an
+//!   argon2 PHC string (`watchfloor hash-password` makes one).
+//! - Clients send `Authorization: Bearer <token>`. Tokens are kept only as SHA-256 digests.
+//! - Every login, failed login and logout is audited (CJIS 5.4).
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use watchfloor_bridge::model::Secret;
+
+/// How long a password login lasts.
+pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
+
+/// A console user from the config file.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    /// Login name; shown in the audit trail and as the EIDO agent.
+    pub name: String,
+    /// argon2 PHC hash of the password.
+    #[serde(default)]
+    pub password_hash: Option<String>,
+    /// The user's own phone line (E.164): where "take over" sends a call.
+    #[serde(default)]
+    pub line: Option<String>,
+}
+
+/// A signed-in user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The login name.
+    pub name: String,
+    /// Their own line, if configured.
+    pub line: Option<String>,
+}
+
+fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// The authenticator.
+pub struct Auth {
+    /// SHA-256 of a long-lived token → user.
+    tokens: HashMap<[u8; 32], User>,
+    users: Vec<UserConfig>,
+    /// SHA-256 of a session token → (user, expiry).
+    sessions: Mutex<HashMap<[u8; 32], (User, Instant)>>,
+}
+
+/// Errors setting up authentication.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The token file could not be read or written.
+    #[error("console token file {0}: {1}")]
+    TokenFile(String, std::io::Error),
+}
+
+/// Where the console token is stored.
+pub fn token_path(data_dir: &Path) -> std::path::PathBuf {
+    data_dir.join("console-token")
+}
+
+/// Reads or creates the console token (see the module docs). Returns it and whether it was new.
+pub fn console_token(data_dir: &Path, preset: Option<&Secret>) -> Result<(Secret, bool), AuthError> {
+    if let Some(t) = preset {
+        return Ok((t.clone(), false));
+    }
+    let path = token_path(data_dir);
+    let err = |e| AuthError::TokenFile(path.display().to_string(), e);
+    match std::fs::read_to_string(&path) {
+        Ok(t) if !t.trim().is_empty() => return Ok((Secret::new(t.trim()), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err(e)),
+    }
+    let bytes: [u8; 32] = rand::random();
+    let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::create_dir_all(data_dir).map_err(err)?;
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path).map_err(err)?;
+    f.write_all(token.as_bytes()).map_err(err)?;
+    Ok((Secret::new(token), true))
+}
+
+/// Hashes a password for the config file (argon2id, random salt).
+pub fn hash_password(password: &str) -> String {
+    let salt_bytes: [u8; 16] = rand::random();
+    // Invariant: 16 bytes is within the salt length limits.
+    let salt = SaltString::encode_b64(&salt_bytes).expect("16-byte salt encodes");
+    // Invariant: the default argon2 parameters and a fresh salt always hash.
+    argon2::Argon2::default().hash_password(password.as_bytes(), &salt).expect("argon2 hashes").to_string()
+}
+
+impl Auth {
+    /// An authenticator with the console token for `console_user` and the configured users.
+    pub fn new(console_token: &Secret, console_user: &str, users: Vec<UserConfig>) -> Auth {
+        let line = users.iter().find(|u| u.name == console_user).and_then(|u| u.line.clone());
+        let mut tokens = HashMap::new();
+        tokens.insert(digest(console_token.expose()), User { name: console_user.to_string(), line });
+        Auth { tokens, users, sessions: Mutex::default() }
+    }
+
+    /// The user a bearer token belongs to.
+    pub fn check(&self, token: &str) -> Option<User> {
+        let d = digest(token);
+        if let Some(u) = self.tokens.get(&d) {
+            return Some(u.clone());
+        }
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        match sessions.get(&d) {
+            Some((u, exp)) if Instant::now() < *exp => Some(u.clone()),
+            Some(_) => {
+                sessions.remove(&d);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Password login: a new session token for the user, or `None`.
+    pub fn login(&self, name: &str, password: &str) -> Option<(Secret, User)> {
+        let cfg = self.users.iter().find(|u| u.name == name)?;
+        let hash = PasswordHash::new(cfg.password_hash.as_deref()?).ok()?;
+        argon2::Argon2::default().verify_password(password.as_bytes(), &hash).ok()?;
+        let bytes: [u8; 32] = rand::random();
+        let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let user = User { name: cfg.name.clone(), line: cfg.line.clone() };
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL));
+        Some((Secret::new(token), user))
+    }
+
+    /// Ends a session (a long-lived token cannot be logged out).
+    pub fn logout(&self, token: &str) -> bool {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest(token)).is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_file_is_created_once_with_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t1, new1) = console_token(dir.path(), None).unwrap();
+        let (t2, new2) = console_token(dir.path(), None).unwrap();
+        assert!(new1 && !new2);
+        assert_eq!(t1, t2);
+        assert_eq!(t1.expose().len(), 64);
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(token_path(dir.path())).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let (t3, _) = console_token(dir.path(), Some(&Secret::new("preset"))).unwrap();
+        assert_eq!(t3.expose(), "preset");
+    }
+
+    #[test]
+    fn tokens_and_passwords() {
+        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse")), line: Some("+15550009999".into()) }];
+        let auth = Auth::new(&Secret::new("tok"), "supervisor", users);
+        assert_eq!(auth.check("tok").unwrap().name, "supervisor");
+        assert!(auth.check("nope").is_none());
+        assert!(auth.login("jdoe", "wrong").is_none());
+        assert!(auth.login("nobody", "x").is_none());
+        let (session, user) = auth.login("jdoe", "correct horse").unwrap();
+        assert_eq!(user.line.as_deref(), Some("+15550009999"));
+        assert_eq!(auth.check(session.expose()).unwrap().name, "jdoe");
+        assert!(auth.logout(session.expose()));
+        assert!(auth.check(session.expose()).is_none());
+    }
+}

@@ -1,0 +1,153 @@
+//! Console sign-in and the supervisor's hand-offs of a live call: take over (to the supervisor's
+//! own line), transfer (to a chosen line), hang up. Hand-offs go through Twilio REST (the same
+//! path as the fallback); each is audited with who, what, when and the outcome, and becomes a
+//! `HandedOff` event of the call.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Extension, Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use watchfloor_bridge::Command;
+use watchfloor_bridge::task::unix_ms;
+use watchfloor_bridge::twilio_rest::CallUpdate;
+use watchfloor_store::NewAuditEntry;
+
+use crate::AppState;
+use crate::auth::User;
+use crate::review::audited_action;
+use crate::routes::ApiError;
+
+pub(crate) fn public_routes() -> Router<AppState> {
+    Router::new().route("/api/login", post(login))
+}
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/logout", post(logout))
+        .route("/api/calls/{id}/takeover", post(takeover))
+        .route("/api/calls/{id}/transfer", post(transfer))
+        .route("/api/calls/{id}/hangup", post(hangup))
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)
+}
+
+/// Middleware: the request must carry `Authorization: Bearer <token>` of a console user; the
+/// user is put in the request's extensions for the handlers (and the audit trail).
+pub(crate) async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    match bearer(req.headers()).and_then(|t| state.auth.check(t)) {
+        Some(user) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        None => (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({"error": "sign in: send Authorization: Bearer <token>"}))).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    user: String,
+    password: String,
+}
+
+async fn audit_logon(state: &AppState, user: &str, action: &str, outcome: &str) {
+    let e = NewAuditEntry { at_ms: unix_ms(), user: user.into(), action: action.into(), target: "console".into(), outcome: outcome.into(), detail: None };
+    if let Err(e) = state.store.audit(e).await {
+        tracing::error!(error = %e, "audit of a logon failed");
+    }
+}
+
+/// `POST /api/login` `{"user","password"}` → `{"token","user","expires_in_s"}`.
+async fn login(State(state): State<AppState>, b: Result<Json<LoginBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
+    let name: String = b.user.chars().take(64).collect();
+    // argon2 verification is CPU-heavy: off the async workers.
+    let auth = state.auth.clone();
+    let (n2, pw) = (name.clone(), b.password);
+    let result = tokio::task::spawn_blocking(move || auth.login(&n2, &pw)).await.ok().flatten();
+    match result {
+        Some((token, user)) => {
+            audit_logon(&state, &user.name, "console.login", "ok").await;
+            Ok(Json(json!({"token": token.expose(), "user": user.name, "expires_in_s": crate::auth::SESSION_TTL.as_secs()})))
+        }
+        None => {
+            audit_logon(&state, &name, "console.login", "denied").await;
+            Err(ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()))
+        }
+    }
+}
+
+/// `POST /api/logout`: ends the session of the token used.
+async fn logout(State(state): State<AppState>, Extension(user): Extension<User>, headers: HeaderMap) -> Json<serde_json::Value> {
+    let ended = bearer(&headers).is_some_and(|t| state.auth.logout(t));
+    audit_logon(&state, &user.name, "console.logout", if ended { "ok" } else { "not_a_session" }).await;
+    Json(json!({"ended": ended}))
+}
+
+#[derive(Deserialize)]
+struct TransferBody {
+    to: String,
+}
+
+fn valid_number(n: &str) -> Result<String, ApiError> {
+    let n = n.trim();
+    let ok = n.starts_with('+') && (8..=16).contains(&n.len()) && n[1..].bytes().all(|b| b.is_ascii_digit());
+    if ok { Ok(n.to_string()) } else { Err(ApiError(StatusCode::BAD_REQUEST, format!("{n:?} is not an E.164 number (+ and 7–15 digits)"))) }
+}
+
+/// Carries out a hand-off: REST update, then the call's AI side ends with a `HandedOff` event.
+async fn hand_off(state: &AppState, user: &User, id: &str, action: &str, to: Option<String>) -> Result<watchfloor_store::CallRecord, ApiError> {
+    let handle = state.calls.handle(id).ok_or_else(|| match state.store.get_call(id) {
+        Ok(Some(_)) => ApiError(StatusCode::CONFLICT, format!("call {id} is not live")),
+        _ => ApiError(StatusCode::NOT_FOUND, format!("no call {id}")),
+    })?;
+    let rest = state.config.twilio_rest().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "Twilio REST is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)".into()))?;
+    let update = match &to {
+        Some(line) => CallUpdate::Twiml(watchfloor_wire::twiml::Response::new().say("Please hold. Connecting you now.").dial(line.clone())),
+        None => CallUpdate::Hangup,
+    };
+    let pending = Command::HandOffPending { action: action.into(), to: to.clone(), by: user.name.clone() };
+    if !handle.send_and_wait(pending).await.unwrap_or(false) {
+        return Err(ApiError(StatusCode::CONFLICT, format!("call {id} is not live")));
+    }
+    if let Err(e) = rest.update_call(id, &update).await {
+        let _ = handle.send(Command::HandOffFailed).await;
+        return Err(ApiError(StatusCode::BAD_GATEWAY, e.to_string()));
+    }
+    let _ = handle.send_and_wait(Command::HandedOff { action: action.into(), to, by: user.name.clone() }).await;
+    state.calls.hub().barrier().await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    state.store.get_call(id).ok().flatten().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))
+}
+
+/// `POST /api/calls/{id}/takeover`: the call goes to the signed-in supervisor's own line.
+async fn takeover(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let r = match user.line.clone() {
+        Some(line) => hand_off(&state, &user, &id, "takeover", Some(line)).await,
+        None => Err(ApiError(StatusCode::CONFLICT, format!("user {} has no line configured ([[users]] line)", user.name))),
+    };
+    let detail = format!("to {}", user.line.as_deref().unwrap_or("-"));
+    audited_action(&state, &user, "call.takeover", &id, detail, r).await
+}
+
+/// `POST /api/calls/{id}/transfer` `{"to": "+15550001234"}`.
+async fn transfer(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<TransferBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let to = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text()))).and_then(|Json(b)| valid_number(&b.to));
+    let detail = format!("to {}", to.as_deref().unwrap_or("-"));
+    let r = match to {
+        Ok(to) => hand_off(&state, &user, &id, "transfer", Some(to)).await,
+        Err(e) => Err(e),
+    };
+    audited_action(&state, &user, "call.transfer", &id, detail, r).await
+}
+
+/// `POST /api/calls/{id}/hangup`: ends the call.
+async fn hangup(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let r = hand_off(&state, &user, &id, "hangup", None).await;
+    audited_action(&state, &user, "call.hangup", &id, String::new(), r).await
+}
