@@ -181,6 +181,8 @@ pub struct BridgeConfig {
     pub fallback: Arc<crate::task::Fallback>,
     /// Stall and session timers.
     pub timers: crate::machine::Timers,
+    /// Most Twilio frames accepted per second on one stream.
+    pub max_frames_per_second: u32,
 }
 
 /// Live calls.
@@ -312,6 +314,7 @@ impl CallRegistry {
             history: call.history,
             fallback: cfg.fallback,
             timers: cfg.timers,
+            max_frames_per_second: cfg.max_frames_per_second,
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();

@@ -71,6 +71,8 @@ pub struct CallSetup {
     pub fallback: Arc<Fallback>,
     /// Stall and session timers.
     pub timers: Timers,
+    /// Most Twilio frames accepted per second on the stream.
+    pub max_frames_per_second: u32,
 }
 
 /// How a call reaches a human when the AI cannot go on.
@@ -179,6 +181,7 @@ pub async fn run_call(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut commands_open = true;
     let mut pending_ack: Option<(oneshot::Sender<bool>, bool)> = None;
+    let (mut window_start, mut window_frames, mut window_dropped) = (Instant::now(), 0u32, 0u32);
 
     loop {
         tokio::select! {
@@ -234,6 +237,20 @@ pub async fn run_call(
             }
             frame = next_twilio(&mut twilio) => {
                 let now = Instant::now();
+                // Frames per second per stream (Twilio sends 50): a flood is dropped, not relayed.
+                if now.duration_since(window_start) >= Duration::from_secs(1) {
+                    if window_dropped > 0 {
+                        machine.handle_input(Input::TwilioGarbage(format!("{window_dropped} frames over the limit of {} per second dropped", setup.max_frames_per_second)), now);
+                    }
+                    window_start = now;
+                    window_frames = 0;
+                    window_dropped = 0;
+                }
+                window_frames += 1;
+                if window_frames > setup.max_frames_per_second && matches!(frame, TwilioFrame::Text(_) | TwilioFrame::Binary(_)) {
+                    window_dropped += 1;
+                    continue;
+                }
                 match frame {
                     TwilioFrame::Text(text) => match TwilioInbound::parse(&text) {
                         Ok(msg) => machine.handle_input(Input::Twilio(msg), now),

@@ -17,7 +17,7 @@
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
 //! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `console_user`
 //! (`supervisor`), `[[users]]` (name, password_hash, line), `max_calls` (200),
-//! `max_frames_per_second` (100), `webhook_rate_per_second` (20), `[agent]`.
+//! `max_frames_per_second` (250), `webhook_rate_per_second` (20), `[agent]`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -83,7 +83,8 @@ pub struct Config {
     pub trusted_proxy: bool,
     /// Most calls the AI handles at once; more go straight to the human line (default 200).
     pub max_calls: usize,
-    /// Most media frames per second accepted on one stream (Twilio sends 50; default 100).
+    /// Most frames per second accepted on one stream (Twilio sends 50 `media` and up to 50 `mark`
+    /// echoes; default 250).
     pub max_frames_per_second: u32,
     /// Webhook requests per second per client address (default 20, bursts of 40).
     pub webhook_rate_per_second: u32,
@@ -191,7 +192,7 @@ impl Config {
             users: Vec::new(),
             trusted_proxy: false,
             max_calls: 200,
-            max_frames_per_second: 100,
+            max_frames_per_second: 250,
             webhook_rate_per_second: 20,
         }
     }

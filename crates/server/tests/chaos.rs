@@ -205,3 +205,35 @@ async fn caller_side_faults_do_not_touch_other_calls() {
     assert_eq!(health["status"], "ok");
     rig.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frame_flood_is_dropped_and_the_call_goes_on() {
+    let sc = scenario("cardiac-arrest").with_caller_number("+15550700020");
+    // At 4× speed a caller sends 400 frames/s; the limit sits above that, the flood far above.
+    let (rig, rest) = chaos_rig(vec![sc.clone()], Faults::default(), |c| c.max_frames_per_second = 600).await;
+    let frame = r#"{"event":"media","streamSid":"MZ1","sequenceNumber":"2","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"//////////8="}}"#.to_string();
+    let flood = vec![frame; 3000];
+    let c = call(&rig, &rest, &sc, CallerOptions { inject_after_start: flood, ..Default::default() }).await;
+    assert_completes(&rig, &c, &sc).await;
+    let events = rig.server.store.events(&c.call_sid).unwrap();
+    assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::InputSkipped { reason, .. } if reason.contains("over the limit"))));
+    rig.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_model_session_is_renewed_seamlessly_before_its_limit() {
+    let sc = scenario("structure-fire").with_caller_number("+15550700021");
+    // A "60-minute" limit of 8 s, renewed after 3 s at a quiet moment.
+    let timers = Timers { renew_after: Duration::from_secs(3), session_limit: Duration::from_secs(68), ..Timers::default() };
+    let (rig, rest) = chaos_rig(vec![sc.clone()], Faults::default(), move |c| c.timers = timers).await;
+    let c = call(&rig, &rest, &sc, CallerOptions { speed: 1.0, ..Default::default() }).await;
+    assert_completes(&rig, &c, &sc).await;
+    let events = rig.server.store.events(&c.call_sid).unwrap();
+    let renewals = events.iter().filter(|e| matches!(e.kind, CallEventKind::ModelReconnected { renewed: true, .. })).count();
+    assert!(renewals >= 1, "renewed at least once");
+    assert!(!events.iter().any(|e| matches!(e.kind, CallEventKind::Fallback { .. })));
+    let rec = rig.server.store.get_call(&c.call_sid).unwrap().unwrap();
+    assert_eq!(rec.transcript.len(), 1 + 2 * sc.turns.len(), "nothing lost across sessions: {:#?}", rec.transcript);
+    assert!(rig.model.sessions().iter().filter(|s| s.caller_number.as_deref() == Some(sc.caller_number.as_str())).count() >= 2);
+    rig.server.shutdown().await;
+}

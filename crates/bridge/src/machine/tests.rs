@@ -380,3 +380,92 @@ fn a_function_call_is_answered_then_the_reply_is_requested() {
     let out = drain(&mut m);
     assert_eq!(to_model(&out), vec![&ClientEvent::ResponseCreate { event_id: None, response: None }]);
 }
+
+fn media_speech(ts: u64) -> Input {
+    // A loud frame (well above the stall speech level).
+    media(ts, &[0x10u8; 160])
+}
+
+#[test]
+fn a_model_silent_while_the_caller_speaks_is_a_stall() {
+    let t0 = Instant::now();
+    let mut m = machine(t0).with_timers(Timers { stall_timeout: Duration::from_secs(5), ..Timers::default() });
+    start(&mut m, t0);
+    for i in 0..150 {
+        m.handle_input(media_speech(i * 20), t0 + Duration::from_millis(i * 20));
+    }
+    m.handle_input(Input::Tick, t0 + Duration::from_secs(4));
+    assert!(!drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { .. })), "not yet");
+    m.handle_input(Input::Tick, t0 + Duration::from_secs(6));
+    let out = drain(&mut m);
+    assert!(out.iter().any(|o| matches!(o, Output::Fallback { reason } if reason == "model_stalled")));
+    assert_eq!(m.status(), CallStatus::Fallback);
+    // A silent caller is not a stall: a fresh call with silence only.
+    let mut m = machine(t0).with_timers(Timers { stall_timeout: Duration::from_secs(5), ..Timers::default() });
+    start(&mut m, t0);
+    for i in 0..400 {
+        m.handle_input(media(i * 20, &[mulaw::SILENCE; 160]), t0);
+    }
+    m.handle_input(Input::Tick, t0 + Duration::from_secs(10));
+    assert!(!drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { .. })));
+}
+
+#[test]
+fn errors_are_classified() {
+    assert_eq!(classify_error("invalid_request_error", Some("unknown_parameter")), ErrorClass::Recoverable);
+    assert_eq!(classify_error("insufficient_quota", Some("insufficient_quota")), ErrorClass::Fatal);
+    assert_eq!(classify_error("invalid_request_error", Some("beta_api_shape_disabled")), ErrorClass::Fatal);
+    assert_eq!(classify_error("invalid_request_error", Some("session_expired")), ErrorClass::Reconnect);
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    let server_error = || model(ServerEvent::Error { event_id: String::new(), error: watchfloor_wire::realtime::ErrorDetail { kind: "server_error".into(), code: None, message: "oops".into(), param: None, event_id: None } });
+    m.handle_input(server_error(), t0);
+    m.handle_input(server_error(), t0);
+    assert!(!drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { .. })), "two server errors are survivable");
+    m.handle_input(server_error(), t0);
+    assert!(drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { .. })), "the third is not");
+}
+
+#[test]
+fn a_dropped_model_reconnects_with_the_conversation_then_falls_back_when_it_cannot() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(model(ServerEvent::InputTranscriptionCompleted { event_id: String::new(), item_id: "u1".into(), content_index: 0, transcript: "Fire at 123 Main Street".into() }), t0);
+    drain(&mut m);
+    m.handle_input(Input::ModelClosed, t0);
+    assert_eq!(drain(&mut m), vec![Output::Reconnect { renew: false }]);
+    m.handle_input(Input::ModelReconnected { renewed: false }, t0);
+    let out = drain(&mut m);
+    let md = to_model(&out);
+    assert!(matches!(md[0], ClientEvent::SessionUpdate { .. }));
+    assert_eq!(md[1], &ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: ItemCreate::user_text("Fire at 123 Main Street") });
+    assert!(matches!(md[2], ClientEvent::ResponseCreate { .. }), "the caller spoke last: ask for an answer");
+    assert!(events(&out).contains(&&CallEventKind::ModelReconnected { renewed: false, items: 1 }));
+    // Drops again, reconnect fails: to a human.
+    m.handle_input(Input::ModelClosed, t0);
+    drain(&mut m);
+    m.handle_input(Input::ReconnectFailed("refused".into()), t0);
+    assert!(drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { reason } if reason == "model_reconnect_failed")));
+    m.handle_input(Input::FallbackDone { via: "rest".into(), attempts: 1, rest_error: None }, t0);
+    let out = drain(&mut m);
+    assert!(events(&out).contains(&&CallEventKind::CallEnded { reason: "model_reconnect_failed".into() }));
+    assert_eq!(out.last(), Some(&Output::Close));
+}
+
+#[test]
+fn the_session_is_renewed_at_a_quiet_moment() {
+    let t0 = Instant::now();
+    let mut m = machine(t0).with_timers(Timers { renew_after: Duration::from_secs(10), ..Timers::default() });
+    start(&mut m, t0);
+    m.handle_input(response_created("resp_1"), t0);
+    m.handle_input(Input::Tick, t0 + Duration::from_secs(11));
+    assert!(drain(&mut m).is_empty(), "not while a response is in flight");
+    m.handle_input(response_done("resp_1", "completed"), t0 + Duration::from_secs(11));
+    m.handle_input(Input::Tick, t0 + Duration::from_secs(12));
+    assert!(drain(&mut m).contains(&Output::Reconnect { renew: true }));
+    m.handle_input(Input::ModelReconnected { renewed: true }, t0 + Duration::from_secs(12));
+    let out = drain(&mut m);
+    assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "a renewal asks for nothing");
+}

@@ -44,6 +44,8 @@ pub async fn rig_with(scenarios: Vec<Scenario>, opts: ModelFakeOptions, tweak: i
     cfg.openai_realtime_url = model.url();
     cfg.human_line = Some("+15550001234".into());
     cfg.console_token = Some(watchfloor_bridge::model::Secret::new(TOKEN));
+    // Simulated callers run up to 8× real time: 8 × (50 media + 50 marks) frames per second.
+    cfg.max_frames_per_second = 1000;
     tweak(&mut cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = serve(cfg, listener).await.unwrap();
