@@ -10,7 +10,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use serde::Deserialize;
 use serde_json::json;
 use watchfloor_bridge::Command;
 use watchfloor_bridge::task::unix_ms;
@@ -18,6 +17,7 @@ use watchfloor_bridge::twilio_rest::CallUpdate;
 use watchfloor_store::NewAuditEntry;
 
 use crate::AppState;
+use crate::api::{LoginBody, TransferBody};
 use crate::auth::User;
 use crate::review::audited_action;
 use crate::routes::ApiError;
@@ -50,11 +50,6 @@ pub(crate) async fn require_user(State(state): State<AppState>, mut req: Request
     }
 }
 
-#[derive(Deserialize)]
-struct LoginBody {
-    user: String,
-    password: String,
-}
 
 async fn audit_logon(state: &AppState, user: &str, action: &str, outcome: &str) {
     let e = NewAuditEntry { at_ms: unix_ms(), user: user.into(), action: action.into(), target: "console".into(), outcome: outcome.into(), detail: None };
@@ -90,15 +85,8 @@ async fn logout(State(state): State<AppState>, Extension(user): Extension<User>,
     Json(json!({"ended": ended}))
 }
 
-#[derive(Deserialize)]
-struct TransferBody {
-    to: String,
-}
-
 fn valid_number(n: &str) -> Result<String, ApiError> {
-    let n = n.trim();
-    let ok = n.starts_with('+') && (8..=16).contains(&n.len()) && n[1..].bytes().all(|b| b.is_ascii_digit());
-    if ok { Ok(n.to_string()) } else { Err(ApiError(StatusCode::BAD_REQUEST, format!("{n:?} is not an E.164 number (+ and 7–15 digits)"))) }
+    crate::api::valid_number(n).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
 }
 
 /// Carries out a hand-off: REST update, then the call's AI side ends with a `HandedOff` event.

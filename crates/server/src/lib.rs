@@ -4,6 +4,7 @@
 //! [`serve`] binds nothing itself: it takes a listener (port 0 in tests) and returns a
 //! [`ServerHandle`] with the bound address and a graceful shutdown.
 
+pub mod api;
 pub mod auth;
 pub mod config;
 mod control;

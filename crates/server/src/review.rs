@@ -14,15 +14,15 @@ use serde::Deserialize;
 use serde_json::json;
 use watchfloor_bridge::task::unix_ms;
 use watchfloor_bridge::{CallEventKind, Command};
-use watchfloor_store::{AuditQuery, CallQuery, NewAuditEntry, index};
+use watchfloor_store::{AuditQuery, NewAuditEntry};
 
 use crate::AppState;
+use crate::api::{HoldBody, UnitBody};
 use crate::auth::User;
 use crate::routes::ApiError;
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
-/// Largest page of calls or audit entries.
-pub const MAX_PAGE: usize = 500;
+use crate::api::MAX_PAGE;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -70,56 +70,13 @@ async fn audited_read<T>(state: &AppState, user: &User, action: &str, target: &s
     r
 }
 
-fn parse_u64(q: &HashMap<String, String>, key: &str) -> Result<Option<u64>, ApiError> {
-    q.get(key).map(|v| v.parse::<u64>().map_err(|_| bad(format!("{key} must be a whole number (ms since the Unix epoch or a count), got {v:?}")))).transpose()
-}
 
-const STATUSES: &[&str] = &["processing", "with_agent", "fallback", "completed", "interrupted", "no_stream", "taken_over", "transferred"];
-const CALL_FILTERS: &[&str] = &["from", "to", "status", "incident_type", "priority", "caller", "q", "limit", "cursor"];
 
 /// `GET /api/calls`: past calls, newest first. Filters: `from`, `to` (ms since the Unix epoch,
 /// on the start time), `status`, `incident_type`, `priority` (`P1`–`P4`), `caller` (E.164),
 /// `q` (words in the transcript), `limit` (1–500, default 50), `cursor` (from the previous page).
 async fn list_calls(State(state): State<AppState>, Extension(user): Extension<User>, Query(q): Query<HashMap<String, String>>) -> Result<Json<watchfloor_store::CallPage>, ApiError> {
-    let r = (|| {
-        if let Some(unknown) = q.keys().find(|k| !CALL_FILTERS.contains(&k.as_str())) {
-            return Err(bad(format!("unknown filter {unknown:?}; filters are {}", CALL_FILTERS.join(", "))));
-        }
-        let status = q.get("status").cloned();
-        if let Some(s) = &status
-            && !STATUSES.contains(&s.as_str()) {
-                return Err(bad(format!("status must be one of {}", STATUSES.join(", "))));
-            }
-        let priority = q.get("priority").cloned();
-        if let Some(p) = &priority
-            && !matches!(p.as_str(), "P1" | "P2" | "P3" | "P4") {
-                return Err(bad("priority must be P1, P2, P3 or P4"));
-            }
-        let limit = parse_u64(&q, "limit")?.unwrap_or(50) as usize;
-        if !(1..=MAX_PAGE).contains(&limit) {
-            return Err(bad(format!("limit must be 1–{MAX_PAGE}")));
-        }
-        let (from_ms, to_ms) = (parse_u64(&q, "from")?, parse_u64(&q, "to")?);
-        if let (Some(f), Some(t)) = (from_ms, to_ms)
-            && f >= t {
-                return Err(bad("from must be before to"));
-            }
-        let after = match q.get("cursor") {
-            Some(c) => Some(index::decode_cursor(c).ok_or_else(|| bad("cursor is malformed"))?),
-            None => None,
-        };
-        Ok(CallQuery {
-            from_ms,
-            to_ms,
-            status,
-            incident_type: q.get("incident_type").cloned(),
-            priority,
-            caller: q.get("caller").cloned(),
-            text: q.get("q").cloned(),
-            limit,
-            after,
-        })
-    })();
+    let r = crate::api::call_query(&q).map_err(bad);
     let detail = serde_json::to_string(&q).ok();
     let r = match r {
         Ok(query) => state.store.query(&query).map(Json).map_err(internal),
@@ -254,26 +211,13 @@ fn eido_facts(state: &AppState, rec: &watchfloor_store::CallRecord, events: &[wa
     }
 }
 
-#[derive(Deserialize)]
-struct UnitBody {
-    unit: String,
-}
-
-#[derive(Deserialize)]
-struct HoldBody {
-    on: bool,
-}
 
 fn body<T>(b: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     b.map(|Json(t)| t).map_err(|e| bad(format!("request body: {}", e.body_text())))
 }
 
 fn valid_unit(unit: &str) -> Result<String, ApiError> {
-    let u = unit.trim();
-    if u.is_empty() || u.chars().count() > 64 || u.chars().any(char::is_control) {
-        return Err(bad("unit must be 1–64 printable characters, e.g. \"Engine 7\""));
-    }
-    Ok(u.to_string())
+    crate::api::valid_unit(unit).map_err(bad)
 }
 
 /// Records a supervisor event on a call: through the call's task while it is live (so sequence
