@@ -3,6 +3,7 @@
 //! - `watchfloor serve`: the server (webhook, media stream, API) with its sled store.
 //! - `watchfloor simulate <scenario>`: place a simulated call through a running server.
 //! - `watchfloor model-fake`: run the Realtime model fake on loopback (for manual runs).
+//! - `watchfloor hash-password`: hash a console user's password for the config file.
 //! - `watchfloor scenarios`: list the scenarios.
 
 use std::net::SocketAddr;
@@ -69,6 +70,8 @@ enum Cmd {
         #[arg(long)]
         scenarios: Option<PathBuf>,
     },
+    /// Hash a console user's password for the config file (reads one line from standard input).
+    HashPassword,
     /// List the scenarios.
     Scenarios {
         /// Scenario directory.
@@ -97,8 +100,13 @@ async fn main() -> anyhow::Result<()> {
             }
             std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating {}", cfg.data_dir.display()))?;
             let listener = tokio::net::TcpListener::bind(cfg.bind).await.with_context(|| format!("binding {}", cfg.bind))?;
+            let token_file = watchfloor_server::auth::token_path(&cfg.data_dir);
+            let preset = cfg.console_token.is_some();
             let handle = serve(cfg, listener).await?;
             eprintln!("Watchfloor is listening on {} (Ctrl-C to stop)", handle.base_url());
+            if !preset {
+                eprintln!("Console token: in {} (send it as Authorization: Bearer <token>)", token_file.display());
+            }
             let cancel = handle.cancel_token();
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;
@@ -120,6 +128,13 @@ async fn main() -> anyhow::Result<()> {
             let fake = ModelFake::start(bind, Scenario::load_all(&dir)?, ModelFakeOptions { speed, ..Default::default() }).await?;
             eprintln!("Realtime model fake at {} (Ctrl-C to stop)", fake.url());
             tokio::signal::ctrl_c().await?;
+        }
+        Cmd::HashPassword => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            let pw = line.trim_end_matches(['\r', '\n']);
+            anyhow::ensure!(pw.chars().count() >= 12, "use a password of at least 12 characters");
+            println!("{}", watchfloor_server::auth::hash_password(pw));
         }
         Cmd::Scenarios { scenarios } => {
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
