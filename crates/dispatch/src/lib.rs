@@ -5,3 +5,6 @@
 //! Architecture invariant: no I/O; knows nothing of tokio, axum, sled or tauri.
 
 pub mod eido;
+pub mod extract;
+pub mod incident;
+pub mod types;
