@@ -33,11 +33,10 @@ impl Score {
         if !want.is_empty() {
             self.expected += 1;
         }
-        if let Some(g) = got {
-            if !want.is_empty() && g.eq_ignore_ascii_case(want) {
+        if let Some(g) = got
+            && !want.is_empty() && g.eq_ignore_ascii_case(want) {
                 self.correct += 1;
             }
-        }
     }
     fn precision(&self) -> f64 {
         if self.predicted == 0 { 1.0 } else { self.correct as f64 / self.predicted as f64 }
