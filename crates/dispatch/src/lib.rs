@@ -1,10 +1,19 @@
-//! The dispatch domain, in the field's terms (DOMAIN.md), with no I/O: for now the NENA EIDO
-//! export ([`eido`]); the incident model, extraction, alerts and dispatch policy join it with the
-//! dispatch issue.
+//! The dispatch domain, in the field's terms (DOMAIN.md), with no I/O:
+//! - [`types`]: APCO incident types, priorities (P1–P4 and EIDO 0–10), unit types;
+//! - [`incident`]: the incident, each field with its source (model, keywords, supervisor) and time;
+//! - [`extract`]: the transcript keyword extractor that cross-checks the model;
+//! - [`alerts`]: what a supervisor must see at once;
+//! - [`policy`]: when a dispatch is proposed, supervised or automatic;
+//! - [`units`]: the roster and unit statuses; [`radio`]: the dispatch message;
+//! - [`eido`]: the NENA EIDO export.
 //!
 //! Architecture invariant: no I/O; knows nothing of tokio, axum, sled or tauri.
 
+pub mod alerts;
 pub mod eido;
 pub mod extract;
 pub mod incident;
+pub mod policy;
+pub mod radio;
 pub mod types;
+pub mod units;

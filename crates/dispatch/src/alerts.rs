@@ -1,0 +1,79 @@
+//! Alerts a supervisor must see at once, each with a severity, acknowledged one by one.
+
+use serde::{Deserialize, Serialize};
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Worth a look.
+    Info,
+    /// Needs attention soon.
+    Warning,
+    /// Needs attention now.
+    Critical,
+}
+
+/// What an alert is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A danger word in the caller's words (`gun`, `not breathing`, …).
+    Danger {
+        /// The word.
+        word: String,
+    },
+    /// The caller has been silent or unresponsive.
+    SilentCaller,
+    /// The agent repeats itself or is stuck.
+    AgentStuck,
+    /// The model's report and the keywords disagree.
+    ExtractionDisagreement {
+        /// What the model said.
+        model: String,
+        /// What the keywords said.
+        keywords: String,
+    },
+    /// The keyword extractor is unsure and the model has not reported.
+    LowConfidence,
+    /// The model failed (error, stall, fallback).
+    ModelError {
+        /// Why.
+        reason: String,
+    },
+    /// A dispatch proposal has waited past its hold window.
+    DispatchWaiting,
+    /// A supervised P1 went out on its own after the hold window.
+    AutoDispatched,
+}
+
+impl AlertKind {
+    /// The severity of this kind of alert.
+    pub fn severity(&self) -> Severity {
+        match self {
+            AlertKind::Danger { .. } | AlertKind::ModelError { .. } | AlertKind::AutoDispatched => Severity::Critical,
+            AlertKind::DispatchWaiting | AlertKind::ExtractionDisagreement { .. } | AlertKind::SilentCaller | AlertKind::AgentStuck => Severity::Warning,
+            AlertKind::LowConfidence => Severity::Info,
+        }
+    }
+}
+
+/// Whether the agent is repeating itself: its last two lines are (nearly) the same.
+pub fn agent_repeats(previous: &str, latest: &str) -> bool {
+    let norm = |s: &str| s.to_lowercase().chars().filter(|c| c.is_alphanumeric() || c.is_whitespace()).collect::<String>().split_whitespace().collect::<Vec<_>>().join(" ");
+    let (a, b) = (norm(previous), norm(latest));
+    !a.is_empty() && a == b
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severities_and_repeats() {
+        assert_eq!(AlertKind::Danger { word: "gun".into() }.severity(), Severity::Critical);
+        assert!(Severity::Critical > Severity::Warning);
+        assert!(agent_repeats("What is the address?", "what is the address"));
+        assert!(!agent_repeats("What is the address?", "Is anyone hurt?"));
+    }
+}
