@@ -15,5 +15,6 @@ pub mod extract;
 pub mod incident;
 pub mod policy;
 pub mod radio;
+pub mod report;
 pub mod types;
 pub mod units;
