@@ -225,6 +225,38 @@ pub enum CallEventKind {
         /// Who set it.
         by: String,
     },
+    /// The incident changed (the whole incident as it stands, each field with its source).
+    IncidentUpdated {
+        /// The incident.
+        incident: watchfloor_dispatch::incident::Incident,
+    },
+    /// An alert for the supervisor.
+    Alert {
+        /// Per-call alert number (for acknowledgement).
+        alert_id: u32,
+        /// What.
+        alert: watchfloor_dispatch::alerts::AlertKind,
+        /// How urgent.
+        severity: watchfloor_dispatch::alerts::Severity,
+    },
+    /// A dispatch is proposed and waits for the supervisor (supervised policy).
+    DispatchProposed {
+        /// The priority as known.
+        priority: Option<watchfloor_dispatch::types::Priority>,
+        /// When a P1 goes out on its own, ms since the Unix epoch.
+        auto_dispatch_at_ms: Option<u64>,
+        /// The radio message as it stands.
+        message: String,
+    },
+    /// The dispatch went out.
+    Dispatched {
+        /// By whom.
+        by: watchfloor_dispatch::policy::DispatchedBy,
+        /// The radio message.
+        message: String,
+    },
+    /// A supervised proposal has waited past its hold window.
+    DispatchWaiting,
     /// A supervisor instruction was sent to the agent as a system message.
     Whisper {
         /// The instruction.

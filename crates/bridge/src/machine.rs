@@ -24,6 +24,11 @@ use watchfloor_wire::twilio::{MarkName, OutboundMedia, TwilioInbound, TwilioOutb
 
 use bytes::Bytes;
 
+use watchfloor_dispatch::alerts::AlertKind;
+use watchfloor_dispatch::incident::{Incident, Source};
+use watchfloor_dispatch::policy::{Decision, Dispatcher, Policy};
+use watchfloor_dispatch::{extract, radio, report};
+
 use crate::event::{AudioFrame, CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking, Track};
 use crate::profile::{AgentProfile, CallContext};
 
@@ -293,6 +298,14 @@ pub struct CallMachine {
     fallback_reason: Option<String>,
     /// A supervisor hand-off sent to Twilio: (action, line, user).
     pending_handoff: Option<(String, Option<String>, String)>,
+    /// The incident as known, with sources.
+    incident: Incident,
+    /// The dispatch under its policy.
+    dispatcher: Dispatcher,
+    /// Everything the caller said (final lines), for the keyword extractor.
+    caller_text: String,
+    /// Alerts raised (each kind once per call) and the next alert id.
+    alerts_raised: Vec<AlertKind>,
 }
 
 impl CallMachine {
@@ -347,12 +360,27 @@ impl CallMachine {
             falling_back: false,
             fallback_reason: None,
             pending_handoff: None,
+            incident: Incident::default(),
+            dispatcher: Dispatcher::new(Policy::default()),
+            caller_text: String::new(),
+            alerts_raised: Vec::new(),
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
         m.emit(now, CallEventKind::StatusChanged { status: CallStatus::Processing });
         m.stage(now, Stage::WebhookReceived);
         m
+    }
+
+    /// Sets the dispatch policy.
+    pub fn with_policy(mut self, policy: Policy) -> Self {
+        self.dispatcher = Dispatcher::new(policy);
+        self
+    }
+
+    /// The incident as known.
+    pub fn incident(&self) -> &Incident {
+        &self.incident
     }
 
     /// Sets the timers (tests shorten them).
@@ -510,6 +538,12 @@ impl CallMachine {
     }
 
     fn on_tick(&mut self, now: Instant) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        let priority = self.incident.priority.as_ref().map(|f| f.value);
+        let d = self.dispatcher.tick(self.unix_ms(now), priority);
+        self.on_decision(now, d);
         if self.phase != Phase::Live || self.falling_back || !self.model_ready || self.reconnecting {
             return;
         }
@@ -763,13 +797,32 @@ impl CallMachine {
                 }
                 // Every call gets an output, or the model waits for it; the reply follows once the
                 // response that made the call is done (a response cannot start while one is active).
+                let output = if name == report::TOOL_NAME {
+                    let (facts, errors) = report::parse(&arguments);
+                    let at = self.unix_ms(now);
+                    let changed = self.incident.apply(&facts, &Source::Model, at);
+                    let mut missing = Vec::new();
+                    if self.incident.location.is_none() {
+                        missing.push("location");
+                    }
+                    if self.incident.incident_type.is_none() {
+                        missing.push("incident_type");
+                    }
+                    if changed {
+                        self.incident_changed(now);
+                    }
+                    serde_json::json!({"status": if errors.is_empty() { "recorded" } else { "recorded_with_errors" }, "errors": errors, "still_needed": missing}).to_string()
+                } else {
+                    serde_json::json!({"status": "error", "error": format!("unknown function {name}")}).to_string()
+                };
                 self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
                     event_id: None,
                     previous_item_id: None,
-                    item: ItemCreate::FunctionCallOutput { call_id: call_id.clone(), output: r#"{"status":"received"}"#.into() },
+                    item: ItemCreate::FunctionCallOutput { call_id: call_id.clone(), output },
                 }));
                 self.reply_after_response = true;
                 self.emit(now, CallEventKind::FunctionCall { name, call_id, arguments });
+                self.evaluate_dispatch(now);
             }
             ServerEvent::ResponseOutputItemDone { item, .. } => {
                 // A cancelled response sends no transcript `done`: the line ends with what was
@@ -973,6 +1026,99 @@ impl CallMachine {
             self.agent_questions += questions;
             let count = self.agent_questions;
             self.emit(now, CallEventKind::AgentQuestions { count });
+        }
+        if speaker == Speaker::Caller {
+            self.caller_text.push_str(self.history.last().map(|l| l.text.as_str()).unwrap_or(""));
+            self.caller_text.push('\n');
+            let found = extract::extract(&self.caller_text);
+            for word in &found.danger {
+                self.alert(now, AlertKind::Danger { word: (*word).to_string() });
+            }
+            // Cross-check: the model and the keywords name different disciplines.
+            if let (Some(model), Some(kw)) = (self.incident.incident_type.as_ref().filter(|f| f.source == Source::Model), found.facts.incident_type.as_deref()) {
+                let d = |c: &str| watchfloor_dispatch::types::incident_type(c).map(|t| t.discipline);
+                if d(&model.value) != d(kw) {
+                    let kind = AlertKind::ExtractionDisagreement { model: model.value.clone(), keywords: kw.to_string() };
+                    self.alert(now, kind);
+                }
+            }
+            let at = self.unix_ms(now);
+            if self.incident.apply(&found.facts, &Source::Keywords, at) {
+                self.incident_changed(now);
+            }
+        }
+        if questions > 0 || speaker == Speaker::Caller {
+            self.evaluate_dispatch(now);
+        }
+    }
+
+    fn unix_ms(&self, now: Instant) -> u64 {
+        self.created_unix_ms + now.saturating_duration_since(self.created).as_millis() as u64
+    }
+
+    fn incident_changed(&mut self, now: Instant) {
+        let incident = self.incident.clone();
+        self.emit(now, CallEventKind::IncidentUpdated { incident });
+    }
+
+    /// Raises an alert, once per kind per call.
+    fn alert(&mut self, now: Instant, kind: AlertKind) {
+        if self.alerts_raised.contains(&kind) {
+            return;
+        }
+        self.alerts_raised.push(kind.clone());
+        let severity = kind.severity();
+        let alert_id = self.alerts_raised.len() as u32;
+        self.emit(now, CallEventKind::Alert { alert_id, alert: kind, severity });
+    }
+
+    fn dispatch_message(&self) -> String {
+        radio::message(&[], &self.incident)
+    }
+
+    /// Runs the dispatch trigger and policy after a change.
+    fn evaluate_dispatch(&mut self, now: Instant) {
+        let at = self.unix_ms(now);
+        let priority = self.incident.priority.as_ref().map(|f| f.value);
+        let d = self.dispatcher.update(at, self.agent_questions, self.incident.location.is_some(), self.incident.incident_type.is_some(), priority);
+        self.on_decision(now, d);
+    }
+
+    fn on_decision(&mut self, now: Instant, d: Decision) {
+        match d {
+            Decision::None | Decision::Recalled => {}
+            Decision::Proposed => {
+                let auto_dispatch_at_ms = match &self.dispatcher.state {
+                    watchfloor_dispatch::policy::DispatchState::Proposed { auto_at_ms, .. } => *auto_at_ms,
+                    _ => None,
+                };
+                let priority = self.incident.priority.as_ref().map(|f| f.value);
+                let message = self.dispatch_message();
+                self.emit(now, CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message });
+            }
+            Decision::Dispatched(by) => {
+                if by == watchfloor_dispatch::policy::DispatchedBy::HoldExpired {
+                    self.alert(now, AlertKind::AutoDispatched);
+                }
+                let message = self.dispatch_message();
+                self.emit(now, CallEventKind::Dispatched { by, message: message.clone() });
+                // The agent must never contradict the dispatch: tell it, and let it tell the caller.
+                self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
+                    event_id: None,
+                    previous_item_id: None,
+                    item: ItemCreate::system_text(format!("Dispatch has been sent: {message} Tell the caller help is on the way; do not promise an arrival time.")),
+                }));
+                if self.response_in_flight.is_none() && !self.reply_after_response {
+                    self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
+                        event_id: None,
+                        response: Some(ResponseCreateParams { instructions: Some("Tell the caller, briefly and calmly, that help is on the way, then keep gathering information.".into()), ..Default::default() }),
+                    }));
+                }
+            }
+            Decision::WaitingTooLong => {
+                self.emit(now, CallEventKind::DispatchWaiting);
+                self.alert(now, AlertKind::DispatchWaiting);
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 use watchfloor_wire::realtime::{
-    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, MaxTokens, NoiseReduction, SessionConfig, Transcription,
+    AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, MaxTokens, NoiseReduction, SessionConfig, Tool, Transcription,
     TurnDetection,
 };
 
@@ -121,8 +121,13 @@ impl AgentProfile {
                     }),
                     output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some(self.voice.clone()), speed: Some(1.0) }),
                 }),
-                tools: None,
-                tool_choice: None,
+                tools: Some(vec![Tool {
+                    kind: "function".into(),
+                    name: watchfloor_dispatch::report::TOOL_NAME.into(),
+                    description: watchfloor_dispatch::report::TOOL_DESCRIPTION.into(),
+                    parameters: watchfloor_dispatch::report::parameters(),
+                }]),
+                tool_choice: Some("auto".into()),
                 max_output_tokens: Some(MaxTokens::Inf("inf".into())),
             }),
         }

@@ -194,6 +194,23 @@ fn eido_facts(state: &AppState, rec: &watchfloor_store::CallRecord, events: &[wa
     }
     notes.sort_by_key(|n| n.at_ms);
     let updated = events.last().map_or(rec.started_at_ms, |e| e.at_ms);
+    // The incident as it last stood, each part said by whoever set it.
+    let latest = events.iter().rev().find_map(|e| if let CallEventKind::IncidentUpdated { incident } = &e.kind { Some(incident) } else { None });
+    let agent_of = |s: &watchfloor_dispatch::incident::Source| match s {
+        watchfloor_dispatch::incident::Source::Supervisor { user } => Agent::Supervisor(user.clone()),
+        _ => Agent::Ai,
+    };
+    let incident = latest.and_then(|i| {
+        let t = i.incident_type.as_ref()?;
+        Some(watchfloor_dispatch::eido::IncidentFacts {
+            type_code: t.value.clone(),
+            type_text: watchfloor_dispatch::types::incident_type(&t.value).map(|x| x.text.to_string()),
+            priority_number: i.priority.as_ref().map(|p| p.value.eido_number()),
+            set_by: agent_of(&t.source),
+            set_at_ms: t.set_at_ms,
+        })
+    });
+    let location = latest.and_then(|i| i.location.as_ref()).map(|l| watchfloor_dispatch::eido::LocationFacts { text: l.value.line(), set_by: agent_of(&l.source), set_at_ms: l.set_at_ms });
     CallFacts {
         agency_id: state.config.agency_id.clone(),
         issuing_element: format!("watchfloor.{}", state.config.agency_id),
@@ -203,9 +220,8 @@ fn eido_facts(state: &AppState, rec: &watchfloor_store::CallRecord, events: &[wa
         answered_at_ms: rec.stages.get("stream_started").map(|ms| rec.started_at_ms + ms),
         ended: !rec.is_live(),
         updated_at_ms: updated,
-        // The incident and its location come from the dispatch issue's extraction.
-        incident: None,
-        location: None,
+        incident,
+        location,
         notes,
         supervisors,
     }

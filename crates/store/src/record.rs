@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, Speaker};
 
 /// Current record version. Older records are migrated on open.
-pub const RECORD_VERSION: u32 = 2;
+pub const RECORD_VERSION: u32 = 3;
 
 /// One final line of transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +86,18 @@ pub struct CallRecord {
     /// Under legal hold: never purged by retention.
     #[serde(default)]
     pub legal_hold: bool,
+    /// The incident location, one line (`123 Main Street`), once known.
+    #[serde(default)]
+    pub location: Option<String>,
+    /// `proposed`, `dispatched`, `recalled`, once a dispatch was proposed.
+    #[serde(default)]
+    pub dispatch: Option<String>,
+    /// The radio message of the dispatch.
+    #[serde(default)]
+    pub dispatch_message: Option<String>,
+    /// Alerts raised, in order (`danger:gun`, `dispatch_waiting`, …).
+    #[serde(default)]
+    pub alerts: Vec<String>,
 }
 
 /// A unit attached to a call.
@@ -138,6 +150,10 @@ impl CallRecord {
             priority: None,
             units: Vec::new(),
             legal_hold: false,
+            location: None,
+            dispatch: None,
+            dispatch_message: None,
+            alerts: Vec::new(),
         }
     }
 
@@ -203,6 +219,23 @@ impl CallRecord {
                 }
             }
             CallEventKind::LegalHold { on, .. } => self.legal_hold = *on,
+            CallEventKind::IncidentUpdated { incident } => {
+                self.incident_type = incident.incident_type.as_ref().map(|f| f.value.clone());
+                self.priority = incident.priority.as_ref().map(|f| f.value.label().to_string());
+                self.location = incident.location.as_ref().map(|f| f.value.line());
+            }
+            CallEventKind::DispatchProposed { message, .. } => {
+                self.dispatch = Some("proposed".into());
+                self.dispatch_message = Some(message.clone());
+            }
+            CallEventKind::Dispatched { message, .. } => {
+                self.dispatch = Some("dispatched".into());
+                self.dispatch_message = Some(message.clone());
+            }
+            CallEventKind::Alert { alert, .. } => self.alerts.push(match alert {
+                watchfloor_dispatch::alerts::AlertKind::Danger { word } => format!("danger:{word}"),
+                other => serde_json::to_value(other).ok().and_then(|v| v["kind"].as_str().map(str::to_string)).unwrap_or_default(),
+            }),
             CallEventKind::TranscriptDelta { .. }
             | CallEventKind::Talking { .. }
             | CallEventKind::Dtmf { .. }
@@ -212,6 +245,7 @@ impl CallRecord {
             | CallEventKind::FallbackCompleted { .. }
             | CallEventKind::ModelReconnected { .. }
             | CallEventKind::HandedOff { .. }
+            | CallEventKind::DispatchWaiting
             | CallEventKind::Whisper { .. } => {}
         }
     }
