@@ -183,6 +183,8 @@ pub struct BridgeConfig {
     pub timers: crate::machine::Timers,
     /// Most Twilio frames accepted per second on one stream.
     pub max_frames_per_second: u32,
+    /// The dispatch policy of new calls.
+    pub policy: watchfloor_dispatch::policy::Policy,
 }
 
 /// Live calls.
@@ -315,6 +317,7 @@ impl CallRegistry {
             fallback: cfg.fallback,
             timers: cfg.timers,
             max_frames_per_second: cfg.max_frames_per_second,
+            policy: cfg.policy,
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();

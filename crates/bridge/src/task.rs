@@ -73,6 +73,8 @@ pub struct CallSetup {
     pub timers: Timers,
     /// Most Twilio frames accepted per second on the stream.
     pub max_frames_per_second: u32,
+    /// The dispatch policy.
+    pub policy: watchfloor_dispatch::policy::Policy,
 }
 
 /// How a call reaches a human when the AI cannot go on.
@@ -166,7 +168,8 @@ pub async fn run_call(
         setup.received,
         setup.received_unix_ms,
     )
-    .with_timers(setup.timers);
+    .with_timers(setup.timers)
+    .with_policy(setup.policy);
     let mut twilio: Option<TwilioSocket> = None;
     let mut model_sock: Option<ModelSocket> = None;
     // A model socket being opened: the first, a reconnect, or a renewal.

@@ -17,7 +17,8 @@
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
 //! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `console_user`
 //! (`supervisor`), `[[users]]` (name, password_hash, line), `max_calls` (200),
-//! `max_frames_per_second` (250), `webhook_rate_per_second` (20), `[agent]`.
+//! `max_frames_per_second` (250), `webhook_rate_per_second` (20), `dispatch_policy`
+//! (`{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`), `[agent]`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -88,6 +89,8 @@ pub struct Config {
     pub max_frames_per_second: u32,
     /// Webhook requests per second per client address (default 20, bursts of 40).
     pub webhook_rate_per_second: u32,
+    /// The dispatch policy: supervised with a hold window (default 20 s) or automatic.
+    pub dispatch_policy: watchfloor_dispatch::policy::Policy,
 }
 
 /// The file form: every field optional.
@@ -137,6 +140,8 @@ pub struct FileConfig {
     pub max_frames_per_second: Option<u32>,
     /// See [`Config::webhook_rate_per_second`].
     pub webhook_rate_per_second: Option<u32>,
+    /// See [`Config::dispatch_policy`]: `{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`.
+    pub dispatch_policy: Option<watchfloor_dispatch::policy::Policy>,
 }
 
 /// Configuration errors.
@@ -194,6 +199,7 @@ impl Config {
             max_calls: 200,
             max_frames_per_second: 250,
             webhook_rate_per_second: 20,
+            dispatch_policy: watchfloor_dispatch::policy::Policy::default(),
         }
     }
 
@@ -232,6 +238,7 @@ impl Config {
         if let Some(v) = f.max_calls { self.max_calls = v; }
         if let Some(v) = f.max_frames_per_second { self.max_frames_per_second = v; }
         if let Some(v) = f.webhook_rate_per_second { self.webhook_rate_per_second = v.max(1); }
+        if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
     }
 
     /// Applies environment variables read through `get` (testable without touching the process env).

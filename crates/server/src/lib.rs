@@ -184,6 +184,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         fallback: Arc::new(watchfloor_bridge::task::Fallback { rest: config.twilio_rest(), human_line: config.human() }),
         timers: config.timers,
         max_frames_per_second: config.max_frames_per_second,
+        policy: config.dispatch_policy,
     };
     if config.twilio_rest().is_none() {
         tracing::warn!("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: a failing AI call is handed to a human by closing its stream only (no REST redirect)");

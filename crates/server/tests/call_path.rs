@@ -59,6 +59,11 @@ async fn full_call(name: &str) {
         assert!(rec.stages.contains_key(stage), "stage {stage} missing: {:?}", rec.stages);
     }
     assert_eq!(rec.skipped_inputs, 0);
+    // The incident a dispatcher would record, and a dispatch proposed.
+    assert_eq!(rec.incident_type, sc.expect.incident_type, "{name}: incident type");
+    assert_eq!(rec.location, sc.expect.location, "{name}: location");
+    assert_eq!(rec.priority, sc.expect.priority, "{name}: priority");
+    assert_eq!(rec.dispatch.as_deref(), Some("proposed"), "{name}: a dispatch was proposed");
     let calls = rig.server.store.events(&call.call_sid).unwrap().into_iter().filter(|e| matches!(e.kind, watchfloor_bridge::CallEventKind::FunctionCall { .. })).count();
     assert_eq!(calls, sc.turns.iter().filter(|t| t.function_call.is_some()).count(), "function calls in the timeline");
     // The record can be rebuilt from its events alone.
@@ -105,6 +110,7 @@ async fn caller_talking_over_the_agent_is_a_clean_barge_in() {
     assert_eq!(call.report.received_audio.len() as u64 - call.report.clears[0].received_total, agent_after as u64);
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
     assert_eq!(rec.barge_ins, 1);
+    assert_eq!((rec.incident_type.as_deref(), rec.location.as_deref()), (sc.expect.incident_type.as_deref(), sc.expect.location.as_deref()));
     assert_eq!(rec.transcript.iter().filter(|l| l.speaker == "caller").count(), sc.turns.len());
     // The interrupted agent line is kept, marked, and is the start of what the agent was saying.
     let agent: Vec<_> = rec.transcript.iter().filter(|l| l.speaker == "agent").collect();

@@ -134,6 +134,9 @@ async fn review_of_finished_calls() {
         assert_eq!(doc["callComponent"][0]["callStateRegistryText"], "callEnd");
     }
     let (_, doc) = get(format!("{base}/api/calls/{}/eido", c1.call_sid)).await;
+    assert_eq!(doc["incidentComponent"]["incidentTypeCommonRegistryText"], "FSTRU");
+    assert_eq!(doc["incidentComponent"]["incidentCommonPriorityNumber"], 10);
+    assert_eq!(doc["locationComponent"][0]["locationDescriptionText"], "123 Main Street");
     let agents: Vec<&str> = doc["agentComponent"].as_array().unwrap().iter().map(|a| a["$id"].as_str().unwrap()).collect();
     assert_eq!(agents, vec!["ai-calltaker@psap.invalid", "supervisor@psap.invalid"]);
     assert!(doc["notesComponent"].as_array().unwrap().iter().any(|n| n["notesActionComments"] == "<p>Unit attached: Engine 7</p>" && n["updatedByAgentReference"]["$ref"] == "supervisor@psap.invalid"));

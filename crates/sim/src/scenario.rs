@@ -74,6 +74,19 @@ pub struct Scenario {
     pub greeting: Line,
     /// The exchanges.
     pub turns: Vec<Turn>,
+    /// What a dispatcher would record from this call.
+    pub expect: Expect,
+}
+
+/// The incident a scenario should end with.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Expect {
+    /// APCO code.
+    pub incident_type: Option<String>,
+    /// Location line, e.g. `123 Main Street`.
+    pub location: Option<String>,
+    /// `P1`–`P4`.
+    pub priority: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -83,6 +96,8 @@ struct FileScenario {
     caller_number: String,
     greeting: FileGreeting,
     turns: Vec<FileTurn>,
+    #[serde(default)]
+    expect: Expect,
 }
 
 #[derive(Deserialize)]
@@ -137,7 +152,7 @@ impl Scenario {
                 function_call: t.function_call,
             });
         }
-        Ok(Scenario { name: file.name, description: file.description, caller_number: file.caller_number, greeting, turns })
+        Ok(Scenario { name: file.name, description: file.description, caller_number: file.caller_number, greeting, turns, expect: file.expect })
     }
 
     /// Every scenario in `dir`, by name.

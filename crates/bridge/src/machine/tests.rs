@@ -469,3 +469,60 @@ fn the_session_is_renewed_at_a_quiet_moment() {
     let out = drain(&mut m);
     assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "a renewal asks for nothing");
 }
+
+fn caller_says(m: &mut CallMachine, item: &str, text: &str, now: Instant) {
+    m.handle_input(model(ServerEvent::InputTranscriptionCompleted { event_id: String::new(), item_id: item.into(), content_index: 0, transcript: text.into() }), now);
+}
+
+#[test]
+fn keywords_fill_the_incident_and_a_supervised_p1_goes_out_after_the_hold_window() {
+    use watchfloor_dispatch::policy::{DispatchedBy, Policy};
+    let t0 = Instant::now();
+    let mut m = machine(t0).with_policy(Policy::Supervised { hold_ms: 20_000 });
+    start(&mut m, t0);
+    caller_says(&mut m, "u1", "My husband collapsed, he's not breathing! We're at 45 Elm Road, apartment 3.", t0);
+    let out = drain(&mut m);
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::Danger { word }, .. } if word == "not breathing")));
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::IncidentUpdated { incident } if incident.incident_type.as_ref().unwrap().value == "CARDIAC")));
+    let proposed = ev.iter().find_map(|e| if let CallEventKind::DispatchProposed { auto_dispatch_at_ms, message, .. } = e { Some((*auto_dispatch_at_ms, message.clone())) } else { None });
+    let (auto_at, message) = proposed.expect("location and type known: proposed");
+    assert_eq!(message, "Respond priority one to a cardiac arrest, 45 Elm Road, apartment 3.");
+    assert_eq!(auto_at, Some(1_700_000_000_000 + 20_000), "a P1 goes out 20 s after the proposal");
+    // Nobody acts: at 19.9 s nothing, at 20 s it goes out, with an alert, and the agent is told.
+    m.handle_input(Input::Tick, t0 + Duration::from_millis(19_900));
+    assert!(!events(&drain(&mut m)).iter().any(|e| matches!(e, CallEventKind::Dispatched { .. })));
+    m.handle_input(Input::Tick, t0 + Duration::from_millis(20_000));
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Dispatched { by: DispatchedBy::HoldExpired, .. })));
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::AutoDispatched, .. })));
+    let told = to_model(&out).into_iter().any(|e| matches!(e, ClientEvent::ConversationItemCreate { item: ItemCreate::Message { role, .. }, .. } if role == "system"));
+    assert!(told, "the agent is told what was dispatched");
+    assert!(to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "and tells the caller");
+}
+
+#[test]
+fn the_model_report_wins_over_keywords_and_disagreement_alerts() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(response_created("resp_f"), t0);
+    let item = watchfloor_wire::realtime::Item {
+        id: Some("item_f".into()),
+        kind: "function_call".into(),
+        name: Some("report_incident".into()),
+        call_id: Some("call_1".into()),
+        arguments: Some(r#"{"incident_type":"FSTRU","location":"123 Main Street","priority":"P1"}"#.into()),
+        ..Default::default()
+    };
+    m.handle_input(model(ServerEvent::ResponseOutputItemDone { event_id: String::new(), response_id: "resp_f".into(), output_index: 0, item }), t0);
+    let out = drain(&mut m);
+    let output = to_model(&out).into_iter().find_map(|e| if let ClientEvent::ConversationItemCreate { item: ItemCreate::FunctionCallOutput { output, .. }, .. } = e { Some(output.clone()) } else { None }).unwrap();
+    assert!(output.contains("\"recorded\""), "{output}");
+    assert_eq!(m.incident().incident_type.as_ref().unwrap().source, watchfloor_dispatch::incident::Source::Model);
+    // The caller's words point at a shooting: the keywords disagree with the model.
+    caller_says(&mut m, "u1", "Shots fired, someone is shooting!", t0);
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::ExtractionDisagreement { .. }, .. })));
+    assert_eq!(m.incident().incident_type.as_ref().unwrap().value, "FSTRU", "keywords do not overwrite the model");
+}
