@@ -227,8 +227,8 @@ pub enum CallEventKind {
     },
     /// The incident changed (the whole incident as it stands, each field with its source).
     IncidentUpdated {
-        /// The incident.
-        incident: watchfloor_dispatch::incident::Incident,
+        /// The incident (boxed: it is large and changes rarely).
+        incident: Box<watchfloor_dispatch::incident::Incident>,
     },
     /// An alert for the supervisor.
     Alert {

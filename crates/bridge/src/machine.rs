@@ -1057,7 +1057,7 @@ impl CallMachine {
     }
 
     fn incident_changed(&mut self, now: Instant) {
-        let incident = self.incident.clone();
+        let incident = Box::new(self.incident.clone());
         self.emit(now, CallEventKind::IncidentUpdated { incident });
     }
 
