@@ -257,10 +257,25 @@ pub enum CallEventKind {
     },
     /// A supervised proposal has waited past its hold window.
     DispatchWaiting,
+    /// A supervisor recalled the dispatch (or the proposal).
+    DispatchRecalled {
+        /// The console user.
+        by: String,
+    },
+    /// A supervisor acknowledged an alert.
+    AlertAcknowledged {
+        /// The alert's number.
+        alert_id: u32,
+        /// The console user.
+        by: String,
+    },
     /// A supervisor instruction was sent to the agent as a system message.
     Whisper {
         /// The instruction.
         text: String,
+        /// The console user.
+        #[serde(default)]
+        by: String,
     },
     /// The AI cannot go on with this call: it is being handed to the human line.
     Fallback {

@@ -136,7 +136,41 @@ pub fn classify_error(error_type: &str, code: Option<&str>) -> ErrorClass {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
     /// Whisper: an instruction the agent follows from then on (a system message item).
-    Whisper(String),
+    Whisper {
+        /// The instruction.
+        text: String,
+        /// The console user.
+        by: String,
+    },
+    /// Confirm the proposed dispatch.
+    ConfirmDispatch {
+        /// The console user.
+        by: String,
+    },
+    /// Dispatch now, proposed or not (or again after a recall).
+    DispatchNow {
+        /// The console user.
+        by: String,
+    },
+    /// Recall the dispatch (or the proposal).
+    RecallDispatch {
+        /// The console user.
+        by: String,
+    },
+    /// Correct the incident (type, location, priority, description …).
+    EditIncident {
+        /// The corrected facts.
+        facts: watchfloor_dispatch::incident::Facts,
+        /// The console user.
+        by: String,
+    },
+    /// Acknowledge an alert.
+    AcknowledgeAlert {
+        /// The alert's number.
+        alert_id: u32,
+        /// The console user.
+        by: String,
+    },
     /// Record a supervisor event on the call's timeline (unit attached, on scene, legal hold).
     /// Only record-keeping kinds are accepted; others are skipped.
     Record(CallEventKind),
@@ -306,6 +340,10 @@ pub struct CallMachine {
     caller_text: String,
     /// Alerts raised (each kind once per call) and the next alert id.
     alerts_raised: Vec<AlertKind>,
+    /// Alerts acknowledged.
+    alerts_acked: Vec<u32>,
+    /// Why the last supervisor command was refused.
+    last_refusal: Option<String>,
 }
 
 impl CallMachine {
@@ -364,6 +402,8 @@ impl CallMachine {
             dispatcher: Dispatcher::new(Policy::default()),
             caller_text: String::new(),
             alerts_raised: Vec::new(),
+            alerts_acked: Vec::new(),
+            last_refusal: None,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -973,15 +1013,85 @@ impl CallMachine {
     // Supervisor
     // ----------------------------------------------------------------------------------------
 
+    /// Carries out a supervisor command and says whether it made sense: `Err` with the reason
+    /// when it did not (confirming a recalled dispatch, acknowledging an unknown alert, any
+    /// action on an ended call). Nothing changes on `Err`.
+    pub fn command(&mut self, cmd: Command, now: Instant) -> Result<(), String> {
+        if self.phase == Phase::Ended {
+            return Err("the call has ended".into());
+        }
+        self.last_refusal = None;
+        self.handle_input(Input::Command(cmd), now);
+        match self.last_refusal.take() {
+            Some(why) => Err(why),
+            None => Ok(()),
+        }
+    }
+
+    fn supervise(&mut self, cmd: Command, now: Instant) -> Result<(), String> {
+        let at = self.unix_ms(now);
+        match cmd {
+            Command::ConfirmDispatch { by } => {
+                let d = self.dispatcher.confirm(at, &by).map_err(|e| e.to_string())?;
+                self.on_decision(now, d);
+            }
+            Command::DispatchNow { by } => {
+                let d = self.dispatcher.dispatch_now(at, &by).map_err(|e| e.to_string())?;
+                self.on_decision(now, d);
+            }
+            Command::RecallDispatch { by } => {
+                self.dispatcher.recall(at, &by).map_err(|e| e.to_string())?;
+                self.emit(now, CallEventKind::DispatchRecalled { by });
+                self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
+                    event_id: None,
+                    previous_item_id: None,
+                    item: ItemCreate::system_text("The supervisor recalled the dispatch. Do not tell the caller help is coming unless told again; keep gathering information."),
+                }));
+            }
+            Command::EditIncident { facts, by } => {
+                if self.incident.apply(&facts, &Source::Supervisor { user: by }, at) {
+                    self.incident_changed(now);
+                    if matches!(self.dispatcher.state, watchfloor_dispatch::policy::DispatchState::Dispatched { .. }) {
+                        let message = self.dispatch_message();
+                        self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
+                            event_id: None,
+                            previous_item_id: None,
+                            item: ItemCreate::system_text(format!("The supervisor corrected the dispatch: {message}")),
+                        }));
+                    }
+                    self.evaluate_dispatch(now);
+                }
+            }
+            Command::AcknowledgeAlert { alert_id, by } => {
+                if alert_id == 0 || alert_id as usize > self.alerts_raised.len() {
+                    return Err(format!("no alert {alert_id} on this call"));
+                }
+                if self.alerts_acked.contains(&alert_id) {
+                    return Err(format!("alert {alert_id} is already acknowledged"));
+                }
+                self.alerts_acked.push(alert_id);
+                self.emit(now, CallEventKind::AlertAcknowledged { alert_id, by });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
     fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
-            Command::Whisper(text) => {
+            Command::Whisper { text, by } => {
                 self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
                     event_id: None,
                     previous_item_id: None,
                     item: ItemCreate::system_text(format!("Supervisor instruction: {text}")),
                 }));
-                self.emit(now, CallEventKind::Whisper { text });
+                self.emit(now, CallEventKind::Whisper { text, by });
+            }
+            Command::ConfirmDispatch { .. } | Command::DispatchNow { .. } | Command::RecallDispatch { .. } | Command::EditIncident { .. } | Command::AcknowledgeAlert { .. } => {
+                if let Err(why) = self.supervise(cmd, now) {
+                    tracing::info!(%why, "supervisor action refused");
+                    self.last_refusal = Some(why);
+                }
             }
             Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::LegalHold { .. })) => {
                 self.emit(now, kind);

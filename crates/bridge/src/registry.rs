@@ -109,9 +109,9 @@ impl Hub {
     }
 }
 
-/// A command with the channel that tells the sender whether it was carried out (`false`: the
-/// call had already ended and ignored it).
-pub type CommandMsg = (Command, Option<oneshot::Sender<bool>>);
+/// A command with the channel that tells the sender whether it was carried out: `Err` with the
+/// reason when it made no sense or the call had already ended.
+pub type CommandMsg = (Command, Option<oneshot::Sender<Result<(), String>>>);
 
 /// A supervisor's handle on one live call.
 #[derive(Clone)]
@@ -127,8 +127,9 @@ impl CallHandle {
 
     /// Sends a command and waits until the call's task has carried it out and published its
     /// events (they are then queued for the store ahead of anything published later).
-    /// `Ok(false)` or `Err(CallGone)`: the call ended first and the command did nothing.
-    pub async fn send_and_wait(&self, cmd: Command) -> Result<bool, CallGone> {
+    /// `Ok(Err(why))`: refused (it made no sense, or the call had ended); `Err(CallGone)`: the
+    /// call's task is gone.
+    pub async fn send_and_wait(&self, cmd: Command) -> Result<Result<(), String>, CallGone> {
         let (tx, rx) = oneshot::channel();
         self.commands.send((cmd, Some(tx))).await.map_err(|_| CallGone)?;
         rx.await.map_err(|_| CallGone)

@@ -183,7 +183,7 @@ pub async fn run_call(
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut commands_open = true;
-    let mut pending_ack: Option<(oneshot::Sender<bool>, bool)> = None;
+    let mut pending_ack: Option<(oneshot::Sender<Result<(), String>>, Result<(), String>)> = None;
     let (mut window_start, mut window_frames, mut window_dropped) = (Instant::now(), 0u32, 0u32);
 
     loop {
@@ -291,9 +291,8 @@ pub async fn run_call(
             cmd = commands.recv(), if commands_open => {
                 match cmd {
                     Some((cmd, ack)) => {
-                        let accepted = machine.accepts_commands();
-                        machine.handle_input(Input::Command(cmd), Instant::now());
-                        pending_ack = ack.map(|a| (a, accepted));
+                        let result = machine.command(cmd, Instant::now());
+                        pending_ack = ack.map(|a| (a, result));
                     }
                     None => commands_open = false,
                 }
@@ -363,9 +362,9 @@ pub async fn run_call(
                 Output::Close => close = true,
             }
         }
-        if let Some((ack, accepted)) = pending_ack.take() {
+        if let Some((ack, result)) = pending_ack.take() {
             // The command's events are published (queued for the store ahead of later ones).
-            let _ = ack.send(accepted);
+            let _ = ack.send(result);
         }
         if close {
             if let Some(mut ws) = model_sock.take() {

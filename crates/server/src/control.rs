@@ -101,7 +101,7 @@ async fn hand_off(state: &AppState, user: &User, id: &str, action: &str, to: Opt
         None => CallUpdate::Hangup,
     };
     let pending = Command::HandOffPending { action: action.into(), to: to.clone(), by: user.name.clone() };
-    if !handle.send_and_wait(pending).await.unwrap_or(false) {
+    if !matches!(handle.send_and_wait(pending).await, Ok(Ok(()))) {
         return Err(ApiError(StatusCode::CONFLICT, format!("call {id} is not live")));
     }
     if let Err(e) = rest.update_call(id, &update).await {

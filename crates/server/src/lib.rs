@@ -11,6 +11,7 @@ mod control;
 mod media;
 mod review;
 mod routes;
+mod supervise;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

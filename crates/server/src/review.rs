@@ -240,7 +240,7 @@ fn valid_unit(unit: &str) -> Result<String, ApiError> {
 /// numbers stay in order), else through the store writer; flushed before it returns.
 async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Result<watchfloor_store::CallRecord, ApiError> {
     if let Some(handle) = state.calls.handle(id)
-        && let Ok(true) = handle.send_and_wait(Command::Record(kind.clone())).await {
+        && let Ok(Ok(())) = handle.send_and_wait(Command::Record(kind.clone())).await {
             state.calls.hub().barrier().await.map_err(internal)?;
             return record_or_404(state, id);
         }

@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/calls/active", get(active_calls))
         .merge(crate::review::routes())
         .merge(crate::control::routes())
+        .merge(crate::supervise::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::control::require_user));
     Router::new()
         .route(WEBHOOK_PATH, post(voice_webhook))

@@ -21,7 +21,9 @@
 //! - a scenario turn with a `function_call` first gets a response whose output is that
 //!   `function_call` item (`response.function_call_arguments.delta`/`done`); the spoken answer
 //!   comes with the next response (after the client's `function_call_output` and `response.create`);
-//!   an output for an unknown `call_id` is rejected.
+//!   an output for an unknown `call_id` is rejected;
+//! - a supervisor instruction (a system message `Supervisor instruction: …`) is reflected in the
+//!   transcript of the next response.
 //!
 //! The scenario of a session is picked by the caller number found in the instructions
 //! (`Caller ID … +1555…`), from the scenarios given at start.
@@ -373,6 +375,8 @@ struct Session {
     fault: Option<SessionFault>,
     /// Stalled: nothing more is sent.
     stalled: bool,
+    /// A supervisor instruction (whisper) not yet acknowledged in a response.
+    instruction: Option<String>,
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -439,6 +443,7 @@ impl Session {
             scratch: Vec::new(),
             fault: None,
             stalled: false,
+            instruction: None,
         }
     }
 
@@ -511,6 +516,9 @@ impl Session {
                         let text = content.iter().map(|c| match c {
                             watchfloor_wire::realtime::ContentPart::InputText { text } | watchfloor_wire::realtime::ContentPart::OutputText { text } => text.as_str(),
                         }).collect::<Vec<_>>().join(" ");
+                        if let Some(instruction) = text.strip_prefix("Supervisor instruction: ") {
+                            self.instruction = Some(instruction.to_string());
+                        }
                         self.shared.log.lock().unwrap().system_messages.push(text);
                     }
                 let item = serde_json::to_value(&item).ok().and_then(|v| serde_json::from_value::<Item>(v).ok()).unwrap_or_default();
@@ -672,9 +680,13 @@ impl Session {
             run_function_call(&self.shared, resp_id, item_id, call_id, call.name, call.arguments);
             return;
         }
-        let line = self.scenario.as_ref().and_then(|s| s.agent_line(self.next_agent_line)).cloned();
+        let mut line = self.scenario.as_ref().and_then(|s| s.agent_line(self.next_agent_line)).cloned();
         self.next_agent_line += 1;
         self.function_called = false;
+        // The next response follows a whisper: its words say so (the audio stays the scenario's).
+        if let (Some(l), Some(instruction)) = (line.as_mut(), self.instruction.take()) {
+            l.text = format!("{} (Following the supervisor: {instruction})", l.text);
+        }
         let item_id = self.shared.id("item");
         let token = CancellationToken::new();
         *self.shared.active.lock().unwrap() = Some((resp_id.clone(), token.clone()));

@@ -1,0 +1,97 @@
+//! The supervisor's decisions through the API on a live call: each changes the call, reaches the
+//! model as the right event, is audited, and is refused with a clear error when it makes no sense.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, rig, scenario, wait_record_ended};
+use serde_json::{Value, json};
+use watchfloor_bridge::CallEventKind;
+use watchfloor_sim::caller::CallerOptions;
+use watchfloor_sim::simulate::{SimulateOptions, place_call};
+
+async fn post(url: String, body: Value) -> (u16, Value) {
+    let r = client().post(url).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_decisions_on_a_live_call() {
+    let sc = scenario("cardiac-arrest");
+    let rig = rig(vec![sc.clone()], 1.0, |_| {}).await;
+    let base = rig.server.base_url();
+    let call = tokio::spawn({
+        let (base, sc) = (base.clone(), sc.clone());
+        async move { place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed: 1.0, ..Default::default() }, ..Default::default() }).await.unwrap() }
+    });
+    // Wait for the proposal: location and type are known after the caller's first turn.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let sid = loop {
+        let a: Value = client().get(format!("{base}/api/calls/active")).send().await.unwrap().json().await.unwrap();
+        if let Some(sid) = a["calls"][0]["call_sid"].as_str() {
+            let rec: Value = client().get(format!("{base}/api/calls/{sid}")).send().await.unwrap().json().await.unwrap();
+            if rec["dispatch"] == "proposed" {
+                break sid.to_string();
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no proposal");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let u = |p: &str| format!("{base}/api/calls/{sid}/{p}");
+    // A danger alert ("not breathing") is acknowledged once; an unknown one is refused.
+    let (s, rec) = post(u("alerts/1/ack"), json!({})).await;
+    assert_eq!(s, 200, "{rec}");
+    assert!(rec["alerts"].as_array().unwrap().iter().any(|a| a == "danger:not breathing"));
+    assert_eq!(post(u("alerts/1/ack"), json!({})).await.0, 409);
+    assert_eq!(post(u("alerts/99/ack"), json!({})).await.0, 409);
+    // Whisper: the model gets a system item.
+    let (s, _) = post(u("whisper"), json!({"text": "Ask whether there is an AED in the building."})).await;
+    assert_eq!(s, 200);
+    assert_eq!(post(u("whisper"), json!({"text": ""})).await.0, 400);
+    // Correct the location: the supervisor's value wins.
+    let r = client().patch(u("incident")).json(&json!({"location": "47 Elm Road, apartment 3"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let rec: Value = r.json().await.unwrap();
+    assert_eq!(rec["location"], "47 Elm Road");
+    let r = client().patch(u("incident")).json(&json!({"incident_type": "NOT_A_CODE"})).send().await.unwrap();
+    assert_eq!(r.status(), 400);
+    // Confirm, confirm again (refused), recall, confirm a recalled dispatch (refused), dispatch now.
+    let (s, rec) = post(u("dispatch/confirm"), json!({})).await;
+    assert_eq!((s, rec["dispatch"].as_str()), (200, Some("dispatched")));
+    assert!(rec["dispatch_message"].as_str().unwrap().contains("47 Elm Road"));
+    let (s, why) = post(u("dispatch/confirm"), json!({})).await;
+    assert_eq!(s, 409);
+    assert!(why["error"].as_str().unwrap().contains("already"), "{why}");
+    assert_eq!(post(u("dispatch/recall"), json!({})).await.1["dispatch"], "recalled");
+    let (s, why) = post(u("dispatch/confirm"), json!({})).await;
+    assert_eq!(s, 409);
+    assert!(why["error"].as_str().unwrap().contains("recalled"), "{why}");
+    assert_eq!(post(u("dispatch/now"), json!({})).await.1["dispatch"], "dispatched");
+
+    let call = call.await.unwrap();
+    let rec = wait_record_ended(&rig.server, &call.call_sid).await;
+    assert_eq!(rec.call_sid, sid);
+    // After the call: every decision is refused as the call has ended.
+    let (s, why) = post(u("dispatch/recall"), json!({})).await;
+    assert_eq!(s, 409);
+    assert!(why["error"].as_str().unwrap().contains("ended"));
+    assert_eq!(client().patch(u("incident")).json(&json!({"priority": "P2"})).send().await.unwrap().status(), 409);
+
+    // What the model got: the whisper, then the dispatch notices; and its next words followed it.
+    let session = rig.model.closed_session_of(&sc.caller_number, Duration::from_secs(5)).await.unwrap();
+    assert!(session.system_messages.iter().any(|m| m == "Supervisor instruction: Ask whether there is an AED in the building."));
+    assert!(session.system_messages.iter().any(|m| m.starts_with("Dispatch has been sent: ")));
+    assert!(session.system_messages.iter().any(|m| m.starts_with("The supervisor recalled the dispatch")));
+    assert!(rec.transcript.iter().any(|l| l.speaker == "agent" && l.text.contains("(Following the supervisor: Ask whether there is an AED")), "{:#?}", rec.transcript);
+    // The timeline says who did what; the audit log has every decision and refusal.
+    let events = rig.server.store.events(&sid).unwrap();
+    assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::IncidentUpdated { incident } if matches!(&incident.location.as_ref().unwrap().source, watchfloor_dispatch::incident::Source::Supervisor { user } if user == "supervisor"))));
+    assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::DispatchRecalled { by } if by == "supervisor")));
+    let a: Value = client().get(format!("{base}/api/audit?target={sid}&limit=100")).send().await.unwrap().json().await.unwrap();
+    let entries: Vec<(String, String)> = a["entries"].as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap().into(), e["outcome"].as_str().unwrap().into())).collect();
+    for (action, outcome) in [("dispatch.confirm", "ok"), ("dispatch.confirm", "refused"), ("dispatch.recall", "ok"), ("dispatch.now", "ok"), ("agent.whisper", "ok"), ("agent.whisper", "invalid"), ("incident.edit", "ok"), ("incident.edit", "invalid"), ("alert.acknowledge", "ok"), ("alert.acknowledge", "refused")] {
+        assert!(entries.contains(&(action.to_string(), outcome.to_string())), "{action}/{outcome} not audited: {entries:?}");
+    }
+    rig.server.shutdown().await;
+}
