@@ -907,3 +907,5 @@ impl ServerEvent {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod fuzz_regressions;
