@@ -159,8 +159,8 @@ pub enum Command {
     },
     /// Correct the incident (type, location, priority, description …).
     EditIncident {
-        /// The corrected facts.
-        facts: watchfloor_dispatch::incident::Facts,
+        /// The corrected facts (boxed: large).
+        facts: Box<watchfloor_dispatch::incident::Facts>,
         /// The console user.
         by: String,
     },
@@ -1049,7 +1049,8 @@ impl CallMachine {
                 }));
             }
             Command::EditIncident { facts, by } => {
-                if self.incident.apply(&facts, &Source::Supervisor { user: by }, at) {
+                let changed = self.incident.apply(&facts, &Source::Supervisor { user: by }, at);
+                if changed {
                     self.incident_changed(now);
                     if matches!(self.dispatcher.state, watchfloor_dispatch::policy::DispatchState::Dispatched { .. }) {
                         let message = self.dispatch_message();

@@ -105,6 +105,9 @@ async fn next_model(sock: &mut Option<ModelSocket>) -> Option<Result<Message, to
     }
 }
 
+/// The outcome of a supervisor command: `Err` with the reason it was refused.
+type CommandResult = Result<(), String>;
+
 /// How long a reconnect may take before the caller goes to a human.
 pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Caller audio held for the model while it reconnects (events); older appends are dropped.
@@ -183,7 +186,7 @@ pub async fn run_call(
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut commands_open = true;
-    let mut pending_ack: Option<(oneshot::Sender<Result<(), String>>, Result<(), String>)> = None;
+    let mut pending_ack: Option<(oneshot::Sender<CommandResult>, CommandResult)> = None;
     let (mut window_start, mut window_frames, mut window_dropped) = (Instant::now(), 0u32, 0u32);
 
     loop {

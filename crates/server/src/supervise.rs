@@ -72,7 +72,7 @@ async fn edit_incident(State(state): State<AppState>, Extension(user): Extension
     } else if facts == watchfloor_dispatch::incident::Facts::default() {
         Err(ApiError(StatusCode::BAD_REQUEST, "nothing to change: give incident_type, location, priority, description …".into()))
     } else {
-        live_command(&state, &id, Command::EditIncident { facts, by: user.name.clone() }).await
+        live_command(&state, &id, Command::EditIncident { facts: Box::new(facts), by: user.name.clone() }).await
     };
     audited_action(&state, &user, "incident.edit", &id, text.chars().take(300).collect(), r).await
 }
