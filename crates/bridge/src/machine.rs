@@ -83,6 +83,8 @@ pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(8);
 pub const STALL_MIN_SPEECH_MS: u64 = 1500;
 /// Level above which a caller frame counts as speech for stall detection, dBFS.
 pub const STALL_SPEECH_DBFS: f32 = -40.0;
+/// A caller silent this long while the agent waits raises an alert.
+pub const SILENT_CALLER: Duration = Duration::from_secs(15);
 /// Realtime sessions last at most 60 minutes (PROTOCOLS.md §1).
 pub const SESSION_LIMIT: Duration = Duration::from_secs(60 * 60);
 /// A session is renewed at a quiet moment after this age, and regardless at `SESSION_LIMIT - 1 min`.
@@ -342,6 +344,8 @@ pub struct CallMachine {
     alerts_raised: Vec<AlertKind>,
     /// Alerts acknowledged.
     alerts_acked: Vec<u32>,
+    /// Last time the caller's audio carried speech.
+    last_caller_speech: Option<Instant>,
     /// Why the last supervisor command was refused.
     last_refusal: Option<String>,
 }
@@ -403,6 +407,7 @@ impl CallMachine {
             caller_text: String::new(),
             alerts_raised: Vec::new(),
             alerts_acked: Vec::new(),
+            last_caller_speech: None,
             last_refusal: None,
         };
         let from = m.context.caller_number.clone();
@@ -574,6 +579,7 @@ impl CallMachine {
         tracing::error!(reason, "the AI cannot go on: handing the caller to the human line");
         self.set_status(now, CallStatus::Fallback);
         self.emit(now, CallEventKind::Fallback { reason: reason.to_string() });
+        self.alert(now, AlertKind::ModelError { reason: reason.to_string() });
         self.out.push_back(Output::Fallback { reason: reason.to_string() });
     }
 
@@ -586,6 +592,11 @@ impl CallMachine {
         self.on_decision(now, d);
         if self.phase != Phase::Live || self.falling_back || !self.model_ready || self.reconnecting {
             return;
+        }
+        // A caller who says nothing while the agent waits: silent or unresponsive.
+        let caller_quiet = self.last_caller_speech.map_or(now.saturating_duration_since(self.created), |t| now.saturating_duration_since(t));
+        if self.stream_sid.is_some() && caller_quiet >= SILENT_CALLER && self.pending_marks.is_empty() && self.response_in_flight.is_none() {
+            self.alert(now, AlertKind::SilentCaller);
         }
         let silent_for = now.saturating_duration_since(self.last_model_event);
         if silent_for >= self.timers.stall_timeout && self.caller_speech_since_model_ms >= STALL_MIN_SPEECH_MS {
@@ -691,6 +702,7 @@ impl CallMachine {
                 self.stats.caller_bytes += len;
                 if mulaw::rms_dbfs(&self.scratch) >= STALL_SPEECH_DBFS {
                     self.caller_speech_since_model_ms += mulaw::bytes_to_ms(len as usize);
+                    self.last_caller_speech = Some(now);
                 }
                 self.out.push_back(Output::Audio(AudioFrame {
                     call_sid: self.call_sid.clone(),
@@ -1131,6 +1143,12 @@ impl CallMachine {
 
     fn final_line(&mut self, now: Instant, speaker: Speaker, item_id: String, text: String, interrupted: bool) {
         let questions = if speaker == Speaker::Agent { text.matches('?').count() as u32 } else { 0 };
+        if speaker == Speaker::Agent
+            && let Some(prev) = self.history.iter().rev().find(|l| l.speaker == Speaker::Agent)
+            && watchfloor_dispatch::alerts::agent_repeats(&prev.text, &text)
+        {
+            self.alert(now, AlertKind::AgentStuck);
+        }
         self.history.push(HistoryLine { speaker, item_id: item_id.clone(), text: text.clone() });
         self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted });
         if questions > 0 {

@@ -526,3 +526,19 @@ fn the_model_report_wins_over_keywords_and_disagreement_alerts() {
     assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::ExtractionDisagreement { .. }, .. })));
     assert_eq!(m.incident().incident_type.as_ref().unwrap().value, "FSTRU", "keywords do not overwrite the model");
 }
+
+#[test]
+fn a_silent_caller_and_a_repeating_agent_raise_alerts() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    for i in 0..10 {
+        m.handle_input(media(i * 20, &[mulaw::SILENCE; 160]), t0);
+    }
+    m.handle_input(Input::Tick, t0 + Duration::from_secs(16));
+    assert!(events(&drain(&mut m)).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::SilentCaller, .. })));
+    let line = |m: &mut CallMachine, item: &str| m.handle_input(model(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: String::new(), response_id: "r".into(), item_id: item.into(), output_index: 0, content_index: 0, transcript: "What is the address of your emergency?".into() }), t0);
+    line(&mut m, "a1");
+    line(&mut m, "a2");
+    assert!(events(&drain(&mut m)).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::AgentStuck, .. })));
+}
