@@ -165,11 +165,14 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
         },
     };
     tx.send(Message::text(start.to_json())).await?;
+    // From here a failed send means the server closed the stream; the loop below notices.
     if opts.duplicate_start {
-        tx.send(Message::text(start.to_json())).await?;
+        let _ = tx.send(Message::text(start.to_json())).await;
     }
     for raw in &opts.inject_after_start {
-        tx.send(Message::text(raw.clone())).await?;
+        if tx.send(Message::text(raw.clone())).await.is_err() {
+            break;
+        }
     }
 
     let tick = Duration::from_secs_f64(FRAME_MS as f64 / 1000.0 / opts.speed.max(0.001));
@@ -366,7 +369,12 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                         break 'call;
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => anyhow::bail!("media stream failed: {e}"),
+                    Some(Err(e)) => {
+                        // A reset is how a server's abrupt close looks from here: the stream is over.
+                        tracing::debug!(error = %e, "media stream read failed");
+                        report.closed_by_server = true;
+                        break 'call;
+                    }
                 }
             }
         }
