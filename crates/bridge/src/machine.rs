@@ -1171,6 +1171,11 @@ impl CallMachine {
                     self.alert(now, kind);
                 }
             }
+            // Only a weak cue and nothing from the model: the supervisor should look.
+            let model_silent = !self.incident.incident_type.as_ref().is_some_and(|f| f.source != Source::Keywords);
+            if found.type_confidence > 0.0 && found.type_confidence < 0.5 && model_silent {
+                self.alert(now, AlertKind::LowConfidence);
+            }
             let at = self.unix_ms(now);
             if self.incident.apply(&found.facts, &Source::Keywords, at) {
                 self.incident_changed(now);

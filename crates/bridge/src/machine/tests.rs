@@ -542,3 +542,12 @@ fn a_silent_caller_and_a_repeating_agent_raise_alerts() {
     line(&mut m, "a2");
     assert!(events(&drain(&mut m)).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::AgentStuck, .. })));
 }
+
+#[test]
+fn a_weak_cue_without_a_model_report_is_a_low_confidence_alert() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    caller_says(&mut m, "u1", "I need an ambulance.", t0);
+    assert!(events(&drain(&mut m)).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::LowConfidence, severity: watchfloor_dispatch::alerts::Severity::Info, .. })));
+}
