@@ -700,7 +700,7 @@ impl CallMachine {
                 }
                 self.next_inbound_ms = Some(ts + mulaw::bytes_to_ms(len as usize));
                 self.stats.caller_bytes += len;
-                if mulaw::rms_dbfs(&self.scratch) >= STALL_SPEECH_DBFS {
+                if mulaw::louder_than(&self.scratch, STALL_SPEECH_DBFS) {
                     self.caller_speech_since_model_ms += mulaw::bytes_to_ms(len as usize);
                     self.last_caller_speech = Some(now);
                 }

@@ -48,6 +48,20 @@ pub enum AlertKind {
 }
 
 impl AlertKind {
+    /// A short stable label: `danger:<word>`, `silent_caller`, `dispatch_waiting`, …
+    pub fn label(&self) -> String {
+        match self {
+            AlertKind::Danger { word } => format!("danger:{word}"),
+            AlertKind::SilentCaller => "silent_caller".into(),
+            AlertKind::AgentStuck => "agent_stuck".into(),
+            AlertKind::ExtractionDisagreement { .. } => "extraction_disagreement".into(),
+            AlertKind::LowConfidence => "low_confidence".into(),
+            AlertKind::ModelError { .. } => "model_error".into(),
+            AlertKind::DispatchWaiting => "dispatch_waiting".into(),
+            AlertKind::AutoDispatched => "auto_dispatched".into(),
+        }
+    }
+
     /// The severity of this kind of alert.
     pub fn severity(&self) -> Severity {
         match self {

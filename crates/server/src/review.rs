@@ -58,15 +58,20 @@ pub(crate) async fn audit(state: &AppState, user: &User, action: &str, target: &
     }
 }
 
-/// Runs `f`, audits the outcome as a read of `target`, and returns its result.
-async fn audited_read<T>(state: &AppState, user: &User, action: &str, target: &str, r: Result<T, ApiError>) -> Result<T, ApiError> {
-    let outcome = match &r {
+/// The audit outcome of an API result: `ok`, `not_found`, `invalid`, `refused` (409), `error`.
+fn outcome_of<T>(r: &Result<T, ApiError>) -> &'static str {
+    match r {
         Ok(_) => "ok",
         Err(ApiError(StatusCode::NOT_FOUND, _)) => "not_found",
         Err(ApiError(StatusCode::BAD_REQUEST, _)) => "invalid",
+        Err(ApiError(StatusCode::CONFLICT, _)) => "refused",
         Err(_) => "error",
-    };
-    audit(state, user, action, target, outcome, None, false).await;
+    }
+}
+
+/// Audits the outcome of a read of `target`, and returns the result.
+async fn audited_read<T>(state: &AppState, user: &User, action: &str, target: &str, r: Result<T, ApiError>) -> Result<T, ApiError> {
+    audit(state, user, action, target, outcome_of(&r), None, false).await;
     r
 }
 
@@ -82,8 +87,7 @@ async fn list_calls(State(state): State<AppState>, Extension(user): Extension<Us
         Ok(query) => state.store.query(&query).map(Json).map_err(internal),
         Err(e) => Err(e),
     };
-    let outcome = if r.is_ok() { "ok" } else { "invalid" };
-    audit(&state, &user, "call.list", "calls", outcome, detail, false).await;
+    audit(&state, &user, "call.list", "calls", outcome_of(&r), detail, false).await;
     r
 }
 
@@ -253,13 +257,7 @@ async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Resul
 }
 
 pub(crate) async fn audited_action(state: &AppState, user: &User, action: &str, id: &str, detail: String, r: Result<watchfloor_store::CallRecord, ApiError>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
-    let outcome = match &r {
-        Ok(_) => "ok",
-        Err(ApiError(StatusCode::NOT_FOUND, _)) => "not_found",
-        Err(ApiError(StatusCode::BAD_REQUEST, _)) => "invalid",
-        Err(ApiError(StatusCode::CONFLICT, _)) => "refused",
-        Err(_) => "error",
-    };
+    let outcome = outcome_of(&r);
     let detail = match &r {
         Err(ApiError(_, why)) => format!("{detail}; {why}"),
         Ok(_) => detail,

@@ -233,10 +233,7 @@ impl CallRecord {
                 self.dispatch_message = Some(message.clone());
             }
             CallEventKind::DispatchRecalled { .. } => self.dispatch = Some("recalled".into()),
-            CallEventKind::Alert { alert, .. } => self.alerts.push(match alert {
-                watchfloor_dispatch::alerts::AlertKind::Danger { word } => format!("danger:{word}"),
-                other => serde_json::to_value(other).ok().and_then(|v| v["kind"].as_str().map(str::to_string)).unwrap_or_default(),
-            }),
+            CallEventKind::Alert { alert, .. } => self.alerts.push(alert.label()),
             CallEventKind::TranscriptDelta { .. }
             | CallEventKind::Talking { .. }
             | CallEventKind::Dtmf { .. }

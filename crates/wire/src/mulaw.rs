@@ -81,6 +81,21 @@ pub fn rms_dbfs(bytes: &[u8]) -> f32 {
     }
 }
 
+/// Whether a μ-law buffer's RMS level is at or above `dbfs` (same scale as [`rms_dbfs`]),
+/// with integer arithmetic only: no square root or logarithm per frame (the caller's audio path).
+pub fn louder_than(bytes: &[u8], dbfs: f32) -> bool {
+    if bytes.is_empty() {
+        return false;
+    }
+    let amplitude = 32768.0 * 10f64.powf(dbfs as f64 / 20.0);
+    let threshold = (amplitude * amplitude * bytes.len() as f64) as u64;
+    let sum: u64 = bytes.iter().map(|&b| {
+        let s = decode(b) as i64;
+        (s * s) as u64
+    }).sum();
+    sum >= threshold
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,6 +117,17 @@ mod tests {
             let back = encode(decode(code));
             assert!(back == code || (decode(code) == 0 && back == SILENCE), "code {code:#x}");
         }
+    }
+
+    #[test]
+    fn louder_than_agrees_with_rms_dbfs() {
+        for code in [0x00u8, 0x10, 0x40, 0x70, 0x7E, 0xFF] {
+            let frame = [code; 160];
+            for level in [-60.0f32, -40.0, -20.0, -6.0] {
+                assert_eq!(louder_than(&frame, level), rms_dbfs(&frame) >= level, "code {code:#x} at {level} dBFS");
+            }
+        }
+        assert!(!louder_than(&[], -90.0));
     }
 
     #[test]
