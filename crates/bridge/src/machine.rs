@@ -176,6 +176,9 @@ pub enum Command {
     /// Record a supervisor event on the call's timeline (unit attached, on scene, legal hold).
     /// Only record-keeping kinds are accepted; others are skipped.
     Record(CallEventKind),
+    /// Does nothing: waiting for it means every event the call published before is queued for
+    /// the store (a just-started call has published its first events).
+    Sync,
     /// The call's media stream ended before it started (`stop` before `start`): Twilio now runs
     /// the verbs after `</Connect>` (the human line); the AI side ends.
     StreamStoppedBeforeStart,
@@ -1109,6 +1112,7 @@ impl CallMachine {
             Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::LegalHold { .. })) => {
                 self.emit(now, kind);
             }
+            Command::Sync => {}
             Command::StreamStoppedBeforeStart => self.end(now, "stream_stopped_before_start", CallStatus::Fallback),
             Command::HandOffPending { action, to, by } => self.pending_handoff = Some((action, to, by)),
             Command::HandOffFailed => self.pending_handoff = None,

@@ -98,7 +98,10 @@ fn record_or_404(state: &AppState, id: &str) -> Result<watchfloor_store::CallRec
 /// The record as of now: for a live call, first wait until its events so far are written (a
 /// live record on disk may lag by up to one flush interval).
 async fn fresh_record(state: &AppState, id: &str) -> Result<watchfloor_store::CallRecord, ApiError> {
-    if state.calls.handle(id).is_some() {
+    if let Some(handle) = state.calls.handle(id) {
+        // The call's task may not have published its first events yet (it was just started):
+        // a round trip through it orders them before the barrier.
+        let _ = handle.send_and_wait(Command::Sync).await;
         state.calls.hub().barrier().await.map_err(internal)?;
     }
     record_or_404(state, id)
