@@ -218,6 +218,16 @@ pub enum CallEventKind {
         /// Who recorded it.
         by: String,
     },
+    /// A unit's status changed: `en_route`, `cleared`, or `available` (released by a recall or
+    /// a correction of the units before it arrived).
+    UnitStatusChanged {
+        /// The unit.
+        unit: String,
+        /// The new status.
+        status: watchfloor_dispatch::units::UnitStatus,
+        /// Who recorded it (a console user, or `policy`).
+        by: String,
+    },
     /// A legal hold was put on (or taken off) the call's record: held records are never purged.
     LegalHold {
         /// Held or not.
@@ -247,12 +257,33 @@ pub enum CallEventKind {
         auto_dispatch_at_ms: Option<u64>,
         /// The radio message as it stands.
         message: String,
+        /// The units proposed (recommended from the roster by incident type, or chosen by a
+        /// supervisor), unit first as in the message.
+        #[serde(default)]
+        units: Vec<String>,
     },
     /// The dispatch went out.
     Dispatched {
         /// By whom.
         by: watchfloor_dispatch::policy::DispatchedBy,
         /// The radio message.
+        message: String,
+        /// The units dispatched (each also has a `UnitAttached`).
+        #[serde(default)]
+        units: Vec<String>,
+    },
+    /// The radio message was voiced by the model as an out-of-band response (never sent to the
+    /// caller). Its audio is the `dispatch` track at `stream_ms` for `duration_ms`.
+    DispatchAudio {
+        /// Per-call number of the voiced message (1, 2, … for corrections after dispatch).
+        revision: u32,
+        /// `completed`, or why there is no audio (`failed`, `cancelled`, `incomplete`, `unavailable`).
+        status: String,
+        /// Where the audio sits on the call's stream clock, ms.
+        stream_ms: u64,
+        /// Length of the audio, ms.
+        duration_ms: u64,
+        /// The words voiced.
         message: String,
     },
     /// A supervised proposal has waited past its hold window.
@@ -325,6 +356,8 @@ pub enum Track {
     Agent,
     /// Agent audio sent to Twilio but dropped by a `clear` (barge-in): never heard.
     AgentCleared,
+    /// The dispatch radio message voiced by the model out of band: never sent to the caller.
+    Dispatch,
 }
 
 impl Track {
@@ -334,6 +367,7 @@ impl Track {
             Track::Caller => 0,
             Track::Agent => 1,
             Track::AgentCleared => 2,
+            Track::Dispatch => 3,
         }
     }
 
@@ -343,6 +377,7 @@ impl Track {
             0 => Some(Track::Caller),
             1 => Some(Track::Agent),
             2 => Some(Track::AgentCleared),
+            3 => Some(Track::Dispatch),
             _ => None,
         }
     }

@@ -23,3 +23,7 @@ pub use event::{AudioFrame, CallEvent, CallEventKind, CallStatus, Speaker, Stage
 pub use machine::{CallMachine, Command, Input, Output};
 pub use profile::{AgentProfile, CallContext, VadProfile};
 pub use registry::{CallHandle, CallRegistry, Hub, RecordMsg};
+
+/// The unit roster shared by every call and the API. Locked only for dispatch decisions and
+/// unit status changes, never on the audio path.
+pub type SharedRoster = std::sync::Arc<std::sync::Mutex<watchfloor_dispatch::units::Roster>>;

@@ -159,10 +159,13 @@ pub enum Command {
         /// The console user.
         by: String,
     },
-    /// Correct the incident (type, location, priority, description …).
+    /// Correct the incident (type, location, priority, description …) and/or the units.
     EditIncident {
         /// The corrected facts (boxed: large).
         facts: Box<watchfloor_dispatch::incident::Facts>,
+        /// The units to send, replacing the recommendation (before dispatch) or the units sent
+        /// (after: new ones are dispatched, dropped ones that have not arrived are released).
+        units: Option<Vec<String>>,
         /// The console user.
         by: String,
     },
@@ -351,7 +354,39 @@ pub struct CallMachine {
     last_caller_speech: Option<Instant>,
     /// Why the last supervisor command was refused.
     last_refusal: Option<String>,
+    /// The unit roster (none: no units are proposed; the message starts "Respond").
+    roster: Option<crate::SharedRoster>,
+    /// Units a supervisor chose for the proposal, replacing the recommendation.
+    chosen_units: Option<Vec<String>>,
+    /// The radio message voiced out of band.
+    dispatch_audio: DispatchAudio,
 }
+
+/// The out-of-band responses voicing the dispatch message (PROTOCOLS.md §1, `response.create`
+/// with `conversation: "none"`): requested after each dispatch and each correction after it.
+#[derive(Debug, Default)]
+struct DispatchAudio {
+    /// Last revision requested.
+    revision: u32,
+    /// Revisions requested and not yet answered by a `response.created`: revision → (message,
+    /// stream ms when requested, tries).
+    requested: HashMap<u32, (String, u64, u32)>,
+    /// Revisions to ask for again after the next in-conversation `response.done` (the service
+    /// refused them while a response was active).
+    retry: Vec<u32>,
+    /// Out-of-band responses under way: response id → (revision, μ-law so far).
+    responses: HashMap<String, (u32, Vec<u8>)>,
+    /// Where the last voiced message ends on the stream clock, ms (revisions never overlap).
+    end_ms: u64,
+}
+
+/// How the model voices the dispatch message.
+const DISPATCH_VOICE_INSTRUCTIONS: &str = "You are the dispatch radio voice. Read the dispatch message you are given aloud exactly as written, word for word, in a calm, clear, even voice. Say nothing else.";
+
+/// `metadata.purpose` of the out-of-band responses that voice the dispatch message.
+pub const DISPATCH_AUDIO_PURPOSE: &str = "dispatch_audio";
+/// Tries to get a dispatch message voiced before giving up (the text stays on the record).
+const DISPATCH_AUDIO_TRIES: u32 = 3;
 
 impl CallMachine {
     /// A new call, created when the webhook arrives (`now`, `now_unix_ms`) or at stream start.
@@ -412,6 +447,9 @@ impl CallMachine {
             alerts_acked: Vec::new(),
             last_caller_speech: None,
             last_refusal: None,
+            roster: None,
+            chosen_units: None,
+            dispatch_audio: DispatchAudio::default(),
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -423,6 +461,12 @@ impl CallMachine {
     /// Sets the dispatch policy.
     pub fn with_policy(mut self, policy: Policy) -> Self {
         self.dispatcher = Dispatcher::new(policy);
+        self
+    }
+
+    /// Gives the call the unit roster: proposals recommend units from it, a dispatch assigns them.
+    pub fn with_roster(mut self, roster: crate::SharedRoster) -> Self {
+        self.roster = Some(roster);
         self
     }
 
@@ -638,6 +682,16 @@ impl CallMachine {
             self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item }));
         }
         let items = self.history.len() as u32;
+        // Dispatch messages not yet voiced are asked for again in the new session.
+        self.dispatch_audio.responses.clear();
+        self.dispatch_audio.retry.clear();
+        let mut pending: Vec<u32> = self.dispatch_audio.requested.keys().copied().collect();
+        pending.sort_unstable();
+        for revision in pending {
+            if let Some((message, stream_ms, tries)) = self.dispatch_audio.requested.remove(&revision) {
+                self.send_dispatch_audio_request(revision, message, stream_ms, tries + 1);
+            }
+        }
         // After a drop, the caller may be waiting for an answer: ask for one unless the agent
         // spoke last (a renewal happens only at a quiet moment).
         if !renewed && self.history.last().is_some_and(|l| l.speaker == Speaker::Caller) {
@@ -774,6 +828,9 @@ impl CallMachine {
     fn on_model(&mut self, ev: ServerEvent, now: Instant) {
         self.last_model_event = now;
         self.caller_speech_since_model_ms = 0;
+        if self.on_dispatch_audio_event(&ev, now) {
+            return;
+        }
         match ev {
             ServerEvent::SessionCreated { .. } => {}
             ServerEvent::SessionUpdated { .. } => self.stage(now, Stage::SessionUpdated),
@@ -824,6 +881,11 @@ impl CallMachine {
                 }
                 if std::mem::take(&mut self.reply_after_response) {
                     self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
+                }
+                for revision in std::mem::take(&mut self.dispatch_audio.retry) {
+                    if let Some((message, stream_ms, tries)) = self.dispatch_audio.requested.remove(&revision) {
+                        self.send_dispatch_audio_request(revision, message, stream_ms, tries + 1);
+                    }
                 }
                 if response.status == "failed" {
                     let message = response.status_details.map(|d| d.to_string()).unwrap_or_default();
@@ -981,6 +1043,102 @@ impl CallMachine {
         }
     }
 
+    /// Handles the events of the out-of-band responses that voice the dispatch message; true
+    /// when `ev` was one of them (it then never reaches the caller, the transcript or the
+    /// barge-in logic).
+    fn on_dispatch_audio_event(&mut self, ev: &ServerEvent, now: Instant) -> bool {
+        let da = &mut self.dispatch_audio;
+        match ev {
+            ServerEvent::ResponseCreated { response, .. } => {
+                let meta = response.metadata.as_ref();
+                if meta.and_then(|m| m.get("purpose")).and_then(|p| p.as_str()) != Some(DISPATCH_AUDIO_PURPOSE) {
+                    return false;
+                }
+                let revision = meta.and_then(|m| m.get("revision")).and_then(|r| r.as_str()).and_then(|r| r.parse::<u32>().ok());
+                match revision.filter(|r| da.requested.contains_key(r)) {
+                    Some(r) => {
+                        da.responses.insert(response.id.clone(), (r, Vec::new()));
+                    }
+                    None => self.skip(now, "model", format!("out-of-band response {} for no dispatch audio requested", response.id)),
+                }
+                true
+            }
+            ServerEvent::ResponseOutputAudioDelta { response_id, delta, .. } => {
+                let Some((_, audio)) = da.responses.get_mut(response_id) else { return false };
+                match mulaw::decode_base64_into(delta, &mut self.scratch) {
+                    Ok(_) => audio.extend_from_slice(&self.scratch),
+                    Err(e) => self.skip(now, "model", format!("dispatch audio: {e}")),
+                }
+                true
+            }
+            ServerEvent::ResponseOutputAudioTranscriptDelta { response_id, .. }
+            | ServerEvent::ResponseOutputAudioTranscriptDone { response_id, .. }
+            | ServerEvent::ResponseOutputAudioDone { response_id, .. }
+            | ServerEvent::ResponseOutputItemAdded { response_id, .. }
+            | ServerEvent::ResponseOutputItemDone { response_id, .. } => da.responses.contains_key(response_id),
+            ServerEvent::ResponseDone { response, .. } => {
+                let Some((revision, audio)) = da.responses.remove(&response.id) else { return false };
+                let Some((message, requested_ms, _)) = da.requested.remove(&revision) else { return true };
+                let stream_ms = requested_ms.max(da.end_ms);
+                let duration_ms = mulaw::bytes_to_ms(audio.len());
+                let status = if response.status == "completed" && !audio.is_empty() { "completed".to_string() } else { response.status.clone() };
+                if !audio.is_empty() {
+                    da.end_ms = stream_ms + duration_ms;
+                    self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Dispatch, stream_ms, audio: Bytes::from(audio) }));
+                }
+                self.emit(now, CallEventKind::DispatchAudio { revision, status, stream_ms, duration_ms, message });
+                true
+            }
+            ServerEvent::Error { error, .. } => {
+                let Some(revision) = error.event_id.as_deref().and_then(|id| id.strip_prefix("dispatch_audio_")).and_then(|r| r.split('_').next()).and_then(|r| r.parse::<u32>().ok()) else { return false };
+                let Some((_, _, tries)) = da.requested.get(&revision) else { return false };
+                if error.code.as_deref() == Some("conversation_already_has_active_response") && *tries < DISPATCH_AUDIO_TRIES {
+                    // Asked while a response was active: ask again when it is done.
+                    tracing::debug!(revision, "dispatch audio: a response is active; asking again after it");
+                    da.retry.push(revision);
+                    return true;
+                }
+                tracing::warn!(revision, code = ?error.code, message = %error.message, "dispatch audio refused by the model");
+                if let Some((message, stream_ms, _)) = da.requested.remove(&revision) {
+                    self.emit(now, CallEventKind::DispatchAudio { revision, status: "failed".into(), stream_ms, duration_ms: 0, message });
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Asks the model to voice the dispatch message out of band: `response.create` with
+    /// `conversation: "none"`, the message as its only input and `metadata` naming it
+    /// (PROTOCOLS.md §1). Its audio is recorded as the `dispatch` track, never sent to the caller.
+    fn request_dispatch_audio(&mut self, now: Instant, message: String) {
+        self.dispatch_audio.revision += 1;
+        let revision = self.dispatch_audio.revision;
+        let stream_ms = self.stream_now_ms();
+        if self.falling_back || self.phase == Phase::Ended {
+            self.emit(now, CallEventKind::DispatchAudio { revision, status: "unavailable".into(), stream_ms, duration_ms: 0, message });
+            return;
+        }
+        self.send_dispatch_audio_request(revision, message, stream_ms, 1);
+    }
+
+    fn send_dispatch_audio_request(&mut self, revision: u32, message: String, stream_ms: u64, tries: u32) {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("purpose".into(), DISPATCH_AUDIO_PURPOSE.into());
+        metadata.insert("revision".into(), revision.to_string().into());
+        self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
+            event_id: Some(format!("dispatch_audio_{revision}_{tries}")),
+            response: Some(ResponseCreateParams {
+                instructions: Some(DISPATCH_VOICE_INSTRUCTIONS.into()),
+                conversation: Some("none".into()),
+                input: Some(vec![ItemCreate::user_text(message.clone())]),
+                metadata: Some(metadata),
+                output_modalities: Some(vec!["audio".into()]),
+            }),
+        }));
+        self.dispatch_audio.requested.insert(revision, (message, stream_ms, tries));
+    }
+
     /// PROTOCOLS.md §3, steps 1–4.
     fn barge_in(&mut self, now: Instant) {
         let Some(playing) = self.pending_marks.front() else {
@@ -1056,6 +1214,7 @@ impl CallMachine {
             }
             Command::RecallDispatch { by } => {
                 self.dispatcher.recall(at, &by).map_err(|e| e.to_string())?;
+                self.release_units(now, None, &by);
                 self.emit(now, CallEventKind::DispatchRecalled { by });
                 self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
                     event_id: None,
@@ -1063,17 +1222,39 @@ impl CallMachine {
                     item: ItemCreate::system_text("The supervisor recalled the dispatch. Do not tell the caller help is coming unless told again; keep gathering information."),
                 }));
             }
-            Command::EditIncident { facts, by } => {
-                let changed = self.incident.apply(&facts, &Source::Supervisor { user: by }, at);
+            Command::EditIncident { facts, units, by } => {
+                // Check the units first: a refused edit changes nothing.
+                let units = match units {
+                    None => None,
+                    Some(units) => Some(self.check_units(units)?),
+                };
+                let changed = self.incident.apply(&facts, &Source::Supervisor { user: by.clone() }, at);
+                let mut units_changed = false;
+                if let Some(units) = units {
+                    units_changed = self.chosen_units.as_ref() != Some(&units);
+                    if self.is_dispatched() {
+                        let before = self.dispatch_units();
+                        let dropped: Vec<String> = before.iter().filter(|u| !units.contains(u)).cloned().collect();
+                        self.assign_units(now, &units, &by);
+                        self.release_units(now, Some(&dropped), &by);
+                        units_changed = self.dispatch_units() != before;
+                    }
+                    self.chosen_units = Some(units);
+                }
                 if changed {
                     self.incident_changed(now);
-                    if matches!(self.dispatcher.state, watchfloor_dispatch::policy::DispatchState::Dispatched { .. }) {
+                }
+                if changed || units_changed {
+                    if self.is_dispatched() {
                         let message = self.dispatch_message();
                         self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
                             event_id: None,
                             previous_item_id: None,
                             item: ItemCreate::system_text(format!("The supervisor corrected the dispatch: {message}")),
                         }));
+                        self.request_dispatch_audio(now, message);
+                    } else {
+                        self.repropose(now);
                     }
                     self.evaluate_dispatch(now);
                 }
@@ -1093,6 +1274,26 @@ impl CallMachine {
         Ok(())
     }
 
+    /// Checks a supervisor's unit list against the roster: each unit known, free or already on
+    /// this call, and none that has arrived left out. Returns the list without repeats.
+    fn check_units(&self, units: Vec<String>) -> Result<Vec<String>, String> {
+        let Some(roster) = &self.roster else { return Err("no unit roster is configured".into()) };
+        let mut unique: Vec<String> = Vec::with_capacity(units.len());
+        for u in units {
+            if !unique.contains(&u) {
+                unique.push(u);
+            }
+        }
+        let roster = crate::registry::lock(roster);
+        roster.check_assignable(&unique, &self.call_sid).map_err(|e| e.to_string())?;
+        for u in roster.units.iter().filter(|u| u.call_sid.as_deref() == Some(&*self.call_sid)) {
+            if u.status == watchfloor_dispatch::units::UnitStatus::OnScene && !unique.contains(&u.id) {
+                return Err(format!("{} is on scene; clear it instead of removing it", u.id));
+            }
+        }
+        Ok(unique)
+    }
+
     fn on_command(&mut self, cmd: Command, now: Instant) {
         match cmd {
             Command::Whisper { text, by } => {
@@ -1109,7 +1310,7 @@ impl CallMachine {
                     self.last_refusal = Some(why);
                 }
             }
-            Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::LegalHold { .. })) => {
+            Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::UnitStatusChanged { .. } | CallEventKind::LegalHold { .. })) => {
                 self.emit(now, kind);
             }
             Command::Sync => {}
@@ -1210,8 +1411,66 @@ impl CallMachine {
         self.emit(now, CallEventKind::Alert { alert_id, alert: kind, severity });
     }
 
+    fn is_dispatched(&self) -> bool {
+        matches!(self.dispatcher.state, watchfloor_dispatch::policy::DispatchState::Dispatched { .. })
+    }
+
+    /// The units of the dispatch: those sent (once dispatched), else the supervisor's choice,
+    /// else the roster's recommendation for the incident type.
+    fn dispatch_units(&self) -> Vec<String> {
+        let Some(roster) = &self.roster else { return Vec::new() };
+        let roster = crate::registry::lock(roster);
+        if self.is_dispatched() {
+            return roster.assigned_to(&self.call_sid);
+        }
+        if let Some(chosen) = &self.chosen_units {
+            return chosen.clone();
+        }
+        self.incident.incident_type.as_ref().map(|t| roster.recommend(&t.value)).unwrap_or_default()
+    }
+
     fn dispatch_message(&self) -> String {
-        radio::message(&[], &self.incident)
+        radio::message(&self.dispatch_units(), &self.incident)
+    }
+
+    /// Dispatches units to this call, each on its own (a unit taken by another call since the
+    /// proposal is left out and logged); emits `UnitAttached` for each newly dispatched one.
+    fn assign_units(&mut self, now: Instant, units: &[String], by: &str) {
+        let Some(roster) = self.roster.clone() else { return };
+        let mut newly = Vec::new();
+        {
+            let mut roster = crate::registry::lock(&roster);
+            for unit in units {
+                match roster.assign(std::slice::from_ref(unit), &self.call_sid) {
+                    Ok(n) => newly.extend(n),
+                    Err(e) => tracing::warn!(error = %e, "unit left out of the dispatch"),
+                }
+            }
+        }
+        for unit in newly {
+            self.emit(now, CallEventKind::UnitAttached { unit, by: by.to_string() });
+        }
+    }
+
+    /// Releases this call's units that have not arrived (all, or `only` those) back to
+    /// Available; emits `UnitStatusChanged` for each.
+    fn release_units(&mut self, now: Instant, only: Option<&[String]>, by: &str) {
+        let Some(roster) = self.roster.clone() else { return };
+        let released = crate::registry::lock(&roster).release(&self.call_sid, only);
+        for unit in released {
+            self.emit(now, CallEventKind::UnitStatusChanged { unit, status: watchfloor_dispatch::units::UnitStatus::Available, by: by.to_string() });
+        }
+    }
+
+    /// Emits the standing proposal again (its units or message changed).
+    fn repropose(&mut self, now: Instant) {
+        if let watchfloor_dispatch::policy::DispatchState::Proposed { auto_at_ms, .. } = &self.dispatcher.state {
+            let auto_dispatch_at_ms = *auto_at_ms;
+            let priority = self.incident.priority.as_ref().map(|f| f.value);
+            let units = self.dispatch_units();
+            let message = radio::message(&units, &self.incident);
+            self.emit(now, CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message, units });
+        }
     }
 
     /// Runs the dispatch trigger and policy after a change.
@@ -1231,21 +1490,37 @@ impl CallMachine {
                     _ => None,
                 };
                 let priority = self.incident.priority.as_ref().map(|f| f.value);
-                let message = self.dispatch_message();
-                self.emit(now, CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message });
+                let units = self.dispatch_units();
+                let message = radio::message(&units, &self.incident);
+                self.emit(now, CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message, units });
             }
             Decision::Dispatched(by) => {
                 if by == watchfloor_dispatch::policy::DispatchedBy::HoldExpired {
                     self.alert(now, AlertKind::AutoDispatched);
                 }
-                let message = self.dispatch_message();
-                self.emit(now, CallEventKind::Dispatched { by, message: message.clone() });
+                // The units were chosen (or recommended) before the state moved to dispatched.
+                let wanted = match &self.roster {
+                    None => Vec::new(),
+                    Some(roster) => match &self.chosen_units {
+                        Some(chosen) => chosen.clone(),
+                        None => self.incident.incident_type.as_ref().map(|t| crate::registry::lock(roster).recommend(&t.value)).unwrap_or_default(),
+                    },
+                };
+                let who = match &by {
+                    watchfloor_dispatch::policy::DispatchedBy::Supervisor { user } => user.clone(),
+                    _ => "policy".to_string(),
+                };
+                self.assign_units(now, &wanted, &who);
+                let units = self.dispatch_units();
+                let message = radio::message(&units, &self.incident);
+                self.emit(now, CallEventKind::Dispatched { by, message: message.clone(), units });
                 // The agent must never contradict the dispatch: tell it, and let it tell the caller.
                 self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
                     event_id: None,
                     previous_item_id: None,
                     item: ItemCreate::system_text(format!("Dispatch has been sent: {message} Tell the caller help is on the way; do not promise an arrival time.")),
                 }));
+                self.request_dispatch_audio(now, message);
                 if self.response_in_flight.is_none() && !self.reply_after_response {
                     self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
                         event_id: None,

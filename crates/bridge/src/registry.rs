@@ -186,6 +186,8 @@ pub struct BridgeConfig {
     pub max_frames_per_second: u32,
     /// The dispatch policy of new calls.
     pub policy: watchfloor_dispatch::policy::Policy,
+    /// The unit roster every call dispatches from.
+    pub roster: crate::SharedRoster,
 }
 
 /// Live calls.
@@ -319,6 +321,7 @@ impl CallRegistry {
             timers: cfg.timers,
             max_frames_per_second: cfg.max_frames_per_second,
             policy: cfg.policy,
+            roster: cfg.roster,
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();

@@ -75,6 +75,8 @@ pub struct CallSetup {
     pub max_frames_per_second: u32,
     /// The dispatch policy.
     pub policy: watchfloor_dispatch::policy::Policy,
+    /// The unit roster.
+    pub roster: crate::SharedRoster,
 }
 
 /// How a call reaches a human when the AI cannot go on.
@@ -172,7 +174,8 @@ pub async fn run_call(
         setup.received_unix_ms,
     )
     .with_timers(setup.timers)
-    .with_policy(setup.policy);
+    .with_policy(setup.policy)
+    .with_roster(setup.roster.clone());
     let mut twilio: Option<TwilioSocket> = None;
     let mut model_sock: Option<ModelSocket> = None;
     // A model socket being opened: the first, a reconnect, or a renewal.

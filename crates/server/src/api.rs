@@ -52,6 +52,22 @@ pub fn valid_unit(unit: &str) -> Result<String, String> {
     Ok(u.to_string())
 }
 
+/// The `units` of an incident edit (`PATCH /api/calls/{id}/incident`): absent, or a list of
+/// 0–16 unit names (each as [`valid_unit`]). Other keys are the incident's, read by
+/// `watchfloor_dispatch::report::parse`.
+pub fn edit_units(body: &str) -> Result<Option<Vec<String>>, String> {
+    let v: serde_json::Value = serde_json::from_str(body).map_err(|e| format!("request body is not JSON: {e}"))?;
+    let Some(units) = v.get("units") else { return Ok(None) };
+    let list = units.as_array().ok_or("units must be a list of unit names, e.g. [\"Engine 7\", \"Medic 3\"]")?;
+    if list.len() > 16 {
+        return Err("at most 16 units".into());
+    }
+    list.iter()
+        .map(|u| u.as_str().ok_or_else(|| "units must be a list of unit names".to_string()).and_then(valid_unit))
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 /// An E.164 number: `+` and 7–15 digits.
 pub fn valid_number(n: &str) -> Result<String, String> {
     let n = n.trim();
@@ -104,6 +120,10 @@ pub fn check_any_body(bytes: &[u8]) {
         let _ = valid_number(&b.to);
     }
     let _ = serde_json::from_slice::<LoginBody>(bytes);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let _ = edit_units(text);
+        let _ = watchfloor_dispatch::report::parse(text);
+    }
     if let Ok(pairs) = serde_urlencoded::from_bytes::<Vec<(String, String)>>(bytes) {
         let _ = call_query(&pairs.into_iter().collect());
     }
@@ -140,5 +160,16 @@ mod tests {
         assert!(q("cursor=12.CA1").unwrap().after.is_some());
         assert!(valid_number("+15550001234").is_ok());
         assert!(valid_number("+1555000123456789").is_err());
+    }
+
+    #[test]
+    fn edit_units_rules() {
+        assert_eq!(edit_units(r#"{"priority":"P1"}"#), Ok(None));
+        assert_eq!(edit_units(r#"{"units":[" Engine 7 ","Medic 3"]}"#), Ok(Some(vec!["Engine 7".into(), "Medic 3".into()])));
+        assert_eq!(edit_units(r#"{"units":[]}"#), Ok(Some(vec![])));
+        assert!(edit_units(r#"{"units":"Engine 7"}"#).is_err());
+        assert!(edit_units(r#"{"units":[7]}"#).is_err());
+        assert!(edit_units(r#"{"units":[""]}"#).is_err());
+        assert!(edit_units("not json").is_err());
     }
 }

@@ -18,7 +18,9 @@
 //! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `console_user`
 //! (`supervisor`), `[[users]]` (name, password_hash, line), `max_calls` (200),
 //! `max_frames_per_second` (250), `webhook_rate_per_second` (20), `dispatch_policy`
-//! (`{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`), `[agent]`.
+//! (`{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`), `[agent]`,
+//! `[[units]]` (the roster: `id = "Engine 7"`, `type = "engine"` — engine, ladder, medic, rescue,
+//! patrol, hazmat, battalion).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -91,6 +93,19 @@ pub struct Config {
     pub webhook_rate_per_second: u32,
     /// The dispatch policy: supervised with a hold window (default 20 s) or automatic.
     pub dispatch_policy: watchfloor_dispatch::policy::Policy,
+    /// The unit roster (empty: proposals name no units).
+    pub units: Vec<UnitConfig>,
+}
+
+/// A unit of the roster, as configured.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnitConfig {
+    /// Call sign, e.g. `Engine 7`.
+    pub id: String,
+    /// `engine`, `ladder`, `medic`, `rescue`, `patrol`, `hazmat` or `battalion`.
+    #[serde(rename = "type")]
+    pub unit_type: watchfloor_dispatch::types::UnitType,
 }
 
 /// The file form: every field optional.
@@ -142,6 +157,9 @@ pub struct FileConfig {
     pub webhook_rate_per_second: Option<u32>,
     /// See [`Config::dispatch_policy`]: `{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`.
     pub dispatch_policy: Option<watchfloor_dispatch::policy::Policy>,
+    /// See [`Config::units`].
+    #[serde(default)]
+    pub units: Vec<UnitConfig>,
 }
 
 /// Configuration errors.
@@ -200,6 +218,7 @@ impl Config {
             max_frames_per_second: 250,
             webhook_rate_per_second: 20,
             dispatch_policy: watchfloor_dispatch::policy::Policy::default(),
+            units: Vec::new(),
         }
     }
 
@@ -239,6 +258,7 @@ impl Config {
         if let Some(v) = f.max_frames_per_second { self.max_frames_per_second = v; }
         if let Some(v) = f.webhook_rate_per_second { self.webhook_rate_per_second = v.max(1); }
         if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
+        if !f.units.is_empty() { self.units = f.units; }
     }
 
     /// Applies environment variables read through `get` (testable without touching the process env).
@@ -302,5 +322,9 @@ mod tests {
         assert!(!format!("{cfg:?}").contains("sk-test-secret"));
         assert!(cfg.apply_env(|k| (k == "WATCHFLOOR_BIND").then(|| "nonsense".to_string())).is_err());
         assert!(toml::from_str::<FileConfig>("unknown_key = 1").is_err());
+        cfg.apply_file(toml::from_str("[[units]]\nid = \"Engine 7\"\ntype = \"engine\"\n[[units]]\nid = \"Medic 3\"\ntype = \"medic\"\n").unwrap());
+        assert_eq!(cfg.units.len(), 2);
+        assert_eq!(cfg.units[1].unit_type, watchfloor_dispatch::types::UnitType::Medic);
+        assert!(toml::from_str::<FileConfig>("[[units]]\nid = \"Truck 1\"\ntype = \"truck\"\n").is_err(), "unknown unit type");
     }
 }

@@ -43,6 +43,37 @@ pub struct AppState {
     pub auth: Arc<auth::Auth>,
     /// Per-address limiter of the webhook.
     pub webhook_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
+    /// The unit roster, shared with every call.
+    pub roster: watchfloor_bridge::SharedRoster,
+}
+
+/// Locks the roster (a poisoned lock still holds a consistent roster: every change is one
+/// assignment of plain fields).
+pub(crate) fn lock_roster(r: &watchfloor_bridge::SharedRoster) -> std::sync::MutexGuard<'_, watchfloor_dispatch::units::Roster> {
+    r.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Builds the roster from the configuration and restores each unit's assignment from the call
+/// records of the last 7 days (a unit dispatched, en route or on scene when the server stopped).
+fn load_roster(config: &Config, store: &Store) -> Result<watchfloor_dispatch::units::Roster, ServeError> {
+    let mut roster = watchfloor_dispatch::units::Roster::new(config.units.iter().map(|u| (u.id.clone(), u.unit_type)).collect()).map_err(ServeError::Roster)?;
+    const WEEK_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+    let mut q = watchfloor_store::CallQuery { from_ms: Some(watchfloor_bridge::task::unix_ms().saturating_sub(WEEK_MS)), limit: api::MAX_PAGE, ..Default::default() };
+    loop {
+        let page = store.query(&q).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?;
+        for s in &page.calls {
+            if let Ok(Some(rec)) = store.get_call(&s.call_sid) {
+                for u in &rec.units {
+                    roster.restore(&u.unit, &rec.call_sid, u.status);
+                }
+            }
+        }
+        match page.next_cursor.as_deref().and_then(watchfloor_store::index::decode_cursor) {
+            Some(after) => q.after = Some(after),
+            None => break,
+        }
+    }
+    Ok(roster)
 }
 
 /// A running server.
@@ -94,6 +125,9 @@ pub enum ServeError {
     /// A non-loopback bind without a Twilio auth token (signatures) and not behind a trusted proxy.
     #[error("refusing to listen on {0}: a non-loopback address needs TWILIO_AUTH_TOKEN (signed webhooks and streams), or WATCHFLOOR_TRUSTED_PROXY=1 behind an authenticating proxy")]
     Insecure(SocketAddr),
+    /// The unit roster is invalid (a call sign listed twice).
+    #[error("unit roster: {0}")]
+    Roster(watchfloor_dispatch::units::RosterError),
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -156,6 +190,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     for sid in &interrupted {
         tracing::warn!(call_sid = %sid, "call was live when the server stopped: marked interrupted");
     }
+    let roster: watchfloor_bridge::SharedRoster = Arc::new(std::sync::Mutex::new(load_roster(&config, &store)?));
     if config.openai_api_key.is_none() {
         tracing::warn!("==============================================================");
         tracing::warn!("NO OPENAI_API_KEY: the AI agent is OFF. Every call goes straight");
@@ -186,6 +221,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         timers: config.timers,
         max_frames_per_second: config.max_frames_per_second,
         policy: config.dispatch_policy,
+        roster: roster.clone(),
     };
     if config.twilio_rest().is_none() {
         tracing::warn!("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: a failing AI call is handed to a human by closing its stream only (no REST redirect)");
@@ -193,7 +229,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let calls = CallRegistry::new(hub, bridge, cancel.child_token(), tracker.clone());
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     let app = routes::router(state);
     let c2 = cancel.clone();

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use serde_json::json;
 use watchfloor_bridge::task::unix_ms;
 use watchfloor_bridge::{CallEventKind, Command};
+use watchfloor_dispatch::units::UnitStatus;
 use watchfloor_store::{AuditQuery, NewAuditEntry};
 
 use crate::AppState;
@@ -32,8 +33,12 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/calls/{id}/timeline", get(timeline))
         .route("/api/calls/{id}/recording.wav", get(recording))
         .route("/api/calls/{id}/eido", get(eido))
+        .route("/api/calls/{id}/dispatch/{revision}/audio.wav", get(dispatch_audio))
         .route("/api/calls/{id}/attach", post(attach_unit))
+        .route("/api/calls/{id}/en-route", post(unit_en_route))
         .route("/api/calls/{id}/on-scene", post(unit_on_scene))
+        .route("/api/calls/{id}/cleared", post(unit_cleared))
+        .route("/api/units", get(units))
         .route("/api/calls/{id}/legal-hold", post(legal_hold))
         .route("/api/callers/{number}/history", get(caller_history))
         .route("/api/audit", get(audit_log))
@@ -168,6 +173,26 @@ async fn recording(State(state): State<AppState>, Extension(user): Extension<Use
     audited_read(&state, &user, "call.recording", &id, r).await
 }
 
+/// `GET /api/calls/{id}/dispatch/{revision}/audio.wav`: the dispatch message as the model voiced
+/// it (mono, 16-bit PCM, 8000 Hz) — the record's `dispatch_audio_url`.
+async fn dispatch_audio(State(state): State<AppState>, Extension(user): Extension<User>, Path((id, revision)): Path<(String, u32)>) -> Result<Response, ApiError> {
+    let r = match fresh_record(&state, &id).await {
+        Ok(_) => state
+            .store
+            .dispatch_audio_wav(&id, revision)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("call {id} has no voiced dispatch message {revision}")))
+            .map(|wav| ([(header::CONTENT_TYPE, "audio/wav"), (header::CONTENT_DISPOSITION, "inline; filename=\"dispatch.wav\"")], wav).into_response()),
+        Err(e) => Err(e),
+    };
+    audited_read(&state, &user, "call.dispatch_audio", &id, r).await
+}
+
+/// `GET /api/units`: the roster — each unit's call sign, type, status and the call it is on.
+async fn units(State(state): State<AppState>) -> Json<watchfloor_dispatch::units::Roster> {
+    Json(crate::lock_roster(&state.roster).clone())
+}
+
 /// `GET /api/calls/{id}/eido`: the call as a NENA EIDO document (NENA-STA-021).
 async fn eido(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = (|| {
@@ -269,40 +294,72 @@ pub(crate) async fn audited_action(state: &AppState, user: &User, action: &str, 
     r.map(Json)
 }
 
-/// `POST /api/calls/{id}/attach` `{"unit": "Engine 7"}`: a unit attaches to the call.
-async fn attach_unit(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
-    let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
-        Ok(unit) => {
-            let kind = CallEventKind::UnitAttached { unit: unit.clone(), by: user.name.clone() };
-            let r = match fresh_record(&state, &id).await {
-                Ok(rec) if rec.units.iter().any(|u| u.unit == unit) => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is already attached"))),
-                Ok(_) => record_action(&state, &id, kind).await,
-                Err(e) => Err(e),
-            };
-            (format!("unit {unit}"), r)
+/// Moves a unit on a call (attach = dispatched, en route, on scene, cleared): checked against
+/// the call's record (the unit's status there) and, for a unit on the roster, the roster (a unit
+/// busy on another call cannot be attached: 409). The roster changes first and is put back if
+/// the record cannot take the event. Units not on the roster (mutual aid) are recorded only.
+async fn move_unit(state: &AppState, user: &User, id: &str, unit: &str, next: UnitStatus) -> Result<watchfloor_store::CallRecord, ApiError> {
+    let rec = fresh_record(state, id).await?;
+    let refused = |m: String| ApiError(StatusCode::CONFLICT, m);
+    let current = rec.units.iter().find(|u| u.unit == unit).map(|u| u.status);
+    match (current, next) {
+        (Some(s), UnitStatus::Dispatched) if !s.is_free() => return Err(refused(format!("{unit} is already attached ({})", s.words()))),
+        (None, UnitStatus::Dispatched) | (Some(_), UnitStatus::Dispatched) => {}
+        (None, _) => return Err(refused(format!("{unit} is not attached to this call"))),
+        (Some(s), _) if !s.can_move_to(next) => return Err(refused(format!("{unit} cannot go from {} to {}", s.words(), next.words()))),
+        (Some(_), _) => {}
+    }
+    let before = {
+        let mut roster = crate::lock_roster(&state.roster);
+        let before = roster.get(unit).cloned();
+        if before.is_some() {
+            let r = if next == UnitStatus::Dispatched { roster.assign(&[unit.to_string()], id).map(|_| ()) } else { roster.set_status(unit, id, next) };
+            r.map_err(|e| refused(e.to_string()))?;
         }
+        before
+    };
+    let kind = match next {
+        UnitStatus::Dispatched => CallEventKind::UnitAttached { unit: unit.to_string(), by: user.name.clone() },
+        UnitStatus::OnScene => CallEventKind::UnitOnScene { unit: unit.to_string(), by: user.name.clone() },
+        status => CallEventKind::UnitStatusChanged { unit: unit.to_string(), status, by: user.name.clone() },
+    };
+    let r = record_action(state, id, kind).await;
+    if r.is_err()
+        && let Some(before) = before {
+            let mut roster = crate::lock_roster(&state.roster);
+            if let Some(u) = roster.units.iter_mut().find(|u| u.id == before.id) {
+                *u = before;
+            }
+        }
+    r
+}
+
+async fn unit_action(state: AppState, user: User, id: String, b: Result<Json<UnitBody>, JsonRejection>, next: UnitStatus, action: &str) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
+        Ok(unit) => (format!("unit {unit}"), move_unit(&state, &user, &id, &unit, next).await),
         Err(e) => (String::from("bad request"), Err(e)),
     };
-    audited_action(&state, &user, "call.attach_unit", &id, detail, r).await
+    audited_action(&state, &user, action, &id, detail, r).await
+}
+
+/// `POST /api/calls/{id}/attach` `{"unit": "Engine 7"}`: a unit is dispatched to the call.
+async fn attach_unit(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    unit_action(state, user, id, b, UnitStatus::Dispatched, "call.attach_unit").await
+}
+
+/// `POST /api/calls/{id}/en-route` `{"unit": "Engine 7"}`: an attached unit is on its way.
+async fn unit_en_route(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    unit_action(state, user, id, b, UnitStatus::EnRoute, "call.unit_en_route").await
 }
 
 /// `POST /api/calls/{id}/on-scene` `{"unit": "Engine 7"}`: an attached unit is on scene.
 async fn unit_on_scene(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
-    let (detail, r) = match body(b).and_then(|b| valid_unit(&b.unit)) {
-        Ok(unit) => {
-            let r = match fresh_record(&state, &id).await {
-                Ok(rec) => match rec.units.iter().find(|u| u.unit == unit) {
-                    None => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is not attached to this call"))),
-                    Some(u) if u.on_scene_at_ms.is_some() => Err(ApiError(StatusCode::CONFLICT, format!("{unit} is already on scene"))),
-                    Some(_) => record_action(&state, &id, CallEventKind::UnitOnScene { unit: unit.clone(), by: user.name.clone() }).await,
-                },
-                Err(e) => Err(e),
-            };
-            (format!("unit {unit}"), r)
-        }
-        Err(e) => (String::from("bad request"), Err(e)),
-    };
-    audited_action(&state, &user, "call.unit_on_scene", &id, detail, r).await
+    unit_action(state, user, id, b, UnitStatus::OnScene, "call.unit_on_scene").await
+}
+
+/// `POST /api/calls/{id}/cleared` `{"unit": "Engine 7"}`: a unit is done and back in service.
+async fn unit_cleared(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    unit_action(state, user, id, b, UnitStatus::Cleared, "call.unit_cleared").await
 }
 
 /// `POST /api/calls/{id}/legal-hold` `{"on": true}`: hold (or release) a record from purging.

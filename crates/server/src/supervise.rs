@@ -63,16 +63,25 @@ async fn recall(State(state): State<AppState>, Extension(user): Extension<User>,
 
 /// `PATCH /api/calls/{id}/incident` with any of `incident_type` (APCO code), `location`,
 /// `cross_street`, `landmark`, `city`, `description`, `priority` (`P1`–`P4`), `callback_number`,
-/// `hazards`, `people_involved`, `injuries`: the supervisor's correction wins over the model.
+/// `hazards`, `people_involved`, `injuries`, `units` (roster call signs): the supervisor's
+/// correction wins over the model. Units replace the proposal's before dispatch; after it, new
+/// ones are dispatched and dropped ones that have not arrived are released. 409 for a unit not
+/// on the roster, busy on another call, or on scene and left out.
 async fn edit_incident(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: Bytes) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let text = String::from_utf8_lossy(&body).into_owned();
-    let (facts, errors) = watchfloor_dispatch::report::parse(&text);
+    let (facts, mut errors) = watchfloor_dispatch::report::parse(&text);
+    let units = crate::api::edit_units(&text).unwrap_or_else(|e| {
+        if errors.is_empty() {
+            errors.push(e); // (a body that is not JSON is reported once)
+        }
+        None
+    });
     let r = if !errors.is_empty() {
         Err(ApiError(StatusCode::BAD_REQUEST, errors.join("; ")))
-    } else if facts == watchfloor_dispatch::incident::Facts::default() {
-        Err(ApiError(StatusCode::BAD_REQUEST, "nothing to change: give incident_type, location, priority, description …".into()))
+    } else if facts == watchfloor_dispatch::incident::Facts::default() && units.is_none() {
+        Err(ApiError(StatusCode::BAD_REQUEST, "nothing to change: give incident_type, location, priority, description, units …".into()))
     } else {
-        live_command(&state, &id, Command::EditIncident { facts: Box::new(facts), by: user.name.clone() }).await
+        live_command(&state, &id, Command::EditIncident { facts: Box::new(facts), units, by: user.name.clone() }).await
     };
     audited_action(&state, &user, "incident.edit", &id, text.chars().take(300).collect(), r).await
 }

@@ -95,3 +95,107 @@ async fn supervisor_decisions_on_a_live_call() {
     }
     rig.server.shutdown().await;
 }
+
+async fn patch(url: String, body: Value) -> (u16, Value) {
+    let r = client().patch(url).json(&body).send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+fn unit_status(rec: &Value, unit: &str) -> String {
+    rec["units"].as_array().unwrap().iter().find(|u| u["unit"] == unit).map(|u| u["status"].as_str().unwrap().to_string()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn units_from_the_roster_and_the_voiced_dispatch_message() {
+    let sc = scenario("cardiac-arrest");
+    let rig = rig(vec![sc.clone()], 2.0, |c| {
+        use watchfloor_dispatch::types::UnitType;
+        c.units = [("Medic 3", UnitType::Medic), ("Engine 7", UnitType::Engine), ("Engine 9", UnitType::Engine), ("Patrol 12", UnitType::Patrol)]
+            .into_iter()
+            .map(|(id, unit_type)| watchfloor_server::config::UnitConfig { id: id.into(), unit_type })
+            .collect();
+    })
+    .await;
+    let base = rig.server.base_url();
+    let call = tokio::spawn({
+        let (base, sc) = (base.clone(), sc.clone());
+        async move { place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed: 2.0, ..Default::default() }, ..Default::default() }).await.unwrap() }
+    });
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let (sid, rec) = loop {
+        let a: Value = client().get(format!("{base}/api/calls/active")).send().await.unwrap().json().await.unwrap();
+        if let Some(sid) = a["calls"][0]["call_sid"].as_str() {
+            let rec: Value = client().get(format!("{base}/api/calls/{sid}")).send().await.unwrap().json().await.unwrap();
+            if rec["dispatch"] == "proposed" {
+                break (sid.to_string(), rec);
+            }
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no proposal");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let u = |p: &str| format!("{base}/api/calls/{sid}/{p}");
+    // The proposal recommends a medic and an engine, unit first.
+    assert!(rec["dispatch_message"].as_str().unwrap().starts_with("Medic 3, Engine 7, respond priority one to a cardiac arrest"), "{rec}");
+    // The supervisor sends Engine 9 instead; an unknown unit is refused and changes nothing.
+    let (s, why) = patch(u("incident"), json!({"units": ["Truck 1"]})).await;
+    assert_eq!((s, why["error"].as_str()), (409, Some("no unit Truck 1 on the roster")));
+    let (s, rec) = patch(u("incident"), json!({"units": ["Medic 3", "Engine 9"]})).await;
+    assert_eq!(s, 200, "{rec}");
+    assert!(rec["dispatch_message"].as_str().unwrap().starts_with("Medic 3, Engine 9, respond"), "{rec}");
+    assert_eq!(patch(u("incident"), json!({"units": "Medic 3"})).await.0, 400);
+    let (s, rec) = post(u("dispatch/confirm"), json!({})).await;
+    assert_eq!(s, 200);
+    assert_eq!((unit_status(&rec, "Medic 3"), unit_status(&rec, "Engine 9")), ("dispatched".into(), "dispatched".into()));
+    let roster: Value = client().get(format!("{base}/api/units")).send().await.unwrap().json().await.unwrap();
+    let busy: Vec<&str> = roster["units"].as_array().unwrap().iter().filter(|u| u["call_sid"] == sid.as_str()).map(|u| u["id"].as_str().unwrap()).collect();
+    assert_eq!(busy, vec!["Medic 3", "Engine 9"]);
+    // Status moves through the endpoints; a move that makes no sense is refused.
+    assert_eq!(post(u("en-route"), json!({"unit": "Medic 3"})).await.0, 200);
+    let (s, why) = post(u("en-route"), json!({"unit": "Medic 3"})).await;
+    assert_eq!((s, why["error"].as_str()), (409, Some("Medic 3 cannot go from en route to en route")));
+    assert_eq!(post(u("on-scene"), json!({"unit": "Medic 3"})).await.0, 200);
+    assert_eq!(post(u("on-scene"), json!({"unit": "Patrol 12"})).await.0, 409, "not attached");
+    assert_eq!(post(u("attach"), json!({"unit": "Engine 7"})).await.0, 200);
+    assert_eq!(post(u("attach"), json!({"unit": "Engine 7"})).await.0, 409);
+    let (s, rec) = post(u("cleared"), json!({"unit": "Engine 9"})).await;
+    assert_eq!((s, unit_status(&rec, "Engine 9")), (200, "cleared".into()));
+    assert_eq!((unit_status(&rec, "Medic 3"), unit_status(&rec, "Engine 7")), ("on_scene".into(), "dispatched".into()));
+    let roster: Value = client().get(format!("{base}/api/units")).send().await.unwrap().json().await.unwrap();
+    let status = |id: &str| roster["units"].as_array().unwrap().iter().find(|u| u["id"] == id).unwrap()["status"].as_str().unwrap().to_string();
+    assert_eq!((status("Medic 3"), status("Engine 7"), status("Engine 9")), ("on_scene".into(), "dispatched".into(), "cleared".into()));
+
+    // The dispatch message, voiced out of band, is served as WAV at dispatch_audio_url.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let url = loop {
+        let rec: Value = client().get(format!("{base}/api/calls/{sid}")).send().await.unwrap().json().await.unwrap();
+        if let Some(url) = rec["dispatch_audio_url"].as_str() {
+            break url.to_string();
+        }
+        assert!(tokio::time::Instant::now() < deadline, "dispatch audio not voiced: {rec}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(url, format!("/api/calls/{sid}/dispatch/1/audio.wav"));
+    let r = client().get(format!("{base}{url}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "audio/wav");
+    let wav = r.bytes().await.unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap();
+    assert_eq!((reader.spec().channels, reader.spec().sample_rate), (1, 8000));
+    assert_eq!(client().get(u("dispatch/2/audio.wav")).send().await.unwrap().status(), 404);
+
+    let call = call.await.unwrap();
+    wait_record_ended(&rig.server, &call.call_sid).await;
+    let session = rig.model.closed_session_of(&sc.caller_number, Duration::from_secs(5)).await.unwrap();
+    let oob = &session.out_of_band[0];
+    assert_eq!(oob.metadata["purpose"], "dispatch_audio");
+    assert!(oob.text.starts_with("Medic 3, Engine 9, respond priority one to a cardiac arrest"), "{}", oob.text);
+    assert_eq!(reader.duration() as usize, oob.audio.len(), "every byte voiced is in the WAV");
+    // The caller got exactly the conversation's audio: none of the dispatch audio.
+    let conversation: usize = session.agent_audio.iter().map(|(_, a)| a.len()).sum();
+    assert_eq!(call.report.received_audio.len(), conversation);
+    // The record's transcript has no dispatch line.
+    let rec = rig.server.store.get_call(&sid).unwrap().unwrap();
+    assert!(!rec.transcript.iter().any(|l| l.text.contains("respond priority one")), "{:#?}", rec.transcript);
+    assert_eq!(rec.dispatch_audio.len(), 1);
+    rig.server.shutdown().await;
+}

@@ -23,7 +23,15 @@
 //!   comes with the next response (after the client's `function_call_output` and `response.create`);
 //!   an output for an unknown `call_id` is rejected;
 //! - a supervisor instruction (a system message `Supervisor instruction: …`) is reflected in the
-//!   transcript of the next response.
+//!   transcript of the next response;
+//! - out-of-band responses (`response.create` with `conversation: "none"`): `metadata` is
+//!   checked (≤ 16 pairs, keys ≤ 64 and string values ≤ 512 characters) and echoed on
+//!   `response.created`/`response.done` with `conversation_id: null`; the text of the `input`
+//!   items is voiced (a tone burst per word, about 150 words a minute) and transcribed exactly;
+//!   nothing is added to the conversation (no `conversation.item.added`, the scenario does not
+//!   advance, a truncate of its item is `item_not_found`); it may run beside the conversation's
+//!   own response, and `response.cancel` with its `response_id` cancels it. In-conversation
+//!   responses carry the session's `conversation_id`.
 //!
 //! The scenario of a session is picked by the caller number found in the instructions
 //! (`Caller ID … +1555…`), from the scenarios given at start.
@@ -118,8 +126,27 @@ pub struct SessionLog {
     pub function_outputs: Vec<(String, String)>,
     /// `(audio_start_ms, audio_end_ms)` of each caller turn the VAD found.
     pub turns: Vec<(u64, u64)>,
+    /// Out-of-band responses made, in order.
+    pub out_of_band: Vec<OutOfBandLog>,
     /// The socket is closed.
     pub closed: bool,
+}
+
+/// One out-of-band response (`conversation: "none"`).
+#[derive(Debug, Default, Clone)]
+pub struct OutOfBandLog {
+    /// Its id.
+    pub response_id: String,
+    /// The `metadata` it was tagged with.
+    pub metadata: serde_json::Map<String, Value>,
+    /// The words voiced (the text of its `input` items).
+    pub text: String,
+    /// The μ-law audio sent for it.
+    pub audio: Vec<u8>,
+    /// A conversation response was in flight when it was asked for.
+    pub beside_active: bool,
+    /// `completed` or `cancelled`.
+    pub status: String,
 }
 
 /// A running model fake.
@@ -214,6 +241,10 @@ struct Shared {
     ids: std::sync::atomic::AtomicU64,
     /// Why the last response was cancelled (`turn_detected` or `client_cancelled`).
     cancel_reason: Mutex<&'static str>,
+    /// Out-of-band responses under way, by id.
+    out_of_band: Mutex<HashMap<String, CancellationToken>>,
+    /// The session's default conversation (`conv_…`).
+    conversation_id: String,
 }
 
 impl Shared {
@@ -308,7 +339,16 @@ async fn serve_connection(
         }
         let _ = sink.close().await;
     });
-    let shared = Arc::new(Shared { log: log.clone(), out: tx, active: Mutex::new(None), item_audio: Mutex::default(), ids: Default::default(), cancel_reason: Mutex::new("turn_detected") });
+    let shared = Arc::new(Shared {
+        log: log.clone(),
+        out: tx,
+        active: Mutex::new(None),
+        item_audio: Mutex::default(),
+        ids: Default::default(),
+        cancel_reason: Mutex::new("turn_detected"),
+        out_of_band: Mutex::default(),
+        conversation_id: format!("conv_{:08x}", rand_u32()),
+    });
     let faults = opts.faults.by_caller.clone();
     let mut session = Session::new(shared.clone(), scenarios, opts);
     if beta {
@@ -543,12 +583,33 @@ impl Session {
                 }
             }
             ClientEvent::ResponseCreate { response, .. } => {
+                match response.as_ref().and_then(|r| r.conversation.as_deref()) {
+                    None | Some("auto") => {}
+                    Some("none") => {
+                        // Invariant: `conversation` is set, so `response` is.
+                        let params = response.expect("response params");
+                        match out_of_band_text(&params) {
+                            Ok(text) => self.start_out_of_band(params.metadata.unwrap_or_default(), text),
+                            Err((param, message)) => self.shared.error(err("invalid_request_error", "invalid_value", message, Some(param), event_id)),
+                        }
+                        return;
+                    }
+                    Some(other) => {
+                        self.shared.error(err("invalid_request_error", "invalid_value", format!("Invalid value: '{other}'. Supported values are: 'auto' and 'none'."), Some("response.conversation".into()), event_id));
+                        return;
+                    }
+                }
                 if self.shared.active.lock().unwrap().is_some() {
                     self.shared.error(err("invalid_request_error", "conversation_already_has_active_response", "Conversation already has an active response in progress.".into(), None, event_id));
                     return;
                 }
-                let _ = response;
                 self.start_response();
+            }
+            ClientEvent::ResponseCancel { response_id: Some(id), .. } if self.shared.out_of_band.lock().unwrap().contains_key(&id) => {
+                self.shared.log.lock().unwrap().cancels += 1;
+                if let Some(token) = self.shared.out_of_band.lock().unwrap().get(&id) {
+                    token.cancel();
+                }
             }
             ClientEvent::ResponseCancel { .. } => {
                 self.shared.log.lock().unwrap().cancels += 1;
@@ -665,6 +726,17 @@ impl Session {
         false
     }
 
+    /// An out-of-band response: voiced beside the conversation, adding nothing to it.
+    fn start_out_of_band(&mut self, metadata: serde_json::Map<String, Value>, text: String) {
+        let resp_id = self.shared.id("resp");
+        let item_id = self.shared.id("item");
+        let token = CancellationToken::new();
+        self.shared.out_of_band.lock().unwrap().insert(resp_id.clone(), token.clone());
+        let beside_active = self.shared.active.lock().unwrap().is_some();
+        self.shared.log.lock().unwrap().out_of_band.push(OutOfBandLog { response_id: resp_id.clone(), metadata: metadata.clone(), text: text.clone(), audio: Vec::new(), beside_active, status: "in_progress".into() });
+        tokio::spawn(run_out_of_band(self.shared.clone(), resp_id, item_id, metadata, text, self.opts.clone(), token));
+    }
+
     fn start_response(&mut self) {
         let resp_id = self.shared.id("resp");
         let call = self.scenario.as_ref().and_then(|s| s.agent_function_call(self.next_agent_line)).cloned();
@@ -697,10 +769,137 @@ impl Session {
     }
 }
 
+/// A pseudo-random u32 (ids only; not for anything that needs randomness).
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
+    h.finish() as u32
+}
+
+/// Checks an out-of-band `response.create` and returns the text it asks to voice: the
+/// `input` items' text (or the instructions when there is no input). Errors name the `param`.
+fn out_of_band_text(p: &watchfloor_wire::realtime::ResponseCreateParams) -> Result<String, (String, String)> {
+    if let Some(m) = &p.metadata {
+        if m.len() > 16 {
+            return Err(("response.metadata".into(), format!("Invalid 'response.metadata': too many properties. Expected an object with at most 16 properties, but got an object with {} properties instead.", m.len())));
+        }
+        for (k, v) in m {
+            if k.chars().count() > 64 {
+                return Err(("response.metadata".into(), format!("Invalid 'response.metadata': key '{k}' is longer than 64 characters.")));
+            }
+            match v.as_str() {
+                Some(s) if s.chars().count() <= 512 => {}
+                Some(_) => return Err((format!("response.metadata.{k}"), "Invalid 'response.metadata': string value too long. Expected a string with maximum length 512.".into())),
+                None => return Err((format!("response.metadata.{k}"), "Invalid type for 'response.metadata': expected a string.".into())),
+            }
+        }
+    }
+    let text = match &p.input {
+        Some(items) => items
+            .iter()
+            .filter_map(|i| match i {
+                ItemCreate::Message { content, .. } => Some(
+                    content
+                        .iter()
+                        .map(|c| match c {
+                            watchfloor_wire::realtime::ContentPart::InputText { text } | watchfloor_wire::realtime::ContentPart::OutputText { text } => text.as_str(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                _ => None,
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        None => p.instructions.clone().unwrap_or_default(),
+    };
+    Ok(text)
+}
+
+/// Speech-like μ-law for a text: a tone burst per word (60 ms per letter, 200–600 ms, pitch
+/// from the word) and 80 ms between words — about 150 words a minute.
+pub fn voice(text: &str) -> Vec<u8> {
+    let mut out = Vec::new();
+    for word in text.split_whitespace() {
+        let letters = word.chars().filter(|c| c.is_alphanumeric()).count() as u64;
+        let ms = (letters * 60).clamp(200, 600);
+        let pitch = 180.0 + (word.bytes().map(u32::from).sum::<u32>() % 7) as f64 * 30.0;
+        let n = mulaw::ms_to_bytes(ms);
+        for i in 0..n {
+            let t = i as f64 / f64::from(mulaw::SAMPLE_RATE_HZ);
+            // A soft attack and release so bursts do not click.
+            let env = (i.min(n - i) as f64 / 80.0).min(1.0);
+            let s = (t * pitch * std::f64::consts::TAU).sin() * 8000.0 * env;
+            out.push(mulaw::encode(s as i16));
+        }
+        out.extend(std::iter::repeat_n(0xFF, mulaw::ms_to_bytes(80)));
+    }
+    out
+}
+
+/// An out-of-band response: `response.created` (with `conversation_id: null` and the metadata),
+/// one assistant message item outside the conversation, its audio and transcript deltas paced
+/// like a conversation response, then `response.done`.
+async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, metadata: serde_json::Map<String, Value>, text: String, opts: ModelFakeOptions, cancel: CancellationToken) {
+    let ev = |s: &Shared| s.id("event");
+    let response = |status: &str| Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: status.into(), conversation_id: None, metadata: Some(Value::Object(metadata.clone())), ..Default::default() };
+    shared.send(ServerEvent::ResponseCreated { event_id: ev(&shared), response: response("in_progress") });
+    let item = |status: &str, transcript: Option<&str>| Item {
+        id: Some(item_id.clone()),
+        object: Some("realtime.item".into()),
+        kind: "message".into(),
+        status: Some(status.into()),
+        role: Some("assistant".into()),
+        content: Some(transcript.map(|t| vec![json!({"type":"output_audio","transcript":t})]).unwrap_or_default()),
+        ..Default::default()
+    };
+    shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
+    let audio = voice(&text);
+    let chunk_bytes = mulaw::ms_to_bytes(opts.chunk_ms).max(1);
+    let chunks: Vec<&[u8]> = audio.chunks(chunk_bytes).collect();
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let pace = Duration::from_secs_f64(opts.chunk_ms as f64 / 1000.0 / opts.generation_factor / opts.speed.max(0.001));
+    let mut next = tokio::time::Instant::now();
+    let mut words_sent = 0;
+    let mut status = "completed";
+    for (i, chunk) in chunks.iter().enumerate() {
+        if cancel.is_cancelled() {
+            status = "cancelled";
+            break;
+        }
+        if let Some(l) = shared.log.lock().unwrap().out_of_band.iter_mut().find(|l| l.response_id == resp_id) {
+            l.audio.extend_from_slice(chunk);
+        }
+        shared.send(ServerEvent::ResponseOutputAudioDelta { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, delta: mulaw::encode_base64(chunk) });
+        let due = ((i + 1) * words.len()).div_ceil(chunks.len());
+        while words_sent < due {
+            shared.send(ServerEvent::ResponseOutputAudioTranscriptDelta { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, delta: words[words_sent].to_string() });
+            words_sent += 1;
+        }
+        next += pace;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = cancel.cancelled() => { status = "cancelled"; break; }
+        }
+    }
+    if status == "completed" {
+        shared.send(ServerEvent::ResponseOutputAudioDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0 });
+        shared.send(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, transcript: text.clone() });
+    }
+    shared.send(ServerEvent::ResponseOutputItemDone { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item(if status == "completed" { "completed" } else { "incomplete" }, Some(&text)) });
+    shared.out_of_band.lock().unwrap().remove(&resp_id);
+    if let Some(l) = shared.log.lock().unwrap().out_of_band.iter_mut().find(|l| l.response_id == resp_id) {
+        l.status = status.into();
+    }
+    let details = (status == "cancelled").then(|| json!({"type":"cancelled","reason":"client_cancelled"}));
+    shared.send(ServerEvent::ResponseDone { event_id: ev(&shared), response: Response { status_details: details, ..response(status) } });
+}
+
 /// A response whose output is one `function_call` item (no audio), sent at once.
 fn run_function_call(shared: &Shared, resp_id: String, item_id: String, call_id: String, name: String, arguments: String) {
     let ev = || shared.id("event");
-    shared.send(ServerEvent::ResponseCreated { event_id: ev(), response: Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: "in_progress".into(), ..Default::default() } });
+    shared.send(ServerEvent::ResponseCreated { event_id: ev(), response: Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: "in_progress".into(), conversation_id: Some(shared.conversation_id.clone()), ..Default::default() } });
     let item = |status: &str, args: &str| Item {
         id: Some(item_id.clone()),
         object: Some("realtime.item".into()),
@@ -726,13 +925,13 @@ fn run_function_call(shared: &Shared, resp_id: String, item_id: String, call_id:
     }
     shared.send(ServerEvent::ResponseDone {
         event_id: ev(),
-        response: Response { id: resp_id, object: Some("realtime.response".into()), status: "completed".into(), output: vec![item("completed", &arguments)], ..Default::default() },
+        response: Response { id: resp_id, object: Some("realtime.response".into()), status: "completed".into(), output: vec![item("completed", &arguments)], conversation_id: Some(shared.conversation_id.clone()), ..Default::default() },
     });
 }
 
 async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, previous: Option<String>, line: Option<Line>, opts: ModelFakeOptions, cancel: CancellationToken) {
     let ev = |s: &Shared| s.id("event");
-    shared.send(ServerEvent::ResponseCreated { event_id: ev(&shared), response: Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: "in_progress".into(), ..Default::default() } });
+    shared.send(ServerEvent::ResponseCreated { event_id: ev(&shared), response: Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: "in_progress".into(), conversation_id: Some(shared.conversation_id.clone()), ..Default::default() } });
     let item = |status: &str, transcript: Option<&str>| Item {
         id: Some(item_id.clone()),
         object: Some("realtime.item".into()),
@@ -799,6 +998,6 @@ async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, pre
     }
     shared.send(ServerEvent::ResponseDone {
         event_id: ev(&shared),
-        response: Response { id: resp_id, object: Some("realtime.response".into()), status: status.into(), status_details: details, ..Default::default() },
+        response: Response { id: resp_id, object: Some("realtime.response".into()), status: status.into(), status_details: details, conversation_id: Some(shared.conversation_id.clone()), ..Default::default() },
     });
 }

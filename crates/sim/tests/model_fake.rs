@@ -214,3 +214,92 @@ async fn cancel_and_truncate_follow_the_service_rules() {
     assert_eq!(log.truncations, vec![(item, 50)]);
     assert_eq!(log.cancels, 1);
 }
+
+#[tokio::test]
+async fn out_of_band_responses_run_beside_the_conversation_and_add_nothing_to_it() {
+    let fake = fake(8.0).await;
+    let mut ws = connect(&fake, &[("authorization", "Bearer sk-x")]).await.unwrap();
+    send(&mut ws, session_update(0.5)).await;
+    until(&mut ws, "session.updated").await;
+    // A conversation response is in flight …
+    send(&mut ws, json!({"type":"response.create"})).await;
+    let talk = until(&mut ws, "response.created").await;
+    assert!(talk["response"]["conversation_id"].as_str().unwrap().starts_with("conv_"));
+    // … and an out-of-band one runs beside it.
+    let message = "Medic 3, respond priority one to a cardiac arrest, 45 Elm Road.";
+    send(&mut ws, json!({"type":"response.create","event_id":"oob_1","response":{"conversation":"none","metadata":{"purpose":"dispatch_audio","revision":"1"},
+        "output_modalities":["audio"],"instructions":"Read it.","input":[{"type":"message","role":"user","content":[{"type":"input_text","text":message}]}]}})).await;
+    let mut oob_id = None;
+    let mut oob_audio = 0usize;
+    let mut oob_words = String::new();
+    let mut added_to_conversation = Vec::new();
+    let mut oob_item = String::new();
+    let mut done = 0;
+    while done < 2 {
+        let v = next(&mut ws).await;
+        match v["type"].as_str().unwrap() {
+            "response.created" => {
+                assert!(v["response"]["conversation_id"].is_null(), "out of band: no conversation");
+                assert_eq!(v["response"]["metadata"]["purpose"], "dispatch_audio");
+                oob_id = Some(v["response"]["id"].as_str().unwrap().to_string());
+            }
+            "response.output_audio.delta" if Some(v["response_id"].as_str().unwrap()) == oob_id.as_deref() => {
+                oob_audio += mulaw::decode_base64_into(v["delta"].as_str().unwrap(), &mut Vec::new()).unwrap();
+            }
+            "response.output_item.added" if Some(v["response_id"].as_str().unwrap()) == oob_id.as_deref() => oob_item = v["item"]["id"].as_str().unwrap().to_string(),
+            "response.output_audio_transcript.done" if Some(v["response_id"].as_str().unwrap()) == oob_id.as_deref() => oob_words = v["transcript"].as_str().unwrap().to_string(),
+            "conversation.item.added" => added_to_conversation.push(v["item"]["id"].as_str().unwrap_or_default().to_string()),
+            "response.done" => {
+                done += 1;
+                if Some(v["response"]["id"].as_str().unwrap()) == oob_id.as_deref() {
+                    assert_eq!(v["response"]["status"], "completed");
+                    assert_eq!(v["response"]["metadata"]["revision"], "1");
+                    assert!(v["response"]["conversation_id"].is_null());
+                }
+            }
+            "error" => panic!("unexpected error {v}"),
+            _ => {}
+        }
+    }
+    assert_eq!(oob_words, message, "voiced word for word");
+    let log = fake.sessions().pop().unwrap();
+    let oob = &log.out_of_band[0];
+    assert!(oob.beside_active);
+    assert_eq!(oob.audio.len(), oob_audio);
+    assert_eq!(oob.audio, watchfloor_sim::model::voice(message));
+    // ~150 words a minute: 11 words take 3–6 s.
+    assert!((3000..6000).contains(&mulaw::bytes_to_ms(oob_audio)), "{} ms", mulaw::bytes_to_ms(oob_audio));
+    assert_eq!(added_to_conversation.len(), 1, "only the conversation response's item was added: {added_to_conversation:?}");
+    // Its item is not in the conversation: a truncate of it is refused.
+    send(&mut ws, json!({"type":"conversation.item.truncate","item_id":oob_item,"content_index":0,"audio_end_ms":100})).await;
+    assert_eq!(until(&mut ws, "error").await["error"]["code"], "item_not_found");
+    // Bad metadata gets the real error, naming the param.
+    send(&mut ws, json!({"type":"response.create","response":{"conversation":"none","metadata":{"revision":1}}})).await;
+    let e = until(&mut ws, "error").await;
+    assert_eq!(e["error"]["param"], "response.metadata.revision");
+    let many: serde_json::Map<String, Value> = (0..17).map(|i| (format!("k{i}"), Value::from("v"))).collect();
+    send(&mut ws, json!({"type":"response.create","response":{"conversation":"none","metadata":many}})).await;
+    assert_eq!(until(&mut ws, "error").await["error"]["param"], "response.metadata");
+    send(&mut ws, json!({"type":"response.create","response":{"conversation":"elsewhere"}})).await;
+    assert_eq!(until(&mut ws, "error").await["error"]["param"], "response.conversation");
+}
+
+#[tokio::test]
+async fn an_out_of_band_response_is_cancelled_by_its_id_only() {
+    let fake = fake(0.5).await;
+    let mut ws = connect(&fake, &[("authorization", "Bearer sk-x")]).await.unwrap();
+    send(&mut ws, session_update(0.5)).await;
+    until(&mut ws, "session.updated").await;
+    send(&mut ws, json!({"type":"response.create","response":{"conversation":"none","input":[{"type":"message","role":"user","content":[{"type":"input_text","text":"Engine 7 respond to a structure fire at 123 Main Street"}]}]}})).await;
+    let created = until(&mut ws, "response.created").await;
+    let id = created["response"]["id"].as_str().unwrap().to_string();
+    until(&mut ws, "response.output_audio.delta").await;
+    // A plain cancel is for the conversation's response: there is none.
+    send(&mut ws, json!({"type":"response.cancel"})).await;
+    assert_eq!(until(&mut ws, "error").await["error"]["code"], "response_cancel_not_active");
+    send(&mut ws, json!({"type":"response.cancel","response_id":id})).await;
+    let done = until(&mut ws, "response.done").await;
+    assert_eq!(done["response"]["id"], id.as_str());
+    assert_eq!(done["response"]["status"], "cancelled");
+    assert_eq!(fake.sessions().pop().unwrap().out_of_band[0].status, "cancelled");
+}

@@ -28,7 +28,7 @@ use watchfloor_bridge::{CallEvent, Track};
 pub use audio::AudioChunk;
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
 pub use index::{CallPage, CallQuery};
-pub use record::{CallRecord, CallSummary, RECORD_VERSION, TranscriptLine, UnitRecord};
+pub use record::{CallRecord, CallSummary, DispatchAudioRecord, RECORD_VERSION, TranscriptLine, UnitRecord, dispatch_audio_url};
 
 /// Store errors. `Db` may be retried; `Corrupt` means a stored value does not parse.
 #[derive(Debug, thiserror::Error)]
@@ -300,6 +300,15 @@ impl Store {
     pub fn recording_wav(&self, call_sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let chunks = self.audio(call_sid)?;
         Ok((!chunks.is_empty()).then(|| audio::render_wav(&chunks)))
+    }
+
+    /// The voiced dispatch message of one revision as a mono WAV, or `None` when the call has no
+    /// such revision or it was not voiced.
+    pub fn dispatch_audio_wav(&self, call_sid: &str, revision: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(rec) = self.get_call(call_sid)? else { return Ok(None) };
+        let Some(d) = rec.dispatch_audio.iter().find(|d| d.revision == revision && d.status == "completed") else { return Ok(None) };
+        let chunks: Vec<AudioChunk> = self.audio(call_sid)?.into_iter().filter(|c| c.track == watchfloor_bridge::Track::Dispatch).collect();
+        Ok(Some(audio::render_track_wav(&chunks, watchfloor_bridge::Track::Dispatch, d.stream_ms, d.stream_ms + d.duration_ms)))
     }
 
     /// Writes a batch of events, the records they changed (with their index entries) and the

@@ -4,9 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, Speaker};
+use watchfloor_dispatch::units::UnitStatus;
 
 /// Current record version. Older records are migrated on open.
-pub const RECORD_VERSION: u32 = 3;
+pub const RECORD_VERSION: u32 = 4;
 
 /// One final line of transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -98,6 +99,36 @@ pub struct CallRecord {
     /// Alerts raised, in order (`danger:gun`, `dispatch_waiting`, …).
     #[serde(default)]
     pub alerts: Vec<String>,
+    /// The dispatch message voiced by the model, each revision (a correction after dispatch is
+    /// voiced again).
+    #[serde(default)]
+    pub dispatch_audio: Vec<DispatchAudioRecord>,
+    /// Where the latest voiced dispatch message is served as WAV
+    /// (`/api/calls/{CallSid}/dispatch/{revision}/audio.wav`), once there is one.
+    #[serde(default)]
+    pub dispatch_audio_url: Option<String>,
+}
+
+/// One voicing of the dispatch message.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DispatchAudioRecord {
+    /// 1, 2, … per call.
+    pub revision: u32,
+    /// `completed`, or why there is no audio (`failed`, `cancelled`, `incomplete`, `unavailable`).
+    pub status: String,
+    /// Where the audio sits on the stream clock (`dispatch` track), ms.
+    pub stream_ms: u64,
+    /// Length, ms.
+    pub duration_ms: u64,
+    /// The words voiced.
+    pub message: String,
+    /// ms since the Unix epoch.
+    pub at_ms: u64,
+}
+
+/// The URL of a call's voiced dispatch message.
+pub fn dispatch_audio_url(call_sid: &str, revision: u32) -> String {
+    format!("/api/calls/{call_sid}/dispatch/{revision}/audio.wav")
 }
 
 /// A unit attached to a call.
@@ -110,6 +141,20 @@ pub struct UnitRecord {
     /// ms since the Unix epoch, when it reported on scene.
     #[serde(default)]
     pub on_scene_at_ms: Option<u64>,
+    /// Where the unit stands on this call: `dispatched`, `en_route`, `on_scene`, `cleared`, or
+    /// `available` (released before it arrived: a recall or a correction).
+    #[serde(default = "dispatched")]
+    pub status: UnitStatus,
+    /// ms since the Unix epoch, when it reported en route.
+    #[serde(default)]
+    pub en_route_at_ms: Option<u64>,
+    /// ms since the Unix epoch, when it cleared (or was released).
+    #[serde(default)]
+    pub cleared_at_ms: Option<u64>,
+}
+
+fn dispatched() -> UnitStatus {
+    UnitStatus::Dispatched
 }
 
 fn status_name(s: CallStatus) -> &'static str {
@@ -154,6 +199,8 @@ impl CallRecord {
             dispatch: None,
             dispatch_message: None,
             alerts: Vec::new(),
+            dispatch_audio: Vec::new(),
+            dispatch_audio_url: None,
         }
     }
 
@@ -208,14 +255,35 @@ impl CallRecord {
                 self.ended_at_ms = Some(ev.at_ms);
                 self.end_reason = Some(reason.clone());
             }
-            CallEventKind::UnitAttached { unit, .. } => {
-                if !self.units.iter().any(|u| &u.unit == unit) {
-                    self.units.push(UnitRecord { unit: unit.clone(), attached_at_ms: ev.at_ms, on_scene_at_ms: None });
+            CallEventKind::UnitAttached { unit, .. } => match self.units.iter_mut().find(|u| &u.unit == unit) {
+                // Sent again after a release: a fresh assignment.
+                Some(u) if u.status.is_free() => {
+                    *u = UnitRecord { unit: unit.clone(), attached_at_ms: ev.at_ms, on_scene_at_ms: None, status: UnitStatus::Dispatched, en_route_at_ms: None, cleared_at_ms: None };
                 }
-            }
+                Some(_) => {}
+                None => self.units.push(UnitRecord { unit: unit.clone(), attached_at_ms: ev.at_ms, on_scene_at_ms: None, status: UnitStatus::Dispatched, en_route_at_ms: None, cleared_at_ms: None }),
+            },
             CallEventKind::UnitOnScene { unit, .. } => {
                 if let Some(u) = self.units.iter_mut().find(|u| &u.unit == unit) {
                     u.on_scene_at_ms.get_or_insert(ev.at_ms);
+                    u.status = UnitStatus::OnScene;
+                }
+            }
+            CallEventKind::UnitStatusChanged { unit, status, .. } => {
+                if let Some(u) = self.units.iter_mut().find(|u| &u.unit == unit) {
+                    u.status = *status;
+                    match status {
+                        UnitStatus::EnRoute => u.en_route_at_ms = Some(ev.at_ms),
+                        UnitStatus::OnScene => u.on_scene_at_ms = Some(ev.at_ms),
+                        UnitStatus::Cleared | UnitStatus::Available => u.cleared_at_ms = Some(ev.at_ms),
+                        UnitStatus::Dispatched => {}
+                    }
+                }
+            }
+            CallEventKind::DispatchAudio { revision, status, stream_ms, duration_ms, message } => {
+                self.dispatch_audio.push(DispatchAudioRecord { revision: *revision, status: status.clone(), stream_ms: *stream_ms, duration_ms: *duration_ms, message: message.clone(), at_ms: ev.at_ms });
+                if status == "completed" {
+                    self.dispatch_audio_url = Some(dispatch_audio_url(&self.call_sid, *revision));
                 }
             }
             CallEventKind::LegalHold { on, .. } => self.legal_hold = *on,
@@ -259,7 +327,17 @@ pub(crate) fn encode(rec: &CallRecord) -> Vec<u8> {
 /// defaults, so a version-1 record reads as the current version with those fields empty; a
 /// change of meaning would add a step here, matched on `version`.
 pub(crate) fn decode(bytes: &[u8]) -> Result<CallRecord, serde_json::Error> {
-    serde_json::from_slice(bytes)
+    let mut rec: CallRecord = serde_json::from_slice(bytes)?;
+    if rec.version < 4 {
+        // Version 4 gave units a status; before it, a unit was dispatched or on scene.
+        for u in &mut rec.units {
+            if u.on_scene_at_ms.is_some() {
+                u.status = UnitStatus::OnScene;
+            }
+        }
+        rec.version = RECORD_VERSION;
+    }
+    Ok(rec)
 }
 
 /// A call in a list: the record without its transcript.

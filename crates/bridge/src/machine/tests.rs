@@ -1,5 +1,5 @@
 use super::*;
-use watchfloor_wire::realtime::Response;
+use watchfloor_wire::realtime::{ErrorDetail, Response};
 use watchfloor_wire::twilio::{InboundMedia, StreamStart};
 
 const SID: &str = "CA00000000000000000000000000000001";
@@ -550,4 +550,123 @@ fn a_weak_cue_without_a_model_report_is_a_low_confidence_alert() {
     start(&mut m, t0);
     caller_says(&mut m, "u1", "I need an ambulance.", t0);
     assert!(events(&drain(&mut m)).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::LowConfidence, severity: watchfloor_dispatch::alerts::Severity::Info, .. })));
+}
+
+fn roster() -> crate::SharedRoster {
+    use watchfloor_dispatch::types::UnitType;
+    let units = [("Medic 3", UnitType::Medic), ("Engine 7", UnitType::Engine), ("Engine 9", UnitType::Engine), ("Patrol 12", UnitType::Patrol)];
+    Arc::new(std::sync::Mutex::new(watchfloor_dispatch::units::Roster::new(units.iter().map(|(i, t)| (i.to_string(), *t)).collect()).unwrap()))
+}
+
+/// A cardiac arrest at 45 Elm Road, proposed (supervised, P1).
+fn proposed_cardiac(m: &mut CallMachine, t0: Instant) -> Vec<Output> {
+    start(m, t0);
+    caller_says(m, "u1", "My husband collapsed, he's not breathing! We're at 45 Elm Road.", t0);
+    drain(m)
+}
+
+fn dispatch_audio_request(out: &[Output]) -> Option<(String, ResponseCreateParams)> {
+    to_model(out).into_iter().find_map(|e| match e {
+        ClientEvent::ResponseCreate { event_id, response: Some(p) } if p.conversation.as_deref() == Some("none") => Some((event_id.clone().unwrap_or_default(), p.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn the_proposal_names_recommended_units_and_a_dispatch_assigns_them() {
+    let t0 = Instant::now();
+    let r = roster();
+    let mut m = machine(t0).with_roster(r.clone());
+    let out = proposed_cardiac(&mut m, t0);
+    let (units, message) = events(&out).into_iter().find_map(|e| if let CallEventKind::DispatchProposed { units, message, .. } = e { Some((units.clone(), message.clone())) } else { None }).unwrap();
+    assert_eq!(units, vec!["Medic 3", "Engine 7"]);
+    assert_eq!(message, "Medic 3, Engine 7, respond priority one to a cardiac arrest, 45 Elm Road.");
+    assert!(r.lock().unwrap().assigned_to(SID).is_empty(), "a proposal assigns nothing");
+    m.command(Command::ConfirmDispatch { by: "sup".into() }, t0).unwrap();
+    let out = drain(&mut m);
+    let ev = events(&out);
+    assert!(ev.contains(&&CallEventKind::UnitAttached { unit: "Medic 3".into(), by: "sup".into() }));
+    assert!(ev.contains(&&CallEventKind::UnitAttached { unit: "Engine 7".into(), by: "sup".into() }));
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::Dispatched { units, .. } if units == &vec!["Medic 3".to_string(), "Engine 7".to_string()])));
+    assert_eq!(r.lock().unwrap().get("Medic 3").unwrap().status, watchfloor_dispatch::units::UnitStatus::Dispatched);
+    // A recall releases them.
+    m.command(Command::RecallDispatch { by: "sup".into() }, t0).unwrap();
+    let ev = drain(&mut m);
+    assert_eq!(events(&ev).iter().filter(|e| matches!(e, CallEventKind::UnitStatusChanged { status: watchfloor_dispatch::units::UnitStatus::Available, .. })).count(), 2);
+    assert!(r.lock().unwrap().assigned_to(SID).is_empty());
+}
+
+#[test]
+fn supervisor_units_replace_the_recommendation_and_are_checked() {
+    let t0 = Instant::now();
+    let r = roster();
+    let mut m = machine(t0).with_roster(r.clone());
+    proposed_cardiac(&mut m, t0);
+    let edit = |units: &[&str]| Command::EditIncident { facts: Box::default(), units: Some(units.iter().map(|s| s.to_string()).collect()), by: "sup".into() };
+    assert_eq!(m.command(edit(&["Truck 99"]), t0), Err("no unit Truck 99 on the roster".into()));
+    r.lock().unwrap().assign(&["Engine 9".into()], "CA_OTHER").unwrap();
+    assert_eq!(m.command(edit(&["Engine 9"]), t0), Err("Engine 9 is dispatched on another call (CA_OTHER)".into()));
+    m.command(edit(&["Medic 3", "Patrol 12", "Medic 3"]), t0).unwrap();
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::DispatchProposed { units, message, .. } if units == &vec!["Medic 3".to_string(), "Patrol 12".to_string()] && message.starts_with("Medic 3, Patrol 12, respond"))), "the proposal is revised");
+    m.command(Command::DispatchNow { by: "sup".into() }, t0).unwrap();
+    drain(&mut m);
+    assert_eq!(r.lock().unwrap().assigned_to(SID), vec!["Medic 3", "Patrol 12"]);
+    // After dispatch: add Engine 7, drop Patrol 12 (not arrived: released); Medic 3 on scene
+    // cannot be dropped.
+    r.lock().unwrap().set_status("Medic 3", SID, watchfloor_dispatch::units::UnitStatus::OnScene).unwrap();
+    assert_eq!(m.command(edit(&["Engine 7"]), t0), Err("Medic 3 is on scene; clear it instead of removing it".into()));
+    m.command(edit(&["Medic 3", "Engine 7"]), t0).unwrap();
+    let out = drain(&mut m);
+    let ev = events(&out);
+    assert!(ev.contains(&&CallEventKind::UnitAttached { unit: "Engine 7".into(), by: "sup".into() }));
+    assert!(ev.contains(&&CallEventKind::UnitStatusChanged { unit: "Patrol 12".into(), status: watchfloor_dispatch::units::UnitStatus::Available, by: "sup".into() }));
+    let corrected = to_model(&out).into_iter().any(|e| matches!(e, ClientEvent::ConversationItemCreate { item: ItemCreate::Message { content, .. }, .. } if format!("{content:?}").contains("corrected the dispatch: Medic 3, Engine 7, respond")));
+    assert!(corrected, "the agent is told the corrected dispatch");
+    assert!(dispatch_audio_request(&out).is_some(), "the correction is voiced again");
+}
+
+#[test]
+fn the_dispatch_message_is_voiced_out_of_band_and_never_reaches_the_caller() {
+    let t0 = Instant::now();
+    let mut m = machine(t0).with_roster(roster());
+    proposed_cardiac(&mut m, t0);
+    m.command(Command::ConfirmDispatch { by: "sup".into() }, t0).unwrap();
+    let out = drain(&mut m);
+    let (event_id, p) = dispatch_audio_request(&out).expect("an out-of-band response.create");
+    assert_eq!(p.metadata.as_ref().unwrap()["purpose"], "dispatch_audio");
+    assert_eq!(p.metadata.as_ref().unwrap()["revision"], "1");
+    assert_eq!(p.output_modalities, Some(vec!["audio".to_string()]));
+    let Some(ItemCreate::Message { content, .. }) = p.input.as_ref().and_then(|i| i.first()) else { panic!("the message is the input") };
+    assert!(format!("{content:?}").contains("Medic 3, Engine 7, respond priority one to a cardiac arrest"));
+    // The service refuses once (a response is active): asked again after that response.
+    m.handle_input(response_created("resp_talk"), t0);
+    let refusal = ErrorDetail { kind: "invalid_request_error".into(), code: Some("conversation_already_has_active_response".into()), message: "busy".into(), param: None, event_id: Some(event_id) };
+    m.handle_input(model(ServerEvent::Error { event_id: String::new(), error: refusal }), t0);
+    let out = drain(&mut m);
+    assert!(!events(&out).iter().any(|e| matches!(e, CallEventKind::ModelError { .. })), "not a model error");
+    m.handle_input(response_done("resp_talk", "completed"), t0);
+    let out = drain(&mut m);
+    let (event_id, _) = dispatch_audio_request(&out).expect("asked again");
+    assert_eq!(event_id, "dispatch_audio_1_2");
+    // The out-of-band response: its audio and words go to the dispatch track only.
+    let mut meta = serde_json::Map::new();
+    meta.insert("purpose".into(), "dispatch_audio".into());
+    meta.insert("revision".into(), "1".into());
+    m.handle_input(model(ServerEvent::ResponseCreated { event_id: String::new(), response: Response { id: "resp_oob".into(), status: "in_progress".into(), metadata: Some(serde_json::Value::Object(meta)), ..Default::default() } }), t0);
+    m.handle_input(delta("resp_oob", "item_oob", 1600), t0);
+    m.handle_input(delta("resp_oob", "item_oob", 800), t0);
+    m.handle_input(model(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: String::new(), response_id: "resp_oob".into(), item_id: "item_oob".into(), output_index: 0, content_index: 0, transcript: "Medic 3, Engine 7, respond".into() }), t0);
+    // Barge-in meanwhile does not cancel it (nothing of it is queued at Twilio).
+    m.handle_input(speech_started(), t0);
+    m.handle_input(response_done("resp_oob", "completed"), t0);
+    let out = drain(&mut m);
+    assert!(!out.iter().any(|o| matches!(o, Output::ToTwilio(_))), "nothing to the caller: {out:?}");
+    assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCancel { .. })));
+    assert!(!events(&out).iter().any(|e| matches!(e, CallEventKind::TranscriptFinal { .. } | CallEventKind::TranscriptDelta { .. })), "not a line of the conversation");
+    let frame = out.iter().find_map(|o| if let Output::Audio(f) = o { Some(f.clone()) } else { None }).expect("recorded");
+    assert_eq!((frame.track, frame.audio.len()), (Track::Dispatch, 2400));
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::DispatchAudio { revision: 1, status, duration_ms: 300, message, .. } if status == "completed" && message.starts_with("Medic 3"))));
+    assert!(m.history().iter().all(|l| l.speaker == Speaker::Caller), "the conversation history has no dispatch line");
 }
