@@ -198,4 +198,17 @@ async fn units_from_the_roster_and_the_voiced_dispatch_message() {
     assert!(!rec.transcript.iter().any(|l| l.text.contains("respond priority one")), "{:#?}", rec.transcript);
     assert_eq!(rec.dispatch_audio.len(), 1);
     rig.server.shutdown().await;
+
+    // A restart restores the roster's assignments from the records.
+    let mut cfg = watchfloor_server::Config::defaults();
+    cfg.data_dir = rig._dir.path().join("data");
+    cfg.console_token = Some(watchfloor_bridge::model::Secret::new(common::TOKEN));
+    cfg.units = ["Medic 3", "Engine 7", "Engine 9"].iter().map(|id| watchfloor_server::config::UnitConfig { id: id.to_string(), unit_type: if id.starts_with("Medic") { watchfloor_dispatch::types::UnitType::Medic } else { watchfloor_dispatch::types::UnitType::Engine } }).collect();
+    let server = watchfloor_server::serve(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let roster: Value = client().get(format!("{}/api/units", server.base_url())).send().await.unwrap().json().await.unwrap();
+    let unit = |id: &str| roster["units"].as_array().unwrap().iter().find(|u| u["id"] == id).unwrap().clone();
+    assert_eq!((unit("Medic 3")["status"].as_str(), unit("Medic 3")["call_sid"].as_str()), (Some("on_scene"), Some(sid.as_str())));
+    assert_eq!(unit("Engine 7")["status"], "dispatched");
+    assert_eq!((unit("Engine 9")["status"].as_str(), unit("Engine 9")["call_sid"].as_str()), (Some("available"), None), "cleared: back in service");
+    server.shutdown().await;
 }
