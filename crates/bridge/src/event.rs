@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// One event of one call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct CallEvent {
     /// The call (its Twilio `CallSid`).
     pub call_sid: Arc<str>,
@@ -21,7 +21,7 @@ pub struct CallEvent {
 }
 
 /// Who is speaking in a transcript line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Speaker {
     /// The person who called.
@@ -41,10 +41,11 @@ impl Speaker {
 }
 
 /// Who is audible right now, for the board's "who is talking".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Talking {
     /// Nobody.
+    #[default]
     Silence,
     /// The caller (VAD says speech).
     Caller,
@@ -53,10 +54,11 @@ pub enum Talking {
 }
 
 /// The status of a call, as the board and the record show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum CallStatus {
     /// Webhook received; the model is being connected, the media stream not yet open.
+    #[default]
     Processing,
     /// The media stream is open and the AI agent is handling the call.
     WithAgent,
@@ -82,7 +84,7 @@ impl CallStatus {
 }
 
 /// Stages of call set-up, timed from the webhook (the stage timings of the record).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     /// Twilio's voice webhook arrived.
@@ -100,7 +102,7 @@ pub enum Stage {
 }
 
 /// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum CallEventKind {
     /// The call exists (webhook or stream start). First event of every call.
@@ -347,7 +349,7 @@ pub enum CallEventKind {
 }
 
 /// Which side of the call an audio frame belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Track {
     /// The caller, as Twilio delivered it.

@@ -12,6 +12,7 @@
 //! unbounded queue); remote input never panics the task.
 
 pub mod event;
+pub mod live;
 pub mod machine;
 pub mod model;
 pub mod profile;

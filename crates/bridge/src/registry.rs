@@ -15,6 +15,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use crate::event::{AudioFrame, CallEvent, CallEventKind, CallStatus};
+use crate::live::LiveCall;
 use crate::machine::Command;
 use crate::model::ModelConfig;
 use crate::profile::AgentProfile;
@@ -166,7 +167,7 @@ pub struct ActiveCall {
 struct Entry {
     commands: mpsc::Sender<CommandMsg>,
     claim: Option<oneshot::Sender<TwilioSocket>>,
-    summary: Arc<Mutex<ActiveCall>>,
+    live: Arc<Mutex<LiveCall>>,
 }
 
 /// What the registry needs to start calls.
@@ -282,13 +283,14 @@ impl CallRegistry {
         let sid: Arc<str> = call.call_sid.as_str().into();
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (claim_tx, claim_rx) = oneshot::channel();
-        let summary = Arc::new(Mutex::new(ActiveCall {
+        let live = Arc::new(Mutex::new(LiveCall {
             call_sid: call.call_sid.clone(),
             from: call.from.clone(),
             to: call.to.clone(),
             simulated: call.simulated,
             started_at_ms: call.received_unix_ms,
             status: CallStatus::Processing,
+            ..LiveCall::default()
         }));
         {
             let mut calls = lock(&self.calls);
@@ -303,7 +305,7 @@ impl CallRegistry {
                 }
                 None => Some(claim_tx),
             };
-            calls.insert(sid.clone(), Entry { commands: cmd_tx, claim, summary: summary.clone() });
+            calls.insert(sid.clone(), Entry { commands: cmd_tx, claim, live: live.clone() });
         }
         let cfg = lock(&self.config).clone();
         let setup = CallSetup {
@@ -329,7 +331,7 @@ impl CallRegistry {
         let cancel = self.cancel.child_token();
         self.tracker.spawn(
             async move {
-                run_call(setup, claim_rx, cmd_rx, hub, cancel, summary).await;
+                run_call(setup, claim_rx, cmd_rx, hub, cancel, live).await;
                 lock(&calls).remove(&sid);
             }
             .instrument(span),
@@ -344,8 +346,18 @@ impl CallRegistry {
 
     /// Live calls, oldest first.
     pub fn active(&self) -> Vec<ActiveCall> {
-        let mut v: Vec<ActiveCall> = lock(&self.calls).values().map(|e| lock(&e.summary).clone()).collect();
-        v.sort_by_key(|c| c.started_at_ms);
+        self.live_calls()
+            .into_iter()
+            .map(|c| ActiveCall { call_sid: c.call_sid, from: c.from, to: c.to, simulated: c.simulated, started_at_ms: c.started_at_ms, status: c.status })
+            .collect()
+    }
+
+    /// Every live call as the console shows it, oldest first. Each call's state is locked on
+    /// its own (never one lock for all calls).
+    pub fn live_calls(&self) -> Vec<LiveCall> {
+        let states: Vec<Arc<Mutex<LiveCall>>> = lock(&self.calls).values().map(|e| e.live.clone()).collect();
+        let mut v: Vec<LiveCall> = states.iter().map(|s| lock(s).clone()).collect();
+        v.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.call_sid.cmp(&b.call_sid)));
         v
     }
 

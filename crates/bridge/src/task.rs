@@ -19,7 +19,8 @@ use crate::machine::{CallMachine, Input, Output, Timers};
 use crate::twilio_rest::{CallUpdate, HumanLine, RestError, TwilioRest};
 use crate::model::{self, ModelConfig, ModelSocket};
 use crate::profile::{AgentProfile, CallContext};
-use crate::registry::{ActiveCall, CommandMsg, Hub, lock};
+use crate::live::LiveCall;
+use crate::registry::{CommandMsg, Hub, lock};
 
 /// A frame read from the Twilio WebSocket, independent of the server framework.
 #[derive(Debug)]
@@ -162,7 +163,7 @@ pub async fn run_call(
     mut commands: mpsc::Receiver<CommandMsg>,
     hub: Hub,
     cancel: CancellationToken,
-    summary: Arc<Mutex<ActiveCall>>,
+    live: Arc<Mutex<LiveCall>>,
 ) {
     let mut machine = CallMachine::new(
         setup.call_sid.clone(),
@@ -337,9 +338,10 @@ pub async fn run_call(
                     }
                 },
                 Output::Event(ev) => {
-                    if let CallEventKind::StatusChanged { status } = &ev.kind {
-                        lock(&summary).status = *status;
-                    }
+                    // The console's view first, then the feed: a console that takes a snapshot
+                    // after subscribing sees each event in one or the other (or both: it skips
+                    // by sequence number).
+                    lock(&live).apply(&ev);
                     if matches!(ev.kind, CallEventKind::ModelReconnected { .. }) {
                         // The new session is configured (the items before this event): send
                         // what was held back.

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{Discipline, Priority, incident_type};
 
 /// Where a field's value came from.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Source {
     /// The model's `report_incident` function call.
@@ -31,7 +31,7 @@ impl Source {
 }
 
 /// A value with its provenance.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Field<T> {
     /// The value.
     pub value: T,
@@ -42,7 +42,7 @@ pub struct Field<T> {
 }
 
 /// Where the incident is.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ts_rs::TS)]
 pub struct Location {
     /// What the caller said (or the whole address as one line).
     pub said: String,
@@ -78,7 +78,7 @@ impl Location {
 }
 
 /// Hazards on scene.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Hazard {
     /// Weapons involved.
@@ -94,7 +94,7 @@ pub enum Hazard {
 }
 
 /// The incident, as known so far.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ts_rs::TS)]
 pub struct Incident {
     /// APCO incident type code.
     pub incident_type: Option<Field<String>>,

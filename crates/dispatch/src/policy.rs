@@ -20,7 +20,7 @@ pub const QUESTIONS_BEFORE_PROPOSAL: u32 = 3;
 pub const DEFAULT_HOLD_MS: u64 = 20_000;
 
 /// The dispatch policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "mode", rename_all = "snake_case")]
 pub enum Policy {
     /// Proposals wait for a supervisor; an unattended P1 goes out after `hold_ms`.
@@ -44,7 +44,7 @@ pub fn should_propose(agent_questions: u32, location_known: bool, type_known: bo
 }
 
 /// Who dispatched.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum DispatchedBy {
     /// A supervisor confirmed (or dispatched now).

@@ -30,7 +30,7 @@ pub fn is_apco_code(code: &str) -> bool {
 }
 
 /// Agency priority, P1 (highest) to P4.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ts_rs::TS)]
 pub enum Priority {
     /// Life threat now: respond with lights and siren.
     P1,
@@ -86,7 +86,7 @@ impl Priority {
 }
 
 /// Kinds of response units.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitType {
     /// Fire engine (pumper).

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::types::{UnitType, incident_type};
 
 /// A unit's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum UnitStatus {
     /// In quarters or in service, free.
@@ -57,7 +57,7 @@ impl UnitStatus {
 }
 
 /// A unit of the roster.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Unit {
     /// Call sign, e.g. `Engine 7`.
     pub id: String,
@@ -114,7 +114,7 @@ pub enum RosterError {
 }
 
 /// The roster: every unit the centre can dispatch.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 pub struct Roster {
     /// Units, in the configured order (recommendations follow this order).
     pub units: Vec<Unit>,

@@ -57,7 +57,12 @@ pub struct Auth {
     users: Vec<UserConfig>,
     /// SHA-256 of a session token → (user, expiry).
     sessions: Mutex<HashMap<[u8; 32], (User, Instant)>>,
+    /// SHA-256 of a live-feed ticket → (user, expiry); each is used once.
+    tickets: Mutex<HashMap<[u8; 32], (User, Instant)>>,
 }
+
+/// How long a live-feed ticket may wait to be used.
+pub const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Errors setting up authentication.
 #[derive(Debug, thiserror::Error)]
@@ -110,7 +115,7 @@ impl Auth {
         let line = users.iter().find(|u| u.name == console_user).and_then(|u| u.line.clone());
         let mut tokens = HashMap::new();
         tokens.insert(digest(console_token.expose()), User { name: console_user.to_string(), line });
-        Auth { tokens, users, sessions: Mutex::default() }
+        Auth { tokens, users, sessions: Mutex::default(), tickets: Mutex::default() }
     }
 
     /// The user a bearer token belongs to.
@@ -127,6 +132,28 @@ impl Auth {
                 None
             }
             None => None,
+        }
+    }
+
+    /// A single-use ticket for the live feed's WebSocket (a browser cannot send an
+    /// `Authorization` header on a WebSocket): valid for [`TICKET_TTL`], so the long-lived
+    /// token never appears in a URL.
+    pub fn issue_ticket(&self, user: &User) -> Secret {
+        let bytes: [u8; 24] = rand::random();
+        let ticket: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        tickets.retain(|_, (_, exp)| *exp > now);
+        tickets.insert(digest(&ticket), (user.clone(), now + TICKET_TTL));
+        Secret::new(ticket)
+    }
+
+    /// The user of a live-feed ticket, which is then spent; `None` if unknown, spent or expired.
+    pub fn redeem_ticket(&self, ticket: &str) -> Option<User> {
+        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        match tickets.remove(&digest(ticket)) {
+            Some((u, exp)) if Instant::now() < exp => Some(u),
+            _ => None,
         }
     }
 

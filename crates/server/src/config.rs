@@ -95,6 +95,9 @@ pub struct Config {
     pub dispatch_policy: watchfloor_dispatch::policy::Policy,
     /// The unit roster (empty: proposals name no units).
     pub units: Vec<UnitConfig>,
+    /// Text messages a console may leave unacknowledged on the live feed before its events
+    /// pause (and a resync follows); default [`crate::live::MAX_UNACKED`].
+    pub live_max_unacked: u64,
 }
 
 /// A unit of the roster, as configured.
@@ -160,6 +163,8 @@ pub struct FileConfig {
     /// See [`Config::units`].
     #[serde(default)]
     pub units: Vec<UnitConfig>,
+    /// See [`Config::live_max_unacked`].
+    pub live_max_unacked: Option<u64>,
 }
 
 /// Configuration errors.
@@ -219,6 +224,7 @@ impl Config {
             webhook_rate_per_second: 20,
             dispatch_policy: watchfloor_dispatch::policy::Policy::default(),
             units: Vec::new(),
+            live_max_unacked: crate::live::MAX_UNACKED,
         }
     }
 
@@ -259,6 +265,7 @@ impl Config {
         if let Some(v) = f.webhook_rate_per_second { self.webhook_rate_per_second = v.max(1); }
         if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
         if !f.units.is_empty() { self.units = f.units; }
+        if let Some(v) = f.live_max_unacked { self.live_max_unacked = v.max(16); }
     }
 
     /// Applies environment variables read through `get` (testable without touching the process env).

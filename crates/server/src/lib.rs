@@ -8,6 +8,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 mod control;
+pub mod live;
 mod media;
 mod review;
 mod routes;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub webhook_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
     /// The unit roster, shared with every call.
     pub roster: watchfloor_bridge::SharedRoster,
+    /// Cancelled when the server shuts down (ends console feeds).
+    pub shutdown: CancellationToken,
 }
 
 /// Locks the roster (a poisoned lock still holds a consistent roster: every change is one
@@ -229,7 +232,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let calls = CallRegistry::new(hub, bridge, cancel.child_token(), tracker.clone());
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone() };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     let app = routes::router(state);
     let c2 = cancel.clone();

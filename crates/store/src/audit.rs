@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 pub const MIN_AUDIT_RETENTION_DAYS: u64 = 365;
 
 /// One audit entry.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct AuditEntry {
     /// Unique, increasing.
     pub id: u64,

@@ -96,7 +96,7 @@ pub struct CallQuery {
 }
 
 /// A page of results, newest first.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, ts_rs::TS)]
 pub struct CallPage {
     /// The calls.
     pub calls: Vec<crate::record::CallSummary>,

@@ -10,7 +10,7 @@ use watchfloor_dispatch::units::UnitStatus;
 pub const RECORD_VERSION: u32 = 4;
 
 /// One final line of transcript.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct TranscriptLine {
     /// `caller` or `agent`.
     pub speaker: String,
@@ -26,7 +26,7 @@ pub struct TranscriptLine {
 }
 
 /// A call's record, as stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct CallRecord {
     /// Format version ([`RECORD_VERSION`]).
     pub version: u32,
@@ -110,7 +110,7 @@ pub struct CallRecord {
 }
 
 /// One voicing of the dispatch message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct DispatchAudioRecord {
     /// 1, 2, … per call.
     pub revision: u32,
@@ -126,13 +126,10 @@ pub struct DispatchAudioRecord {
     pub at_ms: u64,
 }
 
-/// The URL of a call's voiced dispatch message.
-pub fn dispatch_audio_url(call_sid: &str, revision: u32) -> String {
-    format!("/api/calls/{call_sid}/dispatch/{revision}/audio.wav")
-}
+pub use watchfloor_bridge::live::dispatch_audio_url;
 
 /// A unit attached to a call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct UnitRecord {
     /// e.g. `Engine 7`.
     pub unit: String,
@@ -341,7 +338,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<CallRecord, serde_json::Error> {
 }
 
 /// A call in a list: the record without its transcript.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct CallSummary {
     /// CallSid.
     pub call_sid: String,

@@ -1,0 +1,401 @@
+//! The console's view of a live call ([`LiveCall`]), kept by applying [`CallEvent`]s, and the
+//! messages of the live feed (`GET /api/live`).
+//!
+//! The same reducer runs in the browser (`ui/src/lib/live.ts`): both are checked against one
+//! fixture of events and the state they give (`ui/src/lib/fixtures/live-call.json`), so the
+//! console and the server cannot drift.
+
+use serde::{Deserialize, Serialize};
+use watchfloor_dispatch::alerts::{AlertKind, Severity};
+use watchfloor_dispatch::incident::Incident;
+use watchfloor_dispatch::policy::DispatchedBy;
+use watchfloor_dispatch::types::Priority;
+use watchfloor_dispatch::units::UnitStatus;
+
+use crate::event::{CallEvent, CallEventKind, CallStatus, Speaker, Talking, Track};
+
+/// Transcript lines a live call keeps for the board and a newly connected console (the record
+/// has all of them).
+pub const LIVE_TRANSCRIPT_LINES: usize = 40;
+
+/// Where a live call's dispatch stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum DispatchPhase {
+    /// Nothing proposed yet.
+    #[default]
+    None,
+    /// Proposed, waiting for a supervisor (or the hold window).
+    Proposed,
+    /// Sent.
+    Dispatched,
+    /// Recalled by a supervisor.
+    Recalled,
+}
+
+/// The dispatch of a live call.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ts_rs::TS)]
+pub struct LiveDispatch {
+    /// Where it stands.
+    pub phase: DispatchPhase,
+    /// The priority when proposed.
+    pub priority: Option<Priority>,
+    /// The radio message as it stands.
+    pub message: Option<String>,
+    /// Units proposed, or sent.
+    pub units: Vec<String>,
+    /// When a supervised P1 goes out on its own, ms since the Unix epoch.
+    pub auto_dispatch_at_ms: Option<u64>,
+    /// When it was (last) proposed, ms since the Unix epoch.
+    pub proposed_at_ms: Option<u64>,
+    /// When it went out, ms since the Unix epoch.
+    pub dispatched_at_ms: Option<u64>,
+    /// Who sent it.
+    pub dispatched_by: Option<DispatchedBy>,
+    /// Who recalled it.
+    pub recalled_by: Option<String>,
+    /// The proposal has waited past its hold window.
+    pub waiting_too_long: bool,
+    /// The latest voiced dispatch message (`/api/calls/{CallSid}/dispatch/{n}/audio.wav`).
+    pub audio_url: Option<String>,
+}
+
+/// An alert on a live call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct LiveAlert {
+    /// Per-call number (for acknowledgement).
+    pub alert_id: u32,
+    /// What.
+    pub alert: AlertKind,
+    /// How urgent.
+    pub severity: Severity,
+    /// When, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Who acknowledged it.
+    pub acknowledged_by: Option<String>,
+}
+
+/// A transcript line on a live call: partial while it streams, then final.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct LiveLine {
+    /// Who.
+    pub speaker: Speaker,
+    /// The model's item id.
+    pub item_id: String,
+    /// The text so far.
+    pub text: String,
+    /// When the line started (partial) or was final, ms since the Unix epoch.
+    pub at_ms: u64,
+    /// Final (no more deltas).
+    #[serde(rename = "final")]
+    #[ts(rename = "final")]
+    pub is_final: bool,
+    /// The agent was cut off by the caller.
+    pub interrupted: bool,
+}
+
+/// A unit on a live call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct LiveUnit {
+    /// Call sign.
+    pub unit: String,
+    /// Status on this call.
+    pub status: UnitStatus,
+}
+
+/// Everything the board and the call view show of one live call.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ts_rs::TS)]
+pub struct LiveCall {
+    /// The CallSid.
+    pub call_sid: String,
+    /// Caller number.
+    pub from: String,
+    /// Called number.
+    pub to: String,
+    /// A training call (SIMULATED).
+    pub simulated: bool,
+    /// ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Status.
+    pub status: CallStatus,
+    /// Who is audible.
+    pub talking: Talking,
+    /// The incident as known, each field with its source.
+    pub incident: Option<Incident>,
+    /// The dispatch.
+    pub dispatch: LiveDispatch,
+    /// Alerts, in order.
+    pub alerts: Vec<LiveAlert>,
+    /// The last [`LIVE_TRANSCRIPT_LINES`] lines (partials included), in order.
+    pub transcript: Vec<LiveLine>,
+    /// Units on the call.
+    pub units: Vec<LiveUnit>,
+    /// Questions the agent asked.
+    pub agent_questions: u32,
+    /// Times the caller talked over the agent.
+    pub barge_ins: u32,
+    /// Model errors seen.
+    pub model_errors: u32,
+    /// Why the call went to the human line, if it did.
+    pub fallback_reason: Option<String>,
+    /// `takeover`, `transfer` or `hangup`, if a supervisor handed the call off.
+    pub handed_off: Option<String>,
+    /// Whispers sent to the agent.
+    pub whispers: u32,
+    /// Why the call ended, once it has.
+    pub ended_reason: Option<String>,
+    /// Sequence number of the last event applied (a console skips events at or below it).
+    pub last_seq: Option<u64>,
+    /// Time of the last event applied, ms since the Unix epoch.
+    pub last_at_ms: u64,
+}
+
+/// The URL where the voiced dispatch message `revision` of a call is served.
+pub fn dispatch_audio_url(call_sid: &str, revision: u32) -> String {
+    format!("/api/calls/{call_sid}/dispatch/{revision}/audio.wav")
+}
+
+impl LiveCall {
+    /// Applies one event. Events at or below `last_seq` are ignored (a console's snapshot may
+    /// already hold them).
+    pub fn apply(&mut self, ev: &CallEvent) {
+        if self.last_seq.is_some_and(|s| ev.seq <= s) {
+            return;
+        }
+        self.last_seq = Some(ev.seq);
+        self.last_at_ms = ev.at_ms;
+        if self.call_sid.is_empty() {
+            self.call_sid = ev.call_sid.to_string();
+        }
+        match &ev.kind {
+            CallEventKind::CallCreated { from, to, simulated } => {
+                self.from = from.clone();
+                self.to = to.clone();
+                self.simulated = *simulated;
+                self.started_at_ms = ev.at_ms;
+            }
+            CallEventKind::StatusChanged { status } => self.status = *status,
+            CallEventKind::Talking { who } => self.talking = *who,
+            CallEventKind::TranscriptDelta { speaker, item_id, delta } => {
+                match self.transcript.iter_mut().rev().find(|l| &l.item_id == item_id && !l.is_final) {
+                    Some(line) => line.text.push_str(delta),
+                    None => self.push_line(LiveLine { speaker: *speaker, item_id: item_id.clone(), text: delta.clone(), at_ms: ev.at_ms, is_final: false, interrupted: false }),
+                }
+            }
+            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted } => {
+                let line = LiveLine { speaker: *speaker, item_id: item_id.clone(), text: text.clone(), at_ms: ev.at_ms, is_final: true, interrupted: *interrupted };
+                match self.transcript.iter_mut().rev().find(|l| &l.item_id == item_id && !l.is_final) {
+                    Some(partial) => *partial = line,
+                    None => self.push_line(line),
+                }
+            }
+            CallEventKind::AgentQuestions { count } => self.agent_questions = *count,
+            CallEventKind::BargeIn { .. } => self.barge_ins += 1,
+            CallEventKind::ModelError { .. } => self.model_errors += 1,
+            CallEventKind::IncidentUpdated { incident } => self.incident = Some((**incident).clone()),
+            CallEventKind::Alert { alert_id, alert, severity } => {
+                self.alerts.push(LiveAlert { alert_id: *alert_id, alert: alert.clone(), severity: *severity, at_ms: ev.at_ms, acknowledged_by: None });
+            }
+            CallEventKind::AlertAcknowledged { alert_id, by } => {
+                if let Some(a) = self.alerts.iter_mut().find(|a| a.alert_id == *alert_id) {
+                    a.acknowledged_by = Some(by.clone());
+                }
+            }
+            CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message, units } => {
+                let d = &mut self.dispatch;
+                d.phase = DispatchPhase::Proposed;
+                d.priority = *priority;
+                d.message = Some(message.clone());
+                d.units = units.clone();
+                d.auto_dispatch_at_ms = *auto_dispatch_at_ms;
+                d.proposed_at_ms = Some(ev.at_ms);
+            }
+            CallEventKind::Dispatched { by, message, units } => {
+                let d = &mut self.dispatch;
+                d.phase = DispatchPhase::Dispatched;
+                d.message = Some(message.clone());
+                d.units = units.clone();
+                d.auto_dispatch_at_ms = None;
+                d.dispatched_at_ms = Some(ev.at_ms);
+                d.dispatched_by = Some(by.clone());
+                d.recalled_by = None;
+                d.waiting_too_long = false;
+            }
+            CallEventKind::DispatchWaiting => self.dispatch.waiting_too_long = true,
+            CallEventKind::DispatchRecalled { by } => {
+                let d = &mut self.dispatch;
+                d.phase = DispatchPhase::Recalled;
+                d.recalled_by = Some(by.clone());
+                d.auto_dispatch_at_ms = None;
+            }
+            CallEventKind::DispatchAudio { revision, status, .. } => {
+                if status == "completed" {
+                    self.dispatch.audio_url = Some(dispatch_audio_url(&self.call_sid, *revision));
+                }
+            }
+            CallEventKind::UnitAttached { unit, .. } => self.set_unit(unit, UnitStatus::Dispatched),
+            CallEventKind::UnitOnScene { unit, .. } => self.set_unit(unit, UnitStatus::OnScene),
+            CallEventKind::UnitStatusChanged { unit, status, .. } => self.set_unit(unit, *status),
+            CallEventKind::Whisper { .. } => self.whispers += 1,
+            CallEventKind::Fallback { reason } => self.fallback_reason = Some(reason.clone()),
+            CallEventKind::HandedOff { action, .. } => self.handed_off = Some(action.clone()),
+            CallEventKind::CallEnded { reason } => {
+                self.ended_reason = Some(reason.clone());
+                self.talking = Talking::Silence;
+            }
+            CallEventKind::Stage { .. }
+            | CallEventKind::StreamStarted { .. }
+            | CallEventKind::Dtmf { .. }
+            | CallEventKind::ModelEventUnknown { .. }
+            | CallEventKind::InputSkipped { .. }
+            | CallEventKind::FunctionCall { .. }
+            | CallEventKind::LegalHold { .. }
+            | CallEventKind::FallbackCompleted { .. }
+            | CallEventKind::ModelReconnected { .. } => {}
+        }
+    }
+
+    fn push_line(&mut self, line: LiveLine) {
+        self.transcript.push(line);
+        if self.transcript.len() > LIVE_TRANSCRIPT_LINES {
+            let extra = self.transcript.len() - LIVE_TRANSCRIPT_LINES;
+            self.transcript.drain(..extra);
+        }
+    }
+
+    fn set_unit(&mut self, unit: &str, status: UnitStatus) {
+        match self.units.iter_mut().find(|u| u.unit == unit) {
+            Some(u) => u.status = status,
+            None => self.units.push(LiveUnit { unit: unit.to_string(), status }),
+        }
+    }
+}
+
+/// What the live feed sends a console (text frames, JSON). Audio goes as binary frames
+/// ([`encode_audio_frame`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum LiveMessage {
+    /// Every live call as it stands: on connect, and instead of the events a slow console
+    /// missed (`reason: "resync"`).
+    Snapshot {
+        /// `connect` or `resync`.
+        reason: String,
+        /// The server's clock, ms since the Unix epoch (for countdowns).
+        server_time_ms: u64,
+        /// The calls.
+        calls: Vec<LiveCall>,
+    },
+    /// One event of one call.
+    Event {
+        /// The event.
+        event: CallEvent,
+    },
+    /// The console now gets this call's audio (binary frames).
+    Listening {
+        /// The call.
+        call_sid: String,
+        /// The tracks.
+        tracks: Vec<Track>,
+    },
+    /// Listen-in stopped (asked for, or the call ended).
+    ListenStopped {
+        /// The call.
+        call_sid: String,
+    },
+    /// A console message was not understood or cannot be done.
+    Error {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// What a console sends on the live feed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ConsoleMessage {
+    /// Send this call's audio: `caller`, `agent`, or both.
+    Listen {
+        /// The call.
+        call_sid: String,
+        /// Tracks wanted.
+        tracks: Vec<Track>,
+    },
+    /// Stop sending audio.
+    StopListening,
+    /// The console has processed this many text messages of this connection (flow control:
+    /// with too many unacknowledged, events pause and a resync follows).
+    Ack {
+        /// Text messages processed, counting from 1.
+        received: u64,
+    },
+}
+
+/// First byte of a binary audio frame on the live feed.
+pub const AUDIO_FRAME_MAGIC: u8 = b'A';
+
+/// Encodes an audio frame for the live feed: `'A'`, track code (u8: 0 caller, 1 agent, …),
+/// CallSid length (u8) and bytes, stream position (u64 big-endian, ms), then the raw μ-law
+/// payload (8000 Hz, 8 bytes per ms).
+pub fn encode_audio_frame(call_sid: &str, track: Track, stream_ms: u64, audio: &[u8]) -> Vec<u8> {
+    let sid = &call_sid.as_bytes()[..call_sid.len().min(255)];
+    let mut out = Vec::with_capacity(3 + sid.len() + 8 + audio.len());
+    out.push(AUDIO_FRAME_MAGIC);
+    out.push(track.code());
+    out.push(sid.len() as u8);
+    out.extend_from_slice(sid);
+    out.extend_from_slice(&stream_ms.to_be_bytes());
+    out.extend_from_slice(audio);
+    out
+}
+
+/// Decodes a live-feed audio frame into (CallSid, track, stream ms, μ-law), or `None` if malformed.
+pub fn decode_audio_frame(b: &[u8]) -> Option<(String, Track, u64, &[u8])> {
+    if *b.first()? != AUDIO_FRAME_MAGIC {
+        return None;
+    }
+    let track = Track::from_code(*b.get(1)?)?;
+    let n = *b.get(2)? as usize;
+    let sid = std::str::from_utf8(b.get(3..3 + n)?).ok()?.to_string();
+    let ms = u64::from_be_bytes(b.get(3 + n..11 + n)?.try_into().ok()?);
+    Some((sid, track, ms, &b[11 + n..]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn ev(seq: u64, kind: CallEventKind) -> CallEvent {
+        CallEvent { call_sid: Arc::from("CA1"), seq, at_ms: 1000 + seq, kind }
+    }
+
+    #[test]
+    fn partials_are_replaced_by_the_final_line_and_old_lines_drop_off() {
+        let mut c = LiveCall::default();
+        c.apply(&ev(0, CallEventKind::CallCreated { from: "+1555".into(), to: "+1911".into(), simulated: true }));
+        c.apply(&ev(1, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "9 1 1, ".into() }));
+        c.apply(&ev(2, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "what is".into() }));
+        assert_eq!(c.transcript[0].text, "9 1 1, what is");
+        assert!(!c.transcript[0].is_final);
+        c.apply(&ev(3, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "i1".into(), text: "9 1 1, what is the address?".into(), interrupted: false }));
+        assert_eq!(c.transcript.len(), 1);
+        assert!(c.transcript[0].is_final);
+        c.apply(&ev(3, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "dup".into(), text: "x".into(), interrupted: false }));
+        assert_eq!(c.transcript.len(), 1, "an event at or below last_seq is skipped");
+        for i in 0..100u64 {
+            c.apply(&ev(4 + i, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: format!("u{i}"), text: "help".into(), interrupted: false }));
+        }
+        assert_eq!(c.transcript.len(), LIVE_TRANSCRIPT_LINES);
+        assert_eq!(c.transcript.last().unwrap().item_id, "u99");
+    }
+
+    #[test]
+    fn audio_frames_round_trip_and_garbage_is_refused() {
+        let f = encode_audio_frame("CA123", Track::Agent, 1_234_567, &[1, 2, 3]);
+        assert_eq!(decode_audio_frame(&f), Some(("CA123".to_string(), Track::Agent, 1_234_567, &[1u8, 2, 3][..])));
+        assert_eq!(decode_audio_frame(&f[..6]), None);
+        assert_eq!(decode_audio_frame(b"Xjunk"), None);
+        assert_eq!(decode_audio_frame(&[]), None);
+    }
+}

@@ -1,0 +1,224 @@
+//! The live feed: `GET /api/live`, a WebSocket per console.
+//!
+//! - Sign-in: `Authorization: Bearer <token>` on the upgrade, or `?ticket=` from
+//!   `POST /api/live/ticket` (single use, 30 s: browsers cannot set headers on a WebSocket).
+//! - On connect a `snapshot` of every live call ([`LiveCall`]), then each `CallEvent` as an
+//!   `event` message (a console skips events at or below a call's `last_seq`).
+//! - Flow control: the console acknowledges the text messages it has processed
+//!   (`{"type":"ack","received":N}`, counting from 1 on this connection). With more than
+//!   [`MAX_UNACKED`] unacknowledged, the feed stops sending events (they are dropped, nothing is
+//!   queued); once the console catches up it gets a fresh snapshot (`reason: "resync"`). A
+//!   console too slow to drain its broadcast receiver (it lagged) is resynchronised the same way.
+//!   A slow console never slows a call and never grows a queue.
+//! - Listen-in: `{"type":"listen","call_sid":…,"tracks":["caller","agent"]}` starts binary
+//!   audio frames of that call (`watchfloor_bridge::live::encode_audio_frame`) as the bridge
+//!   relays them; `{"type":"stop_listening"}` stops them. Frames a slow console cannot take
+//!   are dropped, never queued.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::json;
+use tokio::sync::broadcast::error::RecvError;
+use watchfloor_bridge::live::{ConsoleMessage, LiveMessage, encode_audio_frame};
+use watchfloor_bridge::task::unix_ms;
+use watchfloor_bridge::{AudioFrame, CallEventKind, Track};
+
+use crate::AppState;
+use crate::auth::User;
+use crate::review::audit;
+
+/// Text messages a console may leave unacknowledged before events stop (and a resync follows),
+/// by default (`live_max_unacked` in the configuration).
+pub const MAX_UNACKED: u64 = 512;
+/// A console whose socket takes longer than this to accept one message is dropped.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest message a console may send, bytes.
+const MAX_CONSOLE_MESSAGE: usize = 4096;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/api/live/ticket", post(ticket))
+}
+
+pub(crate) fn public_routes() -> Router<AppState> {
+    Router::new().route("/api/live", get(live))
+}
+
+/// `POST /api/live/ticket` → `{"ticket","expires_in_s"}`.
+async fn ticket(State(state): State<AppState>, Extension(user): Extension<User>) -> Json<serde_json::Value> {
+    let t = state.auth.issue_ticket(&user);
+    Json(json!({"ticket": t.expose(), "expires_in_s": crate::auth::TICKET_TTL.as_secs()}))
+}
+
+/// `GET /api/live` (WebSocket upgrade).
+async fn live(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, ws: WebSocketUpgrade) -> Response {
+    let by_header = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).and_then(|t| state.auth.check(t.trim()));
+    let Some(user) = by_header.or_else(|| q.get("ticket").and_then(|t| state.auth.redeem_ticket(t))) else {
+        return (StatusCode::UNAUTHORIZED, Json(json!({"error": "sign in: a ticket from POST /api/live/ticket, or Authorization: Bearer <token>"}))).into_response();
+    };
+    audit(&state, &user, "live.connect", "console", "ok", None, false).await;
+    ws.max_message_size(MAX_CONSOLE_MESSAGE).max_frame_size(MAX_CONSOLE_MESSAGE).on_upgrade(move |socket| async move {
+        let name = user.name.clone();
+        if let Err(e) = run_console(&state, &user, socket).await {
+            tracing::info!(user = %name, error = %e, "console feed ended");
+        }
+    })
+}
+
+fn snapshot(state: &AppState, reason: &str) -> String {
+    let msg = LiveMessage::Snapshot { reason: reason.into(), server_time_ms: unix_ms(), calls: state.calls.live_calls() };
+    // Invariant: plain data serialises.
+    serde_json::to_string(&msg).expect("snapshot serialises")
+}
+
+fn message(msg: &LiveMessage) -> String {
+    // Invariant: plain data serialises.
+    serde_json::to_string(msg).expect("live message serialises")
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FeedError {
+    #[error("socket: {0}")]
+    Socket(#[from] axum::Error),
+    #[error("the console did not take a message within {0:?}")]
+    Timeout(Duration),
+}
+
+struct Feed {
+    sink: futures_util::stream::SplitSink<WebSocket, Message>,
+    /// Text messages sent on this connection.
+    sent: u64,
+}
+
+impl Feed {
+    async fn send(&mut self, msg: Message) -> Result<(), FeedError> {
+        if matches!(msg, Message::Text(_)) {
+            self.sent += 1;
+        }
+        tokio::time::timeout(SEND_TIMEOUT, self.sink.send(msg)).await.map_err(|_| FeedError::Timeout(SEND_TIMEOUT))??;
+        Ok(())
+    }
+
+    async fn text(&mut self, s: String) -> Result<(), FeedError> {
+        self.send(Message::Text(Utf8Bytes::from(s))).await
+    }
+}
+
+/// Listen-in of one call.
+struct Listen {
+    call_sid: String,
+    tracks: Vec<Track>,
+    rx: tokio::sync::broadcast::Receiver<AudioFrame>,
+}
+
+async fn next_audio(listen: &mut Option<Listen>) -> Result<AudioFrame, RecvError> {
+    match listen {
+        Some(l) => l.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn run_console(state: &AppState, user: &User, socket: WebSocket) -> Result<(), FeedError> {
+    let (sink, mut stream) = socket.split();
+    let mut feed = Feed { sink, sent: 0 };
+    let hub = state.calls.hub();
+    let mut events = hub.subscribe();
+    feed.text(snapshot(state, "connect")).await?;
+    let mut acked: u64 = 0;
+    let max_unacked = state.config.live_max_unacked;
+    // Events are being dropped until the console catches up; then a resync.
+    let mut stalled = false;
+    let mut listen: Option<Listen> = None;
+    loop {
+        tokio::select! {
+            _ = state.shutdown.cancelled() => break,
+            ev = events.recv() => match ev {
+                Ok(ev) => {
+                    if let Some(l) = &listen
+                        && *ev.call_sid == *l.call_sid && matches!(ev.kind, CallEventKind::CallEnded { .. }) {
+                            let sid = l.call_sid.clone();
+                            listen = None;
+                            feed.text(message(&LiveMessage::ListenStopped { call_sid: sid })).await?;
+                        }
+                    if feed.sent.saturating_sub(acked) > max_unacked {
+                        if !stalled {
+                            tracing::info!(user = %user.name, unacked = feed.sent - acked, "console is behind: events paused until it catches up");
+                        }
+                        stalled = true;
+                        continue;
+                    }
+                    // The event is serialised once, as is, inside the envelope.
+                    let body = serde_json::to_string(&*ev).expect("event serialises");
+                    feed.text(format!("{{\"type\":\"event\",\"event\":{body}}}")).await?;
+                }
+                Err(RecvError::Lagged(n)) => {
+                    tracing::info!(user = %user.name, missed = n, "console lagged: resync");
+                    events = hub.subscribe();
+                    stalled = true;
+                    if feed.sent.saturating_sub(acked) <= max_unacked / 2 {
+                        stalled = false;
+                        feed.text(snapshot(state, "resync")).await?;
+                    }
+                }
+                Err(RecvError::Closed) => break,
+            },
+            frame = next_audio(&mut listen) => match frame {
+                Ok(f) => {
+                    if let Some(l) = &listen
+                        && *f.call_sid == *l.call_sid && l.tracks.contains(&f.track) {
+                            feed.send(Message::Binary(encode_audio_frame(&f.call_sid, f.track, f.stream_ms, &f.audio).into())).await?;
+                        }
+                }
+                Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "listen-in lagged: audio frames dropped"),
+                Err(RecvError::Closed) => listen = None,
+            },
+            msg = stream.next() => match msg {
+                Some(Ok(Message::Text(t))) => match serde_json::from_str::<ConsoleMessage>(t.as_str()) {
+                    Ok(ConsoleMessage::Ack { received }) => {
+                        acked = received.min(feed.sent).max(acked);
+                        if stalled && feed.sent.saturating_sub(acked) <= max_unacked / 2 {
+                            stalled = false;
+                            // Newer events than the snapshot come after it; older ones are skipped by seq.
+                            events = hub.subscribe();
+                            feed.text(snapshot(state, "resync")).await?;
+                        }
+                    }
+                    Ok(ConsoleMessage::Listen { call_sid, tracks }) => {
+                        let tracks: Vec<Track> = tracks.into_iter().filter(|t| matches!(t, Track::Caller | Track::Agent | Track::Dispatch)).collect();
+                        if state.calls.handle(&call_sid).is_none() {
+                            feed.text(message(&LiveMessage::Error { message: format!("call {call_sid} is not live") })).await?;
+                        } else if tracks.is_empty() {
+                            feed.text(message(&LiveMessage::Error { message: "tracks must name caller, agent or both".into() })).await?;
+                        } else {
+                            audit(state, user, "call.listen", &call_sid, "ok", Some(format!("{tracks:?}")), false).await;
+                            listen = Some(Listen { call_sid: call_sid.clone(), tracks: tracks.clone(), rx: hub.subscribe_audio() });
+                            feed.text(message(&LiveMessage::Listening { call_sid, tracks })).await?;
+                        }
+                    }
+                    Ok(ConsoleMessage::StopListening) => {
+                        if let Some(l) = listen.take() {
+                            feed.text(message(&LiveMessage::ListenStopped { call_sid: l.call_sid })).await?;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "console message not understood");
+                        feed.text(message(&LiveMessage::Error { message: format!("message not understood: {e}") })).await?;
+                    }
+                },
+                Some(Ok(Message::Binary(_))) => feed.text(message(&LiveMessage::Error { message: "binary messages are not accepted".into() })).await?,
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Ok(_)) => {}
+                Some(Err(e)) => return Err(FeedError::Socket(e)),
+            },
+        }
+    }
+    let _ = feed.sink.close().await;
+    Ok(())
+}
