@@ -399,3 +399,24 @@ mod tests {
         assert_eq!(decode_audio_frame(&[]), None);
     }
 }
+
+#[cfg(test)]
+mod fixture {
+    use super::*;
+
+    /// The committed fixture the console's reducer is tested with (written by the live-feed
+    /// test from a real simulated call) still holds for this reducer.
+    #[test]
+    fn the_console_fixture_holds_for_the_rust_reducer() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/lib/fixtures/live-call.json");
+        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let events: Vec<CallEvent> = serde_json::from_value(v["events"].clone()).unwrap();
+        let expected: LiveCall = serde_json::from_value(v["state"].clone()).unwrap();
+        assert!(events.len() > 50, "a whole call");
+        let mut c = LiveCall::default();
+        for e in &events {
+            c.apply(e);
+        }
+        assert_eq!(c, expected);
+    }
+}

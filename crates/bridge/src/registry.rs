@@ -189,6 +189,9 @@ pub struct BridgeConfig {
     pub policy: watchfloor_dispatch::policy::Policy,
     /// The unit roster every call dispatches from.
     pub roster: crate::SharedRoster,
+    /// The model of training (simulated) calls, when it differs from the real one (training
+    /// mode runs a model fake for them, so they never reach the real service).
+    pub training_model: Option<Arc<ModelConfig>>,
 }
 
 /// Live calls.
@@ -316,7 +319,10 @@ impl CallRegistry {
             received: call.received,
             received_unix_ms: call.received_unix_ms,
             profile: cfg.profile,
-            model: cfg.model,
+            model: match (&cfg.training_model, call.simulated) {
+                (Some(training), true) => training.clone(),
+                _ => cfg.model,
+            },
             claim_window: cfg.claim_window,
             history: call.history,
             fallback: cfg.fallback,

@@ -13,6 +13,7 @@
 //! | `WATCHFLOOR_HUMAN_QUEUE` | a Twilio queue to `<Enqueue>` fallback calls into instead | none |
 //! | `WATCHFLOOR_CONSOLE_TOKEN` | presets the console token (else `<data dir>/console-token`, made at first start) | none |
 //! | `WATCHFLOOR_TRUSTED_PROXY` | `1`: behind an authenticating proxy; allows a public bind without a Twilio auth token | off |
+//! | `WATCHFLOOR_UI_DIR` | the built console served at `/` | the repository's `ui/dist` |
 //!
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
 //! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `console_user`
@@ -95,6 +96,19 @@ pub struct Config {
     pub dispatch_policy: watchfloor_dispatch::policy::Policy,
     /// The unit roster (empty: proposals name no units).
     pub units: Vec<UnitConfig>,
+    /// Training mode with simulated calls placed on their own (`serve --demo`).
+    pub demo: bool,
+    /// Training mode: simulated calls may be placed from the console (on with `demo`).
+    pub training: bool,
+    /// How often demo mode places a training call (default 30 s).
+    pub demo_interval: Duration,
+    /// Most training calls demo mode keeps live at once (default 3).
+    pub demo_max_calls: usize,
+    /// The scenarios of training calls (default: the repository's `crates/sim/scenarios`).
+    pub scenarios_dir: PathBuf,
+    /// The built console (`ui/dist`) served at `/` (`WATCHFLOOR_UI_DIR`; default: the
+    /// repository's `ui/dist`).
+    pub ui_dir: PathBuf,
     /// Text messages a console may leave unacknowledged on the live feed before its events
     /// pause (and a resync follows); default [`crate::live::MAX_UNACKED`].
     pub live_max_unacked: u64,
@@ -165,6 +179,14 @@ pub struct FileConfig {
     pub units: Vec<UnitConfig>,
     /// See [`Config::live_max_unacked`].
     pub live_max_unacked: Option<u64>,
+    /// See [`Config::training`].
+    pub training: Option<bool>,
+    /// See [`Config::demo_interval`] (seconds).
+    pub demo_interval_s: Option<u64>,
+    /// See [`Config::demo_max_calls`].
+    pub demo_max_calls: Option<usize>,
+    /// See [`Config::scenarios_dir`].
+    pub scenarios_dir: Option<PathBuf>,
 }
 
 /// Configuration errors.
@@ -224,6 +246,12 @@ impl Config {
             webhook_rate_per_second: 20,
             dispatch_policy: watchfloor_dispatch::policy::Policy::default(),
             units: Vec::new(),
+            demo: false,
+            training: false,
+            demo_interval: Duration::from_secs(30),
+            demo_max_calls: 3,
+            scenarios_dir: watchfloor_sim::scenario::default_dir(),
+            ui_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist")),
             live_max_unacked: crate::live::MAX_UNACKED,
         }
     }
@@ -266,6 +294,10 @@ impl Config {
         if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
         if !f.units.is_empty() { self.units = f.units; }
         if let Some(v) = f.live_max_unacked { self.live_max_unacked = v.max(16); }
+        if let Some(v) = f.training { self.training = v; }
+        if let Some(v) = f.demo_interval_s { self.demo_interval = Duration::from_secs(v.max(5)); }
+        if let Some(v) = f.demo_max_calls { self.demo_max_calls = v; }
+        if let Some(v) = f.scenarios_dir { self.scenarios_dir = v; }
     }
 
     /// Applies environment variables read through `get` (testable without touching the process env).
@@ -283,6 +315,7 @@ impl Config {
         if let Some(v) = get("WATCHFLOOR_HUMAN_LINE") { self.human_line = Some(v); }
         if let Some(v) = get("WATCHFLOOR_HUMAN_QUEUE") { self.human_queue = Some(v); }
         if let Some(v) = get("WATCHFLOOR_CONSOLE_TOKEN") { self.console_token = Some(Secret::new(v)); }
+        if let Some(v) = get("WATCHFLOOR_UI_DIR") { self.ui_dir = PathBuf::from(v); }
         if let Some(v) = get("WATCHFLOOR_TRUSTED_PROXY") { self.trusted_proxy = matches!(v.as_str(), "1" | "true" | "yes"); }
         Ok(())
     }

@@ -13,6 +13,7 @@ mod media;
 mod review;
 mod routes;
 mod supervise;
+pub mod training;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,6 +49,8 @@ pub struct AppState {
     pub roster: watchfloor_bridge::SharedRoster,
     /// Cancelled when the server shuts down (ends console feeds).
     pub shutdown: CancellationToken,
+    /// Training mode, when on.
+    pub training: Option<Arc<training::Training>>,
 }
 
 /// Locks the roster (a poisoned lock still holds a consistent roster: every change is one
@@ -131,6 +134,9 @@ pub enum ServeError {
     /// The unit roster is invalid (a call sign listed twice).
     #[error("unit roster: {0}")]
     Roster(watchfloor_dispatch::units::RosterError),
+    /// Training mode could not start (its model fake or scenarios).
+    #[error("training mode: {0}")]
+    Training(String),
     /// The listener failed.
     #[error("listener: {0}")]
     Io(#[from] std::io::Error),
@@ -184,6 +190,8 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let (console_token, created) = auth::console_token(&config.data_dir, config.console_token.as_ref())?;
     if created {
         tracing::warn!(path = %auth::token_path(&config.data_dir).display(), user = %config.console_user, "created the console token (mode 0600): sign in with it");
+    } else if config.console_token.is_none() {
+        tracing::info!(path = %auth::token_path(&config.data_dir).display(), user = %config.console_user, "console token: sign in with the one in this file");
     }
     let auth = Arc::new(auth::Auth::new(&console_token, &config.console_user, config.users.clone()));
     let quota = governor::Quota::per_second(std::num::NonZeroU32::new(config.webhook_rate_per_second.max(1)).expect("max(1) is non-zero"))
@@ -198,6 +206,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         tracing::warn!("==============================================================");
         tracing::warn!("NO OPENAI_API_KEY: the AI agent is OFF. Every call goes straight");
         tracing::warn!("to the human line{}.", config.human_line.as_deref().map(|l| format!(" ({l})")).unwrap_or_default());
+        if config.demo || config.training {
+            tracing::warn!("(Training calls are answered by the model fake.)");
+        }
         tracing::warn!("==============================================================");
     }
     if config.human_line.is_none() {
@@ -211,6 +222,17 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let (hub, record_rx) = Hub::new(4096);
     let writer_stop = CancellationToken::new();
     let writer = tokio::spawn(watchfloor_store::writer::run(store.clone(), record_rx, writer_stop.clone()));
+    let training = if config.demo || config.training {
+        let ip = if addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
+        let base = format!("http://{}", SocketAddr::new(ip, addr.port()));
+        let t = training::Training::start(&config.scenarios_dir, base, config.twilio_auth_token.as_ref().map(|t| t.expose().to_string()), config.public_url.clone())
+            .await
+            .map_err(|e| ServeError::Training(e.to_string()))?;
+        tracing::info!(scenarios = ?t.scenario_names(), "training mode: simulated calls are answered by the model fake, marked SIMULATED");
+        Some(Arc::new(t))
+    } else {
+        None
+    };
     let bridge = BridgeConfig {
         model: Arc::new(ModelConfig {
             url: config.openai_realtime_url.clone(),
@@ -225,6 +247,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         max_frames_per_second: config.max_frames_per_second,
         policy: config.dispatch_policy,
         roster: roster.clone(),
+        training_model: training.as_ref().map(|t| {
+            Arc::new(ModelConfig { url: t.model_url(), api_key: Some(watchfloor_bridge::model::ApiKey::new("training")), connect_timeout: config.model_connect_timeout, ..ModelConfig::default() })
+        }),
     };
     if config.twilio_rest().is_none() {
         tracing::warn!("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: a failing AI call is handed to a human by closing its stream only (no REST redirect)");
@@ -232,8 +257,11 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let calls = CallRegistry::new(hub, bridge, cancel.child_token(), tracker.clone());
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone() };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone() };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
+    if let (Some(t), true) = (&training, state.config.demo) {
+        tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));
+    }
     let app = routes::router(state);
     let c2 = cancel.clone();
     let join = tokio::spawn(async move {

@@ -37,6 +37,10 @@ enum Cmd {
         /// Data directory (overrides WATCHFLOOR_DATA_DIR).
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Training mode: place simulated calls (the scenario set, answered by the model fake,
+        /// marked SIMULATED) so the console shows live calls at once.
+        #[arg(long)]
+        demo: bool,
     },
     /// Place a simulated call through a running server.
     Simulate {
@@ -90,8 +94,9 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve { config, bind, data_dir } => {
+        Cmd::Serve { config, bind, data_dir, demo } => {
             let mut cfg = Config::load(config.as_deref())?;
+            cfg.demo = demo;
             if let Some(b) = bind {
                 cfg.bind = b;
             }
@@ -118,7 +123,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Simulate { scenario, server, speed, auth_token, public_url, scenarios } => {
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
             let sc = Scenario::load(&dir, &scenario)?;
-            let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, auth_token, public_url };
+            let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, auth_token, public_url, call_sid: None };
             let call = place_call(&server, &sc, &opts).await?;
             println!("call {} ({}): heard {} ms of agent audio, {} barge-in clear(s), stream {} ms", call.call_sid, sc.name, call.report.heard_audio.len() / 8, call.report.clears.len(), call.report.ended_ms);
         }

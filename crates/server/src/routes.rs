@@ -25,10 +25,13 @@ pub(crate) fn router(state: AppState) -> Router {
     // Everything for the console needs a signed-in user; Twilio's endpoints are signed instead.
     let console = Router::new()
         .route("/api/calls/active", get(active_calls))
+        .route("/api/me", get(me))
+        .route("/api/incident-types", get(incident_types))
         .merge(crate::review::routes())
         .merge(crate::control::routes())
         .merge(crate::supervise::routes())
         .merge(crate::live::routes())
+        .merge(crate::training::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::control::require_user));
     Router::new()
         .route(WEBHOOK_PATH, post(voice_webhook))
@@ -37,8 +40,37 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::control::public_routes())
         .merge(crate::live::public_routes())
         .merge(console)
+        .fallback_service(console_files(&state.config.ui_dir))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
+}
+
+/// The console (ui/dist): files as they are, and `index.html` for any other path (the console
+/// routes itself). Without a built console, a page that says how to build it.
+fn console_files(dir: &std::path::Path) -> axum::routing::MethodRouter {
+    let index = dir.join("index.html");
+    if index.exists() {
+        let serve = tower_http::services::ServeDir::new(dir).fallback(tower_http::services::ServeFile::new(index));
+        axum::routing::get_service(serve)
+    } else {
+        let msg = format!("The console is not built (no {}). Run scripts/run, or `npm ci && npm run build` in ui/.", index.display());
+        axum::routing::get(move || async move { (StatusCode::NOT_FOUND, msg) })
+    }
+}
+
+/// `GET /api/me`: the signed-in user.
+async fn me(axum::Extension(user): axum::Extension<crate::auth::User>) -> Json<serde_json::Value> {
+    Json(json!({"user": user.name, "line": user.line.is_some()}))
+}
+
+/// `GET /api/incident-types`: the APCO incident types the dispatch rules know (code, words,
+/// discipline, default priority).
+async fn incident_types() -> Json<serde_json::Value> {
+    let list: Vec<_> = watchfloor_dispatch::types::KNOWN_TYPES
+        .iter()
+        .map(|t| json!({"code": t.code, "text": t.text, "discipline": t.discipline, "priority": t.priority}))
+        .collect();
+    Json(serde_json::Value::Array(list))
 }
 
 /// An API error: status and a JSON body that says what was wrong.
@@ -93,7 +125,7 @@ async fn voice_webhook(
     let _enter = span.enter();
     tracing::info!(%from, %to, simulated, "voice webhook");
 
-    if state.config.openai_api_key.is_none() {
+    if state.config.openai_api_key.is_none() && !(simulated && state.training.is_some()) {
         tracing::warn!("no model configured: call sent straight to the human line");
         crate::media::record_direct_fallback(&state, call_sid, &from, &to, simulated, received_unix_ms, "no_model_configured");
         return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));

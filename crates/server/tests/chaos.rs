@@ -35,7 +35,7 @@ async fn chaos_rig(scenarios: Vec<Scenario>, faults: Faults, tweak: impl FnOnce(
 }
 
 async fn call(rig: &Rig, rest: &RestFake, sc: &Scenario, caller: CallerOptions) -> SimulatedCall {
-    let opts = SimulateOptions { caller: CallerOptions { speed: SPEED, rest: Some(rest.clone()), ..caller }, auth_token: Some(TOKEN.into()), public_url: None };
+    let opts = SimulateOptions { caller: CallerOptions { speed: SPEED, rest: Some(rest.clone()), ..caller }, auth_token: Some(TOKEN.into()), public_url: None, call_sid: None };
     place_call(&rig.server.base_url(), sc, &opts).await.unwrap()
 }
 

@@ -99,6 +99,8 @@ async fn events_rebuild_the_servers_state_and_listen_in_streams_audio() {
     let mut b_snapshot: Option<LiveCall> = None;
     let mut b: Option<Ws> = None;
     let mut received = 0u64;
+    let mut all_events: Vec<CallEvent> = Vec::new();
+    let mut acted = false;
     loop {
         let msg = recv(&mut a).await;
         let v = match msg {
@@ -118,6 +120,18 @@ async fn events_rebuild_the_servers_state_and_listen_in_streams_audio() {
                 let ev: CallEvent = serde_json::from_value(v["event"].clone()).unwrap();
                 state.apply(&ev);
                 states.insert(ev.seq, state.clone());
+                all_events.push(ev.clone());
+                // A supervisor acts on the proposal: their events reach the feed too.
+                if !acted && matches!(ev.kind, watchfloor_bridge::CallEventKind::DispatchProposed { .. }) {
+                    acted = true;
+                    let u = |p: &str| format!("{base}/api/calls/{}/{p}", ev.call_sid);
+                    let (ack, whisper, confirm) = (u("alerts/1/ack"), u("whisper"), u("dispatch/confirm"));
+                    tokio::spawn(async move {
+                        assert_eq!(client().post(ack).send().await.unwrap().status(), 200);
+                        assert_eq!(client().post(whisper).json(&json!({"text":"Ask about an AED."})).send().await.unwrap().status(), 200);
+                        assert_eq!(client().post(confirm).send().await.unwrap().status(), 200);
+                    });
+                }
                 if matches!(ev.kind, watchfloor_bridge::CallEventKind::CallEnded { .. }) {
                     break;
                 }
@@ -146,6 +160,13 @@ async fn events_rebuild_the_servers_state_and_listen_in_streams_audio() {
     let mut b = b.unwrap();
     let first = recv_text(&mut b).await;
     assert!(first["event"]["seq"].as_u64().unwrap() > at || first["type"] != "event", "{first}");
+    assert!(state.alerts[0].acknowledged_by.is_some() && state.whispers == 1 && state.dispatch.phase == watchfloor_bridge::live::DispatchPhase::Dispatched, "{state:#?}");
+    // The console's reducer (ui/src/lib/live.ts) is checked against these events and this state.
+    if std::env::var_os("WATCHFLOOR_WRITE_TYPES").is_some() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/lib/fixtures/live-call.json");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, serde_json::to_string_pretty(&json!({"events": all_events, "state": state})).unwrap()).unwrap();
+    }
     // The end state matches the record.
     let call = call.await.unwrap();
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;

@@ -79,6 +79,8 @@ pub struct SimulateOptions {
     /// The server's public origin as configured (`WATCHFLOOR_PUBLIC_URL`), for signatures;
     /// defaults to `base_url`.
     pub public_url: Option<String>,
+    /// The CallSid to use (default: a fresh one).
+    pub call_sid: Option<String>,
 }
 
 /// The outcome of a simulated call.
@@ -99,7 +101,7 @@ pub fn new_call_sid() -> String {
 
 /// Places one call through the server at `base_url` (`http://127.0.0.1:8080`).
 pub async fn place_call(base_url: &str, scenario: &Scenario, opts: &SimulateOptions) -> anyhow::Result<SimulatedCall> {
-    let call_sid = new_call_sid();
+    let call_sid = opts.call_sid.clone().unwrap_or_else(new_call_sid);
     let account_sid = "AC00000000000000000000000000000000".to_string();
     let params: Vec<(String, String)> = vec![
         ("AccountSid".into(), account_sid.clone()),

@@ -1,0 +1,189 @@
+// The live feed: one WebSocket to /api/live, signed in with a single-use ticket. Keeps every
+// live call's state (snapshot, then events through the same reducer as the server), acknowledges
+// what it processed (the server pauses a console that falls behind and resyncs it), reconnects
+// on its own with backoff, and plays listen-in audio.
+
+import { api } from './api';
+import { applyEvent, emptyCall } from './live';
+import { decodeFrame, ListenPlayer } from './audio';
+import type { CallEvent } from './types/CallEvent';
+import type { LiveCall } from './types/LiveCall';
+import type { LiveMessage } from './types/LiveMessage';
+import type { Track } from './types/Track';
+
+export type Connection = 'connecting' | 'live' | 'reconnecting' | 'signed_out';
+
+/** How long an ended call stays on the board, ms. */
+const ENDED_LINGER_MS = 15_000;
+const ACK_EVERY = 50;
+const ACK_INTERVAL_MS = 250;
+
+class Feed {
+  calls: Record<string, LiveCall> = $state({});
+  connection: Connection = $state('connecting');
+  /** server clock − local clock, ms (for countdowns). */
+  offsetMs = $state(0);
+  resyncs = $state(0);
+  listening: { call_sid: string; tracks: Track[] } | null = $state(null);
+  listenFrames = $state(0);
+  notice: string | null = $state(null);
+  player = new ListenPlayer();
+
+  private ws: WebSocket | null = null;
+  private received = 0;
+  private acked = 0;
+  private ackTimer: ReturnType<typeof setTimeout> | null = null;
+  private retry = 0;
+  private stopped = false;
+  private endedAt = new Map<string, number>();
+  private listeners = new Set<(ev: CallEvent) => void>();
+
+  /** Calls `cb` with every event as it arrives; returns the unsubscribe function. */
+  subscribe(cb: (ev: CallEvent) => void): () => void {
+    this.listeners.add(cb);
+    return () => this.listeners.delete(cb);
+  }
+
+  start() {
+    this.stopped = false;
+    void this.open();
+    setInterval(() => this.dropEnded(), 1000);
+  }
+
+  stop() {
+    this.stopped = true;
+    this.ws?.close();
+  }
+
+  now(): number {
+    return Date.now() + this.offsetMs;
+  }
+
+  private async open() {
+    if (this.stopped) return;
+    this.connection = this.retry === 0 ? 'connecting' : 'reconnecting';
+    let ticket: string;
+    try {
+      ticket = (await api<{ ticket: string }>('POST', '/api/live/ticket')).ticket;
+    } catch (e) {
+      if ((e as { status?: number }).status === 401) {
+        this.connection = 'signed_out';
+        return;
+      }
+      this.scheduleReconnect();
+      return;
+    }
+    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    const ws = new WebSocket(`${proto}//${location.host}/api/live?ticket=${encodeURIComponent(ticket)}`);
+    ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    this.received = 0;
+    this.acked = 0;
+    ws.onmessage = (m) => this.onMessage(m);
+    ws.onclose = () => {
+      if (this.ws === ws) {
+        this.ws = null;
+        this.listening = null;
+        this.scheduleReconnect();
+      }
+    };
+  }
+
+  private scheduleReconnect() {
+    if (this.stopped) return;
+    this.connection = 'reconnecting';
+    const delay = Math.min(8000, 500 * 2 ** this.retry);
+    this.retry = Math.min(this.retry + 1, 5);
+    setTimeout(() => void this.open(), delay);
+  }
+
+  private onMessage(m: MessageEvent) {
+    if (m.data instanceof ArrayBuffer) {
+      const f = decodeFrame(m.data);
+      if (f && this.listening && f.callSid === this.listening.call_sid) {
+        this.player.play(f.track, f.payload);
+        this.listenFrames += 1;
+      }
+      return;
+    }
+    const msg = JSON.parse(m.data as string) as LiveMessage;
+    this.received += 1;
+    this.handle(msg);
+    if (this.received - this.acked >= ACK_EVERY) this.ack();
+    else if (!this.ackTimer) this.ackTimer = setTimeout(() => this.ack(), ACK_INTERVAL_MS);
+  }
+
+  private ack() {
+    if (this.ackTimer) clearTimeout(this.ackTimer);
+    this.ackTimer = null;
+    if (this.ws?.readyState === WebSocket.OPEN && this.received > this.acked) {
+      this.ws.send(JSON.stringify({ type: 'ack', received: this.received }));
+      this.acked = this.received;
+    }
+  }
+
+  private handle(msg: LiveMessage) {
+    switch (msg.type) {
+      case 'snapshot': {
+        this.connection = 'live';
+        this.retry = 0;
+        this.offsetMs = msg.server_time_ms - Date.now();
+        if (msg.reason === 'resync') this.resyncs += 1;
+        const next: Record<string, LiveCall> = {};
+        for (const c of msg.calls) next[c.call_sid] = c;
+        // Calls that ended while we were away stay briefly, marked ended.
+        for (const [sid, c] of Object.entries(this.calls)) {
+          if (!next[sid] && this.endedAt.has(sid)) next[sid] = c;
+        }
+        this.calls = next;
+        break;
+      }
+      case 'event': {
+        const ev = msg.event;
+        let c = this.calls[ev.call_sid];
+        if (!c) {
+          this.calls[ev.call_sid] = emptyCall();
+          c = this.calls[ev.call_sid];
+        }
+        applyEvent(c, ev);
+        for (const cb of this.listeners) cb(ev);
+        if (ev.type === 'call_ended') this.endedAt.set(ev.call_sid, Date.now());
+        break;
+      }
+      case 'listening':
+        this.listening = { call_sid: msg.call_sid, tracks: msg.tracks };
+        break;
+      case 'listen_stopped':
+        if (this.listening?.call_sid === msg.call_sid) this.listening = null;
+        break;
+      case 'error':
+        this.notice = msg.message;
+        break;
+    }
+  }
+
+  private dropEnded() {
+    const now = Date.now();
+    for (const [sid, at] of this.endedAt) {
+      if (now - at > ENDED_LINGER_MS) {
+        this.endedAt.delete(sid);
+        delete this.calls[sid];
+      }
+    }
+  }
+
+  /** Listen to a call (caller and agent mixed), or stop if already listening to it. */
+  async toggleListen(callSid: string) {
+    if (this.listening?.call_sid === callSid) {
+      this.ws?.send(JSON.stringify({ type: 'stop_listening' }));
+      this.listening = null;
+      this.player.stop();
+      return;
+    }
+    await this.player.start();
+    this.listenFrames = 0;
+    this.ws?.send(JSON.stringify({ type: 'listen', call_sid: callSid, tracks: ['caller', 'agent'] }));
+  }
+}
+
+export const feed = new Feed();

@@ -1,0 +1,60 @@
+import { describe, expect, it } from 'vitest';
+import fixture from './fixtures/live-call.json';
+import { applyEvent, emptyCall, LIVE_TRANSCRIPT_LINES } from './live';
+import type { CallEvent } from './types/CallEvent';
+import type { LiveCall } from './types/LiveCall';
+import { sortCalls, priorityOf } from './board';
+
+const events = fixture.events as unknown as CallEvent[];
+const expected = fixture.state as unknown as LiveCall;
+
+describe('the live-call reducer', () => {
+  it('turns the events of a real call into the state the server built', () => {
+    const c = emptyCall();
+    for (const e of events) applyEvent(c, e);
+    expect(c).toEqual(expected);
+  });
+
+  it('a snapshot taken mid-call, followed by the rest of the events, gives the same state', () => {
+    const half = Math.floor(events.length / 2);
+    const snap = emptyCall();
+    for (const e of events.slice(0, half)) applyEvent(snap, e);
+    // The feed may repeat events the snapshot already holds: they are skipped by seq.
+    const c = structuredClone(snap);
+    for (const e of events.slice(half - 5)) applyEvent(c, e);
+    expect(c).toEqual(expected);
+  });
+
+  it('replaces partial lines by the final line and keeps the last lines only', () => {
+    const c = emptyCall();
+    const base = { call_sid: 'CA1', at_ms: 1 };
+    applyEvent(c, { ...base, seq: 0, type: 'transcript_delta', speaker: 'agent', item_id: 'i1', delta: '9 1 1, ' });
+    applyEvent(c, { ...base, seq: 1, type: 'transcript_delta', speaker: 'agent', item_id: 'i1', delta: 'what is' });
+    expect(c.transcript).toHaveLength(1);
+    expect(c.transcript[0]).toMatchObject({ text: '9 1 1, what is', final: false });
+    applyEvent(c, { ...base, seq: 2, type: 'transcript_final', speaker: 'agent', item_id: 'i1', text: '9 1 1, what is the address?', interrupted: false });
+    expect(c.transcript).toHaveLength(1);
+    expect(c.transcript[0].final).toBe(true);
+    expect(applyEvent(c, { ...base, seq: 2, type: 'whisper', text: 'x', by: 'y' })).toBe(false);
+    for (let i = 0; i < 100; i++) {
+      applyEvent(c, { ...base, seq: 3 + i, type: 'transcript_final', speaker: 'caller', item_id: `u${i}`, text: 'help', interrupted: false });
+    }
+    expect(c.transcript).toHaveLength(LIVE_TRANSCRIPT_LINES);
+    expect(c.transcript.at(-1)?.item_id).toBe('u99');
+  });
+});
+
+describe('the board order', () => {
+  it('puts priority first, then the oldest call', () => {
+    const mk = (sid: string, started: number, p: 'P1' | 'P2' | 'P3' | 'P4' | null): LiveCall => {
+      const c = emptyCall();
+      c.call_sid = sid;
+      c.started_at_ms = started;
+      c.dispatch.priority = p;
+      return c;
+    };
+    const calls = [mk('a', 5, 'P3'), mk('b', 1, null), mk('c', 9, 'P1'), mk('d', 2, 'P1'), mk('e', 3, 'P3')];
+    expect(sortCalls(calls).map((c) => c.call_sid)).toEqual(['d', 'c', 'e', 'a', 'b']);
+    expect(priorityOf(mk('x', 0, 'P2'))).toBe('P2');
+  });
+});
