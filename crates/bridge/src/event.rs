@@ -151,6 +151,10 @@ pub enum CallEventKind {
         /// The agent was cut off by the caller (barge-in) before finishing this line.
         #[serde(default)]
         interrupted: bool,
+        /// Where the line's audio starts on the stream clock (the recording's time), ms: the
+        /// caller's `speech_started`, or where the agent's first frame of it played.
+        #[serde(default)]
+        stream_ms: Option<u64>,
     },
     /// The agent's audio was cut short because the caller spoke (PROTOCOLS.md §3).
     BargeIn {

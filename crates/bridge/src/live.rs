@@ -182,7 +182,7 @@ impl LiveCall {
                     None => self.push_line(LiveLine { speaker: *speaker, item_id: item_id.clone(), text: delta.clone(), at_ms: ev.at_ms, is_final: false, interrupted: false }),
                 }
             }
-            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted } => {
+            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, .. } => {
                 let line = LiveLine { speaker: *speaker, item_id: item_id.clone(), text: text.clone(), at_ms: ev.at_ms, is_final: true, interrupted: *interrupted };
                 match self.transcript.iter_mut().rev().find(|l| &l.item_id == item_id && !l.is_final) {
                     Some(partial) => *partial = line,
@@ -378,13 +378,13 @@ mod tests {
         c.apply(&ev(2, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "what is".into() }));
         assert_eq!(c.transcript[0].text, "9 1 1, what is");
         assert!(!c.transcript[0].is_final);
-        c.apply(&ev(3, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "i1".into(), text: "9 1 1, what is the address?".into(), interrupted: false }));
+        c.apply(&ev(3, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "i1".into(), text: "9 1 1, what is the address?".into(), interrupted: false, stream_ms: None }));
         assert_eq!(c.transcript.len(), 1);
         assert!(c.transcript[0].is_final);
-        c.apply(&ev(3, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "dup".into(), text: "x".into(), interrupted: false }));
+        c.apply(&ev(3, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "dup".into(), text: "x".into(), interrupted: false, stream_ms: None }));
         assert_eq!(c.transcript.len(), 1, "an event at or below last_seq is skipped");
         for i in 0..100u64 {
-            c.apply(&ev(4 + i, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: format!("u{i}"), text: "help".into(), interrupted: false }));
+            c.apply(&ev(4 + i, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: format!("u{i}"), text: "help".into(), interrupted: false, stream_ms: None }));
         }
         assert_eq!(c.transcript.len(), LIVE_TRANSCRIPT_LINES);
         assert_eq!(c.transcript.last().unwrap().item_id, "u99");

@@ -360,6 +360,11 @@ pub struct CallMachine {
     chosen_units: Option<Vec<String>>,
     /// The radio message voiced out of band.
     dispatch_audio: DispatchAudio,
+    /// Where each line's audio started on the stream clock, by item id (until its final line).
+    line_starts: HashMap<String, u64>,
+    /// Stream time at which the current model session's input buffer started, ms (its
+    /// `audio_start_ms` counts from there).
+    input_origin_ms: u64,
 }
 
 /// The out-of-band responses voicing the dispatch message (PROTOCOLS.md §1, `response.create`
@@ -450,6 +455,8 @@ impl CallMachine {
             roster: None,
             chosen_units: None,
             dispatch_audio: DispatchAudio::default(),
+            line_starts: HashMap::new(),
+            input_origin_ms: 0,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -664,6 +671,8 @@ impl CallMachine {
 
     fn on_reconnected(&mut self, now: Instant, renewed: bool) {
         self.reconnecting = false;
+        // The new session's input buffer starts now.
+        self.input_origin_ms = self.stream_now_ms();
         self.next_renew_attempt = None;
         self.session_started = now;
         self.last_model_event = now;
@@ -861,7 +870,8 @@ impl CallMachine {
                     ErrorClass::Reconnect => self.fallback(now, &reason),
                 }
             }
-            ServerEvent::SpeechStarted { .. } => {
+            ServerEvent::SpeechStarted { audio_start_ms, item_id, .. } => {
+                self.line_starts.insert(item_id, self.input_origin_ms + audio_start_ms);
                 self.caller_speaking = true;
                 self.barge_in(now);
                 self.set_talking(now, Talking::Caller);
@@ -1009,6 +1019,7 @@ impl CallMachine {
         let item_key: Arc<str> = match self.items.get_key_value(item_id.as_str()) {
             Some((k, _)) => k.clone(),
             None => {
+                self.line_starts.insert(item_id.clone(), self.agent_queue_end_ms.max(self.stream_now_ms()));
                 let k: Arc<str> = item_id.into();
                 self.items.insert(k.clone(), ItemAudio { response_id: response_id.clone(), ..Default::default() });
                 k
@@ -1355,7 +1366,8 @@ impl CallMachine {
             self.alert(now, AlertKind::AgentStuck);
         }
         self.history.push(HistoryLine { speaker, item_id: item_id.clone(), text: text.clone() });
-        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted });
+        let stream_ms = self.line_starts.remove(&item_id);
+        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms });
         if questions > 0 {
             self.agent_questions += questions;
             let count = self.agent_questions;

@@ -23,6 +23,9 @@ pub struct TranscriptLine {
     /// The agent was cut off here by the caller.
     #[serde(default)]
     pub interrupted: bool,
+    /// Where the line's audio starts in the recording (stream clock), ms, when known.
+    #[serde(default)]
+    pub stream_ms: Option<u64>,
 }
 
 /// A call's record, as stored.
@@ -234,7 +237,7 @@ impl CallRecord {
             }
             CallEventKind::StreamStarted { stream_sid } => self.stream_sid = Some(stream_sid.clone()),
             CallEventKind::StatusChanged { status } => self.status = status_name(*status).into(),
-            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted } => self.transcript.push(TranscriptLine {
+            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms } => self.transcript.push(TranscriptLine {
                 speaker: match speaker {
                     Speaker::Caller => "caller".into(),
                     Speaker::Agent => "agent".into(),
@@ -243,6 +246,7 @@ impl CallRecord {
                 at_ms: ev.at_ms,
                 text: text.clone(),
                 interrupted: *interrupted,
+                stream_ms: *stream_ms,
             }),
             CallEventKind::AgentQuestions { count } => self.agent_questions = *count,
             CallEventKind::BargeIn { .. } => self.barge_ins += 1,

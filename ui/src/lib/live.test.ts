@@ -32,12 +32,12 @@ describe('the live-call reducer', () => {
     applyEvent(c, { ...base, seq: 1, type: 'transcript_delta', speaker: 'agent', item_id: 'i1', delta: 'what is' });
     expect(c.transcript).toHaveLength(1);
     expect(c.transcript[0]).toMatchObject({ text: '9 1 1, what is', final: false });
-    applyEvent(c, { ...base, seq: 2, type: 'transcript_final', speaker: 'agent', item_id: 'i1', text: '9 1 1, what is the address?', interrupted: false });
+    applyEvent(c, { ...base, seq: 2, type: 'transcript_final', speaker: 'agent', item_id: 'i1', text: '9 1 1, what is the address?', interrupted: false, stream_ms: null });
     expect(c.transcript).toHaveLength(1);
     expect(c.transcript[0].final).toBe(true);
     expect(applyEvent(c, { ...base, seq: 2, type: 'whisper', text: 'x', by: 'y' })).toBe(false);
     for (let i = 0; i < 100; i++) {
-      applyEvent(c, { ...base, seq: 3 + i, type: 'transcript_final', speaker: 'caller', item_id: `u${i}`, text: 'help', interrupted: false });
+      applyEvent(c, { ...base, seq: 3 + i, type: 'transcript_final', speaker: 'caller', item_id: `u${i}`, text: 'help', interrupted: false, stream_ms: null });
     }
     expect(c.transcript).toHaveLength(LIVE_TRANSCRIPT_LINES);
     expect(c.transcript.at(-1)?.item_id).toBe('u99');

@@ -351,7 +351,7 @@ fn an_interrupted_agent_line_is_kept_from_its_deltas() {
     let item = watchfloor_wire::realtime::Item { id: Some("item_a".into()), kind: "message".into(), role: Some("assistant".into()), status: Some("incomplete".into()), ..Default::default() };
     m.handle_input(model(ServerEvent::ResponseOutputItemDone { event_id: String::new(), response_id: "resp_1".into(), output_index: 0, item }), t0);
     let out = drain(&mut m);
-    assert!(events(&out).contains(&&CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "item_a".into(), text: "How many vehicles".into(), interrupted: true }));
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id, text, interrupted: true, stream_ms: Some(_) } if item_id == "item_a" && text == "How many vehicles")));
     assert_eq!(m.history_text(), "Dispatcher: How many vehicles");
 }
 
@@ -669,4 +669,26 @@ fn the_dispatch_message_is_voiced_out_of_band_and_never_reaches_the_caller() {
     let ev = events(&out);
     assert!(ev.iter().any(|e| matches!(e, CallEventKind::DispatchAudio { revision: 1, status, duration_ms: 300, message, .. } if status == "completed" && message.starts_with("Medic 3"))));
     assert!(m.history().iter().all(|l| l.speaker == Speaker::Caller), "the conversation history has no dispatch line");
+}
+
+#[test]
+fn final_lines_carry_where_their_audio_starts_in_the_recording() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(model(ServerEvent::SpeechStarted { event_id: String::new(), audio_start_ms: 740, item_id: "u1".into() }), t0);
+    caller_says(&mut m, "u1", "Fire at 123 Main Street", t0);
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::TranscriptFinal { item_id, stream_ms: Some(740), .. } if item_id == "u1")));
+    // Agent audio queued behind nothing plays from the stream's now (the last caller frame).
+    for i in 0..10 {
+        m.handle_input(media(i * 20, &[mulaw::SILENCE; 160]), t0);
+    }
+    m.handle_input(response_created("r1"), t0);
+    m.handle_input(delta("r1", "a1", 160), t0);
+    m.handle_input(model(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: String::new(), response_id: "r1".into(), item_id: "a1".into(), output_index: 0, content_index: 0, transcript: "Is anyone inside?".into() }), t0);
+    let out = drain(&mut m);
+    let at = events(&out).iter().find_map(|e| if let CallEventKind::TranscriptFinal { item_id, stream_ms, .. } = e { (item_id == "a1").then_some(*stream_ms) } else { None }).unwrap();
+    assert_eq!(at, Some(m.stream_now_ms()));
+    assert!(at.unwrap() >= 180);
 }

@@ -81,7 +81,12 @@ text: string,
 /**
  * The agent was cut off by the caller (barge-in) before finishing this line.
  */
-interrupted: boolean, } | { "type": "barge_in", 
+interrupted: boolean, 
+/**
+ * Where the line's audio starts on the stream clock (the recording's time), ms: the
+ * caller's `speech_started`, or where the agent's first frame of it played.
+ */
+stream_ms: number | null, } | { "type": "barge_in", 
 /**
  * The assistant item that was playing.
  */

@@ -23,4 +23,8 @@ text: string,
 /**
  * The agent was cut off here by the caller.
  */
-interrupted: boolean, };
+interrupted: boolean, 
+/**
+ * Where the line's audio starts in the recording (stream clock), ms, when known.
+ */
+stream_ms: number | null, };
