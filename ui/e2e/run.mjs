@@ -179,6 +179,28 @@ try {
     assert(page1.calls.length === 3, `3 calls, got ${page1.calls.length}`);
     for (const c of page1.calls) assert(c.status === 'completed' && c.transcript_lines > 2, `${c.call_sid}: ${c.status}, ${c.transcript_lines} lines`);
   });
+
+  await check('review: finds the call, plays the recording and seeks by transcript line', async () => {
+    await page.keyboard.press('2');
+    await page.waitForSelector('[data-testid=review-row]');
+    await page.fill('#review-q', 'breathing');
+    await page.keyboard.press('Enter');
+    await waitFor('one match', async () => (await page.locator('[data-testid=review-row]').count()) === 1);
+    await page.locator('#review-q').blur();
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('[data-testid=review-call] audio');
+    const lines = page.locator('[data-testid=review-line]');
+    assert((await lines.count()) > 4, 'transcript lines');
+    await lines.nth(3).click();
+    const seekTo = await page.evaluate(() => document.querySelector('[data-testid=review-call] audio').currentTime);
+    const label = await lines.nth(3).locator('.t').textContent();
+    const [m, sec] = label.split(':').map(Number);
+    assert(Math.abs(seekTo - (m * 60 + sec)) < 1.01, `seeked to ${seekTo} s for a line at ${label}`);
+    await waitFor('the line playing', async () => (await lines.nth(3).getAttribute('class')).includes('playing'), 5000);
+    await waitFor('playback advancing', async () => (await page.evaluate(() => document.querySelector('[data-testid=review-call] audio').currentTime)) > seekTo + 0.5, 5000);
+    await page.screenshot({ path: join(out, 'review.png') });
+    await page.keyboard.press(' ');
+  });
 } catch (e) {
   failures += 1;
   console.log(`FAIL set-up: ${e?.stack ?? e}`);

@@ -1,0 +1,30 @@
+// Recordings and voiced dispatch messages need the console's token, which an <audio src> cannot
+// send: fetch them with it and play them from an object URL.
+
+import { getToken, ApiError } from './api';
+
+/** Fetches `path` with the token and returns an object URL for it (revoke it when done). */
+export async function authedObjectUrl(path: string): Promise<string> {
+  const token = getToken();
+  const r = await fetch(path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  if (!r.ok) {
+    let msg = `${r.status} ${r.statusText}`;
+    try {
+      msg = (await r.json()).error ?? msg;
+    } catch {
+      /* not JSON */
+    }
+    throw new ApiError(r.status, msg);
+  }
+  return URL.createObjectURL(await r.blob());
+}
+
+/** Saves `data` as a file named `name`. */
+export function download(name: string, data: string, type: string) {
+  const url = URL.createObjectURL(new Blob([data], { type }));
+  const a = document.createElement('a');
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(url), 1000);
+}
