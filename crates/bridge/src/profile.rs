@@ -16,7 +16,7 @@ sent. Never promise an arrival time. Never end the call yourself. If the caller 
 questions. If a supervisor instruction arrives as a system message, follow it from then on.";
 
 /// Server VAD settings (PROTOCOLS.md §1, `audio.input.turn_detection`).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct VadProfile {
     /// 0.0–1.0; higher needs louder speech.
     pub threshold: f32,

@@ -250,6 +250,11 @@ impl CallRegistry {
         lock(&self.config).profile = Arc::new(profile);
     }
 
+    /// Changes the configuration of calls started from now on (live calls keep theirs).
+    pub fn update_config(&self, f: impl FnOnce(&mut BridgeConfig)) {
+        f(&mut lock(&self.config));
+    }
+
     /// Starts a call's task (model connect begins at once). Called by the webhook.
     pub fn start_call(&self, call: NewCall) -> Result<(), RegistryError> {
         self.start_inner(call, None)

@@ -218,6 +218,27 @@ impl Roster {
         Ok(())
     }
 
+    /// Replaces the roster's units by `units` (a supervisor's settings): units kept keep their
+    /// status and call; a unit on a call cannot be removed; ids must be unique.
+    pub fn reconfigure(&mut self, units: Vec<(String, UnitType)>) -> Result<(), RosterError> {
+        let mut next = Roster::new(units)?;
+        for old in &self.units {
+            match next.units.iter_mut().find(|u| u.id == old.id) {
+                Some(u) => {
+                    u.status = old.status;
+                    u.call_sid = old.call_sid.clone();
+                }
+                None => {
+                    if let Some(c) = &old.call_sid {
+                        return Err(RosterError::Busy { unit: old.id.clone(), status: old.status.words(), call_sid: c.clone() });
+                    }
+                }
+            }
+        }
+        *self = next;
+        Ok(())
+    }
+
     /// Restores a unit's status and assignment as recorded (start-up, from the call records).
     /// Unknown units are ignored; a unit already assigned keeps its first assignment.
     pub fn restore(&mut self, id: &str, call_sid: &str, status: UnitStatus) {
@@ -297,6 +318,19 @@ mod tests {
         r.restore("Ghost 1", "CA2", UnitStatus::Dispatched);
         assert_eq!(r.get("Engine 7").unwrap().call_sid.as_deref(), Some("CA1"));
         assert_eq!(r.get("Engine 7").unwrap().status, UnitStatus::OnScene);
+    }
+
+    #[test]
+    fn reconfigure_keeps_statuses_and_refuses_to_drop_a_busy_unit() {
+        let mut r = roster();
+        r.assign(&ids(&["Medic 3"]), "CA1").unwrap();
+        let keep = |extra: &[(&str, UnitType)]| -> Vec<(String, UnitType)> { extra.iter().map(|(i, t)| (i.to_string(), *t)).collect() };
+        assert!(matches!(r.reconfigure(keep(&[("Engine 7", UnitType::Engine)])), Err(RosterError::Busy { .. })));
+        assert_eq!(r.units.len(), 5, "unchanged after a refusal");
+        r.reconfigure(keep(&[("Medic 3", UnitType::Medic), ("Rescue 1", UnitType::Rescue)])).unwrap();
+        assert_eq!(r.get("Medic 3").unwrap().call_sid.as_deref(), Some("CA1"));
+        assert_eq!(r.get("Rescue 1").unwrap().status, UnitStatus::Available);
+        assert!(r.get("Engine 7").is_none());
     }
 
     proptest! {

@@ -115,7 +115,7 @@ pub struct Config {
 }
 
 /// A unit of the roster, as configured.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct UnitConfig {
     /// Call sign, e.g. `Engine 7`.

@@ -14,6 +14,7 @@ mod review;
 mod routes;
 mod supervise;
 pub mod training;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,6 +52,16 @@ pub struct AppState {
     pub shutdown: CancellationToken,
     /// Training mode, when on.
     pub training: Option<Arc<training::Training>>,
+    /// The supervisor's settings as they stand.
+    pub settings: Arc<std::sync::RwLock<settings::Settings>>,
+}
+
+impl AppState {
+    /// Where callers go when the AI cannot take them (the settings' line, the config's queue).
+    pub fn human(&self) -> watchfloor_bridge::twilio_rest::HumanLine {
+        let line = self.settings.read().unwrap_or_else(|p| p.into_inner()).human_line.clone();
+        watchfloor_bridge::twilio_rest::HumanLine { number: line, queue: self.config.human_queue.clone() }
+    }
 }
 
 /// Locks the roster (a poisoned lock still holds a consistent roster: every change is one
@@ -61,8 +72,8 @@ pub(crate) fn lock_roster(r: &watchfloor_bridge::SharedRoster) -> std::sync::Mut
 
 /// Builds the roster from the configuration and restores each unit's assignment from the call
 /// records of the last 7 days (a unit dispatched, en route or on scene when the server stopped).
-fn load_roster(config: &Config, store: &Store) -> Result<watchfloor_dispatch::units::Roster, ServeError> {
-    let mut roster = watchfloor_dispatch::units::Roster::new(config.units.iter().map(|u| (u.id.clone(), u.unit_type)).collect()).map_err(ServeError::Roster)?;
+fn load_roster(config: &Config, units: &[config::UnitConfig], store: &Store) -> Result<watchfloor_dispatch::units::Roster, ServeError> {
+    let mut roster = watchfloor_dispatch::units::Roster::new(units.iter().map(|u| (u.id.clone(), u.unit_type)).collect()).map_err(ServeError::Roster)?;
     const WEEK_MS: u64 = 7 * 24 * 60 * 60 * 1000;
     let mut q = watchfloor_store::CallQuery { from_ms: Some(watchfloor_bridge::task::unix_ms().saturating_sub(WEEK_MS)), limit: api::MAX_PAGE, ..Default::default() };
     loop {
@@ -201,7 +212,22 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     for sid in &interrupted {
         tracing::warn!(call_sid = %sid, "call was live when the server stopped: marked interrupted");
     }
-    let roster: watchfloor_bridge::SharedRoster = Arc::new(std::sync::Mutex::new(load_roster(&config, &store)?));
+    // Settings saved from the console override the configuration file.
+    let settings = match store.settings() {
+        Ok(Some(v)) => match serde_json::from_value::<settings::Settings>(v) {
+            Ok(s) if s.validate().is_ok() => {
+                tracing::info!("using the settings saved from the console");
+                s
+            }
+            _ => {
+                tracing::error!("saved settings are not valid: using the configuration file");
+                settings::Settings::from_config(&config)
+            }
+        },
+        Ok(None) => settings::Settings::from_config(&config),
+        Err(e) => return Err(ServeError::Store(config.data_dir.display().to_string(), e)),
+    };
+    let roster: watchfloor_bridge::SharedRoster = Arc::new(std::sync::Mutex::new(load_roster(&config, &settings.units, &store)?));
     if config.openai_api_key.is_none() {
         tracing::warn!("==============================================================");
         tracing::warn!("NO OPENAI_API_KEY: the AI agent is OFF. Every call goes straight");
@@ -255,9 +281,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         tracing::warn!("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: a failing AI call is handed to a human by closing its stream only (no REST redirect)");
     }
     let calls = CallRegistry::new(hub, bridge, cancel.child_token(), tracker.clone());
+    settings::apply_to_bridge(&config, &settings, &calls);
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone() };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)) };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {
         tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));

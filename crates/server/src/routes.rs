@@ -32,6 +32,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::supervise::routes())
         .merge(crate::live::routes())
         .merge(crate::training::routes())
+        .merge(crate::settings::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::control::require_user));
     Router::new()
         .route(WEBHOOK_PATH, post(voice_webhook))
@@ -88,7 +89,7 @@ fn twiml_response(xml: String) -> Response {
 
 /// The fallback verbs: what Twilio runs when the stream closes (or at once, with no model).
 pub(crate) fn fallback_twiml(state: &AppState, doc: twiml::Response) -> twiml::Response {
-    state.config.human().append_to(doc, "Please hold. Connecting you to a dispatcher.")
+    state.human().append_to(doc, "Please hold. Connecting you to a dispatcher.")
 }
 
 /// `POST /api/webhooks/voice`: Twilio's voice webhook (form-encoded).
@@ -175,7 +176,7 @@ async fn health(State(state): State<AppState>) -> Json<serde_json::Value> {
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),
         "model_configured": state.config.openai_api_key.is_some(),
-        "human_line_configured": state.config.human_line.is_some(),
+        "human_line_configured": state.human().number.is_some(),
         "signatures_checked": state.config.twilio_auth_token.is_some(),
         "live_calls": state.calls.len(),
     }))

@@ -17,6 +17,7 @@ fn export(dir: &Path) {
     watchfloor_store::AuditEntry::export_all(&cfg).unwrap();
     watchfloor_dispatch::units::Roster::export_all(&cfg).unwrap();
     watchfloor_dispatch::policy::Policy::export_all(&cfg).unwrap();
+    watchfloor_server::settings::Settings::export_all(&cfg).unwrap();
 }
 
 fn files(dir: &Path) -> BTreeMap<PathBuf, String> {

@@ -57,6 +57,7 @@ pub struct Store {
     audit: sled::Tree,
     index: sled::Tree,
     words: sled::Tree,
+    settings: sled::Tree,
 }
 
 /// `CallSid ‖ 0x00`: the prefix of a call's keys in `events` and `audio`.
@@ -101,6 +102,7 @@ impl Store {
             audit: db.open_tree("audit")?,
             index: db.open_tree("index")?,
             words: db.open_tree("words")?,
+            settings: db.open_tree("settings")?,
             db,
         };
         let interrupted = store.recover()?;
@@ -445,6 +447,21 @@ impl Store {
     }
 
     /// Makes everything written so far durable.
+    /// The supervisor's saved settings (JSON, the server's own shape), if any were saved.
+    pub fn settings(&self) -> Result<Option<serde_json::Value>, StoreError> {
+        match self.settings.get(b"current")? {
+            Some(v) => serde_json::from_slice(&v).map(Some).map_err(|e| corrupt(b"settings", e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Saves the settings and flushes them to disk.
+    pub async fn put_settings(&self, v: &serde_json::Value) -> Result<(), StoreError> {
+        // Invariant: a JSON value serialises.
+        self.settings.insert(b"current", serde_json::to_vec(v).expect("JSON value serialises"))?;
+        self.flush().await
+    }
+
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
