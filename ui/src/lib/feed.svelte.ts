@@ -103,6 +103,7 @@ class Feed {
       if (f && this.listening && f.callSid === this.listening.call_sid) {
         this.player.play(f.track, f.payload);
         this.listenFrames += 1;
+        (globalThis as { __wfBench?: { audio: [number, string, number, string][] } }).__wfBench?.audio.push([Date.now(), f.track, f.streamMs, f.callSid]);
       }
       return;
     }
@@ -147,6 +148,7 @@ class Feed {
         }
         applyEvent(c, ev);
         for (const cb of this.listeners) cb(ev);
+        this.benchEvent(ev.at_ms);
         if (ev.type === 'call_ended') this.endedAt.set(ev.call_sid, Date.now());
         break;
       }
@@ -159,6 +161,23 @@ class Feed {
       case 'error':
         this.notice = msg.message;
         break;
+    }
+  }
+
+  private benchPending: number[] = [];
+
+  /** The console benchmark (ui/e2e/bench.mjs) sets `window.__wfBench`: each event's time from
+   *  the server to the frame that shows it, and each listen-in frame's arrival, are recorded
+   *  there. Off otherwise. */
+  private benchEvent(atMs: number) {
+    const bench = (globalThis as { __wfBench?: { latencies: number[] } }).__wfBench;
+    if (!bench) return;
+    if (this.benchPending.push(atMs) === 1) {
+      requestAnimationFrame(() => {
+        const now = Date.now();
+        for (const a of this.benchPending) bench.latencies.push(now - a);
+        this.benchPending = [];
+      });
     }
   }
 
