@@ -856,33 +856,12 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
     };
     shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
     let audio = voice(&text);
-    let chunk_bytes = mulaw::ms_to_bytes(opts.chunk_ms).max(1);
-    let chunks: Vec<&[u8]> = audio.chunks(chunk_bytes).collect();
-    let words: Vec<&str> = text.split_inclusive(' ').collect();
-    let pace = Duration::from_secs_f64(opts.chunk_ms as f64 / 1000.0 / opts.generation_factor / opts.speed.max(0.001));
-    let mut next = tokio::time::Instant::now();
-    let mut words_sent = 0;
-    let mut status = "completed";
-    for (i, chunk) in chunks.iter().enumerate() {
-        if cancel.is_cancelled() {
-            status = "cancelled";
-            break;
-        }
+    let (status, _) = stream_audio(&shared, &resp_id, &item_id, &audio, &text, &opts, &cancel, |chunk| {
         if let Some(l) = shared.log.lock().unwrap().out_of_band.iter_mut().find(|l| l.response_id == resp_id) {
             l.audio.extend_from_slice(chunk);
         }
-        shared.send(ServerEvent::ResponseOutputAudioDelta { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, delta: mulaw::encode_base64(chunk) });
-        let due = ((i + 1) * words.len()).div_ceil(chunks.len());
-        while words_sent < due {
-            shared.send(ServerEvent::ResponseOutputAudioTranscriptDelta { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, delta: words[words_sent].to_string() });
-            words_sent += 1;
-        }
-        next += pace;
-        tokio::select! {
-            _ = tokio::time::sleep_until(next) => {}
-            _ = cancel.cancelled() => { status = "cancelled"; break; }
-        }
-    }
+    })
+    .await;
     if status == "completed" {
         shared.send(ServerEvent::ResponseOutputAudioDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0 });
         shared.send(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, transcript: text.clone() });
@@ -894,6 +873,39 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
     }
     let details = (status == "cancelled").then(|| json!({"type":"cancelled","reason":"client_cancelled"}));
     shared.send(ServerEvent::ResponseDone { event_id: ev(&shared), response: Response { status_details: details, ..response(status) } });
+}
+
+/// Sends `audio` as `response.output_audio.delta`s of `opts.chunk_ms`, paced like the real
+/// service (faster than real time by `generation_factor`), with the words of `text` as
+/// transcript deltas keeping pace; `on_chunk` sees each chunk before it is sent. Stops at a
+/// cancel. Returns `completed` or `cancelled`, and the words sent.
+#[allow(clippy::too_many_arguments)]
+async fn stream_audio(shared: &Shared, resp_id: &str, item_id: &str, audio: &[u8], text: &str, opts: &ModelFakeOptions, cancel: &CancellationToken, mut on_chunk: impl FnMut(&[u8])) -> (&'static str, String) {
+    let chunks: Vec<&[u8]> = audio.chunks(mulaw::ms_to_bytes(opts.chunk_ms).max(1)).collect();
+    let words: Vec<&str> = text.split_inclusive(' ').collect();
+    let pace = Duration::from_secs_f64(opts.chunk_ms as f64 / 1000.0 / opts.generation_factor / opts.speed.max(0.001));
+    let mut next = tokio::time::Instant::now();
+    let mut spoken = String::new();
+    let mut words_sent = 0;
+    for (i, chunk) in chunks.iter().enumerate() {
+        if cancel.is_cancelled() {
+            return ("cancelled", spoken);
+        }
+        on_chunk(chunk);
+        shared.send(ServerEvent::ResponseOutputAudioDelta { event_id: shared.id("event"), response_id: resp_id.to_string(), item_id: item_id.to_string(), output_index: 0, content_index: 0, delta: mulaw::encode_base64(chunk) });
+        let due = ((i + 1) * words.len()).div_ceil(chunks.len());
+        while words_sent < due {
+            spoken.push_str(words[words_sent]);
+            shared.send(ServerEvent::ResponseOutputAudioTranscriptDelta { event_id: shared.id("event"), response_id: resp_id.to_string(), item_id: item_id.to_string(), output_index: 0, content_index: 0, delta: words[words_sent].to_string() });
+            words_sent += 1;
+        }
+        next += pace;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next) => {}
+            _ = cancel.cancelled() => return ("cancelled", spoken),
+        }
+    }
+    ("completed", spoken)
 }
 
 /// A response whose output is one `function_call` item (no audio), sent at once.
@@ -942,44 +954,21 @@ async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, pre
         ..Default::default()
     };
     let mut status = "completed";
-    let mut spoken = String::new();
     if let Some(line) = line {
         shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
         shared.send(ServerEvent::ConversationItemAdded { event_id: ev(&shared), previous_item_id: previous, item: item("in_progress", None) });
         shared.item_audio.lock().unwrap().insert(item_id.clone(), 0);
         shared.log.lock().unwrap().agent_audio.push((item_id.clone(), Vec::new()));
-        let chunk_bytes = mulaw::ms_to_bytes(opts.chunk_ms).max(1);
-        let chunks: Vec<&[u8]> = line.audio.chunks(chunk_bytes).collect();
-        let words: Vec<&str> = line.text.split_inclusive(' ').collect();
-        let pace = Duration::from_secs_f64(opts.chunk_ms as f64 / 1000.0 / opts.generation_factor / opts.speed.max(0.001));
-        let mut next = tokio::time::Instant::now();
-        let mut words_sent = 0;
-        for (i, chunk) in chunks.iter().enumerate() {
-            if cancel.is_cancelled() {
-                status = "cancelled";
-                break;
+        let (st, words) = stream_audio(&shared, &resp_id, &item_id, &line.audio, &line.text, &opts, &cancel, |chunk| {
+            let mut log = shared.log.lock().unwrap();
+            if let Some((_, a)) = log.agent_audio.iter_mut().rev().find(|(id, _)| *id == item_id) {
+                a.extend_from_slice(chunk);
             }
-            {
-                let mut log = shared.log.lock().unwrap();
-                if let Some((_, a)) = log.agent_audio.iter_mut().rev().find(|(id, _)| *id == item_id) {
-                    a.extend_from_slice(chunk);
-                }
-                *shared.item_audio.lock().unwrap().entry(item_id.clone()).or_default() += chunk.len() as u64;
-            }
-            shared.send(ServerEvent::ResponseOutputAudioDelta { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, delta: mulaw::encode_base64(chunk) });
-            // Transcript deltas keep pace with the audio.
-            let due = ((i + 1) * words.len()).div_ceil(chunks.len());
-            while words_sent < due {
-                spoken.push_str(words[words_sent]);
-                shared.send(ServerEvent::ResponseOutputAudioTranscriptDelta { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, delta: words[words_sent].to_string() });
-                words_sent += 1;
-            }
-            next += pace;
-            tokio::select! {
-                _ = tokio::time::sleep_until(next) => {}
-                _ = cancel.cancelled() => { status = "cancelled"; break; }
-            }
-        }
+            *shared.item_audio.lock().unwrap().entry(item_id.clone()).or_default() += chunk.len() as u64;
+        })
+        .await;
+        status = st;
+        let mut spoken = words;
         if status == "completed" {
             shared.send(ServerEvent::ResponseOutputAudioDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0 });
             shared.send(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, transcript: line.text.clone() });
