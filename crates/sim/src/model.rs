@@ -845,15 +845,7 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
     let ev = |s: &Shared| s.id("event");
     let response = |status: &str| Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: status.into(), conversation_id: None, metadata: Some(Value::Object(metadata.clone())), ..Default::default() };
     shared.send(ServerEvent::ResponseCreated { event_id: ev(&shared), response: response("in_progress") });
-    let item = |status: &str, transcript: Option<&str>| Item {
-        id: Some(item_id.clone()),
-        object: Some("realtime.item".into()),
-        kind: "message".into(),
-        status: Some(status.into()),
-        role: Some("assistant".into()),
-        content: Some(transcript.map(|t| vec![json!({"type":"output_audio","transcript":t})]).unwrap_or_default()),
-        ..Default::default()
-    };
+    let item = |status: &str, transcript: Option<&str>| assistant_item(&item_id, status, transcript);
     shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
     let audio = voice(&text);
     let (status, _) = stream_audio(&shared, &resp_id, &item_id, &audio, &text, &opts, &cancel, |chunk| {
@@ -873,6 +865,19 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
     }
     let details = (status == "cancelled").then(|| json!({"type":"cancelled","reason":"client_cancelled"}));
     shared.send(ServerEvent::ResponseDone { event_id: ev(&shared), response: Response { status_details: details, ..response(status) } });
+}
+
+/// An assistant message item with audio (and its transcript once known).
+fn assistant_item(item_id: &str, status: &str, transcript: Option<&str>) -> Item {
+    Item {
+        id: Some(item_id.to_string()),
+        object: Some("realtime.item".into()),
+        kind: "message".into(),
+        status: Some(status.into()),
+        role: Some("assistant".into()),
+        content: Some(transcript.map(|t| vec![json!({"type":"output_audio","transcript":t})]).unwrap_or_default()),
+        ..Default::default()
+    }
 }
 
 /// Sends `audio` as `response.output_audio.delta`s of `opts.chunk_ms`, paced like the real
@@ -944,15 +949,7 @@ fn run_function_call(shared: &Shared, resp_id: String, item_id: String, call_id:
 async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, previous: Option<String>, line: Option<Line>, opts: ModelFakeOptions, cancel: CancellationToken) {
     let ev = |s: &Shared| s.id("event");
     shared.send(ServerEvent::ResponseCreated { event_id: ev(&shared), response: Response { id: resp_id.clone(), object: Some("realtime.response".into()), status: "in_progress".into(), conversation_id: Some(shared.conversation_id.clone()), ..Default::default() } });
-    let item = |status: &str, transcript: Option<&str>| Item {
-        id: Some(item_id.clone()),
-        object: Some("realtime.item".into()),
-        kind: "message".into(),
-        status: Some(status.into()),
-        role: Some("assistant".into()),
-        content: Some(transcript.map(|t| vec![json!({"type":"output_audio","transcript":t})]).unwrap_or_default()),
-        ..Default::default()
-    };
+    let item = |status: &str, transcript: Option<&str>| assistant_item(&item_id, status, transcript);
     let mut status = "completed";
     if let Some(line) = line {
         shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
