@@ -58,7 +58,7 @@ writeFileSync(join(dir, 'config.toml'), [
 ].join('\n'));
 const env = { ...process.env, WATCHFLOOR_DATA_DIR: join(dir, 'data'), WATCHFLOOR_BIND: `127.0.0.1:${port}`, WATCHFLOOR_CONSOLE_TOKEN: TOKEN, RUST_LOG: 'warn' };
 delete env.OPENAI_API_KEY;
-const server = spawn(bin, ['serve', '--config', join(dir, 'config.toml')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+let server = spawn(bin, ['serve', '--config', join(dir, 'config.toml')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
 
 async function api(method, path, body) {
   const r = await fetch(base + path, { method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
@@ -216,6 +216,17 @@ try {
     await page.click('text=Add unit');
     await page.click('[data-testid=settings] button[type=submit]');
     await page.waitForSelector('[data-testid=settings] [role=alert] >> text=unit must be');
+  });
+
+  await check('the console reconnects on its own after the server restarts', async () => {
+    await page.keyboard.press('1');
+    server.kill('SIGTERM');
+    await new Promise((r) => server.once('exit', r));
+    await page.waitForSelector('[data-testid=connection]:has-text("Reconnecting")', { timeout: 10000 });
+    server = spawn(bin, ['serve', '--config', join(dir, 'config.toml')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    await page.waitForSelector('[data-testid=connection]:has-text("Live")', { timeout: 20000 });
+    const sid = (await api('POST', '/api/training/calls', { scenario: 'structure-fire' })).call_sid;
+    await page.waitForSelector(`[data-call="${sid}"]`, { timeout: 2000 });
   });
 } catch (e) {
   failures += 1;
