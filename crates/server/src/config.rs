@@ -106,6 +106,9 @@ pub struct Config {
     pub demo_max_calls: usize,
     /// The scenarios of training calls (default: the repository's `crates/sim/scenarios`).
     pub scenarios_dir: PathBuf,
+    /// Origins allowed to call the API from a browser (CORS), exactly as given; empty: none
+    /// (the console is served from this origin). The desktop app sets its webview's origin.
+    pub cors_origins: Vec<String>,
     /// The built console (`ui/dist`) served at `/` (`WATCHFLOOR_UI_DIR`; default: the
     /// repository's `ui/dist`).
     pub ui_dir: PathBuf,
@@ -248,6 +251,7 @@ impl Config {
             units: Vec::new(),
             demo: false,
             training: false,
+            cors_origins: Vec::new(),
             demo_interval: Duration::from_secs(30),
             demo_max_calls: 3,
             scenarios_dir: watchfloor_sim::scenario::default_dir(),

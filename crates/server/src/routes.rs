@@ -43,7 +43,18 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(console)
         .fallback_service(console_files(&state.config.ui_dir))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(cors(&state.config.cors_origins))
         .with_state(state)
+}
+
+/// CORS for exactly the configured origins (the desktop app's webview); none by default.
+fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
+    use axum::http::{HeaderValue, Method, header};
+    let allowed: Vec<HeaderValue> = origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    tower_http::cors::CorsLayer::new()
+        .allow_origin(tower_http::cors::AllowOrigin::list(allowed))
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
 /// The console (ui/dist): files as they are, and `index.html` for any other path (the console

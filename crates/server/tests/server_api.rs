@@ -120,3 +120,24 @@ async fn call_api_answers_json_errors() {
     assert_eq!(active["calls"].as_array().unwrap().len(), 0);
     rig.server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_allows_exactly_the_configured_origin() {
+    let rig = common::rig(vec![], 1.0, |c| c.cors_origins = vec!["tauri://localhost".into()]).await;
+    let url = format!("{}/api/calls/active", rig.server.base_url());
+    let preflight = |origin: &'static str| {
+        reqwest::Client::new()
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .send()
+    };
+    let ok = preflight("tauri://localhost").await.unwrap();
+    assert_eq!(ok.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("tauri://localhost"));
+    let other = preflight("http://elsewhere.invalid").await.unwrap();
+    assert!(other.headers().get("access-control-allow-origin").is_none(), "{:?}", other.headers());
+    let r = common::client().get(&url).header("origin", "tauri://localhost").send().await.unwrap();
+    assert_eq!(r.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some("tauri://localhost"));
+    rig.server.shutdown().await;
+}

@@ -3,7 +3,9 @@
 // what it processed (the server pauses a console that falls behind and resyncs it), reconnects
 // on its own with backoff, and plays listen-in audio.
 
-import { api } from './api';
+import { api, wsUrl } from './api';
+import { desktop } from './desktop';
+import { actions } from './actions.svelte';
 import { applyEvent, emptyCall } from './live';
 import { decodeFrame, ListenPlayer } from './audio';
 import type { CallEvent } from './types/CallEvent';
@@ -26,6 +28,7 @@ class Feed {
   resyncs = $state(0);
   listening: { call_sid: string; tracks: Track[] } | null = $state(null);
   listenFrames = $state(0);
+  /** A lasting condition to show (the desk has no sound device). */
   notice: string | null = $state(null);
   player = new ListenPlayer();
 
@@ -73,8 +76,7 @@ class Feed {
       this.scheduleReconnect();
       return;
     }
-    const proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const ws = new WebSocket(`${proto}//${location.host}/api/live?ticket=${encodeURIComponent(ticket)}`);
+    const ws = new WebSocket(wsUrl(`/api/live?ticket=${encodeURIComponent(ticket)}`));
     ws.binaryType = 'arraybuffer';
     this.ws = ws;
     this.received = 0;
@@ -159,7 +161,7 @@ class Feed {
         if (this.listening?.call_sid === msg.call_sid) this.listening = null;
         break;
       case 'error':
-        this.notice = msg.message;
+        actions.show(msg.message, true);
         break;
     }
   }
@@ -181,6 +183,23 @@ class Feed {
     }
   }
 
+  private desktopTimer: ReturnType<typeof setInterval> | null = null;
+
+  /** Desktop listen-in: the app's mixer counts frames played; a missing device is reported. */
+  private pollDesktop() {
+    if (!desktop || this.desktopTimer) return;
+    this.desktopTimer = setInterval(async () => {
+      const s = await desktop!.invoke<{ listening: string | null; frames_played: number; device_error: string | null }>('listen_status');
+      if (!s.listening) {
+        this.listening = null;
+        if (this.desktopTimer) clearInterval(this.desktopTimer);
+        this.desktopTimer = null;
+      }
+      this.listenFrames = s.frames_played;
+      this.notice = s.device_error;
+    }, 500);
+  }
+
   private dropEnded() {
     const now = Date.now();
     for (const [sid, at] of this.endedAt) {
@@ -191,8 +210,25 @@ class Feed {
     }
   }
 
-  /** Listen to a call (caller and agent mixed), or stop if already listening to it. */
+  /** Listen to a call (caller and agent mixed), or stop if already listening to it. On the
+   *  desktop the app plays it through the desk's speakers (rodio); in a browser, Web Audio. */
   async toggleListen(callSid: string) {
+    if (desktop) {
+      if (this.listening?.call_sid === callSid) {
+        await desktop.invoke('stop_listening');
+        this.listening = null;
+        return;
+      }
+      try {
+        await desktop.invoke('listen', { callId: callSid, tracks: ['caller', 'agent'] });
+        this.listening = { call_sid: callSid, tracks: ['caller', 'agent'] };
+        this.listenFrames = 0;
+        this.pollDesktop();
+      } catch (e) {
+        this.notice = String(e);
+      }
+      return;
+    }
     if (this.listening?.call_sid === callSid) {
       this.ws?.send(JSON.stringify({ type: 'stop_listening' }));
       this.listening = null;

@@ -1,12 +1,12 @@
 // Recordings and voiced dispatch messages need the console's token, which an <audio src> cannot
 // send: fetch them with it and play them from an object URL.
 
-import { getToken, ApiError } from './api';
+import { API_BASE, getToken, ApiError } from './api';
 
 /** Fetches `path` with the token and returns an object URL for it (revoke it when done). */
 export async function authedObjectUrl(path: string): Promise<string> {
   const token = getToken();
-  const r = await fetch(path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
+  const r = await fetch(API_BASE + path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   if (!r.ok) {
     let msg = `${r.status} ${r.statusText}`;
     try {
