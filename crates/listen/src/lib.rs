@@ -214,7 +214,8 @@ impl Mixer {
         let keep = |old: &Option<TrackBuf>| TrackBuf { frames: VecDeque::new(), gain: old.as_ref().map_or(1.0, |t| t.gain), muted: old.as_ref().is_some_and(|t| t.muted) };
         let caller = tracks.contains(&Track::Caller).then(|| keep(&s.caller));
         let agent = tracks.contains(&Track::Agent).then(|| keep(&s.agent));
-        let stats = MixerStats { delay_ms: TARGET_DELAY_MS, ..s.stats };
+        // Counters start again with each call listened to.
+        let stats = MixerStats { delay_ms: TARGET_DELAY_MS, ..MixerStats::default() };
         *s = State { call: Some(call_sid.to_string()), caller, agent, stats, ..State::new() };
     }
 

@@ -1,0 +1,4 @@
+fn main() {
+    let attrs = tauri_build::Attributes::new().config_path("tauri.conf.json").capabilities_path_pattern("src-tauri/capabilities/**/*");
+    tauri_build::try_build(attrs).expect("tauri build script");
+}
