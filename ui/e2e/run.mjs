@@ -124,6 +124,12 @@ try {
       return Number(t.match(/(\d+) frames/)?.[1] ?? 0) > 20;
     });
     await page.keyboard.press('l');
+    await page.waitForSelector('[data-testid=listening]', { state: 'detached' });
+    // Push to listen: while the key is held.
+    await page.keyboard.down('p');
+    await page.waitForSelector('[data-testid=listening]');
+    await page.keyboard.up('p');
+    await page.waitForSelector('[data-testid=listening]', { state: 'detached' });
   });
 
   await check('confirms the proposed dispatch by keyboard, and it is audited', async () => {

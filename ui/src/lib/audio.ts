@@ -30,10 +30,18 @@ export class ListenPlayer {
     this.frames = {};
   }
 
+  private levels: Partial<Record<Track, number>> = {};
+
   setMuted(track: Track, muted: boolean) {
     this.muted[track] = muted;
     const g = this.gains[track];
-    if (g) g.gain.value = muted ? 0 : 1;
+    if (g) g.gain.value = muted ? 0 : (this.levels[track] ?? 1);
+  }
+
+  /** Sets a track's volume, 0–2 (0 mutes). */
+  setVolume(track: Track, level: number) {
+    this.levels[track] = Math.max(0, Math.min(2, level));
+    this.setMuted(track, level <= 0);
   }
 
   /** Plays one frame of μ-law audio of `track`. */
@@ -46,7 +54,7 @@ export class ListenPlayer {
     let gain = this.gains[track];
     if (!gain) {
       gain = ctx.createGain();
-      gain.gain.value = this.muted[track] ? 0 : 1;
+      gain.gain.value = this.muted[track] ? 0 : (this.levels[track] ?? 1);
       gain.connect(ctx.destination);
       this.gains[track] = gain;
     }

@@ -210,6 +210,12 @@ class Feed {
     }
   }
 
+  /** Per-track listen-in volume, 0–2 (0 mutes): the desk's mixer or Web Audio. */
+  async setVolume(track: 'caller' | 'agent', level: number) {
+    if (desktop) await desktop.invoke('set_volume', { track, level });
+    else this.player.setVolume(track, level);
+  }
+
   /** Listen to a call (caller and agent mixed), or stop if already listening to it. On the
    *  desktop the app plays it through the desk's speakers (rodio); in a browser, Web Audio. */
   async toggleListen(callSid: string) {
