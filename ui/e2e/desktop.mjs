@@ -62,13 +62,28 @@ const driverPort = await freePort();
 start(process.env.TAURI_DRIVER ?? join(process.env.HOME ?? '/root', '.cargo/bin/tauri-driver'), ['--port', String(driverPort), '--native-driver', '/usr/bin/WebKitWebDriver']);
 await sleep(1000);
 
+/** RSS of the app's process, and of it with its WebKit child processes, KiB. */
 function rssKiB(name) {
+  const rss = (pid) => {
+    try {
+      return Number(readFileSync(`/proc/${pid}/status`, 'utf8').match(/VmRSS:\s+(\d+)/)[1]);
+    } catch {
+      return 0;
+    }
+  };
   try {
     const pid = execFileSync('pgrep', ['-n', '-f', name]).toString().trim();
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return Number(status.match(/VmRSS:\s+(\d+)/)[1]);
+    let tree = rss(pid);
+    const kids = (p) => { try { return execFileSync('pgrep', ['-P', p]).toString().trim().split('\n').filter(Boolean); } catch { return []; } };
+    const stack = kids(pid);
+    while (stack.length) {
+      const k = stack.pop();
+      tree += rss(k);
+      stack.push(...kids(k));
+    }
+    return { app: rss(pid), tree };
   } catch {
-    return NaN;
+    return { app: NaN, tree: NaN };
   }
 }
 
@@ -118,7 +133,8 @@ try {
   });
   await sleep(5000);
   const rssBusy = rssKiB('watchfloor-desktop');
-  console.log(`     memory (RSS of the app process): ${Math.round(rssStart / 1024)} MiB at start-up, ${Math.round(rssBusy / 1024)} MiB with calls live`);
+  const mib = (k) => Math.round(k / 1024);
+  console.log(`     memory (RSS): app process ${mib(rssStart.app)} MiB at start-up, ${mib(rssBusy.app)} MiB with calls live; with its WebKit processes ${mib(rssStart.tree)} / ${mib(rssBusy.tree)} MiB`);
 } catch (e) {
   failures += 1;
   console.log(`FAIL set-up: ${e?.stack ?? e}`);
