@@ -1,5 +1,6 @@
 //! What the desk shows outside the window: the tray (live calls and the highest priority) and
-//! native notifications for a new P1 call or a danger alert (clicking one opens the console).
+//! native notifications for a new P1 call or a danger alert (clicking one brings the console
+//! forward on that call).
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -43,6 +44,18 @@ pub fn start(app: &AppHandle, hub: Hub, calls: CallRegistry) {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
+    // A click on a notification (`tap`) opens its call.
+    let a = app.clone();
+    let _ = app.notification().on_action(move |performed| {
+        if performed.action_id() != "tap" {
+            return;
+        }
+        let sid = performed.notification().and_then(|n| n.extra().get("call_sid")).and_then(|v| v.as_str()).map(str::to_string);
+        crate::show_main(&a);
+        if let Some(sid) = sid {
+            let _ = a.emit("watchfloor://open-call", sid);
+        }
+    });
     let a = app.clone();
     let mut rx = hub.subscribe();
     tauri::async_runtime::spawn(async move {
@@ -67,7 +80,7 @@ pub fn start(app: &AppHandle, hub: Hub, calls: CallRegistry) {
                 _ => None,
             };
             if let Some((title, body)) = what {
-                if let Err(e) = a.notification().builder().title(&title).body(&body).show() {
+                if let Err(e) = a.notification().builder().title(&title).body(&body).extra("call_sid", ev.call_sid.to_string()).show() {
                     tracing::debug!(error = %e, "notification not shown");
                 }
                 // The console selects the call when it is brought forward.
