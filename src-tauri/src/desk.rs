@@ -50,10 +50,9 @@ impl Desk {
         tauri::async_runtime::spawn(async move {
             loop {
                 match rx.recv().await {
+                    // The mixer keeps only the call and tracks listened to (one short lock).
                     Ok(frame) => {
-                        if m.listening().is_some() {
-                            m.push(&frame);
-                        }
+                        m.push(&frame);
                     }
                     Err(RecvError::Lagged(n)) => tracing::debug!(missed = n, "listen-in lagged"),
                     Err(RecvError::Closed) => break,

@@ -7,23 +7,19 @@
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { freePort, sleep } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const bin = resolve(process.env.WATCHFLOOR_BIN ?? join(here, '../../target/release/watchfloor'));
 const CALLS = Number(process.argv[2] ?? 100);
 const MEASURE_S = Number(process.argv[3] ?? 20);
 const TOKEN = 'bench-console-token';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const port = await new Promise((ok) => {
-  const s = createServer();
-  s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); });
-});
+const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 const dir = mkdtempSync(join(tmpdir(), 'watchfloor-bench-'));
 writeFileSync(join(dir, 'config.toml'), `training = true\nmax_calls = ${CALLS + 50}\nmax_frames_per_second = 1000\n`);

@@ -9,11 +9,11 @@
 
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Builder, By, until } from 'selenium-webdriver';
+import { assert, checks, freePort, sleep } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, 'out');
@@ -21,21 +21,7 @@ mkdirSync(out, { recursive: true });
 const root = join(here, '../..');
 const desktopBin = resolve(process.env.DESKTOP_BIN ?? join(root, 'target/debug/watchfloor-desktop'));
 const serverBin = resolve(process.env.WATCHFLOOR_BIN ?? join(root, 'target/debug/watchfloor'));
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const freePort = () => new Promise((ok) => { const s = createServer(); s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => ok(port)); }); });
-
-let failures = 0;
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failures += 1;
-    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
-  }
-}
-const assert = (c, m) => { if (!c) throw new Error(m); };
+const { check, fail, failures } = checks();
 
 const home = mkdtempSync(join(tmpdir(), 'watchfloor-desktop-'));
 // No sound card here: ALSA's null device plays (and discards) what the mixer produces.
@@ -136,13 +122,12 @@ try {
   const mib = (k) => Math.round(k / 1024);
   console.log(`     memory (RSS): app process ${mib(rssStart.app)} MiB at start-up, ${mib(rssBusy.app)} MiB with calls live; with its WebKit processes ${mib(rssStart.tree)} / ${mib(rssBusy.tree)} MiB`);
 } catch (e) {
-  failures += 1;
-  console.log(`FAIL set-up: ${e?.stack ?? e}`);
+  fail('set-up', e);
 } finally {
   try { await driver?.quit(); } catch { /* gone */ }
   for (const p of procs.reverse()) p.kill('SIGTERM');
   await sleep(500);
   rmSync(home, { recursive: true, force: true });
 }
-console.log(failures ? `${failures} desktop check(s) failed` : 'all desktop checks passed; screenshot in ui/e2e/out/desktop.png');
-process.exit(failures ? 1 : 0);
+console.log(failures() ? `${failures()} desktop check(s) failed` : 'all desktop checks passed; screenshot in ui/e2e/out/desktop.png');
+process.exit(failures() ? 1 : 0);

@@ -6,11 +6,11 @@
 
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { assert, checks, freePort, sleep, waitFor } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, 'out');
@@ -18,32 +18,7 @@ mkdirSync(out, { recursive: true });
 const bin = resolve(process.env.WATCHFLOOR_BIN ?? join(here, '../../target/debug/watchfloor'));
 const TOKEN = 'e2e-console-token';
 
-function freePort() {
-  return new Promise((ok, fail) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => ok(port));
-    });
-    s.on('error', fail);
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-let failures = 0;
-async function check(name, fn) {
-  const t0 = Date.now();
-  try {
-    await fn();
-    console.log(`ok   ${name} (${Date.now() - t0} ms)`);
-  } catch (e) {
-    failures += 1;
-    console.log(`FAIL ${name}: ${e?.stack ?? e}`);
-  }
-}
-function assert(cond, msg) {
-  if (!cond) throw new Error(msg);
-}
+const { check, fail, failures } = checks();
 
 const dir = mkdtempSync(join(tmpdir(), 'watchfloor-e2e-'));
 const port = await freePort();
@@ -65,16 +40,6 @@ async function api(method, path, body) {
   const text = await r.text();
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
   return text ? JSON.parse(text) : null;
-}
-
-async function waitFor(what, fn, timeoutMs = 20000) {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn().catch(() => null);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(100);
-  }
 }
 
 let browser;
@@ -168,8 +133,10 @@ try {
     await waitFor('a resync', async () => Number(await page.locator('[data-testid=connection]').getAttribute('data-resyncs')) > before, 10000);
     const active = await api('GET', '/api/calls/active');
     assert(active.calls.length >= 1, 'calls still live');
-    const cards = await page.locator('[data-testid=call-card]').count();
-    assert(cards === active.calls.length || cards >= active.calls.length, `board has ${cards} cards for ${active.calls.length} live calls`);
+    // Every live call is on the board after the resync (ended ones may linger a few seconds).
+    const onBoard = await page.locator('[data-testid=call-card]').evaluateAll((cards) => cards.map((c) => c.dataset.call));
+    const missing = active.calls.filter((c) => !onBoard.includes(c.call_sid));
+    assert(missing.length === 0, `live calls missing from the board: ${missing.map((c) => c.call_sid)}`);
   });
 
   await check('the help overlay lists the keys', async () => {
@@ -235,13 +202,12 @@ try {
     await page.waitForSelector(`[data-call="${sid}"]`, { timeout: 2000 });
   });
 } catch (e) {
-  failures += 1;
-  console.log(`FAIL set-up: ${e?.stack ?? e}`);
+  fail('set-up', e);
 } finally {
   await browser?.close();
   server.kill('SIGTERM');
   await new Promise((r) => server.once('exit', r));
   rmSync(dir, { recursive: true, force: true });
 }
-console.log(failures ? `${failures} end-to-end check(s) failed` : 'all end-to-end checks passed; screenshots in ui/e2e/out/');
-process.exit(failures ? 1 : 0);
+console.log(failures() ? `${failures()} end-to-end check(s) failed` : 'all end-to-end checks passed; screenshots in ui/e2e/out/');
+process.exit(failures() ? 1 : 0);

@@ -78,6 +78,7 @@ static ADDRESS: LazyLock<Regex> = LazyLock::new(|| {
     // Invariant: a literal pattern that compiles.
     Regex::new(&format!(r"(?i)\b(\d{{1,6}})\s+((?:[a-z0-9'.]+\s+){{0,3}}?(?:{SUFFIXES}))\b")).expect("address pattern")
 });
+// Invariant (all patterns below): literal patterns that compile; every extractor test builds them.
 static HIGHWAY: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"(?i)\b((?:highway|route|interstate|hwy|i-)\s*\d{1,4})\b").expect("highway pattern"));
 // Street names are capitalised words (or ordinals like 5th); only the suffix is case-free.
 static STREET_ONLY: LazyLock<Regex> = LazyLock::new(|| Regex::new(&format!(r"\b((?:[A-Z0-9][A-Za-z0-9']*\s+){{1,3}}(?i:{SUFFIXES}))\b")).expect("street pattern"));

@@ -314,10 +314,12 @@ impl rodio::Source for MixerSource {
     }
 
     fn channels(&self) -> rodio::ChannelCount {
+        // Invariant: a non-zero literal.
         NonZero::new(1).expect("1 is not zero")
     }
 
     fn sample_rate(&self) -> rodio::SampleRate {
+        // Invariant: a non-zero constant.
         NonZero::new(SAMPLE_RATE_HZ).expect("8000 is not zero")
     }
 

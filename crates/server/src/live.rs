@@ -155,6 +155,7 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket) -> Result
                         continue;
                     }
                     // The event is serialised once, as is, inside the envelope.
+                    // Invariant: a CallEvent is plain data and serialises.
                     let body = serde_json::to_string(&*ev).expect("event serialises");
                     feed.text(format!("{{\"type\":\"event\",\"event\":{body}}}")).await?;
                 }

@@ -166,6 +166,7 @@ async fn update(state: &AppState, body: &[u8]) -> Result<(Settings, Vec<&'static
             .reconfigure(new.units.iter().map(|u| (u.id.clone(), u.unit_type)).collect())
             .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
     }
+    // Invariant: Settings is plain data and serialises.
     let value = serde_json::to_value(&new).expect("settings serialise");
     state.store.put_settings(&value).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     apply_to_bridge(&state.config, &new, &state.calls);

@@ -47,10 +47,12 @@ class Feed {
     return () => this.listeners.delete(cb);
   }
 
+  private dropTimer: ReturnType<typeof setInterval> | null = null;
+
   start() {
     this.stopped = false;
     void this.open();
-    setInterval(() => this.dropEnded(), 1000);
+    this.dropTimer ??= setInterval(() => this.dropEnded(), 1000);
   }
 
   stop() {
