@@ -155,6 +155,16 @@ async fn hand_to_human(fallback: &Fallback, call_sid: &str) -> (String, u32, Opt
     }
 }
 
+/// The text the call's task writes for a message output ([`Output::ToTwilio`] or
+/// [`Output::ToModel`]); `None` for every other output.
+pub fn serialize_output(out: &Output) -> Option<String> {
+    match out {
+        Output::ToTwilio(msg) => Some(msg.to_json()),
+        Output::ToModel(ev) => Some(ev.to_json()),
+        _ => None,
+    }
+}
+
 /// Runs one call to its end. Never panics on remote input; returns when the call is over for
 /// the bridge (both sockets closed).
 pub async fn run_call(
