@@ -194,6 +194,7 @@ pub async fn run_call(
     let mut first_connect = true;
     let mut renewing = false;
     let mut backlog: VecDeque<ClientEvent> = VecDeque::new();
+    let mut flush_backlog = false;
     let mut awaiting_claim = true;
     let claim_deadline = tokio::time::sleep(setup.claim_window);
     tokio::pin!(claim_deadline);
@@ -214,6 +215,9 @@ pub async fn run_call(
                         tracing::info!("model connected");
                         model_sock = Some(ws);
                         machine.handle_input(Input::ModelConnected, now);
+                        // Caller audio that came before the socket opened follows the
+                        // `session.update` this produces.
+                        flush_backlog = !backlog.is_empty();
                     }
                     (Err(e), true) => {
                         first_connect = false;
@@ -380,6 +384,17 @@ pub async fn run_call(
                 Output::Close => close = true,
             }
         }
+        if std::mem::take(&mut flush_backlog)
+            && let Some(ws) = model_sock.as_mut() {
+                for held in backlog.drain(..) {
+                    if let Err(e) = ws.send(Message::text(held.to_json())).await {
+                        tracing::warn!(error = %e, "model send failed");
+                        model_sock = None;
+                        machine.handle_input(Input::ModelClosed, Instant::now());
+                        break;
+                    }
+                }
+            }
         if let Some((ack, result)) = pending_ack.take() {
             // The command's events are published (queued for the store ahead of later ones).
             let _ = ack.send(result);

@@ -292,6 +292,12 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let app = routes::router(state);
     let c2 = cancel.clone();
     let join = tokio::spawn(async move {
+        // Media frames are small and latency-bound: no Nagle delay (40 ms with delayed ACKs).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
+            }
+        });
         let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(c2.clone().cancelled_owned());
         if let Err(e) = server.await {
             tracing::error!(error = %e, "server failed");

@@ -5,6 +5,8 @@
 //! - `watchfloor model-fake`: run the Realtime model fake on loopback (for manual runs).
 //! - `watchfloor hash-password`: hash a console user's password for the config file.
 //! - `watchfloor scenarios`: list the scenarios.
+//! - `watchfloor loadgen`: N concurrent real-time calls through a bridge in its own process,
+//!   measured per frame (BENCHMARKS.md).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -76,6 +78,44 @@ enum Cmd {
     },
     /// Hash a console user's password for the config file (reads one line from standard input).
     HashPassword,
+    /// Load generator: N concurrent real-time calls through `watchfloor serve` started as a child
+    /// process, the model and caller fakes here; latency per frame, loss, barge-in, live feed,
+    /// the bridge's CPU and memory. Build with --release for meaningful figures.
+    Loadgen {
+        /// Concurrent calls (the first step in --ramp mode).
+        #[arg(long, default_value_t = 200)]
+        calls: usize,
+        /// Seconds over which the calls start.
+        #[arg(long, default_value_t = 10.0)]
+        ramp_s: f64,
+        /// Seconds the load is held and measured after the ramp.
+        #[arg(long, default_value_t = 30.0)]
+        hold_s: f64,
+        /// Consoles on the live feed.
+        #[arg(long, default_value_t = 2)]
+        consoles: usize,
+        /// Find the largest N that passes (p99 under --p99-limit-ms both ways, nothing lost).
+        #[arg(long)]
+        ramp: bool,
+        /// Largest N the ramp tries.
+        #[arg(long, default_value_t = 3000)]
+        max_calls: usize,
+        /// Pass limit on p99 latency each way, ms.
+        #[arg(long, default_value_t = 5.0)]
+        p99_limit_ms: f64,
+        /// Write the JSON report here.
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// The watchfloor binary to run as the bridge (default: this one).
+        #[arg(long)]
+        serve_bin: Option<PathBuf>,
+        /// Keep the bridge's data directory and log here.
+        #[arg(long)]
+        keep_dir: Option<PathBuf>,
+        /// Scenario directory.
+        #[arg(long)]
+        scenarios: Option<PathBuf>,
+    },
     /// List the scenarios.
     Scenarios {
         /// Scenario directory.
@@ -123,7 +163,7 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Simulate { scenario, server, speed, auth_token, public_url, scenarios } => {
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
             let sc = Scenario::load(&dir, &scenario)?;
-            let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, auth_token, public_url, call_sid: None };
+            let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, auth_token, public_url, call_sid: None, ..Default::default() };
             let call = place_call(&server, &sc, &opts).await?;
             println!("call {} ({}): heard {} ms of agent audio, {} barge-in clear(s), stream {} ms", call.call_sid, sc.name, call.report.heard_audio.len() / 8, call.report.clears.len(), call.report.ended_ms);
         }
@@ -140,6 +180,39 @@ async fn main() -> anyhow::Result<()> {
             let pw = line.trim_end_matches(['\r', '\n']);
             anyhow::ensure!(pw.chars().count() >= 12, "use a password of at least 12 characters");
             println!("{}", watchfloor_server::auth::hash_password(pw));
+        }
+        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, scenarios } => {
+            use watchfloor_sim::loadgen;
+            let dir = scenarios.unwrap_or_else(scenario::default_dir);
+            let opts = loadgen::LoadOptions {
+                calls,
+                ramp: std::time::Duration::from_secs_f64(ramp_s),
+                hold: std::time::Duration::from_secs_f64(hold_s),
+                consoles,
+                serve_bin: match serve_bin {
+                    Some(b) => b,
+                    None => std::env::current_exe()?,
+                },
+                scenarios: Scenario::load_all(&dir)?,
+                p99_limit_us: (p99_limit_ms * 1000.0) as u64,
+                keep_dir,
+            };
+            if ramp {
+                let report = loadgen::ramp(&opts, max_calls, |step| println!("{}", loadgen::table(step))).await?;
+                match report.largest_passing {
+                    Some(n) => println!("largest N passing: {n} concurrent calls"),
+                    None => println!("no step passed"),
+                }
+                if let Some(path) = json {
+                    loadgen::write_json(&path, &report)?;
+                }
+            } else {
+                let report = loadgen::run_step(&opts).await?;
+                println!("{}", loadgen::table(&report));
+                if let Some(path) = json {
+                    loadgen::write_json(&path, &report)?;
+                }
+            }
         }
         Cmd::Scenarios { scenarios } => {
             let dir = scenarios.unwrap_or_else(scenario::default_dir);

@@ -40,7 +40,7 @@ impl Training {
         let scenarios = Scenario::load_all(dir)?;
         anyhow::ensure!(!scenarios.is_empty(), "no scenarios in {}", dir.display());
         let fake = ModelFake::start("127.0.0.1:0".parse()?, scenarios.clone(), ModelFakeOptions::default()).await?;
-        let options = SimulateOptions { caller: CallerOptions::default(), auth_token, public_url, call_sid: None };
+        let options = SimulateOptions { caller: CallerOptions::default(), auth_token, public_url, call_sid: None, ..Default::default() };
         Ok(Training { scenarios, fake, base_url, options, next: AtomicUsize::new(0) })
     }
 

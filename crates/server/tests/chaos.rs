@@ -35,7 +35,7 @@ async fn chaos_rig(scenarios: Vec<Scenario>, faults: Faults, tweak: impl FnOnce(
 }
 
 async fn call(rig: &Rig, rest: &RestFake, sc: &Scenario, caller: CallerOptions) -> SimulatedCall {
-    let opts = SimulateOptions { caller: CallerOptions { speed: SPEED, rest: Some(rest.clone()), ..caller }, auth_token: Some(TOKEN.into()), public_url: None, call_sid: None };
+    let opts = SimulateOptions { caller: CallerOptions { speed: SPEED, rest: Some(rest.clone()), ..caller }, auth_token: Some(TOKEN.into()), public_url: None, call_sid: None, ..Default::default() };
     place_call(&rig.server.base_url(), sc, &opts).await.unwrap()
 }
 
@@ -82,6 +82,21 @@ async fn model_answers_too_late() {
     .await;
     let c = call(&rig, &rest, &sc, CallerOptions::default()).await;
     assert_handed_to_human(&rig, &rest, &c, "model_unavailable").await;
+    rig.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_answers_slowly_and_no_caller_audio_is_lost() {
+    // The stream starts (and the caller speaks) before the model's socket is open: the audio
+    // held meanwhile follows the `session.update`, every byte, in order.
+    let sc = scenario("structure-fire");
+    let (rig, rest) = chaos_rig(vec![sc.clone()], Faults { delay_first: Some((1, Duration::from_millis(600))), ..Default::default() }, |_| {}).await;
+    let c = call(&rig, &rest, &sc, CallerOptions::default()).await;
+    assert_completes(&rig, &c, &sc).await;
+    let session = rig.model.closed_session_of(&sc.caller_number, Duration::from_secs(5)).await.expect("the session closed");
+    assert_eq!(session.received.first().map(String::as_str), Some("session.update"));
+    assert_eq!(session.input_audio.len(), c.report.expected_input.len(), "every caller byte reached the model");
+    assert!(session.input_audio == c.report.expected_input, "the caller's audio reached the model unchanged and in order");
     rig.server.shutdown().await;
 }
 

@@ -89,7 +89,7 @@ async fn takeover_transfer_and_hangup_go_through_twilio_rest() {
     for s in scs.clone() {
         let (base, rest) = (base.clone(), rest.clone());
         calls.push(tokio::spawn(async move {
-            let opts = SimulateOptions { caller: CallerOptions { speed: 1.0, rest: Some(rest), ..Default::default() }, auth_token: Some("tok".into()), public_url: None, call_sid: None };
+            let opts = SimulateOptions { caller: CallerOptions { speed: 1.0, rest: Some(rest), ..Default::default() }, auth_token: Some("tok".into()), public_url: None, call_sid: None, ..Default::default() };
             place_call(&base, &s, &opts).await.unwrap()
         }));
     }

@@ -62,7 +62,7 @@ async fn secrets_stay_out_of_logs_records_and_responses() {
     })
     .await;
     let base = rig.server.base_url();
-    let opts = SimulateOptions { caller: CallerOptions { speed: 8.0, rest: Some(rest.clone()), ..Default::default() }, auth_token: Some(TWILIO_TOKEN.into()), public_url: None, call_sid: None };
+    let opts = SimulateOptions { caller: CallerOptions { speed: 8.0, rest: Some(rest.clone()), ..Default::default() }, auth_token: Some(TWILIO_TOKEN.into()), public_url: None, call_sid: None, ..Default::default() };
     let ok = place_call(&base, &sc, &opts).await.unwrap();
     wait_record_ended(&rig.server, &ok.call_sid).await;
     // A second call transferred by a supervisor through Twilio REST (Basic auth with the token).

@@ -57,7 +57,7 @@ async fn signatures_are_required_when_an_auth_token_is_set() {
     let ws = tokio_tungstenite::connect_async(format!("ws://{}/ws/media", rig.server.addr)).await;
     assert!(ws.unwrap_err().to_string().contains("403"));
     // A signed call goes through end to end.
-    let opts = SimulateOptions { caller: CallerOptions { speed: 8.0, ..Default::default() }, auth_token: Some("tok-secret".into()), public_url: None, call_sid: None };
+    let opts = SimulateOptions { caller: CallerOptions { speed: 8.0, ..Default::default() }, auth_token: Some("tok-secret".into()), public_url: None, call_sid: None, ..Default::default() };
     let call = place_call(&base, &sc, &opts).await.unwrap();
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
     assert_eq!(rec.status, "completed");

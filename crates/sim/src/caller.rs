@@ -47,6 +47,10 @@ pub struct CallerOptions {
     pub stop_without_start: bool,
     /// Send `start` twice.
     pub duplicate_start: bool,
+    /// Keep the audio sent, received and heard in the [`CallerReport`] (tests); off for load.
+    pub keep_audio: bool,
+    /// Per-frame measurement hooks (the load generator).
+    pub probe: Option<crate::probe::CallProbe>,
 }
 
 impl Default for CallerOptions {
@@ -63,6 +67,8 @@ impl Default for CallerOptions {
             disconnect_after_ms: None,
             stop_without_start: false,
             duplicate_start: false,
+            keep_audio: true,
+            probe: None,
         }
     }
 }
@@ -132,7 +138,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     if let Some(sig) = &opts.signature {
         req.headers_mut().insert("x-twilio-signature", HeaderValue::from_str(sig)?);
     }
-    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
     let (mut tx, mut rx) = ws.split();
     let stream_sid = format!("MZ{:032x}", rand::random::<u128>());
     let mut seq: u64 = 0;
@@ -193,6 +199,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     let mut dtmf_sent = false;
     let mut silent_frames: u32 = 0;
     let mut last_sent_len: usize = 0;
+    let mut sent_total: usize = 0;
     let mut buf = Vec::new();
 
     // A send that fails means the server closed the stream (e.g. right after a hand-off).
@@ -219,7 +226,10 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                 report.redirected = Some(update.form);
                 break 'call;
             }
-            _ = interval.tick() => {
+            scheduled = interval.tick() => {
+                if let Some(p) = &opts.probe {
+                    p.tick_late(scheduled.elapsed().as_micros().min(u128::from(u32::MAX)) as u32);
+                }
                 // 1. Playout of 20 ms.
                 let mut need = FRAME_BYTES;
                 while let Some(front) = queue.front_mut() {
@@ -232,7 +242,11 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                         }
                         Queued::Audio(a) if need > 0 => {
                             let n = need.min(a.len());
-                            report.heard_audio.extend(a.drain(..n));
+                            if opts.keep_audio {
+                                report.heard_audio.extend(a.drain(..n));
+                            } else {
+                                a.drain(..n);
+                            }
                             report.first_heard_ms.get_or_insert(now_ms);
                             played_total += n as u64;
                             need -= n;
@@ -312,8 +326,12 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
 
                 // 3. Send 20 ms (or skip a silent frame to leave a gap).
                 let speech = frame.is_some();
-                let bytes = frame.unwrap_or_else(|| vec![mulaw::SILENCE; FRAME_BYTES]);
-                report.expected_input.extend_from_slice(&bytes);
+                let mut bytes = frame.unwrap_or_else(|| vec![mulaw::SILENCE; FRAME_BYTES]);
+                let stamp = opts.probe.as_ref().map(|p| p.stamp_up(&mut bytes));
+                if opts.keep_audio {
+                    report.expected_input.extend_from_slice(&bytes);
+                }
+                sent_total += bytes.len();
                 let skip = !speech && opts.skip_silent_every > 0 && { silent_frames += 1; silent_frames.is_multiple_of(opts.skip_silent_every) };
                 if skip {
                     report.skipped_frames += 1;
@@ -324,8 +342,12 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                         stream_sid: stream_sid.clone(),
                         media: InboundMedia { track: "inbound".into(), chunk: chunk.to_string(), timestamp: now_ms.to_string(), payload: mulaw::encode_base64(&bytes) },
                     };
-                    send!('call, Message::text(msg.to_json()));
-                    last_sent_len = report.expected_input.len();
+                    let text = msg.to_json();
+                    if let (Some(p), Some(seq)) = (&opts.probe, stamp) {
+                        p.up_sent(seq);
+                    }
+                    send!('call, Message::text(text));
+                    last_sent_len = sent_total;
                 }
                 now_ms += FRAME_MS;
                 if now_ms >= opts.max_stream_ms {
@@ -337,23 +359,32 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                     report.ended_ms = now_ms;
                     drop(tx);
                     drop(rx);
-                    report.expected_input.truncate(last_sent_len);
+                    report.expected_input.truncate(last_sent_len.min(report.expected_input.len()));
                     return Ok(report);
                 }
             }
             msg = rx.next() => {
+                let read_at_ns = opts.probe.as_ref().map_or(0, |p| p.now_ns());
                 match msg {
                     Some(Ok(Message::Text(text))) => match TwilioOutbound::parse(text.as_str()) {
                         Ok(TwilioOutbound::Media { media, .. }) => {
                             mulaw::decode_base64_into(&media.payload, &mut buf)?;
+                            if let Some(p) = &opts.probe {
+                                p.down_received(&buf, read_at_ns);
+                            }
                             received_total += buf.len() as u64;
-                            report.received_audio.extend_from_slice(&buf);
+                            if opts.keep_audio {
+                                report.received_audio.extend_from_slice(&buf);
+                            }
                             last_agent_activity_ms = Some(now_ms);
                             last_agent_wall = Some(std::time::Instant::now());
                             queue.push_back(Queued::Audio(buf.clone()));
                         }
                         Ok(TwilioOutbound::Mark { mark, .. }) => queue.push_back(Queued::Mark(mark.name)),
                         Ok(TwilioOutbound::Clear { .. }) => {
+                            if let Some(p) = &opts.probe {
+                                p.clear_received(read_at_ns);
+                            }
                             report.clears.push(ClearSeen { at_ms: now_ms, played_total, received_total });
                             for q in queue.drain(..) {
                                 if let Queued::Mark(name) = q {
@@ -379,7 +410,7 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
             }
         }
     }
-    report.expected_input.truncate(last_sent_len);
+    report.expected_input.truncate(last_sent_len.min(report.expected_input.len()));
     report.ended_ms = now_ms;
     if report.redirected.is_none() {
         // The server may close the stream a moment before the REST update is seen here.

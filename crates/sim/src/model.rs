@@ -52,6 +52,7 @@ use tokio_util::sync::CancellationToken;
 use watchfloor_wire::mulaw::{self, FRAME_BYTES};
 use watchfloor_wire::realtime::{ClientEvent, ErrorDetail, Item, ItemCreate, Response, ServerEvent, SessionConfig, TurnDetection};
 
+use crate::probe::{CallProbe, Probes};
 use crate::scenario::{Line, Scenario};
 
 /// How the fake behaves.
@@ -65,11 +66,16 @@ pub struct ModelFakeOptions {
     pub generation_factor: f64,
     /// Faults to inject (chaos tests).
     pub faults: Faults,
+    /// Keep every audio byte and client event type in the [`SessionLog`] (tests); off for load.
+    pub keep_audio: bool,
+    /// Per-frame measurement hooks (the load generator): a session's probe is found by the
+    /// caller number in its instructions.
+    pub probes: Option<Arc<Probes>>,
 }
 
 impl Default for ModelFakeOptions {
     fn default() -> Self {
-        ModelFakeOptions { speed: 1.0, chunk_ms: 100, generation_factor: 1.5, faults: Faults::default() }
+        ModelFakeOptions { speed: 1.0, chunk_ms: 100, generation_factor: 1.5, faults: Faults::default(), keep_audio: true, probes: None }
     }
 }
 
@@ -245,6 +251,8 @@ struct Shared {
     out_of_band: Mutex<HashMap<String, CancellationToken>>,
     /// The session's default conversation (`conv_…`).
     conversation_id: String,
+    /// The load generator's probe of this session's call, once its caller number is known.
+    probe: Arc<std::sync::OnceLock<CallProbe>>,
 }
 
 impl Shared {
@@ -299,6 +307,7 @@ async fn serve_connection(
         beta = req.headers().contains_key("openai-beta");
         Ok(resp)
     };
+    let _ = tcp.set_nodelay(true);
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
         log.lock().unwrap().closed = true;
         return;
@@ -308,8 +317,11 @@ async fn serve_connection(
     let fault: Arc<Mutex<Option<SessionFault>>> = Arc::default();
     let dropped = CancellationToken::new();
     let (wfault, wdropped) = (fault.clone(), dropped.clone());
+    let probe: Arc<std::sync::OnceLock<CallProbe>> = Arc::default();
+    let wprobe = probe.clone();
     let writer = tokio::spawn(async move {
         let mut deltas = 0u32;
+        let mut scratch = Vec::new();
         while let Some(ev) = rx.recv().await {
             let current = wfault.lock().unwrap().clone();
             if matches!(ev, ServerEvent::ResponseOutputAudioDelta { .. }) {
@@ -327,7 +339,11 @@ async fn serve_connection(
                     }
                 }
             }
-            if sink.send(Message::text(ev.to_json())).await.is_err() {
+            let text = ev.to_json();
+            if let Some(p) = wprobe.get() {
+                probe_written(p, &ev, &mut scratch);
+            }
+            if sink.send(Message::text(text)).await.is_err() {
                 break;
             }
             if let Some(SessionFault::DropAfterDeltas(n)) = current
@@ -348,6 +364,7 @@ async fn serve_connection(
         cancel_reason: Mutex::new("turn_detected"),
         out_of_band: Mutex::default(),
         conversation_id: format!("conv_{:08x}", rand_u32()),
+        probe,
     });
     let faults = opts.faults.by_caller.clone();
     let mut session = Session::new(shared.clone(), scenarios, opts);
@@ -361,6 +378,9 @@ async fn serve_connection(
                 _ = dropped.cancelled() => break,
                 msg = stream.next() => match msg {
                     Some(Ok(Message::Text(text))) => {
+                        if let Some(p) = shared.probe.get() {
+                            session.read_at_ns = p.now_ns();
+                        }
                         session.on_text(text.as_str());
                         // Arm this session's fault once its caller is known (once per number).
                         if fault.lock().unwrap().is_none() {
@@ -417,6 +437,8 @@ struct Session {
     stalled: bool,
     /// A supervisor instruction (whisper) not yet acknowledged in a response.
     instruction: Option<String>,
+    /// When the text being handled was read (probe clock, ns).
+    read_at_ns: u64,
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -484,6 +506,7 @@ impl Session {
             fault: None,
             stalled: false,
             instruction: None,
+            read_at_ns: 0,
         }
     }
 
@@ -494,6 +517,16 @@ impl Session {
                 && mulaw::decode_base64_into(&audio, &mut self.scratch).is_ok() {
                     self.shared.log.lock().unwrap().input_audio.extend_from_slice(&self.scratch);
                 }
+            return;
+        }
+        // The hot path: an append is checked by its typed parse alone (it has no nested shapes).
+        if text.starts_with(r#"{"type":"input_audio_buffer.append""#)
+            && let Ok(ClientEvent::InputAudioBufferAppend { audio, event_id }) = ClientEvent::parse(text)
+        {
+            if self.opts.keep_audio {
+                self.shared.log.lock().unwrap().received.push("input_audio_buffer.append".into());
+            }
+            self.on_append(&audio, event_id);
             return;
         }
         let value: Value = match serde_json::from_str(text) {
@@ -626,6 +659,10 @@ impl Session {
             if let Some(n) = &number {
                 self.scenario = self.scenarios.iter().find(|s| &s.caller_number == n).cloned();
             }
+            if let (Some(n), Some(probes)) = (&number, &self.opts.probes)
+                && let Some(p) = probes.for_number(n) {
+                    let _ = self.shared.probe.set(p);
+                }
             self.shared.log.lock().unwrap().caller_number = number;
         }
         self.shared.log.lock().unwrap().session = Some(session.clone());
@@ -649,18 +686,23 @@ impl Session {
             self.shared.error(err("invalid_request_error", "invalid_value", format!("Invalid 'audio': {e}"), Some("audio".into()), event_id));
             return;
         }
-        self.shared.log.lock().unwrap().input_audio.extend_from_slice(&self.scratch);
+        if self.opts.keep_audio {
+            self.shared.log.lock().unwrap().input_audio.extend_from_slice(&self.scratch);
+        }
+        if let Some(p) = self.shared.probe.get() {
+            p.up_received(&self.scratch, self.read_at_ns);
+        }
         let bytes = std::mem::take(&mut self.scratch);
         self.vad.pending.extend_from_slice(&bytes);
         self.scratch = bytes;
         let (threshold, prefix, silence, create, interrupt) = self.vad_params();
         let level = level_dbfs(threshold);
         while self.vad.pending.len() >= FRAME_BYTES {
-            let frame: Vec<u8> = self.vad.pending.drain(..FRAME_BYTES).collect();
+            let speech = mulaw::rms_dbfs(&self.vad.pending[..FRAME_BYTES]) >= level;
+            self.vad.pending.drain(..FRAME_BYTES);
             let start_ms = mulaw::bytes_to_ms(self.vad.processed_bytes as usize);
             self.vad.processed_bytes += FRAME_BYTES as u64;
             let end_ms = mulaw::bytes_to_ms(self.vad.processed_bytes as usize);
-            let speech = mulaw::rms_dbfs(&frame) >= level;
             if speech {
                 self.vad.last_speech_end_ms = end_ms;
                 if !self.vad.speaking {
@@ -732,6 +774,9 @@ impl Session {
         let item_id = self.shared.id("item");
         let token = CancellationToken::new();
         self.shared.out_of_band.lock().unwrap().insert(resp_id.clone(), token.clone());
+        if let Some(p) = self.shared.probe.get() {
+            p.out_of_band(&resp_id);
+        }
         let beside_active = self.shared.active.lock().unwrap().is_some();
         self.shared.log.lock().unwrap().out_of_band.push(OutOfBandLog { response_id: resp_id.clone(), metadata: metadata.clone(), text: text.clone(), audio: Vec::new(), beside_active, status: "in_progress".into() });
         tokio::spawn(run_out_of_band(self.shared.clone(), resp_id, item_id, metadata, text, self.opts.clone(), token));
@@ -848,7 +893,7 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
     let item = |status: &str, transcript: Option<&str>| assistant_item(&item_id, status, transcript);
     shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
     let audio = voice(&text);
-    let (status, _) = stream_audio(&shared, &resp_id, &item_id, &audio, &text, &opts, &cancel, |chunk| {
+    let (status, _) = stream_audio(&shared, &resp_id, &item_id, &audio, &text, &opts, &cancel, false, |chunk| {
         if let Some(l) = shared.log.lock().unwrap().out_of_band.iter_mut().find(|l| l.response_id == resp_id) {
             l.audio.extend_from_slice(chunk);
         }
@@ -865,6 +910,18 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
     }
     let details = (status == "cancelled").then(|| json!({"type":"cancelled","reason":"client_cancelled"}));
     shared.send(ServerEvent::ResponseDone { event_id: ev(&shared), response: Response { status_details: details, ..response(status) } });
+}
+
+/// Tells the session's probe what is being written now (the load generator's clock).
+fn probe_written(p: &CallProbe, ev: &ServerEvent, scratch: &mut Vec<u8>) {
+    match ev {
+        ServerEvent::ResponseOutputAudioDelta { response_id, delta, .. } if mulaw::decode_base64_into(delta, scratch).is_ok() => p.down_sent(response_id, scratch),
+        ServerEvent::SpeechStarted { .. } => p.speech_started(),
+        ServerEvent::ResponseDone { response, .. } if response.status == "cancelled" => p.response_cancelled(&response.id),
+        ServerEvent::ResponseOutputAudioTranscriptDelta { item_id, response_id, .. } => p.transcript_delta(item_id, Some(response_id)),
+        ServerEvent::InputTranscriptionDelta { item_id, .. } => p.transcript_delta(item_id, None),
+        _ => {}
+    }
 }
 
 /// An assistant message item with audio (and its transcript once known).
@@ -885,7 +942,7 @@ fn assistant_item(item_id: &str, status: &str, transcript: Option<&str>) -> Item
 /// transcript deltas keeping pace; `on_chunk` sees each chunk before it is sent. Stops at a
 /// cancel. Returns `completed` or `cancelled`, and the words sent.
 #[allow(clippy::too_many_arguments)]
-async fn stream_audio(shared: &Shared, resp_id: &str, item_id: &str, audio: &[u8], text: &str, opts: &ModelFakeOptions, cancel: &CancellationToken, mut on_chunk: impl FnMut(&[u8])) -> (&'static str, String) {
+async fn stream_audio(shared: &Shared, resp_id: &str, item_id: &str, audio: &[u8], text: &str, opts: &ModelFakeOptions, cancel: &CancellationToken, stamped: bool, mut on_chunk: impl FnMut(&[u8])) -> (&'static str, String) {
     let chunks: Vec<&[u8]> = audio.chunks(mulaw::ms_to_bytes(opts.chunk_ms).max(1)).collect();
     let words: Vec<&str> = text.split_inclusive(' ').collect();
     let pace = Duration::from_secs_f64(opts.chunk_ms as f64 / 1000.0 / opts.generation_factor / opts.speed.max(0.001));
@@ -896,6 +953,15 @@ async fn stream_audio(shared: &Shared, resp_id: &str, item_id: &str, audio: &[u8
         if cancel.is_cancelled() {
             return ("cancelled", spoken);
         }
+        let mut owned = Vec::new();
+        let chunk: &[u8] = match shared.probe.get() {
+            Some(p) if stamped => {
+                owned.extend_from_slice(chunk);
+                p.stamp_down(&mut owned);
+                &owned
+            }
+            _ => chunk,
+        };
         on_chunk(chunk);
         shared.send(ServerEvent::ResponseOutputAudioDelta { event_id: shared.id("event"), response_id: resp_id.to_string(), item_id: item_id.to_string(), output_index: 0, content_index: 0, delta: mulaw::encode_base64(chunk) });
         let due = ((i + 1) * words.len()).div_ceil(chunks.len());
@@ -956,10 +1022,13 @@ async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, pre
         shared.send(ServerEvent::ConversationItemAdded { event_id: ev(&shared), previous_item_id: previous, item: item("in_progress", None) });
         shared.item_audio.lock().unwrap().insert(item_id.clone(), 0);
         shared.log.lock().unwrap().agent_audio.push((item_id.clone(), Vec::new()));
-        let (st, words) = stream_audio(&shared, &resp_id, &item_id, &line.audio, &line.text, &opts, &cancel, |chunk| {
-            let mut log = shared.log.lock().unwrap();
-            if let Some((_, a)) = log.agent_audio.iter_mut().rev().find(|(id, _)| *id == item_id) {
-                a.extend_from_slice(chunk);
+        let keep = opts.keep_audio;
+        let (st, words) = stream_audio(&shared, &resp_id, &item_id, &line.audio, &line.text, &opts, &cancel, true, |chunk| {
+            if keep {
+                let mut log = shared.log.lock().unwrap();
+                if let Some((_, a)) = log.agent_audio.iter_mut().rev().find(|(id, _)| *id == item_id) {
+                    a.extend_from_slice(chunk);
+                }
             }
             *shared.item_audio.lock().unwrap().entry(item_id.clone()).or_default() += chunk.len() as u64;
         })

@@ -81,6 +81,9 @@ pub struct SimulateOptions {
     pub public_url: Option<String>,
     /// The CallSid to use (default: a fresh one).
     pub call_sid: Option<String>,
+    /// The HTTP client for the webhook (default: a new one per call); the load generator shares
+    /// one across calls.
+    pub client: Option<reqwest::Client>,
 }
 
 /// The outcome of a simulated call.
@@ -114,7 +117,10 @@ pub async fn place_call(base_url: &str, scenario: &Scenario, opts: &SimulateOpti
     ];
     let public = opts.public_url.clone().unwrap_or_else(|| base_url.to_string());
     let webhook_path = "/api/webhooks/voice";
-    let client = reqwest::Client::builder().no_proxy().build()?;
+    let client = match &opts.client {
+        Some(c) => c.clone(),
+        None => reqwest::Client::builder().no_proxy().build()?,
+    };
     let mut req = client.post(format!("{}{webhook_path}", base_url.trim_end_matches('/'))).form(&params);
     if let Some(token) = &opts.auth_token {
         req = req.header("x-twilio-signature", signature::compute(token, &format!("{}{webhook_path}", public.trim_end_matches('/')), &params));

@@ -1,0 +1,630 @@
+//! The load generator (`watchfloor loadgen`): N concurrent real-time calls through a bridge in its
+//! own process, measured frame by frame.
+//!
+//! One step: start `watchfloor serve` as a child process (a fresh data directory, recording and
+//! the live feed on, signature checks on), the model fake and the callers in this process
+//! (PROTOCOLS.md, real-time 20 ms pacing), K consoles on the live feed. Calls start evenly over
+//! the ramp; each call slot plays its scenario whole, then dials again, until the hold ends (a
+//! call still under way then hangs up with `stop`). Measured on one clock (see [`crate::probe`]):
+//! caller → model and model → caller latency of every frame sent during the hold, frames lost,
+//! duplicated or reordered, barge-in reaction (`speech_started` written → `clear` read),
+//! live-feed latency (transcript delta written → each console's event read), the bridge
+//! process's CPU and RSS from `/proc`, and this process's own timer lateness (if the load
+//! generator itself falls behind, its figures say so).
+//!
+//! Ramp mode: steps of growing N (each a fresh bridge) to find the largest N that passes:
+//! p99 < the limit both ways, nothing lost, duplicated or reordered, no call handed off.
+//!
+//! Every address is loopback.
+
+use std::collections::HashMap;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use tokio::process::{Child, Command};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+use crate::caller::CallerOptions;
+use crate::model::{ModelFake, ModelFakeOptions};
+use crate::probe::{CallProbe, CallTotals, Probes};
+use crate::scenario::Scenario;
+use crate::simulate::{SimulateOptions, new_call_sid, place_call};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Concurrent calls.
+    pub calls: usize,
+    /// Calls start evenly over this time.
+    pub ramp: Duration,
+    /// Then the load is held (and measured) this long.
+    pub hold: Duration,
+    /// Consoles connected to the live feed.
+    pub consoles: usize,
+    /// The `watchfloor` binary to run as the bridge (`serve`).
+    pub serve_bin: PathBuf,
+    /// Scenarios, assigned to call slots in turn.
+    pub scenarios: Vec<Scenario>,
+    /// Pass limit on p99 latency, each way, µs.
+    pub p99_limit_us: u64,
+    /// Keep the bridge's data directory and log here (else a temporary directory, removed).
+    pub keep_dir: Option<PathBuf>,
+}
+
+/// Latency percentiles, µs.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median, µs.
+    pub p50_us: u64,
+    /// 90th percentile, µs.
+    pub p90_us: u64,
+    /// 99th percentile, µs.
+    pub p99_us: u64,
+    /// 99.9th percentile, µs.
+    pub p999_us: u64,
+    /// Largest, µs.
+    pub max_us: u64,
+}
+
+impl Percentiles {
+    fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            p50_us: h.value_at_quantile(0.50),
+            p90_us: h.value_at_quantile(0.90),
+            p99_us: h.value_at_quantile(0.99),
+            p999_us: h.value_at_quantile(0.999),
+            max_us: h.max(),
+        }
+    }
+}
+
+/// One direction of audio.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct DirectionReport {
+    /// Frames sent (the whole run).
+    pub frames: u64,
+    /// Frames that never arrived.
+    pub lost: u64,
+    /// Frames that arrived more than once.
+    pub duplicated: u64,
+    /// Frames that arrived after a later one.
+    pub reordered: u64,
+    /// Stamps read that were never sent (corruption).
+    pub corrupted: u64,
+    /// Frames of barged-in responses the caller never got (expected: the bridge drops them).
+    pub cancelled_unheard: u64,
+    /// Latency of frames sent during the hold.
+    pub latency: Percentiles,
+}
+
+/// Barge-in reaction.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BargeInReport {
+    /// `speech_started` events the model sent (the whole run).
+    pub speech_started: u64,
+    /// `clear`s the caller got with no `speech_started` before them.
+    pub unexplained_clears: u64,
+    /// `speech_started` written → `clear` read, during the hold.
+    pub reaction: Percentiles,
+}
+
+/// The live feed.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FeedReport {
+    /// Consoles connected.
+    pub consoles: usize,
+    /// Events read, all consoles.
+    pub events: u64,
+    /// Resynchronisations (a console fell behind).
+    pub resyncs: u64,
+    /// Transcript delta written by the model → read by a console, during the hold.
+    pub latency: Percentiles,
+}
+
+/// A process's resources.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProcessReport {
+    /// CPU during the hold, % of one core.
+    pub cpu_percent: f64,
+    /// RSS before any call, KiB.
+    pub rss_idle_kib: u64,
+    /// Mean RSS during the hold, KiB.
+    pub rss_hold_kib: u64,
+    /// Largest RSS seen, KiB.
+    pub rss_peak_kib: u64,
+    /// (mean RSS during the hold − idle RSS) / concurrent calls, KiB.
+    pub per_call_kib: f64,
+}
+
+/// One step's report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StepReport {
+    /// Concurrent calls.
+    pub calls: usize,
+    /// Ramp, s.
+    pub ramp_s: f64,
+    /// Hold, s.
+    pub hold_s: f64,
+    /// Calls placed (the whole run).
+    pub calls_placed: u64,
+    /// Calls that failed to start or that the bridge ended early (handed to a human).
+    pub calls_failed: u64,
+    /// The first few failure reasons.
+    pub failures: Vec<String>,
+    /// Caller → model.
+    pub caller_to_model: DirectionReport,
+    /// Model → caller.
+    pub model_to_caller: DirectionReport,
+    /// Barge-in.
+    pub barge_in: BargeInReport,
+    /// Live feed.
+    pub live_feed: FeedReport,
+    /// The bridge process.
+    pub bridge: ProcessReport,
+    /// This process (the fakes).
+    pub loadgen: ProcessReport,
+    /// How late the callers' 20 ms timers fired, µs: when this grows, the load generator is the
+    /// bottleneck, not the bridge.
+    pub caller_timer_late: Percentiles,
+    /// p99 under the limit both ways, nothing lost, duplicated, reordered or corrupted, no
+    /// failed call.
+    pub pass: bool,
+}
+
+/// A ramp's report.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RampReport {
+    /// Every step, in the order run.
+    pub steps: Vec<StepReport>,
+    /// The largest N that passed.
+    pub largest_passing: Option<usize>,
+}
+
+struct Aggregate {
+    up: Histogram<u64>,
+    down: Histogram<u64>,
+    barge: Histogram<u64>,
+    late: Histogram<u64>,
+    totals: CallTotals,
+    placed: u64,
+    failed: u64,
+    failures: Vec<String>,
+}
+
+fn histogram() -> Histogram<u64> {
+    // Invariant: 3 significant figures from 1 µs to 1 h is a valid configuration.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("histogram bounds")
+}
+
+impl Aggregate {
+    fn new() -> Self {
+        Aggregate { up: histogram(), down: histogram(), barge: histogram(), late: histogram(), totals: CallTotals::default(), placed: 0, failed: 0, failures: Vec::new() }
+    }
+
+    fn add(&mut self, t: CallTotals) {
+        for (h, v) in [(&mut self.up, &t.up_us), (&mut self.down, &t.down_us), (&mut self.barge, &t.barge_us), (&mut self.late, &t.tick_late_us)] {
+            for &us in v {
+                h.saturating_record(u64::from(us).max(1));
+            }
+        }
+        let a = &mut self.totals;
+        a.up_sent += t.up_sent;
+        a.up_lost += t.up_lost;
+        a.up_duplicated += t.up_duplicated;
+        a.up_reordered += t.up_reordered;
+        a.up_unknown += t.up_unknown;
+        a.down_sent += t.down_sent;
+        a.down_lost += t.down_lost;
+        a.down_cancelled_unheard += t.down_cancelled_unheard;
+        a.down_duplicated += t.down_duplicated;
+        a.down_reordered += t.down_reordered;
+        a.down_unknown += t.down_unknown;
+        a.speech_started += t.speech_started;
+        a.clears_unexplained += t.clears_unexplained;
+    }
+
+    fn fail(&mut self, why: String) {
+        self.failed += 1;
+        if self.failures.len() < 10 {
+            self.failures.push(why);
+        }
+    }
+}
+
+/// A free loopback port (bound, then released for the child to take).
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
+
+fn random_hex(bytes: usize) -> String {
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+}
+
+/// CPU ticks (user + system) and RSS (KiB) of a process.
+fn sample_process(pid: i32) -> Option<(u64, u64)> {
+    let p = procfs::process::Process::new(pid).ok()?;
+    let stat = p.stat().ok()?;
+    let rss_kib = p.status().ok()?.vmrss?;
+    Some((stat.utime + stat.stime, rss_kib))
+}
+
+#[derive(Default, Clone)]
+struct Samples {
+    /// (seconds since the step's start, CPU ticks, RSS KiB).
+    points: Vec<(f64, u64, u64)>,
+}
+
+impl Samples {
+    fn report(&self, idle_kib: u64, window: (f64, f64), calls: usize) -> ProcessReport {
+        let in_hold: Vec<&(f64, u64, u64)> = self.points.iter().filter(|(t, _, _)| *t >= window.0 && *t <= window.1).collect();
+        let tps = procfs::ticks_per_second() as f64;
+        let cpu_percent = match (in_hold.first(), in_hold.last()) {
+            (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 / tps / (b.0 - a.0) * 100.0,
+            _ => 0.0,
+        };
+        let rss_hold_kib = if in_hold.is_empty() { 0 } else { in_hold.iter().map(|p| p.2).sum::<u64>() / in_hold.len() as u64 };
+        ProcessReport {
+            cpu_percent: (cpu_percent * 10.0).round() / 10.0,
+            rss_idle_kib: idle_kib,
+            rss_hold_kib,
+            rss_peak_kib: self.points.iter().map(|p| p.2).max().unwrap_or(0),
+            per_call_kib: if calls == 0 { 0.0 } else { ((rss_hold_kib.saturating_sub(idle_kib)) as f64 / calls as f64 * 10.0).round() / 10.0 },
+        }
+    }
+}
+
+/// The bridge as a child process.
+struct Bridge {
+    child: Child,
+    base_url: String,
+    token: String,
+    auth_token: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+async fn start_bridge(opts: &LoadOptions, model_url: &str) -> anyhow::Result<Bridge> {
+    let (dir, tmp) = match &opts.keep_dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            (d.clone(), None)
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("watchfloor-loadgen-").tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let data = dir.join("data");
+    let _ = std::fs::remove_dir_all(&data);
+    let port = free_port()?;
+    let config = dir.join("config.toml");
+    // Room for every call plus the ones still closing; the webhook rate limit above the ramp's.
+    std::fs::write(&config, format!("max_calls = {}\nwebhook_rate_per_second = {}\n", opts.calls * 2 + 50, 10_000))?;
+    let base_url = format!("http://127.0.0.1:{port}");
+    let token = random_hex(24);
+    let auth_token = random_hex(16);
+    let log = std::fs::File::create(dir.join("bridge.log"))?;
+    let mut cmd = Command::new(&opts.serve_bin);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OPENAI_") || k.starts_with("TWILIO_") || k.starts_with("WATCHFLOOR_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config)
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--data-dir")
+        .arg(&data)
+        // The fake accepts any bearer key; this one is not a secret.
+        .env("OPENAI_API_KEY", "loadgen-fake-key")
+        .env("OPENAI_REALTIME_URL", model_url)
+        .env("TWILIO_AUTH_TOKEN", &auth_token)
+        .env("WATCHFLOOR_PUBLIC_URL", &base_url)
+        .env("WATCHFLOOR_CONSOLE_TOKEN", &token)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().with_context(|| format!("starting {}", opts.serve_bin.display()))?;
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = client.get(format!("{base_url}/api/health")).send().await
+            && r.status().is_success() {
+                break;
+            }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("the bridge exited at start ({status}); see {}", dir.join("bridge.log").display());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the bridge did not answer /api/health within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(Bridge { child, base_url, token, auth_token, _dir: tmp })
+}
+
+/// Calls by CallSid, for the consoles.
+type CallsBySid = Arc<Mutex<HashMap<String, CallProbe>>>;
+
+#[derive(Default)]
+struct ConsoleStats {
+    latencies: Vec<u32>,
+    events: u64,
+    resyncs: u64,
+}
+
+/// One console: reads the feed, acknowledges, measures transcript deltas.
+async fn run_console(url: String, token: String, calls: CallsBySid, epoch: Instant, stop: tokio_util::sync::CancellationToken) -> anyhow::Result<ConsoleStats> {
+    let mut req = url.into_client_request()?;
+    req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    let (mut tx, mut rx) = ws.split();
+    let mut stats = ConsoleStats::default();
+    let mut received: u64 = 0;
+    let mut indexes: HashMap<(String, String), u32> = HashMap::new();
+    loop {
+        let msg = tokio::select! {
+            _ = stop.cancelled() => break,
+            m = rx.next() => m,
+        };
+        let at_ns = epoch.elapsed().as_nanos() as u64;
+        let Some(Ok(msg)) = msg else { break };
+        let Message::Text(text) = msg else { continue };
+        received += 1;
+        stats.events += 1;
+        let text = text.as_str();
+        if text.contains(r#""type":"transcript_delta""#) {
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(text) {
+                let ev = &v["event"];
+                if let (Some(sid), Some(item)) = (ev["call_sid"].as_str(), ev["item_id"].as_str()) {
+                    let n = indexes.entry((sid.to_string(), item.to_string())).or_default();
+                    let index = *n;
+                    *n += 1;
+                    let probe = calls.lock().unwrap_or_else(|p| p.into_inner()).get(sid).cloned();
+                    if let Some(p) = probe
+                        && let Some(us) = p.feed_latency_us(item, index, at_ns) {
+                            stats.latencies.push(us);
+                        }
+                }
+            }
+        } else if text.contains(r#""reason":"resync""#) {
+            stats.resyncs += 1;
+        }
+        // Acknowledge in batches, as the console does.
+        if received.is_multiple_of(16) {
+            tx.send(Message::text(format!(r#"{{"type":"ack","received":{received}}}"#))).await?;
+        }
+    }
+    Ok(stats)
+}
+
+/// Runs one step: N calls through a fresh bridge.
+pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
+    anyhow::ensure!(opts.calls > 0 && !opts.scenarios.is_empty(), "at least one call and one scenario");
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    // One scenario per call slot, each with its own caller number (the model fake and the
+    // probes find a call by it).
+    let slots: Vec<Scenario> = (0..opts.calls)
+        .map(|i| {
+            let mut s = opts.scenarios[i % opts.scenarios.len()].clone();
+            s.caller_number = format!("+1555{:07}", 1_000_000 + i);
+            s
+        })
+        .collect();
+    let probes = Arc::new(Probes::default());
+    let fake = ModelFake::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), slots.clone(), ModelFakeOptions { keep_audio: false, probes: Some(probes.clone()), ..Default::default() }).await?;
+    let mut bridge = start_bridge(opts, &fake.url()).await?;
+    let pid = bridge.child.id().context("the bridge has no pid")? as i32;
+    let me = std::process::id() as i32;
+
+    let epoch = Instant::now();
+    let window_ns = (opts.ramp.as_nanos() as u64, (opts.ramp + opts.hold).as_nanos() as u64);
+    let window = Arc::new(Mutex::new(window_ns));
+    let idle = sample_process(pid).map(|s| s.1).unwrap_or(0);
+    let idle_me = sample_process(me).map(|s| s.1).unwrap_or(0);
+
+    // /proc sampler, once a second.
+    let stop_sampler = tokio_util::sync::CancellationToken::new();
+    let sampler = {
+        let stop = stop_sampler.clone();
+        tokio::spawn(async move {
+            let (mut bridge_s, mut me_s) = (Samples::default(), Samples::default());
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    _ = tick.tick() => {
+                        let t = epoch.elapsed().as_secs_f64();
+                        if let Some((cpu, rss)) = sample_process(pid) { bridge_s.points.push((t, cpu, rss)); }
+                        if let Some((cpu, rss)) = sample_process(me) { me_s.points.push((t, cpu, rss)); }
+                    }
+                }
+            }
+            (bridge_s, me_s)
+        })
+    };
+
+    // Consoles.
+    let calls_by_sid: CallsBySid = Arc::default();
+    let stop_consoles = tokio_util::sync::CancellationToken::new();
+    let live_url = format!("{}/api/live", bridge.base_url.replace("http://", "ws://"));
+    let consoles: Vec<_> = (0..opts.consoles).map(|_| tokio::spawn(run_console(live_url.clone(), bridge.token.clone(), calls_by_sid.clone(), epoch, stop_consoles.clone()))).collect();
+
+    // Call slots.
+    let http = reqwest::Client::builder().no_proxy().build()?;
+    let agg = Arc::new(Mutex::new(Aggregate::new()));
+    let hold_end = epoch + opts.ramp + opts.hold;
+    let mut slot_tasks = Vec::new();
+    for (i, scenario) in slots.into_iter().enumerate() {
+        let start_at = epoch + opts.ramp.mul_f64(i as f64 / opts.calls as f64);
+        let (agg, probes, calls_by_sid, window) = (agg.clone(), probes.clone(), calls_by_sid.clone(), window.clone());
+        let (base, auth_token, client) = (bridge.base_url.clone(), bridge.auth_token.clone(), http.clone());
+        slot_tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(start_at.into()).await;
+            while Instant::now() + Duration::from_secs(1) < hold_end {
+                let probe = CallProbe::new(epoch, window.clone());
+                let call_sid = new_call_sid();
+                probes.register(&scenario.caller_number, probe.clone());
+                calls_by_sid.lock().unwrap_or_else(|p| p.into_inner()).insert(call_sid.clone(), probe.clone());
+                let caller = CallerOptions { keep_audio: false, probe: Some(probe.clone()), max_stream_ms: hold_end.saturating_duration_since(Instant::now()).as_millis() as u64, ..Default::default() };
+                let sim = SimulateOptions { caller, auth_token: Some(auth_token.clone()), public_url: Some(base.clone()), call_sid: Some(call_sid.clone()), client: Some(client.clone()) };
+                let result = place_call(&base, &scenario, &sim).await;
+                // The model fake's last writes for this call may trail the caller's stop.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                let totals = probe.finish();
+                let mut a = agg.lock().unwrap_or_else(|p| p.into_inner());
+                a.placed += 1;
+                match result {
+                    Ok(call) if call.report.closed_by_server => a.fail(format!("{call_sid}: the bridge ended the call at {} ms", call.report.ended_ms)),
+                    Ok(_) => {}
+                    Err(e) => a.fail(format!("{call_sid}: {e:#}")),
+                }
+                if !totals.lost_detail.is_empty() && a.failures.len() < 10 {
+                    a.failures.push(format!("{call_sid}: {}", totals.lost_detail));
+                }
+                a.add(totals);
+            }
+        }));
+    }
+    for t in slot_tasks {
+        let _ = t.await;
+    }
+    stop_consoles.cancel();
+    let mut feed = histogram();
+    let (mut events, mut resyncs) = (0, 0);
+    for c in consoles {
+        match c.await {
+            Ok(Ok(s)) => {
+                for us in s.latencies {
+                    feed.saturating_record(u64::from(us).max(1));
+                }
+                events += s.events;
+                resyncs += s.resyncs;
+            }
+            Ok(Err(e)) => tracing::warn!(error = %e, "a console failed"),
+            Err(e) => tracing::warn!(error = %e, "a console task failed"),
+        }
+    }
+    stop_sampler.cancel();
+    let (bridge_s, me_s) = sampler.await.unwrap_or_default();
+    let _ = bridge.child.kill().await;
+    fake.stop();
+
+    let a = agg.lock().unwrap_or_else(|p| p.into_inner());
+    let t = &a.totals;
+    let hold = (opts.ramp.as_secs_f64(), (opts.ramp + opts.hold).as_secs_f64());
+    let mut report = StepReport {
+        calls: opts.calls,
+        ramp_s: opts.ramp.as_secs_f64(),
+        hold_s: opts.hold.as_secs_f64(),
+        calls_placed: a.placed,
+        calls_failed: a.failed,
+        failures: a.failures.clone(),
+        caller_to_model: DirectionReport { frames: t.up_sent, lost: t.up_lost, duplicated: t.up_duplicated, reordered: t.up_reordered, corrupted: t.up_unknown, cancelled_unheard: 0, latency: Percentiles::of(&a.up) },
+        model_to_caller: DirectionReport {
+            frames: t.down_sent,
+            lost: t.down_lost,
+            duplicated: t.down_duplicated,
+            reordered: t.down_reordered,
+            corrupted: t.down_unknown,
+            cancelled_unheard: t.down_cancelled_unheard,
+            latency: Percentiles::of(&a.down),
+        },
+        barge_in: BargeInReport { speech_started: t.speech_started, unexplained_clears: t.clears_unexplained, reaction: Percentiles::of(&a.barge) },
+        live_feed: FeedReport { consoles: opts.consoles, events, resyncs, latency: Percentiles::of(&feed) },
+        bridge: bridge_s.report(idle, hold, opts.calls),
+        loadgen: me_s.report(idle_me, hold, opts.calls),
+        caller_timer_late: Percentiles::of(&a.late),
+        pass: false,
+    };
+    report.pass = passes(&report, opts.p99_limit_us);
+    Ok(report)
+}
+
+fn passes(r: &StepReport, limit_us: u64) -> bool {
+    let dir_ok = |d: &DirectionReport| d.latency.count > 0 && d.latency.p99_us < limit_us && d.lost == 0 && d.duplicated == 0 && d.reordered == 0 && d.corrupted == 0;
+    r.calls_failed == 0 && dir_ok(&r.caller_to_model) && dir_ok(&r.model_to_caller)
+}
+
+/// Ramp mode: steps from `opts.calls`, ×1.5 while they pass (up to `max_calls`), then halving the
+/// gap between the last pass and the first failure until it is within 10 %.
+pub async fn ramp(opts: &LoadOptions, max_calls: usize, mut on_step: impl FnMut(&StepReport)) -> anyhow::Result<RampReport> {
+    let mut report = RampReport::default();
+    let mut n = opts.calls;
+    let (mut pass, mut fail): (Option<usize>, Option<usize>) = (None, None);
+    loop {
+        let step = run_step(&LoadOptions { calls: n, ..opts.clone() }).await?;
+        on_step(&step);
+        if step.pass {
+            pass = Some(pass.map_or(n, |p| p.max(n)));
+        } else {
+            fail = Some(fail.map_or(n, |f| f.min(n)));
+        }
+        report.steps.push(step);
+        n = match (pass, fail) {
+            (Some(p), None) if p >= max_calls => break,
+            (Some(p), None) => ((p as f64 * 1.5) as usize).min(max_calls),
+            (None, Some(f)) if f <= 10 => break,
+            (None, Some(f)) => f / 2,
+            (Some(p), Some(f)) if (f - p) as f64 <= p as f64 * 0.1 => break,
+            (Some(p), Some(f)) => (p + f) / 2,
+            (None, None) => break,
+        };
+    }
+    report.largest_passing = pass;
+    Ok(report)
+}
+
+fn ms(us: u64) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+/// A readable table of one step.
+pub fn table(r: &StepReport) -> String {
+    let mut s = String::new();
+    let line = |s: &mut String, name: &str, p: &Percentiles, extra: String| {
+        s.push_str(&format!("  {name:<22} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}  {extra}\n", p.count, ms(p.p50_us), ms(p.p90_us), ms(p.p99_us), ms(p.p999_us), ms(p.max_us)));
+    };
+    s.push_str(&format!(
+        "{} concurrent calls (ramp {:.0} s, hold {:.0} s): {} placed, {} failed — {}\n",
+        r.calls,
+        r.ramp_s,
+        r.hold_s,
+        r.calls_placed,
+        r.calls_failed,
+        if r.pass { "PASS" } else { "FAIL" }
+    ));
+    s.push_str(&format!("  {:<22} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}\n", "latency (ms)", "samples", "p50", "p90", "p99", "p99.9", "max"));
+    let d = |d: &DirectionReport| format!("{} frames, lost {}, dup {}, reordered {}, corrupt {}", d.frames, d.lost, d.duplicated, d.reordered, d.corrupted);
+    line(&mut s, "caller → model", &r.caller_to_model.latency, d(&r.caller_to_model));
+    line(&mut s, "model → caller", &r.model_to_caller.latency, format!("{}; barged-in unheard {}", d(&r.model_to_caller), r.model_to_caller.cancelled_unheard));
+    line(&mut s, "barge-in → clear", &r.barge_in.reaction, format!("{} speech_started, {} unexplained clears", r.barge_in.speech_started, r.barge_in.unexplained_clears));
+    line(&mut s, &format!("live feed ({} consoles)", r.live_feed.consoles), &r.live_feed.latency, format!("{} events, {} resyncs", r.live_feed.events, r.live_feed.resyncs));
+    line(&mut s, "caller timer lateness", &r.caller_timer_late, "load generator health".into());
+    let p = |name: &str, p: &ProcessReport| format!("  {name:<22} CPU {:>6.1} % of a core, RSS idle {} MiB, hold {} MiB, peak {} MiB, {:.1} KiB/call\n", p.cpu_percent, p.rss_idle_kib / 1024, p.rss_hold_kib / 1024, p.rss_peak_kib / 1024, p.per_call_kib);
+    s.push_str(&p("bridge process", &r.bridge));
+    s.push_str(&p("load generator", &r.loadgen));
+    for f in &r.failures {
+        s.push_str(&format!("  failure: {f}\n"));
+    }
+    s
+}
+
+/// Writes a report as pretty JSON.
+pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    std::fs::write(path, serde_json::to_string_pretty(value)?).with_context(|| format!("writing {}", path.display()))
+}
