@@ -8,6 +8,12 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+/// Read buffer of each call's WebSocket, bytes (tungstenite's default is 128 KiB, zeroed on
+/// every read and held per socket). A Twilio `media` frame is ~330 bytes and a model audio
+/// delta a few KiB; a larger message is simply read in several pieces. Measured with the load
+/// generator (BENCHMARKS.md).
+pub const READ_BUFFER_BYTES: usize = 8 * 1024;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The model's WebSocket.
@@ -90,7 +96,7 @@ pub async fn connect(cfg: &ModelConfig) -> Result<ModelSocket, ConnectError> {
     let mut request = cfg.url.as_str().into_client_request().map_err(|e| ConnectError::BadUrl(e.to_string()))?;
     let auth = HeaderValue::from_str(&format!("Bearer {}", key.expose())).map_err(|_| ConnectError::Failed("API key is not a valid header value".into()))?;
     request.headers_mut().insert("authorization", auth);
-    let ws_config = WebSocketConfig::default().max_message_size(Some(cfg.max_message_bytes)).max_frame_size(Some(cfg.max_message_bytes));
+    let ws_config = WebSocketConfig::default().max_message_size(Some(cfg.max_message_bytes)).max_frame_size(Some(cfg.max_message_bytes)).read_buffer_size(READ_BUFFER_BYTES);
     match tokio::time::timeout(cfg.connect_timeout, tokio_tungstenite::connect_async_with_config(request, Some(ws_config), true)).await {
         Ok(Ok((ws, _response))) => Ok(ws),
         Ok(Err(e)) => Err(ConnectError::Failed(e.to_string())),

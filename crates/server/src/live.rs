@@ -64,7 +64,7 @@ async fn live(State(state): State<AppState>, headers: HeaderMap, Query(q): Query
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "sign in: a ticket from POST /api/live/ticket, or Authorization: Bearer <token>"}))).into_response();
     };
     audit(&state, &user, "live.connect", "console", "ok", None, false).await;
-    ws.max_message_size(MAX_CONSOLE_MESSAGE).max_frame_size(MAX_CONSOLE_MESSAGE).on_upgrade(move |socket| async move {
+    ws.max_message_size(MAX_CONSOLE_MESSAGE).max_frame_size(MAX_CONSOLE_MESSAGE).read_buffer_size(watchfloor_bridge::model::READ_BUFFER_BYTES).on_upgrade(move |socket| async move {
         let name = user.name.clone();
         if let Err(e) = run_console(&state, &user, socket).await {
             tracing::info!(user = %name, error = %e, "console feed ended");

@@ -410,6 +410,9 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
             }
         }
     }
+    if let Some(p) = &opts.probe {
+        p.hung_up();
+    }
     report.expected_input.truncate(last_sent_len.min(report.expected_input.len()));
     report.ended_ms = now_ms;
     if report.redirected.is_none() {

@@ -155,7 +155,13 @@ pub struct CallMeasure {
     feed_counts: HashMap<String, u32>,
     /// Caller fake timer lateness per frame, µs (load-generator health).
     pub tick_late_us: Vec<u32>,
+    /// When the caller stopped listening (hung up), ns.
+    hung_up_ns: Option<u64>,
 }
+
+/// Agent frames the model sent less than this before the caller hung up may still have been on
+/// their way: they are not counted as lost.
+pub const IN_FLIGHT_AT_HANGUP_NS: u64 = 1_000_000_000;
 
 /// Shared measurement state of one call; cheap to clone (an `Arc`). Locked per frame by the
 /// call's own caller and model tasks only — never by another call.
@@ -306,6 +312,12 @@ impl CallProbe {
         }
     }
 
+    /// Caller fake: the caller hangs up now and reads nothing more.
+    pub fn hung_up(&self) {
+        let t = self.now_ns();
+        self.lock().hung_up_ns = Some(t);
+    }
+
     /// Caller fake: a `clear` was read.
     pub fn clear_received(&self, at_ns: u64) {
         let window = self.window();
@@ -331,7 +343,9 @@ impl CallProbe {
         let mut m = self.lock();
         let cancelled = m.cancelled.clone();
         let resp = m.down_response.clone();
-        let down_lost = m.down.lost(|i| resp.get(i).is_none_or(|r| !cancelled.contains(r)));
+        let hung_up = m.hung_up_ns.unwrap_or(u64::MAX).saturating_sub(IN_FLIGHT_AT_HANGUP_NS);
+        let sent = m.down.sent_ns.clone();
+        let down_lost = m.down.lost(|i| resp.get(i).is_none_or(|r| !cancelled.contains(r)) && sent[i] < hung_up);
         let down_cancelled_unheard = m.down.lost(|i| resp.get(i).is_some_and(|r| cancelled.contains(r))).len() as u64;
         let up_lost = m.up.lost(|_| true);
         let mut lost_detail = String::new();
@@ -492,13 +506,18 @@ mod tests {
         probe.response_cancelled("resp_2");
         let t = probe.finish();
         assert_eq!((t.down_sent, t.down_lost, t.down_cancelled_unheard), (10, 0, 3));
-        // Without the cancel the missing frames are loss.
+        // Without the cancel the missing frames are loss...
         let probe = CallProbe::new(Instant::now(), Arc::new(Mutex::new((0, u64::MAX))));
         let mut c = vec![0x55u8; 800];
         probe.stamp_down(&mut c);
         probe.down_sent("resp_1", &c);
         probe.down_received(&c[..480], probe.now_ns());
+        let t0 = probe.now_ns();
         assert_eq!(probe.finish().down_lost, 2);
+        // ...unless the caller hung up while they were on their way.
+        probe.hung_up();
+        assert!(probe.now_ns() < t0 + IN_FLIGHT_AT_HANGUP_NS);
+        assert_eq!(probe.finish().down_lost, 0);
     }
 
     #[test]

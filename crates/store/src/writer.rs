@@ -14,6 +14,11 @@ use crate::{CallRecord, Store};
 
 /// Longest time written events stay unflushed while calls are live.
 pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
+/// Longest time a live call's record (and its index entries) lags its events on disk. Records
+/// are derived from the events, which are flushed every [`FLUSH_INTERVAL`]; writing each live
+/// record at every flush cost more than everything else the store does (load generator profile,
+/// BENCHMARKS.md). A call's end, a barrier and an append write the records at once.
+pub const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 /// Most messages taken in one batch.
 pub const MAX_BATCH: usize = 2048;
 
@@ -45,15 +50,18 @@ struct State {
 /// flushes and returns.
 ///
 /// Each batch: apply events to the cached records of live calls; gather audio into contiguous
-/// runs of up to a second; write events, changed records (with their index entries) and the
-/// audio runs that are full; when a flush is due (a call ended, a barrier or an append asked for
-/// it, or the last flush is older than [`FLUSH_INTERVAL`]) write every pending run too, flush,
-/// then answer barriers. Audio is written as new pieces, never rewritten. A write error is logged and the batch is retried;
+/// runs of up to a second; write events and the audio runs that are full (or broken by a gap);
+/// every [`RECORD_INTERVAL`], the changed records (with their index entries); flush at least
+/// every [`FLUSH_INTERVAL`]. When a call ends, a barrier or an append asks for it, everything
+/// pending — records and partial audio runs too — is written and flushed before barriers are
+/// answered. On a crash a live call loses at most the last second of its audio; its events
+/// are on disk within [`FLUSH_INTERVAL`] and its record is rebuilt from them. Audio is written as new pieces, never rewritten. A write error is logged and the batch is retried;
 /// the writer never stops on one.
 pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop: CancellationToken) {
     let mut st = State::default();
     let mut buf: Vec<RecordMsg> = Vec::with_capacity(MAX_BATCH);
     let mut last_flush = tokio::time::Instant::now();
+    let mut last_records = tokio::time::Instant::now();
     let mut unflushed = false;
     loop {
         let n = tokio::select! {
@@ -65,7 +73,7 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
             }
             _ = tokio::time::sleep(FLUSH_INTERVAL), if unflushed => 0,
         };
-        if n == 0 && buf.is_empty() && !unflushed {
+        if n == 0 && buf.is_empty() && !unflushed && st.chunks.is_empty() {
             break; // closed and drained
         }
         let mut must_flush = false;
@@ -116,7 +124,9 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
             }
         }
         let flush_due = must_flush || last_flush.elapsed() >= FLUSH_INTERVAL || n == 0;
-        if flush_due {
+        let closing = n == 0 && rx.is_closed();
+        let records_due = must_flush || closing || last_records.elapsed() >= RECORD_INTERVAL;
+        if must_flush || closing {
             // Everything pending goes to disk with this flush.
             for ((sid, track), c) in st.chunks.drain() {
                 st.closed.push((sid, track, c.stream_ms, c.audio));
@@ -125,7 +135,7 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         // Write: events (and records when a flush is due), then audio. Retry on error (the data
         // stays in memory).
         loop {
-            let changed: Vec<(Option<CallRecord>, &CallRecord)> = if flush_due {
+            let changed: Vec<(Option<CallRecord>, &CallRecord)> = if records_due {
                 st.dirty.iter().filter_map(|(sid, old)| st.live.get(sid).map(|r| (old.clone(), r))).collect()
             } else {
                 Vec::new()
@@ -144,8 +154,9 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
             unflushed = true;
         }
         st.closed.clear();
-        if flush_due {
+        if records_due {
             st.dirty.clear();
+            last_records = tokio::time::Instant::now();
         }
         if unflushed && flush_due {
             match store.flush().await {
@@ -165,7 +176,7 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         for sid in ended {
             st.live.remove(&sid);
         }
-        if n == 0 && rx.is_closed() && rx.is_empty() && !unflushed {
+        if closing && rx.is_empty() && !unflushed && st.chunks.is_empty() {
             break;
         }
     }

@@ -119,3 +119,42 @@ async fn purge_removes_old_calls_but_keeps_held_ones_and_recent_audit() {
     assert_eq!(audit.len(), 1);
     assert_eq!(audit[0].target, "CA_held");
 }
+
+fn frame(sid: &str, track: watchfloor_bridge::Track, stream_ms: u64) -> RecordMsg {
+    RecordMsg::Audio(watchfloor_bridge::AudioFrame { call_sid: sid.into(), track, stream_ms, audio: bytes::Bytes::from(vec![0x55u8; 160]) })
+}
+
+fn stored_ms(store: &Store, sid: &str) -> u64 {
+    store.audio(sid).unwrap().iter().map(|c| watchfloor_wire::mulaw::bytes_to_ms(c.audio.len())).sum()
+}
+
+#[tokio::test]
+async fn live_audio_is_written_by_the_second_and_whole_at_a_barrier_or_a_shutdown() {
+    use watchfloor_bridge::Track;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    for e in call_events("CA_a", false) {
+        tx.send(RecordMsg::Event(e)).unwrap();
+    }
+    // 1.5 s of caller audio on a live call: the full second is written, the half second waits.
+    for i in 0..75 {
+        tx.send(frame("CA_a", Track::Caller, i * 20)).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(stored_ms(&store, "CA_a"), 1000);
+    // A barrier (a supervisor action) writes everything published before it.
+    let (btx, brx) = tokio::sync::oneshot::channel();
+    tx.send(RecordMsg::Barrier(btx)).unwrap();
+    brx.await.unwrap();
+    assert_eq!(stored_ms(&store, "CA_a"), 1500);
+    // Audio with no event after it, then the writer stops: nothing is left behind.
+    for i in 75..100 {
+        tx.send(frame("CA_a", Track::Caller, i * 20)).unwrap();
+    }
+    drop(tx);
+    w.await.unwrap();
+    assert_eq!(stored_ms(&store, "CA_a"), 2000);
+    assert_eq!(store.get_call("CA_a").unwrap().unwrap().transcript.len(), 2, "the live record was written");
+}
