@@ -528,6 +528,11 @@ impl CallMachine {
         self.out.pop_front()
     }
 
+    /// Whether outputs are waiting to be polled.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty()
+    }
+
     /// Whether a command can still change this call (it has not ended).
     pub fn accepts_commands(&self) -> bool {
         self.phase != Phase::Ended

@@ -326,62 +326,79 @@ pub async fn run_call(
         }
 
         let mut close = false;
-        while let Some(out) = machine.poll_output() {
-            match out {
-                Output::ToTwilio(msg) => {
-                    if let Some(sock) = twilio.as_mut()
-                        && let Err(e) = sock.tx.send(msg.to_json()).await {
-                            tracing::warn!(error = %e, "twilio send failed");
-                            machine.handle_input(Input::TwilioClosed, Instant::now());
-                        }
-                }
-                Output::ToModel(ev) => match model_sock.as_mut() {
-                    Some(ws) if connecting.is_none() || renewing => {
-                        if let Err(e) = ws.send(Message::text(ev.to_json())).await {
-                            tracing::warn!(error = %e, "model send failed");
-                            model_sock = None;
-                            machine.handle_input(Input::ModelClosed, Instant::now());
-                        }
-                    }
-                    _ => {
-                        // Reconnecting: hold the caller's audio (a bounded backlog) for the new session.
-                        if backlog.len() == BACKLOG_LIMIT {
-                            backlog.pop_front();
-                        }
-                        backlog.push_back(ev);
-                    }
-                },
-                Output::Event(ev) => {
-                    // The console's view first, then the feed: a console that takes a snapshot
-                    // after subscribing sees each event in one or the other (or both: it skips
-                    // by sequence number).
-                    lock(&live).apply(&ev);
-                    if matches!(ev.kind, CallEventKind::ModelReconnected { .. }) {
-                        // The new session is configured (the items before this event): send
-                        // what was held back.
-                        renewing = false;
-                        if let Some(ws) = model_sock.as_mut() {
-                            for held in backlog.drain(..) {
-                                let _ = ws.send(Message::text(held.to_json())).await;
+        // Messages are queued on their socket (`feed`) and written together once the machine
+        // has nothing more to say (one `flush`, one syscall): an agent delta becomes up to ten
+        // Twilio messages (media and mark per 20 ms).
+        let (mut twilio_unflushed, mut model_unflushed) = (false, false);
+        loop {
+            while let Some(out) = machine.poll_output() {
+                match out {
+                    Output::ToTwilio(msg) => {
+                        if let Some(sock) = twilio.as_mut() {
+                            match sock.tx.feed(msg.to_json()).await {
+                                Ok(()) => twilio_unflushed = true,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "twilio send failed");
+                                    machine.handle_input(Input::TwilioClosed, Instant::now());
+                                }
                             }
                         }
                     }
-                    hub.publish(ev);
-                }
-                Output::Audio(frame) => hub.publish_audio(frame),
-                Output::Reconnect { renew } => {
-                    renewing = renew;
-                    if !renew {
-                        model_sock = None;
+                    Output::ToModel(ev) => match model_sock.as_mut() {
+                        Some(ws) if connecting.is_none() || renewing => match ws.feed(Message::text(ev.to_json())).await {
+                            Ok(()) => model_unflushed = true,
+                            Err(e) => {
+                                tracing::warn!(error = %e, "model send failed");
+                                model_sock = None;
+                                machine.handle_input(Input::ModelClosed, Instant::now());
+                            }
+                        },
+                        _ => {
+                            // Reconnecting: hold the caller's audio (a bounded backlog) for the new session.
+                            if backlog.len() == BACKLOG_LIMIT {
+                                backlog.pop_front();
+                            }
+                            backlog.push_back(ev);
+                        }
+                    },
+                    Output::Event(ev) => {
+                        // The console's view first, then the feed: a console that takes a snapshot
+                        // after subscribing sees each event in one or the other (or both: it skips
+                        // by sequence number).
+                        lock(&live).apply(&ev);
+                        if matches!(ev.kind, CallEventKind::ModelReconnected { .. }) {
+                            // The new session is configured (the items before this event): send
+                            // what was held back.
+                            renewing = false;
+                            if let Some(ws) = model_sock.as_mut() {
+                                for held in backlog.drain(..) {
+                                    let _ = ws.send(Message::text(held.to_json())).await;
+                                }
+                            }
+                        }
+                        hub.publish(ev);
                     }
-                    connecting = Some(connect_future(setup.model.clone(), Some(RECONNECT_TIMEOUT)));
+                    Output::Audio(frame) => hub.publish_audio(frame),
+                    Output::Reconnect { renew } => {
+                        renewing = renew;
+                        if !renew {
+                            model_sock = None;
+                        }
+                        connecting = Some(connect_future(setup.model.clone(), Some(RECONNECT_TIMEOUT)));
+                    }
+                    Output::Fallback { .. } => {
+                        // What is queued goes out before the (possibly slow) hand-off.
+                        flush_sockets(&mut machine, &mut twilio, &mut model_sock, &mut twilio_unflushed, &mut model_unflushed).await;
+                        connecting = None;
+                        let (via, attempts, rest_error) = hand_to_human(&setup.fallback, &setup.call_sid).await;
+                        machine.handle_input(Input::FallbackDone { via, attempts, rest_error }, Instant::now());
+                    }
+                    Output::Close => close = true,
                 }
-                Output::Fallback { .. } => {
-                    connecting = None;
-                    let (via, attempts, rest_error) = hand_to_human(&setup.fallback, &setup.call_sid).await;
-                    machine.handle_input(Input::FallbackDone { via, attempts, rest_error }, Instant::now());
-                }
-                Output::Close => close = true,
+            }
+            flush_sockets(&mut machine, &mut twilio, &mut model_sock, &mut twilio_unflushed, &mut model_unflushed).await;
+            if !machine.has_output() {
+                break;
             }
         }
         if std::mem::take(&mut flush_backlog)
@@ -417,6 +434,23 @@ pub async fn run_call(
             return;
         }
     }
+}
+
+/// Writes what was queued on either socket; a failure is the socket closing.
+async fn flush_sockets(machine: &mut CallMachine, twilio: &mut Option<TwilioSocket>, model_sock: &mut Option<ModelSocket>, twilio_unflushed: &mut bool, model_unflushed: &mut bool) {
+    if std::mem::take(twilio_unflushed)
+        && let Some(sock) = twilio.as_mut()
+        && let Err(e) = sock.tx.flush().await {
+            tracing::warn!(error = %e, "twilio send failed");
+            machine.handle_input(Input::TwilioClosed, Instant::now());
+        }
+    if std::mem::take(model_unflushed)
+        && let Some(ws) = model_sock.as_mut()
+        && let Err(e) = ws.flush().await {
+            tracing::warn!(error = %e, "model send failed");
+            *model_sock = None;
+            machine.handle_input(Input::ModelClosed, Instant::now());
+        }
 }
 
 impl CallMachine {
