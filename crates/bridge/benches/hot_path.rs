@@ -1,8 +1,10 @@
 //! Micro-benchmarks of the per-frame hot path (not tests): `cargo bench -p watchfloor-bridge`.
 //!
 //! Each benchmark is one unit of work the bridge does for every 20 ms of audio:
-//! - `twilio_media_parse`: parse one inbound Twilio `media` frame (160 μ-law bytes, base64);
-//! - `append_build`: build the `input_audio_buffer.append` text from a parsed frame;
+//! - `twilio_media_parse`: read one inbound Twilio `media` frame (160 μ-law bytes, base64) in
+//!   place, as the call's task does;
+//! - `append_build`: build the `input_audio_buffer.append` text (with the payload's copy the
+//!   machine makes) from a parsed frame;
 //! - `delta_to_twilio`: parse one `response.output_audio.delta` (20 ms) and build the Twilio
 //!   `media` text;
 //! - `machine_caller_frame`: text in → the call machine → every output serialised, for one caller
@@ -21,8 +23,8 @@ use watchfloor_bridge::machine::{CallMachine, Input, Output};
 use watchfloor_bridge::profile::{AgentProfile, CallContext};
 use watchfloor_bridge::task::serialize_output;
 use watchfloor_wire::mulaw;
-use watchfloor_wire::realtime::ServerEvent;
-use watchfloor_wire::twilio::{StreamStart, TwilioInbound};
+use watchfloor_wire::realtime::{AudioDeltaRef, ServerEvent};
+use watchfloor_wire::twilio::{MediaRef, StreamStart, TwilioInbound};
 
 const SID: &str = "CA0123456789abcdef0123456789abcdef";
 const STREAM: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
@@ -79,17 +81,18 @@ fn drain(m: &mut CallMachine) -> usize {
 
 fn benches(c: &mut Criterion) {
     let media = media_text(20, 3);
-    c.bench_function("twilio_media_parse", |b| b.iter(|| TwilioInbound::parse(black_box(&media)).unwrap()));
+    c.bench_function("twilio_media_parse", |b| b.iter(|| MediaRef::parse(black_box(&media)).unwrap()));
 
-    let parsed = TwilioInbound::parse(&media).unwrap();
-    let TwilioInbound::Media { media: inbound, .. } = &parsed else { unreachable!() };
-    c.bench_function("append_build", |b| b.iter(|| watchfloor_wire::realtime::input_audio_buffer_append_json(black_box(&inbound.payload))));
+    let parsed = MediaRef::parse(&media).unwrap();
+    c.bench_function("append_build", |b| {
+        b.iter(|| watchfloor_wire::realtime::ClientEvent::InputAudioBufferAppend { event_id: None, audio: black_box(&parsed.media.payload).to_string() }.to_json())
+    });
 
     let delta = delta_text(7);
     c.bench_function("delta_to_twilio", |b| {
         b.iter(|| {
-            let ServerEvent::ResponseOutputAudioDelta { delta, .. } = ServerEvent::parse(black_box(&delta)).unwrap() else { unreachable!() };
-            watchfloor_wire::twilio::TwilioOutbound::Media { stream_sid: STREAM.into(), media: watchfloor_wire::twilio::OutboundMedia { payload: delta } }.to_json()
+            let d = AudioDeltaRef::parse(black_box(&delta)).unwrap();
+            watchfloor_wire::twilio::TwilioOutbound::Media { stream_sid: STREAM.into(), media: watchfloor_wire::twilio::OutboundMedia { payload: d.delta.into_owned() } }.to_json()
         })
     });
 
@@ -106,9 +109,9 @@ fn benches(c: &mut Criterion) {
                 let start = Instant::now();
                 for (i, text) in texts.iter().enumerate() {
                     let now = t0 + Duration::from_millis(i as u64 * 20);
-                    match TwilioInbound::parse(text) {
-                        Ok(msg) => m.handle_input(Input::Twilio(msg), now),
-                        Err(e) => m.handle_input(Input::TwilioGarbage(e.to_string()), now),
+                    match MediaRef::parse(text) {
+                        Some(media) => m.handle_caller_media(&media.media.timestamp, &media.media.payload, now),
+                        None => m.handle_input(Input::TwilioGarbage("not media".into()), now),
                     }
                     black_box(drain(&mut m));
                 }
@@ -135,9 +138,9 @@ fn benches(c: &mut Criterion) {
                 let start = Instant::now();
                 for (i, (text, mark)) in texts.iter().zip(&marks).enumerate() {
                     let now = t0 + Duration::from_millis(i as u64 * 20);
-                    match ServerEvent::parse(text) {
-                        Ok(ev) => m.handle_input(Input::Model(ev), now),
-                        Err(e) => m.handle_input(Input::ModelGarbage(e.to_string()), now),
+                    match AudioDeltaRef::parse(text) {
+                        Some(d) => m.handle_agent_delta(&d.response_id, &d.item_id, &d.delta, now),
+                        None => m.handle_input(Input::ModelGarbage("not a delta".into()), now),
                     }
                     black_box(drain(&mut m));
                     match TwilioInbound::parse(mark) {

@@ -35,6 +35,9 @@ use crate::profile::{AgentProfile, CallContext};
 /// Longest gap in inbound timestamps that is padded with silence, ms. A larger jump is logged and
 /// padded only up to this much (a 10-minute jump is a broken clock, not silence).
 pub const MAX_PADDED_GAP_MS: u64 = 10_000;
+/// Caller audio for the recording is copied into blocks of this many bytes (a second of
+/// μ-law), each frame a slice of one: one allocation per second of audio instead of per frame.
+pub const RECORDING_BLOCK_BYTES: usize = 8000;
 
 /// An input to the machine.
 #[derive(Debug)]
@@ -303,6 +306,10 @@ pub struct CallMachine {
     status: CallStatus,
     stream_sid: Option<String>,
     model_ready: bool,
+    /// Where caller frames for the recording are copied (see [`RECORDING_BLOCK_BYTES`]).
+    recording_block: bytes::BytesMut,
+    /// The first caller frame has been relayed (its stage is published once).
+    caller_audio_seen: bool,
     greeted: bool,
     stages_seen: HashSet<Stage>,
     // caller → model
@@ -420,6 +427,8 @@ impl CallMachine {
             stages_seen: HashSet::new(),
             next_inbound_ms: None,
             scratch: Vec::with_capacity(4096),
+            recording_block: bytes::BytesMut::new(),
+            caller_audio_seen: false,
             items: HashMap::new(),
             pending_marks: VecDeque::new(),
             agent_queue_end_ms: 0,
@@ -737,16 +746,70 @@ impl CallMachine {
                 self.set_status(now, CallStatus::WithAgent);
                 self.maybe_greet();
             }
-            TwilioInbound::Media { media, .. } => {
+            TwilioInbound::Media { media, .. } => self.on_caller_media(&media.timestamp, &media.payload, now),
+            TwilioInbound::Dtmf { dtmf, .. } => {
+                self.emit(now, CallEventKind::Dtmf { digit: dtmf.digit });
+            }
+            TwilioInbound::Mark { mark, .. } => self.on_mark(mark.name, now),
+            TwilioInbound::Stop { .. } => {
+                self.end(now, "stop", CallStatus::Completed);
+            }
+            TwilioInbound::Unknown { event, .. } => {
+                self.skip(now, "twilio", format!("unknown event {event:?}"));
+            }
+        }
+    }
+
+    /// A Twilio `media` message read in place ([`MediaRef`](watchfloor_wire::twilio::MediaRef)):
+    /// the same as `Input::Twilio(TwilioInbound::Media { .. })`, without copying the frame's
+    /// strings. The payload goes to the model as the same base64 text; it is decoded once, for
+    /// the recording and the speech level.
+    pub fn handle_caller_media(&mut self, timestamp: &str, payload: &str, now: Instant) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.on_caller_media(timestamp, payload, now);
+    }
+
+    /// A model `response.output_audio.delta` read in place
+    /// ([`AudioDeltaRef`](watchfloor_wire::realtime::AudioDeltaRef)): the same as
+    /// `Input::Model(ServerEvent::ResponseOutputAudioDelta { .. })`, without copying the event's
+    /// strings. Dispatch audio is routed first, as for every model event.
+    pub fn handle_agent_delta(&mut self, response_id: &str, item_id: &str, delta: &str, now: Instant) {
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.last_model_event = now;
+        self.caller_speech_since_model_ms = 0;
+        if self.dispatch_audio_delta(response_id, delta, now) {
+            return;
+        }
+        self.on_agent_audio(response_id, item_id, delta, now);
+    }
+
+    /// Keeps a delta of a dispatch-audio (out-of-band) response; false when `response_id` is
+    /// not one.
+    fn dispatch_audio_delta(&mut self, response_id: &str, delta: &str, now: Instant) -> bool {
+        let Some((_, audio)) = self.dispatch_audio.responses.get_mut(response_id) else { return false };
+        match mulaw::decode_base64_into(delta, &mut self.scratch) {
+            Ok(_) => audio.extend_from_slice(&self.scratch),
+            Err(e) => self.skip(now, "model", format!("dispatch audio: {e}")),
+        }
+        true
+    }
+
+    fn on_caller_media(&mut self, timestamp: &str, payload: &str, now: Instant) {
+        {
+            {
                 if self.phase != Phase::Live {
                     self.skip(now, "twilio", "media before start".into());
                     return;
                 }
-                let Ok(ts) = media.timestamp.parse::<u64>() else {
-                    self.skip(now, "twilio", format!("media timestamp {:?} is not a number", media.timestamp));
+                let Ok(ts) = timestamp.parse::<u64>() else {
+                    self.skip(now, "twilio", format!("media timestamp {timestamp:?} is not a number"));
                     return;
                 };
-                let len = match mulaw::decode_base64_into(&media.payload, &mut self.scratch) {
+                let len = match mulaw::decode_base64_into(payload, &mut self.scratch) {
                     Ok(0) => {
                         self.skip(now, "twilio", "empty media payload".into());
                         return;
@@ -775,24 +838,23 @@ impl CallMachine {
                     self.caller_speech_since_model_ms += mulaw::bytes_to_ms(len as usize);
                     self.last_caller_speech = Some(now);
                 }
+                // The recording's copy comes out of a per-call block of a second of audio: one
+                // allocation per 50 frames, not one per frame.
+                if self.recording_block.capacity() < self.scratch.len() {
+                    self.recording_block.reserve(RECORDING_BLOCK_BYTES.max(self.scratch.len()));
+                }
+                self.recording_block.extend_from_slice(&self.scratch);
                 self.out.push_back(Output::Audio(AudioFrame {
                     call_sid: self.call_sid.clone(),
                     track: Track::Caller,
                     stream_ms: ts,
-                    audio: Bytes::copy_from_slice(&self.scratch),
+                    audio: self.recording_block.split().freeze(),
                 }));
-                self.stage(now, Stage::FirstCallerAudio);
-                self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: media.payload }));
-            }
-            TwilioInbound::Dtmf { dtmf, .. } => {
-                self.emit(now, CallEventKind::Dtmf { digit: dtmf.digit });
-            }
-            TwilioInbound::Mark { mark, .. } => self.on_mark(mark.name, now),
-            TwilioInbound::Stop { .. } => {
-                self.end(now, "stop", CallStatus::Completed);
-            }
-            TwilioInbound::Unknown { event, .. } => {
-                self.skip(now, "twilio", format!("unknown event {event:?}"));
+                if !self.caller_audio_seen {
+                    self.caller_audio_seen = true;
+                    self.stage(now, Stage::FirstCallerAudio);
+                }
+                self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload.to_owned() }));
             }
         }
     }
@@ -908,7 +970,7 @@ impl CallMachine {
                 }
             }
             ServerEvent::ResponseOutputAudioDelta { response_id, item_id, delta, .. } => {
-                self.on_agent_audio(response_id, item_id, delta, now);
+                self.on_agent_audio(&response_id, &item_id, &delta, now);
             }
             ServerEvent::ResponseOutputAudioTranscriptDelta { item_id, delta, response_id, .. } => {
                 if self.cancelled_responses.contains(&response_id) {
@@ -999,8 +1061,8 @@ impl CallMachine {
         }
     }
 
-    fn on_agent_audio(&mut self, response_id: String, item_id: String, delta: String, now: Instant) {
-        if self.cancelled_responses.contains(&response_id) {
+    fn on_agent_audio(&mut self, response_id: &str, item_id: &str, delta: &str, now: Instant) {
+        if self.cancelled_responses.contains(response_id) {
             self.stats.dropped_deltas += 1;
             return;
         }
@@ -1011,7 +1073,7 @@ impl CallMachine {
         if self.phase != Phase::Live {
             return;
         }
-        let len = match mulaw::decode_base64_into(&delta, &mut self.scratch) {
+        let len = match mulaw::decode_base64_into(delta, &mut self.scratch) {
             Ok(n) => n,
             Err(e) => {
                 self.skip(now, "model", e.to_string());
@@ -1021,18 +1083,18 @@ impl CallMachine {
         if len == 0 {
             return;
         }
-        let item_key: Arc<str> = match self.items.get_key_value(item_id.as_str()) {
+        let item_key: Arc<str> = match self.items.get_key_value(item_id) {
             Some((k, _)) => k.clone(),
             None => {
-                self.line_starts.insert(item_id.clone(), self.agent_queue_end_ms.max(self.stream_now_ms()));
+                self.line_starts.insert(item_id.to_owned(), self.agent_queue_end_ms.max(self.stream_now_ms()));
                 let k: Arc<str> = item_id.into();
-                self.items.insert(k.clone(), ItemAudio { response_id: response_id.clone(), ..Default::default() });
+                self.items.insert(k.clone(), ItemAudio { response_id: response_id.to_owned(), ..Default::default() });
                 k
             }
         };
         // ≤ 20 ms per Twilio frame, so the marks tell what was heard to within one frame.
         let frames: Vec<(String, Bytes)> = if len <= FRAME_BYTES {
-            vec![(delta, Bytes::copy_from_slice(&self.scratch))]
+            vec![(delta.to_owned(), Bytes::copy_from_slice(&self.scratch))]
         } else {
             self.scratch.chunks(FRAME_BYTES).map(|c| (mulaw::encode_base64(c), Bytes::copy_from_slice(c))).collect()
         };
@@ -1079,14 +1141,7 @@ impl CallMachine {
                 }
                 true
             }
-            ServerEvent::ResponseOutputAudioDelta { response_id, delta, .. } => {
-                let Some((_, audio)) = da.responses.get_mut(response_id) else { return false };
-                match mulaw::decode_base64_into(delta, &mut self.scratch) {
-                    Ok(_) => audio.extend_from_slice(&self.scratch),
-                    Err(e) => self.skip(now, "model", format!("dispatch audio: {e}")),
-                }
-                true
-            }
+            ServerEvent::ResponseOutputAudioDelta { response_id, delta, .. } => self.dispatch_audio_delta(response_id, delta, now),
             ServerEvent::ResponseOutputAudioTranscriptDelta { response_id, .. }
             | ServerEvent::ResponseOutputAudioTranscriptDone { response_id, .. }
             | ServerEvent::ResponseOutputAudioDone { response_id, .. }

@@ -11,8 +11,8 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_util::sync::CancellationToken;
-use watchfloor_wire::realtime::{ClientEvent, ServerEvent};
-use watchfloor_wire::twilio::TwilioInbound;
+use watchfloor_wire::realtime::{AudioDeltaRef, ClientEvent, ServerEvent};
+use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
 
 use crate::event::{CallEventKind, CallStatus};
 use crate::machine::{CallMachine, Input, Output, Timers};
@@ -276,9 +276,13 @@ pub async fn run_call(
                     continue;
                 }
                 match frame {
-                    TwilioFrame::Text(text) => match TwilioInbound::parse(&text) {
-                        Ok(msg) => machine.handle_input(Input::Twilio(msg), now),
-                        Err(e) => machine.handle_input(Input::TwilioGarbage(e.to_string()), now),
+                    TwilioFrame::Text(text) => match MediaRef::parse(&text) {
+                        // 50 a second: read in place.
+                        Some(m) => machine.handle_caller_media(&m.media.timestamp, &m.media.payload, now),
+                        None => match TwilioInbound::parse(&text) {
+                            Ok(msg) => machine.handle_input(Input::Twilio(msg), now),
+                            Err(e) => machine.handle_input(Input::TwilioGarbage(e.to_string()), now),
+                        },
                     },
                     TwilioFrame::Binary(n) => machine.handle_input(Input::TwilioGarbage(format!("binary frame of {n} bytes")), now),
                     TwilioFrame::Closed => machine.handle_input(Input::TwilioClosed, now),
@@ -287,9 +291,13 @@ pub async fn run_call(
             msg = next_model(&mut model_sock) => {
                 let now = Instant::now();
                 match msg {
-                    Some(Ok(Message::Text(text))) => match ServerEvent::parse(text.as_str()) {
-                        Ok(ev) => machine.handle_input(Input::Model(ev), now),
-                        Err(e) => machine.handle_input(Input::ModelGarbage(e.to_string()), now),
+                    Some(Ok(Message::Text(text))) => match AudioDeltaRef::parse(text.as_str()) {
+                        // Agent audio: read in place.
+                        Some(d) => machine.handle_agent_delta(&d.response_id, &d.item_id, &d.delta, now),
+                        None => match ServerEvent::parse(text.as_str()) {
+                            Ok(ev) => machine.handle_input(Input::Model(ev), now),
+                            Err(e) => machine.handle_input(Input::ModelGarbage(e.to_string()), now),
+                        },
                     },
                     Some(Ok(Message::Binary(b))) => machine.handle_input(Input::ModelGarbage(format!("binary frame of {} bytes", b.len())), now),
                     Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}

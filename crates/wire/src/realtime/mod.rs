@@ -5,6 +5,8 @@
 //! Only GA names appear here (`response.output_audio.delta`, `audio/pcmu`, `audio.input.turn_detection`);
 //! the beta shape (`OpenAI-Beta: realtime=v1`, `g711_ulaw`, `response.audio.delta`) is never produced.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -399,6 +401,10 @@ pub enum ClientEvent {
 impl ClientEvent {
     /// Serialises the event to JSON text.
     pub fn to_json(&self) -> String {
+        if let ClientEvent::InputAudioBufferAppend { event_id: None, audio } = self {
+            // The hot path: the base64 goes in as it is, with no escaping pass.
+            return input_audio_buffer_append_json(audio);
+        }
         // Invariant: all fields are plain data; serde_json cannot fail on them.
         serde_json::to_string(self).expect("ClientEvent serialises")
     }
@@ -434,6 +440,42 @@ pub fn input_audio_buffer_append_json(base64_audio: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Server events
 // ---------------------------------------------------------------------------------------------
+
+/// A `response.output_audio.delta` read in place (the hot path): its strings borrow from the
+/// event's text. Same required fields as [`ServerEvent::ResponseOutputAudioDelta`]; the
+/// indexes are checked for type and otherwise ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AudioDeltaRef<'a> {
+    /// Always `response.output_audio.delta` for a value [`AudioDeltaRef::parse`] returns.
+    #[serde(borrow, rename = "type")]
+    pub kind: Cow<'a, str>,
+    /// The response.
+    #[serde(borrow)]
+    pub response_id: Cow<'a, str>,
+    /// The assistant item.
+    #[serde(borrow)]
+    pub item_id: Cow<'a, str>,
+    /// Base64 audio (base64 has no characters JSON escapes, so this borrows).
+    #[serde(borrow)]
+    pub delta: Cow<'a, str>,
+    /// Position in the response's output.
+    #[serde(default)]
+    pub output_index: u32,
+    /// 0.
+    #[serde(default)]
+    pub content_index: u32,
+}
+
+impl<'a> AudioDeltaRef<'a> {
+    /// Reads `text` as a well-formed audio delta, or `None` (anything else, or a malformed
+    /// delta: [`ServerEvent::parse`] then gives the event or the error).
+    pub fn parse(text: &'a str) -> Option<AudioDeltaRef<'a>> {
+        if !text.contains(r#""response.output_audio.delta""#) {
+            return None;
+        }
+        serde_json::from_str::<AudioDeltaRef<'a>>(text).ok().filter(|d| d.kind == "response.output_audio.delta")
+    }
+}
 
 /// The `error` object of an `error` event.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]

@@ -141,11 +141,35 @@ fn client_events_have_ga_shapes_and_no_beta_names() {
 }
 
 #[test]
+fn audio_delta_is_read_in_place_and_agrees_with_the_full_parse() {
+    let text = r#"{"type":"response.output_audio.delta","event_id":"event_1","response_id":"resp_1","item_id":"item_2","output_index":0,"content_index":0,"delta":"//8A/w=="}"#;
+    let d = AudioDeltaRef::parse(text).unwrap();
+    assert!(matches!(d.delta, std::borrow::Cow::Borrowed(_)));
+    let ServerEvent::ResponseOutputAudioDelta { response_id, item_id, delta, .. } = ServerEvent::parse(text).unwrap() else { panic!() };
+    assert_eq!((d.response_id.as_ref(), d.item_id.as_ref(), d.delta.as_ref()), (response_id.as_str(), item_id.as_str(), delta.as_str()));
+    for other in [
+        r#"{"type":"response.output_audio.done","response_id":"r","item_id":"i","output_index":0,"content_index":0}"#,
+        r#"{"type":"response.output_audio.delta","response_id":"r","delta":"AA=="}"#,
+        r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","delta":42}"#,
+        r#"{"type":"response.output_audio.delta","response_id":"r","item_id":"i","output_index":"x","delta":"AA=="}"#,
+        "not json",
+    ] {
+        assert!(AudioDeltaRef::parse(other).is_none(), "{other}");
+        if other.contains("output_audio.delta") {
+            assert!(ServerEvent::parse(other).is_err(), "the full parse refuses it too: {other}");
+        }
+    }
+}
+
+#[test]
 fn fast_append_equals_typed_append() {
     let payload = crate::mulaw::encode_base64(&[0x7f; 160]);
     let fast: Value = serde_json::from_str(&input_audio_buffer_append_json(&payload)).unwrap();
-    let typed: Value = serde_json::from_str(&ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload }.to_json()).unwrap();
+    let ev = ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload };
+    let typed: Value = serde_json::to_value(&ev).unwrap();
     assert_eq!(fast, typed);
+    // `to_json` takes the fast path and means the same.
+    assert_eq!(serde_json::from_str::<Value>(&ev.to_json()).unwrap(), typed);
 }
 
 proptest::proptest! {
