@@ -89,12 +89,17 @@ pub struct PurgeReport {
     pub audit_removed: usize,
 }
 
+/// sled's page cache, bytes. sled's default (1 GiB) lets the cache of recordings just written
+/// grow with every live call; recordings are written once and read rarely (review), so a small
+/// cache costs nothing on the audio path. Measured with the load generator (BENCHMARKS.md).
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 impl Store {
     /// Opens (or creates) the store in `dir`. Records of older versions are migrated, and calls
     /// that were live when the process died are marked `interrupted` (their partial transcript
     /// and audio stay). Returns the store and the CallSids so marked.
     pub fn open(dir: &Path) -> Result<(Store, Vec<String>), StoreError> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open()?;
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(CACHE_BYTES).open()?;
         let store = Store {
             calls: db.open_tree("calls")?,
             events: db.open_tree("events")?,
