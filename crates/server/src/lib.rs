@@ -142,6 +142,9 @@ pub enum ServeError {
     /// A non-loopback bind without a Twilio auth token (signatures) and not behind a trusted proxy.
     #[error("refusing to listen on {0}: a non-loopback address needs TWILIO_AUTH_TOKEN (signed webhooks and streams), or WATCHFLOOR_TRUSTED_PROXY=1 behind an authenticating proxy")]
     Insecure(SocketAddr),
+    /// The store writer's thread could not start.
+    #[error("cannot start the store writer: {0}")]
+    Writer(std::io::Error),
     /// The unit roster is invalid (a call sign listed twice).
     #[error("unit roster: {0}")]
     Roster(watchfloor_dispatch::units::RosterError),
@@ -247,7 +250,20 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let tracker = TaskTracker::new();
     let (hub, record_rx) = Hub::new(4096);
     let writer_stop = CancellationToken::new();
-    let writer = tokio::spawn(watchfloor_store::writer::run(store.clone(), record_rx, writer_stop.clone()));
+    // The writer's sled calls block (a batch, a flush): on its own thread with its own runtime
+    // they never hold up a worker that runs calls' tasks.
+    let (writer_done, writer) = tokio::sync::oneshot::channel::<()>();
+    let (writer_store, writer_stop2) = (store.clone(), writer_stop.clone());
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt.block_on(watchfloor_store::writer::run(writer_store, record_rx, writer_stop2)),
+                Err(e) => tracing::error!(error = %e, "the store writer's runtime could not start: nothing will be recorded"),
+            }
+            let _ = writer_done.send(());
+        })
+        .map_err(ServeError::Writer)?;
     let training = if config.demo || config.training {
         let ip = if addr.ip().is_unspecified() { std::net::IpAddr::from([127, 0, 0, 1]) } else { addr.ip() };
         let base = format!("http://{}", SocketAddr::new(ip, addr.port()));
