@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use watchfloor_bridge::machine::{CallMachine, Input, Output};
 use watchfloor_bridge::profile::{AgentProfile, CallContext};
-use watchfloor_bridge::task::serialize_output;
 use watchfloor_wire::mulaw;
 use watchfloor_wire::realtime::{AudioDeltaRef, ServerEvent};
 use watchfloor_wire::twilio::{MediaRef, StreamStart, TwilioInbound};
@@ -70,13 +69,31 @@ fn drain(m: &mut CallMachine) -> usize {
     let mut bytes = 0;
     while let Some(out) = m.poll_output() {
         match &out {
-            Output::ToTwilio(_) | Output::ToModel(_) => bytes += serialize_output(&out).map_or(0, |s| s.len()),
+            Output::ToTwilio(msg) => bytes += msg.to_json().len(),
+            Output::ToModel(ev) => bytes += ev.to_json().len(),
             other => {
                 black_box(other);
             }
         }
     }
     bytes
+}
+
+/// Times `iters` frames in batches of at most 10 000 on fresh machines (stream timestamps must
+/// advance): `setup(n)` builds a live machine and the batch's inputs, untimed; `run` is timed.
+fn batched<T>(iters: u64, setup: impl Fn(u64, Instant) -> (CallMachine, T), run: impl Fn(&mut CallMachine, &T, Instant)) -> Duration {
+    let mut total = Duration::ZERO;
+    let mut done = 0u64;
+    while done < iters {
+        let n = (iters - done).min(10_000);
+        let t0 = Instant::now();
+        let (mut m, inputs) = setup(n, t0);
+        let start = Instant::now();
+        run(&mut m, &inputs, t0);
+        total += start.elapsed();
+        done += n;
+    }
+    total
 }
 
 fn benches(c: &mut Criterion) {
@@ -96,63 +113,54 @@ fn benches(c: &mut Criterion) {
         })
     });
 
-    // Caller frames: fresh machines every 10 000 frames (timestamps must advance).
     c.bench_function("machine_caller_frame", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut done = 0u64;
-            while done < iters {
-                let n = (iters - done).min(10_000);
-                let t0 = Instant::now();
-                let mut m = live_machine(t0);
-                let texts: Vec<String> = (0..n).map(|i| media_text(i * 20, i + 2)).collect();
-                let start = Instant::now();
-                for (i, text) in texts.iter().enumerate() {
-                    let now = t0 + Duration::from_millis(i as u64 * 20);
-                    match MediaRef::parse(text) {
-                        Some(media) => m.handle_caller_media(&media.media.timestamp, &media.media.payload, now),
-                        None => m.handle_input(Input::TwilioGarbage("not media".into()), now),
+            batched(
+                iters,
+                |n, t0| (live_machine(t0), (0..n).map(|i| media_text(i * 20, i + 2)).collect::<Vec<_>>()),
+                |m, texts, t0| {
+                    for (i, text) in texts.iter().enumerate() {
+                        let now = t0 + Duration::from_millis(i as u64 * 20);
+                        match MediaRef::parse(text) {
+                            Some(media) => m.handle_caller_media(&media.media.timestamp, &media.media.payload, now),
+                            None => m.handle_input(Input::TwilioGarbage("not media".into()), now),
+                        }
+                        black_box(drain(m));
                     }
-                    black_box(drain(&mut m));
-                }
-                total += start.elapsed();
-                done += n;
-            }
-            total
+                },
+            )
         })
     });
 
     // Agent frames: a 20 ms delta, then Twilio's echo of the mark that follows it.
     c.bench_function("machine_agent_frame", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut done = 0u64;
-            while done < iters {
-                let n = (iters - done).min(10_000);
-                let t0 = Instant::now();
-                let mut m = live_machine(t0);
-                m.handle_input(Input::Model(ServerEvent::parse(r#"{"type":"response.created","event_id":"e1","response":{"id":"resp_000001","object":"realtime.response","status":"in_progress"}}"#).unwrap()), t0);
-                while m.poll_output().is_some() {}
-                let texts: Vec<String> = (0..n).map(delta_text).collect();
-                let marks: Vec<String> = (1..=n).map(|i| format!(r#"{{"event":"mark","sequenceNumber":"{}","streamSid":"{STREAM}","mark":{{"name":"item_000002:{}"}}}}"#, i + 2, i * 160)).collect();
-                let start = Instant::now();
-                for (i, (text, mark)) in texts.iter().zip(&marks).enumerate() {
-                    let now = t0 + Duration::from_millis(i as u64 * 20);
-                    match AudioDeltaRef::parse(text) {
-                        Some(d) => m.handle_agent_delta(&d.response_id, &d.item_id, &d.delta, now),
-                        None => m.handle_input(Input::ModelGarbage("not a delta".into()), now),
+            batched(
+                iters,
+                |n, t0| {
+                    let mut m = live_machine(t0);
+                    m.handle_input(Input::Model(ServerEvent::parse(r#"{"type":"response.created","event_id":"e1","response":{"id":"resp_000001","object":"realtime.response","status":"in_progress"}}"#).unwrap()), t0);
+                    while m.poll_output().is_some() {}
+                    let texts: Vec<String> = (0..n).map(delta_text).collect();
+                    let marks: Vec<String> = (1..=n).map(|i| format!(r#"{{"event":"mark","sequenceNumber":"{}","streamSid":"{STREAM}","mark":{{"name":"item_000002:{}"}}}}"#, i + 2, i * 160)).collect();
+                    (m, (texts, marks))
+                },
+                |m, (texts, marks), t0| {
+                    for (i, (text, mark)) in texts.iter().zip(marks).enumerate() {
+                        let now = t0 + Duration::from_millis(i as u64 * 20);
+                        match AudioDeltaRef::parse(text) {
+                            Some(d) => m.handle_agent_delta(&d.response_id, &d.item_id, &d.delta, now),
+                            None => m.handle_input(Input::ModelGarbage("not a delta".into()), now),
+                        }
+                        black_box(drain(m));
+                        match TwilioInbound::parse(mark) {
+                            Ok(msg) => m.handle_input(Input::Twilio(msg), now),
+                            Err(e) => m.handle_input(Input::TwilioGarbage(e.to_string()), now),
+                        }
+                        black_box(drain(m));
                     }
-                    black_box(drain(&mut m));
-                    match TwilioInbound::parse(mark) {
-                        Ok(msg) => m.handle_input(Input::Twilio(msg), now),
-                        Err(e) => m.handle_input(Input::TwilioGarbage(e.to_string()), now),
-                    }
-                    black_box(drain(&mut m));
-                }
-                total += start.elapsed();
-                done += n;
-            }
-            total
+                },
+            )
         })
     });
 

@@ -308,8 +308,6 @@ pub struct CallMachine {
     model_ready: bool,
     /// Where caller frames for the recording are copied (see [`RECORDING_BLOCK_BYTES`]).
     recording_block: bytes::BytesMut,
-    /// The first caller frame has been relayed (its stage is published once).
-    caller_audio_seen: bool,
     greeted: bool,
     stages_seen: HashSet<Stage>,
     // caller → model
@@ -428,7 +426,6 @@ impl CallMachine {
             next_inbound_ms: None,
             scratch: Vec::with_capacity(4096),
             recording_block: bytes::BytesMut::new(),
-            caller_audio_seen: false,
             items: HashMap::new(),
             pending_marks: VecDeque::new(),
             agent_queue_end_ms: 0,
@@ -799,64 +796,57 @@ impl CallMachine {
     }
 
     fn on_caller_media(&mut self, timestamp: &str, payload: &str, now: Instant) {
-        {
-            {
-                if self.phase != Phase::Live {
-                    self.skip(now, "twilio", "media before start".into());
-                    return;
-                }
-                let Ok(ts) = timestamp.parse::<u64>() else {
-                    self.skip(now, "twilio", format!("media timestamp {timestamp:?} is not a number"));
-                    return;
-                };
-                let len = match mulaw::decode_base64_into(payload, &mut self.scratch) {
-                    Ok(0) => {
-                        self.skip(now, "twilio", "empty media payload".into());
-                        return;
-                    }
-                    Ok(n) => n as u64,
-                    Err(e) => {
-                        self.skip(now, "twilio", e.to_string());
-                        return;
-                    }
-                };
-                if let Some(expected) = self.next_inbound_ms {
-                    if ts + FRAME_MS / 2 < expected {
-                        self.skip(now, "twilio", format!("media at {ts} ms repeats audio before {expected} ms"));
-                        return;
-                    }
-                    if ts > expected {
-                        self.pad_silence(ts - expected);
-                    }
-                } else if ts > 0 {
-                    // Audio before the first frame is silence too.
-                    self.pad_silence(ts);
-                }
-                self.next_inbound_ms = Some(ts + mulaw::bytes_to_ms(len as usize));
-                self.stats.caller_bytes += len;
-                if mulaw::louder_than(&self.scratch, STALL_SPEECH_DBFS) {
-                    self.caller_speech_since_model_ms += mulaw::bytes_to_ms(len as usize);
-                    self.last_caller_speech = Some(now);
-                }
-                // The recording's copy comes out of a per-call block of a second of audio: one
-                // allocation per 50 frames, not one per frame.
-                if self.recording_block.capacity() < self.scratch.len() {
-                    self.recording_block.reserve(RECORDING_BLOCK_BYTES.max(self.scratch.len()));
-                }
-                self.recording_block.extend_from_slice(&self.scratch);
-                self.out.push_back(Output::Audio(AudioFrame {
-                    call_sid: self.call_sid.clone(),
-                    track: Track::Caller,
-                    stream_ms: ts,
-                    audio: self.recording_block.split().freeze(),
-                }));
-                if !self.caller_audio_seen {
-                    self.caller_audio_seen = true;
-                    self.stage(now, Stage::FirstCallerAudio);
-                }
-                self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload.to_owned() }));
-            }
+        if self.phase != Phase::Live {
+            self.skip(now, "twilio", "media before start".into());
+            return;
         }
+        let Ok(ts) = timestamp.parse::<u64>() else {
+            self.skip(now, "twilio", format!("media timestamp {timestamp:?} is not a number"));
+            return;
+        };
+        let len = match mulaw::decode_base64_into(payload, &mut self.scratch) {
+            Ok(0) => {
+                self.skip(now, "twilio", "empty media payload".into());
+                return;
+            }
+            Ok(n) => n as u64,
+            Err(e) => {
+                self.skip(now, "twilio", e.to_string());
+                return;
+            }
+        };
+        if let Some(expected) = self.next_inbound_ms {
+            if ts + FRAME_MS / 2 < expected {
+                self.skip(now, "twilio", format!("media at {ts} ms repeats audio before {expected} ms"));
+                return;
+            }
+            if ts > expected {
+                self.pad_silence(ts - expected);
+            }
+        } else if ts > 0 {
+            // Audio before the first frame is silence too.
+            self.pad_silence(ts);
+        }
+        self.next_inbound_ms = Some(ts + mulaw::bytes_to_ms(len as usize));
+        self.stats.caller_bytes += len;
+        if mulaw::louder_than(&self.scratch, STALL_SPEECH_DBFS) {
+            self.caller_speech_since_model_ms += mulaw::bytes_to_ms(len as usize);
+            self.last_caller_speech = Some(now);
+        }
+        // The recording's copy comes out of a per-call block of a second of audio: one
+        // allocation per 50 frames, not one per frame.
+        if self.recording_block.capacity() < self.scratch.len() {
+            self.recording_block.reserve(RECORDING_BLOCK_BYTES.max(self.scratch.len()));
+        }
+        self.recording_block.extend_from_slice(&self.scratch);
+        self.out.push_back(Output::Audio(AudioFrame {
+            call_sid: self.call_sid.clone(),
+            track: Track::Caller,
+            stream_ms: ts,
+            audio: self.recording_block.split().freeze(),
+        }));
+        self.stage(now, Stage::FirstCallerAudio);
+        self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload.to_owned() }));
     }
 
     fn pad_silence(&mut self, gap_ms: u64) {

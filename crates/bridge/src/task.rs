@@ -155,16 +155,6 @@ async fn hand_to_human(fallback: &Fallback, call_sid: &str) -> (String, u32, Opt
     }
 }
 
-/// The text the call's task writes for a message output ([`Output::ToTwilio`] or
-/// [`Output::ToModel`]); `None` for every other output.
-pub fn serialize_output(out: &Output) -> Option<String> {
-    match out {
-        Output::ToTwilio(msg) => Some(msg.to_json()),
-        Output::ToModel(ev) => Some(ev.to_json()),
-        _ => None,
-    }
-}
-
 /// Runs one call to its end. Never panics on remote input; returns when the call is over for
 /// the bridge (both sockets closed).
 pub async fn run_call(
@@ -378,11 +368,12 @@ pub async fn run_call(
                             // The new session is configured (the items before this event): send
                             // what was held back.
                             renewing = false;
-                            if let Some(ws) = model_sock.as_mut() {
-                                for held in backlog.drain(..) {
-                                    let _ = ws.send(Message::text(held.to_json())).await;
+                            if let Some(ws) = model_sock.as_mut()
+                                && let Err(e) = send_backlog(ws, &mut backlog).await {
+                                    tracing::warn!(error = %e, "model send failed");
+                                    model_sock = None;
+                                    machine.handle_input(Input::ModelClosed, Instant::now());
                                 }
-                            }
                         }
                         hub.publish(ev);
                     }
@@ -410,15 +401,11 @@ pub async fn run_call(
             }
         }
         if std::mem::take(&mut flush_backlog)
-            && let Some(ws) = model_sock.as_mut() {
-                for held in backlog.drain(..) {
-                    if let Err(e) = ws.send(Message::text(held.to_json())).await {
-                        tracing::warn!(error = %e, "model send failed");
-                        model_sock = None;
-                        machine.handle_input(Input::ModelClosed, Instant::now());
-                        break;
-                    }
-                }
+            && let Some(ws) = model_sock.as_mut()
+            && let Err(e) = send_backlog(ws, &mut backlog).await {
+                tracing::warn!(error = %e, "model send failed");
+                model_sock = None;
+                machine.handle_input(Input::ModelClosed, Instant::now());
             }
         if let Some((ack, result)) = pending_ack.take() {
             // The command's events are published (queued for the store ahead of later ones).
@@ -442,6 +429,14 @@ pub async fn run_call(
             return;
         }
     }
+}
+
+/// Sends the caller audio held while no model session could take it, in order, with one flush.
+async fn send_backlog(ws: &mut ModelSocket, backlog: &mut VecDeque<ClientEvent>) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    for held in backlog.drain(..) {
+        ws.feed(Message::text(held.to_json())).await?;
+    }
+    ws.flush().await
 }
 
 /// Writes what was queued on either socket; a failure is the socket closing.

@@ -55,8 +55,9 @@ struct State {
 /// every [`FLUSH_INTERVAL`]. When a call ends, a barrier or an append asks for it, everything
 /// pending — records and partial audio runs too — is written and flushed before barriers are
 /// answered. On a crash a live call loses at most the last second of its audio; its events
-/// are on disk within [`FLUSH_INTERVAL`] and its record is rebuilt from them. Audio is written as new pieces, never rewritten. A write error is logged and the batch is retried;
-/// the writer never stops on one.
+/// are on disk within [`FLUSH_INTERVAL`] and its record is rebuilt from them. Audio is written
+/// as new pieces, never rewritten. A write error is logged and the batch is retried; the writer
+/// never stops on one.
 pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop: CancellationToken) {
     let mut st = State::default();
     let mut buf: Vec<RecordMsg> = Vec::with_capacity(MAX_BATCH);
@@ -132,7 +133,7 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                 st.closed.push((sid, track, c.stream_ms, c.audio));
             }
         }
-        // Write: events (and records when a flush is due), then audio. Retry on error (the data
+        // Write: events (and records when due), then audio. Retry on error (the data
         // stays in memory).
         loop {
             let changed: Vec<(Option<CallRecord>, &CallRecord)> = if records_due {
