@@ -4,9 +4,13 @@
 //! - `calls`: CallSid → [`CallRecord`] (JSON, versioned; migrated on open);
 //! - `events`: CallSid ‖ 0x00 ‖ seq (u64 BE) → the [`CallEvent`] as JSON, in order: the record
 //!   can be rebuilt from its events ([`Store::rebuild`]);
-//! - `audio`: CallSid ‖ 0x00 ‖ track ‖ stream_ms (u64 BE) → μ-law ([`audio`]);
+//! - `audio`: recordings of stores written before recordings moved to files (read and purged,
+//!   no longer written);
 //! - `audit`: at_ms ‖ id → [`AuditEntry`] ([`audit`]);
 //! - `index`, `words`: secondary indexes for the review queries ([`index`]).
+//!
+//! Recordings are append-only files beside the trees, `<dir>/audio/<CallSid>.audio`
+//! ([`audio::AudioFiles`]): sled rewrote about 60 bytes per byte of audio written into it.
 //!
 //! The [`writer`] task consumes the calls' events and audio from an unbounded queue in batches,
 //! so a call never waits on the disk; it flushes at least every 200 ms while calls are live, at
@@ -23,9 +27,9 @@ pub mod writer;
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use watchfloor_bridge::{CallEvent, Track};
+use watchfloor_bridge::CallEvent;
 
-pub use audio::AudioChunk;
+pub use audio::{AudioChunk, AudioFiles};
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
 pub use index::{CallPage, CallQuery};
 pub use record::{CallRecord, CallSummary, DispatchAudioRecord, RECORD_VERSION, TranscriptLine, UnitRecord, dispatch_audio_url};
@@ -36,6 +40,9 @@ pub enum StoreError {
     /// sled failed.
     #[error("database error: {0}")]
     Db(#[from] sled::Error),
+    /// A recording file could not be created, written, read or removed.
+    #[error("recording file error: {0}")]
+    Audio(#[from] std::io::Error),
     /// A stored value does not parse.
     #[error("corrupt stored value under {key}: {source}")]
     Corrupt {
@@ -58,6 +65,7 @@ pub struct Store {
     index: sled::Tree,
     words: sled::Tree,
     settings: sled::Tree,
+    files: AudioFiles,
 }
 
 /// `CallSid ‖ 0x00`: the prefix of a call's keys in `events` and `audio`.
@@ -108,6 +116,7 @@ impl Store {
             index: db.open_tree("index")?,
             words: db.open_tree("words")?,
             settings: db.open_tree("settings")?,
+            files: AudioFiles::open(dir)?,
             db,
         };
         let interrupted = store.recover()?;
@@ -158,17 +167,31 @@ impl Store {
 
     /// Writes a record and moves its index entries from `old` to the new values.
     pub(crate) fn put_record(&self, old: Option<&CallRecord>, rec: &CallRecord) -> Result<(), StoreError> {
-        let old_keys = old.map(index::keys).unwrap_or_default();
-        let new_keys = index::keys(rec);
-        let mut ib = sled::Batch::default();
-        for k in old_keys.difference(&new_keys) {
-            ib.remove(k.as_slice());
+        self.put_records(&[(old.cloned(), rec)])
+    }
+
+    /// Writes records and moves their index entries from the old values to the new: one sled
+    /// batch per tree, whatever the number of records (every `apply_batch` writes sled's log
+    /// buffer out and waits for the disk).
+    pub(crate) fn put_records(&self, records: &[(Option<CallRecord>, &CallRecord)]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
         }
-        for k in new_keys.difference(&old_keys) {
-            ib.insert(k.as_slice(), &[][..]);
+        let mut ib = sled::Batch::default();
+        let mut cb = sled::Batch::default();
+        for (old, rec) in records {
+            let old_keys = old.as_ref().map(index::keys).unwrap_or_default();
+            let new_keys = index::keys(rec);
+            for k in old_keys.difference(&new_keys) {
+                ib.remove(k.as_slice());
+            }
+            for k in new_keys.difference(&old_keys) {
+                ib.insert(k.as_slice(), &[][..]);
+            }
+            cb.insert(rec.call_sid.as_bytes(), record::encode(rec));
         }
         self.index.apply_batch(ib)?;
-        self.calls.insert(rec.call_sid.as_bytes(), record::encode(rec))?;
+        self.calls.apply_batch(cb)?;
         Ok(())
     }
 
@@ -291,7 +314,8 @@ impl Store {
         Ok(Some(rec))
     }
 
-    /// A call's recorded audio, every track, in stream order per track.
+    /// A call's recorded audio, every track, in stream order per track (pieces that start at
+    /// the same point stay in the order they were written).
     pub fn audio(&self, call_sid: &str) -> Result<Vec<AudioChunk>, StoreError> {
         let mut v = Vec::new();
         for item in self.audio.scan_prefix(call_prefix(call_sid)) {
@@ -300,6 +324,8 @@ impl Store {
                 v.push(AudioChunk { track, stream_ms, audio: val.to_vec() });
             }
         }
+        v.extend(self.files.read(call_sid)?);
+        v.sort_by_key(|c| (c.track.code(), c.stream_ms));
         Ok(v)
     }
 
@@ -319,35 +345,34 @@ impl Store {
     }
 
     /// Writes a batch of events, the records they changed (with their index entries) and the
-    /// transcript words. Not flushed.
+    /// transcript words, one sled batch per tree that has something to write. Not flushed.
     pub(crate) fn write_events(&self, events: &[std::sync::Arc<CallEvent>], records: &[(Option<CallRecord>, &CallRecord)]) -> Result<(), StoreError> {
         let mut eb = sled::Batch::default();
         let mut wb = sled::Batch::default();
+        let mut words = false;
         for ev in events {
             // Invariant: CallEvent is plain data and serialises.
             eb.insert(event_key(&ev.call_sid, ev.seq), serde_json::to_vec(&**ev).expect("CallEvent serialises"));
             if let watchfloor_bridge::CallEventKind::TranscriptFinal { text, .. } = &ev.kind {
                 for w in index::words(text) {
                     wb.insert(index::word_key(&w, &ev.call_sid), &[][..]);
+                    words = true;
                 }
             }
         }
-        self.events.apply_batch(eb)?;
-        self.words.apply_batch(wb)?;
-        for (old, rec) in records {
-            self.put_record(old.as_ref(), rec)?;
+        if !events.is_empty() {
+            self.events.apply_batch(eb)?;
         }
-        Ok(())
+        if words {
+            self.words.apply_batch(wb)?;
+        }
+        self.put_records(records)
     }
 
-    /// Writes audio chunks (a chunk rewritten with more audio replaces the shorter one).
-    pub(crate) fn write_audio(&self, chunks: &[(&str, Track, u64, &[u8])]) -> Result<(), StoreError> {
-        let mut b = sled::Batch::default();
-        for (sid, track, ms, bytes) in chunks {
-            b.insert(audio::key(sid, *track, *ms), *bytes);
-        }
-        self.audio.apply_batch(b)?;
-        Ok(())
+    /// Appends pieces of a call's audio to its recording file, all or nothing; with `sync`,
+    /// durable before it returns (see [`AudioFiles::append`]).
+    pub(crate) fn append_audio(&self, call_sid: &str, pieces: &[audio::Piece<'_>], sync: bool) -> Result<(), StoreError> {
+        Ok(self.files.append(call_sid, pieces, sync)?)
     }
 
     /// Appends an audit entry and flushes it to disk before returning.
@@ -414,6 +439,7 @@ impl Store {
             if rec.is_live() {
                 continue;
             }
+            self.files.remove(&sid)?;
             for tree in [&self.events, &self.audio] {
                 let mut b = sled::Batch::default();
                 for item in tree.scan_prefix(call_prefix(&sid)) {
@@ -446,12 +472,11 @@ impl Store {
         Ok(report)
     }
 
-    /// Bytes the database takes on disk.
+    /// Bytes the store takes on disk: the database and the recording files.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
-        Ok(self.db.size_on_disk()?)
+        Ok(self.db.size_on_disk()? + self.files.size())
     }
 
-    /// Makes everything written so far durable.
     /// The supervisor's saved settings (JSON, the server's own shape), if any were saved.
     pub fn settings(&self) -> Result<Option<serde_json::Value>, StoreError> {
         match self.settings.get(b"current")? {
@@ -467,8 +492,41 @@ impl Store {
         self.flush().await
     }
 
+    /// Makes everything written to the database so far durable (recording files are made durable
+    /// by the writer at each call's end).
     pub async fn flush(&self) -> Result<(), StoreError> {
         self.db.flush_async().await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use watchfloor_bridge::Track;
+
+    #[test]
+    fn recordings_from_before_files_are_read_merged_and_purged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path()).unwrap();
+        // A store written before recordings moved to files: audio in the `audio` tree.
+        let mut key = call_prefix("CA1");
+        key.push(Track::Caller.code());
+        key.extend_from_slice(&0u64.to_be_bytes());
+        store.audio.insert(key, vec![1u8; 160]).unwrap();
+        store.append_audio("CA1", &[(Track::Agent, 0, &[2u8; 80][..]), (Track::Caller, 20, &[3u8; 160][..])], true).unwrap();
+        let got = store.audio("CA1").unwrap();
+        let order: Vec<(Track, u64)> = got.iter().map(|c| (c.track, c.stream_ms)).collect();
+        assert_eq!(order, vec![(Track::Caller, 0), (Track::Caller, 20), (Track::Agent, 0)], "by track, then stream order");
+        assert_eq!(got[0].audio, vec![1u8; 160]);
+
+        let mut rec = CallRecord::new("CA1");
+        rec.started_at_ms = 1_000;
+        rec.status = "completed".into();
+        store.put_record(None, &rec).unwrap();
+        let report = store.purge(2_000, 0).unwrap();
+        assert_eq!(report.calls_removed, 1);
+        assert!(store.audio("CA1").unwrap().is_empty(), "both the tree and the file are gone");
+        assert!(!store.files.path("CA1").exists());
     }
 }

@@ -17,10 +17,18 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// Longest time a live call's record (and its index entries) lags its events on disk. Records
 /// are derived from the events, which are flushed every [`FLUSH_INTERVAL`]; writing each live
 /// record at every flush cost more than everything else the store does (load generator profile,
-/// BENCHMARKS.md). A call's end, a barrier and an append write the records at once.
+/// BENCHMARKS.md). A call's end writes its own record at once; a barrier and an append write
+/// every changed record.
 pub const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 /// Most messages taken in one batch.
 pub const MAX_BATCH: usize = 2048;
+/// Shortest time between two batches unless a barrier or an append is waiting: messages that
+/// arrive within it are written together. Every sled `apply_batch` seals and writes sled's
+/// current log buffer with a `sync_file_range` that waits for the disk, so batches of a few
+/// messages at audio rates cost thousands of synchronous log writes a second (2 363/s at 120
+/// calls, strace; BENCHMARKS.md). A call never waits on it: nothing on the audio path reads
+/// the store.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
 
 /// Where the result of an append to an ended call goes.
 type AppendReply = oneshot::Sender<Result<CallEvent, String>>;
@@ -36,9 +44,11 @@ struct State {
     /// Records of live calls (and of ended calls touched in this batch).
     live: HashMap<Arc<str>, CallRecord>,
     /// Audio not yet written, per call and track. It is written (as a new piece, never by
-    /// rewriting) when it reaches a second, when a flush is due, or when its run breaks.
+    /// rewriting) when it reaches a second, when its run breaks, when its call ends, at a
+    /// barrier or an append, and at shutdown.
     chunks: HashMap<(Arc<str>, Track), OpenChunk>,
-    /// Pieces ready to be written with this batch.
+    /// Pieces ready to be written with this batch, in the order they were closed (pieces whose
+    /// write failed wait here for the next batch).
     closed: Vec<(Arc<str>, Track, u64, Vec<u8>)>,
     /// Records changed since they were last written, with their state then (for the index).
     /// Records are written when a flush is due: they can be rebuilt from the events, which are
@@ -52,32 +62,41 @@ struct State {
 /// Each batch: apply events to the cached records of live calls; gather audio into contiguous
 /// runs of up to a second; write events and the audio runs that are full (or broken by a gap);
 /// every [`RECORD_INTERVAL`], the changed records (with their index entries); flush at least
-/// every [`FLUSH_INTERVAL`]. When a call ends, a barrier or an append asks for it, everything
-/// pending — records and partial audio runs too — is written and flushed before barriers are
-/// answered. On a crash a live call loses at most the last second of its audio; its events
-/// are on disk within [`FLUSH_INTERVAL`] and its record is rebuilt from them. Audio is written
-/// as new pieces, never rewritten. A write error is logged and the batch is retried; the writer
-/// never stops on one.
+/// every [`FLUSH_INTERVAL`]. When a call ends, its record and partial audio runs are written,
+/// the database flushed and its recording file synced; when a barrier or an append asks for it, every pending record and
+/// partial audio run is written and the database flushed before barriers are answered. On a
+/// process crash a live call loses at most the last second of its audio; its events are on disk
+/// within [`FLUSH_INTERVAL`] and its record is rebuilt from them. Audio is appended to the
+/// call's recording file as new pieces, never rewritten. A database write error is logged and
+/// the batch retried; a recording file write error is logged and its pieces kept for the next
+/// batch; the writer never stops on either.
 pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop: CancellationToken) {
     let mut st = State::default();
     let mut buf: Vec<RecordMsg> = Vec::with_capacity(MAX_BATCH);
     let mut last_flush = tokio::time::Instant::now();
     let mut last_records = tokio::time::Instant::now();
     let mut unflushed = false;
+    let mut last_batch = tokio::time::Instant::now();
     loop {
-        let n = tokio::select! {
+        let mut n = tokio::select! {
             n = rx.recv_many(&mut buf, MAX_BATCH) => n,
             _ = stop.cancelled(), if !rx.is_closed() => {
                 // No new messages from now on; what is queued is still written.
                 rx.close();
                 continue;
             }
-            _ = tokio::time::sleep(FLUSH_INTERVAL), if unflushed => 0,
+            _ = tokio::time::sleep(FLUSH_INTERVAL), if unflushed || !st.dirty.is_empty() => 0,
         };
-        if n == 0 && buf.is_empty() && !unflushed && st.chunks.is_empty() {
+        if n > 0 {
+            n += gather(&mut rx, &mut buf, last_batch + BATCH_WINDOW).await;
+        }
+        last_batch = tokio::time::Instant::now();
+        if n == 0 && buf.is_empty() && !unflushed && st.chunks.is_empty() && st.dirty.is_empty() {
             break; // closed and drained
         }
         let mut must_flush = false;
+        // A barrier or an append: every pending record and partial audio run is written.
+        let mut everything = false;
         let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
         let mut replies: Vec<(AppendReply, Result<CallEvent, String>)> = Vec::new();
         let mut events: Vec<Arc<CallEvent>> = Vec::new();
@@ -98,9 +117,11 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                 RecordMsg::Barrier(tx) => {
                     barriers.push(tx);
                     must_flush = true;
+                    everything = true;
                 }
                 RecordMsg::AppendAfterEnd { call_sid, kind, at_ms, reply } => {
                     must_flush = true;
+                    everything = true;
                     let result = if st.live.contains_key(&call_sid) && !ended.contains(&call_sid) {
                         Err(format!("call {call_sid} is still live"))
                     } else {
@@ -126,38 +147,47 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         }
         let flush_due = must_flush || last_flush.elapsed() >= FLUSH_INTERVAL || n == 0;
         let closing = n == 0 && rx.is_closed();
-        let records_due = must_flush || closing || last_records.elapsed() >= RECORD_INTERVAL;
-        if must_flush || closing {
-            // Everything pending goes to disk with this flush.
+        // Every changed record when one is due; otherwise only those of the calls that ended.
+        let all_records_due = everything || closing || last_records.elapsed() >= RECORD_INTERVAL;
+        if everything || closing {
             for ((sid, track), c) in st.chunks.drain() {
                 st.closed.push((sid, track, c.stream_ms, c.audio));
             }
+        } else if !ended.is_empty() {
+            let done: Vec<(Arc<str>, Track)> = st.chunks.keys().filter(|(sid, _)| ended.contains(sid)).cloned().collect();
+            for key in done {
+                // Invariant: the key was just read from the map.
+                let c = st.chunks.remove(&key).expect("chunk present");
+                st.closed.push((key.0, key.1, c.stream_ms, c.audio));
+            }
         }
-        // Write: events (and records when due), then audio. Retry on error (the data
-        // stays in memory).
-        loop {
-            let changed: Vec<(Option<CallRecord>, &CallRecord)> = if records_due {
-                st.dirty.iter().filter_map(|(sid, old)| st.live.get(sid).map(|r| (old.clone(), r))).collect()
-            } else {
-                Vec::new()
-            };
-            let pieces: Vec<(&str, Track, u64, &[u8])> = st.closed.iter().map(|(sid, t, ms, a)| (&**sid, *t, *ms, a.as_slice())).collect();
-            let result = store.write_events(&events, &changed).and_then(|()| store.write_audio(&pieces));
-            match result {
-                Ok(()) => break,
+        // Write events (and records when due); retry on error (the data stays in memory).
+        let wrote_records = loop {
+            let changed: Vec<(Option<CallRecord>, &CallRecord)> = st
+                .dirty
+                .iter()
+                .filter(|(sid, _)| all_records_due || ended.contains(sid))
+                .filter_map(|(sid, old)| st.live.get(sid).map(|r| (old.clone(), r)))
+                .collect();
+            match store.write_events(&events, &changed) {
+                Ok(()) => break !changed.is_empty(),
                 Err(e) => {
                     tracing::error!(error = %e, "store write failed; retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             }
-        }
-        if !events.is_empty() || !st.closed.is_empty() || !st.dirty.is_empty() {
+        };
+        if !events.is_empty() || wrote_records {
             unflushed = true;
         }
-        st.closed.clear();
-        if records_due {
+        write_audio(&store, &mut st.closed, &ended, closing);
+        if all_records_due {
             st.dirty.clear();
             last_records = tokio::time::Instant::now();
+        } else {
+            for sid in &ended {
+                st.dirty.remove(sid);
+            }
         }
         if unflushed && flush_due {
             match store.flush().await {
@@ -184,6 +214,59 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
     if let Err(e) = store.flush().await {
         tracing::error!(error = %e, "final store flush failed");
     }
+}
+
+/// Takes more messages into `buf` until `deadline`, a barrier or an append (which should not
+/// wait), [`MAX_BATCH`] messages, or the channel closing; returns how many it took.
+async fn gather(rx: &mut mpsc::UnboundedReceiver<RecordMsg>, buf: &mut Vec<RecordMsg>, deadline: tokio::time::Instant) -> usize {
+    let urgent = |m: &RecordMsg| matches!(m, RecordMsg::Barrier(_) | RecordMsg::AppendAfterEnd { .. });
+    let mut checked = 0;
+    let mut taken = 0;
+    loop {
+        if buf[checked..].iter().any(urgent) || buf.len() >= MAX_BATCH {
+            return taken;
+        }
+        checked = buf.len();
+        let room = MAX_BATCH - buf.len();
+        tokio::select! {
+            m = rx.recv_many(buf, room) => {
+                if m == 0 {
+                    return taken; // closed
+                }
+                taken += m;
+            }
+            _ = tokio::time::sleep_until(deadline) => return taken,
+        }
+    }
+}
+
+/// Appends the closed pieces to their calls' recording files, one write per call, syncing the
+/// files of calls that ended (all of them when `closing`). The pieces of a call whose write
+/// fails stay in `closed`, in order, for the next batch.
+fn write_audio(store: &Store, closed: &mut Vec<(Arc<str>, Track, u64, Vec<u8>)>, ended: &[Arc<str>], closing: bool) {
+    // Stable: each call's pieces keep their order.
+    closed.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut kept = Vec::new();
+    let mut synced: Vec<&Arc<str>> = Vec::new();
+    for group in closed.chunk_by(|a, b| a.0 == b.0) {
+        let sid = &group[0].0;
+        let pieces: Vec<crate::audio::Piece<'_>> = group.iter().map(|(_, t, ms, a)| (*t, *ms, a.as_slice())).collect();
+        let sync = closing || ended.contains(sid);
+        match store.append_audio(sid, &pieces, sync) {
+            Ok(()) => synced.push(sid),
+            Err(e) => {
+                tracing::error!(call_sid = %sid, error = %e, "recording write failed; kept for the next batch");
+                kept.extend(group.iter().cloned());
+            }
+        }
+    }
+    // Ended calls whose audio was all written before: their files are synced too.
+    for sid in ended.iter().filter(|sid| !synced.contains(sid)) {
+        if let Err(e) = store.append_audio(sid, &[], true) {
+            tracing::error!(call_sid = %sid, error = %e, "recording sync failed");
+        }
+    }
+    *closed = kept;
 }
 
 fn cached<'a>(store: &Store, live: &'a mut HashMap<Arc<str>, CallRecord>, sid: &Arc<str>) -> &'a mut CallRecord {

@@ -158,3 +158,34 @@ async fn live_audio_is_written_by_the_second_and_whole_at_a_barrier_or_a_shutdow
     assert_eq!(stored_ms(&store, "CA_a"), 2000);
     assert_eq!(store.get_call("CA_a").unwrap().unwrap().transcript.len(), 2, "the live record was written");
 }
+
+#[tokio::test]
+async fn a_call_ending_writes_its_own_partial_audio_not_every_live_calls() {
+    use watchfloor_bridge::Track;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    for sid in ["CA_live", "CA_ends"] {
+        for e in call_events(sid, false) {
+            tx.send(RecordMsg::Event(e)).unwrap();
+        }
+        // Half a second each: less than a piece.
+        for i in 0..25 {
+            tx.send(frame(sid, Track::Caller, i * 20)).unwrap();
+        }
+    }
+    for e in call_events("CA_ends", true).into_iter().skip(5) {
+        tx.send(RecordMsg::Event(e)).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(stored_ms(&store, "CA_ends"), 500, "the ended call's audio is whole on disk");
+    assert_eq!(stored_ms(&store, "CA_live"), 0, "the live call's run keeps growing toward a whole piece");
+    for i in 25..50 {
+        tx.send(frame("CA_live", Track::Caller, i * 20)).unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(store.audio("CA_live").unwrap().len(), 1, "one piece of a second, not fragments");
+    drop(tx);
+    w.await.unwrap();
+}
