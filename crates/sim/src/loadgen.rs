@@ -4,7 +4,7 @@
 //! One step: start `watchfloor serve` as a child process (a fresh data directory, recording and
 //! the live feed on, signature checks on), the model fake and the callers in this process
 //! (PROTOCOLS.md, real-time 20 ms pacing), K consoles on the live feed. Calls start evenly over
-//! the ramp; each call slot plays its scenario whole, then dials again, until the hold ends (a
+//! the ramp, each at its own phase of the 20 ms frame clock ([`frame_phase`]); each call slot plays its scenario whole, then dials again, until the hold ends (a
 //! call still under way then hangs up with `stop`). Measured on one clock (see [`crate::probe`]):
 //! caller → model and model → caller latency of every frame sent during the hold, frames lost,
 //! duplicated or reordered, barge-in reaction (`speech_started` written → `clear` read),
@@ -183,6 +183,19 @@ pub struct StepReport {
     /// p99 under the limit both ways, nothing lost, duplicated, reordered or corrupted, no
     /// failed call.
     pub pass: bool,
+}
+
+/// Where call slot `i` starts within a 20 ms frame, spread evenly over the frame whatever the
+/// number of calls (the fractional parts of `i × φ`, a low-discrepancy sequence).
+///
+/// Twilio paces each stream on its own clock, so real calls' frames arrive at unrelated
+/// phases. Starts spaced by the ramp alone line up whenever the spacing is a multiple of 20 ms
+/// (200 calls over 8 s: every 40 ms), and then every call's frame lands in the same instant
+/// — a burst of N frames each 20 ms that no real load makes (measured: p99 6.2 ms at 200
+/// calls aligned, against 2.9 ms at 270 spread).
+pub fn frame_phase(i: usize) -> Duration {
+    const PHI_FRACTION: f64 = 0.618_033_988_749_895;
+    Duration::from_millis(watchfloor_wire::mulaw::FRAME_MS).mul_f64((i as f64 * PHI_FRACTION).fract())
 }
 
 /// A ramp's report.
@@ -470,7 +483,7 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
     let hold_end = epoch + opts.ramp + opts.hold;
     let mut slot_tasks = Vec::new();
     for (i, scenario) in slots.into_iter().enumerate() {
-        let start_at = epoch + opts.ramp.mul_f64(i as f64 / opts.calls as f64);
+        let start_at = epoch + opts.ramp.mul_f64(i as f64 / opts.calls as f64) + frame_phase(i);
         let (agg, probes, calls_by_sid, window) = (agg.clone(), probes.clone(), calls_by_sid.clone(), window.clone());
         let (base, auth_token, client) = (bridge.base_url.clone(), bridge.auth_token.clone(), http.clone());
         slot_tasks.push(tokio::spawn(async move {
@@ -627,4 +640,24 @@ pub fn table(r: &StepReport) -> String {
 /// Writes a report as pretty JSON.
 pub fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     std::fs::write(path, serde_json::to_string_pretty(value)?).with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_starts_cover_the_frame_evenly_for_any_number_of_calls() {
+        for n in [10usize, 200, 320, 1000] {
+            // Ten 2 ms bins over the 20 ms frame.
+            let mut bins = [0usize; 10];
+            for i in 0..n {
+                let phase = frame_phase(i);
+                assert!(phase < Duration::from_millis(20));
+                bins[(phase.as_micros() / 2000) as usize] += 1;
+            }
+            let (lo, hi) = (*bins.iter().min().unwrap(), *bins.iter().max().unwrap());
+            assert!(lo >= n / 10 - 1 && hi <= n / 10 + 2, "{n} calls: bins {bins:?}");
+        }
+    }
 }
