@@ -568,20 +568,39 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
     Ok(report)
 }
 
+impl StepReport {
+    /// True when the step failed on its latency limit only: every frame arrived once, in
+    /// order and whole, and no call failed.
+    pub fn latency_only_failure(&self) -> bool {
+        let whole = |d: &DirectionReport| d.latency.count > 0 && d.lost == 0 && d.duplicated == 0 && d.reordered == 0 && d.corrupted == 0;
+        !self.pass && self.calls_failed == 0 && whole(&self.caller_to_model) && whole(&self.model_to_caller)
+    }
+}
+
 fn passes(r: &StepReport, limit_us: u64) -> bool {
     let dir_ok = |d: &DirectionReport| d.latency.count > 0 && d.latency.p99_us < limit_us && d.lost == 0 && d.duplicated == 0 && d.reordered == 0 && d.corrupted == 0;
     r.calls_failed == 0 && dir_ok(&r.caller_to_model) && dir_ok(&r.model_to_caller)
 }
 
 /// Ramp mode: steps from `opts.calls`, ×1.5 while they pass (up to `max_calls`), then halving the
-/// gap between the last pass and the first failure until it is within 10 %.
+/// gap between the last pass and the first failure until it is within 10 %. A step that fails
+/// on latency alone (nothing lost, no call failed) is run once more and fails only if it fails
+/// again: on this shared, virtualised machine one run in a few has a stall of several ms that
+/// is the machine's, not the load's (the load generator's own timers are late by as much), and
+/// a single such run would end the ramp far below what the bridge carries. Both runs are
+/// reported.
 pub async fn ramp(opts: &LoadOptions, max_calls: usize, mut on_step: impl FnMut(&StepReport)) -> anyhow::Result<RampReport> {
     let mut report = RampReport::default();
     let mut n = opts.calls;
     let (mut pass, mut fail): (Option<usize>, Option<usize>) = (None, None);
     loop {
-        let step = run_step(&LoadOptions { calls: n, ..opts.clone() }).await?;
+        let mut step = run_step(&LoadOptions { calls: n, ..opts.clone() }).await?;
         on_step(&step);
+        if !step.pass && step.latency_only_failure() {
+            report.steps.push(step);
+            step = run_step(&LoadOptions { calls: n, ..opts.clone() }).await?;
+            on_step(&step);
+        }
         if step.pass {
             pass = Some(pass.map_or(n, |p| p.max(n)));
         } else {

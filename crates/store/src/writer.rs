@@ -29,6 +29,9 @@ pub const MAX_BATCH: usize = 2048;
 /// calls, strace; BENCHMARKS.md). A call never waits on it: nothing on the audio path reads
 /// the store.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// How often the writer looks for a barrier or an append while it gathers a batch: the most
+/// a supervisor action's acknowledgement waits for the batch to close.
+pub const URGENT_CHECK: Duration = Duration::from_millis(5);
 
 /// Where the result of an append to an ended call goes.
 type AppendReply = oneshot::Sender<Result<CallEvent, String>>;
@@ -217,7 +220,11 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
 }
 
 /// Takes more messages into `buf` until `deadline`, a barrier or an append (which should not
-/// wait), [`MAX_BATCH`] messages, or the channel closing; returns how many it took.
+/// wait longer than [`URGENT_CHECK`]), or [`MAX_BATCH`] messages; returns how many it took.
+///
+/// It looks at the channel every [`URGENT_CHECK`] rather than waiting on it: waiting on it
+/// wakes this thread for every message (a context switch per audio frame, and a futex wake on
+/// the sending call task's worker).
 async fn gather(rx: &mut mpsc::UnboundedReceiver<RecordMsg>, buf: &mut Vec<RecordMsg>, deadline: tokio::time::Instant) -> usize {
     let urgent = |m: &RecordMsg| matches!(m, RecordMsg::Barrier(_) | RecordMsg::AppendAfterEnd { .. });
     let mut checked = 0;
@@ -227,15 +234,20 @@ async fn gather(rx: &mut mpsc::UnboundedReceiver<RecordMsg>, buf: &mut Vec<Recor
             return taken;
         }
         checked = buf.len();
-        let room = MAX_BATCH - buf.len();
-        tokio::select! {
-            m = rx.recv_many(buf, room) => {
-                if m == 0 {
-                    return taken; // closed
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return taken;
+        }
+        tokio::time::sleep_until((now + URGENT_CHECK).min(deadline)).await;
+        // What has arrived, without waiting (an empty or closed channel ends the take).
+        while buf.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(m) => {
+                    buf.push(m);
+                    taken += 1;
                 }
-                taken += m;
+                Err(_) => break,
             }
-            _ = tokio::time::sleep_until(deadline) => return taken,
         }
     }
 }
