@@ -15,7 +15,8 @@
 //! The [`writer`] task consumes the calls' events and audio from an unbounded queue in batches,
 //! so a call never waits on the disk; it flushes at least every 200 ms while calls are live, at
 //! the end of every call, and before it answers a barrier (a supervisor action's acknowledgement).
-//! Events are written with every batch; records (derived from events) and audio at each flush.
+//! Events are written with every batch (at most every 50 ms); records (derived from events)
+//! every second and at the call's end; audio in pieces of a second, and the rest at the end.
 //! On open, the records of calls that were live are rebuilt from their events.
 
 pub mod audio;

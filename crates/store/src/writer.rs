@@ -54,20 +54,22 @@ struct State {
     /// write failed wait here for the next batch).
     closed: Vec<(Arc<str>, Track, u64, Vec<u8>)>,
     /// Records changed since they were last written, with their state then (for the index).
-    /// Records are written when a flush is due: they can be rebuilt from the events, which are
-    /// written with every batch.
+    /// Records are written every [`RECORD_INTERVAL`] and at their call's end: they can be
+    /// rebuilt from the events, which are written with every batch.
     dirty: HashMap<Arc<str>, Option<CallRecord>>,
 }
 
 /// Runs until every sender of `rx` is gone or `stop` is cancelled, then writes what is queued,
 /// flushes and returns.
 ///
-/// Each batch: apply events to the cached records of live calls; gather audio into contiguous
-/// runs of up to a second; write events and the audio runs that are full (or broken by a gap);
-/// every [`RECORD_INTERVAL`], the changed records (with their index entries); flush at least
-/// every [`FLUSH_INTERVAL`]. When a call ends, its record and partial audio runs are written,
-/// the database flushed and its recording file synced; when a barrier or an append asks for it, every pending record and
-/// partial audio run is written and the database flushed before barriers are answered. On a
+/// A batch is what arrives within [`BATCH_WINDOW`] of the previous one (a barrier or an append
+/// closes it within [`URGENT_CHECK`]). Each batch: apply events to the cached records of live
+/// calls; gather audio into contiguous runs of up to a second; write events and the audio runs
+/// that are full (or broken by a gap); every [`RECORD_INTERVAL`], the changed records (with
+/// their index entries); flush at least every [`FLUSH_INTERVAL`]. When a call ends, its record
+/// and partial audio runs are written, the database flushed and its recording file synced;
+/// when a barrier or an append asks for it, every pending record and partial audio run is
+/// written and the database flushed before barriers are answered. On a
 /// process crash a live call loses at most the last second of its audio; its events are on disk
 /// within [`FLUSH_INTERVAL`] and its record is rebuilt from them. Audio is appended to the
 /// call's recording file as new pieces, never rewritten. A database write error is logged and
