@@ -28,7 +28,8 @@ pub enum RecordMsg {
     Event(Arc<CallEvent>),
     /// A call's audio.
     Audio(AudioFrame),
-    /// Reply once everything before this message is written and flushed to disk.
+    /// Reply once everything before this message is written: events and records flushed to
+    /// disk, audio appended to the recording files (which are made durable at each call's end).
     Barrier(oneshot::Sender<()>),
     /// Append an event to a call that has ended (its task is gone, so the writer assigns the
     /// next sequence number); reply with the stored event, flushed.
@@ -83,7 +84,7 @@ impl Hub {
         }
     }
 
-    /// Waits until everything published so far is on disk.
+    /// Waits until everything published so far is written (see [`RecordMsg::Barrier`]).
     pub async fn barrier(&self) -> Result<(), StoreGone> {
         let (tx, rx) = oneshot::channel();
         self.record.send(RecordMsg::Barrier(tx)).map_err(|_| StoreGone)?;

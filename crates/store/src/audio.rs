@@ -69,39 +69,66 @@ impl AudioFiles {
         Ok(AudioFiles { dir })
     }
 
-    /// The file of a call. A CallSid of letters, digits, `_` and `-` (Twilio's `CA` + 32 hex
-    /// digits, the simulator's ids) is the file name as it is; any other is hex-encoded after an
-    /// `=` (which no plain name contains), so no CallSid can name a path outside the directory.
+    /// The file of a call. A CallSid of letters, digits, `_` and `-` up to 128 bytes (Twilio's
+    /// `CA` + 32 hex digits, the simulator's ids) is the file name as it is; any other up to 96
+    /// bytes is hex-encoded after an `=`; a longer one is named by its SHA-256 after a `#` (so
+    /// every name stays under the 255-byte limit of Linux file systems). No plain name contains
+    /// `=` or `#`, so names cannot collide, and no CallSid can name a path outside the directory.
     pub fn path(&self, call_sid: &str) -> PathBuf {
         let plain = !call_sid.is_empty() && call_sid.len() <= 128 && call_sid.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+        let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
         let name = if plain {
             format!("{call_sid}.audio")
+        } else if call_sid.len() <= 96 {
+            format!("={}.audio", hex(call_sid.as_bytes()))
         } else {
-            let hex: String = call_sid.bytes().map(|b| format!("{b:02x}")).collect();
-            format!("={hex}.audio")
+            use sha2::Digest;
+            format!("#{}.audio", hex(&sha2::Sha256::digest(call_sid.as_bytes())))
         };
         self.dir.join(name)
     }
 
     /// Appends pieces to a call's file in one write, creating it with its magic if needed, and
-    /// with `sync` makes the file durable (`fdatasync`) before returning (with no pieces, only
-    /// that, and only if the file exists). All or nothing: when the
-    /// write fails the file is cut back to its length before it, so a retry cannot leave a torn
-    /// piece in the middle of the file.
+    /// with `sync` makes the file and its directory entry durable (`fdatasync`, then `fsync` of
+    /// the directory) before returning; with no pieces, only that, and only if the file exists.
+    /// Returns the file's length after it (0 when there is no file).
+    ///
+    /// All or nothing: when the write or the sync fails, the file is cut back to its length
+    /// before it. `good_len` is the length the last successful append returned (`None` when
+    /// this process has not appended to the file): anything past it — what a failed write left
+    /// when cutting it back failed too — is cut off before writing, so neither a torn piece nor
+    /// a duplicate can sit in the middle of the file.
     ///
     /// # Errors
-    /// The file cannot be opened, written or synced.
-    pub fn append(&self, call_sid: &str, pieces: &[Piece<'_>], sync: bool) -> std::io::Result<()> {
+    /// The file cannot be opened, cut back, written or synced.
+    pub fn append(&self, call_sid: &str, pieces: &[Piece<'_>], sync: bool, good_len: Option<u64>) -> std::io::Result<u64> {
+        let path = self.path(call_sid);
         if pieces.is_empty() {
             // Nothing to add: only make what the file has durable, if it exists.
-            return match std::fs::File::open(self.path(call_sid)) {
-                Ok(f) if sync => f.sync_data(),
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
+            return match std::fs::File::open(&path) {
+                Ok(f) => {
+                    if sync {
+                        f.sync_data()?;
+                        self.sync_dir()?;
+                    }
+                    Ok(f.metadata()?.len())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+                Err(e) => Err(e),
             };
         }
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(self.path(call_sid))?;
-        let before = file.metadata()?.len();
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        let mut before = file.metadata()?.len();
+        if let Some(good) = good_len.filter(|&g| g < before) {
+            tracing::warn!(file = %path.display(), good, found = before, "recording file has bytes past its last good write: cut off");
+            file.set_len(good)?;
+            before = good;
+        }
+        if before > 0 && before < FILE_MAGIC.len() as u64 {
+            // A magic torn by a crash: start the file again.
+            file.set_len(0)?;
+            before = 0;
+        }
         let size: usize = pieces.iter().map(|(_, _, a)| PIECE_HEADER_BYTES + a.len()).sum();
         let mut buf = Vec::with_capacity(size + FILE_MAGIC.len());
         if before == 0 {
@@ -110,12 +137,20 @@ impl AudioFiles {
         for (track, stream_ms, audio) in pieces {
             encode_piece(&mut buf, *track, *stream_ms, audio);
         }
-        let result = file.write_all(&buf).and_then(|()| if sync { file.sync_data() } else { Ok(()) });
-        if result.is_err() {
-            // Best effort: the error being reported is the write's.
-            let _ = file.set_len(before);
+        let result = file.write_all(&buf).and_then(|()| if sync { file.sync_data().and_then(|()| self.sync_dir()) } else { Ok(()) });
+        match result {
+            Ok(()) => Ok(before + buf.len() as u64),
+            Err(e) => {
+                // Best effort (the error reported is the write's); `good_len` covers a failure.
+                let _ = file.set_len(before);
+                Err(e)
+            }
         }
-        result
+    }
+
+    /// Makes the directory's entries (new recording files) durable.
+    fn sync_dir(&self) -> std::io::Result<()> {
+        std::fs::File::open(&self.dir)?.sync_all()
     }
 
     /// A call's pieces in the order they were written; empty when it has no file. A piece cut
@@ -131,8 +166,11 @@ impl AudioFiles {
             Err(e) => return Err(e),
         };
         let (chunks, damage) = decode_file(&bytes);
-        if let Some(at) = damage {
-            tracing::warn!(file = %path.display(), offset = at, "recording file damaged (a torn write?): read up to this byte");
+        match damage {
+            // Also what a read sees while the writer appends: not worth a warning.
+            Some(Damage::CutShort(at)) => tracing::debug!(file = %path.display(), offset = at, "recording file ends in a piece cut short: read up to it"),
+            Some(Damage::Invalid(at)) => tracing::warn!(file = %path.display(), offset = at, "recording file damaged (CRC, magic or track): read up to this byte"),
+            None => {}
         }
         Ok(chunks)
     }
@@ -172,30 +210,50 @@ fn encode_piece(buf: &mut Vec<u8>, track: Track, stream_ms: u64, audio: &[u8]) {
     buf.extend_from_slice(audio);
 }
 
-/// The pieces of a recording file, and the byte offset where it stops making sense, if it does
-/// (a wrong magic, a piece cut short, a CRC mismatch, an unknown track code).
-fn decode_file(bytes: &[u8]) -> (Vec<AudioChunk>, Option<usize>) {
+/// Where and how a recording file stops making sense.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Damage {
+    /// The last piece is cut short (a write torn by a crash, or one in progress), at this offset.
+    CutShort(usize),
+    /// A wrong magic, a CRC mismatch or an unknown track code at this offset.
+    Invalid(usize),
+}
+
+/// The pieces of a recording file, and where it stops making sense, if it does.
+fn decode_file(bytes: &[u8]) -> (Vec<AudioChunk>, Option<Damage>) {
     let mut chunks = Vec::new();
-    if bytes.get(..FILE_MAGIC.len()) != Some(&FILE_MAGIC[..]) {
-        return (chunks, (!bytes.is_empty()).then_some(0));
+    if bytes.len() < FILE_MAGIC.len() {
+        return (chunks, (!bytes.is_empty()).then_some(Damage::CutShort(0)));
+    }
+    if !bytes.starts_with(FILE_MAGIC) {
+        return (chunks, Some(Damage::Invalid(0)));
     }
     let mut at = FILE_MAGIC.len();
     while at < bytes.len() {
-        let Some(piece) = decode_piece(&bytes[at..]) else { return (chunks, Some(at)) };
-        at += PIECE_HEADER_BYTES + piece.audio.len();
-        chunks.push(piece);
+        match decode_piece(&bytes[at..]) {
+            Ok(piece) => {
+                at += PIECE_HEADER_BYTES + piece.audio.len();
+                chunks.push(piece);
+            }
+            Err(cut_short) => return (chunks, Some(if cut_short { Damage::CutShort(at) } else { Damage::Invalid(at) })),
+        }
     }
     (chunks, None)
 }
 
-fn decode_piece(b: &[u8]) -> Option<AudioChunk> {
-    let header = b.get(..13)?;
-    let track = Track::from_code(header[0])?;
-    let stream_ms = u64::from_le_bytes(header[1..9].try_into().ok()?);
-    let len = u32::from_le_bytes(header[9..13].try_into().ok()?) as usize;
-    let crc = u32::from_le_bytes(b.get(13..17)?.try_into().ok()?);
-    let audio = b.get(PIECE_HEADER_BYTES..PIECE_HEADER_BYTES.checked_add(len)?)?;
-    (piece_crc(header, audio) == crc).then(|| AudioChunk { track, stream_ms, audio: audio.to_vec() })
+/// One piece from the start of `b`; `Err(true)` when `b` ends before the piece does,
+/// `Err(false)` when the piece is invalid.
+fn decode_piece(b: &[u8]) -> Result<AudioChunk, bool> {
+    let Some(header) = b.get(..13) else { return Err(true) };
+    let track = Track::from_code(header[0]).ok_or(false)?;
+    let stream_ms = u64::from_le_bytes(header[1..9].try_into().map_err(|_| false)?);
+    let len = u32::from_le_bytes(header[9..13].try_into().map_err(|_| false)?) as usize;
+    let crc = u32::from_le_bytes(b.get(13..17).ok_or(true)?.try_into().map_err(|_| false)?);
+    let audio = b.get(PIECE_HEADER_BYTES..PIECE_HEADER_BYTES.saturating_add(len)).ok_or(true)?;
+    if piece_crc(header, audio) != crc {
+        return Err(false);
+    }
+    Ok(AudioChunk { track, stream_ms, audio: audio.to_vec() })
 }
 
 /// Reads the key of a piece in the legacy `audio` tree (`CallSid ‖ 0x00 ‖ track code ‖
@@ -313,8 +371,8 @@ mod tests {
     fn recording_file_round_trips_pieces_in_write_order() {
         let (_dir, f) = files();
         assert!(f.read("CA1").unwrap().is_empty(), "no file, no audio");
-        f.append("CA1", &[(Track::Caller, 0, &[1u8; 160][..]), (Track::Agent, 20, &[2u8; 80][..])], false).unwrap();
-        f.append("CA1", &[(Track::Caller, 20, &[3u8; 8000][..])], true).unwrap();
+        f.append("CA1", &[(Track::Caller, 0, &[1u8; 160][..]), (Track::Agent, 20, &[2u8; 80][..])], false, None).unwrap();
+        f.append("CA1", &[(Track::Caller, 20, &[3u8; 8000][..])], true, None).unwrap();
         let got = f.read("CA1").unwrap();
         assert_eq!(got, vec![
             AudioChunk { track: Track::Caller, stream_ms: 0, audio: vec![1; 160] },
@@ -329,7 +387,7 @@ mod tests {
     #[test]
     fn a_torn_or_damaged_piece_ends_the_read_and_keeps_what_came_before() {
         let (_dir, f) = files();
-        f.append("CA1", &[(Track::Caller, 0, &[1u8; 160][..]), (Track::Caller, 20, &[2u8; 160][..])], false).unwrap();
+        f.append("CA1", &[(Track::Caller, 0, &[1u8; 160][..]), (Track::Caller, 20, &[2u8; 160][..])], false, None).unwrap();
         let path = f.path("CA1");
         let whole = std::fs::read(&path).unwrap();
         // A write torn by a crash: the second piece cut short.
@@ -347,9 +405,15 @@ mod tests {
         let mut bogus = FILE_MAGIC.to_vec();
         encode_piece(&mut bogus, Track::Agent, 0, &[9u8; 4]);
         bogus[FILE_MAGIC.len() + 9..FILE_MAGIC.len() + 13].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(decode_file(&bogus), (vec![], Some(FILE_MAGIC.len())));
+        assert_eq!(decode_file(&bogus), (vec![], Some(Damage::CutShort(FILE_MAGIC.len()))));
         bogus[FILE_MAGIC.len()] = 0xEE;
-        assert_eq!(decode_file(&bogus).1, Some(FILE_MAGIC.len()));
+        assert_eq!(decode_file(&bogus).1, Some(Damage::Invalid(FILE_MAGIC.len())));
+        assert_eq!(decode_file(b"WFAU").1, Some(Damage::CutShort(0)));
+        assert_eq!(decode_file(b"RIFF....WAVEfmt ").1, Some(Damage::Invalid(0)));
+        let mut flipped_crc = FILE_MAGIC.to_vec();
+        encode_piece(&mut flipped_crc, Track::Agent, 0, &[9u8; 4]);
+        *flipped_crc.last_mut().unwrap() ^= 0x80;
+        assert_eq!(decode_file(&flipped_crc).1, Some(Damage::Invalid(FILE_MAGIC.len())));
     }
 
     #[test]
@@ -360,21 +424,53 @@ mod tests {
         for sid in ["../../etc/passwd", "a/b", "", "CA1.audio", &"x".repeat(300)] {
             let p = f.path(sid);
             assert_eq!(p.parent(), Some(audio_dir.as_path()), "{sid}");
-            assert!(p.file_name().unwrap().to_str().unwrap().starts_with('='), "{sid}");
+            let name = p.file_name().unwrap().to_str().unwrap();
+            assert!(name.starts_with('=') || (sid.len() > 96 && name.starts_with('#')), "{sid}");
         }
         assert_ne!(f.path("=41"), f.path("A"));
-        f.append("../x", &[(Track::Caller, 0, &[1u8; 8][..])], false).unwrap();
+        f.append("../x", &[(Track::Caller, 0, &[1u8; 8][..])], false, None).unwrap();
         assert_eq!(f.read("../x").unwrap().len(), 1);
         assert!(f.read("x").unwrap().is_empty());
+        // Names stay under the file system's 255-byte limit, and long ones still differ.
+        let long_a = "é".repeat(200);
+        let long_b = format!("{}x", "é".repeat(199));
+        for sid in [long_a.as_str(), long_b.as_str(), &"y".repeat(129), &"/".repeat(96)] {
+            let name = f.path(sid).file_name().unwrap().len();
+            assert!(name <= 255, "{} bytes", name);
+            f.append(sid, &[(Track::Caller, 0, &[2u8; 8][..])], true, None).unwrap();
+            assert_eq!(f.read(sid).unwrap().len(), 1);
+        }
+        assert_ne!(f.path(&long_a), f.path(&long_b));
+    }
+
+    #[test]
+    fn an_append_cuts_off_what_a_failed_write_left_past_the_last_good_length() {
+        let (_dir, f) = files();
+        let good = f.append("CA1", &[(Track::Caller, 0, &[1u8; 160][..])], false, None).unwrap();
+        assert_eq!(good, (FILE_MAGIC.len() + PIECE_HEADER_BYTES + 160) as u64);
+        // A write that failed half-way and could not be cut back: a torn piece at the end.
+        let mut torn = std::fs::read(f.path("CA1")).unwrap();
+        encode_piece(&mut torn, Track::Caller, 20, &[2u8; 160]);
+        torn.truncate(torn.len() - 50);
+        std::fs::write(f.path("CA1"), &torn).unwrap();
+        let after = f.append("CA1", &[(Track::Caller, 20, &[3u8; 160][..])], false, Some(good)).unwrap();
+        let got = f.read("CA1").unwrap();
+        assert_eq!(got.len(), 2, "the torn piece is gone, the new one readable");
+        assert_eq!(got[1].audio, vec![3u8; 160]);
+        assert_eq!(after, std::fs::metadata(f.path("CA1")).unwrap().len());
+        // A magic torn by a crash: the file starts again.
+        std::fs::write(f.path("CA2"), b"WFA").unwrap();
+        f.append("CA2", &[(Track::Agent, 0, &[4u8; 8][..])], false, None).unwrap();
+        assert_eq!(f.read("CA2").unwrap().len(), 1);
     }
 
     #[test]
     fn sync_without_pieces_creates_nothing_and_remove_is_idempotent() {
         let (_dir, f) = files();
-        f.append("CA1", &[], true).unwrap();
+        f.append("CA1", &[], true, None).unwrap();
         assert!(!f.path("CA1").exists());
-        f.append("CA1", &[(Track::Caller, 0, &[1u8; 8][..])], false).unwrap();
-        f.append("CA1", &[], true).unwrap();
+        f.append("CA1", &[(Track::Caller, 0, &[1u8; 8][..])], false, None).unwrap();
+        f.append("CA1", &[], true, None).unwrap();
         assert_eq!(f.read("CA1").unwrap().len(), 1);
         assert!(f.size() > 0);
         f.remove("CA1").unwrap();

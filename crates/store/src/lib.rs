@@ -371,9 +371,9 @@ impl Store {
     }
 
     /// Appends pieces of a call's audio to its recording file, all or nothing; with `sync`,
-    /// durable before it returns (see [`AudioFiles::append`]).
-    pub(crate) fn append_audio(&self, call_sid: &str, pieces: &[audio::Piece<'_>], sync: bool) -> Result<(), StoreError> {
-        Ok(self.files.append(call_sid, pieces, sync)?)
+    /// durable before it returns. Returns the file's new length (see [`AudioFiles::append`]).
+    pub(crate) fn append_audio(&self, call_sid: &str, pieces: &[audio::Piece<'_>], sync: bool, good_len: Option<u64>) -> Result<u64, StoreError> {
+        Ok(self.files.append(call_sid, pieces, sync, good_len)?)
     }
 
     /// Appends an audit entry and flushes it to disk before returning.
@@ -515,7 +515,7 @@ mod tests {
         key.push(Track::Caller.code());
         key.extend_from_slice(&0u64.to_be_bytes());
         store.audio.insert(key, vec![1u8; 160]).unwrap();
-        store.append_audio("CA1", &[(Track::Agent, 0, &[2u8; 80][..]), (Track::Caller, 20, &[3u8; 160][..])], true).unwrap();
+        store.append_audio("CA1", &[(Track::Agent, 0, &[2u8; 80][..]), (Track::Caller, 20, &[3u8; 160][..])], true, None).unwrap();
         let got = store.audio("CA1").unwrap();
         let order: Vec<(Track, u64)> = got.iter().map(|c| (c.track, c.stream_ms)).collect();
         assert_eq!(order, vec![(Track::Caller, 0), (Track::Caller, 20), (Track::Agent, 0)], "by track, then stream order");

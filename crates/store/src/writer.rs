@@ -22,6 +22,10 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 pub const RECORD_INTERVAL: Duration = Duration::from_secs(1);
 /// Most messages taken in one batch.
 pub const MAX_BATCH: usize = 2048;
+/// How long a barrier, an append, a call's end or the shutdown retries recording file writes
+/// that failed before it goes on without them (the pieces stay in memory and are retried with
+/// later batches; at shutdown they are reported lost).
+pub const AUDIO_RETRY: Duration = Duration::from_secs(2);
 /// Shortest time between two batches unless a barrier or an append is waiting: messages that
 /// arrive within it are written together. Every sled `apply_batch` seals and writes sled's
 /// current log buffer with a `sync_file_range` that waits for the disk, so batches of a few
@@ -53,6 +57,11 @@ struct State {
     /// Pieces ready to be written with this batch, in the order they were closed (pieces whose
     /// write failed wait here for the next batch).
     closed: Vec<(Arc<str>, Track, u64, Vec<u8>)>,
+    /// Each recording file's length after its last successful append (see
+    /// [`crate::AudioFiles::append`]), while its call is live or its file still to be synced.
+    file_len: HashMap<Arc<str>, u64>,
+    /// Calls that ended (or all, at shutdown) whose recording file is still to be synced.
+    to_sync: std::collections::HashSet<Arc<str>>,
     /// Records changed since they were last written, with their state then (for the index).
     /// Records are written every [`RECORD_INTERVAL`] and at their call's end: they can be
     /// rebuilt from the events, which are written with every batch.
@@ -73,8 +82,12 @@ struct State {
 /// process crash a live call loses at most the last second of its audio; its events are on disk
 /// within [`FLUSH_INTERVAL`] and its record is rebuilt from them. Audio is appended to the
 /// call's recording file as new pieces, never rewritten. A database write error is logged and
-/// the batch retried; a recording file write error is logged and its pieces kept for the next
-/// batch; the writer never stops on either.
+/// the batch retried until it succeeds. A recording file write error is logged and its pieces
+/// kept and retried: a barrier, an append, a call's end or the shutdown waits up to
+/// [`AUDIO_RETRY`] for them, then goes on (a barrier is answered: its events and records are
+/// durable); at shutdown, audio still failing then is reported lost. The writer never stops on
+/// an error. A barrier makes events and records durable and the audio before it written to the
+/// recording files (readable); a recording file is made durable at its call's end.
 pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop: CancellationToken) {
     let mut st = State::default();
     let mut buf: Vec<RecordMsg> = Vec::with_capacity(MAX_BATCH);
@@ -90,13 +103,13 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                 rx.close();
                 continue;
             }
-            _ = tokio::time::sleep(FLUSH_INTERVAL), if unflushed || !st.dirty.is_empty() => 0,
+            _ = tokio::time::sleep(FLUSH_INTERVAL), if unflushed || !st.dirty.is_empty() || !st.closed.is_empty() || !st.to_sync.is_empty() => 0,
         };
         if n > 0 {
             n += gather(&mut rx, &mut buf, last_batch + BATCH_WINDOW).await;
         }
         last_batch = tokio::time::Instant::now();
-        if n == 0 && buf.is_empty() && !unflushed && st.chunks.is_empty() && st.dirty.is_empty() {
+        if n == 0 && buf.is_empty() && !unflushed && st.chunks.is_empty() && st.dirty.is_empty() && st.closed.is_empty() && st.to_sync.is_empty() {
             break; // closed and drained
         }
         let mut must_flush = false;
@@ -185,7 +198,27 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         if !events.is_empty() || wrote_records {
             unflushed = true;
         }
-        write_audio(&store, &mut st.closed, &ended, closing);
+        st.to_sync.extend(ended.iter().cloned());
+        if closing {
+            st.to_sync.extend(st.file_len.keys().cloned());
+        }
+        write_audio(&store, &mut st, closing);
+        if (everything || closing || !ended.is_empty()) && !(st.closed.is_empty() && st.to_sync.is_empty()) {
+            // What waits on this batch waits for its audio too, for a while.
+            let give_up = tokio::time::Instant::now() + AUDIO_RETRY;
+            while !(st.closed.is_empty() && st.to_sync.is_empty()) && tokio::time::Instant::now() < give_up {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                write_audio(&store, &mut st, closing);
+            }
+            if closing && !st.closed.is_empty() {
+                let bytes: usize = st.closed.iter().map(|p| p.3.len()).sum();
+                tracing::error!(pieces = st.closed.len(), bytes, "recording writes still failing at shutdown: this audio is lost");
+                st.closed.clear();
+            }
+            if closing {
+                st.to_sync.clear();
+            }
+        }
         if all_records_due {
             st.dirty.clear();
             last_records = tokio::time::Instant::now();
@@ -254,33 +287,47 @@ async fn gather(rx: &mut mpsc::UnboundedReceiver<RecordMsg>, buf: &mut Vec<Recor
     }
 }
 
-/// Appends the closed pieces to their calls' recording files, one write per call, syncing the
-/// files of calls that ended (all of them when `closing`). The pieces of a call whose write
-/// fails stay in `closed`, in order, for the next batch.
-fn write_audio(store: &Store, closed: &mut Vec<(Arc<str>, Track, u64, Vec<u8>)>, ended: &[Arc<str>], closing: bool) {
+/// Appends the closed pieces to their calls' recording files, one write per call, and syncs
+/// the files in `st.to_sync` (with the write, or alone when the call has nothing left to
+/// write). The pieces of a call whose write fails stay in `st.closed`, in order, for the next
+/// try; a file whose sync fails stays in `st.to_sync`. Every failure is logged.
+fn write_audio(store: &Store, st: &mut State, closing: bool) {
+    let mut closed = std::mem::take(&mut st.closed);
     // Stable: each call's pieces keep their order.
     closed.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut kept = Vec::new();
-    let mut synced: Vec<&Arc<str>> = Vec::new();
     for group in closed.chunk_by(|a, b| a.0 == b.0) {
         let sid = &group[0].0;
         let pieces: Vec<crate::audio::Piece<'_>> = group.iter().map(|(_, t, ms, a)| (*t, *ms, a.as_slice())).collect();
-        let sync = closing || ended.contains(sid);
-        match store.append_audio(sid, &pieces, sync) {
-            Ok(()) => synced.push(sid),
+        let sync = st.to_sync.contains(sid);
+        match store.append_audio(sid, &pieces, sync, st.file_len.get(sid).copied()) {
+            Ok(len) => {
+                st.file_len.insert(sid.clone(), len);
+                if sync {
+                    st.to_sync.remove(sid);
+                }
+            }
             Err(e) => {
-                tracing::error!(call_sid = %sid, error = %e, "recording write failed; kept for the next batch");
-                kept.extend(group.iter().cloned());
+                tracing::error!(call_sid = %sid, error = %e, "recording write failed; retried");
+                st.closed.extend(group.iter().cloned());
             }
         }
     }
-    // Ended calls whose audio was all written before: their files are synced too.
-    for sid in ended.iter().filter(|sid| !synced.contains(sid)) {
-        if let Err(e) = store.append_audio(sid, &[], true) {
-            tracing::error!(call_sid = %sid, error = %e, "recording sync failed");
+    // Files to sync with nothing (left) to write.
+    let waiting: Vec<Arc<str>> = st.to_sync.iter().filter(|sid| !st.closed.iter().any(|p| &p.0 == *sid)).cloned().collect();
+    for sid in waiting {
+        match store.append_audio(&sid, &[], true, None) {
+            Ok(_) => {
+                st.to_sync.remove(&sid);
+            }
+            Err(e) => tracing::error!(call_sid = %sid, error = %e, "recording sync failed; retried"),
         }
     }
-    *closed = kept;
+    // A synced file of an ended call is done with; live calls keep their length (at shutdown
+    // every call is done with).
+    let live = &st.live;
+    let pending = &st.closed;
+    let to_sync = &st.to_sync;
+    st.file_len.retain(|sid, _| to_sync.contains(sid) || pending.iter().any(|p| &p.0 == sid) || (!closing && live.contains_key(sid)));
 }
 
 fn cached<'a>(store: &Store, live: &'a mut HashMap<Arc<str>, CallRecord>, sid: &Arc<str>) -> &'a mut CallRecord {

@@ -189,3 +189,54 @@ async fn a_call_ending_writes_its_own_partial_audio_not_every_live_calls() {
     drop(tx);
     w.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_barrier_waits_for_a_failing_recording_write_to_be_retried() {
+    use watchfloor_bridge::Track;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    // The call's recording file cannot be opened: a directory stands in its place.
+    let blocker = watchfloor_store::AudioFiles::open(dir.path()).unwrap().path("CA_f");
+    std::fs::create_dir(&blocker).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    for e in call_events("CA_f", false) {
+        tx.send(RecordMsg::Event(e)).unwrap();
+    }
+    for i in 0..25 {
+        tx.send(frame("CA_f", Track::Caller, i * 20)).unwrap();
+    }
+    tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        std::fs::remove_dir(&blocker).unwrap();
+    });
+    let (btx, brx) = tokio::sync::oneshot::channel();
+    tx.send(RecordMsg::Barrier(btx)).unwrap();
+    brx.await.unwrap();
+    assert_eq!(stored_ms(&store, "CA_f"), 500, "the barrier was answered after the retried write");
+    drop(tx);
+    w.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_recording_that_cannot_be_written_does_not_hold_up_the_record_or_the_shutdown() {
+    use watchfloor_bridge::Track;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path()).unwrap();
+    std::fs::create_dir(watchfloor_store::AudioFiles::open(dir.path()).unwrap().path("CA_f")).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    for e in call_events("CA_f", false) {
+        tx.send(RecordMsg::Event(e)).unwrap();
+    }
+    for i in 0..25 {
+        tx.send(frame("CA_f", Track::Caller, i * 20)).unwrap();
+    }
+    for e in call_events("CA_f", true).into_iter().skip(5) {
+        tx.send(RecordMsg::Event(e)).unwrap();
+    }
+    drop(tx);
+    tokio::time::timeout(std::time::Duration::from_secs(15), w).await.expect("the writer stops").unwrap();
+    assert_eq!(store.get_call("CA_f").unwrap().unwrap().status, "completed", "the record is whole");
+    assert_eq!(store.events("CA_f").unwrap().len(), 7);
+}
