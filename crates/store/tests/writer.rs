@@ -23,6 +23,14 @@ fn call_events(sid: &str, end: bool) -> Vec<Arc<CallEvent>> {
     v
 }
 
+/// A writer on the store in `dir`: the store, the writer's queue and its task.
+fn start_writer(dir: &std::path::Path) -> (Store, mpsc::UnboundedSender<RecordMsg>, tokio::task::JoinHandle<()>) {
+    let (store, _) = Store::open(dir).unwrap();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    (store, tx, w)
+}
+
 #[tokio::test]
 async fn writer_records_calls_and_rebuilds_them_from_events() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,9 +98,7 @@ async fn purge_removes_old_calls_but_keeps_held_ones_and_recent_audit() {
     use watchfloor_bridge::{AudioFrame, Track};
     use watchfloor_store::{AuditQuery, CallQuery, NewAuditEntry};
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path()).unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    let (store, tx, w) = start_writer(dir.path());
     for sid in ["CA_old", "CA_held"] {
         for e in call_events(sid, true) {
             tx.send(RecordMsg::Event(e)).unwrap();
@@ -132,9 +138,7 @@ fn stored_ms(store: &Store, sid: &str) -> u64 {
 async fn live_audio_is_written_by_the_second_and_whole_at_a_barrier_or_a_shutdown() {
     use watchfloor_bridge::Track;
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path()).unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    let (store, tx, w) = start_writer(dir.path());
     for e in call_events("CA_a", false) {
         tx.send(RecordMsg::Event(e)).unwrap();
     }
@@ -163,9 +167,7 @@ async fn live_audio_is_written_by_the_second_and_whole_at_a_barrier_or_a_shutdow
 async fn a_call_ending_writes_its_own_partial_audio_not_every_live_calls() {
     use watchfloor_bridge::Track;
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path()).unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
+    let (store, tx, w) = start_writer(dir.path());
     for sid in ["CA_live", "CA_ends"] {
         for e in call_events(sid, false) {
             tx.send(RecordMsg::Event(e)).unwrap();
@@ -194,12 +196,10 @@ async fn a_call_ending_writes_its_own_partial_audio_not_every_live_calls() {
 async fn a_barrier_waits_for_a_failing_recording_write_to_be_retried() {
     use watchfloor_bridge::Track;
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let (store, tx, w) = start_writer(dir.path());
     // The call's recording file cannot be opened: a directory stands in its place.
     let blocker = watchfloor_store::AudioFiles::open(dir.path()).unwrap().path("CA_f");
     std::fs::create_dir(&blocker).unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
     for e in call_events("CA_f", false) {
         tx.send(RecordMsg::Event(e)).unwrap();
     }
@@ -222,10 +222,8 @@ async fn a_barrier_waits_for_a_failing_recording_write_to_be_retried() {
 async fn a_recording_that_cannot_be_written_does_not_hold_up_the_record_or_the_shutdown() {
     use watchfloor_bridge::Track;
     let dir = tempfile::tempdir().unwrap();
-    let (store, _) = Store::open(dir.path()).unwrap();
+    let (store, tx, w) = start_writer(dir.path());
     std::fs::create_dir(watchfloor_store::AudioFiles::open(dir.path()).unwrap().path("CA_f")).unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    let w = tokio::spawn(writer::run(store.clone(), rx, Default::default()));
     for e in call_events("CA_f", false) {
         tx.send(RecordMsg::Event(e)).unwrap();
     }
