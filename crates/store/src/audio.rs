@@ -2,10 +2,10 @@
 //! export (left: caller, right: agent as heard).
 //!
 //! Recordings are append-only files, one per call, in the `audio` directory of the store
-//! ([`AudioFiles`]); the call's record, events and indexes stay in sled. Writing 8 kB values into
-//! sled cost about 60 bytes on disk per byte of audio (node rewrites and sync_file_range on every
-//! log buffer: 118 MB/s of disk writes at 120 calls, measured with the load generator,
-//! BENCHMARKS.md); an append costs the audio plus a 17-byte piece header.
+//! ([`AudioFiles`]); the call's record, events and indexes stay in sled. With the audio in sled
+//! the bridge wrote 118 MB/s to disk at 120 calls, 24 MB/s once it left (load generator and
+//! `/proc/<pid>/io`, BENCHMARKS.md): sled wrote about 50 bytes or more for each byte of audio
+//! (at most 1.9 MB/s of μ-law); an append costs the audio plus a 17-byte piece header.
 //!
 //! File format (`<CallSid>.audio`, little-endian): the 8-byte magic [`FILE_MAGIC`], then pieces,
 //! each `track code (u8) ‖ stream_ms (u64) ‖ length (u32, bytes) ‖ CRC-32 (u32, IEEE, over the

@@ -10,7 +10,7 @@
 //! - `index`, `words`: secondary indexes for the review queries ([`index`]).
 //!
 //! Recordings are append-only files beside the trees, `<dir>/audio/<CallSid>.audio`
-//! ([`audio::AudioFiles`]): sled rewrote about 60 bytes per byte of audio written into it.
+//! ([`audio::AudioFiles`]): in sled, each byte of audio cost about 50 bytes or more of disk writes.
 //!
 //! The [`writer`] task consumes the calls' events and audio from an unbounded queue in batches,
 //! so a call never waits on the disk; it flushes at least every 200 ms while calls are live, at
