@@ -22,7 +22,7 @@ const TOKEN = 'bench-console-token';
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
 const dir = mkdtempSync(join(tmpdir(), 'watchfloor-bench-'));
-writeFileSync(join(dir, 'config.toml'), `training = true\nmax_calls = ${CALLS + 50}\nmax_frames_per_second = 1000\n`);
+writeFileSync(join(dir, 'config.toml'), `training = true\nmax_calls = ${CALLS + 50}\n`);
 const env = { ...process.env, WATCHFLOOR_DATA_DIR: join(dir, 'data'), WATCHFLOOR_BIND: `127.0.0.1:${port}`, WATCHFLOOR_CONSOLE_TOKEN: TOKEN, RUST_LOG: 'error' };
 delete env.OPENAI_API_KEY;
 const server = spawn(bin, ['serve', '--config', join(dir, 'config.toml')], { env, stdio: ['ignore', 'ignore', 'inherit'] });

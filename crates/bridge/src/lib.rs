@@ -5,6 +5,7 @@
 //! - [`registry`]: live calls by `CallSid`; the model socket is opened at the webhook and the
 //!   media stream claims it at `start`.
 //! - [`event`]: [`CallEvent`], every state change of a call.
+//! - [`flood`]: what one media stream may send before its input is dropped.
 //! - [`profile`]: the agent profile sent in `session.update`.
 //!
 //! Architecture invariants: one task per call owns both sockets and nothing else writes to them;
@@ -12,6 +13,7 @@
 //! unbounded queue); remote input never panics the task.
 
 pub mod event;
+pub mod flood;
 pub mod live;
 pub mod machine;
 pub mod model;

@@ -5,8 +5,11 @@
 //! What it does (PROTOCOLS.md):
 //! - caller audio: μ-law passed through unchanged as `input_audio_buffer.append`; gaps in Twilio
 //!   `timestamp`s padded with μ-law silence so the model's clock stays true (§2);
-//! - agent audio: each `response.output_audio.delta` is sent to Twilio in ≤ 20 ms `media` frames,
-//!   each followed by a named `mark` (`<item_id>:<end byte offset>`), so what has *played* is known (§2, §3);
+//! - agent audio: the `response.output_audio.delta`s of an item (of any size: the real service's
+//!   are not cut on 20 ms) are sent to Twilio in whole 20 ms `media` frames — a part frame waits
+//!   for the next delta, and the item's last one is filled with silence at `output_audio.done` —
+//!   each followed by a named `mark` (`<item_id>:<end byte offset>`), so what has *played* is
+//!   known to the frame and the agent's track "as heard" sits on an exact 20 ms grid (§2, §3);
 //! - barge-in (§3): on `speech_started` while agent audio is playing: `clear`; `response.cancel`
 //!   only if a response is in flight; `conversation.item.truncate` with `audio_end_ms` = audio
 //!   played per the marks, never more than was received; late deltas of the cancelled response and
@@ -268,6 +271,9 @@ struct ItemAudio {
     response_id: String,
     /// μ-law bytes received from the model and sent to Twilio.
     sent_bytes: u64,
+    /// μ-law bytes received from the model after the last whole frame sent (< 160): sent with
+    /// the next delta, or filled with silence when the item's audio is done.
+    tail: Vec<u8>,
     /// μ-law bytes Twilio confirmed as played (from marks).
     played_bytes: u64,
 }
@@ -867,6 +873,12 @@ impl CallMachine {
         }
     }
 
+    /// Whether `name` is a mark this call sent that Twilio has not echoed yet (played or cleared):
+    /// each such echo is expected once and is not counted by the stream's flood limit.
+    pub fn expects_mark(&self, name: &str) -> bool {
+        self.pending_marks.iter().any(|m| m.name == name) || self.cleared_marks.contains(name)
+    }
+
     fn on_mark(&mut self, name: String, now: Instant) {
         if let Some(pos) = self.pending_marks.iter().position(|m| m.name == name) {
             // Twilio plays in order: every mark before this one has played too.
@@ -943,6 +955,12 @@ impl CallMachine {
                 self.response_in_flight = Some(response.id);
             }
             ServerEvent::ResponseDone { response, .. } => {
+                // A response that ended without `output_audio.done` (incomplete, failed) still
+                // plays what it sent.
+                let unflushed: Vec<Arc<str>> = self.items.iter().filter(|(_, i)| i.response_id == response.id && !i.tail.is_empty()).map(|(k, _)| k.clone()).collect();
+                for item_id in unflushed {
+                    self.flush_agent_tail(&item_id);
+                }
                 if self.response_in_flight.as_deref() == Some(response.id.as_str()) {
                     self.response_in_flight = None;
                 }
@@ -962,6 +980,7 @@ impl CallMachine {
             ServerEvent::ResponseOutputAudioDelta { response_id, item_id, delta, .. } => {
                 self.on_agent_audio(&response_id, &item_id, &delta, now);
             }
+            ServerEvent::ResponseOutputAudioDone { item_id, .. } => self.flush_agent_tail(&item_id),
             ServerEvent::ResponseOutputAudioTranscriptDelta { item_id, delta, response_id, .. } => {
                 if self.cancelled_responses.contains(&response_id) {
                     return;
@@ -1040,7 +1059,6 @@ impl CallMachine {
             | ServerEvent::ConversationItemDone { .. }
             | ServerEvent::ConversationItemCreated { .. }
             | ServerEvent::ResponseOutputItemAdded { .. }
-            | ServerEvent::ResponseOutputAudioDone { .. }
             | ServerEvent::FunctionCallArgumentsDelta { .. }
             | ServerEvent::FunctionCallArgumentsDone { .. }
             | ServerEvent::RateLimitsUpdated { .. } => {}
@@ -1082,33 +1100,59 @@ impl CallMachine {
                 k
             }
         };
-        // ≤ 20 ms per Twilio frame, so the marks tell what was heard to within one frame.
-        let frames: Vec<(String, Bytes)> = if len <= FRAME_BYTES {
-            vec![(delta.to_owned(), Bytes::copy_from_slice(&self.scratch))]
+        // Whole 20 ms Twilio frames, so the marks tell what was heard to within one frame.
+        let item = self.items.get_mut(&item_key).expect("inserted above");
+        if item.tail.is_empty() && len == FRAME_BYTES {
+            // The common case of round-number deltas: the model's base64 goes out as it is.
+            let audio = Bytes::copy_from_slice(&self.scratch);
+            self.send_agent_frame(&stream_sid, &item_key, delta.to_owned(), audio, FRAME_BYTES);
         } else {
-            self.scratch.chunks(FRAME_BYTES).map(|c| (mulaw::encode_base64(c), Bytes::copy_from_slice(c))).collect()
-        };
-        let mut offset = self.items[&item_key].sent_bytes;
-        for (payload, audio) in frames {
-            let n = audio.len() as u64;
-            offset += n;
-            // Twilio plays queued audio in order, starting now if its buffer is empty.
-            let play_at_ms = self.agent_queue_end_ms.max(self.stream_now_ms());
-            self.agent_queue_end_ms = play_at_ms + mulaw::bytes_to_ms(n as usize);
-            self.out.push_back(Output::ToTwilio(TwilioOutbound::Media { stream_sid: stream_sid.clone(), media: OutboundMedia { payload } }));
-            // Unique per call: the byte offset grows strictly within an item.
-            let name = format!("{item_key}:{offset}");
-            self.out.push_back(Output::ToTwilio(TwilioOutbound::Mark { stream_sid: stream_sid.clone(), mark: MarkName { name: name.clone() } }));
-            self.pending_marks.push_back(PendingMark { name, item_id: item_key.clone(), end_bytes: offset, audio, play_at_ms });
-        }
-        if let Some(item) = self.items.get_mut(&item_key) {
-            item.sent_bytes = offset;
+            let mut audio = std::mem::take(&mut item.tail);
+            audio.extend_from_slice(&self.scratch);
+            let whole = audio.len() - audio.len() % FRAME_BYTES;
+            for frame in audio[..whole].chunks(FRAME_BYTES) {
+                self.send_agent_frame(&stream_sid, &item_key, mulaw::encode_base64(frame), Bytes::copy_from_slice(frame), FRAME_BYTES);
+            }
+            audio.drain(..whole);
+            if let Some(item) = self.items.get_mut(&item_key) {
+                item.tail = audio;
+            }
         }
         self.stats.agent_bytes += len as u64;
         self.stage(now, Stage::FirstAgentAudio);
         if self.talking != Talking::Agent && !self.caller_speaking {
             self.set_talking(now, Talking::Agent);
         }
+    }
+
+    /// Queues one frame of agent audio at Twilio: `media`, then its `mark`. `model_bytes` of it
+    /// came from the model (the rest is silence filling the item's last frame).
+    fn send_agent_frame(&mut self, stream_sid: &str, item_key: &Arc<str>, payload: String, audio: Bytes, model_bytes: usize) {
+        let Some(item) = self.items.get_mut(item_key) else { return };
+        item.sent_bytes += model_bytes as u64;
+        let offset = item.sent_bytes;
+        // Twilio plays queued audio in order, starting now if its buffer is empty.
+        let play_at_ms = self.agent_queue_end_ms.max(self.stream_now_ms());
+        self.agent_queue_end_ms = play_at_ms + mulaw::bytes_to_ms(audio.len());
+        self.out.push_back(Output::ToTwilio(TwilioOutbound::Media { stream_sid: stream_sid.to_owned(), media: OutboundMedia { payload } }));
+        // Unique per call: the byte offset grows strictly within an item.
+        let name = format!("{item_key}:{offset}");
+        self.out.push_back(Output::ToTwilio(TwilioOutbound::Mark { stream_sid: stream_sid.to_owned(), mark: MarkName { name: name.clone() } }));
+        self.pending_marks.push_back(PendingMark { name, item_id: item_key.clone(), end_bytes: offset, audio, play_at_ms });
+    }
+
+    /// The item's audio is done: its part frame goes out, filled to 20 ms with silence.
+    fn flush_agent_tail(&mut self, item_id: &str) {
+        let Some(key) = self.items.get_key_value(item_id).map(|(k, _)| k.clone()) else { return };
+        let Some(item) = self.items.get_mut(&key).filter(|i| !i.tail.is_empty()) else { return };
+        let mut frame = std::mem::take(&mut item.tail);
+        if self.cancelled_responses.contains(&item.response_id) || self.phase != Phase::Live {
+            return;
+        }
+        let Some(stream_sid) = self.stream_sid.clone() else { return };
+        let model_bytes = frame.len();
+        frame.resize(FRAME_BYTES, mulaw::SILENCE);
+        self.send_agent_frame(&stream_sid, &key, mulaw::encode_base64(&frame), Bytes::from(frame), model_bytes);
     }
 
     /// Handles the events of the out-of-band responses that voice the dispatch message; true
@@ -1223,6 +1267,12 @@ impl CallMachine {
         for m in &self.pending_marks {
             if let Some(item) = self.items.get(&m.item_id) {
                 self.cancelled_responses.insert(item.response_id.clone());
+            }
+        }
+        // So is a part frame of theirs that was never sent.
+        for item in self.items.values_mut() {
+            if self.cancelled_responses.contains(&item.response_id) {
+                item.tail.clear();
             }
         }
         // 3. truncate to what was played, never more than what was received.
@@ -1597,7 +1647,8 @@ impl CallMachine {
         }
     }
 
-    fn skip(&mut self, now: Instant, source: &str, reason: String) {
+    /// Records skipped input: a warning and an `InputSkipped` event from `source`.
+    pub(crate) fn skip(&mut self, now: Instant, source: &str, reason: String) {
         tracing::warn!(source, %reason, "skipped input");
         self.stats.skipped += 1;
         self.emit(now, CallEventKind::InputSkipped { source: source.to_string(), reason });

@@ -184,8 +184,8 @@ pub struct BridgeConfig {
     pub fallback: Arc<crate::task::Fallback>,
     /// Stall and session timers.
     pub timers: crate::machine::Timers,
-    /// Most Twilio frames accepted per second on one stream.
-    pub max_frames_per_second: u32,
+    /// What one media stream may send before its input is dropped ([`crate::flood`]).
+    pub stream_limits: crate::flood::StreamLimits,
     /// The dispatch policy of new calls.
     pub policy: watchfloor_dispatch::policy::Policy,
     /// The unit roster every call dispatches from.
@@ -333,7 +333,7 @@ impl CallRegistry {
             history: call.history,
             fallback: cfg.fallback,
             timers: cfg.timers,
-            max_frames_per_second: cfg.max_frames_per_second,
+            stream_limits: cfg.stream_limits,
             policy: cfg.policy,
             roster: cfg.roster,
         };

@@ -15,6 +15,7 @@ use watchfloor_wire::realtime::{AudioDeltaRef, ClientEvent, ServerEvent};
 use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
 
 use crate::event::{CallEventKind, CallStatus};
+use crate::flood::{FloodGuard, StreamLimits};
 use crate::machine::{CallMachine, Input, Output, Timers};
 use crate::twilio_rest::{CallUpdate, HumanLine, RestError, TwilioRest};
 use crate::model::{self, ModelConfig, ModelSocket};
@@ -72,8 +73,8 @@ pub struct CallSetup {
     pub fallback: Arc<Fallback>,
     /// Stall and session timers.
     pub timers: Timers,
-    /// Most Twilio frames accepted per second on the stream.
-    pub max_frames_per_second: u32,
+    /// What the media stream may send before its input is dropped ([`crate::flood`]).
+    pub stream_limits: StreamLimits,
     /// The dispatch policy.
     pub policy: watchfloor_dispatch::policy::Policy,
     /// The unit roster.
@@ -113,8 +114,11 @@ type CommandResult = Result<(), String>;
 
 /// How long a reconnect may take before the caller goes to a human.
 pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Caller audio held for the model while it reconnects (events); older appends are dropped.
-const BACKLOG_LIMIT: usize = 250;
+/// Caller audio held for the model while its socket opens or reopens, ms. The first connect may
+/// take up to the connect timeout (3 s by default) and a reconnect up to [`RECONNECT_TIMEOUT`];
+/// Twilio may deliver the audio of a stall (up to the stream's audio burst, 10 s) on top. Past
+/// this, the oldest held audio is dropped and the drop is on the timeline.
+pub const BACKLOG_AUDIO_MS: u64 = 30_000;
 /// Tick of the call's timers.
 const TICK: Duration = Duration::from_millis(250);
 
@@ -183,7 +187,6 @@ pub async fn run_call(
     let mut connecting: Option<ConnectFuture> = Some(connect_future(setup.model.clone(), None));
     let mut first_connect = true;
     let mut renewing = false;
-    let mut backlog: VecDeque<ClientEvent> = VecDeque::new();
     let mut flush_backlog = false;
     let mut awaiting_claim = true;
     let claim_deadline = tokio::time::sleep(setup.claim_window);
@@ -192,7 +195,8 @@ pub async fn run_call(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut commands_open = true;
     let mut pending_ack: Option<(oneshot::Sender<CommandResult>, CommandResult)> = None;
-    let (mut window_start, mut window_frames, mut window_dropped) = (Instant::now(), 0u32, 0u32);
+    let mut flood = FloodGuard::new(setup.stream_limits);
+    let mut backlog = Backlog::default();
 
     loop {
         tokio::select! {
@@ -207,7 +211,7 @@ pub async fn run_call(
                         machine.handle_input(Input::ModelConnected, now);
                         // Caller audio that came before the socket opened follows the
                         // `session.update` this produces.
-                        flush_backlog = !backlog.is_empty();
+                        flush_backlog = !backlog.events.is_empty();
                     }
                     (Err(e), true) => {
                         first_connect = false;
@@ -251,31 +255,33 @@ pub async fn run_call(
             }
             frame = next_twilio(&mut twilio) => {
                 let now = Instant::now();
-                // Frames per second per stream (Twilio sends 50): a flood is dropped, not relayed.
-                if now.duration_since(window_start) >= Duration::from_secs(1) {
-                    if window_dropped > 0 {
-                        machine.handle_input(Input::TwilioGarbage(format!("{window_dropped} frames over the limit of {} per second dropped", setup.max_frames_per_second)), now);
-                    }
-                    window_start = now;
-                    window_frames = 0;
-                    window_dropped = 0;
-                }
-                window_frames += 1;
-                if window_frames > setup.max_frames_per_second && matches!(frame, TwilioFrame::Text(_) | TwilioFrame::Binary(_)) {
-                    window_dropped += 1;
-                    continue;
-                }
+                // The flood limit (crate::flood) counts caller audio and unsolicited messages,
+                // never the echoes of our own marks.
                 match frame {
                     TwilioFrame::Text(text) => match MediaRef::parse(&text) {
                         // 50 a second: read in place.
-                        Some(m) => machine.handle_caller_media(&m.media.timestamp, &m.media.payload, now),
+                        Some(m) => if flood.admit_media(m.media.payload.len()) {
+                            machine.handle_caller_media(&m.media.timestamp, &m.media.payload, now);
+                        },
                         None => match TwilioInbound::parse(&text) {
-                            Ok(msg) => machine.handle_input(Input::Twilio(msg), now),
-                            Err(e) => machine.handle_input(Input::TwilioGarbage(e.to_string()), now),
+                            Ok(msg) => {
+                                let echo = matches!(&msg, TwilioInbound::Mark { mark, .. } if machine.expects_mark(&mark.name));
+                                if echo || flood.admit_message() {
+                                    machine.handle_input(Input::Twilio(msg), now);
+                                }
+                            }
+                            Err(e) => if flood.admit_message() {
+                                machine.handle_input(Input::TwilioGarbage(e.to_string()), now);
+                            },
                         },
                     },
-                    TwilioFrame::Binary(n) => machine.handle_input(Input::TwilioGarbage(format!("binary frame of {n} bytes")), now),
+                    TwilioFrame::Binary(n) => if flood.admit_message() {
+                        machine.handle_input(Input::TwilioGarbage(format!("binary frame of {n} bytes")), now);
+                    },
                     TwilioFrame::Closed => machine.handle_input(Input::TwilioClosed, now),
+                }
+                if let Some(dropped) = flood.report_due() {
+                    machine.handle_input(Input::TwilioGarbage(dropped.describe(&flood.limits())), now);
                 }
             }
             msg = next_model(&mut model_sock) => {
@@ -352,11 +358,10 @@ pub async fn run_call(
                             }
                         },
                         _ => {
-                            // Reconnecting: hold the caller's audio (a bounded backlog) for the new session.
-                            if backlog.len() == BACKLOG_LIMIT {
-                                backlog.pop_front();
+                            // Connecting: hold the caller's audio (a bounded backlog) for the session.
+                            if let Some(dropped_ms) = backlog.push(ev) {
+                                machine.skip(Instant::now(), "bridge", format!("{dropped_ms} ms of the oldest caller audio held for the model dropped: more than {BACKLOG_AUDIO_MS} ms held while its socket opened"));
                             }
-                            backlog.push_back(ev);
                         }
                     },
                     Output::Event(ev) => {
@@ -431,9 +436,42 @@ pub async fn run_call(
     }
 }
 
+/// Model events held while no model session could take them, in order, bounded by the caller
+/// audio they carry ([`BACKLOG_AUDIO_MS`]).
+#[derive(Default)]
+struct Backlog {
+    events: VecDeque<ClientEvent>,
+    /// Caller audio in `events`, ms.
+    audio_ms: u64,
+}
+
+fn append_ms(ev: &ClientEvent) -> u64 {
+    match ev {
+        ClientEvent::InputAudioBufferAppend { audio, .. } => watchfloor_wire::mulaw::bytes_to_ms(audio.len() / 4 * 3) as u64,
+        _ => 0,
+    }
+}
+
+impl Backlog {
+    /// Holds `ev`; past the bound, drops the oldest appends and returns the audio dropped, ms.
+    fn push(&mut self, ev: ClientEvent) -> Option<u64> {
+        self.audio_ms += append_ms(&ev);
+        self.events.push_back(ev);
+        let mut dropped = 0;
+        while self.audio_ms > BACKLOG_AUDIO_MS {
+            let Some(pos) = self.events.iter().position(|e| append_ms(e) > 0) else { break };
+            let ms = self.events.remove(pos).map_or(0, |e| append_ms(&e));
+            self.audio_ms -= ms;
+            dropped += ms;
+        }
+        (dropped > 0).then_some(dropped)
+    }
+}
+
 /// Sends the caller audio held while no model session could take it, in order, with one flush.
-async fn send_backlog(ws: &mut ModelSocket, backlog: &mut VecDeque<ClientEvent>) -> Result<(), tokio_tungstenite::tungstenite::Error> {
-    for held in backlog.drain(..) {
+async fn send_backlog(ws: &mut ModelSocket, backlog: &mut Backlog) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    backlog.audio_ms = 0;
+    for held in backlog.events.drain(..) {
         ws.feed(Message::text(held.to_json())).await?;
     }
     ws.flush().await

@@ -18,7 +18,9 @@
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
 //! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `console_user`
 //! (`supervisor`), `[[users]]` (name, password_hash, line), `max_calls` (200),
-//! `max_frames_per_second` (250), `webhook_rate_per_second` (20), `dispatch_policy`
+//! `stream_audio_rate` (1.5 × real time), `stream_audio_burst_ms` (10 000), `stream_messages_per_second` (20),
+//! `stream_message_burst` (50) — the media stream's flood limit, see `watchfloor_bridge::flood` —
+//! `webhook_rate_per_second` (20), `dispatch_policy`
 //! (`{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`), `[agent]`,
 //! `[[units]]` (the roster: `id = "Engine 7"`, `type = "engine"` — engine, ladder, medic, rescue,
 //! patrol, hazmat, battalion).
@@ -87,9 +89,11 @@ pub struct Config {
     pub trusted_proxy: bool,
     /// Most calls the AI handles at once; more go straight to the human line (default 200).
     pub max_calls: usize,
-    /// Most frames per second accepted on one stream (Twilio sends 50 `media` and up to 50 `mark`
-    /// echoes; default 250).
-    pub max_frames_per_second: u32,
+    /// What one media stream may send before its input is dropped: caller audio against real time
+    /// with a burst, other messages per second; echoes of our own marks are never counted
+    /// (`watchfloor_bridge::flood`, defaults 1.5× real time after a 10 s burst, 20 messages a
+    /// second after 50).
+    pub stream_limits: watchfloor_bridge::flood::StreamLimits,
     /// Webhook requests per second per client address (default 20, bursts of 40).
     pub webhook_rate_per_second: u32,
     /// The dispatch policy: supervised with a hold window (default 20 s) or automatic.
@@ -171,8 +175,17 @@ pub struct FileConfig {
     pub trusted_proxy: Option<bool>,
     /// See [`Config::max_calls`].
     pub max_calls: Option<usize>,
-    /// See [`Config::max_frames_per_second`].
+    /// No longer used (it counted every message, our own mark echoes too: issue 14); accepted so
+    /// that old files still load, with a warning. See the `stream_*` keys.
     pub max_frames_per_second: Option<u32>,
+    /// See [`watchfloor_bridge::flood::StreamLimits::audio_rate`].
+    pub stream_audio_rate: Option<f64>,
+    /// See [`watchfloor_bridge::flood::StreamLimits::audio_burst_ms`].
+    pub stream_audio_burst_ms: Option<u32>,
+    /// See [`watchfloor_bridge::flood::StreamLimits::messages_per_second`].
+    pub stream_messages_per_second: Option<u32>,
+    /// See [`watchfloor_bridge::flood::StreamLimits::message_burst`].
+    pub stream_message_burst: Option<u32>,
     /// See [`Config::webhook_rate_per_second`].
     pub webhook_rate_per_second: Option<u32>,
     /// See [`Config::dispatch_policy`]: `{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`.
@@ -245,7 +258,7 @@ impl Config {
             users: Vec::new(),
             trusted_proxy: false,
             max_calls: 200,
-            max_frames_per_second: 250,
+            stream_limits: watchfloor_bridge::flood::StreamLimits::default(),
             webhook_rate_per_second: 20,
             dispatch_policy: watchfloor_dispatch::policy::Policy::default(),
             units: Vec::new(),
@@ -293,7 +306,13 @@ impl Config {
         if !f.users.is_empty() { self.users = f.users; }
         if let Some(v) = f.trusted_proxy { self.trusted_proxy = v; }
         if let Some(v) = f.max_calls { self.max_calls = v; }
-        if let Some(v) = f.max_frames_per_second { self.max_frames_per_second = v; }
+        if f.max_frames_per_second.is_some() {
+            tracing::warn!("config: max_frames_per_second is no longer used (it counted our own mark echoes); the stream_audio_rate, stream_audio_burst_ms, stream_messages_per_second and stream_message_burst keys set the flood limit");
+        }
+        if let Some(v) = f.stream_audio_rate { self.stream_limits.audio_rate = v.max(1.0); }
+        if let Some(v) = f.stream_audio_burst_ms { self.stream_limits.audio_burst_ms = v.max(1000); }
+        if let Some(v) = f.stream_messages_per_second { self.stream_limits.messages_per_second = v.max(1); }
+        if let Some(v) = f.stream_message_burst { self.stream_limits.message_burst = v.max(1); }
         if let Some(v) = f.webhook_rate_per_second { self.webhook_rate_per_second = v.max(1); }
         if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
         if !f.units.is_empty() { self.units = f.units; }

@@ -286,7 +286,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         claim_window: config.claim_window,
         fallback: Arc::new(watchfloor_bridge::task::Fallback { rest: config.twilio_rest(), human_line: config.human() }),
         timers: config.timers,
-        max_frames_per_second: config.max_frames_per_second,
+        stream_limits: config.stream_limits,
         policy: config.dispatch_policy,
         roster: roster.clone(),
         training_model: training.as_ref().map(|t| {

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use watchfloor_server::{Config, serve};
 use watchfloor_sim::caller::CallerOptions;
-use watchfloor_sim::model::{ModelFake, ModelFakeOptions};
+use watchfloor_sim::model::{ModelFake, ModelFakeOptions, Pacing};
 use watchfloor_sim::simulate::{SimulateOptions, place_call};
 use watchfloor_sim::{Scenario, scenario};
 
@@ -72,6 +72,11 @@ enum Cmd {
         /// Time scale (1 = real time).
         #[arg(long, default_value_t = 1.0)]
         speed: f64,
+        /// How replies are streamed: `real` (a whole reply within about a second, deltas of
+        /// varying size, as the real service), `burst:<× real time>`, `steady` (100 ms deltas at
+        /// 1.5× real time) or `steady:<× real time>`.
+        #[arg(long, default_value = "real", value_parser = Pacing::parse)]
+        pacing: Pacing,
         /// Scenario directory.
         #[arg(long)]
         scenarios: Option<PathBuf>,
@@ -112,6 +117,10 @@ enum Cmd {
         /// Keep the bridge's data directory and log here.
         #[arg(long)]
         keep_dir: Option<PathBuf>,
+        /// How the model fake streams replies: `real` (default), `burst:<×>`, `steady`, `steady:<×>`
+        /// (see `model-fake --help`).
+        #[arg(long, default_value = "real", value_parser = Pacing::parse)]
+        pacing: Pacing,
         /// Scenario directory.
         #[arg(long)]
         scenarios: Option<PathBuf>,
@@ -167,10 +176,10 @@ async fn main() -> anyhow::Result<()> {
             let call = place_call(&server, &sc, &opts).await?;
             println!("call {} ({}): heard {} ms of agent audio, {} barge-in clear(s), stream {} ms", call.call_sid, sc.name, call.report.heard_audio.len() / 8, call.report.clears.len(), call.report.ended_ms);
         }
-        Cmd::ModelFake { bind, speed, scenarios } => {
+        Cmd::ModelFake { bind, speed, pacing, scenarios } => {
             anyhow::ensure!(bind.ip().is_loopback(), "the model fake listens on loopback only");
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
-            let fake = ModelFake::start(bind, Scenario::load_all(&dir)?, ModelFakeOptions { speed, ..Default::default() }).await?;
+            let fake = ModelFake::start(bind, Scenario::load_all(&dir)?, ModelFakeOptions { speed, pacing, ..Default::default() }).await?;
             eprintln!("Realtime model fake at {} (Ctrl-C to stop)", fake.url());
             tokio::signal::ctrl_c().await?;
         }
@@ -181,7 +190,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(pw.chars().count() >= 12, "use a password of at least 12 characters");
             println!("{}", watchfloor_server::auth::hash_password(pw));
         }
-        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, scenarios } => {
+        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, pacing, scenarios } => {
             use watchfloor_sim::loadgen;
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
             let opts = loadgen::LoadOptions {
@@ -196,6 +205,7 @@ async fn main() -> anyhow::Result<()> {
                 scenarios: Scenario::load_all(&dir)?,
                 p99_limit_us: (p99_limit_ms * 1000.0) as u64,
                 keep_dir,
+                pacing,
             };
             if ramp {
                 let report = loadgen::ramp(&opts, max_calls, |step| println!("{}", loadgen::table(step))).await?;

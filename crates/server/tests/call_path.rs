@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{rig, scenario, wait_record_ended};
+use common::{as_framed, framed_len, rig, scenario, wait_record_ended};
 use watchfloor_sim::caller::CallerOptions;
 use watchfloor_sim::simulate::{SimulateOptions, place_call};
 use watchfloor_wire::mulaw;
@@ -27,7 +27,8 @@ async fn full_call(name: &str) {
     assert_eq!(session.input_audio.len(), call.report.expected_input.len(), "caller audio length at the model");
     assert!(session.input_audio == call.report.expected_input, "caller audio differs at the model");
     // Every agent byte reached the caller.
-    let agent: Vec<u8> = session.agent_audio.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+    // (each item in whole 20 ms frames, its last one filled with silence).
+    let agent = as_framed(&session.agent_audio);
     assert!(!agent.is_empty());
     assert_eq!(call.report.received_audio.len(), agent.len());
     assert!(call.report.received_audio == agent, "agent audio differs at the caller");
@@ -81,15 +82,10 @@ async fn cardiac_arrest_end_to_end() {
     full_call("cardiac-arrest").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn caller_talking_over_the_agent_is_a_clean_barge_in() {
-    let sc = scenario("talk-over");
-    let speed = 2.0;
-    let rig = rig(vec![sc.clone()], speed, |_| {}).await;
-    let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, ..Default::default() };
-    let call = place_call(&rig.server.base_url(), &sc, &opts).await.unwrap();
-    let session = rig.model.closed_session_of(&sc.caller_number, TIMEOUT).await.expect("model session closed");
-
+/// The barge-in of the talk-over scenario, as both fakes saw it: one `clear`, a `response.cancel`,
+/// one truncate within a frame of what the caller fake played of that item. Returns the
+/// truncated item's place in the model's output and its `audio_end_ms`.
+fn assert_clean_barge_in(call: &watchfloor_sim::simulate::SimulatedCall, session: &watchfloor_sim::model::SessionLog) -> (usize, u64) {
     assert_eq!(call.report.clears.len(), 1, "one clear: {:?}", call.report.clears);
     assert!(session.cancels >= 1, "response.cancel sent");
     assert_eq!(session.truncations.len(), 1, "one truncate: {:?}", session.truncations);
@@ -97,7 +93,7 @@ async fn caller_talking_over_the_agent_is_a_clean_barge_in() {
     // Audio of that item the caller actually played: what it played in all before the clear,
     // less the items before it (played in full).
     let pos = session.agent_audio.iter().position(|(id, _)| *id == item).expect("truncated item was sent");
-    let before: usize = session.agent_audio[..pos].iter().map(|(_, a)| a.len()).sum();
+    let before: usize = session.agent_audio[..pos].iter().map(|(_, a)| framed_len(a.len())).sum();
     let played_of_item = call.report.clears[0].played_total as i64 - before as i64;
     assert!(played_of_item > 0);
     let diff = audio_end_ms as i64 * mulaw::BYTES_PER_MS as i64 - played_of_item;
@@ -106,8 +102,21 @@ async fn caller_talking_over_the_agent_is_a_clean_barge_in() {
     // The barge-in started where the scenario says (1.5 s into the reply), within a frame or two.
     assert!((1400..=1700).contains(&audio_end_ms), "audio_end_ms {audio_end_ms}");
     // Nothing of the cancelled response reached the caller after the clear.
-    let agent_after: usize = session.agent_audio[pos + 1..].iter().map(|(_, a)| a.len()).sum();
+    let agent_after: usize = session.agent_audio[pos + 1..].iter().map(|(_, a)| framed_len(a.len())).sum();
     assert_eq!(call.report.received_audio.len() as u64 - call.report.clears[0].received_total, agent_after as u64);
+    (pos, audio_end_ms)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caller_talking_over_the_agent_is_a_clean_barge_in() {
+    let sc = scenario("talk-over");
+    let speed = 2.0;
+    let rig = rig(vec![sc.clone()], speed, |_| {}).await;
+    let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, ..Default::default() };
+    let call = place_call(&rig.server.base_url(), &sc, &opts).await.unwrap();
+    let session = rig.model.closed_session_of(&sc.caller_number, TIMEOUT).await.expect("model session closed");
+    let (pos, _) = assert_clean_barge_in(&call, &session);
+    let item = session.agent_audio[pos].0.clone();
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
     assert_eq!(rec.barge_ins, 1);
     assert_eq!((rec.incident_type.as_deref(), rec.location.as_deref()), (sc.expect.incident_type.as_deref(), sc.expect.location.as_deref()));
@@ -118,6 +127,57 @@ async fn caller_talking_over_the_agent_is_a_clean_barge_in() {
     let cut = agent.iter().find(|l| l.interrupted).expect("an interrupted agent line");
     assert_eq!(cut.item_id, item);
     assert!(sc.turns[0].agent.text.starts_with(&cut.text) && cut.text.len() < sc.turns[0].agent.text.len(), "{:?}", cut.text);
+    rig.server.shutdown().await;
+}
+
+/// Issue 14: the model streams its reply as the real service does (the whole reply within about
+/// a second, queued at Twilio far ahead of what the caller hears); the caller interrupts 1.5 s
+/// in. After the `clear`, Twilio echoes every pending mark at once — hundreds — and none of the
+/// words the caller says as they interrupt may be lost to the stream's flood limit. Real time,
+/// default limits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_a_barge_in_over_a_reply_queued_in_full_loses_none_of_the_callers_words() {
+    let sc = scenario("talk-over");
+    // Real time: the stream's limits are the defaults.
+    let rig = rig(vec![sc.clone()], 1.0, |_| {}).await;
+    let call = place_call(&rig.server.base_url(), &sc, &SimulateOptions::default()).await.unwrap();
+    let session = rig.model.closed_session_of(&sc.caller_number, Duration::from_secs(60)).await.expect("model session closed");
+    let (pos, audio_end_ms) = assert_clean_barge_in(&call, &session);
+    // The reply was queued in full at Twilio when the caller cut in: its whole audio had arrived.
+    let clear = &call.report.clears[0];
+    let queued_ms = (clear.received_total - clear.played_total) / mulaw::BYTES_PER_MS as u64;
+    let reply_ms = session.agent_audio[pos].1.len() as u64 / mulaw::BYTES_PER_MS as u64;
+    eprintln!("issue 14: {queued_ms} ms of a {reply_ms} ms reply queued at the clear (truncated at {audio_end_ms} ms), {} marks echoed at once", clear.marks_echoed);
+    assert!(queued_ms + audio_end_ms + 100 >= reply_ms, "only {queued_ms} ms of {reply_ms} queued: the fake must stream as fast as the real service");
+    assert!(clear.marks_echoed > 100, "hundreds of marks echoed at once at the clear: {}", clear.marks_echoed);
+    // Every caller byte reached the model, in order; none replaced by padding.
+    assert_eq!(session.input_audio.len(), call.report.expected_input.len(), "caller audio length at the model");
+    assert!(session.input_audio == call.report.expected_input, "caller audio differs at the model");
+    let rec = wait_record_ended(&rig.server, &call.call_sid).await;
+    assert_eq!(rec.skipped_inputs, 0, "nothing skipped: {:?}", rig.server.store.events(&call.call_sid).unwrap().iter().filter(|e| matches!(e.kind, watchfloor_bridge::CallEventKind::InputSkipped { .. })).collect::<Vec<_>>());
+    assert_eq!(rec.barge_ins, 1);
+    assert_eq!(rec.transcript.iter().filter(|l| l.speaker == "caller").map(|l| l.text.as_str()).collect::<Vec<_>>(), sc.turns.iter().map(|t| t.caller.text.as_str()).collect::<Vec<_>>());
+    rig.server.shutdown().await;
+}
+
+/// Issue 14: after a network stall Twilio delivers the held seconds of caller audio at once.
+/// None of it is dropped or reordered (default limits; the stall comes while the caller speaks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_14_five_seconds_of_caller_audio_at_once_after_a_stall_all_reach_the_model() {
+    let sc = scenario("structure-fire");
+    let speed = 2.0;
+    let rig = rig(vec![sc.clone()], speed, |_| {}).await;
+    // The first caller turn starts after the greeting (about 3 s of stream time).
+    let opts = SimulateOptions { caller: CallerOptions { speed, stall: Some((4_000, 5_000)), ..Default::default() }, ..Default::default() };
+    let call = place_call(&rig.server.base_url(), &sc, &opts).await.unwrap();
+    assert!(call.report.stall_burst >= 250, "5 s of frames held: {}", call.report.stall_burst);
+    let session = rig.model.closed_session_of(&sc.caller_number, TIMEOUT).await.expect("model session closed");
+    assert_eq!(session.input_audio.len(), call.report.expected_input.len(), "caller audio length at the model");
+    assert!(session.input_audio == call.report.expected_input, "caller audio differs at the model");
+    let rec = wait_record_ended(&rig.server, &call.call_sid).await;
+    assert_eq!(rec.skipped_inputs, 0);
+    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.transcript.iter().filter(|l| l.speaker == "caller").count(), sc.turns.len());
     rig.server.shutdown().await;
 }
 
@@ -140,7 +200,7 @@ async fn twenty_concurrent_calls_do_not_cross_talk() {
         let (sc, call) = t.await.unwrap();
         let session = rig.model.closed_session_of(&sc.caller_number, TIMEOUT).await.expect("session closed");
         assert!(session.input_audio == call.report.expected_input, "{}: caller audio crossed or lost", sc.caller_number);
-        let agent: Vec<u8> = session.agent_audio.iter().flat_map(|(_, a)| a.iter().copied()).collect();
+        let agent = as_framed(&session.agent_audio);
         assert!(call.report.received_audio == agent, "{}: agent audio crossed or lost", sc.caller_number);
         let rec = wait_record_ended(&rig.server, &call.call_sid).await;
         assert_eq!(rec.from, sc.caller_number);

@@ -16,6 +16,7 @@ use watchfloor_sim::caller::CallerOptions;
 use watchfloor_sim::model::{Faults, ModelFakeOptions, SessionFault};
 use watchfloor_sim::rest::RestFake;
 use watchfloor_sim::simulate::{SimulateOptions, SimulatedCall, place_call};
+use watchfloor_wire::mulaw;
 
 const ACCOUNT: &str = "AC00000000000000000000000000000000";
 const TOKEN: &str = "chaos-auth-token";
@@ -224,14 +225,26 @@ async fn caller_side_faults_do_not_touch_other_calls() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_frame_flood_is_dropped_and_the_call_goes_on() {
     let sc = scenario("cardiac-arrest").with_caller_number("+15550700020");
-    // At 4× speed a caller sends 400 frames/s; the limit sits above that, the flood far above.
-    let (rig, rest) = chaos_rig(vec![sc.clone()], Faults::default(), |c| c.max_frames_per_second = 600).await;
-    let frame = r#"{"event":"media","streamSid":"MZ1","sequenceNumber":"2","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"//////////8="}}"#.to_string();
-    let flood = vec![frame; 3000];
+    // The default limits, scaled to the callers' 4× speed: 6× real time after a 10 s burst.
+    let (rig, rest) = chaos_rig(vec![sc.clone()], Faults::default(), |_| {}).await;
+    // 60 s of audio (3 000 frames of 20 ms) sent at once, far more than real time; and 500
+    // marks that were never sent, 200 unknown events.
+    let payload = mulaw::encode_base64(&[mulaw::SILENCE; mulaw::FRAME_BYTES]);
+    let mut flood: Vec<String> = (0..3000).map(|_| format!(r#"{{"event":"media","streamSid":"MZ1","sequenceNumber":"2","media":{{"track":"inbound","chunk":"1","timestamp":"0","payload":"{payload}"}}}}"#)).collect();
+    flood.extend((0..500).map(|i| format!(r#"{{"event":"mark","streamSid":"MZ1","sequenceNumber":"3","mark":{{"name":"forged:{i}"}}}}"#)));
+    flood.extend((0..200).map(|_| r#"{"event":"surprise","streamSid":"MZ1"}"#.to_string()));
     let c = call(&rig, &rest, &sc, CallerOptions { inject_after_start: flood, ..Default::default() }).await;
     assert_completes(&rig, &c, &sc).await;
     let events = rig.server.store.events(&c.call_sid).unwrap();
-    assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::InputSkipped { reason, .. } if reason.contains("over the limit"))));
+    let floods: Vec<&String> = events.iter().filter_map(|e| match &e.kind { CallEventKind::InputSkipped { reason, .. } if reason.contains("over the limit") => Some(reason), _ => None }).collect();
+    assert!(!floods.is_empty(), "the flood is on the timeline");
+    eprintln!("flood: {floods:?}");
+    // Most of the 60 s of audio and of the forged marks were dropped, not relayed.
+    let dropped = |what: &str| -> u64 {
+        floods.iter().map(|r| r.split(what).next().and_then(|h| h.split_whitespace().last()).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)).sum()
+    };
+    assert!(dropped(" media messages") >= 1500, "{floods:?}");
+    assert!(dropped(" other messages dropped") >= 500, "{floods:?}");
     rig.server.shutdown().await;
 }
 

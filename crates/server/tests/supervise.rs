@@ -191,7 +191,7 @@ async fn units_from_the_roster_and_the_voiced_dispatch_message() {
     assert!(oob.text.starts_with("Medic 3, Engine 9, respond priority one to a cardiac arrest"), "{}", oob.text);
     assert_eq!(reader.duration() as usize, oob.audio.len(), "every byte voiced is in the WAV");
     // The caller got exactly the conversation's audio: none of the dispatch audio.
-    let conversation: usize = session.agent_audio.iter().map(|(_, a)| a.len()).sum();
+    let conversation: usize = session.agent_audio.iter().map(|(_, a)| common::framed_len(a.len())).sum();
     assert_eq!(call.report.received_audio.len(), conversation);
     // The record's transcript has no dispatch line.
     let rec = rig.server.store.get_call(&sid).unwrap().unwrap();

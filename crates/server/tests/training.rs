@@ -23,7 +23,6 @@ async fn a_training_call_runs_on_the_model_fake_without_a_key() {
     cfg.data_dir = dir.path().join("data");
     cfg.console_token = Some(watchfloor_bridge::model::Secret::new(TOKEN));
     cfg.training = true;
-    cfg.max_frames_per_second = 1000;
     assert!(cfg.openai_api_key.is_none());
     let server = watchfloor_server::serve(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
     let base = server.base_url();

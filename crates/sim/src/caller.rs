@@ -51,6 +51,11 @@ pub struct CallerOptions {
     pub keep_audio: bool,
     /// Per-frame measurement hooks (the load generator).
     pub probe: Option<crate::probe::CallProbe>,
+    /// A network stall on the way to the bridge, as `(from stream ms, for ms)`: everything the
+    /// caller side sends in that time (media frames with their true timestamps, mark echoes) is
+    /// held, then delivered all at once and in order when it ends — what Twilio does after a
+    /// network hiccup. Playout and the stream clock go on meanwhile.
+    pub stall: Option<(u64, u64)>,
 }
 
 impl Default for CallerOptions {
@@ -69,6 +74,7 @@ impl Default for CallerOptions {
             duplicate_start: false,
             keep_audio: true,
             probe: None,
+            stall: None,
         }
     }
 }
@@ -82,6 +88,8 @@ pub struct ClearSeen {
     pub played_total: u64,
     /// Agent bytes received before the clear, since the call began.
     pub received_total: u64,
+    /// Marks pending at the clear, echoed at once because of it.
+    pub marks_echoed: usize,
 }
 
 /// What happened on the caller's side.
@@ -115,6 +123,8 @@ pub struct CallerReport {
     pub redirected: Option<std::collections::BTreeMap<String, String>>,
     /// The caller dropped the connection on purpose (`disconnect_after_ms`).
     pub disconnected: bool,
+    /// Messages delivered at once when the stall (`CallerOptions::stall`) ended.
+    pub stall_burst: usize,
 }
 
 enum Queued {
@@ -202,12 +212,27 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     let mut sent_total: usize = 0;
     let mut buf = Vec::new();
 
+    // What a stall holds back (`opts.stall`).
+    let mut held: Vec<Message> = Vec::new();
+    let stalled = |now_ms: u64| opts.stall.is_some_and(|(from, len)| now_ms >= from && now_ms < from + len);
     // A send that fails means the server closed the stream (e.g. right after a hand-off).
     macro_rules! send {
         ($label:lifetime, $m:expr) => {
-            if tx.send($m).await.is_err() {
-                report.closed_by_server = true;
-                break $label;
+            let m = $m;
+            if stalled(now_ms) {
+                held.push(m);
+            } else {
+                let mut failed = false;
+                if !held.is_empty() {
+                    report.stall_burst = held.len();
+                    for h in held.drain(..) {
+                        failed |= tx.feed(h).await.is_err();
+                    }
+                }
+                if failed || tx.send(m).await.is_err() {
+                    report.closed_by_server = true;
+                    break $label;
+                }
             }
         };
     }
@@ -385,7 +410,8 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                             if let Some(p) = &opts.probe {
                                 p.clear_received(read_at_ns);
                             }
-                            report.clears.push(ClearSeen { at_ms: now_ms, played_total, received_total });
+                            let pending = queue.iter().filter(|q| matches!(q, Queued::Mark(_))).count();
+                            report.clears.push(ClearSeen { at_ms: now_ms, played_total, received_total, marks_echoed: pending });
                             for q in queue.drain(..) {
                                 if let Queued::Mark(name) = q {
                                     send!('call, Message::text(TwilioInbound::Mark { sequence_number: next_seq(), stream_sid: stream_sid.clone(), mark: MarkName { name: name.clone() } }.to_json()));

@@ -33,7 +33,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 use crate::caller::CallerOptions;
-use crate::model::{ModelFake, ModelFakeOptions};
+use crate::model::{ModelFake, ModelFakeOptions, Pacing};
 use crate::probe::{CallProbe, CallTotals, Probes};
 use crate::scenario::Scenario;
 use crate::simulate::{SimulateOptions, new_call_sid, place_call};
@@ -57,6 +57,8 @@ pub struct LoadOptions {
     pub p99_limit_us: u64,
     /// Keep the bridge's data directory and log here (else a temporary directory, removed).
     pub keep_dir: Option<PathBuf>,
+    /// How the model fake streams replies (default: the real service's bursts).
+    pub pacing: Pacing,
 }
 
 /// Latency percentiles, µs.
@@ -159,6 +161,8 @@ pub struct StepReport {
     pub ramp_s: f64,
     /// Hold, s.
     pub hold_s: f64,
+    /// The model fake's pacing (`Pacing` as debug text).
+    pub pacing: String,
     /// Calls placed (the whole run).
     pub calls_placed: u64,
     /// Calls that failed to start or that the bridge ended early (handed to a human).
@@ -439,7 +443,7 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
         })
         .collect();
     let probes = Arc::new(Probes::default());
-    let fake = ModelFake::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), slots.clone(), ModelFakeOptions { keep_audio: false, probes: Some(probes.clone()), ..Default::default() }).await?;
+    let fake = ModelFake::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), slots.clone(), ModelFakeOptions { keep_audio: false, probes: Some(probes.clone()), pacing: opts.pacing, ..Default::default() }).await?;
     let mut bridge = start_bridge(opts, &fake.url()).await?;
     let pid = bridge.child.id().context("the bridge has no pid")? as i32;
     let me = std::process::id() as i32;
@@ -544,6 +548,7 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
         calls: opts.calls,
         ramp_s: opts.ramp.as_secs_f64(),
         hold_s: opts.hold.as_secs_f64(),
+        pacing: format!("{:?}", opts.pacing),
         calls_placed: a.placed,
         calls_failed: a.failed,
         failures: a.failures.clone(),
@@ -632,10 +637,11 @@ pub fn table(r: &StepReport) -> String {
         s.push_str(&format!("  {name:<22} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8}  {extra}\n", p.count, ms(p.p50_us), ms(p.p90_us), ms(p.p99_us), ms(p.p999_us), ms(p.max_us)));
     };
     s.push_str(&format!(
-        "{} concurrent calls (ramp {:.0} s, hold {:.0} s): {} placed, {} failed — {}\n",
+        "{} concurrent calls (ramp {:.0} s, hold {:.0} s, model {}): {} placed, {} failed — {}\n",
         r.calls,
         r.ramp_s,
         r.hold_s,
+        r.pacing,
         r.calls_placed,
         r.calls_failed,
         if r.pass { "PASS" } else { "FAIL" }

@@ -12,8 +12,8 @@
 //! - on each caller turn: `speech_stopped`, `committed`, `conversation.item.added`,
 //!   transcription `delta`s and `completed` (text from the scenario), then (with
 //!   `create_response`) a response: `response.created`, `output_item.added`,
-//!   `output_audio.delta`s of the scenario's speech paced faster than real time like the real
-//!   service, transcript deltas, `output_audio.done`, `output_audio_transcript.done`,
+//!   `output_audio.delta`s of the scenario's speech paced like the real service ([`Pacing`]: by
+//!   default a whole reply within about a second, in deltas of varying size), transcript deltas, `output_audio.done`, `output_audio_transcript.done`,
 //!   `output_item.done`, `response.done`;
 //! - `interrupt_response`: speech during a response cancels it (`status: cancelled`,
 //!   `reason: turn_detected`); `response.cancel` with nothing in flight is the real harmless error;
@@ -60,10 +60,8 @@ use crate::scenario::{Line, Scenario};
 pub struct ModelFakeOptions {
     /// Time scale: 1.0 = real time, 4.0 = four times faster (all pacing divided).
     pub speed: f64,
-    /// Audio per `output_audio.delta`, ms.
-    pub chunk_ms: u64,
-    /// How much faster than real time the service generates audio (1.5 = 100 ms of audio every 67 ms).
-    pub generation_factor: f64,
+    /// How a response's audio is streamed (default [`Pacing::REAL`]).
+    pub pacing: Pacing,
     /// Faults to inject (chaos tests).
     pub faults: Faults,
     /// Keep every audio byte and client event type in the [`SessionLog`] (tests); off for load.
@@ -75,7 +73,84 @@ pub struct ModelFakeOptions {
 
 impl Default for ModelFakeOptions {
     fn default() -> Self {
-        ModelFakeOptions { speed: 1.0, chunk_ms: 100, generation_factor: 1.5, faults: Faults::default(), keep_audio: true, probes: None }
+        ModelFakeOptions { speed: 1.0, pacing: Pacing::REAL, faults: Faults::default(), keep_audio: true, probes: None }
+    }
+}
+
+/// How the fake streams a response's audio (`response.output_audio.delta`s).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pacing {
+    /// As the real service does: audio generated much faster than real time, so a whole reply of
+    /// 5–6 s arrives within about a second and sits queued at Twilio ahead of what the caller
+    /// hears; deltas of varying size (a random length in `min_delta_ms..=max_delta_ms`, not a
+    /// whole number of 20 ms frames).
+    Burst {
+        /// Audio generated per second of wall time, as a multiple of real time (6.0: 6 s of
+        /// reply in 1 s).
+        factor: f64,
+        /// Shortest delta, ms of audio.
+        min_delta_ms: u64,
+        /// Longest delta, ms of audio.
+        max_delta_ms: u64,
+    },
+    /// Round 1's gentle pacing: deltas of `chunk_ms` at `factor` × real time (1.5: 100 ms of
+    /// audio every 67 ms), so few marks are ever pending at Twilio.
+    Steady {
+        /// Audio per delta, ms.
+        chunk_ms: u64,
+        /// Audio generated per second of wall time, as a multiple of real time.
+        factor: f64,
+    },
+}
+
+impl Pacing {
+    /// The real service's pacing, the default: 6× real time, deltas of 40–300 ms (as `burst`
+    /// in [`Pacing::parse`]).
+    pub const REAL: Pacing = Pacing::Burst { factor: 6.0, min_delta_ms: 40, max_delta_ms: 300 };
+    /// Round 1's pacing: 100 ms deltas at 1.5× real time.
+    pub const STEADY: Pacing = Pacing::Steady { chunk_ms: 100, factor: 1.5 };
+
+    /// The sizes, in bytes, `audio_len` bytes of μ-law are cut into.
+    fn delta_sizes(&self, audio_len: usize) -> Vec<usize> {
+        let mut sizes = Vec::new();
+        let mut left = audio_len;
+        while left > 0 {
+            let n = match *self {
+                Pacing::Steady { chunk_ms, .. } => mulaw::ms_to_bytes(chunk_ms),
+                Pacing::Burst { min_delta_ms, max_delta_ms, .. } => {
+                    let (lo, hi) = (mulaw::ms_to_bytes(min_delta_ms), mulaw::ms_to_bytes(max_delta_ms.max(min_delta_ms)));
+                    rand::random_range(lo..=hi)
+                }
+            };
+            let n = n.clamp(1, left);
+            sizes.push(n);
+            left -= n;
+        }
+        sizes
+    }
+
+    /// How long the service takes to generate a delta of `bytes` of μ-law, with the fake's time
+    /// scale `speed` (2.0: twice as fast).
+    fn generation_time(&self, bytes: usize, speed: f64) -> Duration {
+        let factor = match *self {
+            Pacing::Burst { factor, .. } | Pacing::Steady { factor, .. } => factor,
+        };
+        Duration::from_secs_f64(bytes as f64 / (mulaw::BYTES_PER_MS as f64 * 1000.0) / (factor.max(0.001) * speed.max(0.001)))
+    }
+
+    /// Parses `real`, `steady`, `burst:<factor>` or `steady:<factor>` (command lines).
+    pub fn parse(s: &str) -> Result<Pacing, String> {
+        let (kind, factor) = match s.split_once(':') {
+            Some((k, f)) => (k, Some(f.parse::<f64>().map_err(|e| format!("pacing factor {f:?}: {e}"))?)),
+            None => (s, None),
+        };
+        match (kind, factor) {
+            ("real" | "burst", None) => Ok(Pacing::REAL),
+            ("burst", Some(f)) => Ok(Pacing::Burst { factor: f, min_delta_ms: 40, max_delta_ms: 300 }),
+            ("steady", None) => Ok(Pacing::STEADY),
+            ("steady", Some(f)) => Ok(Pacing::Steady { chunk_ms: 100, factor: f }),
+            _ => Err(format!("pacing {s:?}: expected real, burst[:factor] or steady[:factor]")),
+        }
     }
 }
 
@@ -915,7 +990,7 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
 /// Tells the session's probe what is being written now (the load generator's clock).
 fn probe_written(p: &CallProbe, ev: &ServerEvent, scratch: &mut Vec<u8>) {
     match ev {
-        ServerEvent::ResponseOutputAudioDelta { response_id, delta, .. } if mulaw::decode_base64_into(delta, scratch).is_ok() => p.down_sent(response_id, scratch),
+        ServerEvent::ResponseOutputAudioDelta { response_id, item_id, delta, .. } if mulaw::decode_base64_into(delta, scratch).is_ok() => p.down_sent(response_id, item_id, scratch),
         ServerEvent::SpeechStarted { .. } => p.speech_started(),
         ServerEvent::ResponseDone { response, .. } if response.status == "cancelled" => p.response_cancelled(&response.id),
         ServerEvent::ResponseOutputAudioTranscriptDelta { item_id, response_id, .. } => p.transcript_delta(item_id, Some(response_id)),
@@ -937,18 +1012,24 @@ fn assistant_item(item_id: &str, status: &str, transcript: Option<&str>) -> Item
     }
 }
 
-/// Sends `audio` as `response.output_audio.delta`s of `opts.chunk_ms`, paced like the real
-/// service (faster than real time by `generation_factor`), with the words of `text` as
+/// Sends `audio` as `response.output_audio.delta`s cut and paced by `opts.pacing` (each delta
+/// goes out when the service would have generated it), with the words of `text` as
 /// transcript deltas keeping pace; `on_chunk` sees each chunk before it is sent. Stops at a
 /// cancel. Returns `completed` or `cancelled`, and the words sent.
 #[allow(clippy::too_many_arguments)]
 async fn stream_audio(shared: &Shared, resp_id: &str, item_id: &str, audio: &[u8], text: &str, opts: &ModelFakeOptions, cancel: &CancellationToken, stamped: bool, mut on_chunk: impl FnMut(&[u8])) -> (&'static str, String) {
-    let chunks: Vec<&[u8]> = audio.chunks(mulaw::ms_to_bytes(opts.chunk_ms).max(1)).collect();
+    let mut chunks: Vec<&[u8]> = Vec::new();
+    let mut rest = audio;
+    for n in opts.pacing.delta_sizes(audio.len()) {
+        let (c, r) = rest.split_at(n);
+        chunks.push(c);
+        rest = r;
+    }
     let words: Vec<&str> = text.split_inclusive(' ').collect();
-    let pace = Duration::from_secs_f64(opts.chunk_ms as f64 / 1000.0 / opts.generation_factor / opts.speed.max(0.001));
     let mut next = tokio::time::Instant::now();
     let mut spoken = String::new();
     let mut words_sent = 0;
+    let mut item_offset = 0;
     for (i, chunk) in chunks.iter().enumerate() {
         if cancel.is_cancelled() {
             return ("cancelled", spoken);
@@ -957,11 +1038,12 @@ async fn stream_audio(shared: &Shared, resp_id: &str, item_id: &str, audio: &[u8
         let chunk: &[u8] = match shared.probe.get() {
             Some(p) if stamped => {
                 owned.extend_from_slice(chunk);
-                p.stamp_down(&mut owned);
+                p.stamp_down(&mut owned, item_offset);
                 &owned
             }
             _ => chunk,
         };
+        item_offset += chunk.len();
         on_chunk(chunk);
         shared.send(ServerEvent::ResponseOutputAudioDelta { event_id: shared.id("event"), response_id: resp_id.to_string(), item_id: item_id.to_string(), output_index: 0, content_index: 0, delta: mulaw::encode_base64(chunk) });
         let due = ((i + 1) * words.len()).div_ceil(chunks.len());
@@ -970,7 +1052,7 @@ async fn stream_audio(shared: &Shared, resp_id: &str, item_id: &str, audio: &[u8
             shared.send(ServerEvent::ResponseOutputAudioTranscriptDelta { event_id: shared.id("event"), response_id: resp_id.to_string(), item_id: item_id.to_string(), output_index: 0, content_index: 0, delta: words[words_sent].to_string() });
             words_sent += 1;
         }
-        next += pace;
+        next += opts.pacing.generation_time(chunk.len(), opts.speed);
         tokio::select! {
             _ = tokio::time::sleep_until(next) => {}
             _ = cancel.cancelled() => return ("cancelled", spoken),
@@ -1055,4 +1137,41 @@ async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, pre
         event_id: ev(&shared),
         response: Response { id: resp_id, object: Some("realtime.response".into()), status: status.into(), status_details: details, conversation_id: Some(shared.conversation_id.clone()), ..Default::default() },
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_pacing_sends_a_six_second_reply_within_a_second_in_deltas_of_varying_size() {
+        let audio = mulaw::ms_to_bytes(6_000);
+        let sizes = Pacing::REAL.delta_sizes(audio);
+        assert_eq!(sizes.iter().sum::<usize>(), audio);
+        let (lo, hi) = (mulaw::ms_to_bytes(40), mulaw::ms_to_bytes(300));
+        assert!(sizes[..sizes.len() - 1].iter().all(|n| (lo..=hi).contains(n)), "{sizes:?}");
+        // Varying, and not cut on 20 ms frames: the bridge must frame them itself.
+        assert!(sizes.iter().any(|n| n % mulaw::FRAME_BYTES != 0), "{sizes:?}");
+        assert!(sizes.iter().collect::<std::collections::HashSet<_>>().len() > sizes.len() / 2, "{sizes:?}");
+        let total: Duration = sizes.iter().map(|n| Pacing::REAL.generation_time(*n, 1.0)).sum();
+        assert!((total.as_secs_f64() - 1.0).abs() < 0.001, "{total:?}");
+        assert!((Pacing::REAL.generation_time(audio, 2.0).as_secs_f64() - 0.5).abs() < 0.001);
+    }
+
+    #[test]
+    fn steady_pacing_is_round_ones() {
+        let sizes = Pacing::STEADY.delta_sizes(mulaw::ms_to_bytes(1_050));
+        assert_eq!(sizes, [vec![800; 10], vec![400]].concat());
+        assert!(Pacing::STEADY.generation_time(800, 1.0).as_micros().abs_diff(66_667) <= 1);
+    }
+
+    #[test]
+    fn pacing_from_the_command_line() {
+        assert_eq!(Pacing::parse("real"), Ok(Pacing::REAL));
+        assert_eq!(Pacing::parse("steady"), Ok(Pacing::STEADY));
+        assert_eq!(Pacing::parse("burst:10"), Ok(Pacing::Burst { factor: 10.0, min_delta_ms: 40, max_delta_ms: 300 }));
+        assert_eq!(Pacing::parse("steady:2"), Ok(Pacing::Steady { chunk_ms: 100, factor: 2.0 }));
+        assert!(Pacing::parse("fast").is_err());
+        assert!(Pacing::parse("burst:x").is_err());
+    }
 }

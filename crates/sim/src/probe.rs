@@ -49,6 +49,13 @@ pub fn read_stamp(frame: &[u8]) -> Option<u32> {
     (check == check_byte(seq)).then_some(seq)
 }
 
+/// Where, in a delta of `len` bytes starting `item_offset` bytes into its item, the item's
+/// 20 ms frames start with room for a stamp.
+fn grid_starts(len: usize, item_offset: usize) -> impl Iterator<Item = usize> {
+    let first = (FRAME_BYTES - item_offset % FRAME_BYTES) % FRAME_BYTES;
+    (first..len).step_by(FRAME_BYTES).filter(move |at| at + STAMP_BYTES <= len)
+}
+
 fn check_byte(seq: u32) -> u8 {
     // Fibonacci hashing: every bit of `seq` moves the top byte.
     (seq.wrapping_mul(0x9E37_79B1) >> 24) as u8 ^ 0x5A
@@ -139,6 +146,9 @@ pub struct CallMeasure {
     out_of_band: HashSet<String>,
     /// Next model → caller sequence number to stamp.
     next_down: u32,
+    /// Audio bytes of each conversation item written so far (where its 20 ms grid falls in
+    /// the next delta).
+    down_item_bytes: HashMap<String, usize>,
     /// Next caller → model sequence number to stamp.
     next_up: u32,
     /// `speech_started` written and no `clear` read since, ns.
@@ -228,15 +238,16 @@ impl CallProbe {
         }
     }
 
-    /// Model fake: stamps each 20 ms piece of a conversation response's audio chunk.
-    pub fn stamp_down(&self, chunk: &mut [u8]) {
+    /// Model fake: stamps each 20 ms frame of a conversation item's audio that starts in this
+    /// delta, `item_offset` bytes into the item. Frames are counted from the item's start (the
+    /// bridge sends an item in whole 20 ms frames whatever the deltas' sizes); a frame that
+    /// starts too near the delta's end to hold a stamp is not stamped.
+    pub fn stamp_down(&self, chunk: &mut [u8], item_offset: usize) {
         let mut m = self.lock();
-        for frame in chunk.chunks_mut(FRAME_BYTES) {
-            if frame.len() >= STAMP_BYTES {
-                let seq = m.next_down;
-                m.next_down += 1;
-                stamp(frame, seq);
-            }
+        for at in grid_starts(chunk.len(), item_offset) {
+            let seq = m.next_down;
+            m.next_down += 1;
+            stamp(&mut chunk[at..], seq);
         }
     }
 
@@ -245,13 +256,19 @@ impl CallProbe {
         self.lock().out_of_band.insert(response_id.to_string());
     }
 
-    /// Model fake: an audio delta of `response_id` (decoded) is being written now.
-    pub fn down_sent(&self, response_id: &str, audio: &[u8]) {
+    /// Model fake: an audio delta of `item_id` of `response_id` (decoded) is being written now.
+    pub fn down_sent(&self, response_id: &str, item_id: &str, audio: &[u8]) {
         let t = self.now_ns();
         let mut m = self.lock();
         if m.out_of_band.contains(response_id) {
             return;
         }
+        let item_offset = {
+            let n = m.down_item_bytes.entry(item_id.to_string()).or_default();
+            let at = *n;
+            *n += audio.len();
+            at
+        };
         let r = match m.responses.iter().position(|r| r == response_id) {
             Some(i) => i as u32,
             None => {
@@ -259,8 +276,8 @@ impl CallProbe {
                 (m.responses.len() - 1) as u32
             }
         };
-        for frame in audio.chunks(FRAME_BYTES) {
-            if let Some(seq) = read_stamp(frame) {
+        for at in grid_starts(audio.len(), item_offset) {
+            if let Some(seq) = read_stamp(&audio[at..]) {
                 m.down.sent(seq, t);
                 let i = seq as usize;
                 if m.down_response.len() <= i {
@@ -488,18 +505,44 @@ mod tests {
     }
 
     #[test]
+    fn deltas_of_any_size_are_stamped_on_the_items_20_ms_grid() {
+        let probe = CallProbe::new(Instant::now(), Arc::new(Mutex::new((0, u64::MAX))));
+        // One item in deltas of 250, 90 and 140 bytes: its frames start at 0, 160 and 320.
+        let mut item = Vec::new();
+        let mut offset = 0;
+        for n in [250usize, 90, 140] {
+            let mut d = vec![0x55u8; n];
+            probe.stamp_down(&mut d, offset);
+            probe.down_sent("resp_1", "item_1", &d);
+            offset += n;
+            item.extend_from_slice(&d);
+        }
+        let stamps: Vec<Option<u32>> = item.chunks(mulaw::FRAME_BYTES).map(read_stamp).collect();
+        assert_eq!(stamps, vec![Some(0), Some(1), Some(2)]);
+        // The bridge sends them as whole 20 ms frames: all three arrive.
+        for frame in item.chunks(mulaw::FRAME_BYTES) {
+            probe.down_received(frame, probe.now_ns());
+        }
+        let t = probe.finish();
+        assert_eq!((t.down_sent, t.down_lost, t.down_unknown), (3, 0, 0));
+        // A frame starting 5 bytes before a delta's end has no room for a stamp.
+        assert_eq!(grid_starts(165, 0).collect::<Vec<_>>(), vec![0]);
+        assert_eq!(grid_starts(100, 155).collect::<Vec<_>>(), vec![5]);
+    }
+
+    #[test]
     fn cancelled_responses_are_not_loss() {
         let probe = CallProbe::new(Instant::now(), Arc::new(Mutex::new((0, u64::MAX))));
         let mut a = vec![0x55u8; 800];
-        probe.stamp_down(&mut a);
-        probe.down_sent("resp_1", &a);
+        probe.stamp_down(&mut a, 0);
+        probe.down_sent("resp_1", "item_a", &a);
         let mut b = vec![0x55u8; 800];
-        probe.stamp_down(&mut b);
-        probe.down_sent("resp_2", &b);
+        probe.stamp_down(&mut b, 0);
+        probe.down_sent("resp_2", "item_b", &b);
         let mut oob = vec![0x55u8; 320];
         probe.out_of_band("resp_3");
-        probe.stamp_down(&mut oob);
-        probe.down_sent("resp_3", &oob);
+        probe.stamp_down(&mut oob, 0);
+        probe.down_sent("resp_3", "item_oob", &oob);
         // The caller hears resp_1 whole and the first 2 frames of resp_2, which was barged in on.
         probe.down_received(&a, probe.now_ns());
         probe.down_received(&b[..320], probe.now_ns());
@@ -509,8 +552,8 @@ mod tests {
         // Without the cancel the missing frames are loss...
         let probe = CallProbe::new(Instant::now(), Arc::new(Mutex::new((0, u64::MAX))));
         let mut c = vec![0x55u8; 800];
-        probe.stamp_down(&mut c);
-        probe.down_sent("resp_1", &c);
+        probe.stamp_down(&mut c, 0);
+        probe.down_sent("resp_1", "item_c", &c);
         probe.down_received(&c[..480], probe.now_ns());
         let t0 = probe.now_ns();
         assert_eq!(probe.finish().down_lost, 2);

@@ -175,24 +175,73 @@ fn garbage_is_skipped_and_the_call_goes_on() {
     assert_eq!(to_model(&drain(&mut m)).len(), 1);
 }
 
+fn audio_done(resp: &str, item: &str) -> Input {
+    model(ServerEvent::ResponseOutputAudioDone { event_id: String::new(), response_id: resp.into(), item_id: item.into(), output_index: 0, content_index: 0 })
+}
+
+fn media_payloads(out: &[Output]) -> Vec<Vec<u8>> {
+    to_twilio(out).into_iter().filter_map(|t| if let TwilioOutbound::Media { media, .. } = t { { let mut v = Vec::new(); mulaw::decode_base64_into(&media.payload, &mut v).unwrap(); Some(v) } } else { None }).collect()
+}
+
+fn agent_frames(out: &[Output]) -> Vec<(Track, u64, usize)> {
+    out.iter().filter_map(|o| if let Output::Audio(f) = o { (f.track != Track::Caller).then_some((f.track, f.stream_ms, f.audio.len())) } else { None }).collect()
+}
+
 #[test]
 fn agent_audio_is_framed_with_named_marks() {
     let t0 = Instant::now();
     let mut m = machine(t0);
     start(&mut m, t0);
     m.handle_input(response_created("resp_1"), t0);
-    m.handle_input(delta("resp_1", "item_a", 400), t0); // 50 ms → 20 + 20 + 10
+    m.handle_input(delta("resp_1", "item_a", 400), t0); // 50 ms → 20 + 20, 10 ms waits
     let out = drain(&mut m);
-    let tw = to_twilio(&out);
-    assert_eq!(tw.len(), 6);
-    assert_eq!(sent_marks(&out), vec!["item_a:160", "item_a:320", "item_a:400"]);
+    assert_eq!(to_twilio(&out).len(), 4);
+    assert_eq!(sent_marks(&out), vec!["item_a:160", "item_a:320"]);
     assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Agent }));
-    // All marks played: silence again.
+    // Deltas of any size: whole 20 ms frames across their boundaries.
+    m.handle_input(delta("resp_1", "item_a", 250), t0); // 80 + 250 = 330 → 2 frames, 10 bytes wait
+    let out = drain(&mut m);
+    assert_eq!(sent_marks(&out), vec!["item_a:480", "item_a:640"]);
+    assert!(media_payloads(&out).iter().all(|p| p.len() == 160));
+    // The item's audio is done: its last part frame goes out filled with silence.
+    m.handle_input(audio_done("resp_1", "item_a"), t0);
+    let out = drain(&mut m);
+    assert_eq!(sent_marks(&out), vec!["item_a:650"]);
+    let last = &media_payloads(&out)[0];
+    assert_eq!((&last[..10], last[10..].iter().all(|&b| b == mulaw::SILENCE), last.len()), (&[0x10u8; 10][..], true, 160));
+    // All marks played: silence again; the agent's track as heard is on an exact 20 ms grid.
     m.handle_input(mark("item_a:160"), t0);
-    m.handle_input(mark("item_a:400"), t0); // implies item_a:320 played too
+    m.handle_input(mark("item_a:650"), t0); // implies the marks between played too
     let out = drain(&mut m);
     assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Silence }));
-    assert_eq!(m.stats().agent_bytes, 400);
+    let heard = agent_frames(&out);
+    assert_eq!(heard.len(), 5);
+    assert!(heard.windows(2).all(|w| w[1].1 == w[0].1 + 20 && w[0].2 == 160), "{heard:?}");
+    assert_eq!(m.stats().agent_bytes, 650);
+}
+
+#[test]
+fn a_part_frame_is_sent_at_response_done_and_dropped_at_a_barge_in() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    // A response that ends without `output_audio.done` (incomplete) still plays what it sent.
+    m.handle_input(response_created("resp_1"), t0);
+    m.handle_input(delta("resp_1", "item_a", 170), t0);
+    assert_eq!(sent_marks(&drain(&mut m)), vec!["item_a:160"]);
+    m.handle_input(response_done("resp_1", "incomplete"), t0);
+    assert_eq!(sent_marks(&drain(&mut m)), vec!["item_a:170"]);
+    // The caller cuts in while a part frame waits: it is never sent, and neither is anything
+    // more of that response.
+    m.handle_input(response_created("resp_2"), t0);
+    m.handle_input(delta("resp_2", "item_b", 330), t0);
+    assert_eq!(sent_marks(&drain(&mut m)), vec!["item_b:160", "item_b:320"]);
+    m.handle_input(speech_started(), t0);
+    let out = drain(&mut m);
+    assert_eq!(to_twilio(&out), vec![&TwilioOutbound::Clear { stream_sid: "MZ1".into() }]);
+    m.handle_input(audio_done("resp_2", "item_b"), t0);
+    m.handle_input(response_done("resp_2", "cancelled"), t0);
+    assert!(to_twilio(&drain(&mut m)).is_empty());
 }
 
 #[test]

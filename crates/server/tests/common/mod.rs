@@ -36,6 +36,7 @@ pub async fn rig(scenarios: Vec<Scenario>, speed: f64, tweak: impl FnOnce(&mut C
 
 pub async fn rig_with(scenarios: Vec<Scenario>, opts: ModelFakeOptions, tweak: impl FnOnce(&mut Config)) -> Rig {
     let _ = tracing_subscriber_init();
+    let speed = opts.speed;
     let model = ModelFake::start("127.0.0.1:0".parse().unwrap(), scenarios, opts).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::defaults();
@@ -44,8 +45,8 @@ pub async fn rig_with(scenarios: Vec<Scenario>, opts: ModelFakeOptions, tweak: i
     cfg.openai_realtime_url = model.url();
     cfg.human_line = Some("+15550001234".into());
     cfg.console_token = Some(watchfloor_bridge::model::Secret::new(TOKEN));
-    // Simulated callers run up to 8× real time: 8 × (50 media + 50 marks) frames per second.
-    cfg.max_frames_per_second = 1000;
+    // Simulated callers run at `speed` × real time: the stream's limits scale with it.
+    cfg.stream_limits = cfg.stream_limits.scaled(speed);
     tweak(&mut cfg);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let server = serve(cfg, listener).await.unwrap();
@@ -67,4 +68,21 @@ pub async fn wait_record_ended(server: &ServerHandle, call_sid: &str) -> watchfl
         assert!(tokio::time::Instant::now() < deadline, "record of {call_sid} did not end: {:?}", server.store.get_call(call_sid));
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Bytes of a model item's audio as the bridge sends it to Twilio: whole 20 ms frames, the last
+/// one filled with silence.
+pub fn framed_len(model_bytes: usize) -> usize {
+    model_bytes.div_ceil(watchfloor_wire::mulaw::FRAME_BYTES) * watchfloor_wire::mulaw::FRAME_BYTES
+}
+
+/// The model's audio items as the caller receives them: each filled to whole 20 ms frames with
+/// μ-law silence, in order.
+pub fn as_framed(items: &[(String, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for (_, a) in items {
+        out.extend_from_slice(a);
+        out.resize(framed_len(out.len()), watchfloor_wire::mulaw::SILENCE);
+    }
+    out
 }
