@@ -991,6 +991,7 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
 fn probe_written(p: &CallProbe, ev: &ServerEvent, scratch: &mut Vec<u8>) {
     match ev {
         ServerEvent::ResponseOutputAudioDelta { response_id, item_id, delta, .. } if mulaw::decode_base64_into(delta, scratch).is_ok() => p.down_sent(response_id, item_id, scratch),
+        ServerEvent::ResponseOutputAudioDone { item_id, .. } => p.down_done(item_id),
         ServerEvent::SpeechStarted { .. } => p.speech_started(),
         ServerEvent::ResponseDone { response, .. } if response.status == "cancelled" => p.response_cancelled(&response.id),
         ServerEvent::ResponseOutputAudioTranscriptDelta { item_id, response_id, .. } => p.transcript_delta(item_id, Some(response_id)),

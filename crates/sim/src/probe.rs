@@ -89,6 +89,14 @@ impl Direction {
         self.sent_ns[i] = self.sent_ns[i].min(at_ns);
     }
 
+    /// Frame `seq`'s last byte was written at `at_ns` (after its stamp): its latency counts from
+    /// then.
+    fn completed(&mut self, seq: u32, at_ns: u64) {
+        if let Some(t) = self.sent_ns.get_mut(seq as usize).filter(|t| **t != u64::MAX) {
+            *t = (*t).max(at_ns);
+        }
+    }
+
     fn received(&mut self, seq: u32, at_ns: u64, window: (u64, u64)) {
         let i = seq as usize;
         let Some(&sent) = self.sent_ns.get(i).filter(|&&t| t != u64::MAX) else {
@@ -149,6 +157,10 @@ pub struct CallMeasure {
     /// Audio bytes of each conversation item written so far (where its 20 ms grid falls in
     /// the next delta).
     down_item_bytes: HashMap<String, usize>,
+    /// Per item, the frame that started in a delta written earlier and is not complete yet: the
+    /// bridge cannot send it before its last byte exists, so its latency counts from the delta
+    /// (or the `output_audio.done`) that completes it.
+    down_open: HashMap<String, u32>,
     /// Next caller → model sequence number to stamp.
     next_up: u32,
     /// `speech_started` written and no `clear` read since, ns.
@@ -276,6 +288,12 @@ impl CallProbe {
                 (m.responses.len() - 1) as u32
             }
         };
+        // A frame left open by an earlier delta that this one completes.
+        let open_left = (FRAME_BYTES - item_offset % FRAME_BYTES) % FRAME_BYTES;
+        if open_left > 0 && audio.len() >= open_left
+            && let Some(seq) = m.down_open.remove(item_id) {
+                m.down.completed(seq, t);
+            }
         for at in grid_starts(audio.len(), item_offset) {
             if let Some(seq) = read_stamp(&audio[at..]) {
                 m.down.sent(seq, t);
@@ -284,7 +302,20 @@ impl CallProbe {
                     m.down_response.resize(i + 1, u32::MAX);
                 }
                 m.down_response[i] = r;
+                if at + FRAME_BYTES > audio.len() {
+                    m.down_open.insert(item_id.to_string(), seq);
+                }
             }
+        }
+    }
+
+    /// Model fake: `response.output_audio.done` of `item_id` is being written now: the item's
+    /// last part frame is complete (the bridge fills it with silence and sends it).
+    pub fn down_done(&self, item_id: &str) {
+        let t = self.now_ns();
+        let mut m = self.lock();
+        if let Some(seq) = m.down_open.remove(item_id) {
+            m.down.completed(seq, t);
         }
     }
 
@@ -516,6 +547,10 @@ mod tests {
             probe.down_sent("resp_1", "item_1", &d);
             offset += n;
             item.extend_from_slice(&d);
+            if n == 250 {
+                // The frame at 160 is completed only by the next delta.
+                std::thread::sleep(Duration::from_millis(50));
+            }
         }
         let stamps: Vec<Option<u32>> = item.chunks(mulaw::FRAME_BYTES).map(read_stamp).collect();
         assert_eq!(stamps, vec![Some(0), Some(1), Some(2)]);
@@ -525,6 +560,10 @@ mod tests {
         }
         let t = probe.finish();
         assert_eq!((t.down_sent, t.down_lost, t.down_unknown), (3, 0, 0));
+        // Latency counts from the delta that completes a frame: only the first waited 50 ms.
+        let mut us = t.down_us.clone();
+        us.sort();
+        assert!(us[0] < 50_000 && us[1] < 50_000 && us[2] >= 50_000, "{us:?}");
         // A frame starting 5 bytes before a delta's end has no room for a stamp.
         assert_eq!(grid_starts(165, 0).collect::<Vec<_>>(), vec![0]);
         assert_eq!(grid_starts(100, 155).collect::<Vec<_>>(), vec![5]);
