@@ -27,6 +27,8 @@ pub mod writer;
 
 use std::collections::BTreeSet;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use watchfloor_bridge::CallEvent;
 
@@ -67,6 +69,22 @@ pub struct Store {
     words: sled::Tree,
     settings: sled::Tree,
     files: AudioFiles,
+    flusher: Arc<Flusher>,
+    /// Ids of audit entries (unique within a millisecond of `at_ms`), seeded from sled's
+    /// `generate_id` once at open: no request path calls into sled's id generator.
+    audit_ids: Arc<AtomicU64>,
+}
+
+/// Every flush of the database goes through here: one at a time, and callers that ask while
+/// one runs share the next (group commit). sled 0.34.7 deadlocks on concurrent flushes
+/// (spacejam/sled#1308): 1 500 failed sign-ins, each audited with its own flush, once froze the
+/// whole server (issue 15).
+#[derive(Default)]
+struct Flusher {
+    /// Flushes asked for so far: each caller's ticket.
+    asked: AtomicU64,
+    /// The last ticket a completed flush covered; held while a flush runs.
+    done: tokio::sync::Mutex<u64>,
 }
 
 /// `CallSid ‖ 0x00`: the prefix of a call's keys in `events` and `audio`.
@@ -118,6 +136,8 @@ impl Store {
             words: db.open_tree("words")?,
             settings: db.open_tree("settings")?,
             files: AudioFiles::open(dir)?,
+            flusher: Arc::default(),
+            audit_ids: Arc::new(AtomicU64::new(db.generate_id()?)),
             db,
         };
         let interrupted = store.recover()?;
@@ -376,7 +396,8 @@ impl Store {
         Ok(self.files.append(call_sid, pieces, sync, good_len)?)
     }
 
-    /// Appends an audit entry and flushes it to disk before returning.
+    /// Appends an audit entry and flushes it to disk before returning (concurrent callers share
+    /// one flush: [`Store::flush`]).
     pub async fn audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
         let e = self.audit_unflushed(entry)?;
         self.flush().await?;
@@ -386,7 +407,7 @@ impl Store {
     /// Appends an audit entry without waiting for the disk (record reads: the writer's periodic
     /// flush makes it durable within 200 ms while calls are live, and the next flush otherwise).
     pub fn audit_unflushed(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
-        let id = self.db.generate_id()?;
+        let id = self.audit_ids.fetch_add(1, Ordering::Relaxed);
         let e = AuditEntry { id, at_ms: entry.at_ms, user: entry.user, action: entry.action, target: entry.target, outcome: entry.outcome, detail: entry.detail };
         // Invariant: AuditEntry is plain data and serialises.
         self.audit.insert(audit::key(e.at_ms, id), serde_json::to_vec(&e).expect("AuditEntry serialises"))?;
@@ -418,7 +439,8 @@ impl Store {
     }
 
     /// Deletes calls that started before `calls_before_ms` (not live, not under legal hold) with
-    /// their events, audio and index entries, and audit entries before `audit_before_ms`.
+    /// their events, audio and index entries, and audit entries before `audit_before_ms`. Not
+    /// flushed: the caller follows it with [`Store::flush`] (the one gate all flushes go through).
     pub fn purge(&self, calls_before_ms: u64, audit_before_ms: u64) -> Result<PurgeReport, StoreError> {
         let mut report = PurgeReport::default();
         let prefix = index::prefix(index::TIME, "");
@@ -469,7 +491,6 @@ impl Store {
             report.audit_removed += 1;
         }
         self.audit.apply_batch(ab)?;
-        self.db.flush()?;
         Ok(report)
     }
 
@@ -493,12 +514,30 @@ impl Store {
         self.flush().await
     }
 
-    /// Makes everything written to the database so far durable (recording files are made durable
-    /// by the writer at each call's end).
+    /// Makes everything written to the database before the call durable (recording files are
+    /// made durable by the writer at each call's end). Never runs two flushes at once: a caller
+    /// that asks while one runs waits for it and then shares the next one with every other
+    /// caller that asked meanwhile (so a burst of N callers costs about two flushes, not N). The
+    /// flush itself runs on the blocking pool.
     pub async fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush_async().await?;
+        let ticket = self.flusher.asked.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut done = self.flusher.done.lock().await;
+        if *done >= ticket {
+            return Ok(()); // a flush that started after we asked has completed
+        }
+        let covers = self.flusher.asked.load(Ordering::SeqCst);
+        let db = self.db.clone();
+        match tokio::task::spawn_blocking(move || db.flush()).await {
+            Ok(r) => {
+                r?;
+            }
+            // The flush thread panicked (sled bug): report it as an I/O failure of the store.
+            Err(e) => return Err(StoreError::Audio(std::io::Error::other(format!("flush task failed: {e}")))),
+        }
+        *done = covers;
         Ok(())
     }
+
 }
 
 #[cfg(test)]
