@@ -9,6 +9,9 @@
 //!   argon2 PHC string (`watchfloor hash-password` makes one).
 //! - Clients send `Authorization: Bearer <token>`. Tokens are kept only as SHA-256 digests.
 //! - Every login, failed login and logout is audited (CJIS 5.4).
+//! - Sign-in attempts are limited ([`SignInLimits`]): per address and per user name, and at most
+//!   a few argon2 verifications (19 MiB and ~16 ms each) run at once; an unknown user is checked
+//!   against a dummy hash so the answer takes as long as for a known one (issue 15).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -50,6 +53,45 @@ fn digest(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
+/// Sign-in attempts per client address per minute (a desk's mistyped password, several users
+/// behind one proxy).
+pub const SIGN_IN_PER_ADDRESS_PER_MINUTE: u32 = 30;
+/// Sign-in attempts per user name per minute (all unknown names share one budget).
+pub const SIGN_IN_PER_USER_PER_MINUTE: u32 = 10;
+/// How long a sign-in may wait for a free verification slot before it is refused (503).
+pub const VERIFY_WAIT: Duration = Duration::from_secs(5);
+
+/// Why a sign-in attempt was not even checked.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignInRefused {
+    /// Too many attempts from this address or for this user: try again after the given time.
+    #[error("too many sign-in attempts: try again in {0} s")]
+    TooMany(u64),
+    /// Every verification slot stayed busy for [`VERIFY_WAIT`].
+    #[error("sign-in is busy: try again")]
+    Busy,
+}
+
+/// Bounds on password sign-in: attempts per address and per user (governor GCRA buckets) and
+/// concurrent argon2 verifications (a semaphore with one permit per core, at most 4).
+pub struct SignInLimits {
+    by_address: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    by_user: governor::DefaultKeyedRateLimiter<String>,
+    verifications: tokio::sync::Semaphore,
+}
+
+impl Default for SignInLimits {
+    fn default() -> Self {
+        let per_minute = |n: u32| governor::Quota::per_minute(std::num::NonZeroU32::new(n).expect("constant is non-zero"));
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+        SignInLimits {
+            by_address: governor::RateLimiter::keyed(per_minute(SIGN_IN_PER_ADDRESS_PER_MINUTE)),
+            by_user: governor::RateLimiter::keyed(per_minute(SIGN_IN_PER_USER_PER_MINUTE)),
+            verifications: tokio::sync::Semaphore::new(cores),
+        }
+    }
+}
+
 /// The authenticator.
 pub struct Auth {
     /// SHA-256 of a long-lived token → user.
@@ -59,6 +101,12 @@ pub struct Auth {
     sessions: Mutex<HashMap<[u8; 32], (User, Instant)>>,
     /// SHA-256 of a live-feed ticket → (user, expiry); each is used once.
     tickets: Mutex<HashMap<[u8; 32], (User, Instant)>>,
+    /// An argon2 hash of a random password: what an unknown user's password is checked against.
+    dummy_hash: String,
+    /// Bounds on sign-in attempts.
+    limits: SignInLimits,
+    /// argon2 verifications run so far.
+    verifications: std::sync::atomic::AtomicU64,
 }
 
 /// How long a live-feed ticket may wait to be used.
@@ -115,7 +163,30 @@ impl Auth {
         let line = users.iter().find(|u| u.name == console_user).and_then(|u| u.line.clone());
         let mut tokens = HashMap::new();
         tokens.insert(digest(console_token.expose()), User { name: console_user.to_string(), line });
-        Auth { tokens, users, sessions: Mutex::default(), tickets: Mutex::default() }
+        let dummy: [u8; 16] = rand::random();
+        let dummy_hash = hash_password(&dummy.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        Auth { tokens, users, sessions: Mutex::default(), tickets: Mutex::default(), dummy_hash, limits: SignInLimits::default(), verifications: Default::default() }
+    }
+
+    /// Checks the sign-in budgets of `address` and of the user `name` (unknown names share one
+    /// budget, so spraying names grows nothing). Call before [`Auth::sign_in`].
+    pub fn admit_sign_in(&self, address: std::net::IpAddr, name: &str) -> Result<(), SignInRefused> {
+        let key = if self.users.iter().any(|u| u.name == name) { name.to_string() } else { String::new() };
+        let wait = |n: governor::NotUntil<governor::clock::QuantaInstant>| n.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())).as_secs().max(1);
+        self.limits.by_address.check_key(&address).map_err(|n| SignInRefused::TooMany(wait(n)))?;
+        self.limits.by_user.check_key(&key).map_err(|n| SignInRefused::TooMany(wait(n)))?;
+        Ok(())
+    }
+
+    /// Password sign-in with the argon2 verification on the blocking pool, at most one per
+    /// permit at once (waiting up to [`VERIFY_WAIT`] for one): the session and user, `Ok(None)`
+    /// for a wrong user or password.
+    pub async fn sign_in(self: &std::sync::Arc<Self>, name: String, password: String) -> Result<Option<(Secret, User)>, SignInRefused> {
+        let permit = tokio::time::timeout(VERIFY_WAIT, self.limits.verifications.acquire()).await.map_err(|_| SignInRefused::Busy)?.map_err(|_| SignInRefused::Busy)?;
+        let auth = self.clone();
+        let r = tokio::task::spawn_blocking(move || auth.login(&name, &password)).await.ok().flatten();
+        drop(permit);
+        Ok(r)
     }
 
     /// The user a bearer token belongs to.
@@ -157,16 +228,26 @@ impl Auth {
         }
     }
 
-    /// Password login: a new session token for the user, or `None`.
+    /// Password login (blocking: one argon2 verification, also for an unknown user or one
+    /// without a password, so the time taken does not tell which names exist): a new session
+    /// token for the user, or `None`.
     pub fn login(&self, name: &str, password: &str) -> Option<(Secret, User)> {
-        let cfg = self.users.iter().find(|u| u.name == name)?;
-        let hash = PasswordHash::new(cfg.password_hash.as_deref()?).ok()?;
-        argon2::Argon2::default().verify_password(password.as_bytes(), &hash).ok()?;
+        let cfg = self.users.iter().find(|u| u.name == name);
+        let stored = cfg.and_then(|c| c.password_hash.as_deref()).and_then(|h| PasswordHash::new(h).ok());
+        let dummy = PasswordHash::new(&self.dummy_hash).ok()?;
+        let verified = argon2::Argon2::default().verify_password(password.as_bytes(), stored.as_ref().unwrap_or(&dummy)).is_ok();
+        self.verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let cfg = cfg.filter(|_| verified && stored.is_some())?;
         let bytes: [u8; 32] = rand::random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let user = User { name: cfg.name.clone(), line: cfg.line.clone() };
         self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL));
         Some((Secret::new(token), user))
+    }
+
+    /// argon2 verifications run so far (each sign-in that was admitted runs exactly one).
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Ends a session (a long-lived token cannot be logged out).

@@ -4,7 +4,7 @@
 //! `HandedOff` event of the call.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{ConnectInfo, Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -18,7 +18,7 @@ use watchfloor_store::NewAuditEntry;
 
 use crate::AppState;
 use crate::api::{LoginBody, TransferBody};
-use crate::auth::User;
+use crate::auth::{SignInRefused, User};
 use crate::review::audited_action;
 use crate::routes::ApiError;
 
@@ -58,14 +58,25 @@ async fn audit_logon(state: &AppState, user: &str, action: &str, outcome: &str) 
     }
 }
 
-/// `POST /api/login` `{"user","password"}` → `{"token","user","expires_in_s"}`.
-async fn login(State(state): State<AppState>, b: Result<Json<LoginBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+/// `POST /api/login` `{"user","password"}` → `{"token","user","expires_in_s"}`; 401 for a wrong
+/// user or password, 429 past the attempts allowed per address or user, 503 when every
+/// verification slot stays busy (each attempt audited).
+async fn login(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, b: Result<Json<LoginBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(b) = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
     let name: String = b.user.chars().take(64).collect();
-    // argon2 verification is CPU-heavy: off the async workers.
-    let auth = state.auth.clone();
-    let (n2, pw) = (name.clone(), b.password);
-    let result = tokio::task::spawn_blocking(move || auth.login(&n2, &pw)).await.ok().flatten();
+    let refused = |e: SignInRefused| ApiError(if matches!(e, SignInRefused::Busy) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::TOO_MANY_REQUESTS }, e.to_string());
+    if let Err(e) = state.auth.admit_sign_in(peer.ip(), &name) {
+        audit_logon(&state, &name, "console.login", "throttled").await;
+        return Err(refused(e));
+    }
+    // argon2 verification is CPU-heavy: off the async workers, a few at a time.
+    let result = match state.auth.sign_in(name.clone(), b.password).await {
+        Ok(r) => r,
+        Err(e) => {
+            audit_logon(&state, &name, "console.login", "busy").await;
+            return Err(refused(e));
+        }
+    };
     match result {
         Some((token, user)) => {
             audit_logon(&state, &user.name, "console.login", "ok").await;
