@@ -205,7 +205,7 @@ pub struct CallRegistry {
     tracker: TaskTracker,
 }
 
-/// Facts of a new call from the webhook (or the stream's `start` when no webhook came first).
+/// Facts of a new call from the webhook.
 #[derive(Debug, Clone)]
 pub struct NewCall {
     /// Twilio CallSid.
@@ -233,6 +233,12 @@ pub enum RegistryError {
     /// The server is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// A media stream named a call that is not waiting for its stream here: no webhook for it
+    /// was answered by this server, its stream came already, or it has ended (issue 15: a
+    /// captured stream signature never changes, so a replayed `start` must not reopen or start
+    /// a call).
+    #[error("call {0} is not waiting for a media stream")]
+    NotAwaitingStream(String),
 }
 
 impl CallRegistry {
@@ -258,34 +264,6 @@ impl CallRegistry {
 
     /// Starts a call's task (model connect begins at once). Called by the webhook.
     pub fn start_call(&self, call: NewCall) -> Result<(), RegistryError> {
-        self.start_inner(call, None)
-    }
-
-    /// Hands a media stream to its call; starts the call first if no webhook came for it
-    /// (a stream placed directly, or a webhook served by another node).
-    pub fn claim(&self, call: NewCall, socket: TwilioSocket) -> Result<(), RegistryError> {
-        let sid: Arc<str> = call.call_sid.as_str().into();
-        let claim = {
-            let mut calls = lock(&self.calls);
-            match calls.get_mut(&sid) {
-                Some(entry) => Some(entry.claim.take()),
-                None => None,
-            }
-        };
-        match claim {
-            Some(Some(tx)) => {
-                if let Err(socket) = tx.send(socket) {
-                    // The task ended between lookup and hand-over: start a fresh one.
-                    return self.start_inner(call, Some(socket));
-                }
-                Ok(())
-            }
-            Some(None) => Err(RegistryError::AlreadyLive(call.call_sid)),
-            None => self.start_inner(call, Some(socket)),
-        }
-    }
-
-    fn start_inner(&self, call: NewCall, socket: Option<TwilioSocket>) -> Result<(), RegistryError> {
         if self.cancel.is_cancelled() {
             return Err(RegistryError::ShuttingDown);
         }
@@ -306,15 +284,7 @@ impl CallRegistry {
             if calls.contains_key(&sid) {
                 return Err(RegistryError::AlreadyLive(call.call_sid));
             }
-            let claim = match socket {
-                Some(socket) => {
-                    // Invariant: the receiver is alive, we hold it right here.
-                    let _ = claim_tx.send(socket);
-                    None
-                }
-                None => Some(claim_tx),
-            };
-            calls.insert(sid.clone(), Entry { commands: cmd_tx, claim, live: live.clone() });
+            calls.insert(sid.clone(), Entry { commands: cmd_tx, claim: Some(claim_tx), live: live.clone() });
         }
         let cfg = lock(&self.config).clone();
         let setup = CallSetup {
@@ -350,6 +320,22 @@ impl CallRegistry {
         );
         Ok(())
     }
+
+    /// Hands a media stream to its call: only a live call whose webhook this server answered
+    /// and that still waits for its stream takes one, once. Anything else is
+    /// [`RegistryError::NotAwaitingStream`] and the socket is dropped (closed), so a stream can
+    /// neither start a call that bypasses the webhook's checks and `max_calls` nor reopen an
+    /// ended one.
+    pub fn claim(&self, call_sid: &str, socket: TwilioSocket) -> Result<(), RegistryError> {
+        let claim = lock(&self.calls).get_mut(call_sid).and_then(|entry| entry.claim.take());
+        match claim {
+            // The task may have ended between the lookup and the hand-over: then the socket
+            // comes back and is dropped.
+            Some(tx) => tx.send(socket).map_err(|_| RegistryError::NotAwaitingStream(call_sid.to_string())),
+            None => Err(RegistryError::NotAwaitingStream(call_sid.to_string())),
+        }
+    }
+
 
     /// The handle of a live call.
     pub fn handle(&self, call_sid: &str) -> Option<CallHandle> {

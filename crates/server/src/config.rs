@@ -62,6 +62,9 @@ pub struct Config {
     pub model_connect_timeout: Duration,
     /// How long a call waits for its media stream after the webhook (default 30 s).
     pub claim_window: Duration,
+    /// How long a media stream may take, from its upgrade, to send `start` (default 10 s; a
+    /// deadline that messages before `start` do not extend).
+    pub stream_start_timeout: Duration,
     /// Stall and session-renewal timers of calls.
     pub timers: watchfloor_bridge::machine::Timers,
     /// Largest media-stream message accepted, bytes (default 64 KiB; a 20 ms frame is ~350 bytes).
@@ -246,6 +249,7 @@ impl Config {
             agent: AgentProfile::default(),
             model_connect_timeout: Duration::from_secs(3),
             claim_window: Duration::from_secs(30),
+            stream_start_timeout: Duration::from_secs(10),
             timers: watchfloor_bridge::machine::Timers::default(),
             max_ws_message_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024,

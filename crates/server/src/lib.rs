@@ -54,6 +54,8 @@ pub struct AppState {
     pub training: Option<Arc<training::Training>>,
     /// The supervisor's settings as they stand.
     pub settings: Arc<std::sync::RwLock<settings::Settings>>,
+    /// CallSids whose webhook was answered (each is answered once).
+    pub answered: Arc<routes::AnsweredWebhooks>,
 }
 
 impl AppState {
@@ -300,7 +302,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     settings::apply_to_bridge(&config, &settings, &calls);
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)) };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)), answered: Arc::default() };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {
         tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));

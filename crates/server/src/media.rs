@@ -3,24 +3,19 @@
 //! came first). From then on only that task reads or writes the socket.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use watchfloor_bridge::registry::NewCall;
-use watchfloor_bridge::task::{SinkError, TwilioFrame, TwilioSocket, unix_ms};
+use watchfloor_bridge::task::{SinkError, TwilioFrame, TwilioSocket};
 use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus};
 use watchfloor_wire::signature;
 use watchfloor_wire::twilio::TwilioInbound;
 
 use crate::AppState;
 use crate::routes::{MEDIA_PATH, valid_sid, ws_origin};
-
-/// How long a new stream may take to send `start`.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub(crate) async fn media_stream(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
     if let Some(token) = &state.config.twilio_auth_token {
@@ -54,14 +49,17 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
     let mut rx = Box::pin(stream.map(to_frame).filter(|f| std::future::ready(!matches!(f, TwilioFrame::Text(t) if t.is_empty()))));
     let tx = Box::pin(sink.sink_map_err(|e| Box::new(e) as SinkError).with(|s: String| std::future::ready(Ok::<_, SinkError>(Message::Text(s.into())))));
 
-    // Read `connected` and `start`.
+    // Read `connected` and `start`, by a deadline from the upgrade (issue 15: a stream sending
+    // junk once a second stayed open forever when each message restarted the timeout).
+    let start_timeout = state.config.stream_start_timeout;
+    let deadline = tokio::time::Instant::now() + start_timeout;
     let mut already_read = Vec::new();
     let start = loop {
-        let frame = match tokio::time::timeout(START_TIMEOUT, rx.next()).await {
+        let frame = match tokio::time::timeout_at(deadline, rx.next()).await {
             Ok(Some(f)) => f,
             Ok(None) => return,
             Err(_) => {
-                tracing::warn!(%peer, "media stream sent no start within {START_TIMEOUT:?}; closing");
+                tracing::warn!(%peer, "media stream sent no start within {start_timeout:?} of its upgrade; closing");
                 return;
             }
         };
@@ -91,21 +89,11 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
         tracing::warn!(%peer, "start with a malformed callSid; closing");
         return;
     }
-    let p = &start.custom_parameters;
-    let mut call = NewCall {
-        call_sid: start.call_sid.clone(),
-        from: p.get("from").cloned().unwrap_or_default(),
-        to: p.get("to").cloned().unwrap_or_default(),
-        simulated: p.get("simulated").is_some_and(|v| v == "true"),
-        received: std::time::Instant::now(),
-        received_unix_ms: unix_ms(),
-        history: None,
-    };
-    call.history = crate::review::history_line(&state, &call.call_sid, &call.from);
     let socket = TwilioSocket { rx, tx, already_read };
-    if let Err(e) = state.calls.claim(call, socket) {
-        // The socket is dropped (closed): Twilio runs the fallback verbs.
-        tracing::warn!(call_sid = %start.call_sid, error = %e, "media stream refused");
+    // Only a call whose webhook this server answered, still waiting for its stream, takes it.
+    if let Err(e) = state.calls.claim(&start.call_sid, socket) {
+        // The socket is dropped (closed): for a real call, Twilio runs the fallback verbs.
+        tracing::warn!(%peer, call_sid = %start.call_sid, error = %e, "media stream refused");
     }
 }
 

@@ -110,25 +110,40 @@ async fn voice_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    if state.webhook_limiter.check_key(&peer.ip()).is_err() {
-        tracing::warn!(%peer, "webhook rate limit exceeded");
-        return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, "too many requests".into()));
-    }
     let received = std::time::Instant::now();
     let received_unix_ms = unix_ms();
-    let params: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("form body: {e}")))?;
-    if let Some(token) = &state.config.twilio_auth_token {
-        let url = format!("{}{WEBHOOK_PATH}", state.public_origin);
-        let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !signature::verify(token.expose(), &url, &params, sig) {
-            tracing::warn!("webhook with a missing or wrong X-Twilio-Signature refused");
-            return Err(ApiError(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature".into()));
+    let params: Vec<(String, String)> = match serde_urlencoded::from_bytes(&body) {
+        Ok(p) => p,
+        Err(e) => {
+            state.webhook_limiter.check_key(&peer.ip()).map_err(|_| too_many())?;
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("form body: {e}")));
         }
+    };
+    // The signature first: the per-address limit is for what fails it (or for everything when
+    // signatures are off), so junk from an address that real webhooks share (a TLS proxy)
+    // cannot crowd them out (issue 15).
+    match &state.config.twilio_auth_token {
+        Some(token) => {
+            let url = format!("{}{WEBHOOK_PATH}", state.public_origin);
+            let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+            if !signature::verify(token.expose(), &url, &params, sig) {
+                state.webhook_limiter.check_key(&peer.ip()).map_err(|_| too_many())?;
+                tracing::warn!(%peer, "webhook with a missing or wrong X-Twilio-Signature refused");
+                return Err(ApiError(StatusCode::FORBIDDEN, "invalid X-Twilio-Signature".into()));
+            }
+        }
+        None => state.webhook_limiter.check_key(&peer.ip()).map_err(|_| too_many())?,
     }
     let p: HashMap<&str, &str> = params.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let call_sid = p.get("CallSid").copied().unwrap_or("");
     if !valid_sid(call_sid, "CA") {
         return Err(ApiError(StatusCode::BAD_REQUEST, "CallSid is missing or malformed".into()));
+    }
+    // A CallSid's webhook is answered once: a replay (of a live or an ended call) must not
+    // reopen its record or start a second model session (issue 15).
+    if !state.answered.first_time(call_sid) {
+        tracing::warn!(%peer, %call_sid, "voice webhook for a CallSid already answered refused");
+        return Err(ApiError(StatusCode::CONFLICT, format!("the webhook of {call_sid} was already answered")));
     }
     let from = p.get("From").copied().unwrap_or("").to_string();
     let to = p.get("To").copied().unwrap_or("").to_string();
@@ -142,7 +157,13 @@ async fn voice_webhook(
         crate::media::record_direct_fallback(&state, call_sid, &from, &to, simulated, received_unix_ms, "no_model_configured");
         return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
     }
-    let history = crate::review::history_line(&state, call_sid, &from);
+    // The store, off the async workers and never waited on for long: an answer for the caller
+    // does not wait on the disk.
+    let (known, history) = store_lookup(&state, call_sid, &from).await;
+    if known {
+        tracing::warn!(%peer, %call_sid, "voice webhook for a call already on record refused");
+        return Err(ApiError(StatusCode::CONFLICT, format!("the webhook of {call_sid} was already answered")));
+    }
     if state.calls.len() >= state.config.max_calls {
         // Over capacity: the caller goes to a human at once, never to silence.
         tracing::error!(max = state.config.max_calls, "at the concurrent call limit: call sent to the human line");
@@ -151,7 +172,12 @@ async fn voice_webhook(
     }
     let call = NewCall { call_sid: call_sid.to_string(), from: from.clone(), to: to.clone(), simulated, received, received_unix_ms, history };
     match state.calls.start_call(call) {
-        Ok(()) | Err(RegistryError::AlreadyLive(_)) => {}
+        Ok(()) => {}
+        Err(e @ (RegistryError::AlreadyLive(_) | RegistryError::NotAwaitingStream(_))) => {
+            // The ledger above makes this unreachable in one process; never a second session.
+            tracing::warn!(error = %e, "voice webhook for a live call refused");
+            return Err(ApiError(StatusCode::CONFLICT, e.to_string()));
+        }
         Err(RegistryError::ShuttingDown) => {
             return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
         }
@@ -163,6 +189,58 @@ async fn voice_webhook(
     }
     let doc = fallback_twiml(&state, twiml::Response::new().connect_stream(stream_url, params));
     Ok(twiml_response(doc.to_xml()))
+}
+
+fn too_many() -> ApiError {
+    ApiError(StatusCode::TOO_MANY_REQUESTS, "too many requests".into())
+}
+
+/// How long the webhook waits for the store (is the CallSid on record already; the caller's
+/// history line) before it answers without them.
+pub const WEBHOOK_STORE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Whether `call_sid` already has a record (a webhook answered before this process started),
+/// and the caller's history line; on the blocking pool, waited on for at most
+/// [`WEBHOOK_STORE_WAIT`] (then: not on record, no history, and a warning).
+async fn store_lookup(state: &AppState, call_sid: &str, from: &str) -> (bool, Option<String>) {
+    let (st, sid, from) = (state.clone(), call_sid.to_string(), from.to_string());
+    let job = tokio::task::spawn_blocking(move || {
+        let known = matches!(st.store.get_call(&sid), Ok(Some(_)));
+        (known, crate::review::history_line(&st, &sid, &from))
+    });
+    match tokio::time::timeout(WEBHOOK_STORE_WAIT, job).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "webhook store lookup failed");
+            (false, None)
+        }
+        Err(_) => {
+            tracing::warn!("the store did not answer the webhook's lookup within {WEBHOOK_STORE_WAIT:?}: answered without it");
+            (false, None)
+        }
+    }
+}
+
+/// CallSids whose voice webhook this process answered, kept for [`AnsweredWebhooks::KEEP`]
+/// (older ones are on record in the store, which the webhook also asks).
+#[derive(Default)]
+pub struct AnsweredWebhooks {
+    seen: std::sync::Mutex<HashMap<String, std::time::Instant>>,
+}
+
+impl AnsweredWebhooks {
+    /// How long an answered CallSid is remembered here.
+    pub const KEEP: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+    /// Records `call_sid`; false when it was answered before.
+    pub fn first_time(&self, call_sid: &str) -> bool {
+        let now = std::time::Instant::now();
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() > 10_000 {
+            seen.retain(|_, at| now.duration_since(*at) < Self::KEEP);
+        }
+        seen.insert(call_sid.to_string(), now).is_none()
+    }
 }
 
 /// `https://h` → `wss://h`, `http://h` → `ws://h`.

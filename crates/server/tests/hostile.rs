@@ -89,3 +89,163 @@ fn issue_15_an_unknown_user_is_verified_against_a_dummy_hash() {
     }
     assert!(auth.login("jdoe", "correct horse battery").is_some());
 }
+
+const ACCOUNT: &str = "AC00000000000000000000000000000000";
+const AUTH_TOKEN: &str = "hostile-test-auth-token";
+
+/// The webhook's form, as Twilio sends it, for `call_sid`.
+fn webhook_params(call_sid: &str) -> Vec<(String, String)> {
+    [("AccountSid", ACCOUNT), ("CallSid", call_sid), ("CallStatus", "ringing"), ("From", "+15550100101"), ("To", "+15550000911")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// Posts the voice webhook, signed with `token` when given; returns the status.
+async fn webhook(base: &str, call_sid: &str, token: Option<&str>) -> u16 {
+    let params = webhook_params(call_sid);
+    let url = format!("{base}/api/webhooks/voice");
+    let mut req = reqwest::Client::new().post(&url).form(&params);
+    if let Some(t) = token {
+        req = req.header("x-twilio-signature", watchfloor_wire::signature::compute(t, &url, &params));
+    }
+    req.send().await.unwrap().status().as_u16()
+}
+
+/// Opens a signed media stream and sends `connected` and `start` for `call_sid`; returns whether
+/// the server closed it (within 5 s) without sending anything.
+async fn stream_refused(base: &str, call_sid: &str) -> bool {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let ws_url = format!("{}/ws/media", base.replacen("http://", "ws://", 1));
+    let mut req = ws_url.as_str().into_client_request().unwrap();
+    req.headers_mut().insert("x-twilio-signature", watchfloor_wire::signature::compute(AUTH_TOKEN, &ws_url, &[]).parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(r#"{"event":"connected","protocol":"Call","version":"1.0.0"}"#)).await.unwrap();
+    let start = json!({"event":"start","sequenceNumber":"1","streamSid":"MZ00000000000000000000000000000001","start":{"streamSid":"MZ00000000000000000000000000000001","accountSid":ACCOUNT,"callSid":call_sid,"tracks":["inbound"],"customParameters":{"callId":call_sid,"from":"+15550100101"},"mediaFormat":{"encoding":"audio/x-mulaw","sampleRate":8000,"channels":1}}});
+    ws.send(Message::text(start.to_string())).await.unwrap();
+    let media = json!({"event":"media","sequenceNumber":"2","streamSid":"MZ00000000000000000000000000000001","media":{"track":"inbound","chunk":"1","timestamp":"0","payload":"/////////////////////w=="}});
+    let _ = ws.send(Message::text(media.to_string())).await;
+    match tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+        Ok(None | Some(Ok(Message::Close(_)) | Err(_))) => true,
+        Ok(Some(Ok(m))) => panic!("the server answered a refused stream: {m:?}"),
+        Err(_) => false,
+    }
+}
+
+/// What a finished call's record is made of, to compare byte for byte.
+async fn snapshot(rig: &common::Rig, call_sid: &str) -> (String, String, Vec<u8>) {
+    let rec = serde_json::to_string(&rig.server.store.get_call(call_sid).unwrap().unwrap()).unwrap();
+    let events = serde_json::to_string(&rig.server.store.events(call_sid).unwrap()).unwrap();
+    let wav = client().get(format!("{}/api/calls/{call_sid}/recording.wav", rig.server.base_url())).send().await.unwrap().bytes().await.unwrap().to_vec();
+    (rec, events, wav)
+}
+
+/// Findings 3 and 5: a replayed signed webhook, and a stream `start` with the CallSid of a
+/// finished call, once reopened it (back on the board, a new model session, its first
+/// seconds of recording and timeline events rewritten). Now both are refused and the record,
+/// timeline and recording are unchanged, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_a_replayed_webhook_or_stream_never_touches_a_finished_call() {
+    let sc = common::scenario("cardiac-arrest");
+    let speed = 8.0;
+    let rig = rig(vec![sc.clone()], speed, |c| c.twilio_auth_token = Some(watchfloor_server::config::Secret::new(AUTH_TOKEN))).await;
+    let base = rig.server.base_url();
+    let opts = watchfloor_sim::simulate::SimulateOptions { caller: watchfloor_sim::caller::CallerOptions { speed, ..Default::default() }, auth_token: Some(AUTH_TOKEN.into()), ..Default::default() };
+    let call = watchfloor_sim::simulate::place_call(&base, &sc, &opts).await.unwrap();
+    common::wait_record_ended(&rig.server, &call.call_sid).await;
+    let before = snapshot(&rig, &call.call_sid).await;
+    let sessions = rig.model.sessions().len();
+    // Replayed at once, and again: refused.
+    assert_eq!(webhook(&base, &call.call_sid, Some(AUTH_TOKEN)).await, 409);
+    assert_eq!(webhook(&base, &call.call_sid, Some(AUTH_TOKEN)).await, 409);
+    // A stream for the finished call: closed at once, nothing relayed.
+    assert!(stream_refused(&base, &call.call_sid).await, "the stream of a finished call is closed");
+    assert_eq!(rig.server.calls.len(), 0, "no call reopened");
+    assert_eq!(rig.model.sessions().len(), sessions, "no model session opened");
+    assert!(snapshot(&rig, &call.call_sid).await == before, "the finished call's record, timeline and recording are unchanged");
+    rig.server.shutdown().await;
+    // After a restart the store still knows the CallSid: refused too.
+    let mut cfg = watchfloor_server::Config::defaults();
+    cfg.data_dir = rig._dir.path().join("data");
+    cfg.twilio_auth_token = Some(watchfloor_server::config::Secret::new(AUTH_TOKEN));
+    cfg.openai_api_key = Some(watchfloor_bridge::model::ApiKey::new("sk-test-not-a-real-key"));
+    cfg.openai_realtime_url = rig.model.url();
+    let server = watchfloor_server::serve(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    assert_eq!(webhook(&server.base_url(), &call.call_sid, Some(AUTH_TOKEN)).await, 409);
+    assert_eq!(rig.model.sessions().len(), sessions);
+    server.shutdown().await;
+}
+
+/// Finding 6: streams sent with no webhook made live AI calls past `max_calls` and the webhook
+/// rate limit, each with a model session. Now a stream only joins a call whose webhook was
+/// answered here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_streams_without_a_webhook_start_nothing() {
+    let rig = rig(vec![], 1.0, |c| {
+        c.twilio_auth_token = Some(watchfloor_server::config::Secret::new(AUTH_TOKEN));
+        c.max_calls = 2;
+    })
+    .await;
+    let base = rig.server.base_url();
+    for _ in 0..6 {
+        assert!(stream_refused(&base, &watchfloor_sim::simulate::new_call_sid()).await);
+    }
+    assert_eq!(rig.server.calls.len(), 0);
+    assert_eq!(rig.model.sessions().len(), 0);
+    assert!(rig.server.store.query(&Default::default()).unwrap().calls.is_empty(), "no record made");
+    rig.server.shutdown().await;
+}
+
+/// Finding 8: the webhook's per-address limit ran before the signature check, so junk from an
+/// address real webhooks share (a TLS proxy) got signed webhooks refused with 429. Now only
+/// what fails the signature is limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_unsigned_junk_cannot_crowd_out_signed_webhooks() {
+    let rig = rig(vec![], 1.0, |c| c.twilio_auth_token = Some(watchfloor_server::config::Secret::new(AUTH_TOKEN))).await;
+    let base = rig.server.base_url();
+    let mut junk_refused = Vec::new();
+    for round in 0..8 {
+        // 20 unsigned (or wrongly signed) webhooks, then a real one, from the same address.
+        for i in 0..20 {
+            let token = if i % 2 == 0 { None } else { Some("not-the-token") };
+            junk_refused.push(webhook(&base, &watchfloor_sim::simulate::new_call_sid(), token).await);
+        }
+        assert_eq!(webhook(&base, &watchfloor_sim::simulate::new_call_sid(), Some(AUTH_TOKEN)).await, 200, "signed webhook {round}");
+    }
+    assert!(junk_refused.iter().all(|s| *s == 403 || *s == 429));
+    assert!(junk_refused.contains(&429), "what fails the signature is still limited");
+    assert_eq!(rig.server.calls.len(), 8);
+    rig.server.shutdown().await;
+}
+
+/// Finding 9: the wait for `start` restarted with every message, so a stream sending junk once
+/// a second stayed open forever. Now it is a deadline from the upgrade.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_a_stream_that_never_starts_is_closed_at_its_deadline() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let rig = rig(vec![], 1.0, |c| c.stream_start_timeout = Duration::from_secs(1)).await;
+    let ws_url = format!("{}/ws/media", rig.server.base_url().replacen("http://", "ws://", 1));
+    let (ws, _) = tokio_tungstenite::connect_async(ws_url.as_str()).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    let opened = Instant::now();
+    let junk = tokio::spawn(async move {
+        loop {
+            if tx.send(Message::text(r#"{"event":"junk"}"#)).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(m)) = rx.next().await {
+            if m.is_close() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the stream is still open after 10 s of junk");
+    eprintln!("closed {:?} after the upgrade", opened.elapsed());
+    junk.abort();
+    rig.server.shutdown().await;
+}
