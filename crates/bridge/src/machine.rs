@@ -36,8 +36,33 @@ use crate::event::{AudioFrame, CallEvent, CallEventKind, CallStatus, Speaker, St
 use crate::profile::{AgentProfile, CallContext};
 
 /// Longest gap in inbound timestamps that is padded with silence, ms. A larger jump is logged and
-/// padded only up to this much (a 10-minute jump is a broken clock, not silence).
+/// padded only up to this much (a 10-minute jump is a broken clock, not silence): the stream's
+/// clock is re-based so the frames after the jump follow on.
 pub const MAX_PADDED_GAP_MS: u64 = 10_000;
+
+/// A `timestamp` this far or more behind the stream's clock is a clock that went back (re-based:
+/// the frame follows on), not a repeated frame (skipped).
+pub const MAX_CLOCK_STEP_BACK_MS: u64 = 1_000;
+
+/// How far the stream's clock may run ahead of the wall clock since the stream started, as a
+/// multiple of real time plus a burst, before its timestamps are re-based. A real stream's clock
+/// never runs ahead of real time; a hostile one could move it hours ahead with one frame
+/// (issue 15: a `timestamp` of 36 000 000 made a 1.15 GB recording) or 10 s with every frame.
+/// The call's task sets it from the stream's flood limit ([`crate::flood::StreamLimits`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ClockLimit {
+    /// Stream ms per wall ms.
+    pub rate: f64,
+    /// Stream ms allowed ahead of `rate` × the wall time.
+    pub burst_ms: u64,
+}
+
+impl Default for ClockLimit {
+    fn default() -> Self {
+        let l = crate::flood::StreamLimits::default();
+        ClockLimit { rate: l.audio_rate, burst_ms: l.audio_burst_ms as u64 }
+    }
+}
 /// Caller audio for the recording is copied into blocks of this many bytes (a second of
 /// μ-law), each frame a slice of one: one allocation per second of audio instead of per frame.
 pub const RECORDING_BLOCK_BYTES: usize = 8000;
@@ -318,6 +343,14 @@ pub struct CallMachine {
     stages_seen: HashSet<Stage>,
     // caller → model
     next_inbound_ms: Option<u64>,
+    /// Subtracted from Twilio's `timestamp`s: what jumps past the gap and clock limits added (or
+    /// a clock that went back by more than [`MAX_CLOCK_STEP_BACK_MS`] took away).
+    ts_offset_ms: i64,
+    /// When the stream started (its clock's zero on the wall).
+    stream_started: Option<Instant>,
+    clock_limit: ClockLimit,
+    /// The last time a re-based timestamp was reported (at most one event a second).
+    rebase_reported: Option<Instant>,
     scratch: Vec<u8>,
     // model → caller
     items: HashMap<Arc<str>, ItemAudio>,
@@ -430,6 +463,10 @@ impl CallMachine {
             greeted: false,
             stages_seen: HashSet::new(),
             next_inbound_ms: None,
+            ts_offset_ms: 0,
+            stream_started: None,
+            clock_limit: ClockLimit::default(),
+            rebase_reported: None,
             scratch: Vec::with_capacity(4096),
             recording_block: bytes::BytesMut::new(),
             items: HashMap::new(),
@@ -492,6 +529,12 @@ impl CallMachine {
     /// The incident as known.
     pub fn incident(&self) -> &Incident {
         &self.incident
+    }
+
+    /// Sets how far the stream's clock may run ahead of the wall clock ([`ClockLimit`]).
+    pub fn with_clock_limit(mut self, limit: ClockLimit) -> Self {
+        self.clock_limit = limit;
+        self
     }
 
     /// Sets the timers (tests shorten them).
@@ -743,6 +786,7 @@ impl CallMachine {
                     return;
                 }
                 self.stream_sid = Some(stream_sid.clone());
+                self.stream_started = Some(now);
                 self.phase = Phase::Live;
                 self.stage(now, Stage::StreamStarted);
                 self.emit(now, CallEventKind::StreamStarted { stream_sid });
@@ -806,10 +850,11 @@ impl CallMachine {
             self.skip(now, "twilio", "media before start".into());
             return;
         }
-        let Ok(ts) = timestamp.parse::<u64>() else {
+        let Ok(raw_ts) = timestamp.parse::<u64>() else {
             self.skip(now, "twilio", format!("media timestamp {timestamp:?} is not a number"));
             return;
         };
+        let ts = self.rebase(raw_ts, now);
         let len = match mulaw::decode_base64_into(payload, &mut self.scratch) {
             Ok(0) => {
                 self.skip(now, "twilio", "empty media payload".into());
@@ -853,6 +898,30 @@ impl CallMachine {
         }));
         self.stage(now, Stage::FirstCallerAudio);
         self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload.to_owned() }));
+    }
+
+    /// Twilio's `timestamp` on the stream's own clock: a jump past [`MAX_PADDED_GAP_MS`], or
+    /// ahead of the wall clock by more than the [`ClockLimit`], moves the clock only that far and
+    /// re-bases the frames after it (reported at most once a second).
+    fn rebase(&mut self, raw_ts: u64, now: Instant) -> u64 {
+        let ts = (raw_ts as i64 - self.ts_offset_ms).max(0) as u64;
+        let expected = self.next_inbound_ms.unwrap_or(0);
+        let wall_ms = self.stream_started.map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64);
+        let by_wall = (wall_ms as f64 * self.clock_limit.rate) as u64 + self.clock_limit.burst_ms;
+        let max_ts = (expected + MAX_PADDED_GAP_MS).min(by_wall.max(expected));
+        let to = if ts > max_ts {
+            max_ts
+        } else if ts + MAX_CLOCK_STEP_BACK_MS <= expected {
+            expected
+        } else {
+            return ts;
+        };
+        self.ts_offset_ms = raw_ts as i64 - to as i64;
+        if self.rebase_reported.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
+            self.rebase_reported = Some(now);
+            self.skip(now, "twilio", format!("media timestamp {raw_ts} ms jumps from the stream's clock ({expected} ms, {wall_ms} ms after start): taken as {to} ms"));
+        }
+        to
     }
 
     fn pad_silence(&mut self, gap_ms: u64) {

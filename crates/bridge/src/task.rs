@@ -179,6 +179,7 @@ pub async fn run_call(
         setup.received_unix_ms,
     )
     .with_timers(setup.timers)
+    .with_clock_limit(crate::machine::ClockLimit { rate: setup.stream_limits.audio_rate, burst_ms: setup.stream_limits.audio_burst_ms as u64 })
     .with_policy(setup.policy)
     .with_roster(setup.roster.clone());
     let mut twilio: Option<TwilioSocket> = None;

@@ -249,3 +249,26 @@ async fn issue_15_a_stream_that_never_starts_is_closed_at_its_deadline() {
     junk.abort();
     rig.server.shutdown().await;
 }
+
+/// Finding 4: one media frame with `timestamp` 36 000 000 made `recording.wav` 1.15 GB. Now
+/// the recording is as long as the call (plus at most one padded gap), and the caller's words
+/// after the bad frame still reach the model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_a_huge_timestamp_cannot_make_a_huge_recording() {
+    let sc = common::scenario("cardiac-arrest");
+    let speed = 4.0;
+    let rig = rig(vec![sc.clone()], speed, |_| {}).await;
+    let payload = watchfloor_wire::mulaw::encode_base64(&[watchfloor_wire::mulaw::SILENCE; 160]);
+    let bad = format!(r#"{{"event":"media","streamSid":"MZ1","sequenceNumber":"2","media":{{"track":"inbound","chunk":"1","timestamp":"36000000","payload":"{payload}"}}}}"#);
+    let opts = watchfloor_sim::simulate::SimulateOptions { caller: watchfloor_sim::caller::CallerOptions { speed, inject_after_start: vec![bad], ..Default::default() }, ..Default::default() };
+    let call = watchfloor_sim::simulate::place_call(&rig.server.base_url(), &sc, &opts).await.unwrap();
+    let rec = common::wait_record_ended(&rig.server, &call.call_sid).await;
+    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.transcript.iter().filter(|l| l.speaker == "caller").count(), sc.turns.len(), "the caller's words after the bad frame reached the model");
+    let wav = client().get(format!("{}/api/calls/{}/recording.wav", rig.server.base_url(), call.call_sid)).send().await.unwrap().bytes().await.unwrap();
+    let seconds = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap().duration() as f64 / 8000.0;
+    let call_s = call.report.ended_ms as f64 / 1000.0;
+    eprintln!("recording {seconds:.1} s for a call of {call_s:.1} s of stream time ({} bytes)", wav.len());
+    assert!(seconds <= call_s + 11.0, "recording of {seconds} s for a {call_s} s call");
+    rig.server.shutdown().await;
+}

@@ -741,3 +741,64 @@ fn final_lines_carry_where_their_audio_starts_in_the_recording() {
     assert_eq!(at, Some(m.stream_now_ms()));
     assert!(at.unwrap() >= 180);
 }
+
+fn caller_positions(out: &[Output]) -> Vec<u64> {
+    out.iter().filter_map(|o| if let Output::Audio(f) = o { (f.track == Track::Caller).then_some(f.stream_ms) } else { None }).collect()
+}
+
+fn padded_ms(out: &[Output]) -> u64 {
+    let mut buf = Vec::new();
+    to_model(out)
+        .iter()
+        .map(|e| match e {
+            ClientEvent::InputAudioBufferAppend { audio, .. } => {
+                mulaw::decode_base64_into(audio, &mut buf).unwrap();
+                if buf.iter().all(|&b| b == mulaw::SILENCE) { buf.len() as u64 / 8 } else { 0 }
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Issue 15: one frame with `timestamp` 36 000 000 made a ten-hour recording. A jump moves the
+/// stream's clock by at most [`MAX_PADDED_GAP_MS`], and never ahead of the wall clock by more
+/// than the clock limit, however many frames jump; the frames after a jump follow on.
+#[test]
+fn issue_15_a_huge_timestamp_moves_the_clock_only_so_far() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    let frame = [0x42u8; 160];
+    m.handle_input(media(0, &frame), t0);
+    drain(&mut m);
+    let t1 = t0 + Duration::from_millis(20);
+    m.handle_input(media(36_000_000, &frame), t1);
+    let out = drain(&mut m);
+    assert_eq!(padded_ms(&out), MAX_PADDED_GAP_MS);
+    assert_eq!(caller_positions(&out), vec![20 + MAX_PADDED_GAP_MS]);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::InputSkipped { reason, .. } if reason.contains("jumps"))));
+    // The next frame follows on, no padding.
+    m.handle_input(media(36_000_020, &frame), t1);
+    let out = drain(&mut m);
+    assert_eq!((padded_ms(&out), caller_positions(&out)), (0, vec![40 + MAX_PADDED_GAP_MS]));
+    // Frames that each jump 10 s, all at once: the clock stays within the burst of the wall.
+    for i in 1..=50u64 {
+        m.handle_input(media(36_000_040 + i * 10_000, &frame), t1);
+    }
+    let out = drain(&mut m);
+    let limit = ClockLimit::default();
+    let last = *caller_positions(&out).last().unwrap();
+    assert_eq!(padded_ms(&out), 0, "no silence added: the clock is past the wall's burst already");
+    // The burst, plus the 53 frames' own audio.
+    assert!(last + 20 <= limit.burst_ms + (20.0 * limit.rate) as u64 + 20 * 53, "the clock ran to {last} ms 20 ms after the start");
+    assert_eq!(m.stream_now_ms(), last + 20);
+    // The sender's clock goes back to where it was before the jump: the frames follow on too
+    // (a frame a little behind is still a repeat, skipped).
+    let here = m.stream_now_ms();
+    m.handle_input(media(60, &frame), t1);
+    m.handle_input(media(80, &frame), t1);
+    let out = drain(&mut m);
+    assert_eq!((padded_ms(&out), caller_positions(&out)), (0, vec![here, here + 20]));
+    m.handle_input(media(80, &frame), t1);
+    assert!(caller_positions(&drain(&mut m)).is_empty());
+}
