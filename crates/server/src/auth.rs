@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use watchfloor_bridge::model::Secret;
 
 /// How long a password login lasts.
@@ -97,10 +98,12 @@ pub struct Auth {
     /// SHA-256 of a long-lived token → user.
     tokens: HashMap<[u8; 32], User>,
     users: Vec<UserConfig>,
-    /// SHA-256 of a session token → (user, expiry).
-    sessions: Mutex<HashMap<[u8; 32], (User, Instant)>>,
-    /// SHA-256 of a live-feed ticket → (user, expiry); each is used once.
-    tickets: Mutex<HashMap<[u8; 32], (User, Instant)>>,
+    /// SHA-256 of a session token → (user, expiry, cancelled when the session ends).
+    sessions: Mutex<HashMap<[u8; 32], (User, Instant, CancellationToken)>>,
+    /// SHA-256 of a live-feed ticket → (user, expiry, its session's end); each is used once.
+    tickets: Mutex<HashMap<[u8; 32], (User, Instant, CancellationToken)>>,
+    /// The end of the console token's "session" (never, today: the token is not revocable).
+    console_session: CancellationToken,
     /// An argon2 hash of a random password: what an unknown user's password is checked against.
     dummy_hash: String,
     /// Bounds on sign-in attempts.
@@ -165,7 +168,7 @@ impl Auth {
         tokens.insert(digest(console_token.expose()), User { name: console_user.to_string(), line });
         let dummy: [u8; 16] = rand::random();
         let dummy_hash = hash_password(&dummy.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        Auth { tokens, users, sessions: Mutex::default(), tickets: Mutex::default(), dummy_hash, limits: SignInLimits::default(), verifications: Default::default() }
+        Auth { tokens, users, sessions: Mutex::default(), tickets: Mutex::default(), console_session: CancellationToken::new(), dummy_hash, limits: SignInLimits::default(), verifications: Default::default() }
     }
 
     /// Checks the sign-in budgets of `address` and of the user `name` (unknown names share one
@@ -191,15 +194,23 @@ impl Auth {
 
     /// The user a bearer token belongs to.
     pub fn check(&self, token: &str) -> Option<User> {
+        self.check_session(token).map(|(u, _)| u)
+    }
+
+    /// The user a bearer token belongs to, and a token cancelled when that sign-in ends (sign-out
+    /// or expiry found): what a live feed opened with it watches, to close then (issue 15).
+    pub fn check_session(&self, token: &str) -> Option<(User, CancellationToken)> {
         let d = digest(token);
         if let Some(u) = self.tokens.get(&d) {
-            return Some(u.clone());
+            return Some((u.clone(), self.console_session.clone()));
         }
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
         match sessions.get(&d) {
-            Some((u, exp)) if Instant::now() < *exp => Some(u.clone()),
+            Some((u, exp, ended)) if Instant::now() < *exp => Some((u.clone(), ended.clone())),
             Some(_) => {
-                sessions.remove(&d);
+                if let Some((_, _, ended)) = sessions.remove(&d) {
+                    ended.cancel();
+                }
                 None
             }
             None => None,
@@ -208,22 +219,24 @@ impl Auth {
 
     /// A single-use ticket for the live feed's WebSocket (a browser cannot send an
     /// `Authorization` header on a WebSocket): valid for [`TICKET_TTL`], so the long-lived
-    /// token never appears in a URL.
-    pub fn issue_ticket(&self, user: &User) -> Secret {
+    /// token never appears in a URL. The feed it opens ends with `session` (the sign-in that
+    /// asked for it).
+    pub fn issue_ticket(&self, user: &User, session: &CancellationToken) -> Secret {
         let bytes: [u8; 24] = rand::random();
         let ticket: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
-        tickets.retain(|_, (_, exp)| *exp > now);
-        tickets.insert(digest(&ticket), (user.clone(), now + TICKET_TTL));
+        tickets.retain(|_, (_, exp, _)| *exp > now);
+        tickets.insert(digest(&ticket), (user.clone(), now + TICKET_TTL, session.clone()));
         Secret::new(ticket)
     }
 
-    /// The user of a live-feed ticket, which is then spent; `None` if unknown, spent or expired.
-    pub fn redeem_ticket(&self, ticket: &str) -> Option<User> {
+    /// The user of a live-feed ticket and the end of its sign-in; the ticket is then spent.
+    /// `None` if unknown, spent, expired, or its sign-in has ended.
+    pub fn redeem_ticket(&self, ticket: &str) -> Option<(User, CancellationToken)> {
         let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
         match tickets.remove(&digest(ticket)) {
-            Some((u, exp)) if Instant::now() < exp => Some(u),
+            Some((u, exp, ended)) if Instant::now() < exp && !ended.is_cancelled() => Some((u, ended)),
             _ => None,
         }
     }
@@ -241,7 +254,7 @@ impl Auth {
         let bytes: [u8; 32] = rand::random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let user = User { name: cfg.name.clone(), line: cfg.line.clone() };
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL));
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL, CancellationToken::new()));
         Some((Secret::new(token), user))
     }
 
@@ -250,9 +263,16 @@ impl Auth {
         self.verifications.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Ends a session (a long-lived token cannot be logged out).
+    /// Ends a session, and with it the live feeds it opened (a long-lived token cannot be
+    /// logged out).
     pub fn logout(&self, token: &str) -> bool {
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest(token)).is_some()
+        match self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest(token)) {
+            Some((_, _, ended)) => {
+                ended.cancel();
+                true
+            }
+            None => false,
+        }
     }
 }
 

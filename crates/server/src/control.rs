@@ -34,21 +34,30 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/calls/{id}/hangup", post(hangup))
 }
 
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim)
+/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive,
+/// RFC 9110 §11.1).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get("authorization")?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
 }
 
 /// Middleware: the request must carry `Authorization: Bearer <token>` of a console user; the
 /// user is put in the request's extensions for the handlers (and the audit trail).
 pub(crate) async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match bearer(req.headers()).and_then(|t| state.auth.check(t)) {
-        Some(user) => {
+    match bearer(req.headers()).and_then(|t| state.auth.check_session(t)) {
+        Some((user, ended)) => {
             req.extensions_mut().insert(user);
+            req.extensions_mut().insert(SessionEnded(ended));
             next.run(req).await
         }
         None => (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({"error": "sign in: send Authorization: Bearer <token>"}))).into_response(),
     }
 }
+
+/// Cancelled when the sign-in a request came with ends (sign-out): a live feed it opens closes.
+#[derive(Clone)]
+pub(crate) struct SessionEnded(pub(crate) tokio_util::sync::CancellationToken);
 
 
 async fn audit_logon(state: &AppState, user: &str, action: &str, outcome: &str) {

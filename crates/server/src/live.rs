@@ -52,21 +52,21 @@ pub(crate) fn public_routes() -> Router<AppState> {
 }
 
 /// `POST /api/live/ticket` → `{"ticket","expires_in_s"}`.
-async fn ticket(State(state): State<AppState>, Extension(user): Extension<User>) -> Json<serde_json::Value> {
-    let t = state.auth.issue_ticket(&user);
+async fn ticket(State(state): State<AppState>, Extension(user): Extension<User>, Extension(session): Extension<crate::control::SessionEnded>) -> Json<serde_json::Value> {
+    let t = state.auth.issue_ticket(&user, &session.0);
     Json(json!({"ticket": t.expose(), "expires_in_s": crate::auth::TICKET_TTL.as_secs()}))
 }
 
 /// `GET /api/live` (WebSocket upgrade).
 async fn live(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, ws: WebSocketUpgrade) -> Response {
-    let by_header = headers.get("authorization").and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).and_then(|t| state.auth.check(t.trim()));
-    let Some(user) = by_header.or_else(|| q.get("ticket").and_then(|t| state.auth.redeem_ticket(t))) else {
+    let by_header = crate::control::bearer(&headers).and_then(|t| state.auth.check_session(t));
+    let Some((user, session_ended)) = by_header.or_else(|| q.get("ticket").and_then(|t| state.auth.redeem_ticket(t))) else {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "sign in: a ticket from POST /api/live/ticket, or Authorization: Bearer <token>"}))).into_response();
     };
     audit(&state, &user, "live.connect", "console", "ok", None, false).await;
     ws.max_message_size(MAX_CONSOLE_MESSAGE).max_frame_size(MAX_CONSOLE_MESSAGE).read_buffer_size(watchfloor_bridge::model::READ_BUFFER_BYTES).on_upgrade(move |socket| async move {
         let name = user.name.clone();
-        if let Err(e) = run_console(&state, &user, socket).await {
+        if let Err(e) = run_console(&state, &user, socket, session_ended).await {
             tracing::info!(user = %name, error = %e, "console feed ended");
         }
     })
@@ -125,7 +125,9 @@ async fn next_audio(listen: &mut Option<Listen>) -> Result<AudioFrame, RecvError
     }
 }
 
-async fn run_console(state: &AppState, user: &User, socket: WebSocket) -> Result<(), FeedError> {
+/// Runs one console's feed until it closes, the server shuts down, or the sign-in that opened it
+/// ends (`session_ended`: sign-out closes the feed with 1008, listen-in included).
+async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_ended: tokio_util::sync::CancellationToken) -> Result<(), FeedError> {
     let (sink, mut stream) = socket.split();
     let mut feed = Feed { sink, sent: 0 };
     let hub = state.calls.hub();
@@ -139,6 +141,11 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket) -> Result
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
+            _ = session_ended.cancelled() => {
+                tracing::info!(user = %user.name, "signed out: console feed closed");
+                let _ = feed.sink.send(Message::Close(Some(axum::extract::ws::CloseFrame { code: 1008, reason: "signed out".into() }))).await;
+                break;
+            }
             ev = events.recv() => match ev {
                 Ok(ev) => {
                     if let Some(l) = &listen

@@ -272,3 +272,54 @@ async fn issue_15_a_huge_timestamp_cannot_make_a_huge_recording() {
     assert!(seconds <= call_s + 11.0, "recording of {seconds} s for a {call_s} s call");
     rig.server.shutdown().await;
 }
+
+/// Finding 7: an open live feed kept delivering events and listen-in audio after sign-out, and
+/// took a new `listen`. Now sign-out closes the feeds that sign-in opened (1008), and a ticket
+/// of an ended sign-in opens nothing. Finding 10: the `Bearer` scheme is case-insensitive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_sign_out_closes_the_users_live_feeds() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let rig = rig(vec![], 1.0, |c| {
+        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None }];
+    })
+    .await;
+    let base = rig.server.base_url();
+    let http = reqwest::Client::new();
+    let r: Value = http.post(format!("{base}/api/login")).json(&json!({"user":"jdoe","password":"correct horse battery"})).send().await.unwrap().json().await.unwrap();
+    let session = r["token"].as_str().unwrap().to_string();
+    // `bearer` in lower case is the same scheme.
+    let me = http.get(format!("{base}/api/me")).header("authorization", format!("bearer {session}")).send().await.unwrap();
+    assert_eq!(me.status(), 200);
+    let ticket = |session: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            let t: Value = http.post(format!("{base}/api/live/ticket")).bearer_auth(&session).send().await.unwrap().json().await.unwrap();
+            t["ticket"].as_str().unwrap().to_string()
+        }
+    };
+    let ws_base = base.replacen("http://", "ws://", 1);
+    let (mut feed, _) = tokio_tungstenite::connect_async(format!("{ws_base}/api/live?ticket={}", ticket(session.clone()).await)).await.unwrap();
+    let first = feed.next().await.unwrap().unwrap();
+    assert!(first.to_text().unwrap().contains("snapshot"));
+    let spare = ticket(session.clone()).await;
+    let out: Value = http.post(format!("{base}/api/logout")).bearer_auth(&session).send().await.unwrap().json().await.unwrap();
+    assert_eq!(out["ended"], true);
+    // The open feed is closed by the server.
+    let closed = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match feed.next().await {
+                Some(Ok(Message::Close(f))) => return f.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the feed is closed at sign-out");
+    assert_eq!(closed, Some(1008));
+    // A ticket issued before sign-out opens nothing.
+    let refused = tokio_tungstenite::connect_async(format!("{ws_base}/api/live?ticket={spare}")).await;
+    assert!(refused.is_err(), "a ticket of an ended sign-in is refused");
+    rig.server.shutdown().await;
+}
