@@ -423,7 +423,7 @@ pub async fn run_call(
             }
             if let Some(mut sock) = twilio.take() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), sock.tx.close()).await;
-            } else if awaiting_claim && matches!(machine.status(), CallStatus::Fallback) {
+            } else if awaiting_claim && matches!(machine.status(), CallStatus::Fallback) && !cancel.is_cancelled() {
                 // The stream may still come (the model failed while the phone rang): accept it
                 // only to close it at once, so Twilio runs the fallback verbs without delay.
                 let remaining = setup.claim_window.saturating_sub(machine.age(Instant::now()));

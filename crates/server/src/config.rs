@@ -62,6 +62,15 @@ pub struct Config {
     pub model_connect_timeout: Duration,
     /// How long a call waits for its media stream after the webhook (default 30 s).
     pub claim_window: Duration,
+    /// Most connections open at once; `None`: the open-file limit less 256, at most 8 192
+    /// (`crate::conn`).
+    pub max_connections: Option<usize>,
+    /// Most connections open at once from one client address (default 512; not applied behind a
+    /// trusted proxy, where every client shares its address).
+    pub max_connections_per_address: usize,
+    /// How long a request's headers may take to arrive (default 10 s): idle and slowloris
+    /// sockets are closed after it.
+    pub header_read_timeout: Duration,
     /// How long a media stream may take, from its upgrade, to send `start` (default 10 s; a
     /// deadline that messages before `start` do not extend).
     pub stream_start_timeout: Duration,
@@ -191,6 +200,12 @@ pub struct FileConfig {
     pub stream_message_burst: Option<u32>,
     /// See [`Config::webhook_rate_per_second`].
     pub webhook_rate_per_second: Option<u32>,
+    /// See [`Config::max_connections`].
+    pub max_connections: Option<usize>,
+    /// See [`Config::max_connections_per_address`].
+    pub max_connections_per_address: Option<usize>,
+    /// See [`Config::header_read_timeout`], seconds.
+    pub header_read_timeout_s: Option<u64>,
     /// See [`Config::dispatch_policy`]: `{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`.
     pub dispatch_policy: Option<watchfloor_dispatch::policy::Policy>,
     /// See [`Config::units`].
@@ -250,6 +265,9 @@ impl Config {
             model_connect_timeout: Duration::from_secs(3),
             claim_window: Duration::from_secs(30),
             stream_start_timeout: Duration::from_secs(10),
+            max_connections: None,
+            max_connections_per_address: 512,
+            header_read_timeout: Duration::from_secs(10),
             timers: watchfloor_bridge::machine::Timers::default(),
             max_ws_message_bytes: 64 * 1024,
             max_body_bytes: 64 * 1024,
@@ -318,6 +336,9 @@ impl Config {
         if let Some(v) = f.stream_messages_per_second { self.stream_limits.messages_per_second = v.max(1); }
         if let Some(v) = f.stream_message_burst { self.stream_limits.message_burst = v.max(1); }
         if let Some(v) = f.webhook_rate_per_second { self.webhook_rate_per_second = v.max(1); }
+        if let Some(v) = f.max_connections { self.max_connections = Some(v.max(16)); }
+        if let Some(v) = f.max_connections_per_address { self.max_connections_per_address = v.max(1); }
+        if let Some(v) = f.header_read_timeout_s { self.header_read_timeout = Duration::from_secs(v.clamp(1, 300)); }
         if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
         if !f.units.is_empty() { self.units = f.units; }
         if let Some(v) = f.live_max_unacked { self.live_max_unacked = v.max(16); }

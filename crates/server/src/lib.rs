@@ -7,6 +7,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod conn;
 mod control;
 pub mod live;
 mod media;
@@ -307,19 +308,17 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     if let (Some(t), true) = (&training, state.config.demo) {
         tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));
     }
-    let app = routes::router(state);
+    let app = routes::router(state.clone());
+    let mut limits = conn::ConnLimits::for_nofile(conn::raise_nofile());
+    if let Some(n) = state.config.max_connections {
+        limits.max_connections = n.max(1);
+    }
+    limits.max_per_address = if state.config.trusted_proxy { limits.max_connections } else { state.config.max_connections_per_address.max(1) };
+    limits.header_read_timeout = state.config.header_read_timeout;
+    tracing::info!(?limits, "connection limits");
     let c2 = cancel.clone();
     let join = tokio::spawn(async move {
-        // Media frames are small and latency-bound: no Nagle delay (40 ms with delayed ACKs).
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp: &mut tokio::net::TcpStream| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
-            }
-        });
-        let server = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(c2.clone().cancelled_owned());
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "server failed");
-        }
+        conn::serve(listener, app, limits, c2.clone()).await;
         c2.cancel();
         tracker.close();
         if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {

@@ -323,3 +323,51 @@ async fn issue_15_sign_out_closes_the_users_live_feeds() {
     assert!(refused.is_err(), "a ticket of an ended sign-in is refused");
     rig.server.shutdown().await;
 }
+
+/// Finding 2: idle sockets, half-sent headers and slowloris sockets stayed open for good, and
+/// past the open-file limit a signed webhook went unanswered. Now a connection that has sent no
+/// request gives way to a new one at the cap, and every one of them is closed once the header
+/// timeout passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_idle_and_slowloris_sockets_cannot_keep_a_webhook_out() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rig = rig(vec![], 1.0, |c| {
+        c.twilio_auth_token = Some(watchfloor_server::config::Secret::new(AUTH_TOKEN));
+        c.max_connections = Some(64);
+        c.header_read_timeout = Duration::from_secs(1);
+    })
+    .await;
+    let base = rig.server.base_url();
+    let addr = rig.server.addr;
+    let mut socks = Vec::new();
+    for i in 0..250 {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        match i % 5 {
+            // Half-sent headers, and a slowloris that goes on sending a byte at a time.
+            0 => s.write_all(b"POST /api/webhooks/voice HTTP/1.1\r\nHost: x\r\n").await.unwrap(),
+            1 => s.write_all(b"GET /health HTTP/1.1\r\nX-Slow: a").await.unwrap(),
+            _ => {}
+        }
+        socks.push(s);
+    }
+    // A real webhook and /health get through at once.
+    let t = Instant::now();
+    assert_eq!(tokio::time::timeout(Duration::from_secs(5), webhook(&base, &watchfloor_sim::simulate::new_call_sid(), Some(AUTH_TOKEN))).await.expect("webhook answered"), 200);
+    assert_eq!(reqwest::get(format!("{base}/health")).await.unwrap().status(), 200);
+    eprintln!("webhook and /health answered {:?} after 250 idle sockets", t.elapsed());
+    // Every idle socket is closed by the server (EOF or reset) once its header time is up.
+    let closed = futures_util::future::join_all(socks.iter_mut().map(|s| async move {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                Ok(Ok(0) | Err(_)) => return true,
+                Ok(Ok(_)) => continue, // a 408 or 400 answer, then the close
+                Err(_) => return false,
+            }
+        }
+    }))
+    .await;
+    let open: Vec<usize> = closed.iter().enumerate().filter(|(_, c)| !**c).map(|(i, _)| i).collect();
+    assert!(open.is_empty(), "sockets still open: {open:?}");
+    rig.server.shutdown().await;
+}
