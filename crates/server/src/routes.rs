@@ -4,7 +4,8 @@ use std::collections::HashMap;
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use tower_http::set_header::SetResponseHeaderLayer;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -34,17 +35,45 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::training::routes())
         .merge(crate::settings::routes())
         .layer(axum::middleware::from_fn_with_state(state.clone(), crate::control::require_user));
-    Router::new()
+    // Every API answer is JSON and never cached (issue 15: some 400/413 bodies were plain text).
+    let api = Router::new()
         .route(WEBHOOK_PATH, post(voice_webhook))
-        .route(MEDIA_PATH, get(crate::media::media_stream))
         .route("/health", get(health))
         .merge(crate::control::public_routes())
         .merge(crate::live::public_routes())
         .merge(console)
+        .layer(axum::middleware::map_response(json_errors))
+        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
+    Router::new()
+        .route(MEDIA_PATH, get(crate::media::media_stream))
+        .merge(api)
         .fallback_service(console_files(&state.config.ui_dir))
         .layer(DefaultBodyLimit::max(limit))
         .layer(cors(&state.config.cors_origins))
+        .layer(SetResponseHeaderLayer::if_not_present(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY)))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
+        .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .with_state(state)
+}
+
+/// The console's Content-Security-Policy: its own scripts and styles only (Svelte sets inline
+/// styles), recordings and exports as `blob:` URLs, the live feed over WebSocket, never framed.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; media-src 'self' blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+/// Turns an error answer that is not JSON (axum's own rejections: a body over the limit, a
+/// wrong content type) into `{"error": "…"}` with the same status.
+async fn json_errors(resp: Response) -> Response {
+    let is_json = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+    if !(resp.status().is_client_error() || resp.status().is_server_error()) || is_json || resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+        return resp;
+    }
+    let status = resp.status();
+    let text = match axum::body::to_bytes(resp.into_body(), 4096).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b).trim().to_string(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    (status, Json(json!({"error": text}))).into_response()
 }
 
 /// CORS for exactly the configured origins (the desktop app's webview); none by default.
@@ -150,7 +179,9 @@ async fn voice_webhook(
     let simulated = p.get("Simulated").is_some_and(|v| *v == "true");
     let span = tracing::info_span!("call", call_sid = %call_sid);
     let _enter = span.enter();
-    tracing::info!(%from, %to, simulated, "voice webhook");
+    // Caller numbers only at debug level (issue 15): INFO logs are kept and shipped more widely.
+    tracing::info!(simulated, "voice webhook");
+    tracing::debug!(%from, %to, "voice webhook numbers");
 
     if state.config.openai_api_key.is_none() && !(simulated && state.training.is_some()) {
         tracing::warn!("no model configured: call sent straight to the human line");

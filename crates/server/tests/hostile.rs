@@ -371,3 +371,33 @@ async fn issue_15_idle_and_slowloris_sockets_cannot_keep_a_webhook_out() {
     assert!(open.is_empty(), "sockets still open: {open:?}");
     rig.server.shutdown().await;
 }
+
+/// Finding 10: security headers on the console and the API, JSON bodies on every API error, the
+/// store readable by its owner only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_15_headers_json_errors_and_a_private_store() {
+    let rig = rig(vec![], 1.0, |c| c.max_body_bytes = 1024).await;
+    let base = rig.server.base_url();
+    let page = reqwest::get(format!("{base}/")).await.unwrap();
+    let h = page.headers();
+    assert!(h["content-security-policy"].to_str().unwrap().contains("frame-ancestors 'none'"));
+    assert_eq!(h["x-frame-options"], "DENY");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let api = client().get(format!("{base}/api/calls")).send().await.unwrap();
+    assert_eq!(api.headers()["cache-control"], "no-store");
+    assert_eq!(api.headers()["x-content-type-options"], "nosniff");
+    // axum's own rejections come back as JSON too: a body over the limit, a wrong content type.
+    let big = reqwest::Client::new().post(format!("{base}/api/webhooks/voice")).header("content-type", "application/x-www-form-urlencoded").body(vec![b'a'; 4096]).send().await.unwrap();
+    assert_eq!(big.status(), 413);
+    let v: Value = big.json().await.unwrap();
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+    let wrong = client().post(format!("{base}/api/login")).body("user=x").send().await.unwrap();
+    assert_eq!(wrong.status(), 400);
+    assert!(wrong.json::<Value>().await.unwrap()["error"].is_string());
+    use std::os::unix::fs::PermissionsExt as _;
+    let data = rig._dir.path().join("data");
+    for dir in [data.clone(), data.join("audio")] {
+        assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+    }
+    rig.server.shutdown().await;
+}

@@ -66,6 +66,9 @@ impl AudioFiles {
     pub fn open(store_dir: &Path) -> std::io::Result<AudioFiles> {
         let dir = store_dir.join(AUDIO_DIR);
         std::fs::create_dir_all(&dir)?;
+        // Recordings are the caller's voice: readable by this user only (issue 15).
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
         Ok(AudioFiles { dir })
     }
 
@@ -117,7 +120,8 @@ impl AudioFiles {
                 Err(e) => Err(e),
             };
         }
-        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&path)?;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).mode(0o600).open(&path)?;
         let mut before = file.metadata()?.len();
         if let Some(good) = good_len.filter(|&g| g < before) {
             tracing::warn!(file = %path.display(), good, found = before, "recording file has bytes past its last good write: cut off");

@@ -126,6 +126,14 @@ impl Store {
     /// that were live when the process died are marked `interrupted` (their partial transcript
     /// and audio stay). Returns the store and the CallSids so marked.
     pub fn open(dir: &Path) -> Result<(Store, Vec<String>), StoreError> {
+        // The store holds call records and audit trails: this user only (0700; issue 15 found
+        // it world-readable). Files inside a 0700 directory are out of others' reach whatever
+        // their own mode.
+        std::fs::create_dir_all(dir)?;
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
         let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(CACHE_BYTES).open()?;
         let store = Store {
             calls: db.open_tree("calls")?,
