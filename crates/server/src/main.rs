@@ -121,6 +121,10 @@ enum Cmd {
         /// (see `model-fake --help`).
         #[arg(long, default_value = "real", value_parser = Pacing::parse)]
         pacing: Pacing,
+        /// Attack the bridge while the calls run (issue 15's soak): 16 clients sending
+        /// wrong-password sign-ins, 300 idle sockets, 20 signed media streams sending only junk.
+        #[arg(long)]
+        hostile: bool,
         /// Scenario directory.
         #[arg(long)]
         scenarios: Option<PathBuf>,
@@ -190,7 +194,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(pw.chars().count() >= 12, "use a password of at least 12 characters");
             println!("{}", watchfloor_server::auth::hash_password(pw));
         }
-        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, pacing, scenarios } => {
+        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, pacing, hostile, scenarios } => {
             use watchfloor_sim::loadgen;
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
             let opts = loadgen::LoadOptions {
@@ -206,6 +210,7 @@ async fn main() -> anyhow::Result<()> {
                 p99_limit_us: (p99_limit_ms * 1000.0) as u64,
                 keep_dir,
                 pacing,
+                hostile,
             };
             if ramp {
                 let report = loadgen::ramp(&opts, max_calls, |step| println!("{}", loadgen::table(step))).await?;

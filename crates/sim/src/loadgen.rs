@@ -59,6 +59,112 @@ pub struct LoadOptions {
     pub keep_dir: Option<PathBuf>,
     /// How the model fake streams replies (default: the real service's bursts).
     pub pacing: Pacing,
+    /// Attack the bridge while the calls run ([`Hostile`]): the soak of issue 15.
+    pub hostile: bool,
+}
+
+/// What the hostile clients did during a step (`--hostile`), and how the bridge answered.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct HostileReport {
+    /// Wrong-password sign-ins sent (16 clients, one every 50 ms each).
+    pub sign_ins: u64,
+    /// Of them, refused as too many (429) or busy (503) before any password check.
+    pub sign_ins_throttled: u64,
+    /// Idle TCP connections opened (300 kept open; each reopened when the bridge closes it).
+    pub idle_sockets_opened: u64,
+    /// Signed media streams opened that sent only junk (20 kept open; reopened when closed).
+    pub junk_streams_opened: u64,
+    /// Bridge RSS at the start and at the end of the hold, KiB (flat under attack?).
+    pub rss_hold_start_kib: u64,
+    /// See `rss_hold_start_kib`.
+    pub rss_hold_end_kib: u64,
+}
+
+/// The attacks of the soak (issue 15), run against `base` until `stop`.
+struct Hostile {
+    sign_ins: std::sync::atomic::AtomicU64,
+    throttled: std::sync::atomic::AtomicU64,
+    idle: std::sync::atomic::AtomicU64,
+    junk: std::sync::atomic::AtomicU64,
+}
+
+impl Hostile {
+    fn start(base: &str, auth_token: &str, stop: tokio_util::sync::CancellationToken) -> (Arc<Hostile>, Vec<tokio::task::JoinHandle<()>>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let h = Arc::new(Hostile { sign_ins: Default::default(), throttled: Default::default(), idle: Default::default(), junk: Default::default() });
+        let mut tasks = Vec::new();
+        let addr: SocketAddr = base.trim_start_matches("http://").parse().expect("the bridge's base URL is http://ip:port");
+        for _ in 0..16 {
+            let (h, stop, url) = (h.clone(), stop.clone(), format!("{base}/api/login"));
+            tasks.push(tokio::spawn(async move {
+                let http = reqwest::Client::builder().no_proxy().build().expect("a client");
+                while !stop.is_cancelled() {
+                    if let Ok(r) = http.post(&url).json(&serde_json::json!({"user": "jdoe", "password": "wrong"})).send().await {
+                        h.sign_ins.fetch_add(1, Relaxed);
+                        if matches!(r.status().as_u16(), 429 | 503) {
+                            h.throttled.fetch_add(1, Relaxed);
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }));
+        }
+        for _ in 0..300 {
+            let (h, stop) = (h.clone(), stop.clone());
+            tasks.push(tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                while !stop.is_cancelled() {
+                    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    h.idle.fetch_add(1, Relaxed);
+                    let mut buf = [0u8; 512];
+                    // Sends nothing; waits for the bridge to close it.
+                    loop {
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            r = s.read(&mut buf) => if !matches!(r, Ok(n) if n > 0) { break },
+                        }
+                    }
+                }
+            }));
+        }
+        for _ in 0..20 {
+            let (h, stop) = (h.clone(), stop.clone());
+            let ws_url = format!("{}/ws/media", base.replacen("http://", "ws://", 1));
+            let sig = watchfloor_wire::signature::compute(auth_token, &ws_url, &[]);
+            tasks.push(tokio::spawn(async move {
+                while !stop.is_cancelled() {
+                    let Ok(mut req) = ws_url.as_str().into_client_request() else { return };
+                    if let Ok(v) = sig.parse() {
+                        req.headers_mut().insert("x-twilio-signature", v);
+                    }
+                    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(req).await else {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    };
+                    h.junk.fetch_add(1, Relaxed);
+                    while !stop.is_cancelled() && ws.send(Message::text(r#"{"event":"junk"}"#)).await.is_ok() {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }));
+        }
+        (h, tasks)
+    }
+
+    fn report(&self, rss: (u64, u64)) -> HostileReport {
+        use std::sync::atomic::Ordering::Relaxed;
+        HostileReport {
+            sign_ins: self.sign_ins.load(Relaxed),
+            sign_ins_throttled: self.throttled.load(Relaxed),
+            idle_sockets_opened: self.idle.load(Relaxed),
+            junk_streams_opened: self.junk.load(Relaxed),
+            rss_hold_start_kib: rss.0,
+            rss_hold_end_kib: rss.1,
+        }
+    }
 }
 
 /// Latency percentiles, µs.
@@ -163,6 +269,10 @@ pub struct StepReport {
     pub hold_s: f64,
     /// The model fake's pacing (`Pacing` as debug text).
     pub pacing: String,
+    /// How long the voice webhook took to answer (send → whole TwiML read), each call placed.
+    pub webhook: Percentiles,
+    /// The attacks run beside the calls (`--hostile`), if any.
+    pub hostile: Option<HostileReport>,
     /// Calls placed (the whole run).
     pub calls_placed: u64,
     /// Calls that failed to start or that the bridge ended early (handed to a human).
@@ -212,6 +322,7 @@ pub struct RampReport {
 }
 
 struct Aggregate {
+    webhook: Histogram<u64>,
     up: Histogram<u64>,
     down: Histogram<u64>,
     barge: Histogram<u64>,
@@ -229,7 +340,7 @@ fn histogram() -> Histogram<u64> {
 
 impl Aggregate {
     fn new() -> Self {
-        Aggregate { up: histogram(), down: histogram(), barge: histogram(), late: histogram(), totals: CallTotals::default(), placed: 0, failed: 0, failures: Vec::new() }
+        Aggregate { webhook: histogram(), up: histogram(), down: histogram(), barge: histogram(), late: histogram(), totals: CallTotals::default(), placed: 0, failed: 0, failures: Vec::new() }
     }
 
     fn add(&mut self, t: CallTotals) {
@@ -286,6 +397,13 @@ struct Samples {
 }
 
 impl Samples {
+    /// RSS at the first and the last sample of `window`, KiB.
+    fn hold_ends(&self, window: (f64, f64)) -> (u64, u64) {
+        let mut in_hold = self.points.iter().filter(|(t, _, _)| *t >= window.0 && *t <= window.1);
+        let first = in_hold.next().map_or(0, |p| p.2);
+        (first, in_hold.last().map_or(first, |p| p.2))
+    }
+
     fn report(&self, idle_kib: u64, window: (f64, f64), calls: usize) -> ProcessReport {
         let in_hold: Vec<&(f64, u64, u64)> = self.points.iter().filter(|(t, _, _)| *t >= window.0 && *t <= window.1).collect();
         let tps = procfs::ticks_per_second() as f64;
@@ -481,6 +599,10 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
     let live_url = format!("{}/api/live", bridge.base_url.replace("http://", "ws://"));
     let consoles: Vec<_> = (0..opts.consoles).map(|_| tokio::spawn(run_console(live_url.clone(), bridge.token.clone(), calls_by_sid.clone(), epoch, stop_consoles.clone()))).collect();
 
+    // The attackers (the soak of issue 15).
+    let stop_hostile = tokio_util::sync::CancellationToken::new();
+    let hostile = opts.hostile.then(|| Hostile::start(&bridge.base_url, &bridge.auth_token, stop_hostile.clone()));
+
     // Call slots.
     let http = reqwest::Client::builder().no_proxy().build()?;
     let agg = Arc::new(Mutex::new(Aggregate::new()));
@@ -505,6 +627,9 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
                 let totals = probe.finish();
                 let mut a = agg.lock().unwrap_or_else(|p| p.into_inner());
                 a.placed += 1;
+                if let Ok(call) = &result {
+                    a.webhook.saturating_record(call.webhook_us.max(1));
+                }
                 match result {
                     Ok(call) if call.report.closed_by_server => a.fail(format!("{call_sid}: the bridge ended the call at {} ms", call.report.ended_ms)),
                     Ok(_) => {}
@@ -520,6 +645,16 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
     for t in slot_tasks {
         let _ = t.await;
     }
+    stop_hostile.cancel();
+    let hostile = match hostile {
+        Some((h, tasks)) => {
+            for t in tasks {
+                let _ = t.await;
+            }
+            Some(h)
+        }
+        None => None,
+    };
     stop_consoles.cancel();
     let mut feed = histogram();
     let (mut events, mut resyncs) = (0, 0);
@@ -549,6 +684,8 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
         ramp_s: opts.ramp.as_secs_f64(),
         hold_s: opts.hold.as_secs_f64(),
         pacing: format!("{:?}", opts.pacing),
+        webhook: Percentiles::of(&a.webhook),
+        hostile: hostile.map(|h| h.report(bridge_s.hold_ends(hold))),
         calls_placed: a.placed,
         calls_failed: a.failed,
         failures: a.failures.clone(),
@@ -653,9 +790,16 @@ pub fn table(r: &StepReport) -> String {
     line(&mut s, "barge-in → clear", &r.barge_in.reaction, format!("{} speech_started, {} unexplained clears", r.barge_in.speech_started, r.barge_in.unexplained_clears));
     line(&mut s, &format!("live feed ({} consoles)", r.live_feed.consoles), &r.live_feed.latency, format!("{} events, {} resyncs", r.live_feed.events, r.live_feed.resyncs));
     line(&mut s, "caller timer lateness", &r.caller_timer_late, "load generator health".into());
+    line(&mut s, "voice webhook answer", &r.webhook, "send → TwiML read, every call placed".into());
     let p = |name: &str, p: &ProcessReport| format!("  {name:<22} CPU {:>6.1} % of a core, RSS idle {} MiB, hold {} MiB, peak {} MiB, {:.1} KiB/call\n", p.cpu_percent, p.rss_idle_kib / 1024, p.rss_hold_kib / 1024, p.rss_peak_kib / 1024, p.per_call_kib);
     s.push_str(&p("bridge process", &r.bridge));
     s.push_str(&p("load generator", &r.loadgen));
+    if let Some(h) = &r.hostile {
+        s.push_str(&format!(
+            "  hostile clients         {} wrong-password sign-ins ({} refused before a check), {} idle sockets opened, {} junk streams opened; bridge RSS {} → {} MiB over the hold\n",
+            h.sign_ins, h.sign_ins_throttled, h.idle_sockets_opened, h.junk_streams_opened, h.rss_hold_start_kib / 1024, h.rss_hold_end_kib / 1024
+        ));
+    }
     for f in &r.failures {
         s.push_str(&format!("  failure: {f}\n"));
     }

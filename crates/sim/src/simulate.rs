@@ -93,6 +93,8 @@ pub struct SimulatedCall {
     pub call_sid: String,
     /// The TwiML the webhook returned.
     pub twiml: StreamTwiml,
+    /// How long the webhook took to answer, µs (request sent → whole answer read).
+    pub webhook_us: u64,
     /// What the caller fake saw.
     pub report: CallerReport,
 }
@@ -125,9 +127,11 @@ pub async fn place_call(base_url: &str, scenario: &Scenario, opts: &SimulateOpti
     if let Some(token) = &opts.auth_token {
         req = req.header("x-twilio-signature", signature::compute(token, &format!("{}{webhook_path}", public.trim_end_matches('/')), &params));
     }
+    let sent = std::time::Instant::now();
     let resp = req.send().await?;
     let status = resp.status();
     let body = resp.text().await?;
+    let webhook_us = sent.elapsed().as_micros() as u64;
     if !status.is_success() {
         anyhow::bail!("webhook answered {status}: {body}");
     }
@@ -142,7 +146,7 @@ pub async fn place_call(base_url: &str, scenario: &Scenario, opts: &SimulateOpti
     // The stream URL is the public one; a local simulator reaches the server at base_url.
     let ws_url = local_ws_url(base_url, &twiml.url);
     let report = caller::run(&ws_url, &call_sid, &account_sid, twiml.parameters.clone(), scenario, &caller_opts).await?;
-    Ok(SimulatedCall { call_sid, twiml, report })
+    Ok(SimulatedCall { call_sid, twiml, webhook_us, report })
 }
 
 /// Maps the public stream URL onto the server's local address (same path).
