@@ -78,10 +78,11 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
                     }
                     return;
                 }
-                Ok(other) => tracing::warn!(%peer, event = other.event_name(), "media stream message before start skipped"),
-                Err(e) => tracing::warn!(%peer, error = %e, "malformed media stream message before start skipped"),
+                // At debug: a stream sending junk must not flood the log (it is closed at its deadline).
+                Ok(other) => tracing::debug!(%peer, event = other.event_name(), "media stream message before start skipped"),
+                Err(e) => tracing::debug!(%peer, error = %e, "malformed media stream message before start skipped"),
             },
-            TwilioFrame::Binary(n) => tracing::warn!(%peer, bytes = n, "binary frame before start skipped"),
+            TwilioFrame::Binary(n) => tracing::debug!(%peer, bytes = n, "binary frame before start skipped"),
             TwilioFrame::Closed => return,
         }
     };

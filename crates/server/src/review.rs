@@ -167,8 +167,11 @@ async fn timeline(State(state): State<AppState>, Extension(user): Extension<User
 async fn recording(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let r = (|| {
         record_or_404(&state, &id)?;
-        let wav = state.store.recording_wav(&id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("call {id} has no audio")))?;
-        Ok(([(header::CONTENT_TYPE, "audio/wav"), (header::CONTENT_DISPOSITION, "inline; filename=\"recording.wav\"")], wav).into_response())
+        // Streamed a second at a time, never built whole in memory (issue 15).
+        let blocks = state.store.recording_wav_blocks(&id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("call {id} has no audio")))?;
+        let len = blocks.len_bytes();
+        let body = axum::body::Body::from_stream(futures_util::stream::iter(blocks.map(Ok::<_, std::convert::Infallible>)));
+        Ok(([(header::CONTENT_TYPE, "audio/wav".to_string()), (header::CONTENT_DISPOSITION, "inline; filename=\"recording.wav\"".to_string()), (header::CONTENT_LENGTH, len.to_string())], body).into_response())
     })();
     audited_read(&state, &user, "call.recording", &id, r).await
 }

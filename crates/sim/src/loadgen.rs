@@ -399,9 +399,8 @@ struct Samples {
 impl Samples {
     /// RSS at the first and the last sample of `window`, KiB.
     fn hold_ends(&self, window: (f64, f64)) -> (u64, u64) {
-        let mut in_hold = self.points.iter().filter(|(t, _, _)| *t >= window.0 && *t <= window.1);
-        let first = in_hold.next().map_or(0, |p| p.2);
-        (first, in_hold.last().map_or(first, |p| p.2))
+        let in_hold: Vec<u64> = self.points.iter().filter(|(t, _, _)| *t >= window.0 && *t <= window.1).map(|p| p.2).collect();
+        (in_hold.first().copied().unwrap_or(0), in_hold.last().copied().unwrap_or(0))
     }
 
     fn report(&self, idle_kib: u64, window: (f64, f64), calls: usize) -> ProcessReport {

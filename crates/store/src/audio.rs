@@ -270,25 +270,92 @@ pub(crate) fn parse_key(call_sid: &str, key: &[u8]) -> Option<(Track, u64)> {
 
 /// Renders a stereo 16-bit PCM WAV at 8000 Hz: left the caller, right the agent audio the caller
 /// heard (cleared audio is left out). Both tracks sit on the stream clock, so they are aligned;
-/// gaps are silence.
+/// gaps are silence. The whole file in memory: [`WavBlocks`] gives it a second at a time.
 pub fn render_wav(chunks: &[AudioChunk]) -> Vec<u8> {
-    let end_ms = chunks.iter().filter(|c| matches!(c.track, Track::Caller | Track::Agent)).map(AudioChunk::end_ms).max().unwrap_or(0);
-    let frames = mulaw::ms_to_bytes(end_ms);
-    let mut pcm = vec![0i16; frames * 2];
-    for c in chunks {
-        let channel = match c.track {
-            Track::Caller => 0,
-            Track::Agent => 1,
-            Track::AgentCleared | Track::Dispatch => continue,
+    WavBlocks::new(chunks.to_vec()).flatten().collect()
+}
+
+/// The recording as a stereo WAV (see [`render_wav`]) a block at a time: the 44-byte header,
+/// then a second of audio (32 000 bytes) per block, so a recording is served without being built
+/// whole in memory (issue 15). Only the μ-law it is made from (16 kB a second of call) is held.
+pub struct WavBlocks {
+    /// The caller's and the heard agent's pieces, by start.
+    chunks: Vec<AudioChunk>,
+    /// The longest piece, in samples (how far back a piece can start and still reach a block).
+    longest: usize,
+    /// Sample frames in all.
+    frames: usize,
+    /// The next frame to render; `None` before the header.
+    next: Option<usize>,
+}
+
+/// Sample frames per block (a second at 8000 Hz).
+pub const WAV_BLOCK_FRAMES: usize = 8000;
+
+impl WavBlocks {
+    /// The WAV of `chunks` (any tracks; only the caller's and the heard agent's are used).
+    pub fn new(mut chunks: Vec<AudioChunk>) -> WavBlocks {
+        chunks.retain(|c| matches!(c.track, Track::Caller | Track::Agent));
+        chunks.sort_by_key(|c| c.stream_ms);
+        let frames = chunks.iter().map(|c| mulaw::ms_to_bytes(c.stream_ms) + c.audio.len()).max().unwrap_or(0);
+        let longest = chunks.iter().map(|c| c.audio.len()).max().unwrap_or(0);
+        WavBlocks { chunks, longest, frames, next: None }
+    }
+
+    /// The whole file's length, bytes (for `Content-Length`).
+    pub fn len_bytes(&self) -> u64 {
+        44 + self.frames as u64 * 4
+    }
+
+    /// The canonical 44-byte RIFF/WAVE header of 16-bit PCM, 2 channels at 8000 Hz, for
+    /// `frames` sample frames (Microsoft's WAVE format: "RIFF", size, "WAVE", a 16-byte "fmt "
+    /// chunk with format 1, then "data" and its size).
+    fn header(frames: usize) -> Vec<u8> {
+        let data = (frames * 4) as u32;
+        let mut h = Vec::with_capacity(44);
+        h.extend_from_slice(b"RIFF");
+        h.extend_from_slice(&(36 + data).to_le_bytes());
+        h.extend_from_slice(b"WAVEfmt ");
+        h.extend_from_slice(&16u32.to_le_bytes());
+        h.extend_from_slice(&1u16.to_le_bytes()); // PCM
+        h.extend_from_slice(&2u16.to_le_bytes()); // channels
+        h.extend_from_slice(&mulaw::SAMPLE_RATE_HZ.to_le_bytes());
+        h.extend_from_slice(&(mulaw::SAMPLE_RATE_HZ * 4).to_le_bytes()); // bytes per second
+        h.extend_from_slice(&4u16.to_le_bytes()); // block align
+        h.extend_from_slice(&16u16.to_le_bytes()); // bits per sample
+        h.extend_from_slice(b"data");
+        h.extend_from_slice(&data.to_le_bytes());
+        h
+    }
+}
+
+impl Iterator for WavBlocks {
+    type Item = Vec<u8>;
+
+    fn next(&mut self) -> Option<Vec<u8>> {
+        let Some(from) = self.next else {
+            self.next = Some(0);
+            return Some(Self::header(self.frames));
         };
-        let start = mulaw::ms_to_bytes(c.stream_ms);
-        for (i, &b) in c.audio.iter().enumerate() {
-            if let Some(slot) = pcm.get_mut((start + i) * 2 + channel) {
-                *slot = mulaw::decode(b);
+        if from >= self.frames {
+            return None;
+        }
+        let to = (from + WAV_BLOCK_FRAMES).min(self.frames);
+        self.next = Some(to);
+        let mut pcm = vec![0i16; (to - from) * 2];
+        // Pieces that can reach this block start at most `longest` samples before it.
+        let first = self.chunks.partition_point(|c| mulaw::ms_to_bytes(c.stream_ms) + self.longest <= from);
+        for c in self.chunks[first..].iter().take_while(|c| mulaw::ms_to_bytes(c.stream_ms) < to) {
+            let channel = if c.track == Track::Caller { 0 } else { 1 };
+            let start = mulaw::ms_to_bytes(c.stream_ms);
+            let lo = from.max(start);
+            let hi = to.min(start + c.audio.len());
+            for at in lo..hi {
+                pcm[(at - from) * 2 + channel] = mulaw::decode(c.audio[at - start]);
             }
         }
+        Some(pcm.iter().flat_map(|s| s.to_le_bytes()).collect())
     }
-    write_wav(&pcm, 2)
 }
 
 /// Renders a mono 16-bit PCM WAV at 8000 Hz of one track between `from_ms` and `to_ms` on the
@@ -345,6 +412,28 @@ mod tests {
         assert_eq!(s[1], 0); // agent silent at 0 ms
         assert_eq!(s[800 * 2 + 1], mulaw::decode(0x00)); // agent at 100 ms, right
         assert_eq!(s[800 * 2], 0, "caller ended at 20 ms");
+    }
+
+    #[test]
+    fn wav_blocks_match_across_block_boundaries() {
+        // Pieces that straddle blocks, overlap none, and a gap of silence; 2.5 s in all.
+        let chunks = vec![
+            AudioChunk { track: Track::Caller, stream_ms: 0, audio: (0..12_000).map(|i| (i % 251) as u8).collect() },
+            AudioChunk { track: Track::Agent, stream_ms: 900, audio: vec![0x10; 1600] },
+            AudioChunk { track: Track::Caller, stream_ms: 2000, audio: vec![0x20; 4000] },
+        ];
+        let blocks: Vec<Vec<u8>> = WavBlocks::new(chunks.clone()).collect();
+        assert_eq!(blocks.len(), 1 + 3, "header, then three blocks of at most a second");
+        let wav: Vec<u8> = blocks.concat();
+        assert_eq!(wav.len() as u64, WavBlocks::new(chunks.clone()).len_bytes());
+        let mut r = hound::WavReader::new(Cursor::new(wav)).unwrap();
+        assert_eq!((r.spec().channels, r.spec().sample_rate, r.spec().bits_per_sample), (2, 8000, 16));
+        let s: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
+        assert_eq!(s.len(), 20_000 * 2);
+        assert_eq!(s[7999 * 2], mulaw::decode((7999 % 251) as u8));
+        assert_eq!(s[8000 * 2], mulaw::decode((8000 % 251) as u8), "a piece goes on across the block boundary");
+        assert_eq!((s[7200 * 2 + 1], s[8799 * 2 + 1], s[8800 * 2 + 1]), (mulaw::decode(0x10), mulaw::decode(0x10), 0));
+        assert_eq!((s[15_000 * 2], s[16_000 * 2]), (0, mulaw::decode(0x20)), "a gap is silence");
     }
 
     #[test]

@@ -364,6 +364,12 @@ impl Store {
         Ok((!chunks.is_empty()).then(|| audio::render_wav(&chunks)))
     }
 
+    /// The same WAV a second at a time ([`audio::WavBlocks`]): what the review API serves.
+    pub fn recording_wav_blocks(&self, call_sid: &str) -> Result<Option<audio::WavBlocks>, StoreError> {
+        let chunks = self.audio(call_sid)?;
+        Ok((!chunks.is_empty()).then(|| audio::WavBlocks::new(chunks)))
+    }
+
     /// The voiced dispatch message of one revision as a mono WAV, or `None` when the call has no
     /// such revision or it was not voiced.
     pub fn dispatch_audio_wav(&self, call_sid: &str, revision: u32) -> Result<Option<Vec<u8>>, StoreError> {
