@@ -57,6 +57,8 @@ pub struct AppState {
     pub settings: Arc<std::sync::RwLock<settings::Settings>>,
     /// CallSids whose webhook was answered (each is answered once).
     pub answered: Arc<routes::AnsweredWebhooks>,
+    /// Sign-in attempts refused before a password check, to audit together.
+    pub throttled: Arc<control::ThrottledSignIns>,
 }
 
 impl AppState {
@@ -303,8 +305,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     settings::apply_to_bridge(&config, &settings, &calls);
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)), answered: Arc::default() };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)), answered: Arc::default(), throttled: Arc::default() };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
+    let throttled_audit = tokio::spawn(control::audit_throttled(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {
         tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));
     }
@@ -320,6 +323,8 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let join = tokio::spawn(async move {
         conn::serve(listener, app, limits, c2.clone()).await;
         c2.cancel();
+        // The last count of throttled sign-ins is audited before the store closes.
+        let _ = throttled_audit.await;
         tracker.close();
         if tokio::time::timeout(Duration::from_secs(5), tracker.wait()).await.is_err() {
             tracing::error!("call tasks did not end within 5 s of shutdown");

@@ -62,14 +62,16 @@ async fn issue_15_a_sign_in_flood_never_stops_the_server() {
     // One address: its budget of attempts, then 429s without verification.
     assert!(denied.load(Ordering::Relaxed) <= SIGN_IN_PER_ADDRESS_PER_MINUTE);
     assert_eq!(denied.load(Ordering::Relaxed) + throttled.load(Ordering::Relaxed), 1500 / 16 * 16);
-    // Every attempt is audited, and the store still writes and reads.
-    let q = watchfloor_store::AuditQuery { action: Some("console.login".into()), limit: 5000, ..Default::default() };
-    let entries = rig.server.store.audit_log(&q).unwrap();
-    assert_eq!(entries.len(), 1500 / 16 * 16);
-    assert_eq!(entries.iter().filter(|e| e.outcome == "throttled").count() as u32, throttled.load(Ordering::Relaxed));
-    let a: Value = client().get(format!("{base}/api/audit?action=console.login")).send().await.unwrap().json().await.unwrap();
-    assert!(!a["entries"].as_array().unwrap().is_empty());
+    // Every checked attempt is audited, the throttled ones counted in one entry (written within
+    // 10 s; at shutdown here), and the store still writes and reads.
+    let store = rig.server.store.clone();
     rig.server.shutdown().await;
+    let q = watchfloor_store::AuditQuery { action: Some("console.login".into()), limit: 5000, ..Default::default() };
+    let entries = store.audit_log(&q).unwrap();
+    assert_eq!(entries.iter().filter(|e| e.outcome == "denied").count() as u32, denied.load(Ordering::Relaxed));
+    let counted: u32 = entries.iter().filter(|e| e.outcome == "throttled").map(|e| e.detail.as_deref().unwrap().split(' ').next().unwrap().parse::<u32>().unwrap()).sum();
+    assert_eq!(counted, throttled.load(Ordering::Relaxed));
+    assert!(entries.iter().filter(|e| e.outcome == "throttled").count() <= 2, "one entry per address and name");
 }
 
 /// Finding 10: an unknown user's sign-in runs an argon2 verification too (against a dummy
