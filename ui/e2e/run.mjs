@@ -148,6 +148,9 @@ try {
 
   await check('every call ends completed with its record whole', async () => {
     await waitFor('all calls ended', async () => (await api('GET', '/api/calls/active')).calls.length === 0, 90000);
+    // A call leaves the board as its task ends; its record is written by the store writer a
+    // moment later (within a batch): wait for the records, then check them.
+    await waitFor('all records ended', async () => (await api('GET', '/api/calls?limit=10')).calls.every((c) => c.status !== 'with_agent' && c.status !== 'processing'), 10000);
     const page1 = await api('GET', '/api/calls?limit=10');
     assert(page1.calls.length === 3, `3 calls, got ${page1.calls.length}`);
     for (const c of page1.calls) assert(c.status === 'completed' && c.transcript_lines > 2, `${c.call_sid}: ${c.status}, ${c.transcript_lines} lines`);

@@ -904,7 +904,7 @@ impl CallMachine {
     /// ahead of the wall clock by more than the [`ClockLimit`], moves the clock only that far and
     /// re-bases the frames after it (reported at most once a second).
     fn rebase(&mut self, raw_ts: u64, now: Instant) -> u64 {
-        let ts = (raw_ts as i64 - self.ts_offset_ms).max(0) as u64;
+        let ts = (i128::from(raw_ts) - i128::from(self.ts_offset_ms)).clamp(0, i128::from(u64::MAX)) as u64;
         let expected = self.next_inbound_ms.unwrap_or(0);
         let wall_ms = self.stream_started.map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64);
         let by_wall = (wall_ms as f64 * self.clock_limit.rate) as u64 + self.clock_limit.burst_ms;
@@ -916,7 +916,7 @@ impl CallMachine {
         } else {
             return ts;
         };
-        self.ts_offset_ms = raw_ts as i64 - to as i64;
+        self.ts_offset_ms = (i128::from(raw_ts) - i128::from(to)).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
         if self.rebase_reported.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
             self.rebase_reported = Some(now);
             self.skip(now, "twilio", format!("media timestamp {raw_ts} ms jumps from the stream's clock ({expected} ms, {wall_ms} ms after start): taken as {to} ms"));

@@ -169,6 +169,14 @@ struct Entry {
     commands: mpsc::Sender<CommandMsg>,
     claim: Option<oneshot::Sender<TwilioSocket>>,
     live: Arc<Mutex<LiveCall>>,
+    /// The token the webhook put in the stream's `<Parameter>`s; only a `start` carrying it
+    /// takes the call (the upgrade's signature never changes, so it proves nothing alone).
+    stream_token: String,
+}
+
+/// Equal, in time that depends only on the lengths.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// What the registry needs to start calls.
@@ -262,14 +270,17 @@ impl CallRegistry {
         f(&mut lock(&self.config));
     }
 
-    /// Starts a call's task (model connect begins at once). Called by the webhook.
-    pub fn start_call(&self, call: NewCall) -> Result<(), RegistryError> {
+    /// Starts a call's task (model connect begins at once). Called by the webhook. Returns the
+    /// stream token (32 hex digits) the TwiML must pass as the stream's `streamToken`
+    /// `<Parameter>`: [`CallRegistry::claim`] requires it.
+    pub fn start_call(&self, call: NewCall) -> Result<String, RegistryError> {
         if self.cancel.is_cancelled() {
             return Err(RegistryError::ShuttingDown);
         }
         let sid: Arc<str> = call.call_sid.as_str().into();
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (claim_tx, claim_rx) = oneshot::channel();
+        let stream_token = format!("{:032x}", rand::random::<u128>());
         let live = Arc::new(Mutex::new(LiveCall {
             call_sid: call.call_sid.clone(),
             from: call.from.clone(),
@@ -284,7 +295,7 @@ impl CallRegistry {
             if calls.contains_key(&sid) {
                 return Err(RegistryError::AlreadyLive(call.call_sid));
             }
-            calls.insert(sid.clone(), Entry { commands: cmd_tx, claim: Some(claim_tx), live: live.clone() });
+            calls.insert(sid.clone(), Entry { commands: cmd_tx, claim: Some(claim_tx), live: live.clone(), stream_token: stream_token.clone() });
         }
         let cfg = lock(&self.config).clone();
         let setup = CallSetup {
@@ -318,16 +329,22 @@ impl CallRegistry {
             }
             .instrument(span),
         );
-        Ok(())
+        Ok(stream_token)
+    }
+
+    /// Whether a live call waits for its media stream.
+    pub fn awaiting_stream(&self, call_sid: &str) -> bool {
+        lock(&self.calls).get(call_sid).is_some_and(|e| e.claim.is_some())
     }
 
     /// Hands a media stream to its call: only a live call whose webhook this server answered
-    /// and that still waits for its stream takes one, once. Anything else is
+    /// and that still waits for its stream takes one, once, and only with the stream token the
+    /// webhook gave it. Anything else is
     /// [`RegistryError::NotAwaitingStream`] and the socket is dropped (closed), so a stream can
     /// neither start a call that bypasses the webhook's checks and `max_calls` nor reopen an
     /// ended one.
-    pub fn claim(&self, call_sid: &str, socket: TwilioSocket) -> Result<(), RegistryError> {
-        let claim = lock(&self.calls).get_mut(call_sid).and_then(|entry| entry.claim.take());
+    pub fn claim(&self, call_sid: &str, stream_token: Option<&str>, socket: TwilioSocket) -> Result<(), RegistryError> {
+        let claim = lock(&self.calls).get_mut(call_sid).filter(|e| stream_token.is_some_and(|t| same_token(t, &e.stream_token))).and_then(|entry| entry.claim.take());
         match claim {
             // The task may have ended between the lookup and the hand-over: then the socket
             // comes back and is dropped.

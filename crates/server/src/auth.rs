@@ -57,7 +57,7 @@ fn digest(token: &str) -> [u8; 32] {
 /// Sign-in attempts per client address per minute (a desk's mistyped password, several users
 /// behind one proxy).
 pub const SIGN_IN_PER_ADDRESS_PER_MINUTE: u32 = 30;
-/// Sign-in attempts per user name per minute (all unknown names share one budget).
+/// Sign-in attempts per user name per minute (each name, known or not, its own budget).
 pub const SIGN_IN_PER_USER_PER_MINUTE: u32 = 10;
 /// How long a sign-in may wait for a free verification slot before it is refused (503).
 pub const VERIFY_WAIT: Duration = Duration::from_secs(5);
@@ -227,10 +227,12 @@ impl Auth {
         Auth { tokens, users, sessions: Mutex::default(), tickets: Mutex::default(), console_session: CancellationToken::new(), dummy_hash, limits: SignInLimits::default(), verifications: Default::default() }
     }
 
-    /// Checks the sign-in budgets of `address` and of the user `name` (unknown names share one
-    /// budget, so spraying names grows nothing). Call before [`Auth::sign_in`].
+    /// Checks the sign-in budgets of `address` and of the name `name`. Call before
+    /// [`Auth::sign_in`]; [`Auth::forget_idle_budgets`] keeps their memory bounded.
     pub fn admit_sign_in(&self, address: std::net::IpAddr, name: &str) -> Result<(), SignInRefused> {
-        let key = if self.users.iter().any(|u| u.name == name) { name.to_string() } else { String::new() };
+        // Every name its own budget, known or not: a shared budget for unknown names would tell
+        // which names exist (it empties; a known name's does not).
+        let key = name.to_string();
         let wait = |n: governor::NotUntil<governor::clock::QuantaInstant>| n.wait_time_from(governor::clock::Clock::now(&governor::clock::DefaultClock::default())).as_secs().max(1);
         self.limits.by_address.check_key(&address).map_err(|n| SignInRefused::TooMany(wait(n)))?;
         self.limits.by_user.check_key(&key).map_err(|n| SignInRefused::TooMany(wait(n)))?;
@@ -326,6 +328,13 @@ impl Auth {
         let verified = verify(&mut Vec::new(), &hash, password);
         self.verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         cfg.filter(|_| verified).map(|c| self.open_session(c))
+    }
+
+    /// Drops the sign-in budgets of addresses and names not seen lately (called every few
+    /// seconds, so sprayed names and addresses do not grow memory).
+    pub fn forget_idle_budgets(&self) {
+        self.limits.by_address.retain_recent();
+        self.limits.by_user.retain_recent();
     }
 
     /// argon2 verifications run so far (each sign-in that was admitted runs exactly one).

@@ -77,7 +77,7 @@ pub fn raise_nofile() -> u64 {
 struct Conn {
     peer: IpAddr,
     opened: Instant,
-    /// A request has arrived on it (its headers were read).
+    /// A request is being answered on it.
     busy: Arc<AtomicBool>,
     close: CancellationToken,
 }
@@ -106,10 +106,12 @@ impl Table {
     /// has sent no request (of the same address when that address is at its cap).
     fn admit(&mut self, peer: IpAddr, limits: &ConnLimits) -> Admission {
         let mut evicted = false;
-        for (scope, full) in [
-            (Some(peer), self.per_address.get(&peer).copied().unwrap_or(0) >= limits.max_per_address),
-            (None, self.conns.len() >= limits.max_connections),
-        ] {
+        for scope in [Some(peer), None] {
+            // Each cap is looked at after the room the one before made.
+            let full = match scope {
+                Some(p) => self.per_address.get(&p).copied().unwrap_or(0) >= limits.max_per_address,
+                None => self.conns.len() >= limits.max_connections,
+            };
             if !full {
                 continue;
             }
@@ -195,9 +197,16 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnLimits, shutd
         };
         let app = app.clone();
         let svc = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            // Busy while a request is being answered; a keep-alive connection waiting for its
+            // next request can make room again.
             busy.store(true, Ordering::Relaxed);
             req.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(req)
+            let (answer, busy) = (app.clone().oneshot(req), busy.clone());
+            async move {
+                let r = answer.await;
+                busy.store(false, Ordering::Relaxed);
+                r
+            }
         });
         let conn = http.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
         let (table, shutdown) = (table.clone(), shutdown.clone());

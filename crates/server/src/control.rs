@@ -99,6 +99,7 @@ pub(crate) async fn audit_throttled(state: AppState, cancel: tokio_util::sync::C
             _ = cancel.cancelled() => true,
             _ = tokio::time::sleep(THROTTLED_AUDIT_EVERY) => false,
         };
+        state.auth.forget_idle_budgets();
         for ((address, name), n) in state.throttled.take() {
             let detail = Some(format!("{n} attempts from {address} refused before a password check"));
             let e = NewAuditEntry { at_ms: unix_ms(), user: name, action: "console.login".into(), target: "console".into(), outcome: "throttled".into(), detail };

@@ -73,7 +73,10 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
                 }
                 Ok(TwilioInbound::Stop { stop, .. }) => {
                     tracing::warn!(%peer, call_sid = %stop.call_sid, "media stream stopped before start");
-                    if let Some(handle) = state.calls.handle(&stop.call_sid) {
+                    // Only a call still waiting for its stream can be ended this way (a `stop`
+                    // carries no stream token: it must not end a call that is under way).
+                    if state.calls.awaiting_stream(&stop.call_sid)
+                        && let Some(handle) = state.calls.handle(&stop.call_sid) {
                         let _ = handle.send(watchfloor_bridge::Command::StreamStoppedBeforeStart).await;
                     }
                     return;
@@ -92,7 +95,8 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
     }
     let socket = TwilioSocket { rx, tx, already_read };
     // Only a call whose webhook this server answered, still waiting for its stream, takes it.
-    if let Err(e) = state.calls.claim(&start.call_sid, socket) {
+    let token = start.custom_parameters.get("streamToken").map(String::as_str);
+    if let Err(e) = state.calls.claim(&start.call_sid, token, socket) {
         // The socket is dropped (closed): for a real call, Twilio runs the fallback verbs.
         tracing::warn!(%peer, call_sid = %start.call_sid, error = %e, "media stream refused");
     }

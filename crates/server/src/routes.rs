@@ -202,8 +202,8 @@ async fn voice_webhook(
         return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
     }
     let call = NewCall { call_sid: call_sid.to_string(), from: from.clone(), to: to.clone(), simulated, received, received_unix_ms, history };
-    match state.calls.start_call(call) {
-        Ok(()) => {}
+    let stream_token = match state.calls.start_call(call) {
+        Ok(t) => t,
         Err(e @ (RegistryError::AlreadyLive(_) | RegistryError::NotAwaitingStream(_))) => {
             // The ledger above makes this unreachable in one process; never a second session.
             tracing::warn!(error = %e, "voice webhook for a live call refused");
@@ -212,9 +212,10 @@ async fn voice_webhook(
         Err(RegistryError::ShuttingDown) => {
             return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
         }
-    }
+    };
     let stream_url = format!("{}{MEDIA_PATH}", ws_origin(&state.public_origin));
-    let mut params = vec![("callId".to_string(), call_sid.to_string()), ("from".to_string(), from), ("to".to_string(), to)];
+    // The stream token: only a `start` carrying it takes the call (`CallRegistry::claim`).
+    let mut params = vec![("callId".to_string(), call_sid.to_string()), ("from".to_string(), from), ("to".to_string(), to), ("streamToken".to_string(), stream_token)];
     if simulated {
         params.push(("simulated".into(), "true".into()));
     }

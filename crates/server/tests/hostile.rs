@@ -194,6 +194,12 @@ async fn issue_15_streams_without_a_webhook_start_nothing() {
     assert_eq!(rig.server.calls.len(), 0);
     assert_eq!(rig.model.sessions().len(), 0);
     assert!(rig.server.store.query(&Default::default()).unwrap().calls.is_empty(), "no record made");
+    // A call waiting for its stream is not taken by a `start` without the webhook's stream
+    // token (the upgrade's signature is the same for every stream), nor ended by a `stop`.
+    let waiting = watchfloor_sim::simulate::new_call_sid();
+    assert_eq!(webhook(&base, &waiting, Some(AUTH_TOKEN)).await, 200);
+    assert!(stream_refused(&base, &waiting).await);
+    assert!(rig.server.calls.awaiting_stream(&waiting), "still waiting for the real stream");
     rig.server.shutdown().await;
 }
 

@@ -535,21 +535,26 @@ impl Store {
     /// flush itself runs on the blocking pool.
     pub async fn flush(&self) -> Result<(), StoreError> {
         let ticket = self.flusher.asked.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut done = self.flusher.done.lock().await;
-        if *done >= ticket {
-            return Ok(()); // a flush that started after we asked has completed
-        }
-        let covers = self.flusher.asked.load(Ordering::SeqCst);
-        let db = self.db.clone();
-        match tokio::task::spawn_blocking(move || db.flush()).await {
-            Ok(r) => {
-                r?;
+        let (flusher, db) = (self.flusher.clone(), self.db.clone());
+        // In a task of its own: a caller that is dropped (a client gone, a shutdown) must not
+        // release the gate while its flush still runs.
+        let flush = tokio::spawn(async move {
+            let mut done = flusher.done.lock().await;
+            if *done >= ticket {
+                return Ok(()); // a flush that started after we asked has completed
             }
-            // The flush thread panicked (sled bug): report it as an I/O failure of the store.
-            Err(e) => return Err(StoreError::Audio(std::io::Error::other(format!("flush task failed: {e}")))),
-        }
-        *done = covers;
-        Ok(())
+            let covers = flusher.asked.load(Ordering::SeqCst);
+            match tokio::task::spawn_blocking(move || db.flush()).await {
+                Ok(r) => {
+                    r?;
+                }
+                // The flush thread panicked (sled bug): report it as an I/O failure of the store.
+                Err(e) => return Err(StoreError::Audio(std::io::Error::other(format!("flush task failed: {e}")))),
+            }
+            *done = covers;
+            Ok(())
+        });
+        flush.await.map_err(|e| StoreError::Audio(std::io::Error::other(format!("flush task failed: {e}"))))?
     }
 
 }
