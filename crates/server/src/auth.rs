@@ -262,12 +262,24 @@ impl Auth {
         }
     }
 
-    /// A new session for a user whose password was verified.
+    /// A new session for a user whose password was verified. Its end is signalled at sign-out
+    /// or when [`SESSION_TTL`] runs out (a timer on the runtime, when there is one), so the live
+    /// feeds it opened close at expiry too.
     fn open_session(&self, cfg: &UserConfig) -> (Secret, User) {
         let bytes: [u8; 32] = rand::random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let user = User { name: cfg.name.clone(), line: cfg.line.clone() };
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL, CancellationToken::new()));
+        let ended = CancellationToken::new();
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (ended, expiry) = (ended.clone(), tokio::time::Instant::now() + SESSION_TTL);
+            rt.spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(expiry) => ended.cancel(),
+                    _ = ended.cancelled() => {}
+                }
+            });
+        }
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL, ended));
         (Secret::new(token), user)
     }
 
@@ -358,6 +370,22 @@ impl Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_session_ends_at_its_expiry_and_its_feeds_with_it() {
+        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None }];
+        let auth = Auth::new(&Secret::new("tok"), "supervisor", users);
+        let (session, _) = auth.login("jdoe", "correct horse battery").unwrap();
+        let (_, ended) = auth.check_session(session.expose()).unwrap();
+        let ticket = auth.issue_ticket(&auth.check(session.expose()).unwrap(), &ended);
+        tokio::time::advance(SESSION_TTL - Duration::from_secs(1)).await;
+        tokio::task::yield_now().await;
+        assert!(!ended.is_cancelled());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        tokio::task::yield_now().await;
+        assert!(ended.is_cancelled(), "a feed watching the session closes at expiry");
+        assert!(auth.redeem_ticket(ticket.expose()).is_none());
+    }
 
     #[test]
     fn token_file_is_created_once_with_0600() {
