@@ -59,7 +59,7 @@ fn digest(token: &str) -> [u8; 32] {
 pub const SIGN_IN_PER_ADDRESS_PER_MINUTE: u32 = 30;
 /// Sign-in attempts per user name per minute (each name, known or not, its own budget).
 pub const SIGN_IN_PER_USER_PER_MINUTE: u32 = 10;
-/// How long a sign-in may wait for a free verification slot before it is refused (503).
+/// How long a sign-in may wait for its verifier thread's answer before it is refused (503).
 pub const VERIFY_WAIT: Duration = Duration::from_secs(5);
 
 /// Why a sign-in attempt was not even checked.
@@ -68,7 +68,7 @@ pub enum SignInRefused {
     /// Too many attempts from this address or for this user: try again after the given time.
     #[error("too many sign-in attempts: try again in {0} s")]
     TooMany(u64),
-    /// Every verification slot stayed busy for [`VERIFY_WAIT`].
+    /// The verifier threads' queue was full, or no answer came within [`VERIFY_WAIT`].
     #[error("sign-in is busy: try again")]
     Busy,
 }

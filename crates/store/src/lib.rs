@@ -358,13 +358,8 @@ impl Store {
         Ok(v)
     }
 
-    /// The call's recording as a stereo WAV (left caller, right agent), or `None` with no audio.
-    pub fn recording_wav(&self, call_sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        let chunks = self.audio(call_sid)?;
-        Ok((!chunks.is_empty()).then(|| audio::render_wav(&chunks)))
-    }
-
-    /// The same WAV a second at a time ([`audio::WavBlocks`]): what the review API serves.
+    /// The call's recording as a stereo WAV (left caller, right agent) a second at a time
+    /// ([`audio::WavBlocks`]), or `None` with no audio: what the review API serves.
     pub fn recording_wav_blocks(&self, call_sid: &str) -> Result<Option<audio::WavBlocks>, StoreError> {
         let chunks = self.audio(call_sid)?;
         Ok((!chunks.is_empty()).then(|| audio::WavBlocks::new(chunks)))
