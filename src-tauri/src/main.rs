@@ -10,6 +10,11 @@
 
 #![cfg_attr(not(debug_assertions), windows_subsystem = "windows")]
 
+/// jemalloc, as in the headless server (its main.rs and BENCHMARKS.md say why).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod desk;
 mod watch;
 

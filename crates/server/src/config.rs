@@ -85,7 +85,8 @@ pub struct Config {
     pub retention_days: u64,
     /// Audit entries are kept this many days (at least 365, CJIS 5.4).
     pub audit_retention_days: u64,
-    /// Caller history covers this many days (default 30).
+    /// Caller history (the agent's "prior calls" line) covers this many days (default 30, at
+    /// most 90: the store's in-memory ledger keeps [`watchfloor_store::ledger::HISTORY_WINDOW_MS`]).
     pub caller_history_days: u64,
     /// The agency's identifier in EIDO documents, a domain (default `psap.invalid`: set it).
     pub agency_id: String,
@@ -322,7 +323,13 @@ impl Config {
         if let Some(v) = f.agent { self.agent = v; }
         if let Some(v) = f.retention_days { self.retention_days = v; }
         if let Some(v) = f.audit_retention_days { self.audit_retention_days = v.max(watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS); }
-        if let Some(v) = f.caller_history_days { self.caller_history_days = v; }
+        if let Some(v) = f.caller_history_days {
+            const MAX_DAYS: u64 = watchfloor_store::ledger::HISTORY_WINDOW_MS / (24 * 60 * 60 * 1000);
+            if v > MAX_DAYS {
+                tracing::warn!(days = v, max = MAX_DAYS, "config: caller_history_days is capped");
+            }
+            self.caller_history_days = v.min(MAX_DAYS);
+        }
         if let Some(v) = f.agency_id { self.agency_id = v; }
         if let Some(v) = f.console_user { self.console_user = v; }
         if !f.users.is_empty() { self.users = f.users; }

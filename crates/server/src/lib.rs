@@ -55,8 +55,6 @@ pub struct AppState {
     pub training: Option<Arc<training::Training>>,
     /// The supervisor's settings as they stand.
     pub settings: Arc<std::sync::RwLock<settings::Settings>>,
-    /// CallSids whose webhook was answered (each is answered once).
-    pub answered: Arc<routes::AnsweredWebhooks>,
     /// Sign-in attempts refused before a password check, to audit together.
     pub throttled: Arc<control::ThrottledSignIns>,
 }
@@ -305,7 +303,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     settings::apply_to_bridge(&config, &settings, &calls);
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)), answered: Arc::default(), throttled: Arc::default() };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)), throttled: Arc::default() };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     let throttled_audit = tokio::spawn(control::audit_throttled(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {

@@ -392,14 +392,15 @@ async fn caller_history(State(state): State<AppState>, Extension(user): Extensio
     audited_read(&state, &user, "caller.history", &number, r).await
 }
 
-/// The line about prior calls that goes into the agent's instructions, or `None`.
+/// The line about prior calls that goes into the agent's instructions, or `None`. From the
+/// store's in-memory ledger: the webhook never waits on the disk (issue 15).
 pub(crate) fn history_line(state: &AppState, call_sid: &str, number: &str) -> Option<String> {
     if number.is_empty() {
         return None;
     }
     let now = unix_ms();
     let days = state.config.caller_history_days;
-    let prior: Vec<_> = state.store.caller_history(number, now.saturating_sub(days * DAY_MS), 20).ok()?.into_iter().filter(|c| c.call_sid != call_sid).collect();
+    let prior = state.store.ledger().caller_history(number, now.saturating_sub(days * DAY_MS), call_sid);
     let latest = prior.first()?;
     let ago_min = now.saturating_sub(latest.started_at_ms) / 60_000;
     let ago = if ago_min < 120 { format!("{ago_min} minutes ago") } else if ago_min < 48 * 60 { format!("{} hours ago", ago_min / 60) } else { format!("{} days ago", ago_min / (24 * 60)) };

@@ -168,9 +168,10 @@ async fn voice_webhook(
     if !valid_sid(call_sid, "CA") {
         return Err(ApiError(StatusCode::BAD_REQUEST, "CallSid is missing or malformed".into()));
     }
-    // A CallSid's webhook is answered once: a replay (of a live or an ended call) must not
-    // reopen its record or start a second model session (issue 15).
-    if !state.answered.first_time(call_sid) {
+    // A CallSid's webhook is answered once: a replay (of a live, an ended or a purged call)
+    // must not reopen its record or start a second model session (issue 15). The ledger is in
+    // memory: the webhook never waits on the disk.
+    if !state.store.ledger().first_answer(call_sid) {
         tracing::warn!(%peer, %call_sid, "voice webhook for a CallSid already answered refused");
         return Err(ApiError(StatusCode::CONFLICT, format!("the webhook of {call_sid} was already answered")));
     }
@@ -188,13 +189,7 @@ async fn voice_webhook(
         crate::media::record_direct_fallback(&state, call_sid, &from, &to, simulated, received_unix_ms, "no_model_configured");
         return Ok(twiml_response(fallback_twiml(&state, twiml::Response::new()).to_xml()));
     }
-    // The store, off the async workers and never waited on for long: an answer for the caller
-    // does not wait on the disk.
-    let (known, history) = store_lookup(&state, call_sid, &from).await;
-    if known {
-        tracing::warn!(%peer, %call_sid, "voice webhook for a call already on record refused");
-        return Err(ApiError(StatusCode::CONFLICT, format!("the webhook of {call_sid} was already answered")));
-    }
+    let history = crate::review::history_line(&state, call_sid, &from);
     if state.calls.len() >= state.config.max_calls {
         // Over capacity: the caller goes to a human at once, never to silence.
         tracing::error!(max = state.config.max_calls, "at the concurrent call limit: call sent to the human line");
@@ -225,54 +220,6 @@ async fn voice_webhook(
 
 fn too_many() -> ApiError {
     ApiError(StatusCode::TOO_MANY_REQUESTS, "too many requests".into())
-}
-
-/// How long the webhook waits for the store (is the CallSid on record already; the caller's
-/// history line) before it answers without them.
-pub const WEBHOOK_STORE_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
-
-/// Whether `call_sid` already has a record (a webhook answered before this process started),
-/// and the caller's history line; on the blocking pool, waited on for at most
-/// [`WEBHOOK_STORE_WAIT`] (then: not on record, no history, and a warning).
-async fn store_lookup(state: &AppState, call_sid: &str, from: &str) -> (bool, Option<String>) {
-    let (st, sid, from) = (state.clone(), call_sid.to_string(), from.to_string());
-    let job = tokio::task::spawn_blocking(move || {
-        let known = matches!(st.store.get_call(&sid), Ok(Some(_)));
-        (known, crate::review::history_line(&st, &sid, &from))
-    });
-    match tokio::time::timeout(WEBHOOK_STORE_WAIT, job).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "webhook store lookup failed");
-            (false, None)
-        }
-        Err(_) => {
-            tracing::warn!("the store did not answer the webhook's lookup within {WEBHOOK_STORE_WAIT:?}: answered without it");
-            (false, None)
-        }
-    }
-}
-
-/// CallSids whose voice webhook this process answered, kept for [`AnsweredWebhooks::KEEP`]
-/// (older ones are on record in the store, which the webhook also asks).
-#[derive(Default)]
-pub struct AnsweredWebhooks {
-    seen: std::sync::Mutex<HashMap<String, std::time::Instant>>,
-}
-
-impl AnsweredWebhooks {
-    /// How long an answered CallSid is remembered here.
-    pub const KEEP: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
-
-    /// Records `call_sid`; false when it was answered before.
-    pub fn first_time(&self, call_sid: &str) -> bool {
-        let now = std::time::Instant::now();
-        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-        if seen.len() > 10_000 {
-            seen.retain(|_, at| now.duration_since(*at) < Self::KEEP);
-        }
-        seen.insert(call_sid.to_string(), now).is_none()
-    }
 }
 
 /// `https://h` → `wss://h`, `http://h` → `ws://h`.

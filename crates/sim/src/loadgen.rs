@@ -478,14 +478,14 @@ async fn start_bridge(opts: &LoadOptions, model_url: &str) -> anyhow::Result<Bri
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(r) = client.get(format!("{base_url}/api/health")).send().await
+        if let Ok(r) = client.get(format!("{base_url}/health")).send().await
             && r.status().is_success() {
                 break;
             }
         if let Some(status) = child.try_wait()? {
             anyhow::bail!("the bridge exited at start ({status}); see {}", dir.join("bridge.log").display());
         }
-        anyhow::ensure!(Instant::now() < deadline, "the bridge did not answer /api/health within 30 s");
+        anyhow::ensure!(Instant::now() < deadline, "the bridge did not answer /health within 30 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     Ok(Bridge { child, base_url, token, auth_token, _dir: tmp })

@@ -7,7 +7,9 @@
 //! - `audio`: recordings of stores written before recordings moved to files (read and purged,
 //!   no longer written);
 //! - `audit`: at_ms ‖ id → [`AuditEntry`] ([`audit`]);
-//! - `index`, `words`: secondary indexes for the review queries ([`index`]).
+//! - `index`, `words`: secondary indexes for the review queries ([`index`]);
+//! - `answered`: CallSid → purge time (u64 BE ms) of calls removed by retention, so their
+//!   webhook is still refused if replayed ([`ledger`]).
 //!
 //! Recordings are append-only files beside the trees, `<dir>/audio/<CallSid>.audio`
 //! ([`audio::AudioFiles`]): in sled, each byte of audio cost about 50 bytes or more of disk writes.
@@ -22,6 +24,7 @@
 pub mod audio;
 pub mod audit;
 pub mod index;
+pub mod ledger;
 pub mod record;
 pub mod writer;
 
@@ -35,6 +38,7 @@ use watchfloor_bridge::CallEvent;
 pub use audio::{AudioChunk, AudioFiles};
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
 pub use index::{CallPage, CallQuery};
+pub use ledger::{CallLedger, PriorCall};
 pub use record::{CallRecord, CallSummary, DispatchAudioRecord, RECORD_VERSION, TranscriptLine, UnitRecord, dispatch_audio_url};
 
 /// Store errors. `Db` may be retried; `Corrupt` means a stored value does not parse.
@@ -68,11 +72,14 @@ pub struct Store {
     index: sled::Tree,
     words: sled::Tree,
     settings: sled::Tree,
+    answered: sled::Tree,
     files: AudioFiles,
     flusher: Arc<Flusher>,
     /// Ids of audit entries (unique within a millisecond of `at_ms`), seeded from sled's
     /// `generate_id` once at open: no request path calls into sled's id generator.
     audit_ids: Arc<AtomicU64>,
+    /// What the webhook asks, in memory ([`ledger`]).
+    ledger: Arc<CallLedger>,
 }
 
 /// Every flush of the database goes through here: one at a time, and callers that ask while
@@ -103,6 +110,10 @@ fn event_key(call_sid: &str, seq: u64) -> Vec<u8> {
 
 fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
     StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), source }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// What a purge removed.
@@ -143,17 +154,23 @@ impl Store {
             index: db.open_tree("index")?,
             words: db.open_tree("words")?,
             settings: db.open_tree("settings")?,
+            answered: db.open_tree("answered")?,
             files: AudioFiles::open(dir)?,
             flusher: Arc::default(),
             audit_ids: Arc::new(AtomicU64::new(db.generate_id()?)),
+            ledger: Arc::default(),
             db,
         };
+        for item in store.answered.iter() {
+            let (k, _) = item?;
+            store.ledger.mark_answered(&String::from_utf8_lossy(&k));
+        }
         let interrupted = store.recover()?;
         Ok((store, interrupted))
     }
 
     fn recover(&self) -> Result<Vec<String>, StoreError> {
-        let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let now_ms = unix_ms();
         let mut interrupted = Vec::new();
         for item in self.calls.iter() {
             let (k, v) = item?;
@@ -185,6 +202,8 @@ impl Store {
             }
             if rec != before {
                 self.put_record(Some(&before), &rec)?;
+            } else {
+                self.ledger.observe(&rec, now_ms);
             }
         }
         if !interrupted.is_empty() {
@@ -221,7 +240,17 @@ impl Store {
         }
         self.index.apply_batch(ib)?;
         self.calls.apply_batch(cb)?;
+        let now = unix_ms();
+        for (_, rec) in records {
+            self.ledger.observe(rec, now);
+        }
         Ok(())
+    }
+
+    /// What the voice webhook asks (answered CallSids, callers' recent calls), in memory: no
+    /// request on the call path waits on the disk (issue 15).
+    pub fn ledger(&self) -> &CallLedger {
+        &self.ledger
     }
 
     /// One call's record.
@@ -491,7 +520,11 @@ impl Store {
                 ib.remove(k);
             }
             self.index.apply_batch(ib)?;
+            // The SID stays answered after its record is gone (a replayed webhook of it is
+            // refused), written before the record goes.
+            self.answered.insert(sid.as_bytes(), &unix_ms().to_be_bytes())?;
             self.calls.remove(sid.as_bytes())?;
+            self.ledger.forget_call(&rec.from, &sid);
             report.calls_removed += 1;
         }
         let mut ab = sled::Batch::default();

@@ -238,3 +238,63 @@ async fn a_recording_that_cannot_be_written_does_not_hold_up_the_record_or_the_s
     assert_eq!(store.get_call("CA_f").unwrap().unwrap().status, "completed", "the record is whole");
     assert_eq!(store.events("CA_f").unwrap().len(), 7);
 }
+
+/// Issue 15: the webhook asks the store's in-memory ledger, never the disk. It learns every
+/// record the writer writes, is rebuilt on open, and a CallSid purged by retention stays
+/// answered across a reopen (a replayed webhook of it is refused years later).
+#[tokio::test]
+async fn the_ledger_knows_written_purged_and_reopened_calls() {
+    const OLD: &str = "CA00000000000000000000000000000001";
+    const NEW: &str = "CA00000000000000000000000000000002";
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, tx, w) = start_writer(dir.path());
+        assert!(!store.ledger().is_answered(OLD));
+        for sid in [OLD, NEW] {
+            for e in call_events(sid, true) {
+                tx.send(RecordMsg::Event(e)).unwrap();
+            }
+        }
+        drop(tx);
+        w.await.unwrap();
+        assert!(store.ledger().is_answered(OLD) && store.ledger().is_answered(NEW));
+        // The events' 1 000 ms start is older than the history window: answered, no history.
+        assert!(store.ledger().caller_history("+15550100101", 0, "").is_empty());
+        // Retention removes both records.
+        let report = store.purge(u64::MAX, 0).unwrap();
+        assert_eq!(report.calls_removed, 2);
+        assert!(!store.ledger().first_answer(OLD), "a purged CallSid stays answered");
+        store.flush().await.unwrap();
+    }
+    let (store, _) = Store::open(dir.path()).unwrap();
+    assert!(store.get_call(OLD).unwrap().is_none());
+    assert!(!store.ledger().first_answer(OLD), "still answered after a reopen");
+    assert!(!store.ledger().first_answer(NEW));
+    assert!(store.ledger().first_answer("CA00000000000000000000000000000003"));
+}
+
+/// The caller history the agent's instructions carry comes from the ledger: recent calls of
+/// a number, the record's latest status and incident type, and it survives a reopen.
+#[tokio::test]
+async fn the_ledger_keeps_recent_calls_per_caller() {
+    const SID: &str = "CA00000000000000000000000000000010";
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (store, tx, w) = start_writer(dir.path());
+        for e in call_events(SID, true) {
+            let mut e = (*e).clone();
+            e.at_ms = now - 60_000 + e.seq;
+            tx.send(RecordMsg::Event(Arc::new(e))).unwrap();
+        }
+        drop(tx);
+        w.await.unwrap();
+        let h = store.ledger().caller_history("+15550100101", now - 3_600_000, "");
+        assert_eq!(h.len(), 1);
+        assert_eq!((h[0].call_sid.as_str(), h[0].status.as_str()), (SID, "completed"));
+        assert!(store.ledger().caller_history("+15550100101", now - 3_600_000, SID).is_empty());
+        store.flush().await.unwrap();
+    }
+    let (store, _) = Store::open(dir.path()).unwrap();
+    assert_eq!(store.ledger().caller_history("+15550100101", now - 3_600_000, "").len(), 1, "rebuilt on open");
+}
