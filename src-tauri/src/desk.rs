@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use tauri::State;
 use tokio::sync::broadcast::error::RecvError;
-use watchfloor_bridge::{Hub, Track};
+use watchfloor_call::{Hub, Track};
 use watchfloor_listen::Mixer;
 
 /// What the listen-in commands share.

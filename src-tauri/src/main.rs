@@ -36,7 +36,7 @@ const WEBVIEW_ORIGINS: [&str; 2] = ["tauri://localhost", "http://tauri.localhost
 /// The embedded server.
 pub struct Server {
     handle: Mutex<Option<ServerHandle>>,
-    calls: watchfloor_bridge::CallRegistry,
+    calls: watchfloor_server::CallRegistry,
 }
 
 impl Server {
@@ -82,7 +82,7 @@ fn desk_config(app: &AppHandle) -> anyhow::Result<(Config, String)> {
         let bytes: [u8; 24] = rand::random();
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     };
-    cfg.console_token = Some(watchfloor_bridge::model::Secret::new(token.clone()));
+    cfg.console_token = Some(watchfloor_server::config::Secret::new(token.clone()));
     cfg.cors_origins = WEBVIEW_ORIGINS.iter().map(|s| s.to_string()).collect();
     // Training scenarios ship with the app (bundle resources); in a checkout, the repository's.
     if let Ok(dir) = paths.resource_dir().map(|d| d.join("scenarios"))

@@ -8,8 +8,8 @@ use std::time::Duration;
 use tauri::{AppHandle, Emitter};
 use tauri_plugin_notification::NotificationExt;
 use tokio::sync::broadcast::error::RecvError;
-use watchfloor_bridge::live::LiveCall;
-use watchfloor_bridge::{CallEventKind, CallRegistry, Hub};
+use watchfloor_call::{CallEventKind, Hub, LiveCall};
+use watchfloor_server::CallRegistry;
 use watchfloor_dispatch::alerts::AlertKind;
 use watchfloor_dispatch::types::Priority;
 

@@ -4,7 +4,8 @@
 //! - [`task`]: the async task that owns both sockets of one call and drives the machine.
 //! - [`registry`]: live calls by `CallSid`; the model socket is opened at the webhook and the
 //!   media stream claims it at `start`.
-//! - [`event`]: [`CallEvent`], every state change of a call.
+//! - [`event`], [`live`]: re-exported from `watchfloor-call` (the call's typed events and the
+//!   console's view), which the store, listen-in and the desktop app use without this crate.
 //! - [`flood`]: what one media stream may send before its input is dropped.
 //! - [`profile`]: the agent profile sent in `session.update`.
 //!
@@ -12,9 +13,7 @@
 //! a call never waits on a console, the store or listen-in (they consume a broadcast or an
 //! unbounded queue); remote input never panics the task.
 
-pub mod event;
 pub mod flood;
-pub mod live;
 pub mod machine;
 pub mod model;
 pub mod profile;
@@ -22,10 +21,10 @@ pub mod registry;
 pub mod task;
 pub mod twilio_rest;
 
-pub use event::{AudioFrame, CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking, Track};
+pub use watchfloor_call::{AppendError, AudioFrame, CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Hub, RecordMsg, Speaker, Stage, StoreGone, Talking, Track, event, live};
 pub use machine::{CallMachine, Command, Input, Output};
 pub use profile::{AgentProfile, CallContext, VadProfile};
-pub use registry::{CallHandle, CallRegistry, Hub, RecordMsg};
+pub use registry::{CallHandle, CallRegistry};
 
 /// The unit roster shared by every call and the API. Locked only for dispatch decisions and
 /// unit status changes, never on the audio path.

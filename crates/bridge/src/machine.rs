@@ -32,7 +32,7 @@ use watchfloor_dispatch::incident::{Incident, Source};
 use watchfloor_dispatch::policy::{Decision, Dispatcher, Policy};
 use watchfloor_dispatch::{extract, radio, report};
 
-use crate::event::{AudioFrame, CallEvent, CallEventKind, CallStatus, Speaker, Stage, Talking, Track};
+use watchfloor_call::{AudioFrame, CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
 use crate::profile::{AgentProfile, CallContext};
 
 /// Longest gap in inbound timestamps that is padded with silence, ms. A larger jump is logged and
@@ -97,8 +97,8 @@ pub enum Input {
     RenewFailed,
     /// [`Output::Fallback`] was carried out.
     FallbackDone {
-        /// `rest` or `stream_close`.
-        via: String,
+        /// How the caller was sent on.
+        via: FallbackRoute,
         /// REST requests made.
         attempts: u32,
         /// Why REST failed, if it did.
@@ -220,8 +220,8 @@ pub enum Command {
     /// [`Command::HandedOff`] arrives (Twilio ends the stream when the TwiML is replaced), the
     /// call still ends as this hand-off.
     HandOffPending {
-        /// `takeover`, `transfer` or `hangup`.
-        action: String,
+        /// What the supervisor did.
+        action: HandOffAction,
         /// The line the call goes to.
         to: Option<String>,
         /// The console user.
@@ -231,8 +231,8 @@ pub enum Command {
     HandOffFailed,
     /// A supervisor handed the call off through Twilio REST (already done): the AI side ends.
     HandedOff {
-        /// `takeover`, `transfer` or `hangup`.
-        action: String,
+        /// What the supervisor did.
+        action: HandOffAction,
         /// The line the call went to.
         to: Option<String>,
         /// The console user.
@@ -383,7 +383,7 @@ pub struct CallMachine {
     falling_back: bool,
     fallback_reason: Option<String>,
     /// A supervisor hand-off sent to Twilio: (action, line, user).
-    pending_handoff: Option<(String, Option<String>, String)>,
+    pending_handoff: Option<(HandOffAction, Option<String>, String)>,
     /// The incident as known, with sources.
     incident: Incident,
     /// The dispatch under its policy.
@@ -604,13 +604,8 @@ impl CallMachine {
         // when it replaces the call's TwiML).
         let (reason, status) = match self.pending_handoff.take() {
             Some((action, to, by)) => {
-                let status = match action.as_str() {
-                    "takeover" => CallStatus::TakenOver,
-                    "transfer" => CallStatus::Transferred,
-                    _ => CallStatus::Completed,
-                };
-                self.emit(now, CallEventKind::HandedOff { action: action.clone(), to, by });
-                (action, status)
+                self.emit(now, CallEventKind::HandedOff { action, to, by });
+                (action.as_str().to_string(), action.final_status())
             }
             None => (reason.to_string(), status),
         };
@@ -1255,7 +1250,7 @@ impl CallMachine {
                 let Some((message, requested_ms, _)) = da.requested.remove(&revision) else { return true };
                 let stream_ms = requested_ms.max(da.end_ms);
                 let duration_ms = mulaw::bytes_to_ms(audio.len());
-                let status = if response.status == "completed" && !audio.is_empty() { "completed".to_string() } else { response.status.clone() };
+                let status = DispatchAudioStatus::from_response(&response.status, !audio.is_empty());
                 if !audio.is_empty() {
                     da.end_ms = stream_ms + duration_ms;
                     self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Dispatch, stream_ms, audio: Bytes::from(audio) }));
@@ -1274,7 +1269,7 @@ impl CallMachine {
                 }
                 tracing::warn!(revision, code = ?error.code, message = %error.message, "dispatch audio refused by the model");
                 if let Some((message, stream_ms, _)) = da.requested.remove(&revision) {
-                    self.emit(now, CallEventKind::DispatchAudio { revision, status: "failed".into(), stream_ms, duration_ms: 0, message });
+                    self.emit(now, CallEventKind::DispatchAudio { revision, status: DispatchAudioStatus::Failed, stream_ms, duration_ms: 0, message });
                 }
                 true
             }
@@ -1290,7 +1285,7 @@ impl CallMachine {
         let revision = self.dispatch_audio.revision;
         let stream_ms = self.stream_now_ms();
         if self.falling_back || self.phase == Phase::Ended {
-            self.emit(now, CallEventKind::DispatchAudio { revision, status: "unavailable".into(), stream_ms, duration_ms: 0, message });
+            self.emit(now, CallEventKind::DispatchAudio { revision, status: DispatchAudioStatus::Unavailable, stream_ms, duration_ms: 0, message });
             return;
         }
         self.send_dispatch_audio_request(revision, message, stream_ms, 1);
@@ -1499,7 +1494,7 @@ impl CallMachine {
             Command::HandOffFailed => self.pending_handoff = None,
             Command::HandedOff { action, to, by } => {
                 self.pending_handoff = Some((action.clone(), to, by));
-                self.end(now, &action, CallStatus::Completed);
+                self.end(now, action.as_str(), CallStatus::Completed);
             }
             Command::Record(other) => {
                 self.skip(now, "supervisor", format!("not a record-keeping event: {other:?}"));

@@ -14,14 +14,13 @@ use tokio_util::sync::CancellationToken;
 use watchfloor_wire::realtime::{AudioDeltaRef, ClientEvent, ServerEvent};
 use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
 
-use crate::event::{CallEventKind, CallStatus};
+use watchfloor_call::{CallEventKind, CallStatus, FallbackRoute, Hub, LiveCall};
 use crate::flood::{FloodGuard, StreamLimits};
 use crate::machine::{CallMachine, Input, Output, Timers};
 use crate::twilio_rest::{CallUpdate, HumanLine, RestError, TwilioRest};
 use crate::model::{self, ModelConfig, ModelSocket};
 use crate::profile::{AgentProfile, CallContext};
-use crate::live::LiveCall;
-use crate::registry::{CommandMsg, Hub, lock};
+use crate::registry::{CommandMsg, lock};
 
 /// A frame read from the Twilio WebSocket, independent of the server framework.
 #[derive(Debug)]
@@ -145,16 +144,16 @@ async fn next_connect(c: &mut Option<ConnectFuture>) -> Result<ModelSocket, mode
 
 /// Hands the caller to the human line: Twilio REST redirect first (retried), else close the
 /// stream so Twilio runs the verbs after `</Connect>`. Returns `(via, attempts, rest_error)`.
-async fn hand_to_human(fallback: &Fallback, call_sid: &str) -> (String, u32, Option<String>) {
+async fn hand_to_human(fallback: &Fallback, call_sid: &str) -> (FallbackRoute, u32, Option<String>) {
     let Some(rest) = &fallback.rest else {
-        return ("stream_close".into(), 0, Some(RestError::NotConfigured.to_string()));
+        return (FallbackRoute::StreamClose, 0, Some(RestError::NotConfigured.to_string()));
     };
     let doc = fallback.human_line.append_to(watchfloor_wire::twiml::Response::new(), "Please hold. Connecting you to a dispatcher now.");
     match rest.update_call(call_sid, &CallUpdate::Twiml(doc)).await {
-        Ok(o) => ("rest".into(), o.attempts, None),
+        Ok(o) => (FallbackRoute::Rest, o.attempts, None),
         Err(e) => {
             tracing::error!(error = %e, "Twilio REST fallback failed: closing the stream instead");
-            ("stream_close".into(), e.attempts(), Some(e.to_string()))
+            (FallbackRoute::StreamClose, e.attempts(), Some(e.to_string()))
         }
     }
 }

@@ -20,7 +20,7 @@ use std::num::NonZero;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use watchfloor_bridge::{AudioFrame, Track};
+use watchfloor_call::{AudioFrame, Track};
 use watchfloor_wire::mulaw;
 
 /// Output sample rate, Hz (G.711).

@@ -9,7 +9,7 @@ use watchfloor_store::{CallQuery, index};
 /// Largest page of calls or audit entries.
 pub const MAX_PAGE: usize = 500;
 /// Call statuses a filter may name.
-pub const STATUSES: &[&str] = &["processing", "with_agent", "fallback", "completed", "interrupted", "no_stream", "taken_over", "transferred"];
+pub const STATUSES: &[&str] = watchfloor_bridge::CallStatus::NAMES;
 /// Filters of `GET /api/calls`.
 pub const CALL_FILTERS: &[&str] = &["from", "to", "status", "incident_type", "priority", "caller", "q", "limit", "cursor"];
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::json;
-use watchfloor_bridge::Command;
+use watchfloor_bridge::{Command, HandOffAction};
 use watchfloor_bridge::task::unix_ms;
 use watchfloor_bridge::twilio_rest::CallUpdate;
 use watchfloor_store::NewAuditEntry;
@@ -171,7 +171,7 @@ fn valid_number(n: &str) -> Result<String, ApiError> {
 }
 
 /// Carries out a hand-off: REST update, then the call's AI side ends with a `HandedOff` event.
-async fn hand_off(state: &AppState, user: &User, id: &str, action: &str, to: Option<String>) -> Result<watchfloor_store::CallRecord, ApiError> {
+async fn hand_off(state: &AppState, user: &User, id: &str, action: HandOffAction, to: Option<String>) -> Result<watchfloor_store::CallRecord, ApiError> {
     let handle = state.calls.handle(id).ok_or_else(|| match state.store.get_call(id) {
         Ok(Some(_)) => ApiError(StatusCode::CONFLICT, format!("call {id} is not live")),
         _ => ApiError(StatusCode::NOT_FOUND, format!("no call {id}")),
@@ -181,7 +181,7 @@ async fn hand_off(state: &AppState, user: &User, id: &str, action: &str, to: Opt
         Some(line) => CallUpdate::Twiml(watchfloor_wire::twiml::Response::new().say("Please hold. Connecting you now.").dial(line.clone())),
         None => CallUpdate::Hangup,
     };
-    let pending = Command::HandOffPending { action: action.into(), to: to.clone(), by: user.name.clone() };
+    let pending = Command::HandOffPending { action, to: to.clone(), by: user.name.clone() };
     if !matches!(handle.send_and_wait(pending).await, Ok(Ok(()))) {
         return Err(ApiError(StatusCode::CONFLICT, format!("call {id} is not live")));
     }
@@ -189,7 +189,7 @@ async fn hand_off(state: &AppState, user: &User, id: &str, action: &str, to: Opt
         let _ = handle.send(Command::HandOffFailed).await;
         return Err(ApiError(StatusCode::BAD_GATEWAY, e.to_string()));
     }
-    let _ = handle.send_and_wait(Command::HandedOff { action: action.into(), to, by: user.name.clone() }).await;
+    let _ = handle.send_and_wait(Command::HandedOff { action, to, by: user.name.clone() }).await;
     state.calls.hub().barrier().await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     state.store.get_call(id).ok().flatten().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))
 }
@@ -197,7 +197,7 @@ async fn hand_off(state: &AppState, user: &User, id: &str, action: &str, to: Opt
 /// `POST /api/calls/{id}/takeover`: the call goes to the signed-in supervisor's own line.
 async fn takeover(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = match user.line.clone() {
-        Some(line) => hand_off(&state, &user, &id, "takeover", Some(line)).await,
+        Some(line) => hand_off(&state, &user, &id, HandOffAction::Takeover, Some(line)).await,
         None => Err(ApiError(StatusCode::CONFLICT, format!("user {} has no line configured ([[users]] line)", user.name))),
     };
     let detail = format!("to {}", user.line.as_deref().unwrap_or("-"));
@@ -209,7 +209,7 @@ async fn transfer(State(state): State<AppState>, Extension(user): Extension<User
     let to = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text()))).and_then(|Json(b)| valid_number(&b.to));
     let detail = format!("to {}", to.as_deref().unwrap_or("-"));
     let r = match to {
-        Ok(to) => hand_off(&state, &user, &id, "transfer", Some(to)).await,
+        Ok(to) => hand_off(&state, &user, &id, HandOffAction::Transfer, Some(to)).await,
         Err(e) => Err(e),
     };
     audited_action(&state, &user, "call.transfer", &id, detail, r).await
@@ -217,6 +217,6 @@ async fn transfer(State(state): State<AppState>, Extension(user): Extension<User
 
 /// `POST /api/calls/{id}/hangup`: ends the call.
 async fn hangup(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
-    let r = hand_off(&state, &user, &id, "hangup", None).await;
+    let r = hand_off(&state, &user, &id, HandOffAction::Hangup, None).await;
     audited_action(&state, &user, "call.hangup", &id, String::new(), r).await
 }

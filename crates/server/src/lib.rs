@@ -27,10 +27,12 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use watchfloor_bridge::model::ModelConfig;
 use watchfloor_bridge::registry::BridgeConfig;
-use watchfloor_bridge::{CallRegistry, Hub};
+use watchfloor_bridge::Hub;
 use watchfloor_store::Store;
 
 pub use config::Config;
+/// Live calls (the desktop app reads the board and sends commands through it).
+pub use watchfloor_bridge::CallRegistry;
 
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]

@@ -12,6 +12,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
+use watchfloor_bridge::AppendError;
 use watchfloor_bridge::task::unix_ms;
 use watchfloor_bridge::{CallEventKind, Command};
 use watchfloor_dispatch::units::UnitStatus;
@@ -281,9 +282,9 @@ async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Resul
         }
     match state.calls.hub().append_after_end(id, kind, unix_ms()).await {
         Ok(_) => record_or_404(state, id),
-        Err(e) if e.starts_with("no call") => Err(ApiError(StatusCode::NOT_FOUND, e)),
-        Err(e) if e.contains("still live") => Err(ApiError(StatusCode::CONFLICT, e)),
-        Err(e) => Err(internal(e)),
+        Err(e @ AppendError::NoSuchCall(_)) => Err(ApiError(StatusCode::NOT_FOUND, e.to_string())),
+        Err(e @ AppendError::StillLive(_)) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ (AppendError::Store(_) | AppendError::StoreGone)) => Err(internal(e)),
     }
 }
 
@@ -409,7 +410,7 @@ pub(crate) fn history_line(state: &AppState, call_sid: &str, number: &str) -> Op
         "{} prior call{} from this number in the last {days} days; the latest {ago} (status {}{what}). It may be the same emergency: ask whether this is about it.",
         prior.len(),
         if prior.len() == 1 { "" } else { "s" },
-        latest.status
+        latest.status.as_str()
     ))
 }
 

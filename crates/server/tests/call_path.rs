@@ -46,7 +46,7 @@ async fn full_call(name: &str) {
 
     // Both transcripts in the sled record.
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed);
     assert!(rec.simulated);
     assert_eq!(rec.from, sc.caller_number);
     let caller: Vec<&str> = rec.transcript.iter().filter(|l| l.speaker == "caller").map(|l| l.text.as_str()).collect();
@@ -64,7 +64,7 @@ async fn full_call(name: &str) {
     assert_eq!(rec.incident_type, sc.expect.incident_type, "{name}: incident type");
     assert_eq!(rec.location, sc.expect.location, "{name}: location");
     assert_eq!(rec.priority, sc.expect.priority, "{name}: priority");
-    assert_eq!(rec.dispatch.as_deref(), Some("proposed"), "{name}: a dispatch was proposed");
+    assert_eq!(rec.dispatch, Some(watchfloor_bridge::live::DispatchPhase::Proposed), "{name}: a dispatch was proposed");
     let calls = rig.server.store.events(&call.call_sid).unwrap().into_iter().filter(|e| matches!(e.kind, watchfloor_bridge::CallEventKind::FunctionCall { .. })).count();
     assert_eq!(calls, sc.turns.iter().filter(|t| t.function_call.is_some()).count(), "function calls in the timeline");
     // The record can be rebuilt from its events alone.
@@ -176,7 +176,7 @@ async fn issue_14_five_seconds_of_caller_audio_at_once_after_a_stall_all_reach_t
     assert!(session.input_audio == call.report.expected_input, "caller audio differs at the model");
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
     assert_eq!(rec.skipped_inputs, 0);
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed);
     assert_eq!(rec.transcript.iter().filter(|l| l.speaker == "caller").count(), sc.turns.len());
     rig.server.shutdown().await;
 }
@@ -204,7 +204,7 @@ async fn twenty_concurrent_calls_do_not_cross_talk() {
         assert!(call.report.received_audio == agent, "{}: agent audio crossed or lost", sc.caller_number);
         let rec = wait_record_ended(&rig.server, &call.call_sid).await;
         assert_eq!(rec.from, sc.caller_number);
-        assert_eq!(rec.status, "completed");
+        assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed);
         assert_eq!(rec.transcript.len(), 1 + 2 * sc.turns.len(), "{}: transcript incomplete", sc.caller_number);
         assert_eq!(rec.transcript[1].text, sc.turns[0].caller.text);
     }
@@ -234,7 +234,7 @@ async fn garbage_mid_call_is_logged_and_the_call_goes_on() {
     let session = rig.model.closed_session_of(&sc.caller_number, TIMEOUT).await.unwrap();
     assert!(session.input_audio == call.report.expected_input);
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed);
     assert_eq!(rec.skipped_inputs, 5, "each bad message skipped once");
     let timeline = rig.server.store.events(&call.call_sid).unwrap();
     assert!(timeline.iter().any(|e| matches!(&e.kind, watchfloor_bridge::CallEventKind::Dtmf { digit } if digit == "5")), "the DTMF key is in the timeline");

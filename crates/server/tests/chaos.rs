@@ -47,10 +47,10 @@ async fn assert_handed_to_human(rig: &Rig, rest: &RestFake, c: &SimulatedCall, r
     assert!(twiml.contains("<Dial>+15550001234</Dial>"), "{twiml}");
     assert!(rest.requests().iter().any(|r| r.call_sid == c.call_sid && r.authorized && r.answered == 200));
     let rec = wait_record_ended(&rig.server, &c.call_sid).await;
-    assert_eq!(rec.status, "fallback");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Fallback);
     let events = rig.server.store.events(&c.call_sid).unwrap();
     assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::Fallback { reason: r } if r == reason)), "no Fallback({reason}): {:?}", events.iter().map(|e| &e.kind).collect::<Vec<_>>());
-    assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::FallbackCompleted { via, .. } if via == "rest")));
+    assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::FallbackCompleted { via, .. } if *via == watchfloor_bridge::FallbackRoute::Rest)));
     assert!(events.windows(2).all(|w| w[1].seq == w[0].seq + 1));
     assert_eq!(rig.server.store.rebuild(&c.call_sid).unwrap().unwrap(), rec);
 }
@@ -58,7 +58,7 @@ async fn assert_handed_to_human(rig: &Rig, rest: &RestFake, c: &SimulatedCall, r
 async fn assert_completes(rig: &Rig, c: &SimulatedCall, sc: &Scenario) {
     assert!(c.report.redirected.is_none(), "{}: handed off unexpectedly", sc.caller_number);
     let rec = wait_record_ended(&rig.server, &c.call_sid).await;
-    assert_eq!(rec.status, "completed", "{}", sc.caller_number);
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed, "{}", sc.caller_number);
     let caller_lines = rec.transcript.iter().filter(|l| l.speaker == "caller").count();
     assert_eq!(caller_lines, sc.turns.len(), "{}: {:#?}", sc.caller_number, rec.transcript);
 }
@@ -176,9 +176,9 @@ async fn when_twilio_rest_is_down_closing_the_stream_still_sends_the_caller_on()
     assert!(c.report.closed_by_server, "the stream closed, so Twilio runs the <Dial> after </Connect>");
     assert_eq!(c.twiml.dial.as_deref(), Some("+15550001234"));
     let rec = wait_record_ended(&rig.server, &c.call_sid).await;
-    assert_eq!(rec.status, "fallback");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Fallback);
     let events = rig.server.store.events(&c.call_sid).unwrap();
-    assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::FallbackCompleted { via, rest_error: Some(_), .. } if via == "stream_close")));
+    assert!(events.iter().any(|e| matches!(&e.kind, CallEventKind::FallbackCompleted { via, rest_error: Some(_), .. } if *via == watchfloor_bridge::FallbackRoute::StreamClose)));
     rig.server.shutdown().await;
 }
 
@@ -208,7 +208,7 @@ async fn caller_side_faults_do_not_touch_other_calls() {
     // verbs; the record ends as a fallback with what was said so far.
     for c in [&c_gone, &c_big] {
         let rec = wait_record_ended(&rig.server, &c.call_sid).await;
-        assert_eq!(rec.status, "fallback", "{}", c.call_sid);
+        assert_eq!(rec.status, watchfloor_bridge::CallStatus::Fallback, "{}", c.call_sid);
         assert_eq!(rec.end_reason.as_deref(), Some("stream_closed"));
         assert_eq!(rig.server.store.rebuild(&c.call_sid).unwrap().unwrap(), rec);
     }

@@ -271,7 +271,7 @@ async fn issue_15_a_huge_timestamp_cannot_make_a_huge_recording() {
     let opts = watchfloor_sim::simulate::SimulateOptions { caller: watchfloor_sim::caller::CallerOptions { speed, inject_after_start: vec![bad], ..Default::default() }, ..Default::default() };
     let call = watchfloor_sim::simulate::place_call(&rig.server.base_url(), &sc, &opts).await.unwrap();
     let rec = common::wait_record_ended(&rig.server, &call.call_sid).await;
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed);
     assert_eq!(rec.transcript.iter().filter(|l| l.speaker == "caller").count(), sc.turns.len(), "the caller's words after the bad frame reached the model");
     let wav = client().get(format!("{}/api/calls/{}/recording.wav", rig.server.base_url(), call.call_sid)).send().await.unwrap().bytes().await.unwrap();
     let seconds = hound::WavReader::new(std::io::Cursor::new(wav.to_vec())).unwrap().duration() as f64 / 8000.0;

@@ -215,7 +215,7 @@ async fn a_console_that_stops_reading_is_paused_then_resynced_and_calls_go_on() 
     let mut total_events = 0;
     for r in &results {
         let rec = wait_record_ended(&rig.server, &r.call_sid).await;
-        assert_eq!(rec.status, "completed", "{}", r.call_sid);
+        assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed, "{}", r.call_sid);
         assert_eq!(rec.end_reason.as_deref(), Some("stop"));
         total_events += rig.server.store.events(&r.call_sid).unwrap().len() as u64;
     }

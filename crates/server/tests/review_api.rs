@@ -182,7 +182,7 @@ async fn a_unit_attached_to_a_live_call_goes_through_the_call() {
     assert_eq!(rec["units"][0]["unit"], "Medic 3");
     assert_eq!(rec["status"], "processing");
     let rec = wait_record_ended(&rig.server, &sid).await;
-    assert_eq!(rec.status, "no_stream");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::NoStream);
     assert_eq!(rec.units.len(), 1);
     assert_eq!(rig.server.store.rebuild(&sid).unwrap().unwrap(), rec);
     rig.server.shutdown().await;

@@ -32,7 +32,7 @@ async fn without_a_model_key_every_call_goes_to_the_human_line() {
     assert!(twiml.url.is_empty(), "no stream without a model");
     assert_eq!(twiml.dial.as_deref(), Some("+15550001234"));
     let rec = wait_record_ended(&rig.server, &sid).await;
-    assert_eq!(rec.status, "fallback");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Fallback);
     assert_eq!(rec.end_reason.as_deref(), Some("no_model_configured"));
     rig.server.shutdown().await;
 }
@@ -60,7 +60,7 @@ async fn signatures_are_required_when_an_auth_token_is_set() {
     let opts = SimulateOptions { caller: CallerOptions { speed: 8.0, ..Default::default() }, auth_token: Some("tok-secret".into()), public_url: None, call_sid: None, ..Default::default() };
     let call = place_call(&base, &sc, &opts).await.unwrap();
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed);
     assert_eq!(rec.transcript.len(), 1 + 2 * sc.turns.len());
     rig.server.shutdown().await;
 }
@@ -79,7 +79,7 @@ async fn a_webhook_without_a_stream_closes_its_model_socket_after_the_claim_wind
     assert!(session.session.is_some(), "session.update sent while ringing");
     // … and the record says why nothing followed.
     let rec = wait_record_ended(&rig.server, &sid).await;
-    assert_eq!(rec.status, "no_stream");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::NoStream);
     assert!(rec.stages.contains_key("model_connected"));
     assert!(rig.server.calls.is_empty());
     rig.server.shutdown().await;
@@ -100,7 +100,7 @@ async fn an_unreachable_model_sends_the_caller_to_the_human_line_at_once() {
     assert!(started.elapsed() < Duration::from_secs(3), "fallback took {:?}", started.elapsed());
     assert_eq!(call.twiml.dial.as_deref(), Some("+15550001234"));
     let rec = wait_record_ended(&rig.server, &call.call_sid).await;
-    assert_eq!(rec.status, "fallback");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Fallback);
     assert_eq!(rec.end_reason.as_deref(), Some("model_unavailable"));
     assert_eq!(rec.model_errors, 1);
     rig.server.shutdown().await;

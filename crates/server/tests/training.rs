@@ -35,7 +35,7 @@ async fn a_training_call_runs_on_the_model_fake_without_a_key() {
     assert_eq!(r["scenario"], "structure-fire");
     let rec = tokio::time::timeout(std::time::Duration::from_secs(60), wait_record_ended_long(&server, &sid)).await.expect("the training call ends");
     assert!(rec.simulated);
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed);
     assert!(rec.transcript.iter().any(|l| l.speaker == "agent"), "the model fake answered");
     // A real (not simulated) call with no key still goes straight to the human line.
     let params = [("CallSid", "CA00000000000000000000000000000042"), ("From", "+15550001111"), ("To", "+15550000911"), ("AccountSid", "AC0")];

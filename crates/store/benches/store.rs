@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
-use watchfloor_bridge::{AudioFrame, CallEvent, CallEventKind, CallStatus, RecordMsg, Speaker, Track};
+use watchfloor_call::{AudioFrame, CallEvent, CallEventKind, CallStatus, RecordMsg, Speaker, Track};
 use watchfloor_store::{Store, writer};
 
 fn env(name: &str, default: u64) -> u64 {

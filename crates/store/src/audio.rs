@@ -18,7 +18,7 @@
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
 
-use watchfloor_bridge::Track;
+use watchfloor_call::Track;
 use watchfloor_wire::mulaw;
 
 /// Size at which a pending run is written without waiting for the flush, bytes (1 s of μ-law).

@@ -42,7 +42,7 @@ pub(crate) fn split(key: &[u8], prefix_len: usize) -> Option<(u64, String)> {
 pub(crate) fn keys(rec: &CallRecord) -> BTreeSet<Vec<u8>> {
     let mut set = BTreeSet::new();
     set.insert(key(TIME, "", rec));
-    set.insert(key(STATUS, &rec.status, rec));
+    set.insert(key(STATUS, rec.status.as_str(), rec));
     if !rec.from.is_empty() {
         set.insert(key(CALLER, &rec.from, rec));
     }

@@ -13,6 +13,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Mutex;
 
+use watchfloor_call::CallStatus;
+
 use crate::record::CallRecord;
 
 /// The longest caller history the ledger keeps, ms (90 days): the configured
@@ -28,8 +30,8 @@ pub struct PriorCall {
     pub call_sid: String,
     /// ms since the Unix epoch.
     pub started_at_ms: u64,
-    /// The record's status (`processing`, `completed`, `handed_off`, …).
-    pub status: String,
+    /// Where the call stands (or how it ended).
+    pub status: CallStatus,
     /// APCO incident type code, when one was extracted.
     pub incident_type: Option<String>,
 }
@@ -94,7 +96,7 @@ impl CallLedger {
         if rec.from.is_empty() || rec.started_at_ms < now_ms.saturating_sub(HISTORY_WINDOW_MS) {
             return;
         }
-        let prior = PriorCall { call_sid: rec.call_sid.clone(), started_at_ms: rec.started_at_ms, status: rec.status.clone(), incident_type: rec.incident_type.clone() };
+        let prior = PriorCall { call_sid: rec.call_sid.clone(), started_at_ms: rec.started_at_ms, status: rec.status, incident_type: rec.incident_type.clone() };
         let calls = inner.callers.entry(rec.from.clone()).or_default();
         if let Some(p) = calls.iter_mut().find(|p| p.call_sid == prior.call_sid) {
             *p = prior;
@@ -148,8 +150,8 @@ impl CallLedger {
 mod tests {
     use super::*;
 
-    fn rec(sid: &str, from: &str, at: u64, status: &str) -> CallRecord {
-        CallRecord { from: from.into(), started_at_ms: at, status: status.into(), ..CallRecord::new(sid) }
+    fn rec(sid: &str, from: &str, at: u64, status: CallStatus) -> CallRecord {
+        CallRecord { from: from.into(), started_at_ms: at, status, ..CallRecord::new(sid) }
     }
 
     const A: &str = "CA0123456789abcdef0123456789abcdef";
@@ -171,13 +173,13 @@ mod tests {
     fn records_seen_are_answered_and_in_their_callers_history() {
         let l = CallLedger::default();
         let now = 100 * 24 * 3_600_000;
-        l.observe(&rec(A, "+15550100", now - 5_000, "processing"), now);
-        l.observe(&rec(B, "+15550100", now - 1_000, "completed"), now);
+        l.observe(&rec(A, "+15550100", now - 5_000, CallStatus::Processing), now);
+        l.observe(&rec(B, "+15550100", now - 1_000, CallStatus::Completed), now);
         assert!(!l.first_answer(A));
         // Updated in place when the record changes.
-        l.observe(&rec(A, "+15550100", now - 5_000, "handed_off"), now);
+        l.observe(&rec(A, "+15550100", now - 5_000, CallStatus::TakenOver), now);
         let h = l.caller_history("+15550100", 0, "");
-        assert_eq!(h.iter().map(|p| (p.call_sid.as_str(), p.status.as_str())).collect::<Vec<_>>(), vec![(B, "completed"), (A, "handed_off")]);
+        assert_eq!(h.iter().map(|p| (p.call_sid.as_str(), p.status)).collect::<Vec<_>>(), vec![(B, CallStatus::Completed), (A, CallStatus::TakenOver)]);
         assert_eq!(l.caller_history("+15550100", now - 2_000, "").len(), 1, "since bounds it");
         assert_eq!(l.caller_history("+15550100", 0, B).len(), 1, "the asking call is left out");
         l.forget_call("+15550100", B);
@@ -190,12 +192,12 @@ mod tests {
         let l = CallLedger::default();
         let now = 200 * 24 * 3_600_000u64;
         for i in 0..(MAX_PER_CALLER as u64 + 5) {
-            l.observe(&rec(&format!("CA{:032x}", i), "+1555", now - 10_000 + i, "completed"), now);
+            l.observe(&rec(&format!("CA{:032x}", i), "+1555", now - 10_000 + i, CallStatus::Completed), now);
         }
         let h = l.caller_history("+1555", 0, "");
         assert_eq!(h.len(), MAX_PER_CALLER);
         assert_eq!(h[0].started_at_ms, now - 10_000 + MAX_PER_CALLER as u64 + 4, "newest first");
-        l.observe(&rec(&format!("CA{:032x}", 999), "+1666", now - HISTORY_WINDOW_MS - 1, "completed"), now);
+        l.observe(&rec(&format!("CA{:032x}", 999), "+1666", now - HISTORY_WINDOW_MS - 1, CallStatus::Completed), now);
         assert!(l.caller_history("+1666", 0, "").is_empty(), "older than the window: answered only");
         assert!(l.is_answered(&format!("CA{:032x}", 999)));
     }

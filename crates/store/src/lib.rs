@@ -33,7 +33,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use watchfloor_bridge::CallEvent;
+use watchfloor_call::CallEvent;
 
 pub use audio::{AudioChunk, AudioFiles};
 pub use audit::{AuditEntry, AuditQuery, NewAuditEntry};
@@ -186,8 +186,8 @@ impl Store {
                 let call_sid: std::sync::Arc<str> = rec.call_sid.as_str().into();
                 let first = rec.last_seq.map_or(0, |s| s + 1);
                 let kinds = [
-                    watchfloor_bridge::CallEventKind::StatusChanged { status: watchfloor_bridge::CallStatus::Interrupted },
-                    watchfloor_bridge::CallEventKind::CallEnded { reason: "server_stopped".into() },
+                    watchfloor_call::CallEventKind::StatusChanged { status: watchfloor_call::CallStatus::Interrupted },
+                    watchfloor_call::CallEventKind::CallEnded { reason: "server_stopped".into() },
                 ];
                 let events: Vec<std::sync::Arc<CallEvent>> = kinds
                     .into_iter()
@@ -326,7 +326,7 @@ impl Store {
                 continue;
             }
             let Some(rec) = self.get_call(&sid)? else { continue };
-            let matches = q.status.as_ref().is_none_or(|s| &rec.status == s)
+            let matches = q.status.as_ref().is_none_or(|s| rec.status.as_str() == s)
                 && q.caller.as_ref().is_none_or(|c| &rec.from == c)
                 && q.incident_type.as_ref().is_none_or(|t| rec.incident_type.as_ref() == Some(t))
                 && q.priority.as_ref().is_none_or(|p| rec.priority.as_ref() == Some(p));
@@ -398,9 +398,9 @@ impl Store {
     /// such revision or it was not voiced.
     pub fn dispatch_audio_wav(&self, call_sid: &str, revision: u32) -> Result<Option<Vec<u8>>, StoreError> {
         let Some(rec) = self.get_call(call_sid)? else { return Ok(None) };
-        let Some(d) = rec.dispatch_audio.iter().find(|d| d.revision == revision && d.status == "completed") else { return Ok(None) };
-        let chunks: Vec<AudioChunk> = self.audio(call_sid)?.into_iter().filter(|c| c.track == watchfloor_bridge::Track::Dispatch).collect();
-        Ok(Some(audio::render_track_wav(&chunks, watchfloor_bridge::Track::Dispatch, d.stream_ms, d.stream_ms + d.duration_ms)))
+        let Some(d) = rec.dispatch_audio.iter().find(|d| d.revision == revision && d.status == watchfloor_call::DispatchAudioStatus::Completed) else { return Ok(None) };
+        let chunks: Vec<AudioChunk> = self.audio(call_sid)?.into_iter().filter(|c| c.track == watchfloor_call::Track::Dispatch).collect();
+        Ok(Some(audio::render_track_wav(&chunks, watchfloor_call::Track::Dispatch, d.stream_ms, d.stream_ms + d.duration_ms)))
     }
 
     /// Writes a batch of events, the records they changed (with their index entries) and the
@@ -412,7 +412,7 @@ impl Store {
         for ev in events {
             // Invariant: CallEvent is plain data and serialises.
             eb.insert(event_key(&ev.call_sid, ev.seq), serde_json::to_vec(&**ev).expect("CallEvent serialises"));
-            if let watchfloor_bridge::CallEventKind::TranscriptFinal { text, .. } = &ev.kind {
+            if let watchfloor_call::CallEventKind::TranscriptFinal { text, .. } = &ev.kind {
                 for w in index::words(text) {
                     wb.insert(index::word_key(&w, &ev.call_sid), &[][..]);
                     words = true;
@@ -590,7 +590,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use watchfloor_bridge::Track;
+    use watchfloor_call::Track;
 
     #[test]
     fn recordings_from_before_files_are_read_merged_and_purged() {
@@ -609,7 +609,7 @@ mod tests {
 
         let mut rec = CallRecord::new("CA1");
         rec.started_at_ms = 1_000;
-        rec.status = "completed".into();
+        rec.status = watchfloor_call::CallStatus::Completed;
         store.put_record(None, &rec).unwrap();
         let report = store.purge(2_000, 0).unwrap();
         assert_eq!(report.calls_removed, 1);

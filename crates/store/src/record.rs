@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, Speaker};
+use watchfloor_call::live::DispatchPhase;
+use watchfloor_call::{CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, Speaker};
 use watchfloor_dispatch::units::UnitStatus;
 
 /// Current record version. Older records are migrated on open.
@@ -44,8 +45,8 @@ pub struct CallRecord {
     /// Placed by the simulator (a training call).
     #[serde(default)]
     pub simulated: bool,
-    /// `processing`, `with_agent`, `fallback`, `completed`, `interrupted`, `no_stream`.
-    pub status: String,
+    /// Where the call stands (`processing`, `with_agent`, … as JSON).
+    pub status: CallStatus,
     /// ms since the Unix epoch.
     pub started_at_ms: u64,
     /// ms since the Unix epoch.
@@ -93,9 +94,10 @@ pub struct CallRecord {
     /// The incident location, one line (`123 Main Street`), once known.
     #[serde(default)]
     pub location: Option<String>,
-    /// `proposed`, `dispatched`, `recalled`, once a dispatch was proposed.
+    /// Where the dispatch stands (`proposed`, `dispatched`, `recalled` as JSON), once one was
+    /// proposed.
     #[serde(default)]
-    pub dispatch: Option<String>,
+    pub dispatch: Option<DispatchPhase>,
     /// The radio message of the dispatch.
     #[serde(default)]
     pub dispatch_message: Option<String>,
@@ -117,8 +119,8 @@ pub struct CallRecord {
 pub struct DispatchAudioRecord {
     /// 1, 2, … per call.
     pub revision: u32,
-    /// `completed`, or why there is no audio (`failed`, `cancelled`, `incomplete`, `unavailable`).
-    pub status: String,
+    /// Whether there is audio, or why not.
+    pub status: DispatchAudioStatus,
     /// Where the audio sits on the stream clock (`dispatch` track), ms.
     pub stream_ms: u64,
     /// Length, ms.
@@ -129,7 +131,7 @@ pub struct DispatchAudioRecord {
     pub at_ms: u64,
 }
 
-pub use watchfloor_bridge::live::dispatch_audio_url;
+pub use watchfloor_call::live::dispatch_audio_url;
 
 /// A unit attached to a call.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
@@ -157,19 +159,6 @@ fn dispatched() -> UnitStatus {
     UnitStatus::Dispatched
 }
 
-fn status_name(s: CallStatus) -> &'static str {
-    match s {
-        CallStatus::Processing => "processing",
-        CallStatus::WithAgent => "with_agent",
-        CallStatus::Fallback => "fallback",
-        CallStatus::Completed => "completed",
-        CallStatus::Interrupted => "interrupted",
-        CallStatus::NoStream => "no_stream",
-        CallStatus::TakenOver => "taken_over",
-        CallStatus::Transferred => "transferred",
-    }
-}
-
 impl CallRecord {
     /// An empty record.
     pub fn new(call_sid: &str) -> Self {
@@ -179,7 +168,7 @@ impl CallRecord {
             from: String::new(),
             to: String::new(),
             simulated: false,
-            status: "processing".into(),
+            status: CallStatus::Processing,
             started_at_ms: 0,
             ended_at_ms: None,
             end_reason: None,
@@ -206,7 +195,7 @@ impl CallRecord {
 
     /// Whether the call was live at the last write.
     pub fn is_live(&self) -> bool {
-        matches!(self.status.as_str(), "processing" | "with_agent")
+        self.status.is_live()
     }
 
     /// The transcript as text, `Caller: …` / `Dispatcher: …`.
@@ -236,7 +225,7 @@ impl CallRecord {
                 self.stages.insert(name, *elapsed_ms);
             }
             CallEventKind::StreamStarted { stream_sid } => self.stream_sid = Some(stream_sid.clone()),
-            CallEventKind::StatusChanged { status } => self.status = status_name(*status).into(),
+            CallEventKind::StatusChanged { status } => self.status = *status,
             CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms } => self.transcript.push(TranscriptLine {
                 speaker: match speaker {
                     Speaker::Caller => "caller".into(),
@@ -282,8 +271,8 @@ impl CallRecord {
                 }
             }
             CallEventKind::DispatchAudio { revision, status, stream_ms, duration_ms, message } => {
-                self.dispatch_audio.push(DispatchAudioRecord { revision: *revision, status: status.clone(), stream_ms: *stream_ms, duration_ms: *duration_ms, message: message.clone(), at_ms: ev.at_ms });
-                if status == "completed" {
+                self.dispatch_audio.push(DispatchAudioRecord { revision: *revision, status: *status, stream_ms: *stream_ms, duration_ms: *duration_ms, message: message.clone(), at_ms: ev.at_ms });
+                if *status == DispatchAudioStatus::Completed {
                     self.dispatch_audio_url = Some(dispatch_audio_url(&self.call_sid, *revision));
                 }
             }
@@ -294,14 +283,14 @@ impl CallRecord {
                 self.location = incident.location.as_ref().map(|f| f.value.line());
             }
             CallEventKind::DispatchProposed { message, .. } => {
-                self.dispatch = Some("proposed".into());
+                self.dispatch = Some(DispatchPhase::Proposed);
                 self.dispatch_message = Some(message.clone());
             }
             CallEventKind::Dispatched { message, .. } => {
-                self.dispatch = Some("dispatched".into());
+                self.dispatch = Some(DispatchPhase::Dispatched);
                 self.dispatch_message = Some(message.clone());
             }
-            CallEventKind::DispatchRecalled { .. } => self.dispatch = Some("recalled".into()),
+            CallEventKind::DispatchRecalled { .. } => self.dispatch = Some(DispatchPhase::Recalled),
             CallEventKind::Alert { alert, .. } => self.alerts.push(alert.label()),
             CallEventKind::TranscriptDelta { .. }
             | CallEventKind::Talking { .. }
@@ -350,8 +339,8 @@ pub struct CallSummary {
     pub from: String,
     /// Called number.
     pub to: String,
-    /// Status.
-    pub status: String,
+    /// Where the call stands.
+    pub status: CallStatus,
     /// ms since the Unix epoch.
     pub started_at_ms: u64,
     /// ms since the Unix epoch.
@@ -374,7 +363,7 @@ impl From<&CallRecord> for CallSummary {
             call_sid: r.call_sid.clone(),
             from: r.from.clone(),
             to: r.to.clone(),
-            status: r.status.clone(),
+            status: r.status,
             started_at_ms: r.started_at_ms,
             ended_at_ms: r.ended_at_ms,
             incident_type: r.incident_type.clone(),

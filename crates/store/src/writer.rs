@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use watchfloor_bridge::{CallEvent, CallEventKind, RecordMsg, Track};
+use watchfloor_call::{AppendError, CallEvent, CallEventKind, RecordMsg, Track};
 use watchfloor_wire::mulaw;
 
 use crate::audio::CHUNK_BYTES;
@@ -38,7 +38,7 @@ pub const BATCH_WINDOW: Duration = Duration::from_millis(50);
 pub const URGENT_CHECK: Duration = Duration::from_millis(5);
 
 /// Where the result of an append to an ended call goes.
-type AppendReply = oneshot::Sender<Result<CallEvent, String>>;
+type AppendReply = oneshot::Sender<Result<CallEvent, AppendError>>;
 
 /// Audio of a track not yet written: one contiguous run.
 struct OpenChunk {
@@ -116,7 +116,7 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         // A barrier or an append: every pending record and partial audio run is written.
         let mut everything = false;
         let mut barriers: Vec<oneshot::Sender<()>> = Vec::new();
-        let mut replies: Vec<(AppendReply, Result<CallEvent, String>)> = Vec::new();
+        let mut replies: Vec<(AppendReply, Result<CallEvent, AppendError>)> = Vec::new();
         let mut events: Vec<Arc<CallEvent>> = Vec::new();
         let mut ended: Vec<Arc<str>> = Vec::new();
         for msg in buf.drain(..) {
@@ -141,10 +141,10 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                     must_flush = true;
                     everything = true;
                     let result = if st.live.contains_key(&call_sid) && !ended.contains(&call_sid) {
-                        Err(format!("call {call_sid} is still live"))
+                        Err(AppendError::StillLive(call_sid.to_string()))
                     } else {
                         match store.get_call(&call_sid) {
-                            Ok(Some(rec)) if rec.is_live() => Err(format!("call {call_sid} is still live")),
+                            Ok(Some(rec)) if rec.is_live() => Err(AppendError::StillLive(call_sid.to_string())),
                             Ok(Some(rec)) => {
                                 let seq = rec.last_seq.map_or(0, |s| s + 1);
                                 let ev = Arc::new(CallEvent { call_sid: call_sid.clone(), seq, at_ms, kind });
@@ -155,8 +155,8 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                                 events.push(ev.clone());
                                 Ok((*ev).clone())
                             }
-                            Ok(None) => Err(format!("no call {call_sid}")),
-                            Err(e) => Err(e.to_string()),
+                            Ok(None) => Err(AppendError::NoSuchCall(call_sid.to_string())),
+                            Err(e) => Err(AppendError::Store(e.to_string())),
                         }
                     };
                     replies.push((reply, result));

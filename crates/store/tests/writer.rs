@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus, RecordMsg, Speaker};
+use watchfloor_call::{CallEvent, CallEventKind, CallStatus, RecordMsg, Speaker};
 use watchfloor_store::{Store, writer};
 
 fn ev(sid: &str, seq: u64, kind: CallEventKind) -> Arc<CallEvent> {
@@ -44,7 +44,7 @@ async fn writer_records_calls_and_rebuilds_them_from_events() {
     drop(tx);
     w.await.unwrap();
     let rec = store.get_call("CA1").unwrap().unwrap();
-    assert_eq!(rec.status, "completed");
+    assert_eq!(rec.status, watchfloor_call::CallStatus::Completed);
     assert_eq!(rec.from, "+15550100101");
     assert!(rec.simulated);
     assert_eq!(rec.transcript_text(), "Dispatcher: 911, what is the address of your emergency?\nCaller: 123 Main Street");
@@ -71,11 +71,11 @@ async fn live_calls_are_marked_interrupted_on_reopen() {
     let (store, interrupted) = Store::open(dir.path()).unwrap();
     assert_eq!(interrupted, vec!["CA_live".to_string()]);
     let rec = store.get_call("CA_live").unwrap().unwrap();
-    assert_eq!(rec.status, "interrupted");
+    assert_eq!(rec.status, watchfloor_call::CallStatus::Interrupted);
     assert_eq!(rec.transcript.len(), 2, "partial transcript kept");
     assert_eq!(rec.end_reason.as_deref(), Some("server_stopped"));
     assert_eq!(store.rebuild("CA_live").unwrap().unwrap(), rec, "the interruption is in the event log too");
-    assert_eq!(store.get_call("CA_done").unwrap().unwrap().status, "completed");
+    assert_eq!(store.get_call("CA_done").unwrap().unwrap().status, watchfloor_call::CallStatus::Completed);
 }
 
 #[tokio::test]
@@ -95,7 +95,7 @@ async fn writer_stops_on_cancel_with_senders_alive_and_keeps_queued_events() {
 
 #[tokio::test]
 async fn purge_removes_old_calls_but_keeps_held_ones_and_recent_audit() {
-    use watchfloor_bridge::{AudioFrame, Track};
+    use watchfloor_call::{AudioFrame, Track};
     use watchfloor_store::{AuditQuery, CallQuery, NewAuditEntry};
     let dir = tempfile::tempdir().unwrap();
     let (store, tx, w) = start_writer(dir.path());
@@ -126,8 +126,8 @@ async fn purge_removes_old_calls_but_keeps_held_ones_and_recent_audit() {
     assert_eq!(audit[0].target, "CA_held");
 }
 
-fn frame(sid: &str, track: watchfloor_bridge::Track, stream_ms: u64) -> RecordMsg {
-    RecordMsg::Audio(watchfloor_bridge::AudioFrame { call_sid: sid.into(), track, stream_ms, audio: bytes::Bytes::from(vec![0x55u8; 160]) })
+fn frame(sid: &str, track: watchfloor_call::Track, stream_ms: u64) -> RecordMsg {
+    RecordMsg::Audio(watchfloor_call::AudioFrame { call_sid: sid.into(), track, stream_ms, audio: bytes::Bytes::from(vec![0x55u8; 160]) })
 }
 
 fn stored_ms(store: &Store, sid: &str) -> u64 {
@@ -136,7 +136,7 @@ fn stored_ms(store: &Store, sid: &str) -> u64 {
 
 #[tokio::test]
 async fn live_audio_is_written_by_the_second_and_whole_at_a_barrier_or_a_shutdown() {
-    use watchfloor_bridge::Track;
+    use watchfloor_call::Track;
     let dir = tempfile::tempdir().unwrap();
     let (store, tx, w) = start_writer(dir.path());
     for e in call_events("CA_a", false) {
@@ -165,7 +165,7 @@ async fn live_audio_is_written_by_the_second_and_whole_at_a_barrier_or_a_shutdow
 
 #[tokio::test]
 async fn a_call_ending_writes_its_own_partial_audio_not_every_live_calls() {
-    use watchfloor_bridge::Track;
+    use watchfloor_call::Track;
     let dir = tempfile::tempdir().unwrap();
     let (store, tx, w) = start_writer(dir.path());
     for sid in ["CA_live", "CA_ends"] {
@@ -194,7 +194,7 @@ async fn a_call_ending_writes_its_own_partial_audio_not_every_live_calls() {
 
 #[tokio::test]
 async fn a_barrier_waits_for_a_failing_recording_write_to_be_retried() {
-    use watchfloor_bridge::Track;
+    use watchfloor_call::Track;
     let dir = tempfile::tempdir().unwrap();
     let (store, tx, w) = start_writer(dir.path());
     // The call's recording file cannot be opened: a directory stands in its place.
@@ -220,7 +220,7 @@ async fn a_barrier_waits_for_a_failing_recording_write_to_be_retried() {
 
 #[tokio::test]
 async fn a_recording_that_cannot_be_written_does_not_hold_up_the_record_or_the_shutdown() {
-    use watchfloor_bridge::Track;
+    use watchfloor_call::Track;
     let dir = tempfile::tempdir().unwrap();
     let (store, tx, w) = start_writer(dir.path());
     std::fs::create_dir(watchfloor_store::AudioFiles::open(dir.path()).unwrap().path("CA_f")).unwrap();
@@ -235,7 +235,7 @@ async fn a_recording_that_cannot_be_written_does_not_hold_up_the_record_or_the_s
     }
     drop(tx);
     tokio::time::timeout(std::time::Duration::from_secs(15), w).await.expect("the writer stops").unwrap();
-    assert_eq!(store.get_call("CA_f").unwrap().unwrap().status, "completed", "the record is whole");
+    assert_eq!(store.get_call("CA_f").unwrap().unwrap().status, watchfloor_call::CallStatus::Completed, "the record is whole");
     assert_eq!(store.events("CA_f").unwrap().len(), 7);
 }
 
@@ -291,7 +291,7 @@ async fn the_ledger_keeps_recent_calls_per_caller() {
         w.await.unwrap();
         let h = store.ledger().caller_history("+15550100101", now - 3_600_000, "");
         assert_eq!(h.len(), 1);
-        assert_eq!((h[0].call_sid.as_str(), h[0].status.as_str()), (SID, "completed"));
+        assert_eq!((h[0].call_sid.as_str(), h[0].status), (SID, watchfloor_call::CallStatus::Completed));
         assert!(store.ledger().caller_history("+15550100101", now - 3_600_000, SID).is_empty());
         store.flush().await.unwrap();
     }

@@ -497,7 +497,7 @@ fn a_dropped_model_reconnects_with_the_conversation_then_falls_back_when_it_cann
     drain(&mut m);
     m.handle_input(Input::ReconnectFailed("refused".into()), t0);
     assert!(drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { reason } if reason == "model_reconnect_failed")));
-    m.handle_input(Input::FallbackDone { via: "rest".into(), attempts: 1, rest_error: None }, t0);
+    m.handle_input(Input::FallbackDone { via: watchfloor_call::FallbackRoute::Rest, attempts: 1, rest_error: None }, t0);
     let out = drain(&mut m);
     assert!(events(&out).contains(&&CallEventKind::CallEnded { reason: "model_reconnect_failed".into() }));
     assert_eq!(out.last(), Some(&Output::Close));
@@ -716,7 +716,7 @@ fn the_dispatch_message_is_voiced_out_of_band_and_never_reaches_the_caller() {
     let frame = out.iter().find_map(|o| if let Output::Audio(f) = o { Some(f.clone()) } else { None }).expect("recorded");
     assert_eq!((frame.track, frame.audio.len()), (Track::Dispatch, 2400));
     let ev = events(&out);
-    assert!(ev.iter().any(|e| matches!(e, CallEventKind::DispatchAudio { revision: 1, status, duration_ms: 300, message, .. } if status == "completed" && message.starts_with("Medic 3"))));
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::DispatchAudio { revision: 1, status, duration_ms: 300, message, .. } if *status == watchfloor_call::DispatchAudioStatus::Completed && message.starts_with("Medic 3"))));
     assert!(m.history().iter().all(|l| l.speaker == Speaker::Caller), "the conversation history has no dispatch line");
 }
 

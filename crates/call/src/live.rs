@@ -12,7 +12,7 @@ use watchfloor_dispatch::policy::DispatchedBy;
 use watchfloor_dispatch::types::Priority;
 use watchfloor_dispatch::units::UnitStatus;
 
-use crate::event::{CallEvent, CallEventKind, CallStatus, Speaker, Talking, Track};
+use crate::event::{CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, HandOffAction, Speaker, Talking, Track};
 
 /// Transcript lines a live call keeps for the board and a newly connected console (the record
 /// has all of them).
@@ -138,8 +138,8 @@ pub struct LiveCall {
     pub model_errors: u32,
     /// Why the call went to the human line, if it did.
     pub fallback_reason: Option<String>,
-    /// `takeover`, `transfer` or `hangup`, if a supervisor handed the call off.
-    pub handed_off: Option<String>,
+    /// What a supervisor did, if they handed the call off.
+    pub handed_off: Option<HandOffAction>,
     /// Whispers sent to the agent.
     pub whispers: u32,
     /// Why the call ended, once it has.
@@ -229,7 +229,7 @@ impl LiveCall {
                 d.auto_dispatch_at_ms = None;
             }
             CallEventKind::DispatchAudio { revision, status, .. } => {
-                if status == "completed" {
+                if *status == DispatchAudioStatus::Completed {
                     self.dispatch.audio_url = Some(dispatch_audio_url(&self.call_sid, *revision));
                 }
             }
@@ -238,7 +238,7 @@ impl LiveCall {
             CallEventKind::UnitStatusChanged { unit, status, .. } => self.set_unit(unit, *status),
             CallEventKind::Whisper { .. } => self.whispers += 1,
             CallEventKind::Fallback { reason } => self.fallback_reason = Some(reason.clone()),
-            CallEventKind::HandedOff { action, .. } => self.handed_off = Some(action.clone()),
+            CallEventKind::HandedOff { action, .. } => self.handed_off = Some(*action),
             CallEventKind::CallEnded { reason } => {
                 self.ended_reason = Some(reason.clone());
                 self.talking = Talking::Silence;

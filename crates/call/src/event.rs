@@ -53,9 +53,81 @@ pub enum Talking {
     Agent,
 }
 
-/// The status of a call, as the board and the record show it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ts_rs::TS)]
+/// How a voiced dispatch message came out (its out-of-band response's `status`, PROTOCOLS.md
+/// §1, or why none was asked for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum DispatchAudioStatus {
+    /// The response completed with audio.
+    Completed,
+    /// The response failed, the model refused the request, or it completed with no audio.
+    Failed,
+    /// The response was cancelled.
+    Cancelled,
+    /// The response stopped early (`incomplete`: a token limit or a content filter).
+    Incomplete,
+    /// Not asked for: the call was falling back or had ended.
+    Unavailable,
+}
+
+impl DispatchAudioStatus {
+    /// From a `response.done` `status` and whether audio came: `completed` without audio, and
+    /// any status this version does not know, is [`DispatchAudioStatus::Failed`].
+    pub fn from_response(status: &str, has_audio: bool) -> Self {
+        match status {
+            "completed" if has_audio => DispatchAudioStatus::Completed,
+            "cancelled" => DispatchAudioStatus::Cancelled,
+            "incomplete" => DispatchAudioStatus::Incomplete,
+            _ => DispatchAudioStatus::Failed,
+        }
+    }
+}
+
+/// How a call the AI could not keep reached the human line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum FallbackRoute {
+    /// A Twilio REST redirect of the live call to the human line's TwiML (PROTOCOLS.md).
+    Rest,
+    /// The media stream was closed, so Twilio ran the verbs after `</Connect>`.
+    StreamClose,
+}
+
+/// What a supervisor did when handing a call off through Twilio (DOMAIN.md: takeover, transfer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum HandOffAction {
+    /// The supervisor took the call on their own line.
+    Takeover,
+    /// The call was transferred to another line.
+    Transfer,
+    /// The supervisor hung up the call.
+    Hangup,
+}
+
+impl HandOffAction {
+    /// The wire name (`takeover`, `transfer`, `hangup`): the call's end reason too.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
+    /// The status the call ends with.
+    pub fn final_status(self) -> CallStatus {
+        match self {
+            HandOffAction::Takeover => CallStatus::TakenOver,
+            HandOffAction::Transfer => CallStatus::Transferred,
+            HandOffAction::Hangup => CallStatus::Completed,
+        }
+    }
+}
+
+/// The status of a call, as the board and the record show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ts_rs::TS, strum::IntoStaticStr, strum::EnumString, strum::VariantNames)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum CallStatus {
     /// Webhook received; the model is being connected, the media stream not yet open.
     #[default]
@@ -77,6 +149,14 @@ pub enum CallStatus {
 }
 
 impl CallStatus {
+    /// Every status's wire name, in declaration order (a filter's valid values).
+    pub const NAMES: &'static [&'static str] = <CallStatus as strum::VariantNames>::VARIANTS;
+
+    /// The wire name (`processing`, `with_agent`, …), as serde writes it.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+
     /// Whether the call is still live (counts on the board).
     pub fn is_live(self) -> bool {
         matches!(self, CallStatus::Processing | CallStatus::WithAgent)
@@ -283,8 +363,8 @@ pub enum CallEventKind {
     DispatchAudio {
         /// Per-call number of the voiced message (1, 2, … for corrections after dispatch).
         revision: u32,
-        /// `completed`, or why there is no audio (`failed`, `cancelled`, `incomplete`, `unavailable`).
-        status: String,
+        /// Whether there is audio, or why not.
+        status: DispatchAudioStatus,
         /// Where the audio sits on the call's stream clock, ms.
         stream_ms: u64,
         /// Length of the audio, ms.
@@ -321,8 +401,8 @@ pub enum CallEventKind {
     },
     /// The hand-off to the human line was carried out.
     FallbackCompleted {
-        /// `rest` (Twilio REST redirect) or `stream_close` (the TwiML after `</Connect>`).
-        via: String,
+        /// How the caller was sent on.
+        via: FallbackRoute,
         /// Twilio REST requests made.
         attempts: u32,
         /// Why REST failed, when it did (the stream close then sends the caller on).
@@ -338,8 +418,8 @@ pub enum CallEventKind {
     },
     /// A supervisor handed the call off: took it over, transferred it, or hung up.
     HandedOff {
-        /// `takeover`, `transfer` or `hangup`.
-        action: String,
+        /// What the supervisor did.
+        action: HandOffAction,
         /// The line the call went to, if any.
         to: Option<String>,
         /// The console user.

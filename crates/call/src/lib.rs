@@ -1,0 +1,16 @@
+//! A call as the rest of Watchfloor sees it, with no sockets and no HTTP: the store, listen-in
+//! and the desktop app depend on this crate, not on the bridge (which pulls WebSockets, an HTTP
+//! client and retry loops).
+//!
+//! - [`event`]: [`CallEvent`], every state change of a call, and the [`AudioFrame`]s of its
+//!   tracks;
+//! - [`live`]: [`LiveCall`], the console's view of a live call, and the live feed's messages;
+//! - [`hub`]: the [`Hub`] events and audio go out on, and what the store writer receives.
+
+pub mod event;
+pub mod hub;
+pub mod live;
+
+pub use event::{AudioFrame, CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
+pub use hub::{AppendError, Hub, RecordMsg, StoreGone};
+pub use live::{LiveCall, dispatch_audio_url};
