@@ -1,169 +1,27 @@
-//! Console sign-in and the supervisor's hand-offs of a live call: take over (to the supervisor's
-//! own line), transfer (to a chosen line), hang up. Hand-offs go through Twilio REST (the same
+//! The supervisor's hand-offs of a live call: take over (to the supervisor's own line),
+//! transfer (to a chosen line), hang up. Hand-offs go through Twilio REST (the same
 //! path as the fallback); each is audited with who, what, when and the outcome, and becomes a
 //! `HandedOff` event of the call.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, Path, Request, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
-use serde_json::json;
 use watchfloor_bridge::{Command, HandOffAction};
-use watchfloor_bridge::task::unix_ms;
 use watchfloor_bridge::twilio_rest::CallUpdate;
-use watchfloor_store::NewAuditEntry;
 
 use crate::AppState;
-use crate::api::{LoginBody, TransferBody};
-use crate::auth::{SignInRefused, User};
-use crate::review::audited_action;
-use crate::routes::ApiError;
-
-pub(crate) fn public_routes() -> Router<AppState> {
-    Router::new().route("/api/login", post(login))
-}
+use crate::api::TransferBody;
+use crate::auth::User;
+use crate::audit::audited_action;
+use crate::error::ApiError;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/logout", post(logout))
         .route("/api/calls/{id}/takeover", post(takeover))
         .route("/api/calls/{id}/transfer", post(transfer))
         .route("/api/calls/{id}/hangup", post(hangup))
-}
-
-/// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive,
-/// RFC 9110 §11.1).
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let v = headers.get("authorization")?.to_str().ok()?;
-    let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|t| !t.is_empty())
-}
-
-/// Middleware: the request must carry `Authorization: Bearer <token>` of a console user; the
-/// user is put in the request's extensions for the handlers (and the audit trail).
-pub(crate) async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match bearer(req.headers()).and_then(|t| state.auth.check_session(t)) {
-        Some((user, ended)) => {
-            req.extensions_mut().insert(user);
-            req.extensions_mut().insert(SessionEnded(ended));
-            next.run(req).await
-        }
-        None => (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({"error": "sign in: send Authorization: Bearer <token>"}))).into_response(),
-    }
-}
-
-/// Cancelled when the sign-in a request came with ends (sign-out): a live feed it opens closes.
-#[derive(Clone)]
-pub(crate) struct SessionEnded(pub(crate) tokio_util::sync::CancellationToken);
-
-
-/// Sign-in attempts refused before any password check (over the per-address or per-user
-/// budget), counted per address and name and audited together by [`audit_throttled`]: one entry
-/// per address and name every [`THROTTLED_AUDIT_EVERY`] however many attempts came (issue 15: a
-/// 5-minute flood of 95 000 attempts, one audit entry each, grew sled by over 100 MiB of memory).
-#[derive(Default)]
-pub struct ThrottledSignIns {
-    counts: std::sync::Mutex<std::collections::HashMap<(std::net::IpAddr, String), u64>>,
-}
-
-/// How often throttled sign-in attempts are written to the audit trail.
-pub const THROTTLED_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Most distinct (address, name) pairs counted between two audits; past it, the attempts of new
-/// pairs are counted under the name `*`.
-const THROTTLED_PAIRS: usize = 1024;
-
-impl ThrottledSignIns {
-    /// Counts one refused attempt.
-    pub fn note(&self, address: std::net::IpAddr, name: &str) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let key = if counts.len() < THROTTLED_PAIRS || counts.contains_key(&(address, name.to_string())) { (address, name.to_string()) } else { (address, "*".to_string()) };
-        *counts.entry(key).or_default() += 1;
-    }
-
-    /// The counts since the last call, emptied.
-    pub fn take(&self) -> Vec<((std::net::IpAddr, String), u64)> {
-        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect()
-    }
-}
-
-/// Writes the throttled sign-in attempts counted since the last time, one audit entry per
-/// address and name (`console.login`, outcome `throttled`, the count and address in the
-/// detail), every [`THROTTLED_AUDIT_EVERY`] and once more at shutdown.
-pub(crate) async fn audit_throttled(state: AppState, cancel: tokio_util::sync::CancellationToken) {
-    loop {
-        let stop = tokio::select! {
-            _ = cancel.cancelled() => true,
-            _ = tokio::time::sleep(THROTTLED_AUDIT_EVERY) => false,
-        };
-        state.auth.forget_idle_budgets();
-        for ((address, name), n) in state.throttled.take() {
-            let detail = Some(format!("{n} attempts from {address} refused before a password check"));
-            let e = NewAuditEntry { at_ms: unix_ms(), user: name, action: "console.login".into(), target: "console".into(), outcome: "throttled".into(), detail };
-            if let Err(e) = state.store.audit_unflushed(e) {
-                tracing::error!(error = %e, "audit of throttled sign-ins failed");
-            }
-        }
-        if stop {
-            return;
-        }
-    }
-}
-
-/// Audits a sign-in or sign-out. A session opened or ended is flushed before the answer; a
-/// refused attempt is written without waiting for the disk (sled's own flush, every 500 ms,
-/// makes it durable): a flood of refused attempts must not become a flood of flushes (issue 15:
-/// a 5-minute sign-in flood with a flush per attempt grew the store by 1.2 GB and the server by
-/// 500 MiB).
-async fn audit_logon(state: &AppState, user: &str, action: &str, outcome: &str) {
-    let e = NewAuditEntry { at_ms: unix_ms(), user: user.into(), action: action.into(), target: "console".into(), outcome: outcome.into(), detail: None };
-    let r = if outcome == "ok" { state.store.audit(e).await.map(|_| ()) } else { state.store.audit_unflushed(e).map(|_| ()) };
-    if let Err(e) = r {
-        tracing::error!(error = %e, "audit of a logon failed");
-    }
-}
-
-/// `POST /api/login` `{"user","password"}` → `{"token","user","expires_in_s"}`; 401 for a wrong
-/// user or password, 429 past the attempts allowed per address or user, 503 when every
-/// verification slot stays busy (each attempt audited).
-async fn login(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, b: Result<Json<LoginBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(b) = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
-    let name: String = b.user.chars().take(64).collect();
-    let refused = |e: SignInRefused| ApiError(if matches!(e, SignInRefused::Busy) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::TOO_MANY_REQUESTS }, e.to_string());
-    if let Err(e) = state.auth.admit_sign_in(peer.ip(), &name) {
-        // Counted, and audited as one entry per address and name every few seconds
-        // (`ThrottledSignIns`): a flood of refused attempts must not be a flood of writes.
-        state.throttled.note(peer.ip(), &name);
-        return Err(refused(e));
-    }
-    // argon2 verification is CPU-heavy: on the verifier threads, a few at a time.
-    let result = match state.auth.sign_in(&name, b.password).await {
-        Ok(r) => r,
-        Err(e) => {
-            audit_logon(&state, &name, "console.login", "busy").await;
-            return Err(refused(e));
-        }
-    };
-    match result {
-        Some((token, user)) => {
-            audit_logon(&state, &user.name, "console.login", "ok").await;
-            Ok(Json(json!({"token": token.expose(), "user": user.name, "expires_in_s": crate::auth::SESSION_TTL.as_secs()})))
-        }
-        None => {
-            audit_logon(&state, &name, "console.login", "denied").await;
-            Err(ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()))
-        }
-    }
-}
-
-/// `POST /api/logout`: ends the session of the token used.
-async fn logout(State(state): State<AppState>, Extension(user): Extension<User>, headers: HeaderMap) -> Json<serde_json::Value> {
-    let ended = bearer(&headers).is_some_and(|t| state.auth.logout(t));
-    audit_logon(&state, &user.name, "console.logout", if ended { "ok" } else { "not_a_session" }).await;
-    Json(json!({"ended": ended}))
 }
 
 fn valid_number(n: &str) -> Result<String, ApiError> {

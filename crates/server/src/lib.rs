@@ -5,17 +5,21 @@
 //! [`ServerHandle`] with the bound address and a graceful shutdown.
 
 pub mod api;
+mod audit;
 pub mod auth;
 pub mod config;
 pub mod conn;
 mod control;
+mod error;
 pub mod live;
 mod media;
 mod review;
 mod routes;
+mod session;
+pub mod settings;
 mod supervise;
 pub mod training;
-pub mod settings;
+mod webhook;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,7 +62,7 @@ pub struct AppState {
     /// The supervisor's settings as they stand.
     pub settings: Arc<std::sync::RwLock<settings::Settings>>,
     /// Sign-in attempts refused before a password check, to audit together.
-    pub throttled: Arc<control::ThrottledSignIns>,
+    pub throttled: Arc<session::ThrottledSignIns>,
 }
 
 impl AppState {
@@ -307,7 +311,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
     let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)), throttled: Arc::default() };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
-    let throttled_audit = tokio::spawn(control::audit_throttled(state.clone(), cancel.clone()));
+    let throttled_audit = tokio::spawn(session::audit_throttled(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {
         tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));
     }

@@ -33,7 +33,7 @@ use watchfloor_bridge::{AudioFrame, CallEventKind, Track};
 
 use crate::AppState;
 use crate::auth::User;
-use crate::review::audit;
+use crate::audit::audit;
 
 /// Text messages a console may leave unacknowledged before events stop (and a resync follows),
 /// by default (`live_max_unacked` in the configuration).
@@ -52,14 +52,14 @@ pub(crate) fn public_routes() -> Router<AppState> {
 }
 
 /// `POST /api/live/ticket` → `{"ticket","expires_in_s"}`.
-async fn ticket(State(state): State<AppState>, Extension(user): Extension<User>, Extension(session): Extension<crate::control::SessionEnded>) -> Json<serde_json::Value> {
+async fn ticket(State(state): State<AppState>, Extension(user): Extension<User>, Extension(session): Extension<crate::session::SessionEnded>) -> Json<serde_json::Value> {
     let t = state.auth.issue_ticket(&user, &session.0);
     Json(json!({"ticket": t.expose(), "expires_in_s": crate::auth::TICKET_TTL.as_secs()}))
 }
 
 /// `GET /api/live` (WebSocket upgrade).
 async fn live(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, ws: WebSocketUpgrade) -> Response {
-    let by_header = crate::control::bearer(&headers).and_then(|t| state.auth.check_session(t));
+    let by_header = crate::session::bearer(&headers).and_then(|t| state.auth.check_session(t));
     let Some((user, session_ended)) = by_header.or_else(|| q.get("ticket").and_then(|t| state.auth.redeem_ticket(t))) else {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "sign in: a ticket from POST /api/live/ticket, or Authorization: Bearer <token>"}))).into_response();
     };

@@ -15,7 +15,6 @@ use watchfloor_wire::signature;
 use watchfloor_wire::twilio::TwilioInbound;
 
 use crate::AppState;
-use crate::routes::{MEDIA_PATH, valid_sid, ws_origin};
 
 pub(crate) async fn media_stream(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<SocketAddr>, headers: HeaderMap, ws: WebSocketUpgrade) -> Response {
     if let Some(token) = &state.config.twilio_auth_token {
@@ -112,5 +111,40 @@ pub(crate) fn record_direct_fallback(state: &AppState, call_sid: &str, from: &st
     ];
     for (seq, kind) in kinds.into_iter().enumerate() {
         hub.publish(CallEvent { call_sid: call_sid.into(), seq: seq as u64, at_ms, kind });
+    }
+}
+
+/// The media stream path in the TwiML.
+pub const MEDIA_PATH: &str = "/ws/media";
+
+/// `https://h` → `wss://h`, `http://h` → `ws://h`.
+pub(crate) fn ws_origin(origin: &str) -> String {
+    if let Some(rest) = origin.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if let Some(rest) = origin.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else {
+        origin.to_string()
+    }
+}
+
+/// A Twilio SID: two-letter prefix and 32 hex digits.
+pub(crate) fn valid_sid(s: &str, prefix: &str) -> bool {
+    s.len() == 34 && s.starts_with(prefix) && s[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sids_and_origins() {
+        assert!(valid_sid("CA0123456789abcdef0123456789abcdef", "CA"));
+        assert!(!valid_sid("CA0123", "CA"));
+        assert!(!valid_sid("MZ0123456789abcdef0123456789abcdef", "CA"));
+        assert!(!valid_sid("CA0123456789abcdef0123456789abcdeg", "CA"));
+        assert_eq!(ws_origin("https://h.example"), "wss://h.example");
+        assert_eq!(ws_origin("http://127.0.0.1:1"), "ws://127.0.0.1:1");
     }
 }

@@ -16,12 +16,13 @@ use watchfloor_bridge::AppendError;
 use watchfloor_bridge::task::unix_ms;
 use watchfloor_bridge::{CallEventKind, Command};
 use watchfloor_dispatch::units::UnitStatus;
-use watchfloor_store::{AuditQuery, NewAuditEntry};
+use watchfloor_store::AuditQuery;
 
 use crate::AppState;
 use crate::api::{HoldBody, UnitBody};
 use crate::auth::User;
-use crate::routes::ApiError;
+use crate::audit::{audit, audited_action, audited_read, outcome_of};
+use crate::error::{ApiError, bad};
 
 const DAY_MS: u64 = 24 * 60 * 60 * 1000;
 use crate::api::MAX_PAGE;
@@ -45,43 +46,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/audit", get(audit_log))
 }
 
-fn bad(msg: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, msg.into())
-}
-
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "store error");
     ApiError(StatusCode::INTERNAL_SERVER_ERROR, "store error".into())
 }
-
-/// Records an access or action. Reads are recorded without waiting for the disk; actions are
-/// flushed before the response (`flush`).
-pub(crate) async fn audit(state: &AppState, user: &User, action: &str, target: &str, outcome: &str, detail: Option<String>, flush: bool) {
-    let entry = NewAuditEntry { at_ms: unix_ms(), user: user.name.clone(), action: action.into(), target: target.into(), outcome: outcome.into(), detail };
-    let r = if flush { state.store.audit(entry).await.map(|_| ()) } else { state.store.audit_unflushed(entry).map(|_| ()) };
-    if let Err(e) = r {
-        tracing::error!(error = %e, action, "audit entry could not be written");
-    }
-}
-
-/// The audit outcome of an API result: `ok`, `not_found`, `invalid`, `refused` (409), `error`.
-fn outcome_of<T>(r: &Result<T, ApiError>) -> &'static str {
-    match r {
-        Ok(_) => "ok",
-        Err(ApiError(StatusCode::NOT_FOUND, _)) => "not_found",
-        Err(ApiError(StatusCode::BAD_REQUEST, _)) => "invalid",
-        Err(ApiError(StatusCode::CONFLICT, _)) => "refused",
-        Err(_) => "error",
-    }
-}
-
-/// Audits the outcome of a read of `target`, and returns the result.
-async fn audited_read<T>(state: &AppState, user: &User, action: &str, target: &str, r: Result<T, ApiError>) -> Result<T, ApiError> {
-    audit(state, user, action, target, outcome_of(&r), None, false).await;
-    r
-}
-
-
 
 /// `GET /api/calls`: past calls, newest first. Filters: `from`, `to` (ms since the Unix epoch,
 /// on the start time), `status`, `incident_type`, `priority` (`P1`–`P4`), `caller` (E.164),
@@ -288,16 +256,6 @@ async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Resul
     }
 }
 
-pub(crate) async fn audited_action(state: &AppState, user: &User, action: &str, id: &str, detail: String, r: Result<watchfloor_store::CallRecord, ApiError>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
-    let outcome = outcome_of(&r);
-    let detail = match &r {
-        Err(ApiError(_, why)) => format!("{detail}; {why}"),
-        Ok(_) => detail,
-    };
-    audit(state, user, action, id, outcome, Some(detail), true).await;
-    r.map(Json)
-}
-
 /// Moves a unit on a call (attach = dispatched, en route, on scene, cleared): checked against
 /// the call's record (the unit's status there) and, for a unit on the roster, the roster (a unit
 /// busy on another call cannot be attached: 409). The roster changes first and is put back if
@@ -391,27 +349,6 @@ async fn caller_history(State(state): State<AppState>, Extension(user): Extensio
         state.store.caller_history(&number, since, MAX_PAGE).map(|calls| Json(json!({"number": number, "days": days, "calls": calls}))).map_err(internal)
     };
     audited_read(&state, &user, "caller.history", &number, r).await
-}
-
-/// The line about prior calls that goes into the agent's instructions, or `None`. From the
-/// store's in-memory ledger: the webhook never waits on the disk (issue 15).
-pub(crate) fn history_line(state: &AppState, call_sid: &str, number: &str) -> Option<String> {
-    if number.is_empty() {
-        return None;
-    }
-    let now = unix_ms();
-    let days = state.config.caller_history_days;
-    let prior = state.store.ledger().caller_history(number, now.saturating_sub(days * DAY_MS), call_sid);
-    let latest = prior.first()?;
-    let ago_min = now.saturating_sub(latest.started_at_ms) / 60_000;
-    let ago = if ago_min < 120 { format!("{ago_min} minutes ago") } else if ago_min < 48 * 60 { format!("{} hours ago", ago_min / 60) } else { format!("{} days ago", ago_min / (24 * 60)) };
-    let what = latest.incident_type.as_deref().map(|t| format!(", incident type {t}")).unwrap_or_default();
-    Some(format!(
-        "{} prior call{} from this number in the last {days} days; the latest {ago} (status {}{what}). It may be the same emergency: ask whether this is about it.",
-        prior.len(),
-        if prior.len() == 1 { "" } else { "s" },
-        latest.status.as_str()
-    ))
 }
 
 #[derive(Deserialize)]

@@ -15,8 +15,8 @@ use watchfloor_dispatch::policy::Policy;
 use crate::AppState;
 use crate::auth::User;
 use crate::config::{Config, UnitConfig};
-use crate::review::audit;
-use crate::routes::ApiError;
+use crate::audit::audit;
+use crate::error::ApiError;
 
 /// Voices of the Realtime API (PROTOCOLS.md §1).
 pub const VOICES: &[&str] = &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];

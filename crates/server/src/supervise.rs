@@ -14,8 +14,8 @@ use watchfloor_bridge::Command;
 
 use crate::AppState;
 use crate::auth::User;
-use crate::review::audited_action;
-use crate::routes::ApiError;
+use crate::audit::audited_action;
+use crate::error::ApiError;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()

@@ -21,8 +21,8 @@ use watchfloor_sim::simulate::{SimulateOptions, new_call_sid, place_call};
 
 use crate::AppState;
 use crate::auth::User;
-use crate::review::audit;
-use crate::routes::ApiError;
+use crate::audit::audit;
+use crate::error::ApiError;
 
 /// The training set-up of a server.
 pub struct Training {
