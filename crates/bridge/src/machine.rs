@@ -165,6 +165,37 @@ pub fn classify_error(error_type: &str, code: Option<&str>) -> ErrorClass {
     }
 }
 
+/// Why a live call refused a supervisor's command ([`CallMachine::command`]); nothing changed.
+/// The HTTP API answers each with 409 and this text (a call that has ended: 409, or 404 when
+/// there is no record of it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The call has ended (or its task is gone).
+    #[error("the call has ended")]
+    CallEnded,
+    /// The dispatch is not in a state the command applies to.
+    #[error(transparent)]
+    Dispatch(#[from] watchfloor_dispatch::policy::Refused),
+    /// A unit named is unknown or busy on another call.
+    #[error(transparent)]
+    Roster(#[from] watchfloor_dispatch::units::RosterError),
+    /// Units were named but no roster is configured.
+    #[error("no unit roster is configured")]
+    NoRoster,
+    /// A unit on scene was left out of an edit (it is cleared, not removed).
+    #[error("{0} is on scene; clear it instead of removing it")]
+    UnitOnScene(String),
+    /// No alert with this number on the call.
+    #[error("no alert {0} on this call")]
+    NoSuchAlert(u32),
+    /// The alert was acknowledged before.
+    #[error("alert {0} is already acknowledged")]
+    AlertAlreadyAcknowledged(u32),
+    /// [`Command::Record`] with an event that is not a record-keeping one.
+    #[error("not a record-keeping event")]
+    NotRecordKeeping,
+}
+
 /// A supervisor command to a live call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -397,7 +428,6 @@ pub struct CallMachine {
     /// Last time the caller's audio carried speech.
     last_caller_speech: Option<Instant>,
     /// Why the last supervisor command was refused.
-    last_refusal: Option<String>,
     /// The unit roster (none: no units are proposed; the message starts "Respond").
     roster: Option<crate::SharedRoster>,
     /// Units a supervisor chose for the proposal, replacing the recommendation.
@@ -500,7 +530,6 @@ impl CallMachine {
             alerts_raised: Vec::new(),
             alerts_acked: Vec::new(),
             last_caller_speech: None,
-            last_refusal: None,
             roster: None,
             chosen_units: None,
             dispatch_audio: DispatchAudio::default(),
@@ -638,7 +667,10 @@ impl CallMachine {
             Input::TwilioGarbage(reason) => self.skip(now, "twilio", reason),
             Input::Model(ev) => self.on_model(ev, now),
             Input::ModelGarbage(reason) => self.skip(now, "model", reason),
-            Input::Command(cmd) => self.on_command(cmd, now),
+            Input::Command(cmd) => {
+                // Fed as an input, a refusal is only logged (`command` returns it).
+                let _ = self.on_command(cmd, now);
+            }
             Input::TwilioClosed => {
                 // The socket closed without `stop`: the stream broke (Twilio hangs up the stream
                 // with `stop` when the caller hangs up). Twilio now runs the verbs after
@@ -1364,31 +1396,26 @@ impl CallMachine {
     /// Carries out a supervisor command and says whether it made sense: `Err` with the reason
     /// when it did not (confirming a recalled dispatch, acknowledging an unknown alert, any
     /// action on an ended call). Nothing changes on `Err`.
-    pub fn command(&mut self, cmd: Command, now: Instant) -> Result<(), String> {
+    pub fn command(&mut self, cmd: Command, now: Instant) -> Result<(), Refusal> {
         if self.phase == Phase::Ended {
-            return Err("the call has ended".into());
+            return Err(Refusal::CallEnded);
         }
-        self.last_refusal = None;
-        self.handle_input(Input::Command(cmd), now);
-        match self.last_refusal.take() {
-            Some(why) => Err(why),
-            None => Ok(()),
-        }
+        self.on_command(cmd, now)
     }
 
-    fn supervise(&mut self, cmd: Command, now: Instant) -> Result<(), String> {
+    fn supervise(&mut self, cmd: Command, now: Instant) -> Result<(), Refusal> {
         let at = self.unix_ms(now);
         match cmd {
             Command::ConfirmDispatch { by } => {
-                let d = self.dispatcher.confirm(at, &by).map_err(|e| e.to_string())?;
+                let d = self.dispatcher.confirm(at, &by)?;
                 self.on_decision(now, d);
             }
             Command::DispatchNow { by } => {
-                let d = self.dispatcher.dispatch_now(at, &by).map_err(|e| e.to_string())?;
+                let d = self.dispatcher.dispatch_now(at, &by)?;
                 self.on_decision(now, d);
             }
             Command::RecallDispatch { by } => {
-                self.dispatcher.recall(at, &by).map_err(|e| e.to_string())?;
+                self.dispatcher.recall(at, &by)?;
                 self.release_units(now, None, &by);
                 self.emit(now, CallEventKind::DispatchRecalled { by });
                 self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
@@ -1436,10 +1463,10 @@ impl CallMachine {
             }
             Command::AcknowledgeAlert { alert_id, by } => {
                 if alert_id == 0 || alert_id as usize > self.alerts_raised.len() {
-                    return Err(format!("no alert {alert_id} on this call"));
+                    return Err(Refusal::NoSuchAlert(alert_id));
                 }
                 if self.alerts_acked.contains(&alert_id) {
-                    return Err(format!("alert {alert_id} is already acknowledged"));
+                    return Err(Refusal::AlertAlreadyAcknowledged(alert_id));
                 }
                 self.alerts_acked.push(alert_id);
                 self.emit(now, CallEventKind::AlertAcknowledged { alert_id, by });
@@ -1451,8 +1478,8 @@ impl CallMachine {
 
     /// Checks a supervisor's unit list against the roster: each unit known, free or already on
     /// this call, and none that has arrived left out. Returns the list without repeats.
-    fn check_units(&self, units: Vec<String>) -> Result<Vec<String>, String> {
-        let Some(roster) = &self.roster else { return Err("no unit roster is configured".into()) };
+    fn check_units(&self, units: Vec<String>) -> Result<Vec<String>, Refusal> {
+        let Some(roster) = &self.roster else { return Err(Refusal::NoRoster) };
         let mut unique: Vec<String> = Vec::with_capacity(units.len());
         for u in units {
             if !unique.contains(&u) {
@@ -1460,16 +1487,17 @@ impl CallMachine {
             }
         }
         let roster = crate::registry::lock(roster);
-        roster.check_assignable(&unique, &self.call_sid).map_err(|e| e.to_string())?;
+        roster.check_assignable(&unique, &self.call_sid)?;
         for u in roster.units.iter().filter(|u| u.call_sid.as_deref() == Some(&*self.call_sid)) {
             if u.status == watchfloor_dispatch::units::UnitStatus::OnScene && !unique.contains(&u.id) {
-                return Err(format!("{} is on scene; clear it instead of removing it", u.id));
+                return Err(Refusal::UnitOnScene(u.id.clone()));
             }
         }
         Ok(unique)
     }
 
-    fn on_command(&mut self, cmd: Command, now: Instant) {
+    /// Carries out a command; `Err` says why it was refused (and nothing changed).
+    fn on_command(&mut self, cmd: Command, now: Instant) -> Result<(), Refusal> {
         match cmd {
             Command::Whisper { text, by } => {
                 self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
@@ -1482,7 +1510,7 @@ impl CallMachine {
             Command::ConfirmDispatch { .. } | Command::DispatchNow { .. } | Command::RecallDispatch { .. } | Command::EditIncident { .. } | Command::AcknowledgeAlert { .. } => {
                 if let Err(why) = self.supervise(cmd, now) {
                     tracing::info!(%why, "supervisor action refused");
-                    self.last_refusal = Some(why);
+                    return Err(why);
                 }
             }
             Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::UnitStatusChanged { .. } | CallEventKind::LegalHold { .. })) => {
@@ -1498,8 +1526,10 @@ impl CallMachine {
             }
             Command::Record(other) => {
                 self.skip(now, "supervisor", format!("not a record-keeping event: {other:?}"));
+                return Err(Refusal::NotRecordKeeping);
             }
         }
+        Ok(())
     }
 
     // ----------------------------------------------------------------------------------------

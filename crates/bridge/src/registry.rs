@@ -15,14 +15,13 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use watchfloor_call::{CallStatus, Hub, LiveCall};
-use crate::machine::Command;
+use crate::machine::{Command, Refusal};
 use crate::model::ModelConfig;
 use crate::profile::AgentProfile;
 use crate::task::{CallSetup, TwilioSocket, run_call};
 
-/// A command with the channel that tells the sender whether it was carried out: `Err` with the
-/// reason when it made no sense or the call had already ended.
-pub type CommandMsg = (Command, Option<oneshot::Sender<Result<(), String>>>);
+/// A command with the channel that tells the sender whether it was carried out.
+pub type CommandMsg = (Command, Option<oneshot::Sender<Result<(), Refusal>>>);
 
 /// A supervisor's handle on one live call.
 #[derive(Clone)]
@@ -37,13 +36,12 @@ impl CallHandle {
     }
 
     /// Sends a command and waits until the call's task has carried it out and published its
-    /// events (they are then queued for the store ahead of anything published later).
-    /// `Ok(Err(why))`: refused (it made no sense, or the call had ended); `Err(CallGone)`: the
-    /// call's task is gone.
-    pub async fn send_and_wait(&self, cmd: Command) -> Result<Result<(), String>, CallGone> {
+    /// events (they are then queued for the store ahead of anything published later). `Err`:
+    /// refused, with the reason ([`Refusal::CallEnded`] when the call's task is gone).
+    pub async fn command(&self, cmd: Command) -> Result<(), Refusal> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send((cmd, Some(tx))).await.map_err(|_| CallGone)?;
-        rx.await.map_err(|_| CallGone)
+        self.commands.send((cmd, Some(tx))).await.map_err(|_| Refusal::CallEnded)?;
+        rx.await.map_err(|_| Refusal::CallEnded)?
     }
 }
 

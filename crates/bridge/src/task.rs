@@ -109,7 +109,7 @@ async fn next_model(sock: &mut Option<ModelSocket>) -> Option<Result<Message, to
 }
 
 /// The outcome of a supervisor command: `Err` with the reason it was refused.
-type CommandResult = Result<(), String>;
+type CommandResult = Result<(), crate::machine::Refusal>;
 
 /// How long a reconnect may take before the caller goes to a human.
 pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);

@@ -40,14 +40,16 @@ async fn hand_off(state: &AppState, user: &User, id: &str, action: HandOffAction
         None => CallUpdate::Hangup,
     };
     let pending = Command::HandOffPending { action, to: to.clone(), by: user.name.clone() };
-    if !matches!(handle.send_and_wait(pending).await, Ok(Ok(()))) {
+    if handle.command(pending).await.is_err() {
         return Err(ApiError(StatusCode::CONFLICT, format!("call {id} is not live")));
     }
     if let Err(e) = rest.update_call(id, &update).await {
         let _ = handle.send(Command::HandOffFailed).await;
         return Err(ApiError(StatusCode::BAD_GATEWAY, e.to_string()));
     }
-    let _ = handle.send_and_wait(Command::HandedOff { action, to, by: user.name.clone() }).await;
+    // The call may have ended on its own meanwhile (Twilio stops the stream when it replaces
+    // the call's TwiML): the pending hand-off then decided how it ended.
+    let _ = handle.command(Command::HandedOff { action, to, by: user.name.clone() }).await;
     state.calls.hub().barrier().await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     state.store.get_call(id).ok().flatten().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))
 }

@@ -75,7 +75,7 @@ async fn fresh_record(state: &AppState, id: &str) -> Result<watchfloor_store::Ca
     if let Some(handle) = state.calls.handle(id) {
         // The call's task may not have published its first events yet (it was just started):
         // a round trip through it orders them before the barrier.
-        let _ = handle.send_and_wait(Command::Sync).await;
+        let _ = handle.command(Command::Sync).await;
         state.calls.hub().barrier().await.map_err(internal)?;
     }
     record_or_404(state, id)
@@ -244,7 +244,7 @@ fn valid_unit(unit: &str) -> Result<String, ApiError> {
 /// numbers stay in order), else through the store writer; flushed before it returns.
 async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Result<watchfloor_store::CallRecord, ApiError> {
     if let Some(handle) = state.calls.handle(id)
-        && let Ok(Ok(())) = handle.send_and_wait(Command::Record(kind.clone())).await {
+        && handle.command(Command::Record(kind.clone())).await.is_ok() {
             state.calls.hub().barrier().await.map_err(internal)?;
             return record_or_404(state, id);
         }

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::routing::{patch, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
-use watchfloor_bridge::Command;
+use watchfloor_bridge::{Command, Refusal};
 
 use crate::AppState;
 use crate::auth::User;
@@ -34,10 +34,10 @@ async fn live_command(state: &AppState, id: &str, cmd: Command) -> Result<watchf
         _ => ApiError(StatusCode::NOT_FOUND, format!("no call {id}")),
     };
     let handle = state.calls.handle(id).ok_or_else(not_live)?;
-    match handle.send_and_wait(cmd).await {
-        Ok(Ok(())) => {}
-        Ok(Err(why)) => return Err(ApiError(StatusCode::CONFLICT, why)),
-        Err(_) => return Err(not_live()),
+    match handle.command(cmd).await {
+        Ok(()) => {}
+        Err(Refusal::CallEnded) => return Err(not_live()),
+        Err(why) => return Err(ApiError(StatusCode::CONFLICT, why.to_string())),
     }
     state.calls.hub().barrier().await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     state.store.get_call(id).ok().flatten().ok_or_else(not_live)

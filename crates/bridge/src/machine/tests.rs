@@ -652,9 +652,9 @@ fn supervisor_units_replace_the_recommendation_and_are_checked() {
     let mut m = machine(t0).with_roster(r.clone());
     proposed_cardiac(&mut m, t0);
     let edit = |units: &[&str]| Command::EditIncident { facts: Box::default(), units: Some(units.iter().map(|s| s.to_string()).collect()), by: "sup".into() };
-    assert_eq!(m.command(edit(&["Truck 99"]), t0), Err("no unit Truck 99 on the roster".into()));
+    assert_eq!(m.command(edit(&["Truck 99"]), t0), Err(Refusal::Roster(watchfloor_dispatch::units::RosterError::Unknown("Truck 99".into()))));
     r.lock().unwrap().assign(&["Engine 9".into()], "CA_OTHER").unwrap();
-    assert_eq!(m.command(edit(&["Engine 9"]), t0), Err("Engine 9 is dispatched on another call (CA_OTHER)".into()));
+    assert_eq!(m.command(edit(&["Engine 9"]), t0).map_err(|e| e.to_string()), Err("Engine 9 is dispatched on another call (CA_OTHER)".into()));
     m.command(edit(&["Medic 3", "Patrol 12", "Medic 3"]), t0).unwrap();
     let out = drain(&mut m);
     assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::DispatchProposed { units, message, .. } if units == &vec!["Medic 3".to_string(), "Patrol 12".to_string()] && message.starts_with("Medic 3, Patrol 12, respond"))), "the proposal is revised");
@@ -664,7 +664,7 @@ fn supervisor_units_replace_the_recommendation_and_are_checked() {
     // After dispatch: add Engine 7, drop Patrol 12 (not arrived: released); Medic 3 on scene
     // cannot be dropped.
     r.lock().unwrap().set_status("Medic 3", SID, watchfloor_dispatch::units::UnitStatus::OnScene).unwrap();
-    assert_eq!(m.command(edit(&["Engine 7"]), t0), Err("Medic 3 is on scene; clear it instead of removing it".into()));
+    assert_eq!(m.command(edit(&["Engine 7"]), t0), Err(Refusal::UnitOnScene("Medic 3".into())));
     m.command(edit(&["Medic 3", "Engine 7"]), t0).unwrap();
     let out = drain(&mut m);
     let ev = events(&out);
