@@ -3,7 +3,9 @@
 //! lives on its own thread (a cpal stream is not `Send`); without a device everything else works
 //! and the console says so.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tauri::State;
 use tokio::sync::broadcast::error::RecvError;
@@ -37,11 +39,11 @@ impl Desk {
             Err(e) => {
                 let why = format!("No sound device: listen-in is unavailable ({e})");
                 tracing::warn!("{why}");
-                *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(why);
+                *err.lock() = Some(why);
             }
         });
         if let Err(e) = spawned {
-            *device_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("listen-in could not start: {e}"));
+            *device_error.lock() = Some(format!("listen-in could not start: {e}"));
         }
         // The feeder: every relayed frame is offered to the mixer, which keeps only the call
         // listened to. It drops what it cannot keep up with; a call never waits on it.
@@ -119,6 +121,6 @@ pub fn listen_status(desk: State<'_, Desk>) -> ListenStatus {
         frames_played: s.frames_played,
         underruns: s.underruns,
         delay_ms: s.delay_ms,
-        device_error: desk.device_error.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        device_error: desk.device_error.lock().clone(),
     }
 }

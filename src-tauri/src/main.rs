@@ -19,7 +19,7 @@ mod desk;
 mod watch;
 
 use std::net::SocketAddr;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use tauri::menu::{Menu, MenuItem};
@@ -171,7 +171,7 @@ fn request_quit(app: &AppHandle) {
 /// line) — waits for the store to flush (at most [`SHUTDOWN_DEADLINE`]), then exits.
 fn shutdown_and_exit(app: AppHandle) {
     tauri::async_runtime::spawn(async move {
-        let server = app.state::<Server>().handle.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let server = app.state::<Server>().handle.lock().take();
         if let Some(s) = server {
             let live = s.calls.len();
             tracing::info!(live, "quitting: handing live calls to the human line");
@@ -210,7 +210,7 @@ fn main() {
     };
     app.run(|app, event| {
         if let RunEvent::ExitRequested { api, code, .. } = event
-            && code.is_none() && app.state::<Server>().handle.lock().map(|h| h.is_some()).unwrap_or(false) {
+            && code.is_none() && app.state::<Server>().handle.lock().is_some() {
                 // Not through our quit (e.g. the last window went away): quit properly.
                 api.prevent_exit();
                 request_quit(app);

@@ -28,4 +28,4 @@ pub use registry::{CallHandle, CallRegistry};
 
 /// The unit roster shared by every call and the API. Locked only for dispatch decisions and
 /// unit status changes, never on the audio path.
-pub type SharedRoster = std::sync::Arc<std::sync::Mutex<watchfloor_dispatch::units::Roster>>;
+pub type SharedRoster = std::sync::Arc<parking_lot::Mutex<watchfloor_dispatch::units::Roster>>;

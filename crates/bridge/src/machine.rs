@@ -1486,7 +1486,7 @@ impl CallMachine {
                 unique.push(u);
             }
         }
-        let roster = crate::registry::lock(roster);
+        let roster = roster.lock();
         roster.check_assignable(&unique, &self.call_sid)?;
         for u in roster.units.iter().filter(|u| u.call_sid.as_deref() == Some(&*self.call_sid)) {
             if u.status == watchfloor_dispatch::units::UnitStatus::OnScene && !unique.contains(&u.id) {
@@ -1625,7 +1625,7 @@ impl CallMachine {
     /// else the roster's recommendation for the incident type.
     fn dispatch_units(&self) -> Vec<String> {
         let Some(roster) = &self.roster else { return Vec::new() };
-        let roster = crate::registry::lock(roster);
+        let roster = roster.lock();
         if self.is_dispatched() {
             return roster.assigned_to(&self.call_sid);
         }
@@ -1645,7 +1645,7 @@ impl CallMachine {
         let Some(roster) = self.roster.clone() else { return };
         let mut newly = Vec::new();
         {
-            let mut roster = crate::registry::lock(&roster);
+            let mut roster = roster.lock();
             for unit in units {
                 match roster.assign(std::slice::from_ref(unit), &self.call_sid) {
                     Ok(n) => newly.extend(n),
@@ -1662,7 +1662,7 @@ impl CallMachine {
     /// Available; emits `UnitStatusChanged` for each.
     fn release_units(&mut self, now: Instant, only: Option<&[String]>, by: &str) {
         let Some(roster) = self.roster.clone() else { return };
-        let released = crate::registry::lock(&roster).release(&self.call_sid, only);
+        let released = roster.lock().release(&self.call_sid, only);
         for unit in released {
             self.emit(now, CallEventKind::UnitStatusChanged { unit, status: watchfloor_dispatch::units::UnitStatus::Available, by: by.to_string() });
         }
@@ -1709,7 +1709,7 @@ impl CallMachine {
                     None => Vec::new(),
                     Some(roster) => match &self.chosen_units {
                         Some(chosen) => chosen.clone(),
-                        None => self.incident.incident_type.as_ref().map(|t| crate::registry::lock(roster).recommend(&t.value)).unwrap_or_default(),
+                        None => self.incident.incident_type.as_ref().map(|t| roster.lock().recommend(&t.value)).unwrap_or_default(),
                     },
                 };
                 let who = match &by {

@@ -19,22 +19,36 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The model's WebSocket.
 pub type ModelSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A secret (API key, auth token). Its `Debug` never shows the value, so it cannot leak into
-/// logs or debug output; `expose` is for the one place that must send it.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+/// A secret (API key, auth token), held in `secrecy`'s `SecretString`: its memory is zeroed
+/// when dropped, and its `Debug` never shows the value, so it cannot leak into logs or debug
+/// output; `expose` is for the one place that must send it.
+pub struct Secret(secrecy::SecretString);
 
 impl Secret {
     /// Wraps a secret.
     pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
+        Secret(secrecy::SecretString::from(value.into()))
     }
 
     /// The value itself, for an `Authorization` header or a signature only.
     pub fn expose(&self) -> &str {
-        &self.0
+        secrecy::ExposeSecret::expose_secret(&self.0)
     }
 }
+
+impl Clone for Secret {
+    fn clone(&self) -> Self {
+        Secret::new(self.expose())
+    }
+}
+
+impl PartialEq for Secret {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for Secret {}
 
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -5,7 +5,9 @@
 //! socket over. An unclaimed call closes after the claim window (30 s).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -164,12 +166,12 @@ impl CallRegistry {
 
     /// Replaces the agent profile used by calls started from now on.
     pub fn set_profile(&self, profile: AgentProfile) {
-        lock(&self.config).profile = Arc::new(profile);
+        self.config.lock().profile = Arc::new(profile);
     }
 
     /// Changes the configuration of calls started from now on (live calls keep theirs).
     pub fn update_config(&self, f: impl FnOnce(&mut BridgeConfig)) {
-        f(&mut lock(&self.config));
+        f(&mut self.config.lock());
     }
 
     /// Starts a call's task (model connect begins at once). Called by the webhook. Returns the
@@ -193,13 +195,13 @@ impl CallRegistry {
             ..LiveCall::default()
         }));
         {
-            let mut calls = lock(&self.calls);
+            let mut calls = self.calls.lock();
             if calls.contains_key(&sid) {
                 return Err(RegistryError::AlreadyLive(call.call_sid));
             }
             calls.insert(sid.clone(), Entry { commands: cmd_tx, claim: Some(claim_tx), live: live.clone(), stream_token: stream_token.clone() });
         }
-        let cfg = lock(&self.config).clone();
+        let cfg = self.config.lock().clone();
         let setup = CallSetup {
             call_sid: sid.clone(),
             from: call.from,
@@ -227,7 +229,7 @@ impl CallRegistry {
         self.tracker.spawn(
             async move {
                 run_call(setup, claim_rx, cmd_rx, hub, cancel, live).await;
-                lock(&calls).remove(&sid);
+                calls.lock().remove(&sid);
             }
             .instrument(span),
         );
@@ -236,7 +238,7 @@ impl CallRegistry {
 
     /// Whether a live call waits for its media stream.
     pub fn awaiting_stream(&self, call_sid: &str) -> bool {
-        lock(&self.calls).get(call_sid).is_some_and(|e| e.claim.is_some())
+        self.calls.lock().get(call_sid).is_some_and(|e| e.claim.is_some())
     }
 
     /// Hands a media stream to its call: only a live call whose webhook this server answered
@@ -246,7 +248,7 @@ impl CallRegistry {
     /// neither start a call that bypasses the webhook's checks and `max_calls` nor reopen an
     /// ended one.
     pub fn claim(&self, call_sid: &str, stream_token: Option<&str>, socket: TwilioSocket) -> Result<(), RegistryError> {
-        let claim = lock(&self.calls).get_mut(call_sid).filter(|e| stream_token.is_some_and(|t| same_token(t, &e.stream_token))).and_then(|entry| entry.claim.take());
+        let claim = self.calls.lock().get_mut(call_sid).filter(|e| stream_token.is_some_and(|t| same_token(t, &e.stream_token))).and_then(|entry| entry.claim.take());
         match claim {
             // The task may have ended between the lookup and the hand-over: then the socket
             // comes back and is dropped.
@@ -258,7 +260,7 @@ impl CallRegistry {
 
     /// The handle of a live call.
     pub fn handle(&self, call_sid: &str) -> Option<CallHandle> {
-        lock(&self.calls).get(call_sid).map(|e| CallHandle { commands: e.commands.clone() })
+        self.calls.lock().get(call_sid).map(|e| CallHandle { commands: e.commands.clone() })
     }
 
     /// Live calls, oldest first.
@@ -272,15 +274,15 @@ impl CallRegistry {
     /// Every live call as the console shows it, oldest first. Each call's state is locked on
     /// its own (never one lock for all calls).
     pub fn live_calls(&self) -> Vec<LiveCall> {
-        let states: Vec<Arc<Mutex<LiveCall>>> = lock(&self.calls).values().map(|e| e.live.clone()).collect();
-        let mut v: Vec<LiveCall> = states.iter().map(|s| lock(s).clone()).collect();
+        let states: Vec<Arc<Mutex<LiveCall>>> = self.calls.lock().values().map(|e| e.live.clone()).collect();
+        let mut v: Vec<LiveCall> = states.iter().map(|s| s.lock().clone()).collect();
         v.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.call_sid.cmp(&b.call_sid)));
         v
     }
 
     /// Number of live calls.
     pub fn len(&self) -> usize {
-        lock(&self.calls).len()
+        self.calls.lock().len()
     }
 
     /// Whether no call is live.
@@ -289,8 +291,3 @@ impl CallRegistry {
     }
 }
 
-/// Locks a mutex, recovering from poisoning: the data are plain summaries, still valid after a
-/// panic elsewhere, and a poisoned lock must not take every other call down with it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}

@@ -4,7 +4,9 @@
 use std::collections::VecDeque;
 use std::future::pending;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
@@ -20,7 +22,7 @@ use crate::machine::{CallMachine, Input, Output, Timers};
 use crate::twilio_rest::{CallUpdate, HumanLine, RestError, TwilioRest};
 use crate::model::{self, ModelConfig, ModelSocket};
 use crate::profile::{AgentProfile, CallContext};
-use crate::registry::{CommandMsg, lock};
+use crate::registry::CommandMsg;
 
 /// A frame read from the Twilio WebSocket, independent of the server framework.
 #[derive(Debug)]
@@ -368,7 +370,7 @@ pub async fn run_call(
                         // The console's view first, then the feed: a console that takes a snapshot
                         // after subscribing sees each event in one or the other (or both: it skips
                         // by sequence number).
-                        lock(&live).apply(&ev);
+                        live.lock().apply(&ev);
                         if matches!(ev.kind, CallEventKind::ModelReconnected { .. }) {
                             // The new session is configured (the items before this event): send
                             // what was held back.

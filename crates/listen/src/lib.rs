@@ -17,7 +17,9 @@
 
 use std::collections::VecDeque;
 use std::num::NonZero;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use watchfloor_call::{AudioFrame, Track};
@@ -198,7 +200,7 @@ impl Mixer {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        self.state.lock()
     }
 
     /// The source to play (rodio `Player::append`, or pulled directly in tests). Endless; silence
@@ -298,7 +300,7 @@ impl Iterator for MixerSource {
 
     fn next(&mut self) -> Option<f32> {
         if self.buf.is_empty() {
-            let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let mut s = self.state.lock();
             for _ in 0..REFILL_SAMPLES {
                 let v = s.next_sample();
                 self.buf.push_back(v);

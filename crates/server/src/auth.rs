@@ -15,7 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, SaltString};
@@ -106,7 +106,7 @@ impl Verifier {
                 // The thread's own argon2 memory (19 MiB with the default parameters), reused.
                 let mut memory = Vec::new();
                 loop {
-                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    let job = rx.lock().recv();
                     let Ok((hash, password, reply)) = job else { return };
                     let _ = reply.send(verify(&mut memory, &hash, &password));
                 }
@@ -279,7 +279,7 @@ impl Auth {
                 }
             });
         }
-        self.sessions.lock().unwrap_or_else(|p| p.into_inner()).insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL, ended));
+        self.sessions.lock().insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL, ended));
         (Secret::new(token), user)
     }
 
@@ -295,7 +295,7 @@ impl Auth {
         if let Some(u) = self.tokens.get(&d) {
             return Some((u.clone(), self.console_session.clone()));
         }
-        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        let mut sessions = self.sessions.lock();
         match sessions.get(&d) {
             Some((u, exp, ended)) if Instant::now() < *exp => Some((u.clone(), ended.clone())),
             Some(_) => {
@@ -315,7 +315,7 @@ impl Auth {
     pub fn issue_ticket(&self, user: &User, session: &CancellationToken) -> Secret {
         let bytes: [u8; 24] = rand::random();
         let ticket: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tickets = self.tickets.lock();
         let now = Instant::now();
         tickets.retain(|_, (_, exp, _)| *exp > now);
         tickets.insert(digest(&ticket), (user.clone(), now + TICKET_TTL, session.clone()));
@@ -325,7 +325,7 @@ impl Auth {
     /// The user of a live-feed ticket and the end of its sign-in; the ticket is then spent.
     /// `None` if unknown, spent, expired, or its sign-in has ended.
     pub fn redeem_ticket(&self, ticket: &str) -> Option<(User, CancellationToken)> {
-        let mut tickets = self.tickets.lock().unwrap_or_else(|p| p.into_inner());
+        let mut tickets = self.tickets.lock();
         match tickets.remove(&digest(ticket)) {
             Some((u, exp, ended)) if Instant::now() < exp && !ended.is_cancelled() => Some((u, ended)),
             _ => None,
@@ -357,7 +357,7 @@ impl Auth {
     /// Ends a session, and with it the live feeds it opened (a long-lived token cannot be
     /// logged out).
     pub fn logout(&self, token: &str) -> bool {
-        match self.sessions.lock().unwrap_or_else(|p| p.into_inner()).remove(&digest(token)) {
+        match self.sessions.lock().remove(&digest(token)) {
             Some((_, _, ended)) => {
                 ended.cancel();
                 true

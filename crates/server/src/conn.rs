@@ -21,7 +21,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use axum::Router;
@@ -184,7 +186,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnLimits, shutd
         let busy = Arc::new(AtomicBool::new(false));
         let close = CancellationToken::new();
         let id = {
-            let mut t = table.lock().unwrap_or_else(|p| p.into_inner());
+            let mut t = table.lock();
             match t.admit(peer.ip(), &limits) {
                 Admission::Full => {
                     tracing::warn!(%peer, open = t.conns.len(), "connection refused: every connection is busy at the cap");
@@ -223,7 +225,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnLimits, shutd
                     let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
                 }
             }
-            table.lock().unwrap_or_else(|p| p.into_inner()).forget(id);
+            table.lock().forget(id);
         });
     }
 }

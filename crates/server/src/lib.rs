@@ -60,7 +60,7 @@ pub struct AppState {
     /// Training mode, when on.
     pub training: Option<Arc<training::Training>>,
     /// The supervisor's settings as they stand.
-    pub settings: Arc<std::sync::RwLock<settings::Settings>>,
+    pub settings: Arc<parking_lot::RwLock<settings::Settings>>,
     /// Sign-in attempts refused before a password check, to audit together.
     pub throttled: Arc<session::ThrottledSignIns>,
 }
@@ -68,16 +68,11 @@ pub struct AppState {
 impl AppState {
     /// Where callers go when the AI cannot take them (the settings' line, the config's queue).
     pub fn human(&self) -> watchfloor_bridge::twilio_rest::HumanLine {
-        let line = self.settings.read().unwrap_or_else(|p| p.into_inner()).human_line.clone();
+        let line = self.settings.read().human_line.clone();
         watchfloor_bridge::twilio_rest::HumanLine { number: line, queue: self.config.human_queue.clone() }
     }
 }
 
-/// Locks the roster (a poisoned lock still holds a consistent roster: every change is one
-/// assignment of plain fields).
-pub(crate) fn lock_roster(r: &watchfloor_bridge::SharedRoster) -> std::sync::MutexGuard<'_, watchfloor_dispatch::units::Roster> {
-    r.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Builds the roster from the configuration and restores each unit's assignment from the call
 /// records of the last 7 days (a unit dispatched, en route or on scene when the server stopped).
@@ -239,7 +234,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         Ok(None) => settings::Settings::from_config(&config),
         Err(e) => return Err(ServeError::Store(config.data_dir.display().to_string(), e)),
     };
-    let roster: watchfloor_bridge::SharedRoster = Arc::new(std::sync::Mutex::new(load_roster(&config, &settings.units, &store)?));
+    let roster: watchfloor_bridge::SharedRoster = Arc::new(parking_lot::Mutex::new(load_roster(&config, &settings.units, &store)?));
     if config.openai_api_key.is_none() {
         tracing::warn!("==============================================================");
         tracing::warn!("NO OPENAI_API_KEY: the AI agent is OFF. Every call goes straight");
@@ -309,7 +304,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     settings::apply_to_bridge(&config, &settings, &calls);
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(std::sync::RwLock::new(settings)), throttled: Arc::default() };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(parking_lot::RwLock::new(settings)), throttled: Arc::default() };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     let throttled_audit = tokio::spawn(session::audit_throttled(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {

@@ -93,7 +93,9 @@ enum Cmd {
     HashPassword,
     /// Load generator: N concurrent real-time calls through `watchfloor serve` started as a child
     /// process, the model and caller fakes here; latency per frame, loss, barge-in, live feed,
-    /// the bridge's CPU and memory. Build with --release for meaningful figures.
+    /// the bridge's CPU and memory. Build with --release for meaningful figures (cargo feature
+    /// `loadgen`, on by default for this binary).
+    #[cfg(feature = "loadgen")]
     Loadgen {
         /// Concurrent calls (the first step in --ramp mode).
         #[arg(long, default_value_t = 200)]
@@ -202,6 +204,7 @@ async fn main() -> anyhow::Result<()> {
             anyhow::ensure!(pw.chars().count() >= 12, "use a password of at least 12 characters");
             println!("{}", watchfloor_server::auth::hash_password(pw));
         }
+        #[cfg(feature = "loadgen")]
         Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, pacing, hostile, scenarios } => {
             use watchfloor_sim::loadgen;
             let dir = scenarios.unwrap_or_else(scenario::default_dir);

@@ -162,7 +162,7 @@ async fn dispatch_audio(State(state): State<AppState>, Extension(user): Extensio
 
 /// `GET /api/units`: the roster — each unit's call sign, type, status and the call it is on.
 async fn units(State(state): State<AppState>) -> Json<watchfloor_dispatch::units::Roster> {
-    Json(crate::lock_roster(&state.roster).clone())
+    Json(state.roster.lock().clone())
 }
 
 /// `GET /api/calls/{id}/eido`: the call as a NENA EIDO document (NENA-STA-021).
@@ -272,7 +272,7 @@ async fn move_unit(state: &AppState, user: &User, id: &str, unit: &str, next: Un
         (Some(_), _) => {}
     }
     let before = {
-        let mut roster = crate::lock_roster(&state.roster);
+        let mut roster = state.roster.lock();
         let before = roster.get(unit).cloned();
         if before.is_some() {
             let r = if next == UnitStatus::Dispatched { roster.assign(&[unit.to_string()], id).map(|_| ()) } else { roster.set_status(unit, id, next) };
@@ -288,7 +288,7 @@ async fn move_unit(state: &AppState, user: &User, id: &str, unit: &str, next: Un
     let r = record_action(state, id, kind).await;
     if r.is_err()
         && let Some(before) = before {
-            let mut roster = crate::lock_roster(&state.roster);
+            let mut roster = state.roster.lock();
             if let Some(u) = roster.units.iter_mut().find(|u| u.id == before.id) {
                 *u = before;
             }

@@ -57,7 +57,7 @@ pub(crate) struct SessionEnded(pub(crate) tokio_util::sync::CancellationToken);
 /// 5-minute flood of 95 000 attempts, one audit entry each, grew sled by over 100 MiB of memory).
 #[derive(Default)]
 pub struct ThrottledSignIns {
-    counts: std::sync::Mutex<std::collections::HashMap<(std::net::IpAddr, String), u64>>,
+    counts: parking_lot::Mutex<std::collections::HashMap<(std::net::IpAddr, String), u64>>,
 }
 
 /// How often throttled sign-in attempts are written to the audit trail.
@@ -70,14 +70,14 @@ const THROTTLED_PAIRS: usize = 1024;
 impl ThrottledSignIns {
     /// Counts one refused attempt.
     pub fn note(&self, address: std::net::IpAddr, name: &str) {
-        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut counts = self.counts.lock();
         let key = if counts.len() < THROTTLED_PAIRS || counts.contains_key(&(address, name.to_string())) { (address, name.to_string()) } else { (address, "*".to_string()) };
         *counts.entry(key).or_default() += 1;
     }
 
     /// The counts since the last call, emptied.
     pub fn take(&self) -> Vec<((std::net::IpAddr, String), u64)> {
-        std::mem::take(&mut *self.counts.lock().unwrap_or_else(|p| p.into_inner())).into_iter().collect()
+        std::mem::take(&mut *self.counts.lock()).into_iter().collect()
     }
 }
 

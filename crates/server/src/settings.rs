@@ -134,7 +134,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 fn current(state: &AppState) -> Settings {
-    state.settings.read().unwrap_or_else(|p| p.into_inner()).clone()
+    state.settings.read().clone()
 }
 
 /// `GET /api/settings`.
@@ -162,7 +162,7 @@ async fn update(state: &AppState, body: &[u8]) -> Result<(Settings, Vec<&'static
     let old = current(state);
     let changed = new.changes(&old);
     if changed.contains(&"units") {
-        crate::lock_roster(&state.roster)
+        state.roster.lock()
             .reconfigure(new.units.iter().map(|u| (u.id.clone(), u.unit_type)).collect())
             .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
     }
@@ -170,7 +170,7 @@ async fn update(state: &AppState, body: &[u8]) -> Result<(Settings, Vec<&'static
     let value = serde_json::to_value(&new).expect("settings serialise");
     state.store.put_settings(&value).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     apply_to_bridge(&state.config, &new, &state.calls);
-    *state.settings.write().unwrap_or_else(|p| p.into_inner()) = new.clone();
+    *state.settings.write() = new.clone();
     tracing::info!(changed = ?changed, "settings updated");
     Ok((new, changed))
 }

@@ -7,13 +7,14 @@
 //!   clock, marks echoed only once their audio has played, `clear` honoured.
 //! - [`scenario`]: scenario files (TOML) with committed 8 kHz μ-law speech.
 //! - [`rest`]: a Twilio REST fake (call updates) that records requests and can fail on purpose.
-//! - [`probe`] and [`loadgen`]: the load generator (`watchfloor loadgen`) and its per-frame
-//!   measurement hooks in the fakes.
+//! - [`probe`] and `loadgen` (cargo feature `loadgen`): the load generator (`watchfloor
+//!   loadgen`) and its per-frame measurement hooks in the fakes.
 //! - [`simulate`]: places a simulated call through a running server (webhook, then media stream).
 //!
 //! The fakes only listen on and connect to loopback addresses given to them.
 
 pub mod caller;
+#[cfg(feature = "loadgen")]
 pub mod loadgen;
 pub mod model;
 pub mod probe;

@@ -20,7 +20,9 @@
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -528,7 +530,7 @@ async fn run_console(url: String, token: String, calls: CallsBySid, epoch: Insta
                     let n = indexes.entry((sid.to_string(), item.to_string())).or_default();
                     let index = *n;
                     *n += 1;
-                    let probe = calls.lock().unwrap_or_else(|p| p.into_inner()).get(sid).cloned();
+                    let probe = calls.lock().get(sid).cloned();
                     if let Some(p) = probe
                         && let Some(us) = p.feed_latency_us(item, index, at_ns) {
                             stats.latencies.push(us);
@@ -617,14 +619,14 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
                 let probe = CallProbe::new(epoch, window.clone());
                 let call_sid = new_call_sid();
                 probes.register(&scenario.caller_number, probe.clone());
-                calls_by_sid.lock().unwrap_or_else(|p| p.into_inner()).insert(call_sid.clone(), probe.clone());
+                calls_by_sid.lock().insert(call_sid.clone(), probe.clone());
                 let caller = CallerOptions { keep_audio: false, probe: Some(probe.clone()), max_stream_ms: hold_end.saturating_duration_since(Instant::now()).as_millis() as u64, ..Default::default() };
                 let sim = SimulateOptions { caller, auth_token: Some(auth_token.clone()), public_url: Some(base.clone()), call_sid: Some(call_sid.clone()), client: Some(client.clone()) };
                 let result = place_call(&base, &scenario, &sim).await;
                 // The model fake's last writes for this call may trail the caller's stop.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let totals = probe.finish();
-                let mut a = agg.lock().unwrap_or_else(|p| p.into_inner());
+                let mut a = agg.lock();
                 a.placed += 1;
                 if let Ok(call) = &result {
                     a.webhook.saturating_record(call.webhook_us.max(1));
@@ -675,7 +677,7 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
     let _ = bridge.child.kill().await;
     fake.stop();
 
-    let a = agg.lock().unwrap_or_else(|p| p.into_inner());
+    let a = agg.lock();
     let t = &a.totals;
     let hold = (opts.ramp.as_secs_f64(), (opts.ramp + opts.hold).as_secs_f64());
     let mut report = StepReport {

@@ -38,7 +38,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -256,7 +258,7 @@ impl ModelFake {
                         let Ok((tcp, _)) = acc else { continue };
                         connections += 1;
                         let log = Arc::new(Mutex::new(SessionLog::default()));
-                        s2.lock().unwrap().push(log.clone());
+                        s2.lock().push(log.clone());
                         let refuse = connections <= opts.faults.refuse_first;
                         let delay = opts.faults.delay_first.filter(|(n, _)| connections <= *n).map(|(_, d)| d);
                         tokio::spawn(serve_connection(tcp, log, scenarios.clone(), opts.clone(), stop2.clone(), refuse, delay, fired.clone()));
@@ -279,7 +281,7 @@ impl ModelFake {
 
     /// Snapshots of every session so far, in connection order.
     pub fn sessions(&self) -> Vec<SessionLog> {
-        self.sessions.lock().unwrap().iter().map(|s| s.lock().unwrap().clone()).collect()
+        self.sessions.lock().iter().map(|s| s.lock().clone()).collect()
     }
 
     /// The session of a caller number, once closed; waits up to `timeout`.
@@ -341,7 +343,7 @@ impl Shared {
     }
 
     fn error(&self, e: ErrorDetail) {
-        self.log.lock().unwrap().errors.push(e.clone());
+        self.log.lock().errors.push(e.clone());
         self.send(ServerEvent::Error { event_id: self.id("event"), error: e });
     }
 }
@@ -384,7 +386,7 @@ async fn serve_connection(
     };
     let _ = tcp.set_nodelay(true);
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
-        log.lock().unwrap().closed = true;
+        log.lock().closed = true;
         return;
     };
     let (mut sink, mut stream) = ws.split();
@@ -398,7 +400,7 @@ async fn serve_connection(
         let mut deltas = 0u32;
         let mut scratch = Vec::new();
         while let Some(ev) = rx.recv().await {
-            let current = wfault.lock().unwrap().clone();
+            let current = wfault.lock().clone();
             if matches!(ev, ServerEvent::ResponseOutputAudioDelta { .. }) {
                 deltas += 1;
             }
@@ -458,11 +460,11 @@ async fn serve_connection(
                         }
                         session.on_text(text.as_str());
                         // Arm this session's fault once its caller is known (once per number).
-                        if fault.lock().unwrap().is_none() {
-                            let number = shared.log.lock().unwrap().caller_number.clone();
-                            if let Some(f) = number.and_then(|n| faults.get(&n).cloned().filter(|_| fired.lock().unwrap().insert(n))) {
+                        if fault.lock().is_none() {
+                            let number = shared.log.lock().caller_number.clone();
+                            if let Some(f) = number.and_then(|n| faults.get(&n).cloned().filter(|_| fired.lock().insert(n))) {
                                 session.fault = Some(f.clone());
-                                *fault.lock().unwrap() = Some(f);
+                                *fault.lock() = Some(f);
                             }
                         }
                     }
@@ -481,7 +483,7 @@ async fn serve_connection(
         drop(stream);
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
-    log.lock().unwrap().closed = true;
+    log.lock().closed = true;
 }
 
 struct Vad {
@@ -590,7 +592,7 @@ impl Session {
             // A stalled service reads and says nothing.
             if let Ok(ClientEvent::InputAudioBufferAppend { audio, .. }) = ClientEvent::parse(text)
                 && mulaw::decode_base64_into(&audio, &mut self.scratch).is_ok() {
-                    self.shared.log.lock().unwrap().input_audio.extend_from_slice(&self.scratch);
+                    self.shared.log.lock().input_audio.extend_from_slice(&self.scratch);
                 }
             return;
         }
@@ -599,7 +601,7 @@ impl Session {
             && let Ok(ClientEvent::InputAudioBufferAppend { audio, event_id }) = ClientEvent::parse(text)
         {
             if self.opts.keep_audio {
-                self.shared.log.lock().unwrap().received.push("input_audio_buffer.append".into());
+                self.shared.log.lock().received.push("input_audio_buffer.append".into());
             }
             self.on_append(&audio, event_id);
             return;
@@ -616,7 +618,7 @@ impl Session {
             self.shared.error(err("invalid_request_error", "invalid_event", "The 'type' field is missing.".into(), None, event_id));
             return;
         };
-        self.shared.log.lock().unwrap().received.push(kind.to_string());
+        self.shared.log.lock().received.push(kind.to_string());
         if !CLIENT_TYPES.contains(&kind) {
             self.shared.error(err("invalid_request_error", "invalid_value", format!("Invalid value: '{kind}'. Supported values are: {}.", CLIENT_TYPES.join(", ")), Some("type".into()), event_id));
             return;
@@ -642,7 +644,7 @@ impl Session {
             ClientEvent::ConversationItemCreate { item, .. } => {
                 let id = self.shared.id("item");
                 if let ItemCreate::FunctionCallOutput { call_id, output } = &item {
-                    let mut log = self.shared.log.lock().unwrap();
+                    let mut log = self.shared.log.lock();
                     if !log.function_calls.iter().any(|(c, _, _)| c == call_id) {
                         drop(log);
                         self.shared.error(err("invalid_request_error", "invalid_value", format!("No function call with call_id '{call_id}'."), Some("item.call_id".into()), event_id));
@@ -667,14 +669,14 @@ impl Session {
                         if let Some(instruction) = text.strip_prefix("Supervisor instruction: ") {
                             self.instruction = Some(instruction.to_string());
                         }
-                        self.shared.log.lock().unwrap().system_messages.push(text);
+                        self.shared.log.lock().system_messages.push(text);
                     }
                 let item = serde_json::to_value(&item).ok().and_then(|v| serde_json::from_value::<Item>(v).ok()).unwrap_or_default();
                 self.shared.send(ServerEvent::ConversationItemAdded { event_id: self.shared.id("event"), previous_item_id: self.last_item.clone(), item: Item { id: Some(id.clone()), ..item } });
                 self.last_item = Some(id);
             }
             ClientEvent::ConversationItemTruncate { item_id, audio_end_ms, content_index, .. } => {
-                let sent = self.shared.item_audio.lock().unwrap().get(&item_id).copied();
+                let sent = self.shared.item_audio.lock().get(&item_id).copied();
                 match sent {
                     None => self.shared.error(err("invalid_request_error", "item_not_found", format!("Item with item_id '{item_id}' not found."), Some("item_id".into()), event_id)),
                     Some(bytes) if audio_end_ms > mulaw::bytes_to_ms(bytes as usize) => self.shared.error(err(
@@ -685,7 +687,7 @@ impl Session {
                         event_id,
                     )),
                     Some(_) => {
-                        self.shared.log.lock().unwrap().truncations.push((item_id.clone(), audio_end_ms));
+                        self.shared.log.lock().truncations.push((item_id.clone(), audio_end_ms));
                         self.shared.send(ServerEvent::ConversationItemTruncated { event_id: self.shared.id("event"), item_id, content_index, audio_end_ms });
                     }
                 }
@@ -707,20 +709,20 @@ impl Session {
                         return;
                     }
                 }
-                if self.shared.active.lock().unwrap().is_some() {
+                if self.shared.active.lock().is_some() {
                     self.shared.error(err("invalid_request_error", "conversation_already_has_active_response", "Conversation already has an active response in progress.".into(), None, event_id));
                     return;
                 }
                 self.start_response();
             }
-            ClientEvent::ResponseCancel { response_id: Some(id), .. } if self.shared.out_of_band.lock().unwrap().contains_key(&id) => {
-                self.shared.log.lock().unwrap().cancels += 1;
-                if let Some(token) = self.shared.out_of_band.lock().unwrap().get(&id) {
+            ClientEvent::ResponseCancel { response_id: Some(id), .. } if self.shared.out_of_band.lock().contains_key(&id) => {
+                self.shared.log.lock().cancels += 1;
+                if let Some(token) = self.shared.out_of_band.lock().get(&id) {
                     token.cancel();
                 }
             }
             ClientEvent::ResponseCancel { .. } => {
-                self.shared.log.lock().unwrap().cancels += 1;
+                self.shared.log.lock().cancels += 1;
                 if !self.cancel_active("client_cancelled") {
                     self.shared.error(err("invalid_request_error", "response_cancel_not_active", "Cancellation failed: no active response found.".into(), None, event_id));
                 }
@@ -738,9 +740,9 @@ impl Session {
                 && let Some(p) = probes.for_number(n) {
                     let _ = self.shared.probe.set(p);
                 }
-            self.shared.log.lock().unwrap().caller_number = number;
+            self.shared.log.lock().caller_number = number;
         }
-        self.shared.log.lock().unwrap().session = Some(session.clone());
+        self.shared.log.lock().session = Some(session.clone());
         let echo = serde_json::to_value(&session).unwrap_or(Value::Null);
         self.config = Some(session);
         self.shared.send(ServerEvent::SessionUpdated { event_id: self.shared.id("event"), session: echo });
@@ -762,7 +764,7 @@ impl Session {
             return;
         }
         if self.opts.keep_audio {
-            self.shared.log.lock().unwrap().input_audio.extend_from_slice(&self.scratch);
+            self.shared.log.lock().input_audio.extend_from_slice(&self.scratch);
         }
         if let Some(p) = self.shared.probe.get() {
             p.up_received(&self.scratch, self.read_at_ns);
@@ -812,7 +814,7 @@ impl Session {
         }
         let item_id = self.vad.item_id.clone();
         let (start, end) = (self.vad.start_ms, self.vad.last_speech_end_ms);
-        self.shared.log.lock().unwrap().turns.push((start, end));
+        self.shared.log.lock().turns.push((start, end));
         self.shared.send(ServerEvent::SpeechStopped { event_id: self.shared.id("event"), audio_end_ms: end, item_id: item_id.clone() });
         self.shared.send(ServerEvent::InputAudioBufferCommitted { event_id: self.shared.id("event"), item_id: item_id.clone(), previous_item_id: self.last_item.clone() });
         self.shared.send(ServerEvent::ConversationItemAdded {
@@ -828,15 +830,15 @@ impl Session {
             self.shared.send(ServerEvent::InputTranscriptionDelta { event_id: self.shared.id("event"), item_id: item_id.clone(), content_index: 0, delta: chunk.concat() });
         }
         self.shared.send(ServerEvent::InputTranscriptionCompleted { event_id: self.shared.id("event"), item_id, content_index: 0, transcript: text });
-        if create_response && self.shared.active.lock().unwrap().is_none() {
+        if create_response && self.shared.active.lock().is_none() {
             self.start_response();
         }
     }
 
     /// Cancels the active response; true if there was one.
     fn cancel_active(&mut self, reason: &'static str) -> bool {
-        if let Some((_, token)) = self.shared.active.lock().unwrap().as_ref() {
-            *self.shared.cancel_reason.lock().unwrap() = reason;
+        if let Some((_, token)) = self.shared.active.lock().as_ref() {
+            *self.shared.cancel_reason.lock() = reason;
             token.cancel();
             return true;
         }
@@ -848,12 +850,12 @@ impl Session {
         let resp_id = self.shared.id("resp");
         let item_id = self.shared.id("item");
         let token = CancellationToken::new();
-        self.shared.out_of_band.lock().unwrap().insert(resp_id.clone(), token.clone());
+        self.shared.out_of_band.lock().insert(resp_id.clone(), token.clone());
         if let Some(p) = self.shared.probe.get() {
             p.out_of_band(&resp_id);
         }
-        let beside_active = self.shared.active.lock().unwrap().is_some();
-        self.shared.log.lock().unwrap().out_of_band.push(OutOfBandLog { response_id: resp_id.clone(), metadata: metadata.clone(), text: text.clone(), audio: Vec::new(), beside_active, status: "in_progress".into() });
+        let beside_active = self.shared.active.lock().is_some();
+        self.shared.log.lock().out_of_band.push(OutOfBandLog { response_id: resp_id.clone(), metadata: metadata.clone(), text: text.clone(), audio: Vec::new(), beside_active, status: "in_progress".into() });
         tokio::spawn(run_out_of_band(self.shared.clone(), resp_id, item_id, metadata, text, self.opts.clone(), token));
     }
 
@@ -866,9 +868,9 @@ impl Session {
             let item_id = self.shared.id("item");
             let call_id = self.shared.id("call");
             let token = CancellationToken::new();
-            *self.shared.active.lock().unwrap() = Some((resp_id.clone(), token));
+            *self.shared.active.lock() = Some((resp_id.clone(), token));
             self.last_item = Some(item_id.clone());
-            self.shared.log.lock().unwrap().function_calls.push((call_id.clone(), call.name.clone(), call.arguments.clone()));
+            self.shared.log.lock().function_calls.push((call_id.clone(), call.name.clone(), call.arguments.clone()));
             run_function_call(&self.shared, resp_id, item_id, call_id, call.name, call.arguments);
             return;
         }
@@ -881,7 +883,7 @@ impl Session {
         }
         let item_id = self.shared.id("item");
         let token = CancellationToken::new();
-        *self.shared.active.lock().unwrap() = Some((resp_id.clone(), token.clone()));
+        *self.shared.active.lock() = Some((resp_id.clone(), token.clone()));
         let previous = self.last_item.replace(item_id.clone());
         let shared = self.shared.clone();
         let opts = self.opts.clone();
@@ -969,7 +971,7 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
     shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
     let audio = voice(&text);
     let (status, _) = stream_audio(&shared, &resp_id, &item_id, &audio, &text, &opts, &cancel, false, |chunk| {
-        if let Some(l) = shared.log.lock().unwrap().out_of_band.iter_mut().find(|l| l.response_id == resp_id) {
+        if let Some(l) = shared.log.lock().out_of_band.iter_mut().find(|l| l.response_id == resp_id) {
             l.audio.extend_from_slice(chunk);
         }
     })
@@ -979,8 +981,8 @@ async fn run_out_of_band(shared: Arc<Shared>, resp_id: String, item_id: String, 
         shared.send(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: ev(&shared), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, content_index: 0, transcript: text.clone() });
     }
     shared.send(ServerEvent::ResponseOutputItemDone { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item(if status == "completed" { "completed" } else { "incomplete" }, Some(&text)) });
-    shared.out_of_band.lock().unwrap().remove(&resp_id);
-    if let Some(l) = shared.log.lock().unwrap().out_of_band.iter_mut().find(|l| l.response_id == resp_id) {
+    shared.out_of_band.lock().remove(&resp_id);
+    if let Some(l) = shared.log.lock().out_of_band.iter_mut().find(|l| l.response_id == resp_id) {
         l.status = status.into();
     }
     let details = (status == "cancelled").then(|| json!({"type":"cancelled","reason":"client_cancelled"}));
@@ -1084,7 +1086,7 @@ fn run_function_call(shared: &Shared, resp_id: String, item_id: String, call_id:
     shared.send(ServerEvent::FunctionCallArgumentsDone { event_id: ev(), response_id: resp_id.clone(), item_id: item_id.clone(), output_index: 0, call_id: call_id.clone(), name: Some(name.clone()), arguments: arguments.clone() });
     shared.send(ServerEvent::ResponseOutputItemDone { event_id: ev(), response_id: resp_id.clone(), output_index: 0, item: item("completed", &arguments) });
     {
-        let mut active = shared.active.lock().unwrap();
+        let mut active = shared.active.lock();
         if active.as_ref().is_some_and(|(id, _)| *id == resp_id) {
             *active = None;
         }
@@ -1103,17 +1105,17 @@ async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, pre
     if let Some(line) = line {
         shared.send(ServerEvent::ResponseOutputItemAdded { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item("in_progress", None) });
         shared.send(ServerEvent::ConversationItemAdded { event_id: ev(&shared), previous_item_id: previous, item: item("in_progress", None) });
-        shared.item_audio.lock().unwrap().insert(item_id.clone(), 0);
-        shared.log.lock().unwrap().agent_audio.push((item_id.clone(), Vec::new()));
+        shared.item_audio.lock().insert(item_id.clone(), 0);
+        shared.log.lock().agent_audio.push((item_id.clone(), Vec::new()));
         let keep = opts.keep_audio;
         let (st, words) = stream_audio(&shared, &resp_id, &item_id, &line.audio, &line.text, &opts, &cancel, true, |chunk| {
             if keep {
-                let mut log = shared.log.lock().unwrap();
+                let mut log = shared.log.lock();
                 if let Some((_, a)) = log.agent_audio.iter_mut().rev().find(|(id, _)| *id == item_id) {
                     a.extend_from_slice(chunk);
                 }
             }
-            *shared.item_audio.lock().unwrap().entry(item_id.clone()).or_default() += chunk.len() as u64;
+            *shared.item_audio.lock().entry(item_id.clone()).or_default() += chunk.len() as u64;
         })
         .await;
         status = st;
@@ -1126,10 +1128,10 @@ async fn run_response(shared: Arc<Shared>, resp_id: String, item_id: String, pre
         let item_status = if status == "completed" { "completed" } else { "incomplete" };
         shared.send(ServerEvent::ResponseOutputItemDone { event_id: ev(&shared), response_id: resp_id.clone(), output_index: 0, item: item(item_status, Some(&spoken)) });
     }
-    let reason = *shared.cancel_reason.lock().unwrap();
+    let reason = *shared.cancel_reason.lock();
     let details = (status == "cancelled").then(|| json!({"type":"cancelled","reason":reason}));
     {
-        let mut active = shared.active.lock().unwrap();
+        let mut active = shared.active.lock();
         if active.as_ref().is_some_and(|(id, _)| *id == resp_id) {
             *active = None;
         }

@@ -18,7 +18,9 @@
 //! `transcript_delta` event read (keyed by CallSid, item and delta index within the item).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use watchfloor_wire::mulaw::FRAME_BYTES;
@@ -208,11 +210,11 @@ impl CallProbe {
 
     fn lock(&self) -> MutexGuard<'_, CallMeasure> {
         // A panic while holding the lock cannot leave the measures inconsistent beyond one frame.
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner.lock()
     }
 
     fn window(&self) -> (u64, u64) {
-        *self.window.lock().unwrap_or_else(|p| p.into_inner())
+        *self.window.lock()
     }
 
     /// Caller fake: stamps a frame about to be sent; returns its sequence number.
@@ -477,12 +479,12 @@ impl Probes {
     /// Registers the probe of the call about to be placed from `number` (replacing the last
     /// call's from the same number).
     pub fn register(&self, number: &str, probe: CallProbe) {
-        self.by_number.lock().unwrap_or_else(|p| p.into_inner()).insert(number.to_string(), probe);
+        self.by_number.lock().insert(number.to_string(), probe);
     }
 
     /// The probe of the newest call from `number`.
     pub fn for_number(&self, number: &str) -> Option<CallProbe> {
-        self.by_number.lock().unwrap_or_else(|p| p.into_inner()).get(number).cloned()
+        self.by_number.lock().get(number).cloned()
     }
 }
 

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -80,12 +82,12 @@ impl RestFake {
 
     /// Every request so far.
     pub fn requests(&self) -> Vec<RestRequest> {
-        self.state.inner.lock().unwrap().requests.clone()
+        self.state.inner.lock().requests.clone()
     }
 
     /// The next `n` requests fail with `status` (500 for retryable failures).
     pub fn fail_next(&self, n: u32, status: u16) {
-        let mut i = self.state.inner.lock().unwrap();
+        let mut i = self.state.inner.lock();
         i.fail_next = n;
         i.fail_status = status;
     }
@@ -110,7 +112,7 @@ async fn update_call(State(st): State<FakeState>, Path((account, call)): Path<(S
     let authorized = headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(expected.as_str()) && account == st.account_sid;
     let valid = form.contains_key("Twiml") || form.contains_key("Url") || form.get("Status").is_some_and(|s| s == "completed" || s == "canceled");
     let answered = {
-        let mut inner = st.inner.lock().unwrap();
+        let mut inner = st.inner.lock();
         let status = if !authorized {
             401
         } else if inner.fail_next > 0 {

@@ -11,7 +11,7 @@
 //!   entries are dropped when the number calls again and by [`CallLedger::forget_before`].
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Mutex;
+use parking_lot::Mutex;
 
 use watchfloor_call::CallStatus;
 
@@ -59,10 +59,8 @@ pub fn sid_number(call_sid: &str) -> Option<u128> {
 }
 
 impl CallLedger {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // The sets stay consistent whatever panicked while one was held (each change is one
-        // insert or one replace).
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Marks `call_sid` answered; false when it was answered before (on record, purged, or

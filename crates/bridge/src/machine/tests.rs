@@ -604,7 +604,7 @@ fn a_weak_cue_without_a_model_report_is_a_low_confidence_alert() {
 fn roster() -> crate::SharedRoster {
     use watchfloor_dispatch::types::UnitType;
     let units = [("Medic 3", UnitType::Medic), ("Engine 7", UnitType::Engine), ("Engine 9", UnitType::Engine), ("Patrol 12", UnitType::Patrol)];
-    Arc::new(std::sync::Mutex::new(watchfloor_dispatch::units::Roster::new(units.iter().map(|(i, t)| (i.to_string(), *t)).collect()).unwrap()))
+    Arc::new(parking_lot::Mutex::new(watchfloor_dispatch::units::Roster::new(units.iter().map(|(i, t)| (i.to_string(), *t)).collect()).unwrap()))
 }
 
 /// A cardiac arrest at 45 Elm Road, proposed (supervised, P1).
@@ -630,19 +630,19 @@ fn the_proposal_names_recommended_units_and_a_dispatch_assigns_them() {
     let (units, message) = events(&out).into_iter().find_map(|e| if let CallEventKind::DispatchProposed { units, message, .. } = e { Some((units.clone(), message.clone())) } else { None }).unwrap();
     assert_eq!(units, vec!["Medic 3", "Engine 7"]);
     assert_eq!(message, "Medic 3, Engine 7, respond priority one to a cardiac arrest, 45 Elm Road.");
-    assert!(r.lock().unwrap().assigned_to(SID).is_empty(), "a proposal assigns nothing");
+    assert!(r.lock().assigned_to(SID).is_empty(), "a proposal assigns nothing");
     m.command(Command::ConfirmDispatch { by: "sup".into() }, t0).unwrap();
     let out = drain(&mut m);
     let ev = events(&out);
     assert!(ev.contains(&&CallEventKind::UnitAttached { unit: "Medic 3".into(), by: "sup".into() }));
     assert!(ev.contains(&&CallEventKind::UnitAttached { unit: "Engine 7".into(), by: "sup".into() }));
     assert!(ev.iter().any(|e| matches!(e, CallEventKind::Dispatched { units, .. } if units == &vec!["Medic 3".to_string(), "Engine 7".to_string()])));
-    assert_eq!(r.lock().unwrap().get("Medic 3").unwrap().status, watchfloor_dispatch::units::UnitStatus::Dispatched);
+    assert_eq!(r.lock().get("Medic 3").unwrap().status, watchfloor_dispatch::units::UnitStatus::Dispatched);
     // A recall releases them.
     m.command(Command::RecallDispatch { by: "sup".into() }, t0).unwrap();
     let ev = drain(&mut m);
     assert_eq!(events(&ev).iter().filter(|e| matches!(e, CallEventKind::UnitStatusChanged { status: watchfloor_dispatch::units::UnitStatus::Available, .. })).count(), 2);
-    assert!(r.lock().unwrap().assigned_to(SID).is_empty());
+    assert!(r.lock().assigned_to(SID).is_empty());
 }
 
 #[test]
@@ -653,17 +653,17 @@ fn supervisor_units_replace_the_recommendation_and_are_checked() {
     proposed_cardiac(&mut m, t0);
     let edit = |units: &[&str]| Command::EditIncident { facts: Box::default(), units: Some(units.iter().map(|s| s.to_string()).collect()), by: "sup".into() };
     assert_eq!(m.command(edit(&["Truck 99"]), t0), Err(Refusal::Roster(watchfloor_dispatch::units::RosterError::Unknown("Truck 99".into()))));
-    r.lock().unwrap().assign(&["Engine 9".into()], "CA_OTHER").unwrap();
+    r.lock().assign(&["Engine 9".into()], "CA_OTHER").unwrap();
     assert_eq!(m.command(edit(&["Engine 9"]), t0).map_err(|e| e.to_string()), Err("Engine 9 is dispatched on another call (CA_OTHER)".into()));
     m.command(edit(&["Medic 3", "Patrol 12", "Medic 3"]), t0).unwrap();
     let out = drain(&mut m);
     assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::DispatchProposed { units, message, .. } if units == &vec!["Medic 3".to_string(), "Patrol 12".to_string()] && message.starts_with("Medic 3, Patrol 12, respond"))), "the proposal is revised");
     m.command(Command::DispatchNow { by: "sup".into() }, t0).unwrap();
     drain(&mut m);
-    assert_eq!(r.lock().unwrap().assigned_to(SID), vec!["Medic 3", "Patrol 12"]);
+    assert_eq!(r.lock().assigned_to(SID), vec!["Medic 3", "Patrol 12"]);
     // After dispatch: add Engine 7, drop Patrol 12 (not arrived: released); Medic 3 on scene
     // cannot be dropped.
-    r.lock().unwrap().set_status("Medic 3", SID, watchfloor_dispatch::units::UnitStatus::OnScene).unwrap();
+    r.lock().set_status("Medic 3", SID, watchfloor_dispatch::units::UnitStatus::OnScene).unwrap();
     assert_eq!(m.command(edit(&["Engine 7"]), t0), Err(Refusal::UnitOnScene("Medic 3".into())));
     m.command(edit(&["Medic 3", "Engine 7"]), t0).unwrap();
     let out = drain(&mut m);
