@@ -1395,7 +1395,8 @@ impl CallMachine {
 
     /// Carries out a supervisor command and says whether it made sense: `Err` with the reason
     /// when it did not (confirming a recalled dispatch, acknowledging an unknown alert, any
-    /// action on an ended call). Nothing changes on `Err`.
+    /// action on an ended call). Nothing changes on `Err` (a [`Command::Record`] of an event that
+    /// is not a record-keeping one is still recorded as a skipped input).
     pub fn command(&mut self, cmd: Command, now: Instant) -> Result<(), Refusal> {
         if self.phase == Phase::Ended {
             return Err(Refusal::CallEnded);

@@ -19,9 +19,10 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// The model's WebSocket.
 pub type ModelSocket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-/// A secret (API key, auth token), held in `secrecy`'s `SecretString`: its memory is zeroed
-/// when dropped, and its `Debug` never shows the value, so it cannot leak into logs or debug
-/// output; `expose` is for the one place that must send it.
+/// A secret (API key, auth token), held in `secrecy`'s `SecretString`: the copy it holds is
+/// zeroed when dropped (the string it was made from, and what `expose` hands out, are not), and
+/// its `Debug` never shows the value, so it cannot leak into logs or debug output; `expose` is
+/// for the one place that must send it.
 pub struct Secret(secrecy::SecretString);
 
 impl Secret {

@@ -69,6 +69,10 @@ pub enum DispatchAudioStatus {
     Incomplete,
     /// Not asked for: the call was falling back or had ended.
     Unavailable,
+    /// A status this version does not know, read back from a stored event (so an old or a newer
+    /// record still opens); never produced.
+    #[serde(other)]
+    Unknown,
 }
 
 impl DispatchAudioStatus {
@@ -482,4 +486,25 @@ pub struct AudioFrame {
     pub stream_ms: u64,
     /// Raw μ-law, 8 bytes per ms.
     pub audio: Bytes,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The typed values keep the words stored by earlier versions, and a dispatch-audio status
+    /// this version does not know still reads (a stored record must always open).
+    #[test]
+    fn typed_values_read_the_stored_words() {
+        for (s, v) in [("\"no_stream\"", CallStatus::NoStream), ("\"with_agent\"", CallStatus::WithAgent), ("\"taken_over\"", CallStatus::TakenOver)] {
+            assert_eq!(serde_json::from_str::<CallStatus>(s).unwrap(), v);
+            assert_eq!(format!("\"{}\"", v.as_str()), s, "strum and serde agree");
+        }
+        assert_eq!(serde_json::from_str::<FallbackRoute>("\"stream_close\"").unwrap(), FallbackRoute::StreamClose);
+        assert_eq!(serde_json::from_str::<HandOffAction>("\"hangup\"").unwrap().final_status(), CallStatus::Completed);
+        assert_eq!(serde_json::from_str::<DispatchAudioStatus>("\"in_progress\"").unwrap(), DispatchAudioStatus::Unknown);
+        assert_eq!(DispatchAudioStatus::from_response("completed", false), DispatchAudioStatus::Failed);
+        assert_eq!(DispatchAudioStatus::from_response("cancelled", true), DispatchAudioStatus::Cancelled);
+        assert_eq!(CallStatus::NAMES.len(), 8);
+    }
 }

@@ -172,6 +172,8 @@ async fn retention_job(state: AppState, cancel: CancellationToken) {
         let audit_days = state.config.audit_retention_days.max(watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS);
         let audit_before = now.saturating_sub(audit_days * DAY_MS);
         let store = state.store.clone();
+        // The ledger's caller history keeps its own window (the purge drops only what it removes).
+        state.store.ledger().forget_before(now.saturating_sub(watchfloor_store::ledger::HISTORY_WINDOW_MS));
         match tokio::task::spawn_blocking(move || store.purge(calls_before, audit_before)).await {
             Ok(Ok(report)) => {
                 if report.calls_removed + report.audit_removed > 0 {

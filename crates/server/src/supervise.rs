@@ -29,9 +29,11 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// Sends a command to a live call and returns its record once the command's events are stored.
 async fn live_command(state: &AppState, id: &str, cmd: Command) -> Result<watchfloor_store::CallRecord, ApiError> {
-    let not_live = || match state.store.get_call(id) {
-        Ok(Some(_)) => ApiError(StatusCode::CONFLICT, format!("call {id} has ended")),
-        _ => ApiError(StatusCode::NOT_FOUND, format!("no call {id}")),
+    // Ended (its webhook was answered here or it is on record: 409) or never known (404). The
+    // ledger knows a call from its webhook on, before its record is first written.
+    let not_live = || match state.store.ledger().is_answered(id) || matches!(state.store.get_call(id), Ok(Some(_))) {
+        true => ApiError(StatusCode::CONFLICT, format!("call {id} has ended")),
+        false => ApiError(StatusCode::NOT_FOUND, format!("no call {id}")),
     };
     let handle = state.calls.handle(id).ok_or_else(not_live)?;
     match handle.command(cmd).await {

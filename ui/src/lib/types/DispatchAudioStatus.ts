@@ -4,4 +4,4 @@
  * How a voiced dispatch message came out (its out-of-band response's `status`, PROTOCOLS.md
  * §1, or why none was asked for).
  */
-export type DispatchAudioStatus = "completed" | "failed" | "cancelled" | "incomplete" | "unavailable";
+export type DispatchAudioStatus = "completed" | "failed" | "cancelled" | "incomplete" | "unavailable" | "unknown";
