@@ -21,23 +21,15 @@ async fn supervisor_decisions_on_a_live_call() {
     let sc = scenario("cardiac-arrest");
     let rig = rig(vec![sc.clone()], 1.0, |_| {}).await;
     let base = rig.server.base_url();
+    let mut events = rig.server.calls.hub().subscribe();
     let call = tokio::spawn({
         let (base, sc) = (base.clone(), sc.clone());
         async move { place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed: 1.0, ..Default::default() }, ..Default::default() }).await.unwrap() }
     });
     // Wait for the proposal: location and type are known after the caller's first turn.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let sid = loop {
-        let a: Value = client().get(format!("{base}/api/calls/active")).send().await.unwrap().json().await.unwrap();
-        if let Some(sid) = a["calls"][0]["call_sid"].as_str() {
-            let rec: Value = client().get(format!("{base}/api/calls/{sid}")).send().await.unwrap().json().await.unwrap();
-            if rec["dispatch"] == "proposed" {
-                break sid.to_string();
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no proposal");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let proposed = common::next_event(&mut events, Duration::from_secs(20), |e| matches!(e.kind, CallEventKind::DispatchProposed { .. })).await;
+    let sid = proposed.call_sid.to_string();
+    rig.server.calls.hub().barrier().await.unwrap();
     let u = |p: &str| format!("{base}/api/calls/{sid}/{p}");
     // A danger alert ("not breathing") is acknowledged once; an unknown one is refused.
     let (s, rec) = post(u("alerts/1/ack"), json!({})).await;
@@ -117,22 +109,16 @@ async fn units_from_the_roster_and_the_voiced_dispatch_message() {
     })
     .await;
     let base = rig.server.base_url();
+    let mut events = rig.server.calls.hub().subscribe();
     let call = tokio::spawn({
         let (base, sc) = (base.clone(), sc.clone());
         async move { place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed: 2.0, ..Default::default() }, ..Default::default() }).await.unwrap() }
     });
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    let (sid, rec) = loop {
-        let a: Value = client().get(format!("{base}/api/calls/active")).send().await.unwrap().json().await.unwrap();
-        if let Some(sid) = a["calls"][0]["call_sid"].as_str() {
-            let rec: Value = client().get(format!("{base}/api/calls/{sid}")).send().await.unwrap().json().await.unwrap();
-            if rec["dispatch"] == "proposed" {
-                break (sid.to_string(), rec);
-            }
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no proposal");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let proposed = common::next_event(&mut events, Duration::from_secs(20), |e| matches!(e.kind, CallEventKind::DispatchProposed { .. })).await;
+    let sid = proposed.call_sid.to_string();
+    rig.server.calls.hub().barrier().await.unwrap();
+    let rec: Value = client().get(format!("{base}/api/calls/{sid}")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rec["dispatch"], "proposed");
     let u = |p: &str| format!("{base}/api/calls/{sid}/{p}");
     // The proposal recommends a medic and an engine, unit first.
     assert!(rec["dispatch_message"].as_str().unwrap().starts_with("Medic 3, Engine 7, respond priority one to a cardiac arrest"), "{rec}");
@@ -165,15 +151,10 @@ async fn units_from_the_roster_and_the_voiced_dispatch_message() {
     assert_eq!((status("Medic 3"), status("Engine 7"), status("Engine 9")), ("on_scene".into(), "dispatched".into(), "cleared".into()));
 
     // The dispatch message, voiced out of band, is served as WAV at dispatch_audio_url.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let url = loop {
-        let rec: Value = client().get(format!("{base}/api/calls/{sid}")).send().await.unwrap().json().await.unwrap();
-        if let Some(url) = rec["dispatch_audio_url"].as_str() {
-            break url.to_string();
-        }
-        assert!(tokio::time::Instant::now() < deadline, "dispatch audio not voiced: {rec}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    common::next_event(&mut events, Duration::from_secs(15), |e| matches!(e.kind, CallEventKind::DispatchAudio { status: watchfloor_bridge::DispatchAudioStatus::Completed, .. })).await;
+    rig.server.calls.hub().barrier().await.unwrap();
+    let rec: Value = client().get(format!("{base}/api/calls/{sid}")).send().await.unwrap().json().await.unwrap();
+    let url = rec["dispatch_audio_url"].as_str().expect("dispatch audio voiced").to_string();
     assert_eq!(url, format!("/api/calls/{sid}/dispatch/1/audio.wav"));
     let r = client().get(format!("{base}{url}")).send().await.unwrap();
     assert_eq!(r.status(), 200);

@@ -86,3 +86,19 @@ pub fn as_framed(items: &[(String, Vec<u8>)]) -> Vec<u8> {
     }
     out
 }
+
+/// The next event on the hub that `pred` accepts, waited for up to `within` (a failed test past
+/// it). Subscribe (`server.calls.hub().subscribe()`) before whatever makes the event happen; a
+/// receiver that lags skips what it missed and goes on.
+pub async fn next_event(rx: &mut tokio::sync::broadcast::Receiver<std::sync::Arc<watchfloor_bridge::CallEvent>>, within: Duration, pred: impl Fn(&watchfloor_bridge::CallEvent) -> bool) -> std::sync::Arc<watchfloor_bridge::CallEvent> {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Ok(ev) if pred(&ev) => return ev,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => panic!("the hub closed"),
+            }
+        }
+    };
+    tokio::time::timeout(within, wait).await.expect("the event did not come in time")
+}
