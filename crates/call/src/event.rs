@@ -55,7 +55,7 @@ pub enum Talking {
 
 /// How a voiced dispatch message came out (its out-of-band response's `status`, PROTOCOLS.md
 /// §1, or why none was asked for).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, strum::IntoStaticStr)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ts_rs::TS, strum::IntoStaticStr, strum::EnumString)]
 #[serde(rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum DispatchAudioStatus {
@@ -71,8 +71,15 @@ pub enum DispatchAudioStatus {
     Unavailable,
     /// A status this version does not know, read back from a stored event (so an old or a newer
     /// record still opens); never produced.
-    #[serde(other)]
     Unknown,
+}
+
+impl<'de> Deserialize<'de> for DispatchAudioStatus {
+    /// The snake_case name; any other word is [`DispatchAudioStatus::Unknown`].
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let word = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(word.parse().unwrap_or(DispatchAudioStatus::Unknown))
+    }
 }
 
 impl DispatchAudioStatus {

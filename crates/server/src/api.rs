@@ -6,6 +6,9 @@ use std::collections::HashMap;
 use serde::Deserialize;
 use watchfloor_store::{CallQuery, index};
 
+/// One day, ms (retention, caller history).
+pub const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+
 /// Largest page of calls or audit entries.
 pub const MAX_PAGE: usize = 500;
 /// Call statuses a filter may name.

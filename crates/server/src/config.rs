@@ -324,7 +324,7 @@ impl Config {
         if let Some(v) = f.retention_days { self.retention_days = v; }
         if let Some(v) = f.audit_retention_days { self.audit_retention_days = v.max(watchfloor_store::audit::MIN_AUDIT_RETENTION_DAYS); }
         if let Some(v) = f.caller_history_days {
-            const MAX_DAYS: u64 = watchfloor_store::ledger::HISTORY_WINDOW_MS / (24 * 60 * 60 * 1000);
+            const MAX_DAYS: u64 = watchfloor_store::ledger::HISTORY_WINDOW_MS / crate::api::DAY_MS;
             if v > MAX_DAYS {
                 tracing::warn!(days = v, max = MAX_DAYS, "config: caller_history_days is capped");
             }

@@ -78,7 +78,7 @@ impl AppState {
 /// records of the last 7 days (a unit dispatched, en route or on scene when the server stopped).
 fn load_roster(config: &Config, units: &[config::UnitConfig], store: &Store) -> Result<watchfloor_dispatch::units::Roster, ServeError> {
     let mut roster = watchfloor_dispatch::units::Roster::new(units.iter().map(|u| (u.id.clone(), u.unit_type)).collect()).map_err(ServeError::Roster)?;
-    const WEEK_MS: u64 = 7 * 24 * 60 * 60 * 1000;
+    const WEEK_MS: u64 = 7 * api::DAY_MS;
     let mut q = watchfloor_store::CallQuery { from_ms: Some(watchfloor_bridge::task::unix_ms().saturating_sub(WEEK_MS)), limit: api::MAX_PAGE, ..Default::default() };
     loop {
         let page = store.query(&q).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?;
@@ -165,7 +165,7 @@ pub const PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Purges records past the retention period (not under legal hold) at start and then hourly.
 async fn retention_job(state: AppState, cancel: CancellationToken) {
-    const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+    use api::DAY_MS;
     loop {
         let now = watchfloor_bridge::task::unix_ms();
         let calls_before = now.saturating_sub(state.config.retention_days * DAY_MS);

@@ -24,7 +24,7 @@ use crate::auth::User;
 use crate::audit::{audit, audited_action, audited_read, outcome_of};
 use crate::error::{ApiError, bad};
 
-const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+use crate::api::DAY_MS;
 use crate::api::MAX_PAGE;
 
 pub(crate) fn routes() -> Router<AppState> {

@@ -14,8 +14,7 @@ use watchfloor_bridge::task::unix_ms;
 use watchfloor_wire::{signature, twiml};
 
 use crate::AppState;
-
-const DAY_MS: u64 = 24 * 60 * 60 * 1000;
+use crate::api::DAY_MS;
 use crate::error::{ApiError, too_many};
 use crate::media::{MEDIA_PATH, valid_sid, ws_origin};
 
