@@ -104,8 +104,11 @@ pub enum Input {
         /// Why REST failed, if it did.
         rest_error: Option<String>,
     },
-    /// Time passes (the driver ticks every few hundred ms): stall detection, session renewal.
-    Tick,
+    /// [`Output::HandOff`] was carried out: `Err` with Twilio REST's error (secrets left out).
+    HandOffDone(Result<(), String>),
+    /// The deadline given by [`CallMachine::poll_timeout`] has passed: dispatch hold window,
+    /// silent caller, stall detection, session renewal.
+    Timeout,
 }
 
 /// How long the model may stay silent while the caller speaks before the call goes to a human.
@@ -120,6 +123,9 @@ pub const SILENT_CALLER: Duration = Duration::from_secs(15);
 pub const SESSION_LIMIT: Duration = Duration::from_secs(60 * 60);
 /// A session is renewed at a quiet moment after this age, and regardless at `SESSION_LIMIT - 1 min`.
 pub const SESSION_RENEW_AFTER: Duration = Duration::from_secs(55 * 60);
+/// How soon a deadline that passed without effect is checked again (a silent-caller alert
+/// while the agent talks, a renewal waiting for a quiet moment).
+pub const RECHECK_AFTER: Duration = Duration::from_millis(250);
 /// Reconnects after a dropped model socket within one call before it goes to a human.
 pub const MAX_RECONNECTS: u32 = 2;
 
@@ -194,6 +200,13 @@ pub enum Refusal {
     /// [`Command::Record`] with an event that is not a record-keeping one.
     #[error("not a record-keeping event")]
     NotRecordKeeping,
+    /// A hand-off (or the fallback to the human line) is already under way.
+    #[error("the call is already being handed off")]
+    HandOffUnderWay,
+    /// Twilio REST did not carry out the hand-off (the reason, secrets left out); the call
+    /// stays with the agent. The HTTP API answers 502.
+    #[error("{0}")]
+    HandOffFailed(String),
 }
 
 /// A supervisor command to a live call.
@@ -247,24 +260,15 @@ pub enum Command {
     /// The call's media stream ended before it started (`stop` before `start`): Twilio now runs
     /// the verbs after `</Connect>` (the human line); the AI side ends.
     StreamStoppedBeforeStart,
-    /// A supervisor hand-off is being sent to Twilio: if the stream stops before
-    /// [`Command::HandedOff`] arrives (Twilio ends the stream when the TwiML is replaced), the
-    /// call still ends as this hand-off.
-    HandOffPending {
-        /// What the supervisor did.
+    /// A supervisor hands the call off (takeover to a line, transfer, hang up): the machine
+    /// emits [`Output::HandOff`], the call's task sends it to Twilio REST and answers with
+    /// [`Input::HandOffDone`]. If the stream stops first (Twilio ends it when it replaces the
+    /// call's TwiML), the call still ends as this hand-off. Refused while another hand-off or
+    /// the fallback is under way.
+    HandOff {
+        /// What the supervisor does.
         action: HandOffAction,
-        /// The line the call goes to.
-        to: Option<String>,
-        /// The console user.
-        by: String,
-    },
-    /// The pending hand-off failed at Twilio: the call stays with the agent.
-    HandOffFailed,
-    /// A supervisor handed the call off through Twilio REST (already done): the AI side ends.
-    HandedOff {
-        /// What the supervisor did.
-        action: HandOffAction,
-        /// The line the call went to.
+        /// The line the call goes to (none: hang up).
         to: Option<String>,
         /// The console user.
         by: String,
@@ -295,6 +299,18 @@ pub enum Output {
         /// Why.
         reason: String,
     },
+    /// Hand the call off through Twilio REST (a supervisor's [`Command::HandOff`]): redirect to
+    /// `to` with a short announcement, or hang up when `to` is none; then answer with
+    /// [`Input::HandOffDone`]. The call goes on meanwhile.
+    HandOff {
+        /// What the supervisor does.
+        action: HandOffAction,
+        /// The line the call goes to.
+        to: Option<String>,
+    },
+    /// The new model session is configured (the `session.update` and history items before
+    /// this output): send it the caller audio held while no session could take it, in order.
+    FlushBacklog,
     /// Close both sockets: the call is over for the bridge. Closing the Twilio socket lets the
     /// TwiML after `</Connect>` run (the human line).
     Close,
@@ -407,6 +423,8 @@ pub struct CallMachine {
     caller_speech_since_model_ms: u64,
     /// When the current model session started.
     session_started: Instant,
+    /// When [`Input::Timeout`] was last handled.
+    last_timeout: Option<Instant>,
     reconnecting: bool,
     next_renew_attempt: Option<Instant>,
     reconnects: u32,
@@ -517,6 +535,7 @@ impl CallMachine {
             last_model_event: now,
             caller_speech_since_model_ms: 0,
             session_started: now,
+            last_timeout: None,
             reconnecting: false,
             next_renew_attempt: None,
             reconnects: 0,
@@ -660,6 +679,7 @@ impl CallMachine {
                 self.stage(now, Stage::ModelConnected);
                 let update = self.profile.session_update(&self.context);
                 self.out.push_back(Output::ToModel(update));
+                self.out.push_back(Output::FlushBacklog);
                 self.model_ready = true;
                 self.maybe_greet();
             }
@@ -701,7 +721,8 @@ impl CallMachine {
                 let reason = self.fallback_reason.clone().unwrap_or_else(|| "fallback".into());
                 self.end(now, &reason, CallStatus::Fallback);
             }
-            Input::Tick => self.on_tick(now),
+            Input::Timeout => self.on_timeout(now),
+            Input::HandOffDone(result) => self.on_hand_off_done(now, result),
             Input::RenewFailed => {
                 self.reconnecting = false;
                 self.next_renew_attempt = Some(now + Duration::from_secs(60));
@@ -724,10 +745,56 @@ impl CallMachine {
         self.out.push_back(Output::Fallback { reason: reason.to_string() });
     }
 
-    fn on_tick(&mut self, now: Instant) {
+    /// The outcome of [`Output::HandOff`]: done, the AI side ends as the hand-off; failed, the
+    /// call stays with the agent.
+    fn on_hand_off_done(&mut self, now: Instant, result: Result<(), String>) {
+        match result {
+            Ok(()) => {
+                let action = self.pending_handoff.as_ref().map(|h| h.0);
+                if let Some(action) = action {
+                    self.end(now, action.as_str(), action.final_status());
+                }
+            }
+            Err(why) => {
+                tracing::warn!(%why, "hand-off failed at Twilio: the call stays with the agent");
+                self.pending_handoff = None;
+            }
+        }
+    }
+
+    /// When the machine next needs [`Input::Timeout`] (str0m's `Output::Timeout`): the
+    /// earliest of the dispatch hold window, the silent-caller alert, stall detection and the
+    /// session renewal. A deadline that has passed and was checked without effect (the agent
+    /// was talking, no quiet moment yet) is checked again [`RECHECK_AFTER`] later. None: nothing
+    /// waits on time (the call has ended).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.phase == Phase::Ended {
+            return None;
+        }
+        let checked = self.last_timeout;
+        let due = |t: Instant| match checked {
+            Some(c) if c >= t => c + RECHECK_AFTER,
+            _ => t,
+        };
+        let priority = self.incident.priority.as_ref().map(|f| f.value);
+        let mut next = self.dispatcher.next_deadline_ms(priority).map(|ms| due(self.created + Duration::from_millis(ms.saturating_sub(self.created_unix_ms))));
+        let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        if self.phase == Phase::Live && !self.falling_back && self.model_ready && !self.reconnecting {
+            if self.stream_sid.is_some() && !self.alerts_raised.contains(&AlertKind::SilentCaller) {
+                consider(due(self.last_caller_speech.unwrap_or(self.created) + SILENT_CALLER));
+            }
+            consider(due(self.last_model_event + self.timers.stall_timeout));
+            let renew = self.session_started + self.timers.renew_after;
+            consider(due(self.next_renew_attempt.map_or(renew, |t| t.max(renew))));
+        }
+        next
+    }
+
+    fn on_timeout(&mut self, now: Instant) {
         if self.phase == Phase::Ended {
             return;
         }
+        self.last_timeout = Some(now);
         let priority = self.incident.priority.as_ref().map(|f| f.value);
         let d = self.dispatcher.tick(self.unix_ms(now), priority);
         self.on_decision(now, d);
@@ -778,6 +845,7 @@ impl CallMachine {
             self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item }));
         }
         let items = self.history.len() as u32;
+        self.out.push_back(Output::FlushBacklog);
         // Dispatch messages not yet voiced are asked for again in the new session.
         self.dispatch_audio.responses.clear();
         self.dispatch_audio.retry.clear();
@@ -1519,11 +1587,12 @@ impl CallMachine {
             }
             Command::Sync => {}
             Command::StreamStoppedBeforeStart => self.end(now, "stream_stopped_before_start", CallStatus::Fallback),
-            Command::HandOffPending { action, to, by } => self.pending_handoff = Some((action, to, by)),
-            Command::HandOffFailed => self.pending_handoff = None,
-            Command::HandedOff { action, to, by } => {
-                self.pending_handoff = Some((action.clone(), to, by));
-                self.end(now, action.as_str(), CallStatus::Completed);
+            Command::HandOff { action, to, by } => {
+                if self.pending_handoff.is_some() || self.falling_back {
+                    return Err(Refusal::HandOffUnderWay);
+                }
+                self.pending_handoff = Some((action, to.clone(), by));
+                self.out.push_back(Output::HandOff { action, to });
             }
             Command::Record(other) => {
                 self.skip(now, "supervisor", format!("not a record-keeping event: {other:?}"));

@@ -120,8 +120,6 @@ pub const RECONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Twilio may deliver the audio of a stall (up to the stream's audio burst, 10 s) on top. Past
 /// this, the oldest held audio is dropped and the drop is on the timeline.
 pub const BACKLOG_AUDIO_MS: u64 = 30_000;
-/// Tick of the call's timers.
-const TICK: Duration = Duration::from_millis(250);
 
 type ConnectFuture = Pin<Box<dyn std::future::Future<Output = Result<ModelSocket, model::ConnectError>> + Send>>;
 
@@ -160,6 +158,28 @@ async fn hand_to_human(fallback: &Fallback, call_sid: &str) -> (FallbackRoute, u
     }
 }
 
+type HandOffFuture = Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// Carries out a supervisor's hand-off ([`Output::HandOff`]) through Twilio REST: a redirect
+/// to `to` with a short announcement, or a hang-up.
+fn hand_off_future(rest: Option<TwilioRest>, call_sid: Arc<str>, to: Option<String>) -> HandOffFuture {
+    Box::pin(async move {
+        let Some(rest) = rest else { return Err(RestError::NotConfigured.to_string()) };
+        let update = match to {
+            Some(line) => CallUpdate::Twiml(watchfloor_wire::twiml::Response::new().say("Please hold. Connecting you now.").dial(line)),
+            None => CallUpdate::Hangup,
+        };
+        rest.update_call(&call_sid, &update).await.map(|_| ()).map_err(|e| e.to_string())
+    })
+}
+
+async fn next_hand_off(h: &mut Option<HandOffFuture>) -> Result<(), String> {
+    match h {
+        Some(f) => f.await,
+        None => pending().await,
+    }
+}
+
 /// Runs one call to its end. Never panics on remote input; returns when the call is over for
 /// the bridge (both sockets closed).
 pub async fn run_call(
@@ -189,14 +209,18 @@ pub async fn run_call(
     let mut connecting: Option<ConnectFuture> = Some(connect_future(setup.model.clone(), None));
     let mut first_connect = true;
     let mut renewing = false;
-    let mut flush_backlog = false;
     let mut awaiting_claim = true;
     let claim_deadline = tokio::time::sleep(setup.claim_window);
     tokio::pin!(claim_deadline);
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The machine's next deadline (`poll_timeout`), re-armed only when it moves.
+    let mut armed = machine.poll_timeout();
+    let timeout = tokio::time::sleep_until(armed.unwrap_or_else(Instant::now).into());
+    tokio::pin!(timeout);
     let mut commands_open = true;
     let mut pending_ack: Option<(oneshot::Sender<CommandResult>, CommandResult)> = None;
+    // A supervisor's hand-off at Twilio REST, and the command waiting for its outcome.
+    let mut handing_off: Option<HandOffFuture> = None;
+    let mut hand_off_ack: Option<oneshot::Sender<CommandResult>> = None;
     let mut flood = FloodGuard::new(setup.stream_limits);
     let mut backlog = Backlog::default();
 
@@ -211,9 +235,6 @@ pub async fn run_call(
                         tracing::info!("model connected");
                         model_sock = Some(ws);
                         machine.handle_input(Input::ModelConnected, now);
-                        // Caller audio that came before the socket opened follows the
-                        // `session.update` this produces.
-                        flush_backlog = !backlog.events.is_empty();
                     }
                     (Err(e), true) => {
                         first_connect = false;
@@ -324,7 +345,15 @@ pub async fn run_call(
                     None => commands_open = false,
                 }
             }
-            _ = ticker.tick() => machine.handle_input(Input::Tick, Instant::now()),
+            _ = &mut timeout, if armed.is_some() => {
+                armed = None;
+                machine.handle_input(Input::Timeout, Instant::now());
+            }
+            result = next_hand_off(&mut handing_off) => {
+                handing_off = None;
+                machine.handle_input(Input::HandOffDone(result.clone()), Instant::now());
+                pending_ack = hand_off_ack.take().map(|a| (a, result.map_err(crate::machine::Refusal::HandOffFailed)));
+            }
             _ = cancel.cancelled() => {
                 // Shutdown: the stream closes below, so Twilio sends the caller to the human line.
                 machine.end(Instant::now(), "shutdown", CallStatus::Fallback);
@@ -371,17 +400,6 @@ pub async fn run_call(
                         // after subscribing sees each event in one or the other (or both: it skips
                         // by sequence number).
                         live.lock().apply(&ev);
-                        if matches!(ev.kind, CallEventKind::ModelReconnected { .. }) {
-                            // The new session is configured (the items before this event): send
-                            // what was held back.
-                            renewing = false;
-                            if let Some(ws) = model_sock.as_mut()
-                                && let Err(e) = send_backlog(ws, &mut backlog).await {
-                                    tracing::warn!(error = %e, "model send failed");
-                                    model_sock = None;
-                                    machine.handle_input(Input::ModelClosed, Instant::now());
-                                }
-                        }
                         hub.publish(ev);
                     }
                     Output::Audio(frame) => hub.publish_audio(frame),
@@ -399,6 +417,25 @@ pub async fn run_call(
                         let (via, attempts, rest_error) = hand_to_human(&setup.fallback, &setup.call_sid).await;
                         machine.handle_input(Input::FallbackDone { via, attempts, rest_error }, Instant::now());
                     }
+                    Output::FlushBacklog => {
+                        // The session is configured: what was held back follows, in order.
+                        renewing = false;
+                        if let Some(ws) = model_sock.as_mut()
+                            && let Err(e) = send_backlog(ws, &mut backlog).await {
+                                tracing::warn!(error = %e, "model send failed");
+                                model_sock = None;
+                                machine.handle_input(Input::ModelClosed, Instant::now());
+                            }
+                    }
+                    Output::HandOff { action, to } => {
+                        tracing::info!(action = action.as_str(), "handing the call off through Twilio REST");
+                        handing_off = Some(hand_off_future(setup.fallback.rest.clone(), setup.call_sid.clone(), to));
+                        // The supervisor's request is answered with the outcome at Twilio.
+                        match pending_ack.take() {
+                            Some((ack, Ok(()))) => hand_off_ack = Some(ack),
+                            other => pending_ack = other,
+                        }
+                    }
                     Output::Close => close = true,
                 }
             }
@@ -407,18 +444,26 @@ pub async fn run_call(
                 break;
             }
         }
-        if std::mem::take(&mut flush_backlog)
-            && let Some(ws) = model_sock.as_mut()
-            && let Err(e) = send_backlog(ws, &mut backlog).await {
-                tracing::warn!(error = %e, "model send failed");
-                model_sock = None;
-                machine.handle_input(Input::ModelClosed, Instant::now());
+        let next = machine.poll_timeout();
+        if next != armed {
+            armed = next;
+            if let Some(t) = next {
+                timeout.as_mut().reset(t.into());
             }
+        }
         if let Some((ack, result)) = pending_ack.take() {
             // The command's events are published (queued for the store ahead of later ones).
             let _ = ack.send(result);
         }
         if close {
+            // A hand-off still at Twilio (the stream stopped as it took effect): its outcome
+            // goes to the supervisor who asked.
+            if let Some(h) = handing_off.take() {
+                let result = h.await;
+                if let Some(ack) = hand_off_ack.take() {
+                    let _ = ack.send(result.map_err(crate::machine::Refusal::HandOffFailed));
+                }
+            }
             if let Some(mut ws) = model_sock.take() {
                 let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
             }

@@ -173,6 +173,17 @@ impl Dispatcher {
         Decision::None
     }
 
+    /// When [`Dispatcher::tick`] next has something to do, ms (on the clock of `now_ms`): the
+    /// end of a supervised proposal's hold window (a P1 goes out, others raise the "waiting too
+    /// long" alert). None when nothing waits on time.
+    pub fn next_deadline_ms(&self, priority: Option<Priority>) -> Option<u64> {
+        let Policy::Supervised { hold_ms } = self.policy else { return None };
+        let DispatchState::Proposed { at_ms, auto_at_ms, overdue_alerted } = &self.state else { return None };
+        let auto = auto_at_ms.or_else(|| (priority == Some(Priority::P1)).then_some(at_ms + hold_ms));
+        let overdue = (!overdue_alerted).then_some(at_ms + hold_ms);
+        [auto, overdue].into_iter().flatten().min()
+    }
+
     /// A supervisor confirms the proposal.
     pub fn confirm(&mut self, now_ms: u64, user: &str) -> Result<Decision, Refused> {
         match self.state {
@@ -212,6 +223,22 @@ impl Dispatcher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_next_deadline_is_the_end_of_the_hold_window_until_it_has_acted() {
+        let mut d = Dispatcher::new(Policy::Supervised { hold_ms: 20_000 });
+        assert_eq!(d.next_deadline_ms(None), None, "nothing proposed");
+        assert_eq!(d.update(1_000, 3, false, false, Some(Priority::P2)), Decision::Proposed);
+        assert_eq!(d.next_deadline_ms(Some(Priority::P2)), Some(21_000));
+        assert_eq!(d.tick(20_999, Some(Priority::P2)), Decision::None);
+        assert_eq!(d.tick(21_000, Some(Priority::P2)), Decision::WaitingTooLong);
+        assert_eq!(d.next_deadline_ms(Some(Priority::P2)), None, "alerted once; nothing more waits on time");
+        // Raised to P1 later: the hold window counts from the proposal, so it is already due.
+        assert_eq!(d.next_deadline_ms(Some(Priority::P1)), Some(21_000));
+        assert_eq!(d.tick(30_000, Some(Priority::P1)), Decision::Dispatched(DispatchedBy::HoldExpired));
+        assert_eq!(d.next_deadline_ms(Some(Priority::P1)), None);
+        assert_eq!(Dispatcher::new(Policy::Automatic).next_deadline_ms(Some(Priority::P1)), None);
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -9,7 +9,6 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use watchfloor_bridge::{Command, HandOffAction};
-use watchfloor_bridge::twilio_rest::CallUpdate;
 
 use crate::AppState;
 use crate::api::TransferBody;
@@ -28,30 +27,14 @@ fn valid_number(n: &str) -> Result<String, ApiError> {
     crate::api::valid_number(n).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
 }
 
-/// Carries out a hand-off: REST update, then the call's AI side ends with a `HandedOff` event.
+/// Hands a live call off: the call's task sends it to Twilio REST ([`Command::HandOff`]) and
+/// answers once Twilio has it (502 with Twilio's error when it failed: the call stays with the
+/// agent); the AI side then ends with a `HandedOff` event.
 async fn hand_off(state: &AppState, user: &User, id: &str, action: HandOffAction, to: Option<String>) -> Result<watchfloor_store::CallRecord, ApiError> {
-    let handle = state.calls.handle(id).ok_or_else(|| match state.store.get_call(id) {
-        Ok(Some(_)) => ApiError(StatusCode::CONFLICT, format!("call {id} is not live")),
-        _ => ApiError(StatusCode::NOT_FOUND, format!("no call {id}")),
-    })?;
-    let rest = state.config.twilio_rest().ok_or_else(|| ApiError(StatusCode::SERVICE_UNAVAILABLE, "Twilio REST is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)".into()))?;
-    let update = match &to {
-        Some(line) => CallUpdate::Twiml(watchfloor_wire::twiml::Response::new().say("Please hold. Connecting you now.").dial(line.clone())),
-        None => CallUpdate::Hangup,
-    };
-    let pending = Command::HandOffPending { action, to: to.clone(), by: user.name.clone() };
-    if handle.command(pending).await.is_err() {
-        return Err(ApiError(StatusCode::CONFLICT, format!("call {id} is not live")));
+    if state.config.twilio_rest().is_none() {
+        return Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, "Twilio REST is not configured (TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN)".into()));
     }
-    if let Err(e) = rest.update_call(id, &update).await {
-        let _ = handle.send(Command::HandOffFailed).await;
-        return Err(ApiError(StatusCode::BAD_GATEWAY, e.to_string()));
-    }
-    // The call may have ended on its own meanwhile (Twilio stops the stream when it replaces
-    // the call's TwiML): the pending hand-off then decided how it ended.
-    let _ = handle.command(Command::HandedOff { action, to, by: user.name.clone() }).await;
-    state.calls.hub().barrier().await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    state.store.get_call(id).ok().flatten().ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))
+    crate::supervise::live_command(state, id, Command::HandOff { action, to, by: user.name.clone() }).await
 }
 
 /// `POST /api/calls/{id}/takeover`: the call goes to the signed-in supervisor's own line.

@@ -28,7 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// Sends a command to a live call and returns its record once the command's events are stored.
-async fn live_command(state: &AppState, id: &str, cmd: Command) -> Result<watchfloor_store::CallRecord, ApiError> {
+pub(crate) async fn live_command(state: &AppState, id: &str, cmd: Command) -> Result<watchfloor_store::CallRecord, ApiError> {
     // Ended (its webhook was answered here or it is on record: 409) or never known (404). The
     // ledger knows a call from its webhook on, before its record is first written.
     let not_live = || match state.store.ledger().is_answered(id) || matches!(state.store.get_call(id), Ok(Some(_))) {
@@ -39,6 +39,7 @@ async fn live_command(state: &AppState, id: &str, cmd: Command) -> Result<watchf
     match handle.command(cmd).await {
         Ok(()) => {}
         Err(Refusal::CallEnded) => return Err(not_live()),
+        Err(why @ Refusal::HandOffFailed(_)) => return Err(ApiError(StatusCode::BAD_GATEWAY, why.to_string())),
         Err(why) => return Err(ApiError(StatusCode::CONFLICT, why.to_string())),
     }
     state.calls.hub().barrier().await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;

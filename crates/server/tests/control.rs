@@ -107,6 +107,12 @@ async fn takeover_transfer_and_hangup_go_through_twilio_rest() {
     let sid_of = |n: &str| live.iter().find(|(f, _)| f == n).unwrap().1.clone();
     let (s1, s2, s3) = (sid_of(numbers[0]), sid_of(numbers[1]), sid_of(numbers[2]));
     let post = |path: String, body: Value| async move { let r = client().post(path).json(&body).send().await.unwrap(); (r.status().as_u16(), r.json::<Value>().await.unwrap_or(Value::Null)) };
+    // Twilio refuses (a 404 is not retried): 502, and the call stays with the agent.
+    rest.fail_next(1, 404);
+    let (st, rec) = post(format!("{base}/api/calls/{s1}/takeover"), json!({})).await;
+    assert_eq!(st, 502, "{rec}");
+    let a: Value = client().get(format!("{base}/api/calls/active")).send().await.unwrap().json().await.unwrap();
+    assert!(a["calls"].as_array().unwrap().iter().any(|c| c["call_sid"] == s1.as_str() && c["status"] == "with_agent"), "{a}");
     let (st, rec) = post(format!("{base}/api/calls/{s1}/takeover"), json!({})).await;
     assert_eq!(st, 200, "{rec}");
     assert_eq!(rec["status"], "taken_over");
@@ -135,6 +141,9 @@ async fn takeover_transfer_and_hangup_go_through_twilio_rest() {
         let a: Value = client().get(format!("{base}/api/audit?target={sid}&action={action}")).send().await.unwrap().json().await.unwrap();
         let entries = a["entries"].as_array().unwrap();
         assert!(entries.iter().any(|e| e["outcome"] == "ok" && e["user"] == "supervisor"), "{action}: {entries:?}");
+        if action == "call.takeover" {
+            assert!(entries.iter().any(|e| e["outcome"] != "ok"), "the refused takeover is audited too: {entries:?}");
+        }
     }
     rig.server.shutdown().await;
 }

@@ -443,9 +443,9 @@ fn a_model_silent_while_the_caller_speaks_is_a_stall() {
     for i in 0..150 {
         m.handle_input(media_speech(i * 20), t0 + Duration::from_millis(i * 20));
     }
-    m.handle_input(Input::Tick, t0 + Duration::from_secs(4));
+    m.handle_input(Input::Timeout, t0 + Duration::from_secs(4));
     assert!(!drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { .. })), "not yet");
-    m.handle_input(Input::Tick, t0 + Duration::from_secs(6));
+    m.handle_input(Input::Timeout, t0 + Duration::from_secs(6));
     let out = drain(&mut m);
     assert!(out.iter().any(|o| matches!(o, Output::Fallback { reason } if reason == "model_stalled")));
     assert_eq!(m.status(), CallStatus::Fallback);
@@ -455,7 +455,7 @@ fn a_model_silent_while_the_caller_speaks_is_a_stall() {
     for i in 0..400 {
         m.handle_input(media(i * 20, &[mulaw::SILENCE; 160]), t0);
     }
-    m.handle_input(Input::Tick, t0 + Duration::from_secs(10));
+    m.handle_input(Input::Timeout, t0 + Duration::from_secs(10));
     assert!(!drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { .. })));
 }
 
@@ -509,10 +509,10 @@ fn the_session_is_renewed_at_a_quiet_moment() {
     let mut m = machine(t0).with_timers(Timers { renew_after: Duration::from_secs(10), ..Timers::default() });
     start(&mut m, t0);
     m.handle_input(response_created("resp_1"), t0);
-    m.handle_input(Input::Tick, t0 + Duration::from_secs(11));
+    m.handle_input(Input::Timeout, t0 + Duration::from_secs(11));
     assert!(drain(&mut m).is_empty(), "not while a response is in flight");
     m.handle_input(response_done("resp_1", "completed"), t0 + Duration::from_secs(11));
-    m.handle_input(Input::Tick, t0 + Duration::from_secs(12));
+    m.handle_input(Input::Timeout, t0 + Duration::from_secs(12));
     assert!(drain(&mut m).contains(&Output::Reconnect { renew: true }));
     m.handle_input(Input::ModelReconnected { renewed: true }, t0 + Duration::from_secs(12));
     let out = drain(&mut m);
@@ -539,9 +539,9 @@ fn keywords_fill_the_incident_and_a_supervised_p1_goes_out_after_the_hold_window
     assert_eq!(message, "Respond priority one to a cardiac arrest, 45 Elm Road, apartment 3.");
     assert_eq!(auto_at, Some(1_700_000_000_000 + 20_000), "a P1 goes out 20 s after the proposal");
     // Nobody acts: at 19.9 s nothing, at 20 s it goes out, with an alert, and the agent is told.
-    m.handle_input(Input::Tick, t0 + Duration::from_millis(19_900));
+    m.handle_input(Input::Timeout, t0 + Duration::from_millis(19_900));
     assert!(!events(&drain(&mut m)).iter().any(|e| matches!(e, CallEventKind::Dispatched { .. })));
-    m.handle_input(Input::Tick, t0 + Duration::from_millis(20_000));
+    m.handle_input(Input::Timeout, t0 + Duration::from_millis(20_000));
     let out = drain(&mut m);
     assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Dispatched { by: DispatchedBy::HoldExpired, .. })));
     assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::AutoDispatched, .. })));
@@ -584,7 +584,7 @@ fn a_silent_caller_and_a_repeating_agent_raise_alerts() {
     for i in 0..10 {
         m.handle_input(media(i * 20, &[mulaw::SILENCE; 160]), t0);
     }
-    m.handle_input(Input::Tick, t0 + Duration::from_secs(16));
+    m.handle_input(Input::Timeout, t0 + Duration::from_secs(16));
     assert!(events(&drain(&mut m)).iter().any(|e| matches!(e, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::SilentCaller, .. })));
     let line = |m: &mut CallMachine, item: &str| m.handle_input(model(ServerEvent::ResponseOutputAudioTranscriptDone { event_id: String::new(), response_id: "r".into(), item_id: item.into(), output_index: 0, content_index: 0, transcript: "What is the address of your emergency?".into() }), t0);
     line(&mut m, "a1");
@@ -801,4 +801,71 @@ fn issue_15_a_huge_timestamp_moves_the_clock_only_so_far() {
     assert_eq!((padded_ms(&out), caller_positions(&out)), (0, vec![here, here + 20]));
     m.handle_input(media(80, &frame), t1);
     assert!(caller_positions(&drain(&mut m)).is_empty());
+}
+
+#[test]
+fn a_hand_off_is_an_output_and_ends_the_call_once_twilio_has_it() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    let cmd = |to: &str| Command::HandOff { action: HandOffAction::Transfer, to: Some(to.into()), by: "sup".into() };
+    assert_eq!(m.command(cmd("+15550001111"), t0), Ok(()));
+    let out = drain(&mut m);
+    assert!(out.contains(&Output::HandOff { action: HandOffAction::Transfer, to: Some("+15550001111".into()) }));
+    assert_eq!(m.command(cmd("+15550002222"), t0), Err(Refusal::HandOffUnderWay), "one hand-off at a time");
+    // Twilio refused: the call stays with the agent, and a new hand-off may be tried.
+    m.handle_input(Input::HandOffDone(Err("Twilio answered 404".into())), t0);
+    assert!(!m.is_ended());
+    assert!(events(&drain(&mut m)).is_empty(), "a failed hand-off changes nothing on the call");
+    assert_eq!(m.command(cmd("+15550002222"), t0), Ok(()));
+    drain(&mut m);
+    m.handle_input(Input::HandOffDone(Ok(())), t0);
+    let out = drain(&mut m);
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::HandedOff { action: HandOffAction::Transfer, to: Some(to), by } if to == "+15550002222" && by == "sup")));
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::CallEnded { reason } if reason == "transfer")));
+    assert_eq!(m.status(), CallStatus::Transferred);
+    assert!(m.is_ended());
+}
+
+#[test]
+fn a_stream_that_stops_during_a_hand_off_ends_as_the_hand_off() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.command(Command::HandOff { action: HandOffAction::Hangup, to: None, by: "sup".into() }, t0).unwrap();
+    drain(&mut m);
+    m.handle_input(stop(), t0);
+    let out = drain(&mut m);
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::HandedOff { action: HandOffAction::Hangup, .. })));
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::CallEnded { reason } if reason == "hangup")));
+}
+
+#[test]
+fn the_machine_names_its_next_deadline() {
+    let t0 = Instant::now();
+    let mut m = machine(t0).with_timers(Timers { stall_timeout: Duration::from_secs(5), renew_after: Duration::from_secs(3000), session_limit: Duration::from_secs(3600) });
+    assert_eq!(m.poll_timeout(), None, "nothing waits on time before the stream and the model");
+    start(&mut m, t0);
+    // The model has been heard at t0: the stall check is first (silent caller at 15 s).
+    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(5)));
+    // Checked at its deadline without effect (the caller said nothing): again 250 ms later.
+    m.handle_input(Input::Timeout, t0 + Duration::from_secs(5));
+    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(5) + RECHECK_AFTER));
+    // A model event moves the stall deadline on.
+    m.handle_input(model(ServerEvent::SpeechStopped { event_id: String::new(), audio_end_ms: 0, item_id: "i".into() }), t0 + Duration::from_secs(6));
+    assert_eq!(m.poll_timeout(), Some(t0 + Duration::from_secs(11)));
+    // A P2 proposal under the supervised policy: the end of its 20 s hold window.
+    caller_says(&mut m, "u1", "There is a car crash at 100 Main Street.", t0 + Duration::from_secs(6));
+    drain(&mut m);
+    m.handle_input(model(ServerEvent::SpeechStopped { event_id: String::new(), audio_end_ms: 0, item_id: "i".into() }), t0 + Duration::from_secs(30));
+    let hold_end = m.poll_timeout().unwrap();
+    assert!(hold_end <= t0 + Duration::from_secs(26), "the hold window ends before the next stall check: {:?}", hold_end - t0);
+    m.end(t0 + Duration::from_secs(31), "stop", CallStatus::Completed);
+    assert_eq!(m.poll_timeout(), None);
+}
+
+fn stop() -> Input {
+    Input::Twilio(TwilioInbound::Stop { sequence_number: "9".into(), stream_sid: "MZ1".into(), stop: watchfloor_wire::twilio::StreamStop { account_sid: "AC1".into(), call_sid: SID.into() } })
 }
