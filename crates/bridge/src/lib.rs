@@ -18,6 +18,7 @@ pub mod machine;
 pub mod model;
 pub mod profile;
 pub mod registry;
+pub mod roster;
 pub mod task;
 pub mod twilio_rest;
 
@@ -26,6 +27,4 @@ pub use machine::{CallMachine, Command, Input, Output, Refusal};
 pub use profile::{AgentProfile, CallContext, VadProfile};
 pub use registry::{CallHandle, CallRegistry};
 
-/// The unit roster shared by every call and the API. Locked only for dispatch decisions and
-/// unit status changes, never on the audio path.
-pub type SharedRoster = std::sync::Arc<parking_lot::Mutex<watchfloor_dispatch::units::Roster>>;
+pub use roster::SharedRoster;

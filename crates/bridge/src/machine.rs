@@ -28,9 +28,11 @@ use watchfloor_wire::twilio::{MarkName, OutboundMedia, TwilioInbound, TwilioOutb
 use bytes::Bytes;
 
 use watchfloor_dispatch::alerts::AlertKind;
-use watchfloor_dispatch::incident::{Incident, Source};
-use watchfloor_dispatch::policy::{Decision, Dispatcher, Policy};
-use watchfloor_dispatch::{extract, radio, report};
+use watchfloor_dispatch::call::{ActionRefused, CallDispatch, Effect, RosterAnswer, RosterRequest};
+use watchfloor_dispatch::incident::Incident;
+use watchfloor_dispatch::policy::Policy;
+use watchfloor_dispatch::report;
+use watchfloor_dispatch::units::{Roster, UnitStatus};
 
 use watchfloor_call::{AudioFrame, CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
 use crate::profile::{AgentProfile, CallContext};
@@ -104,6 +106,11 @@ pub enum Input {
         /// Why REST failed, if it did.
         rest_error: Option<String>,
     },
+    /// The roster owner's answer to the oldest [`Output::Roster`] not yet answered.
+    Roster(RosterAnswer),
+    /// The roster changed (its owner published a new one): what proposals recommend from and
+    /// supervisor unit lists are checked against.
+    RosterChanged(Arc<Roster>),
     /// [`Output::HandOff`] was carried out: `Err` with Twilio REST's error (secrets left out).
     HandOffDone(Result<(), String>),
     /// The deadline given by [`CallMachine::poll_timeout`] has passed: dispatch hold window,
@@ -179,24 +186,10 @@ pub enum Refusal {
     /// The call has ended (or its task is gone).
     #[error("the call has ended")]
     CallEnded,
-    /// The dispatch is not in a state the command applies to.
+    /// The call's dispatch refused it: the dispatch is not in a state the command applies to,
+    /// a unit is unknown, busy, on scene or cannot make that move, no such alert …
     #[error(transparent)]
-    Dispatch(#[from] watchfloor_dispatch::policy::Refused),
-    /// A unit named is unknown or busy on another call.
-    #[error(transparent)]
-    Roster(#[from] watchfloor_dispatch::units::RosterError),
-    /// Units were named but no roster is configured.
-    #[error("no unit roster is configured")]
-    NoRoster,
-    /// A unit on scene was left out of an edit (it is cleared, not removed).
-    #[error("{0} is on scene; clear it instead of removing it")]
-    UnitOnScene(String),
-    /// No alert with this number on the call.
-    #[error("no alert {0} on this call")]
-    NoSuchAlert(u32),
-    /// The alert was acknowledged before.
-    #[error("alert {0} is already acknowledged")]
-    AlertAlreadyAcknowledged(u32),
+    Dispatch(#[from] ActionRefused),
     /// [`Command::Record`] with an event that is not a record-keeping one.
     #[error("not a record-keeping event")]
     NotRecordKeeping,
@@ -251,8 +244,19 @@ pub enum Command {
         /// The console user.
         by: String,
     },
-    /// Record a supervisor event on the call's timeline (unit attached, on scene, legal hold).
-    /// Only record-keeping kinds are accepted; others are skipped.
+    /// Move a unit on the call: attach (`Dispatched`), en route, on scene, cleared. A unit on
+    /// the roster moves through the roster's owner ([`Output::Roster`]); the outcome comes back
+    /// as [`Input::Roster`] and the call's task answers the supervisor with it.
+    MoveUnit {
+        /// The unit.
+        unit: String,
+        /// The status it moves to.
+        status: UnitStatus,
+        /// The console user.
+        by: String,
+    },
+    /// Record a supervisor event on the call's timeline (legal hold). Only record-keeping kinds
+    /// are accepted (a unit's move is [`Command::MoveUnit`]); others are skipped.
     Record(CallEventKind),
     /// Does nothing: waiting for it means every event the call published before is queued for
     /// the store (a just-started call has published its first events).
@@ -308,6 +312,10 @@ pub enum Output {
         /// The line the call goes to.
         to: Option<String>,
     },
+    /// Ask the unit roster's owner for a change for this call (reserve, release, move a unit),
+    /// then answer at once with [`Input::Roster`] (before the next output is carried out, so
+    /// the call's events stay in order).
+    Roster(RosterRequest),
     /// The new model session is configured (the `session.update` and history items before
     /// this output): send it the caller audio held while no session could take it, in order.
     FlushBacklog,
@@ -414,7 +422,6 @@ pub struct CallMachine {
     // transcripts
     partial_agent: HashMap<String, String>,
     history: Vec<HistoryLine>,
-    agent_questions: u32,
     stats: RelayStats,
     out: VecDeque<Output>,
     timers: Timers,
@@ -433,23 +440,10 @@ pub struct CallMachine {
     fallback_reason: Option<String>,
     /// A supervisor hand-off sent to Twilio: (action, line, user).
     pending_handoff: Option<(HandOffAction, Option<String>, String)>,
-    /// The incident as known, with sources.
-    incident: Incident,
-    /// The dispatch under its policy.
-    dispatcher: Dispatcher,
-    /// Everything the caller said (final lines), for the keyword extractor.
-    caller_text: String,
-    /// Alerts raised (each kind once per call) and the next alert id.
-    alerts_raised: Vec<AlertKind>,
-    /// Alerts acknowledged.
-    alerts_acked: Vec<u32>,
+    /// The call's dispatch: incident, policy, alerts, units ([`CallDispatch`]).
+    dispatch: CallDispatch,
     /// Last time the caller's audio carried speech.
     last_caller_speech: Option<Instant>,
-    /// Why the last supervisor command was refused.
-    /// The unit roster (none: no units are proposed; the message starts "Respond").
-    roster: Option<crate::SharedRoster>,
-    /// Units a supervisor chose for the proposal, replacing the recommendation.
-    chosen_units: Option<Vec<String>>,
     /// The radio message voiced out of band.
     dispatch_audio: DispatchAudio,
     /// Where each line's audio started on the stream clock, by item id (until its final line).
@@ -497,6 +491,7 @@ impl CallMachine {
         now: Instant,
         now_unix_ms: u64,
     ) -> Self {
+        let call_sid_str = call_sid.to_string();
         let mut m = CallMachine {
             call_sid,
             profile,
@@ -528,7 +523,6 @@ impl CallMachine {
             caller_speaking: false,
             partial_agent: HashMap::new(),
             history: Vec::new(),
-            agent_questions: 0,
             stats: RelayStats::default(),
             out: VecDeque::new(),
             timers: Timers::default(),
@@ -543,14 +537,8 @@ impl CallMachine {
             falling_back: false,
             fallback_reason: None,
             pending_handoff: None,
-            incident: Incident::default(),
-            dispatcher: Dispatcher::new(Policy::default()),
-            caller_text: String::new(),
-            alerts_raised: Vec::new(),
-            alerts_acked: Vec::new(),
+            dispatch: CallDispatch::new(&call_sid_str, Policy::default()),
             last_caller_speech: None,
-            roster: None,
-            chosen_units: None,
             dispatch_audio: DispatchAudio::default(),
             line_starts: HashMap::new(),
             input_origin_ms: 0,
@@ -564,19 +552,20 @@ impl CallMachine {
 
     /// Sets the dispatch policy.
     pub fn with_policy(mut self, policy: Policy) -> Self {
-        self.dispatcher = Dispatcher::new(policy);
+        self.dispatch.set_policy(policy);
         self
     }
 
-    /// Gives the call the unit roster: proposals recommend units from it, a dispatch assigns them.
-    pub fn with_roster(mut self, roster: crate::SharedRoster) -> Self {
-        self.roster = Some(roster);
+    /// Gives the call the unit roster as its owner last published it: proposals recommend
+    /// units from it; a dispatch reserves them through [`Output::Roster`].
+    pub fn with_roster(mut self, roster: Arc<Roster>) -> Self {
+        self.dispatch.set_roster(roster);
         self
     }
 
     /// The incident as known.
     pub fn incident(&self) -> &Incident {
-        &self.incident
+        self.dispatch.incident()
     }
 
     /// Sets how far the stream's clock may run ahead of the wall clock ([`ClockLimit`]).
@@ -623,7 +612,7 @@ impl CallMachine {
 
     /// Agent questions counted so far.
     pub fn agent_questions(&self) -> u32 {
-        self.agent_questions
+        self.dispatch.agent_questions()
     }
 
     /// Next output, if any.
@@ -722,6 +711,12 @@ impl CallMachine {
                 self.end(now, &reason, CallStatus::Fallback);
             }
             Input::Timeout => self.on_timeout(now),
+            Input::Roster(answer) => {
+                let at = self.unix_ms(now);
+                self.dispatch.on_roster(answer, at);
+                self.run_dispatch(now);
+            }
+            Input::RosterChanged(roster) => self.dispatch.set_roster(roster),
             Input::HandOffDone(result) => self.on_hand_off_done(now, result),
             Input::RenewFailed => {
                 self.reconnecting = false;
@@ -776,11 +771,10 @@ impl CallMachine {
             Some(c) if c >= t => c + RECHECK_AFTER,
             _ => t,
         };
-        let priority = self.incident.priority.as_ref().map(|f| f.value);
-        let mut next = self.dispatcher.next_deadline_ms(priority).map(|ms| due(self.created + Duration::from_millis(ms.saturating_sub(self.created_unix_ms))));
+        let mut next = self.dispatch.next_deadline_ms().map(|ms| due(self.created + Duration::from_millis(ms.saturating_sub(self.created_unix_ms))));
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
         if self.phase == Phase::Live && !self.falling_back && self.model_ready && !self.reconnecting {
-            if self.stream_sid.is_some() && !self.alerts_raised.contains(&AlertKind::SilentCaller) {
+            if self.stream_sid.is_some() && !self.dispatch.has_alert(&AlertKind::SilentCaller) {
                 consider(due(self.last_caller_speech.unwrap_or(self.created) + SILENT_CALLER));
             }
             consider(due(self.last_model_event + self.timers.stall_timeout));
@@ -795,9 +789,9 @@ impl CallMachine {
             return;
         }
         self.last_timeout = Some(now);
-        let priority = self.incident.priority.as_ref().map(|f| f.value);
-        let d = self.dispatcher.tick(self.unix_ms(now), priority);
-        self.on_decision(now, d);
+        let at = self.unix_ms(now);
+        self.dispatch.on_timeout(at);
+        self.run_dispatch(now);
         if self.phase != Phase::Live || self.falling_back || !self.model_ready || self.reconnecting {
             return;
         }
@@ -1165,20 +1159,8 @@ impl CallMachine {
                 // Every call gets an output, or the model waits for it; the reply follows once the
                 // response that made the call is done (a response cannot start while one is active).
                 let output = if name == report::TOOL_NAME {
-                    let (facts, errors) = report::parse(&arguments);
                     let at = self.unix_ms(now);
-                    let changed = self.incident.apply(&facts, &Source::Model, at);
-                    let mut missing = Vec::new();
-                    if self.incident.location.is_none() {
-                        missing.push("location");
-                    }
-                    if self.incident.incident_type.is_none() {
-                        missing.push("incident_type");
-                    }
-                    if changed {
-                        self.incident_changed(now);
-                    }
-                    serde_json::json!({"status": if errors.is_empty() { "recorded" } else { "recorded_with_errors" }, "errors": errors, "still_needed": missing}).to_string()
+                    self.dispatch.on_report(&arguments, at)
                 } else {
                     serde_json::json!({"status": "error", "error": format!("unknown function {name}")}).to_string()
                 };
@@ -1189,7 +1171,7 @@ impl CallMachine {
                 }));
                 self.reply_after_response = true;
                 self.emit(now, CallEventKind::FunctionCall { name, call_id, arguments });
-                self.evaluate_dispatch(now);
+                self.run_dispatch(now);
             }
             ServerEvent::ResponseOutputItemDone { item, .. } => {
                 // A cancelled response sends no transcript `done`: the line ends with what was
@@ -1474,95 +1456,60 @@ impl CallMachine {
 
     fn supervise(&mut self, cmd: Command, now: Instant) -> Result<(), Refusal> {
         let at = self.unix_ms(now);
-        match cmd {
-            Command::ConfirmDispatch { by } => {
-                let d = self.dispatcher.confirm(at, &by)?;
-                self.on_decision(now, d);
-            }
-            Command::DispatchNow { by } => {
-                let d = self.dispatcher.dispatch_now(at, &by)?;
-                self.on_decision(now, d);
-            }
-            Command::RecallDispatch { by } => {
-                self.dispatcher.recall(at, &by)?;
-                self.release_units(now, None, &by);
-                self.emit(now, CallEventKind::DispatchRecalled { by });
-                self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
-                    event_id: None,
-                    previous_item_id: None,
-                    item: ItemCreate::system_text("The supervisor recalled the dispatch. Do not tell the caller help is coming unless told again; keep gathering information."),
-                }));
-            }
-            Command::EditIncident { facts, units, by } => {
-                // Check the units first: a refused edit changes nothing.
-                let units = match units {
-                    None => None,
-                    Some(units) => Some(self.check_units(units)?),
-                };
-                let changed = self.incident.apply(&facts, &Source::Supervisor { user: by.clone() }, at);
-                let mut units_changed = false;
-                if let Some(units) = units {
-                    units_changed = self.chosen_units.as_ref() != Some(&units);
-                    if self.is_dispatched() {
-                        let before = self.dispatch_units();
-                        let dropped: Vec<String> = before.iter().filter(|u| !units.contains(u)).cloned().collect();
-                        self.assign_units(now, &units, &by);
-                        self.release_units(now, Some(&dropped), &by);
-                        units_changed = self.dispatch_units() != before;
-                    }
-                    self.chosen_units = Some(units);
-                }
-                if changed {
-                    self.incident_changed(now);
-                }
-                if changed || units_changed {
-                    if self.is_dispatched() {
-                        let message = self.dispatch_message();
-                        self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
-                            event_id: None,
-                            previous_item_id: None,
-                            item: ItemCreate::system_text(format!("The supervisor corrected the dispatch: {message}")),
-                        }));
-                        self.request_dispatch_audio(now, message);
-                    } else {
-                        self.repropose(now);
-                    }
-                    self.evaluate_dispatch(now);
-                }
-            }
-            Command::AcknowledgeAlert { alert_id, by } => {
-                if alert_id == 0 || alert_id as usize > self.alerts_raised.len() {
-                    return Err(Refusal::NoSuchAlert(alert_id));
-                }
-                if self.alerts_acked.contains(&alert_id) {
-                    return Err(Refusal::AlertAlreadyAcknowledged(alert_id));
-                }
-                self.alerts_acked.push(alert_id);
-                self.emit(now, CallEventKind::AlertAcknowledged { alert_id, by });
-            }
-            _ => {}
-        }
-        Ok(())
+        let d = &mut self.dispatch;
+        let result = match cmd {
+            Command::ConfirmDispatch { by } => d.confirm(&by, at),
+            Command::DispatchNow { by } => d.dispatch_now(&by, at),
+            Command::RecallDispatch { by } => d.recall(&by, at),
+            Command::EditIncident { facts, units, by } => d.edit(&facts, units, &by, at),
+            Command::AcknowledgeAlert { alert_id, by } => d.acknowledge(alert_id, &by),
+            Command::MoveUnit { unit, status, by } => d.move_unit(&unit, status, &by),
+            _ => Ok(()),
+        };
+        self.run_dispatch(now);
+        Ok(result?)
     }
 
-    /// Checks a supervisor's unit list against the roster: each unit known, free or already on
-    /// this call, and none that has arrived left out. Returns the list without repeats.
-    fn check_units(&self, units: Vec<String>) -> Result<Vec<String>, Refusal> {
-        let Some(roster) = &self.roster else { return Err(Refusal::NoRoster) };
-        let mut unique: Vec<String> = Vec::with_capacity(units.len());
-        for u in units {
-            if !unique.contains(&u) {
-                unique.push(u);
-            }
+    /// Carries out what the call's dispatch decided, in order: its events, words to the agent,
+    /// the dispatch audio, requests to the roster's owner.
+    fn run_dispatch(&mut self, now: Instant) {
+        while let Some(effect) = self.dispatch.poll_effect() {
+            let kind = match effect {
+                Effect::IncidentUpdated(incident) => CallEventKind::IncidentUpdated { incident },
+                Effect::Alert { alert_id, alert } => CallEventKind::Alert { alert_id, severity: alert.severity(), alert },
+                Effect::AlertAcknowledged { alert_id, by } => CallEventKind::AlertAcknowledged { alert_id, by },
+                Effect::AgentQuestions { count } => CallEventKind::AgentQuestions { count },
+                Effect::Proposed { priority, auto_dispatch_at_ms, message, units } => CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message, units },
+                Effect::Dispatched { by, message, units } => CallEventKind::Dispatched { by, message, units },
+                Effect::Recalled { by } => CallEventKind::DispatchRecalled { by },
+                Effect::Waiting => CallEventKind::DispatchWaiting,
+                Effect::Unit { unit, status: UnitStatus::Dispatched, by } => CallEventKind::UnitAttached { unit, by },
+                Effect::Unit { unit, status: UnitStatus::OnScene, by } => CallEventKind::UnitOnScene { unit, by },
+                Effect::Unit { unit, status, by } => CallEventKind::UnitStatusChanged { unit, status, by },
+                Effect::TellAgent(text) => {
+                    self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: ItemCreate::system_text(text) }));
+                    continue;
+                }
+                Effect::AskAgent(instructions) => {
+                    if self.response_in_flight.is_none() && !self.reply_after_response {
+                        self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
+                            event_id: None,
+                            response: Some(ResponseCreateParams { instructions: Some(instructions), ..Default::default() }),
+                        }));
+                    }
+                    continue;
+                }
+                Effect::VoiceMessage(message) => {
+                    self.request_dispatch_audio(now, message);
+                    continue;
+                }
+                Effect::Roster(request) => {
+                    self.out.push_back(Output::Roster(request));
+                    continue;
+                }
+            };
+            self.emit(now, kind);
         }
-        let roster = roster.lock();
-        roster.check_assignable(&unique, &self.call_sid)?;
-        for u in roster.units.iter().filter(|u| u.call_sid.as_deref() == Some(&*self.call_sid)) {
-            if u.status == watchfloor_dispatch::units::UnitStatus::OnScene && !unique.contains(&u.id) {
-                return Err(Refusal::UnitOnScene(u.id.clone()));
-            }
-        }
-        Ok(unique)
     }
 
     /// Carries out a command; `Err` says why it was refused (and nothing changed).
@@ -1576,13 +1523,13 @@ impl CallMachine {
                 }));
                 self.emit(now, CallEventKind::Whisper { text, by });
             }
-            Command::ConfirmDispatch { .. } | Command::DispatchNow { .. } | Command::RecallDispatch { .. } | Command::EditIncident { .. } | Command::AcknowledgeAlert { .. } => {
+            Command::ConfirmDispatch { .. } | Command::DispatchNow { .. } | Command::RecallDispatch { .. } | Command::EditIncident { .. } | Command::AcknowledgeAlert { .. } | Command::MoveUnit { .. } => {
                 if let Err(why) = self.supervise(cmd, now) {
                     tracing::info!(%why, "supervisor action refused");
                     return Err(why);
                 }
             }
-            Command::Record(kind @ (CallEventKind::UnitAttached { .. } | CallEventKind::UnitOnScene { .. } | CallEventKind::UnitStatusChanged { .. } | CallEventKind::LegalHold { .. })) => {
+            Command::Record(kind @ CallEventKind::LegalHold { .. }) => {
                 self.emit(now, kind);
             }
             Command::Sync => {}
@@ -1622,193 +1569,22 @@ impl CallMachine {
     }
 
     fn final_line(&mut self, now: Instant, speaker: Speaker, item_id: String, text: String, interrupted: bool) {
-        let questions = if speaker == Speaker::Agent { text.matches('?').count() as u32 } else { 0 };
-        if speaker == Speaker::Agent
-            && let Some(prev) = self.history.iter().rev().find(|l| l.speaker == Speaker::Agent)
-            && watchfloor_dispatch::alerts::agent_repeats(&prev.text, &text)
-        {
-            self.alert(now, AlertKind::AgentStuck);
-        }
         self.history.push(HistoryLine { speaker, item_id: item_id.clone(), text: text.clone() });
         let stream_ms = self.line_starts.remove(&item_id);
+        let at = self.unix_ms(now);
+        self.dispatch.on_final_line(speaker == Speaker::Caller, &text, at);
         self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms });
-        if questions > 0 {
-            self.agent_questions += questions;
-            let count = self.agent_questions;
-            self.emit(now, CallEventKind::AgentQuestions { count });
-        }
-        if speaker == Speaker::Caller {
-            self.caller_text.push_str(self.history.last().map(|l| l.text.as_str()).unwrap_or(""));
-            self.caller_text.push('\n');
-            let found = extract::extract(&self.caller_text);
-            for word in &found.danger {
-                self.alert(now, AlertKind::Danger { word: (*word).to_string() });
-            }
-            // Cross-check: the model and the keywords name different disciplines.
-            if let (Some(model), Some(kw)) = (self.incident.incident_type.as_ref().filter(|f| f.source == Source::Model), found.facts.incident_type.as_deref()) {
-                let d = |c: &str| watchfloor_dispatch::types::incident_type(c).map(|t| t.discipline);
-                if d(&model.value) != d(kw) {
-                    let kind = AlertKind::ExtractionDisagreement { model: model.value.clone(), keywords: kw.to_string() };
-                    self.alert(now, kind);
-                }
-            }
-            // Only a weak cue and nothing from the model: the supervisor should look.
-            let model_silent = !self.incident.incident_type.as_ref().is_some_and(|f| f.source != Source::Keywords);
-            if found.type_confidence > 0.0 && found.type_confidence < 0.5 && model_silent {
-                self.alert(now, AlertKind::LowConfidence);
-            }
-            let at = self.unix_ms(now);
-            if self.incident.apply(&found.facts, &Source::Keywords, at) {
-                self.incident_changed(now);
-            }
-        }
-        if questions > 0 || speaker == Speaker::Caller {
-            self.evaluate_dispatch(now);
-        }
+        self.run_dispatch(now);
     }
 
     fn unix_ms(&self, now: Instant) -> u64 {
         self.created_unix_ms + now.saturating_duration_since(self.created).as_millis() as u64
     }
 
-    fn incident_changed(&mut self, now: Instant) {
-        let incident = Box::new(self.incident.clone());
-        self.emit(now, CallEventKind::IncidentUpdated { incident });
-    }
-
     /// Raises an alert, once per kind per call.
     fn alert(&mut self, now: Instant, kind: AlertKind) {
-        if self.alerts_raised.contains(&kind) {
-            return;
-        }
-        self.alerts_raised.push(kind.clone());
-        let severity = kind.severity();
-        let alert_id = self.alerts_raised.len() as u32;
-        self.emit(now, CallEventKind::Alert { alert_id, alert: kind, severity });
-    }
-
-    fn is_dispatched(&self) -> bool {
-        matches!(self.dispatcher.state, watchfloor_dispatch::policy::DispatchState::Dispatched { .. })
-    }
-
-    /// The units of the dispatch: those sent (once dispatched), else the supervisor's choice,
-    /// else the roster's recommendation for the incident type.
-    fn dispatch_units(&self) -> Vec<String> {
-        let Some(roster) = &self.roster else { return Vec::new() };
-        let roster = roster.lock();
-        if self.is_dispatched() {
-            return roster.assigned_to(&self.call_sid);
-        }
-        if let Some(chosen) = &self.chosen_units {
-            return chosen.clone();
-        }
-        self.incident.incident_type.as_ref().map(|t| roster.recommend(&t.value)).unwrap_or_default()
-    }
-
-    fn dispatch_message(&self) -> String {
-        radio::message(&self.dispatch_units(), &self.incident)
-    }
-
-    /// Dispatches units to this call, each on its own (a unit taken by another call since the
-    /// proposal is left out and logged); emits `UnitAttached` for each newly dispatched one.
-    fn assign_units(&mut self, now: Instant, units: &[String], by: &str) {
-        let Some(roster) = self.roster.clone() else { return };
-        let mut newly = Vec::new();
-        {
-            let mut roster = roster.lock();
-            for unit in units {
-                match roster.assign(std::slice::from_ref(unit), &self.call_sid) {
-                    Ok(n) => newly.extend(n),
-                    Err(e) => tracing::warn!(error = %e, "unit left out of the dispatch"),
-                }
-            }
-        }
-        for unit in newly {
-            self.emit(now, CallEventKind::UnitAttached { unit, by: by.to_string() });
-        }
-    }
-
-    /// Releases this call's units that have not arrived (all, or `only` those) back to
-    /// Available; emits `UnitStatusChanged` for each.
-    fn release_units(&mut self, now: Instant, only: Option<&[String]>, by: &str) {
-        let Some(roster) = self.roster.clone() else { return };
-        let released = roster.lock().release(&self.call_sid, only);
-        for unit in released {
-            self.emit(now, CallEventKind::UnitStatusChanged { unit, status: watchfloor_dispatch::units::UnitStatus::Available, by: by.to_string() });
-        }
-    }
-
-    /// Emits the standing proposal again (its units or message changed).
-    fn repropose(&mut self, now: Instant) {
-        if let watchfloor_dispatch::policy::DispatchState::Proposed { auto_at_ms, .. } = &self.dispatcher.state {
-            let auto_dispatch_at_ms = *auto_at_ms;
-            let priority = self.incident.priority.as_ref().map(|f| f.value);
-            let units = self.dispatch_units();
-            let message = radio::message(&units, &self.incident);
-            self.emit(now, CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message, units });
-        }
-    }
-
-    /// Runs the dispatch trigger and policy after a change.
-    fn evaluate_dispatch(&mut self, now: Instant) {
-        let at = self.unix_ms(now);
-        let priority = self.incident.priority.as_ref().map(|f| f.value);
-        let d = self.dispatcher.update(at, self.agent_questions, self.incident.location.is_some(), self.incident.incident_type.is_some(), priority);
-        self.on_decision(now, d);
-    }
-
-    fn on_decision(&mut self, now: Instant, d: Decision) {
-        match d {
-            Decision::None | Decision::Recalled => {}
-            Decision::Proposed => {
-                let auto_dispatch_at_ms = match &self.dispatcher.state {
-                    watchfloor_dispatch::policy::DispatchState::Proposed { auto_at_ms, .. } => *auto_at_ms,
-                    _ => None,
-                };
-                let priority = self.incident.priority.as_ref().map(|f| f.value);
-                let units = self.dispatch_units();
-                let message = radio::message(&units, &self.incident);
-                self.emit(now, CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message, units });
-            }
-            Decision::Dispatched(by) => {
-                if by == watchfloor_dispatch::policy::DispatchedBy::HoldExpired {
-                    self.alert(now, AlertKind::AutoDispatched);
-                }
-                // The units were chosen (or recommended) before the state moved to dispatched.
-                let wanted = match &self.roster {
-                    None => Vec::new(),
-                    Some(roster) => match &self.chosen_units {
-                        Some(chosen) => chosen.clone(),
-                        None => self.incident.incident_type.as_ref().map(|t| roster.lock().recommend(&t.value)).unwrap_or_default(),
-                    },
-                };
-                let who = match &by {
-                    watchfloor_dispatch::policy::DispatchedBy::Supervisor { user } => user.clone(),
-                    _ => "policy".to_string(),
-                };
-                self.assign_units(now, &wanted, &who);
-                let units = self.dispatch_units();
-                let message = radio::message(&units, &self.incident);
-                self.emit(now, CallEventKind::Dispatched { by, message: message.clone(), units });
-                // The agent must never contradict the dispatch: tell it, and let it tell the caller.
-                self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
-                    event_id: None,
-                    previous_item_id: None,
-                    item: ItemCreate::system_text(format!("Dispatch has been sent: {message} Tell the caller help is on the way; do not promise an arrival time.")),
-                }));
-                self.request_dispatch_audio(now, message);
-                if self.response_in_flight.is_none() && !self.reply_after_response {
-                    self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
-                        event_id: None,
-                        response: Some(ResponseCreateParams { instructions: Some("Tell the caller, briefly and calmly, that help is on the way, then keep gathering information.".into()), ..Default::default() }),
-                    }));
-                }
-            }
-            Decision::WaitingTooLong => {
-                self.emit(now, CallEventKind::DispatchWaiting);
-                self.alert(now, AlertKind::DispatchWaiting);
-            }
-        }
+        self.dispatch.alert(kind);
+        self.run_dispatch(now);
     }
 
     /// Records skipped input: a warning and an `InputSkipped` event from `source`.

@@ -19,6 +19,7 @@ use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
 use watchfloor_call::{CallEventKind, CallStatus, FallbackRoute, Hub, LiveCall};
 use crate::flood::{FloodGuard, StreamLimits};
 use crate::machine::{CallMachine, Input, Output, Timers};
+use watchfloor_dispatch::call::{RosterAnswer, RosterRequest};
 use crate::twilio_rest::{CallUpdate, HumanLine, RestError, TwilioRest};
 use crate::model::{self, ModelConfig, ModelSocket};
 use crate::profile::{AgentProfile, CallContext};
@@ -202,7 +203,8 @@ pub async fn run_call(
     .with_timers(setup.timers)
     .with_clock_limit(crate::machine::ClockLimit { rate: setup.stream_limits.audio_rate, burst_ms: setup.stream_limits.audio_burst_ms as u64 })
     .with_policy(setup.policy)
-    .with_roster(setup.roster.clone());
+    .with_roster(setup.roster.snapshot());
+    let mut roster_rx = setup.roster.subscribe();
     let mut twilio: Option<TwilioSocket> = None;
     let mut model_sock: Option<ModelSocket> = None;
     // A model socket being opened: the first, a reconnect, or a renewal.
@@ -345,6 +347,10 @@ pub async fn run_call(
                     None => commands_open = false,
                 }
             }
+            Ok(()) = roster_rx.changed() => {
+                let roster = roster_rx.borrow_and_update().clone();
+                machine.handle_input(Input::RosterChanged(roster), Instant::now());
+            }
             _ = &mut timeout, if armed.is_some() => {
                 armed = None;
                 machine.handle_input(Input::Timeout, Instant::now());
@@ -416,6 +422,24 @@ pub async fn run_call(
                         connecting = None;
                         let (via, attempts, rest_error) = hand_to_human(&setup.fallback, &setup.call_sid).await;
                         machine.handle_input(Input::FallbackDone { via, attempts, rest_error }, Instant::now());
+                    }
+                    Output::Roster(request) => {
+                        // The roster's owner answers at once, before the next output.
+                        let sid = &setup.call_sid;
+                        let answer = match request {
+                            RosterRequest::Reserve { units } => RosterAnswer::Reserved(setup.roster.reserve(sid, &units)),
+                            RosterRequest::Release { only } => RosterAnswer::Released(setup.roster.release(sid, only.as_deref())),
+                            RosterRequest::Move { unit, status } => {
+                                let moved = setup.roster.move_unit(sid, &unit, status).map(|_| ());
+                                // A supervisor's move refused by the owner (raced since the
+                                // machine's snapshot): the supervisor hears why.
+                                if let (Err(e), Some((_, result @ Ok(())))) = (&moved, pending_ack.as_mut()) {
+                                    *result = Err(crate::machine::Refusal::Dispatch(e.clone().into()));
+                                }
+                                RosterAnswer::Moved(moved)
+                            }
+                        };
+                        machine.handle_input(Input::Roster(answer), Instant::now());
                     }
                     Output::FlushBacklog => {
                         // The session is configured: what was held back follows, in order.

@@ -5,11 +5,13 @@
 //! - [`alerts`]: what a supervisor must see at once;
 //! - [`policy`]: when a dispatch is proposed, supervised or automatic;
 //! - [`units`]: the roster and unit statuses; [`radio`]: the dispatch message;
-//! - [`eido`]: the NENA EIDO export.
+//! - [`eido`]: the NENA EIDO export;
+//! - [`call`]: the dispatch side of one call as one aggregate that returns effects.
 //!
 //! Architecture invariant: no I/O; knows nothing of tokio, axum, sled or tauri.
 
 pub mod alerts;
+pub mod call;
 pub mod eido;
 pub mod extract;
 pub mod incident;

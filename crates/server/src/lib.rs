@@ -236,7 +236,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         Ok(None) => settings::Settings::from_config(&config),
         Err(e) => return Err(ServeError::Store(config.data_dir.display().to_string(), e)),
     };
-    let roster: watchfloor_bridge::SharedRoster = Arc::new(parking_lot::Mutex::new(load_roster(&config, &settings.units, &store)?));
+    let roster = watchfloor_bridge::SharedRoster::new(load_roster(&config, &settings.units, &store)?);
     if config.openai_api_key.is_none() {
         tracing::warn!("==============================================================");
         tracing::warn!("NO OPENAI_API_KEY: the AI agent is OFF. Every call goes straight");

@@ -14,7 +14,8 @@ use serde::Deserialize;
 use serde_json::json;
 use watchfloor_bridge::AppendError;
 use watchfloor_bridge::task::unix_ms;
-use watchfloor_bridge::{CallEventKind, Command};
+use watchfloor_bridge::{CallEventKind, Command, Refusal};
+use watchfloor_dispatch::call::check_move;
 use watchfloor_dispatch::units::UnitStatus;
 use watchfloor_store::AuditQuery;
 
@@ -162,7 +163,7 @@ async fn dispatch_audio(State(state): State<AppState>, Extension(user): Extensio
 
 /// `GET /api/units`: the roster — each unit's call sign, type, status and the call it is on.
 async fn units(State(state): State<AppState>) -> Json<watchfloor_dispatch::units::Roster> {
-    Json(state.roster.lock().clone())
+    Json((*state.roster.snapshot()).clone())
 }
 
 /// `GET /api/calls/{id}/eido`: the call as a NENA EIDO document (NENA-STA-021).
@@ -256,30 +257,29 @@ async fn record_action(state: &AppState, id: &str, kind: CallEventKind) -> Resul
     }
 }
 
-/// Moves a unit on a call (attach = dispatched, en route, on scene, cleared): checked against
-/// the call's record (the unit's status there) and, for a unit on the roster, the roster (a unit
-/// busy on another call cannot be attached: 409). The roster changes first and is put back if
-/// the record cannot take the event. Units not on the roster (mutual aid) are recorded only.
+/// Moves a unit on a call (attach = dispatched, en route, on scene, cleared). A live call moves
+/// it itself (`Command::MoveUnit`: checked against the call's units, then the roster's owner);
+/// an ended one is checked against its record ([`check_move`]), then the roster's owner moves a
+/// unit on the roster (a unit busy on another call cannot be attached: 409) and the record takes
+/// the event — or the unit is put back when it cannot. Units not on the roster (mutual aid) are
+/// recorded only.
 async fn move_unit(state: &AppState, user: &User, id: &str, unit: &str, next: UnitStatus) -> Result<watchfloor_store::CallRecord, ApiError> {
-    let rec = fresh_record(state, id).await?;
     let refused = |m: String| ApiError(StatusCode::CONFLICT, m);
-    let current = rec.units.iter().find(|u| u.unit == unit).map(|u| u.status);
-    match (current, next) {
-        (Some(s), UnitStatus::Dispatched) if !s.is_free() => return Err(refused(format!("{unit} is already attached ({})", s.words()))),
-        (None, UnitStatus::Dispatched) | (Some(_), UnitStatus::Dispatched) => {}
-        (None, _) => return Err(refused(format!("{unit} is not attached to this call"))),
-        (Some(s), _) if !s.can_move_to(next) => return Err(refused(format!("{unit} cannot go from {} to {}", s.words(), next.words()))),
-        (Some(_), _) => {}
-    }
-    let before = {
-        let mut roster = state.roster.lock();
-        let before = roster.get(unit).cloned();
-        if before.is_some() {
-            let r = if next == UnitStatus::Dispatched { roster.assign(&[unit.to_string()], id).map(|_| ()) } else { roster.set_status(unit, id, next) };
-            r.map_err(|e| refused(e.to_string()))?;
+    if let Some(handle) = state.calls.handle(id) {
+        match handle.command(Command::MoveUnit { unit: unit.to_string(), status: next, by: user.name.clone() }).await {
+            Ok(()) => {
+                state.calls.hub().barrier().await.map_err(internal)?;
+                return record_or_404(state, id);
+            }
+            // Ended meanwhile: as an ended call, below.
+            Err(Refusal::CallEnded) => {}
+            Err(why) => return Err(refused(why.to_string())),
         }
-        before
-    };
+    }
+    let rec = fresh_record(state, id).await?;
+    let current = rec.units.iter().find(|u| u.unit == unit).map(|u| u.status);
+    check_move(unit, current, next).map_err(|e| refused(e.to_string()))?;
+    let before = state.roster.move_unit(id, unit, next).map_err(|e| refused(e.to_string()))?;
     let kind = match next {
         UnitStatus::Dispatched => CallEventKind::UnitAttached { unit: unit.to_string(), by: user.name.clone() },
         UnitStatus::OnScene => CallEventKind::UnitOnScene { unit: unit.to_string(), by: user.name.clone() },
@@ -288,10 +288,7 @@ async fn move_unit(state: &AppState, user: &User, id: &str, unit: &str, next: Un
     let r = record_action(state, id, kind).await;
     if r.is_err()
         && let Some(before) = before {
-            let mut roster = state.roster.lock();
-            if let Some(u) = roster.units.iter_mut().find(|u| u.id == before.id) {
-                *u = before;
-            }
+            state.roster.put_back(before);
         }
     r
 }

@@ -162,7 +162,7 @@ async fn update(state: &AppState, body: &[u8]) -> Result<(Settings, Vec<&'static
     let old = current(state);
     let changed = new.changes(&old);
     if changed.contains(&"units") {
-        state.roster.lock()
+        state.roster
             .reconfigure(new.units.iter().map(|u| (u.id.clone(), u.unit_type)).collect())
             .map_err(|e| ApiError(StatusCode::CONFLICT, e.to_string()))?;
     }

@@ -34,3 +34,17 @@ fn every_path_architecture_md_names_exists() {
     assert!(named >= 10, "paths found: {named}");
     assert!(missing.is_empty(), "ARCHITECTURE.md names paths that do not exist: {missing:?}");
 }
+
+/// ARCHITECTURE.md's invariant (issue 16): no mutex or lock is reachable from the call's core —
+/// the machine and its dispatch aggregate read the roster as a snapshot and ask its owner for
+/// every change.
+#[test]
+fn the_call_core_takes_no_lock() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    for file in ["crates/bridge/src/machine.rs", "crates/dispatch/src/call.rs"] {
+        let text = std::fs::read_to_string(root.join(file)).unwrap();
+        for word in ["Mutex", "RwLock", ".lock()", ".read()", ".write()", "SharedRoster"] {
+            assert!(!text.contains(word), "{file} names {word}");
+        }
+    }
+}

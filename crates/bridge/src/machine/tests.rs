@@ -604,7 +604,25 @@ fn a_weak_cue_without_a_model_report_is_a_low_confidence_alert() {
 fn roster() -> crate::SharedRoster {
     use watchfloor_dispatch::types::UnitType;
     let units = [("Medic 3", UnitType::Medic), ("Engine 7", UnitType::Engine), ("Engine 9", UnitType::Engine), ("Patrol 12", UnitType::Patrol)];
-    Arc::new(parking_lot::Mutex::new(watchfloor_dispatch::units::Roster::new(units.iter().map(|(i, t)| (i.to_string(), *t)).collect()).unwrap()))
+    crate::SharedRoster::new(watchfloor_dispatch::units::Roster::new(units.iter().map(|(i, t)| (i.to_string(), *t)).collect()).unwrap())
+}
+
+/// [`drain`], answering the machine's roster requests from `r` as the call's task does.
+fn drain_r(m: &mut CallMachine, r: &crate::SharedRoster) -> Vec<Output> {
+    let mut out = Vec::new();
+    while let Some(o) = m.poll_output() {
+        if let Output::Roster(req) = &o {
+            let answer = match req.clone() {
+                RosterRequest::Reserve { units } => RosterAnswer::Reserved(r.reserve(SID, &units)),
+                RosterRequest::Release { only } => RosterAnswer::Released(r.release(SID, only.as_deref())),
+                RosterRequest::Move { unit, status } => RosterAnswer::Moved(r.move_unit(SID, &unit, status).map(|_| ())),
+            };
+            m.handle_input(Input::Roster(answer), Instant::now());
+            m.handle_input(Input::RosterChanged(r.snapshot()), Instant::now());
+        }
+        out.push(o);
+    }
+    out
 }
 
 /// A cardiac arrest at 45 Elm Road, proposed (supervised, P1).
@@ -625,48 +643,51 @@ fn dispatch_audio_request(out: &[Output]) -> Option<(String, ResponseCreateParam
 fn the_proposal_names_recommended_units_and_a_dispatch_assigns_them() {
     let t0 = Instant::now();
     let r = roster();
-    let mut m = machine(t0).with_roster(r.clone());
+    let mut m = machine(t0).with_roster(r.snapshot());
     let out = proposed_cardiac(&mut m, t0);
     let (units, message) = events(&out).into_iter().find_map(|e| if let CallEventKind::DispatchProposed { units, message, .. } = e { Some((units.clone(), message.clone())) } else { None }).unwrap();
     assert_eq!(units, vec!["Medic 3", "Engine 7"]);
     assert_eq!(message, "Medic 3, Engine 7, respond priority one to a cardiac arrest, 45 Elm Road.");
-    assert!(r.lock().assigned_to(SID).is_empty(), "a proposal assigns nothing");
+    assert!(r.snapshot().assigned_to(SID).is_empty(), "a proposal assigns nothing");
     m.command(Command::ConfirmDispatch { by: "sup".into() }, t0).unwrap();
-    let out = drain(&mut m);
+    let out = drain_r(&mut m, &r);
     let ev = events(&out);
     assert!(ev.contains(&&CallEventKind::UnitAttached { unit: "Medic 3".into(), by: "sup".into() }));
     assert!(ev.contains(&&CallEventKind::UnitAttached { unit: "Engine 7".into(), by: "sup".into() }));
     assert!(ev.iter().any(|e| matches!(e, CallEventKind::Dispatched { units, .. } if units == &vec!["Medic 3".to_string(), "Engine 7".to_string()])));
-    assert_eq!(r.lock().get("Medic 3").unwrap().status, watchfloor_dispatch::units::UnitStatus::Dispatched);
+    assert_eq!(r.snapshot().get("Medic 3").unwrap().status, watchfloor_dispatch::units::UnitStatus::Dispatched);
     // A recall releases them.
     m.command(Command::RecallDispatch { by: "sup".into() }, t0).unwrap();
-    let ev = drain(&mut m);
+    let ev = drain_r(&mut m, &r);
     assert_eq!(events(&ev).iter().filter(|e| matches!(e, CallEventKind::UnitStatusChanged { status: watchfloor_dispatch::units::UnitStatus::Available, .. })).count(), 2);
-    assert!(r.lock().assigned_to(SID).is_empty());
+    assert!(r.snapshot().assigned_to(SID).is_empty());
 }
 
 #[test]
 fn supervisor_units_replace_the_recommendation_and_are_checked() {
     let t0 = Instant::now();
     let r = roster();
-    let mut m = machine(t0).with_roster(r.clone());
+    let mut m = machine(t0).with_roster(r.snapshot());
     proposed_cardiac(&mut m, t0);
     let edit = |units: &[&str]| Command::EditIncident { facts: Box::default(), units: Some(units.iter().map(|s| s.to_string()).collect()), by: "sup".into() };
-    assert_eq!(m.command(edit(&["Truck 99"]), t0), Err(Refusal::Roster(watchfloor_dispatch::units::RosterError::Unknown("Truck 99".into()))));
-    r.lock().assign(&["Engine 9".into()], "CA_OTHER").unwrap();
+    assert_eq!(m.command(edit(&["Truck 99"]), t0), Err(Refusal::Dispatch(ActionRefused::Roster(watchfloor_dispatch::units::RosterError::Unknown("Truck 99".into())))));
+    assert_eq!(r.reserve("CA_OTHER", &["Engine 9".into()]), ["Engine 9"]);
+    m.handle_input(Input::RosterChanged(r.snapshot()), t0);
     assert_eq!(m.command(edit(&["Engine 9"]), t0).map_err(|e| e.to_string()), Err("Engine 9 is dispatched on another call (CA_OTHER)".into()));
     m.command(edit(&["Medic 3", "Patrol 12", "Medic 3"]), t0).unwrap();
     let out = drain(&mut m);
     assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::DispatchProposed { units, message, .. } if units == &vec!["Medic 3".to_string(), "Patrol 12".to_string()] && message.starts_with("Medic 3, Patrol 12, respond"))), "the proposal is revised");
     m.command(Command::DispatchNow { by: "sup".into() }, t0).unwrap();
-    drain(&mut m);
-    assert_eq!(r.lock().assigned_to(SID), vec!["Medic 3", "Patrol 12"]);
+    drain_r(&mut m, &r);
+    assert_eq!(r.snapshot().assigned_to(SID), vec!["Medic 3", "Patrol 12"]);
     // After dispatch: add Engine 7, drop Patrol 12 (not arrived: released); Medic 3 on scene
     // cannot be dropped.
-    r.lock().set_status("Medic 3", SID, watchfloor_dispatch::units::UnitStatus::OnScene).unwrap();
-    assert_eq!(m.command(edit(&["Engine 7"]), t0), Err(Refusal::UnitOnScene("Medic 3".into())));
+    m.command(Command::MoveUnit { unit: "Medic 3".into(), status: watchfloor_dispatch::units::UnitStatus::OnScene, by: "sup".into() }, t0).unwrap();
+    assert!(events(&drain_r(&mut m, &r)).contains(&&CallEventKind::UnitOnScene { unit: "Medic 3".into(), by: "sup".into() }));
+    assert_eq!(r.snapshot().get("Medic 3").unwrap().status, watchfloor_dispatch::units::UnitStatus::OnScene);
+    assert_eq!(m.command(edit(&["Engine 7"]), t0), Err(Refusal::Dispatch(ActionRefused::UnitOnScene("Medic 3".into()))));
     m.command(edit(&["Medic 3", "Engine 7"]), t0).unwrap();
-    let out = drain(&mut m);
+    let out = drain_r(&mut m, &r);
     let ev = events(&out);
     assert!(ev.contains(&&CallEventKind::UnitAttached { unit: "Engine 7".into(), by: "sup".into() }));
     assert!(ev.contains(&&CallEventKind::UnitStatusChanged { unit: "Patrol 12".into(), status: watchfloor_dispatch::units::UnitStatus::Available, by: "sup".into() }));
@@ -678,10 +699,11 @@ fn supervisor_units_replace_the_recommendation_and_are_checked() {
 #[test]
 fn the_dispatch_message_is_voiced_out_of_band_and_never_reaches_the_caller() {
     let t0 = Instant::now();
-    let mut m = machine(t0).with_roster(roster());
+    let r = roster();
+    let mut m = machine(t0).with_roster(r.snapshot());
     proposed_cardiac(&mut m, t0);
     m.command(Command::ConfirmDispatch { by: "sup".into() }, t0).unwrap();
-    let out = drain(&mut m);
+    let out = drain_r(&mut m, &r);
     let (event_id, p) = dispatch_audio_request(&out).expect("an out-of-band response.create");
     assert_eq!(p.metadata.as_ref().unwrap()["purpose"], "dispatch_audio");
     assert_eq!(p.metadata.as_ref().unwrap()["revision"], "1");
