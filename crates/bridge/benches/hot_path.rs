@@ -122,7 +122,7 @@ fn benches(c: &mut Criterion) {
                     for (i, text) in texts.iter().enumerate() {
                         let now = t0 + Duration::from_millis(i as u64 * 20);
                         match MediaRef::parse(text) {
-                            Some(media) => m.handle_caller_media(&media.media.timestamp, &media.media.payload, now),
+                            Some(media) => m.handle_input(Input::CallerMedia { timestamp: &media.media.timestamp, payload: &media.media.payload }, now),
                             None => m.handle_input(Input::TwilioGarbage("not media".into()), now),
                         }
                         black_box(drain(m));
@@ -149,7 +149,7 @@ fn benches(c: &mut Criterion) {
                     for (i, (text, mark)) in texts.iter().zip(marks).enumerate() {
                         let now = t0 + Duration::from_millis(i as u64 * 20);
                         match AudioDeltaRef::parse(text) {
-                            Some(d) => m.handle_agent_delta(&d.response_id, &d.item_id, &d.delta, now),
+                            Some(d) => m.handle_input(Input::AgentAudio { response_id: &d.response_id, item_id: &d.item_id, delta: &d.delta }, now),
                             None => m.handle_input(Input::ModelGarbage("not a delta".into()), now),
                         }
                         black_box(drain(m));

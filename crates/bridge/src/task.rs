@@ -286,7 +286,7 @@ pub async fn run_call(
                     TwilioFrame::Text(text) => match MediaRef::parse(&text) {
                         // 50 a second: read in place.
                         Some(m) => if flood.admit_media(m.media.payload.len()) {
-                            machine.handle_caller_media(&m.media.timestamp, &m.media.payload, now);
+                            machine.handle_input(Input::CallerMedia { timestamp: &m.media.timestamp, payload: &m.media.payload }, now);
                         },
                         None => match TwilioInbound::parse(&text) {
                             Ok(msg) => {
@@ -314,7 +314,7 @@ pub async fn run_call(
                 match msg {
                     Some(Ok(Message::Text(text))) => match AudioDeltaRef::parse(text.as_str()) {
                         // Agent audio: read in place.
-                        Some(d) => machine.handle_agent_delta(&d.response_id, &d.item_id, &d.delta, now),
+                        Some(d) => machine.handle_input(Input::AgentAudio { response_id: &d.response_id, item_id: &d.item_id, delta: &d.delta }, now),
                         None => match ServerEvent::parse(text.as_str()) {
                             Ok(ev) => machine.handle_input(Input::Model(ev), now),
                             Err(e) => machine.handle_input(Input::ModelGarbage(e.to_string()), now),

@@ -1,6 +1,6 @@
 use super::*;
 use watchfloor_wire::realtime::{ErrorDetail, Response};
-use watchfloor_wire::twilio::{InboundMedia, StreamStart};
+use watchfloor_wire::twilio::{InboundMedia, MarkName, StreamStart};
 
 const SID: &str = "CA00000000000000000000000000000001";
 
@@ -40,7 +40,18 @@ fn start(m: &mut CallMachine, now: Instant) -> Vec<Output> {
     drain(m)
 }
 
-fn media(ts: u64, bytes: &[u8]) -> Input {
+/// A test's string that lives as long as the test process (the hot-path inputs borrow theirs).
+fn keep(s: String) -> &'static str {
+    Box::leak(s.into_boxed_str())
+}
+
+/// A caller frame as the call's task feeds it: read in place (`Input::CallerMedia`).
+fn media(ts: u64, bytes: &[u8]) -> Input<'static> {
+    Input::CallerMedia { timestamp: keep(ts.to_string()), payload: keep(mulaw::encode_base64(bytes)) }
+}
+
+/// The same frame parsed whole (`TwilioInbound::Media`), as a message that is not read in place.
+fn media_parsed(ts: u64, bytes: &[u8]) -> Input<'static> {
     Input::Twilio(TwilioInbound::Media {
         sequence_number: "2".into(),
         stream_sid: "MZ1".into(),
@@ -48,19 +59,25 @@ fn media(ts: u64, bytes: &[u8]) -> Input {
     })
 }
 
-fn model(ev: ServerEvent) -> Input {
+fn model(ev: ServerEvent) -> Input<'static> {
     Input::Model(ev)
 }
 
-fn response_created(id: &str) -> Input {
+fn response_created(id: &str) -> Input<'static> {
     model(ServerEvent::ResponseCreated { event_id: String::new(), response: Response { id: id.into(), status: "in_progress".into(), ..Default::default() } })
 }
 
-fn response_done(id: &str, status: &str) -> Input {
+fn response_done(id: &str, status: &str) -> Input<'static> {
     model(ServerEvent::ResponseDone { event_id: String::new(), response: Response { id: id.into(), status: status.into(), ..Default::default() } })
 }
 
-fn delta(resp: &str, item: &str, bytes: usize) -> Input {
+/// An agent audio delta as the call's task feeds it: read in place (`Input::AgentAudio`).
+fn delta(resp: &str, item: &str, bytes: usize) -> Input<'static> {
+    Input::AgentAudio { response_id: keep(resp.into()), item_id: keep(item.into()), delta: keep(mulaw::encode_base64(&vec![0x10; bytes])) }
+}
+
+/// The same delta parsed whole (`ServerEvent::ResponseOutputAudioDelta`).
+fn delta_parsed(resp: &str, item: &str, bytes: usize) -> Input<'static> {
     model(ServerEvent::ResponseOutputAudioDelta {
         event_id: String::new(),
         response_id: resp.into(),
@@ -71,11 +88,11 @@ fn delta(resp: &str, item: &str, bytes: usize) -> Input {
     })
 }
 
-fn mark(name: &str) -> Input {
+fn mark(name: &str) -> Input<'static> {
     Input::Twilio(TwilioInbound::Mark { sequence_number: "9".into(), stream_sid: "MZ1".into(), mark: MarkName { name: name.into() } })
 }
 
-fn speech_started() -> Input {
+fn speech_started() -> Input<'static> {
     model(ServerEvent::SpeechStarted { event_id: String::new(), audio_start_ms: 0, item_id: "item_user".into() })
 }
 
@@ -175,7 +192,7 @@ fn garbage_is_skipped_and_the_call_goes_on() {
     assert_eq!(to_model(&drain(&mut m)).len(), 1);
 }
 
-fn audio_done(resp: &str, item: &str) -> Input {
+fn audio_done(resp: &str, item: &str) -> Input<'static> {
     model(ServerEvent::ResponseOutputAudioDone { event_id: String::new(), response_id: resp.into(), item_id: item.into(), output_index: 0, content_index: 0 })
 }
 
@@ -430,7 +447,7 @@ fn a_function_call_is_answered_then_the_reply_is_requested() {
     assert_eq!(to_model(&out), vec![&ClientEvent::ResponseCreate { event_id: None, response: None }]);
 }
 
-fn media_speech(ts: u64) -> Input {
+fn media_speech(ts: u64) -> Input<'static> {
     // A loud frame (well above the stall speech level).
     media(ts, &[0x10u8; 160])
 }
@@ -888,6 +905,22 @@ fn the_machine_names_its_next_deadline() {
     assert_eq!(m.poll_timeout(), None);
 }
 
-fn stop() -> Input {
+fn stop() -> Input<'static> {
     Input::Twilio(TwilioInbound::Stop { sequence_number: "9".into(), stream_sid: "MZ1".into(), stop: watchfloor_wire::twilio::StreamStop { account_sid: "AC1".into(), call_sid: SID.into() } })
+}
+
+#[test]
+fn frames_read_in_place_and_parsed_whole_give_the_same_outputs() {
+    let t0 = Instant::now();
+    let run = |borrowed: bool| {
+        let mut m = machine(t0);
+        start(&mut m, t0);
+        let caller = if borrowed { media(40, &[0x10; 160]) } else { media_parsed(40, &[0x10; 160]) };
+        m.handle_input(caller, t0);
+        m.handle_input(response_created("r1"), t0);
+        let agent = if borrowed { delta("r1", "i1", 250) } else { delta_parsed("r1", "i1", 250) };
+        m.handle_input(agent, t0);
+        drain(&mut m)
+    };
+    assert_eq!(run(true), run(false));
 }

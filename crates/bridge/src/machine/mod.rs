@@ -1,6 +1,14 @@
 //! The sans-IO relay of one call (str0m style): feed it inputs with [`CallMachine::handle_input`]
-//! and the current time, then drain [`CallMachine::poll_output`]. No sockets, no clocks, no
-//! sleeps: barge-in and timers are tested with plain values.
+//! and the current time, then drain [`CallMachine::poll_output`] and ask
+//! [`CallMachine::poll_timeout`] for the next deadline. No sockets, no clocks, no sleeps:
+//! barge-in and timers are tested with plain values.
+//!
+//! The machine is a composition of sub-machines, each with its own state and tests, and no
+//! shared data between them: [`caller`] (the caller's stream clock), [`playout`] (agent frames,
+//! marks, barge-in, the played position), [`session`] (model connect, reconnect, renewal,
+//! stall, error classes), [`dispatch_audio`] (the out-of-band responses that voice the dispatch
+//! message), and the call's dispatch ([`watchfloor_dispatch::call::CallDispatch`]). The machine
+//! routes each input to them and turns what they decide into events and outputs.
 //!
 //! What it does (PROTOCOLS.md):
 //! - caller audio: μ-law passed through unchanged as `input_audio_buffer.append`; gaps in Twilio
@@ -17,13 +25,18 @@
 //! - transcripts of both speakers (partial and final), the conversation history, the count of agent
 //!   questions, stage timings, and a `CallEvent` for every change.
 
+pub mod caller;
+pub mod dispatch_audio;
+pub mod playout;
+pub mod session;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use watchfloor_wire::mulaw::{self, FRAME_BYTES, FRAME_MS};
+use watchfloor_wire::mulaw;
 use watchfloor_wire::realtime::{ClientEvent, ItemCreate, ResponseCreateParams, ServerEvent};
-use watchfloor_wire::twilio::{MarkName, OutboundMedia, TwilioInbound, TwilioOutbound};
+use watchfloor_wire::twilio::{TwilioInbound, TwilioOutbound};
 
 use bytes::Bytes;
 
@@ -34,44 +47,43 @@ use watchfloor_dispatch::policy::Policy;
 use watchfloor_dispatch::report;
 use watchfloor_dispatch::units::{Roster, UnitStatus};
 
-use watchfloor_call::{AudioFrame, CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
+use watchfloor_call::{AudioFrame, CallEvent, CallEventKind, CallStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
 use crate::profile::{AgentProfile, CallContext};
 
-/// Longest gap in inbound timestamps that is padded with silence, ms. A larger jump is logged and
-/// padded only up to this much (a 10-minute jump is a broken clock, not silence): the stream's
-/// clock is re-based so the frames after the jump follow on.
-pub const MAX_PADDED_GAP_MS: u64 = 10_000;
+pub use caller::{CallerClock, ClockLimit, MAX_CLOCK_STEP_BACK_MS, MAX_PADDED_GAP_MS};
+pub use dispatch_audio::{DISPATCH_AUDIO_PURPOSE, DispatchAudio};
+pub use playout::Playout;
+pub use session::{DEFAULT_STALL_TIMEOUT, ErrorClass, MAX_RECONNECTS, ModelSession, SESSION_LIMIT, SESSION_RENEW_AFTER, STALL_MIN_SPEECH_MS, STALL_SPEECH_DBFS, Timers, classify_error};
 
-/// A `timestamp` this far or more behind the stream's clock is a clock that went back (re-based:
-/// the frame follows on), not a repeated frame (skipped).
-pub const MAX_CLOCK_STEP_BACK_MS: u64 = 1_000;
-
-/// How far the stream's clock may run ahead of the wall clock since the stream started, as a
-/// multiple of real time plus a burst, before its timestamps are re-based. A real stream's clock
-/// never runs ahead of real time; a hostile one could move it hours ahead with one frame
-/// (issue 15: a `timestamp` of 36 000 000 made a 1.15 GB recording) or 10 s with every frame.
-/// The call's task sets it from the stream's flood limit ([`crate::flood::StreamLimits`]).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ClockLimit {
-    /// Stream ms per wall ms.
-    pub rate: f64,
-    /// Stream ms allowed ahead of `rate` × the wall time.
-    pub burst_ms: u64,
-}
-
-impl Default for ClockLimit {
-    fn default() -> Self {
-        let l = crate::flood::StreamLimits::default();
-        ClockLimit { rate: l.audio_rate, burst_ms: l.audio_burst_ms as u64 }
-    }
-}
 /// Caller audio for the recording is copied into blocks of this many bytes (a second of
 /// μ-law), each frame a slice of one: one allocation per second of audio instead of per frame.
 pub const RECORDING_BLOCK_BYTES: usize = 8000;
 
-/// An input to the machine.
+/// An input to the machine. The hot path's two inputs borrow the frame they were read from
+/// ([`MediaRef`](watchfloor_wire::twilio::MediaRef),
+/// [`AudioDeltaRef`](watchfloor_wire::realtime::AudioDeltaRef)): nothing is copied to feed them.
 #[derive(Debug)]
-pub enum Input {
+pub enum Input<'a> {
+    /// A Twilio `media` message read in place: its `timestamp` and base64 `payload` (the same
+    /// as `Twilio(TwilioInbound::Media { .. })`). The payload goes to the model as the same
+    /// base64 text; it is decoded once, for the recording and the speech level.
+    CallerMedia {
+        /// `media.timestamp`, ms since the stream started, as Twilio wrote it.
+        timestamp: &'a str,
+        /// `media.payload`, base64 μ-law 8 kHz.
+        payload: &'a str,
+    },
+    /// A model `response.output_audio.delta` read in place (the same as
+    /// `Model(ServerEvent::ResponseOutputAudioDelta { .. })`). Dispatch audio is routed first,
+    /// as for every model event.
+    AgentAudio {
+        /// The response.
+        response_id: &'a str,
+        /// The item.
+        item_id: &'a str,
+        /// Base64 μ-law 8 kHz, of any length.
+        delta: &'a str,
+    },
     /// The model socket opened: send `session.update`.
     ModelConnected,
     /// A parsed Twilio media-stream message.
@@ -118,65 +130,11 @@ pub enum Input {
     Timeout,
 }
 
-/// How long the model may stay silent while the caller speaks before the call goes to a human.
-pub const DEFAULT_STALL_TIMEOUT: Duration = Duration::from_secs(8);
-/// Caller speech (ms) that must accumulate without any model event before it counts as a stall.
-pub const STALL_MIN_SPEECH_MS: u64 = 1500;
-/// Level above which a caller frame counts as speech for stall detection, dBFS.
-pub const STALL_SPEECH_DBFS: f32 = -40.0;
 /// A caller silent this long while the agent waits raises an alert.
 pub const SILENT_CALLER: Duration = Duration::from_secs(15);
-/// Realtime sessions last at most 60 minutes (PROTOCOLS.md §1).
-pub const SESSION_LIMIT: Duration = Duration::from_secs(60 * 60);
-/// A session is renewed at a quiet moment after this age, and regardless at `SESSION_LIMIT - 1 min`.
-pub const SESSION_RENEW_AFTER: Duration = Duration::from_secs(55 * 60);
 /// How soon a deadline that passed without effect is checked again (a silent-caller alert
 /// while the agent talks, a renewal waiting for a quiet moment).
 pub const RECHECK_AFTER: Duration = Duration::from_millis(250);
-/// Reconnects after a dropped model socket within one call before it goes to a human.
-pub const MAX_RECONNECTS: u32 = 2;
-
-/// Timers of a call, configurable for tests.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Timers {
-    /// See [`DEFAULT_STALL_TIMEOUT`].
-    pub stall_timeout: Duration,
-    /// See [`SESSION_RENEW_AFTER`].
-    pub renew_after: Duration,
-    /// See [`SESSION_LIMIT`].
-    pub session_limit: Duration,
-}
-
-impl Default for Timers {
-    fn default() -> Self {
-        Timers { stall_timeout: DEFAULT_STALL_TIMEOUT, renew_after: SESSION_RENEW_AFTER, session_limit: SESSION_LIMIT }
-    }
-}
-
-/// How a model `error` event is handled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorClass {
-    /// Logged and shown; the call goes on (a bad request of ours, a race such as cancelling a
-    /// finished response).
-    Recoverable,
-    /// The session cannot serve this call (quota, key, shape, model): hand the caller to a human.
-    Fatal,
-    /// The session is gone but a new one may work (`session_expired`): reconnect.
-    Reconnect,
-}
-
-/// Classifies an `error` event by its `type` and `code` (OpenAI Realtime error shapes).
-/// `server_error` is recoverable once; the machine treats three in one call as fatal.
-pub fn classify_error(error_type: &str, code: Option<&str>) -> ErrorClass {
-    match code {
-        Some("insufficient_quota" | "invalid_api_key" | "beta_api_shape_disabled" | "model_not_found" | "rate_limit_exceeded" | "account_deactivated") => ErrorClass::Fatal,
-        Some("session_expired") => ErrorClass::Reconnect,
-        _ => match error_type {
-            "authentication_error" | "permission_error" | "insufficient_quota" => ErrorClass::Fatal,
-            _ => ErrorClass::Recoverable,
-        },
-    }
-}
 
 /// Why a live call refused a supervisor's command ([`CallMachine::command`]); nothing changed.
 /// The HTTP API answers each with 409 and this text (a call that has ended: 409, or 404 when
@@ -335,29 +293,6 @@ pub struct HistoryLine {
     pub text: String,
 }
 
-#[derive(Debug)]
-struct PendingMark {
-    name: String,
-    item_id: Arc<str>,
-    end_bytes: u64,
-    /// The frame this mark follows, kept until it is known to have played (or been cleared).
-    audio: Bytes,
-    /// Where on the stream clock this frame plays: after everything queued before it.
-    play_at_ms: u64,
-}
-
-#[derive(Debug, Default)]
-struct ItemAudio {
-    response_id: String,
-    /// μ-law bytes received from the model and sent to Twilio.
-    sent_bytes: u64,
-    /// μ-law bytes received from the model after the last whole frame sent (< 160): sent with
-    /// the next delta, or filled with silence when the item's audio is done.
-    tail: Vec<u8>,
-    /// μ-law bytes Twilio confirmed as played (from marks).
-    played_bytes: u64,
-}
-
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
 enum Phase {
     AwaitingStream,
@@ -391,93 +326,43 @@ pub struct CallMachine {
     phase: Phase,
     status: CallStatus,
     stream_sid: Option<String>,
-    model_ready: bool,
-    /// Where caller frames for the recording are copied (see [`RECORDING_BLOCK_BYTES`]).
-    recording_block: bytes::BytesMut,
     greeted: bool,
     stages_seen: HashSet<Stage>,
-    // caller → model
-    next_inbound_ms: Option<u64>,
-    /// Subtracted from Twilio's `timestamp`s: what jumps past the gap and clock limits added (or
-    /// a clock that went back by more than [`MAX_CLOCK_STEP_BACK_MS`] took away).
-    ts_offset_ms: i64,
-    /// When the stream started (its clock's zero on the wall).
-    stream_started: Option<Instant>,
-    clock_limit: ClockLimit,
-    /// The last time a re-based timestamp was reported (at most one event a second).
-    rebase_reported: Option<Instant>,
+    /// The caller's stream clock ([`CallerClock`]).
+    clock: CallerClock,
+    /// The agent's audio queued at Twilio ([`Playout`]).
+    playout: Playout,
+    /// The model session ([`ModelSession`]).
+    session: ModelSession,
+    /// The dispatch message voiced for the record ([`DispatchAudio`]).
+    dispatch_audio: DispatchAudio,
+    /// The call's dispatch: incident, policy, alerts, units ([`CallDispatch`]).
+    dispatch: CallDispatch,
+    /// Where caller frames for the recording are copied (see [`RECORDING_BLOCK_BYTES`]).
+    recording_block: bytes::BytesMut,
+    /// Base64 decode buffer.
     scratch: Vec<u8>,
-    // model → caller
-    items: HashMap<Arc<str>, ItemAudio>,
-    pending_marks: VecDeque<PendingMark>,
-    /// Stream time at which the audio queued at Twilio runs out.
-    agent_queue_end_ms: u64,
-    cleared_marks: HashSet<String>,
     response_in_flight: Option<String>,
     /// A function call was answered: ask for the spoken reply when its response is done.
     reply_after_response: bool,
-    cancelled_responses: HashSet<String>,
     talking: Talking,
     caller_speaking: bool,
+    /// Last time the caller's audio carried speech.
+    last_caller_speech: Option<Instant>,
     // transcripts
     partial_agent: HashMap<String, String>,
     history: Vec<HistoryLine>,
+    /// Where each line's audio started on the stream clock, by item id (until its final line).
+    line_starts: HashMap<String, u64>,
     stats: RelayStats,
     out: VecDeque<Output>,
-    timers: Timers,
-    /// Last model event, and caller speech (ms) since then: stall detection.
-    last_model_event: Instant,
-    caller_speech_since_model_ms: u64,
-    /// When the current model session started.
-    session_started: Instant,
     /// When [`Input::Timeout`] was last handled.
     last_timeout: Option<Instant>,
-    reconnecting: bool,
-    next_renew_attempt: Option<Instant>,
-    reconnects: u32,
-    server_errors: u32,
     falling_back: bool,
     fallback_reason: Option<String>,
     /// A supervisor hand-off sent to Twilio: (action, line, user).
     pending_handoff: Option<(HandOffAction, Option<String>, String)>,
-    /// The call's dispatch: incident, policy, alerts, units ([`CallDispatch`]).
-    dispatch: CallDispatch,
-    /// Last time the caller's audio carried speech.
-    last_caller_speech: Option<Instant>,
-    /// The radio message voiced out of band.
-    dispatch_audio: DispatchAudio,
-    /// Where each line's audio started on the stream clock, by item id (until its final line).
-    line_starts: HashMap<String, u64>,
-    /// Stream time at which the current model session's input buffer started, ms (its
-    /// `audio_start_ms` counts from there).
-    input_origin_ms: u64,
 }
-
-/// The out-of-band responses voicing the dispatch message (PROTOCOLS.md §1, `response.create`
-/// with `conversation: "none"`): requested after each dispatch and each correction after it.
-#[derive(Debug, Default)]
-struct DispatchAudio {
-    /// Last revision requested.
-    revision: u32,
-    /// Revisions requested and not yet answered by a `response.created`: revision → (message,
-    /// stream ms when requested, tries).
-    requested: HashMap<u32, (String, u64, u32)>,
-    /// Revisions to ask for again after the next in-conversation `response.done` (the service
-    /// refused them while a response was active).
-    retry: Vec<u32>,
-    /// Out-of-band responses under way: response id → (revision, μ-law so far).
-    responses: HashMap<String, (u32, Vec<u8>)>,
-    /// Where the last voiced message ends on the stream clock, ms (revisions never overlap).
-    end_ms: u64,
-}
-
-/// How the model voices the dispatch message.
-const DISPATCH_VOICE_INSTRUCTIONS: &str = "You are the dispatch radio voice. Read the dispatch message you are given aloud exactly as written, word for word, in a calm, clear, even voice. Say nothing else.";
-
-/// `metadata.purpose` of the out-of-band responses that voice the dispatch message.
-pub const DISPATCH_AUDIO_PURPOSE: &str = "dispatch_audio";
-/// Tries to get a dispatch message voiced before giving up (the text stays on the record).
-const DISPATCH_AUDIO_TRIES: u32 = 3;
 
 impl CallMachine {
     /// A new call, created when the webhook arrives (`now`, `now_unix_ms`) or at stream start.
@@ -491,8 +376,9 @@ impl CallMachine {
         now: Instant,
         now_unix_ms: u64,
     ) -> Self {
-        let call_sid_str = call_sid.to_string();
         let mut m = CallMachine {
+            dispatch: CallDispatch::new(&call_sid, Policy::default()),
+            playout: Playout::new(call_sid.clone()),
             call_sid,
             profile,
             context,
@@ -502,46 +388,27 @@ impl CallMachine {
             phase: Phase::AwaitingStream,
             status: CallStatus::Processing,
             stream_sid: None,
-            model_ready: false,
             greeted: false,
             stages_seen: HashSet::new(),
-            next_inbound_ms: None,
-            ts_offset_ms: 0,
-            stream_started: None,
-            clock_limit: ClockLimit::default(),
-            rebase_reported: None,
-            scratch: Vec::with_capacity(4096),
+            clock: CallerClock::new(ClockLimit::default()),
+            session: ModelSession::new(Timers::default(), now),
+            dispatch_audio: DispatchAudio::default(),
             recording_block: bytes::BytesMut::new(),
-            items: HashMap::new(),
-            pending_marks: VecDeque::new(),
-            agent_queue_end_ms: 0,
-            cleared_marks: HashSet::new(),
+            scratch: Vec::with_capacity(4096),
             response_in_flight: None,
             reply_after_response: false,
-            cancelled_responses: HashSet::new(),
             talking: Talking::Silence,
             caller_speaking: false,
+            last_caller_speech: None,
             partial_agent: HashMap::new(),
             history: Vec::new(),
+            line_starts: HashMap::new(),
             stats: RelayStats::default(),
             out: VecDeque::new(),
-            timers: Timers::default(),
-            last_model_event: now,
-            caller_speech_since_model_ms: 0,
-            session_started: now,
             last_timeout: None,
-            reconnecting: false,
-            next_renew_attempt: None,
-            reconnects: 0,
-            server_errors: 0,
             falling_back: false,
             fallback_reason: None,
             pending_handoff: None,
-            dispatch: CallDispatch::new(&call_sid_str, Policy::default()),
-            last_caller_speech: None,
-            dispatch_audio: DispatchAudio::default(),
-            line_starts: HashMap::new(),
-            input_origin_ms: 0,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -570,13 +437,13 @@ impl CallMachine {
 
     /// Sets how far the stream's clock may run ahead of the wall clock ([`ClockLimit`]).
     pub fn with_clock_limit(mut self, limit: ClockLimit) -> Self {
-        self.clock_limit = limit;
+        self.clock.set_limit(limit);
         self
     }
 
     /// Sets the timers (tests shorten them).
     pub fn with_timers(mut self, timers: Timers) -> Self {
-        self.timers = timers;
+        self.session.set_timers(timers);
         self
     }
 
@@ -630,6 +497,22 @@ impl CallMachine {
         self.phase != Phase::Ended
     }
 
+    /// The stream clock now, ms: the end of the caller audio received so far.
+    pub fn stream_now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// How long since the call was created.
+    pub fn age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.created)
+    }
+
+    /// Whether `name` is a mark this call sent that Twilio has not echoed yet (played or cleared):
+    /// each such echo is expected once and is not counted by the stream's flood limit.
+    pub fn expects_mark(&self, name: &str) -> bool {
+        self.playout.expects_mark(name)
+    }
+
     /// Ends the call from outside (shutdown, model unavailable, no stream): emits the final
     /// status and `CallEnded`, then [`Output::Close`]. Idempotent.
     pub fn end(&mut self, now: Instant, reason: &str, status: CallStatus) {
@@ -646,30 +529,32 @@ impl CallMachine {
             }
             None => (reason.to_string(), status),
         };
-        let reason = reason.as_str();
-        // Audio still queued at Twilio when the call ended: recorded where it was to play.
-        for m in self.pending_marks.drain(..) {
-            self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Agent, stream_ms: m.play_at_ms, audio: m.audio }));
-        }
+        self.playout.end(&mut self.out);
         self.set_status(now, status);
-        self.emit(now, CallEventKind::CallEnded { reason: reason.to_string() });
+        self.emit(now, CallEventKind::CallEnded { reason });
         self.out.push_back(Output::Close);
     }
 
     /// Feeds one input.
-    pub fn handle_input(&mut self, input: Input, now: Instant) {
+    pub fn handle_input(&mut self, input: Input<'_>, now: Instant) {
         if self.phase == Phase::Ended {
             return;
         }
         match input {
+            Input::CallerMedia { timestamp, payload } => self.on_caller_media(timestamp, payload, now),
+            Input::AgentAudio { response_id, item_id, delta } => {
+                self.session.heard(now);
+                match self.dispatch_audio.delta(response_id, delta, &mut self.scratch) {
+                    dispatch_audio::Routed::NotOurs => self.on_agent_audio(response_id, item_id, delta, now),
+                    routed => self.on_dispatch_audio(now, routed),
+                }
+            }
             Input::ModelConnected => {
-                self.session_started = now;
-                self.last_model_event = now;
+                self.session.connected(now);
                 self.stage(now, Stage::ModelConnected);
                 let update = self.profile.session_update(&self.context);
                 self.out.push_back(Output::ToModel(update));
                 self.out.push_back(Output::FlushBacklog);
-                self.model_ready = true;
                 self.maybe_greet();
             }
             Input::Twilio(msg) => self.on_twilio(msg, now),
@@ -687,24 +572,16 @@ impl CallMachine {
                 self.end(now, "stream_closed", CallStatus::Fallback);
             }
             Input::ModelClosed => {
-                if self.reconnecting || self.falling_back {
-                    return;
-                }
-                if self.model_ready && self.reconnects < MAX_RECONNECTS {
-                    tracing::warn!("model socket dropped: reconnecting");
-                    self.reconnects += 1;
-                    self.reconnecting = true;
-                    self.out.push_back(Output::Reconnect { renew: false });
-                } else {
-                    self.fallback(now, "model_closed");
-                }
+                let next = self.session.on_closed(self.falling_back);
+                self.on_session(now, next, "model_closed");
             }
             Input::ModelReconnected { renewed } => self.on_reconnected(now, renewed),
             Input::ReconnectFailed(why) => {
-                self.reconnecting = false;
+                self.session.reconnect_failed();
                 tracing::error!(%why, "model reconnect failed");
                 self.fallback(now, "model_reconnect_failed");
             }
+            Input::RenewFailed => self.session.renew_failed(now),
             Input::FallbackDone { via, attempts, rest_error } => {
                 self.emit(now, CallEventKind::FallbackCompleted { via, attempts, rest_error });
                 let reason = self.fallback_reason.clone().unwrap_or_else(|| "fallback".into());
@@ -718,10 +595,15 @@ impl CallMachine {
             }
             Input::RosterChanged(roster) => self.dispatch.set_roster(roster),
             Input::HandOffDone(result) => self.on_hand_off_done(now, result),
-            Input::RenewFailed => {
-                self.reconnecting = false;
-                self.next_renew_attempt = Some(now + Duration::from_secs(60));
-            }
+        }
+    }
+
+    /// What the model session decided: a reconnect, or the caller to a human (`reason`).
+    fn on_session(&mut self, now: Instant, next: session::Next, reason: &str) {
+        match next {
+            session::Next::Continue => {}
+            session::Next::Reconnect { renew } => self.out.push_back(Output::Reconnect { renew }),
+            session::Next::Fallback => self.fallback(now, reason),
         }
     }
 
@@ -757,6 +639,12 @@ impl CallMachine {
         }
     }
 
+    /// Whether the model session's timers run: the call is live with the agent, the session
+    /// configured and not being replaced.
+    fn session_timers_run(&self) -> bool {
+        self.phase == Phase::Live && !self.falling_back && self.session.is_ready() && !self.session.is_reconnecting()
+    }
+
     /// When the machine next needs [`Input::Timeout`] (str0m's `Output::Timeout`): the
     /// earliest of the dispatch hold window, the silent-caller alert, stall detection and the
     /// session renewal. A deadline that has passed and was checked without effect (the agent
@@ -773,61 +661,45 @@ impl CallMachine {
         };
         let mut next = self.dispatch.next_deadline_ms().map(|ms| due(self.created + Duration::from_millis(ms.saturating_sub(self.created_unix_ms))));
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
-        if self.phase == Phase::Live && !self.falling_back && self.model_ready && !self.reconnecting {
+        if self.session_timers_run() {
             if self.stream_sid.is_some() && !self.dispatch.has_alert(&AlertKind::SilentCaller) {
                 consider(due(self.last_caller_speech.unwrap_or(self.created) + SILENT_CALLER));
             }
-            consider(due(self.last_model_event + self.timers.stall_timeout));
-            let renew = self.session_started + self.timers.renew_after;
-            consider(due(self.next_renew_attempt.map_or(renew, |t| t.max(renew))));
+            consider(due(self.session.stall_deadline()));
+            consider(due(self.session.renew_deadline()));
         }
         next
     }
 
     fn on_timeout(&mut self, now: Instant) {
-        if self.phase == Phase::Ended {
-            return;
-        }
         self.last_timeout = Some(now);
         let at = self.unix_ms(now);
         self.dispatch.on_timeout(at);
         self.run_dispatch(now);
-        if self.phase != Phase::Live || self.falling_back || !self.model_ready || self.reconnecting {
+        if !self.session_timers_run() {
             return;
         }
         // A caller who says nothing while the agent waits: silent or unresponsive.
-        let caller_quiet = self.last_caller_speech.map_or(now.saturating_duration_since(self.created), |t| now.saturating_duration_since(t));
-        if self.stream_sid.is_some() && caller_quiet >= SILENT_CALLER && self.pending_marks.is_empty() && self.response_in_flight.is_none() {
+        let caller_quiet = now.saturating_duration_since(self.last_caller_speech.unwrap_or(self.created));
+        if self.stream_sid.is_some() && caller_quiet >= SILENT_CALLER && !self.playout.is_playing() && self.response_in_flight.is_none() {
             self.alert(now, AlertKind::SilentCaller);
         }
-        let silent_for = now.saturating_duration_since(self.last_model_event);
-        if silent_for >= self.timers.stall_timeout && self.caller_speech_since_model_ms >= STALL_MIN_SPEECH_MS {
-            tracing::error!(?silent_for, speech_ms = self.caller_speech_since_model_ms, "model stalled while the caller speaks");
+        if self.session.stalled(now) {
             self.fallback(now, "model_stalled");
             return;
         }
-        let age = now.saturating_duration_since(self.session_started);
-        let quiet = self.response_in_flight.is_none() && self.pending_marks.is_empty() && !self.caller_speaking;
-        let hard = self.timers.session_limit.saturating_sub(Duration::from_secs(60));
-        let may_try = self.next_renew_attempt.is_none_or(|t| now >= t);
-        if may_try && ((age >= self.timers.renew_after && quiet) || age >= hard) {
-            tracing::info!(?age, "renewing the model session before its limit");
-            self.reconnecting = true;
+        let quiet = self.response_in_flight.is_none() && !self.playout.is_playing() && !self.caller_speaking;
+        if self.session.renewal_due(now, quiet) {
             self.out.push_back(Output::Reconnect { renew: true });
         }
     }
 
     fn on_reconnected(&mut self, now: Instant, renewed: bool) {
-        self.reconnecting = false;
         // The new session's input buffer starts now.
-        self.input_origin_ms = self.stream_now_ms();
-        self.next_renew_attempt = None;
-        self.session_started = now;
-        self.last_model_event = now;
-        self.caller_speech_since_model_ms = 0;
+        self.session.reconnected(now, self.clock.now_ms());
         // What the old session had in flight is gone with it.
         if let Some(resp) = self.response_in_flight.take() {
-            self.cancelled_responses.insert(resp);
+            self.playout.cancel(resp);
         }
         self.reply_after_response = false;
         self.out.push_back(Output::ToModel(self.profile.session_update(&self.context)));
@@ -841,14 +713,8 @@ impl CallMachine {
         let items = self.history.len() as u32;
         self.out.push_back(Output::FlushBacklog);
         // Dispatch messages not yet voiced are asked for again in the new session.
-        self.dispatch_audio.responses.clear();
-        self.dispatch_audio.retry.clear();
-        let mut pending: Vec<u32> = self.dispatch_audio.requested.keys().copied().collect();
-        pending.sort_unstable();
-        for revision in pending {
-            if let Some((message, stream_ms, tries)) = self.dispatch_audio.requested.remove(&revision) {
-                self.send_dispatch_audio_request(revision, message, stream_ms, tries + 1);
-            }
+        for ev in self.dispatch_audio.on_new_session() {
+            self.out.push_back(Output::ToModel(ev));
         }
         // After a drop, the caller may be waiting for an answer: ask for one unless the agent
         // spoke last (a renewal happens only at a quiet moment).
@@ -875,7 +741,7 @@ impl CallMachine {
                     return;
                 }
                 self.stream_sid = Some(stream_sid.clone());
-                self.stream_started = Some(now);
+                self.clock.start(now);
                 self.phase = Phase::Live;
                 self.stage(now, Stage::StreamStarted);
                 self.emit(now, CallEventKind::StreamStarted { stream_sid });
@@ -886,7 +752,7 @@ impl CallMachine {
             TwilioInbound::Dtmf { dtmf, .. } => {
                 self.emit(now, CallEventKind::Dtmf { digit: dtmf.digit });
             }
-            TwilioInbound::Mark { mark, .. } => self.on_mark(mark.name, now),
+            TwilioInbound::Mark { mark, .. } => self.on_mark(&mark.name, now),
             TwilioInbound::Stop { .. } => {
                 self.end(now, "stop", CallStatus::Completed);
             }
@@ -896,44 +762,8 @@ impl CallMachine {
         }
     }
 
-    /// A Twilio `media` message read in place ([`MediaRef`](watchfloor_wire::twilio::MediaRef)):
-    /// the same as `Input::Twilio(TwilioInbound::Media { .. })`, without copying the frame's
-    /// strings. The payload goes to the model as the same base64 text; it is decoded once, for
-    /// the recording and the speech level.
-    pub fn handle_caller_media(&mut self, timestamp: &str, payload: &str, now: Instant) {
-        if self.phase == Phase::Ended {
-            return;
-        }
-        self.on_caller_media(timestamp, payload, now);
-    }
-
-    /// A model `response.output_audio.delta` read in place
-    /// ([`AudioDeltaRef`](watchfloor_wire::realtime::AudioDeltaRef)): the same as
-    /// `Input::Model(ServerEvent::ResponseOutputAudioDelta { .. })`, without copying the event's
-    /// strings. Dispatch audio is routed first, as for every model event.
-    pub fn handle_agent_delta(&mut self, response_id: &str, item_id: &str, delta: &str, now: Instant) {
-        if self.phase == Phase::Ended {
-            return;
-        }
-        self.last_model_event = now;
-        self.caller_speech_since_model_ms = 0;
-        if self.dispatch_audio_delta(response_id, delta, now) {
-            return;
-        }
-        self.on_agent_audio(response_id, item_id, delta, now);
-    }
-
-    /// Keeps a delta of a dispatch-audio (out-of-band) response; false when `response_id` is
-    /// not one.
-    fn dispatch_audio_delta(&mut self, response_id: &str, delta: &str, now: Instant) -> bool {
-        let Some((_, audio)) = self.dispatch_audio.responses.get_mut(response_id) else { return false };
-        match mulaw::decode_base64_into(delta, &mut self.scratch) {
-            Ok(_) => audio.extend_from_slice(&self.scratch),
-            Err(e) => self.skip(now, "model", format!("dispatch audio: {e}")),
-        }
-        true
-    }
-
+    /// A caller frame: placed on the stream clock, its gap padded with silence, its base64
+    /// passed to the model as it is; decoded once, for the recording and the speech level.
     fn on_caller_media(&mut self, timestamp: &str, payload: &str, now: Instant) {
         if self.phase != Phase::Live {
             self.skip(now, "twilio", "media before start".into());
@@ -943,34 +773,41 @@ impl CallMachine {
             self.skip(now, "twilio", format!("media timestamp {timestamp:?} is not a number"));
             return;
         };
-        let ts = self.rebase(raw_ts, now);
         let len = match mulaw::decode_base64_into(payload, &mut self.scratch) {
             Ok(0) => {
                 self.skip(now, "twilio", "empty media payload".into());
                 return;
             }
-            Ok(n) => n as u64,
+            Ok(n) => n,
             Err(e) => {
                 self.skip(now, "twilio", e.to_string());
                 return;
             }
         };
-        if let Some(expected) = self.next_inbound_ms {
-            if ts + FRAME_MS / 2 < expected {
-                self.skip(now, "twilio", format!("media at {ts} ms repeats audio before {expected} ms"));
+        let (placement, rebased) = self.clock.place(raw_ts, len, now);
+        if let Some(report) = rebased {
+            self.skip(now, "twilio", report);
+        }
+        let ts = match placement {
+            caller::Placement::Repeat(reason) => {
+                self.skip(now, "twilio", reason);
                 return;
             }
-            if ts > expected {
-                self.pad_silence(ts - expected);
+            caller::Placement::Frame { stream_ms, gap_ms } => {
+                if gap_ms > 0 {
+                    let (bytes, appends) = caller::silence(gap_ms);
+                    self.stats.padded_bytes += bytes as u64;
+                    self.stats.caller_bytes += bytes as u64;
+                    for audio in appends {
+                        self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio }));
+                    }
+                }
+                stream_ms
             }
-        } else if ts > 0 {
-            // Audio before the first frame is silence too.
-            self.pad_silence(ts);
-        }
-        self.next_inbound_ms = Some(ts + mulaw::bytes_to_ms(len as usize));
-        self.stats.caller_bytes += len;
+        };
+        self.stats.caller_bytes += len as u64;
         if mulaw::louder_than(&self.scratch, STALL_SPEECH_DBFS) {
-            self.caller_speech_since_model_ms += mulaw::bytes_to_ms(len as usize);
+            self.session.caller_spoke(mulaw::bytes_to_ms(len));
             self.last_caller_speech = Some(now);
         }
         // The recording's copy comes out of a per-call block of a second of audio: one
@@ -979,81 +816,21 @@ impl CallMachine {
             self.recording_block.reserve(RECORDING_BLOCK_BYTES.max(self.scratch.len()));
         }
         self.recording_block.extend_from_slice(&self.scratch);
-        self.out.push_back(Output::Audio(AudioFrame {
-            call_sid: self.call_sid.clone(),
-            track: Track::Caller,
-            stream_ms: ts,
-            audio: self.recording_block.split().freeze(),
-        }));
+        self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Caller, stream_ms: ts, audio: self.recording_block.split().freeze() }));
         self.stage(now, Stage::FirstCallerAudio);
         self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload.to_owned() }));
     }
 
-    /// Twilio's `timestamp` on the stream's own clock: a jump past [`MAX_PADDED_GAP_MS`], or
-    /// ahead of the wall clock by more than the [`ClockLimit`], moves the clock only that far and
-    /// re-bases the frames after it (reported at most once a second).
-    fn rebase(&mut self, raw_ts: u64, now: Instant) -> u64 {
-        let ts = (i128::from(raw_ts) - i128::from(self.ts_offset_ms)).clamp(0, i128::from(u64::MAX)) as u64;
-        let expected = self.next_inbound_ms.unwrap_or(0);
-        let wall_ms = self.stream_started.map_or(0, |t| now.saturating_duration_since(t).as_millis() as u64);
-        let by_wall = (wall_ms as f64 * self.clock_limit.rate) as u64 + self.clock_limit.burst_ms;
-        let max_ts = (expected + MAX_PADDED_GAP_MS).min(by_wall.max(expected));
-        let to = if ts > max_ts {
-            max_ts
-        } else if ts + MAX_CLOCK_STEP_BACK_MS <= expected {
-            expected
-        } else {
-            return ts;
-        };
-        self.ts_offset_ms = (i128::from(raw_ts) - i128::from(to)).clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64;
-        if self.rebase_reported.is_none_or(|t| now.saturating_duration_since(t) >= Duration::from_secs(1)) {
-            self.rebase_reported = Some(now);
-            self.skip(now, "twilio", format!("media timestamp {raw_ts} ms jumps from the stream's clock ({expected} ms, {wall_ms} ms after start): taken as {to} ms"));
-        }
-        to
-    }
-
-    fn pad_silence(&mut self, gap_ms: u64) {
-        let gap_ms = gap_ms.min(MAX_PADDED_GAP_MS);
-        let bytes = mulaw::ms_to_bytes(gap_ms);
-        if bytes == 0 {
-            return;
-        }
-        self.stats.padded_bytes += bytes as u64;
-        self.stats.caller_bytes += bytes as u64;
-        // One append per second of silence at most keeps each message small.
-        let mut left = bytes;
-        while left > 0 {
-            let n = left.min(8000);
-            let audio = mulaw::encode_base64(&vec![mulaw::SILENCE; n]);
-            self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio }));
-            left -= n;
-        }
-    }
-
-    /// Whether `name` is a mark this call sent that Twilio has not echoed yet (played or cleared):
-    /// each such echo is expected once and is not counted by the stream's flood limit.
-    pub fn expects_mark(&self, name: &str) -> bool {
-        self.pending_marks.iter().any(|m| m.name == name) || self.cleared_marks.contains(name)
-    }
-
-    fn on_mark(&mut self, name: String, now: Instant) {
-        if let Some(pos) = self.pending_marks.iter().position(|m| m.name == name) {
-            // Twilio plays in order: every mark before this one has played too.
-            for m in self.pending_marks.drain(..=pos) {
-                if let Some(item) = self.items.get_mut(&m.item_id) {
-                    item.played_bytes = item.played_bytes.max(m.end_bytes);
+    fn on_mark(&mut self, name: &str, now: Instant) {
+        match self.playout.on_mark(name, &mut self.out) {
+            playout::MarkEcho::Played { idle } => {
+                if idle && self.talking == Talking::Agent {
+                    let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
+                    self.set_talking(now, who);
                 }
-                self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Agent, stream_ms: m.play_at_ms, audio: m.audio }));
             }
-            if self.pending_marks.is_empty() && self.talking == Talking::Agent {
-                let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
-                self.set_talking(now, who);
-            }
-        } else if self.cleared_marks.remove(&name) {
-            // Echoed because of our `clear`: its audio never played.
-        } else {
-            self.skip(now, "twilio", format!("mark {name:?} was never sent"));
+            playout::MarkEcho::Cleared => {}
+            playout::MarkEcho::Unknown => self.skip(now, "twilio", format!("mark {name:?} was never sent")),
         }
     }
 
@@ -1062,10 +839,13 @@ impl CallMachine {
     // ----------------------------------------------------------------------------------------
 
     fn on_model(&mut self, ev: ServerEvent, now: Instant) {
-        self.last_model_event = now;
-        self.caller_speech_since_model_ms = 0;
-        if self.on_dispatch_audio_event(&ev, now) {
-            return;
+        self.session.heard(now);
+        match self.dispatch_audio.on_event(&ev, &mut self.scratch) {
+            dispatch_audio::Routed::NotOurs => {}
+            routed => {
+                self.on_dispatch_audio(now, routed);
+                return;
+            }
         }
         match ev {
             ServerEvent::SessionCreated { .. } => {}
@@ -1077,30 +857,19 @@ impl CallMachine {
                 } else {
                     tracing::warn!(error_type = %error.kind, code = ?error.code, message = %error.message, "model error");
                 }
-                let mut class = classify_error(&error.kind, error.code.as_deref());
-                if error.kind == "server_error" {
-                    self.server_errors += 1;
-                    if self.server_errors >= 3 {
-                        class = ErrorClass::Fatal;
-                    }
-                }
+                let next = self.session.on_error(&error.kind, error.code.as_deref());
                 let reason = format!("model_error:{}", error.code.as_deref().unwrap_or(&error.kind));
                 self.emit(now, CallEventKind::ModelError { error_type: error.kind, code: error.code, message: error.message });
-                match class {
-                    ErrorClass::Recoverable => {}
-                    ErrorClass::Fatal => self.fallback(now, &reason),
-                    ErrorClass::Reconnect if !self.reconnecting && self.reconnects < MAX_RECONNECTS => {
-                        self.reconnects += 1;
-                        self.reconnecting = true;
-                        self.out.push_back(Output::Reconnect { renew: false });
-                    }
-                    ErrorClass::Reconnect => self.fallback(now, &reason),
-                }
+                self.on_session(now, next, &reason);
             }
             ServerEvent::SpeechStarted { audio_start_ms, item_id, .. } => {
-                self.line_starts.insert(item_id, self.input_origin_ms + audio_start_ms);
+                self.line_starts.insert(item_id, self.session.input_origin_ms() + audio_start_ms);
                 self.caller_speaking = true;
-                self.barge_in(now);
+                if let Some(stream_sid) = self.stream_sid.as_deref()
+                    && let Some(b) = self.playout.barge_in(stream_sid, &mut self.response_in_flight, self.clock.now_ms(), &mut self.out)
+                {
+                    self.emit(now, CallEventKind::BargeIn { item_id: b.item_id, audio_end_ms: b.audio_end_ms, response_cancelled: b.response_cancelled });
+                }
                 self.set_talking(now, Talking::Caller);
             }
             ServerEvent::SpeechStopped { .. } => {
@@ -1113,11 +882,10 @@ impl CallMachine {
                 self.response_in_flight = Some(response.id);
             }
             ServerEvent::ResponseDone { response, .. } => {
-                // A response that ended without `output_audio.done` (incomplete, failed) still
-                // plays what it sent.
-                let unflushed: Vec<Arc<str>> = self.items.iter().filter(|(_, i)| i.response_id == response.id && !i.tail.is_empty()).map(|(k, _)| k.clone()).collect();
-                for item_id in unflushed {
-                    self.flush_agent_tail(&item_id);
+                if self.phase == Phase::Live
+                    && let Some(stream_sid) = self.stream_sid.as_deref()
+                {
+                    self.playout.flush_response(stream_sid, &response.id, self.clock.now_ms(), &mut self.out);
                 }
                 if self.response_in_flight.as_deref() == Some(response.id.as_str()) {
                     self.response_in_flight = None;
@@ -1125,10 +893,8 @@ impl CallMachine {
                 if std::mem::take(&mut self.reply_after_response) {
                     self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
                 }
-                for revision in std::mem::take(&mut self.dispatch_audio.retry) {
-                    if let Some((message, stream_ms, tries)) = self.dispatch_audio.requested.remove(&revision) {
-                        self.send_dispatch_audio_request(revision, message, stream_ms, tries + 1);
-                    }
+                for ev in self.dispatch_audio.after_response() {
+                    self.out.push_back(Output::ToModel(ev));
                 }
                 if response.status == "failed" {
                     let message = response.status_details.map(|d| d.to_string()).unwrap_or_default();
@@ -1138,9 +904,15 @@ impl CallMachine {
             ServerEvent::ResponseOutputAudioDelta { response_id, item_id, delta, .. } => {
                 self.on_agent_audio(&response_id, &item_id, &delta, now);
             }
-            ServerEvent::ResponseOutputAudioDone { item_id, .. } => self.flush_agent_tail(&item_id),
+            ServerEvent::ResponseOutputAudioDone { item_id, .. } => {
+                if self.phase == Phase::Live
+                    && let Some(stream_sid) = self.stream_sid.as_deref()
+                {
+                    self.playout.flush_item(stream_sid, &item_id, self.clock.now_ms(), &mut self.out);
+                }
+            }
             ServerEvent::ResponseOutputAudioTranscriptDelta { item_id, delta, response_id, .. } => {
-                if self.cancelled_responses.contains(&response_id) {
+                if self.playout.is_cancelled(&response_id) {
                     return;
                 }
                 self.partial_agent.entry(item_id.clone()).or_default().push_str(&delta);
@@ -1177,9 +949,10 @@ impl CallMachine {
                 // A cancelled response sends no transcript `done`: the line ends with what was
                 // generated before the cut (later deltas of a cancelled response were dropped).
                 if let Some(id) = item.id.filter(|_| item.role.as_deref() == Some("assistant"))
-                    && let Some(text) = self.partial_agent.remove(&id).filter(|t| !t.trim().is_empty()) {
-                        self.final_line(now, Speaker::Agent, id, text.trim().to_string(), true);
-                    }
+                    && let Some(text) = self.partial_agent.remove(&id).filter(|t| !t.trim().is_empty())
+                {
+                    self.final_line(now, Speaker::Agent, id, text.trim().to_string(), true);
+                }
             }
             ServerEvent::ConversationItemTruncated { item_id, audio_end_ms, .. } => {
                 // The model cut its own transcript to what was heard; our final line stays as
@@ -1216,53 +989,28 @@ impl CallMachine {
     }
 
     fn on_agent_audio(&mut self, response_id: &str, item_id: &str, delta: &str, now: Instant) {
-        if self.cancelled_responses.contains(response_id) {
+        if self.playout.is_cancelled(response_id) {
             self.stats.dropped_deltas += 1;
             return;
         }
-        let Some(stream_sid) = self.stream_sid.clone() else {
+        if self.stream_sid.is_none() {
             self.skip(now, "model", "agent audio before the media stream started".into());
             return;
-        };
+        }
         if self.phase != Phase::Live {
             return;
         }
         let len = match mulaw::decode_base64_into(delta, &mut self.scratch) {
+            Ok(0) => return,
             Ok(n) => n,
             Err(e) => {
                 self.skip(now, "model", e.to_string());
                 return;
             }
         };
-        if len == 0 {
-            return;
-        }
-        let item_key: Arc<str> = match self.items.get_key_value(item_id) {
-            Some((k, _)) => k.clone(),
-            None => {
-                self.line_starts.insert(item_id.to_owned(), self.agent_queue_end_ms.max(self.stream_now_ms()));
-                let k: Arc<str> = item_id.into();
-                self.items.insert(k.clone(), ItemAudio { response_id: response_id.to_owned(), ..Default::default() });
-                k
-            }
-        };
-        // Whole 20 ms Twilio frames, so the marks tell what was heard to within one frame.
-        let item = self.items.get_mut(&item_key).expect("inserted above");
-        if item.tail.is_empty() && len == FRAME_BYTES {
-            // The common case of round-number deltas: the model's base64 goes out as it is.
-            let audio = Bytes::copy_from_slice(&self.scratch);
-            self.send_agent_frame(&stream_sid, &item_key, delta.to_owned(), audio, FRAME_BYTES);
-        } else {
-            let mut audio = std::mem::take(&mut item.tail);
-            audio.extend_from_slice(&self.scratch);
-            let whole = audio.len() - audio.len() % FRAME_BYTES;
-            for frame in audio[..whole].chunks(FRAME_BYTES) {
-                self.send_agent_frame(&stream_sid, &item_key, mulaw::encode_base64(frame), Bytes::copy_from_slice(frame), FRAME_BYTES);
-            }
-            audio.drain(..whole);
-            if let Some(item) = self.items.get_mut(&item_key) {
-                item.tail = audio;
-            }
+        let stream_sid = self.stream_sid.as_deref().unwrap_or_default();
+        if let Some(start_ms) = self.playout.agent_audio(stream_sid, response_id, item_id, delta, &self.scratch, self.clock.now_ms(), &mut self.out) {
+            self.line_starts.insert(item_id.to_owned(), start_ms);
         }
         self.stats.agent_bytes += len as u64;
         self.stage(now, Stage::FirstAgentAudio);
@@ -1271,172 +1019,34 @@ impl CallMachine {
         }
     }
 
-    /// Queues one frame of agent audio at Twilio: `media`, then its `mark`. `model_bytes` of it
-    /// came from the model (the rest is silence filling the item's last frame).
-    fn send_agent_frame(&mut self, stream_sid: &str, item_key: &Arc<str>, payload: String, audio: Bytes, model_bytes: usize) {
-        let Some(item) = self.items.get_mut(item_key) else { return };
-        item.sent_bytes += model_bytes as u64;
-        let offset = item.sent_bytes;
-        // Twilio plays queued audio in order, starting now if its buffer is empty.
-        let play_at_ms = self.agent_queue_end_ms.max(self.stream_now_ms());
-        self.agent_queue_end_ms = play_at_ms + mulaw::bytes_to_ms(audio.len());
-        self.out.push_back(Output::ToTwilio(TwilioOutbound::Media { stream_sid: stream_sid.to_owned(), media: OutboundMedia { payload } }));
-        // Unique per call: the byte offset grows strictly within an item.
-        let name = format!("{item_key}:{offset}");
-        self.out.push_back(Output::ToTwilio(TwilioOutbound::Mark { stream_sid: stream_sid.to_owned(), mark: MarkName { name: name.clone() } }));
-        self.pending_marks.push_back(PendingMark { name, item_id: item_key.clone(), end_bytes: offset, audio, play_at_ms });
-    }
-
-    /// The item's audio is done: its part frame goes out, filled to 20 ms with silence.
-    fn flush_agent_tail(&mut self, item_id: &str) {
-        let Some(key) = self.items.get_key_value(item_id).map(|(k, _)| k.clone()) else { return };
-        let Some(item) = self.items.get_mut(&key).filter(|i| !i.tail.is_empty()) else { return };
-        let mut frame = std::mem::take(&mut item.tail);
-        if self.cancelled_responses.contains(&item.response_id) || self.phase != Phase::Live {
-            return;
-        }
-        let Some(stream_sid) = self.stream_sid.clone() else { return };
-        let model_bytes = frame.len();
-        frame.resize(FRAME_BYTES, mulaw::SILENCE);
-        self.send_agent_frame(&stream_sid, &key, mulaw::encode_base64(&frame), Bytes::from(frame), model_bytes);
-    }
-
-    /// Handles the events of the out-of-band responses that voice the dispatch message; true
-    /// when `ev` was one of them (it then never reaches the caller, the transcript or the
-    /// barge-in logic).
-    fn on_dispatch_audio_event(&mut self, ev: &ServerEvent, now: Instant) -> bool {
-        let da = &mut self.dispatch_audio;
-        match ev {
-            ServerEvent::ResponseCreated { response, .. } => {
-                let meta = response.metadata.as_ref();
-                if meta.and_then(|m| m.get("purpose")).and_then(|p| p.as_str()) != Some(DISPATCH_AUDIO_PURPOSE) {
-                    return false;
-                }
-                let revision = meta.and_then(|m| m.get("revision")).and_then(|r| r.as_str()).and_then(|r| r.parse::<u32>().ok());
-                match revision.filter(|r| da.requested.contains_key(r)) {
-                    Some(r) => {
-                        da.responses.insert(response.id.clone(), (r, Vec::new()));
-                    }
-                    None => self.skip(now, "model", format!("out-of-band response {} for no dispatch audio requested", response.id)),
-                }
-                true
-            }
-            ServerEvent::ResponseOutputAudioDelta { response_id, delta, .. } => self.dispatch_audio_delta(response_id, delta, now),
-            ServerEvent::ResponseOutputAudioTranscriptDelta { response_id, .. }
-            | ServerEvent::ResponseOutputAudioTranscriptDone { response_id, .. }
-            | ServerEvent::ResponseOutputAudioDone { response_id, .. }
-            | ServerEvent::ResponseOutputItemAdded { response_id, .. }
-            | ServerEvent::ResponseOutputItemDone { response_id, .. } => da.responses.contains_key(response_id),
-            ServerEvent::ResponseDone { response, .. } => {
-                let Some((revision, audio)) = da.responses.remove(&response.id) else { return false };
-                let Some((message, requested_ms, _)) = da.requested.remove(&revision) else { return true };
-                let stream_ms = requested_ms.max(da.end_ms);
-                let duration_ms = mulaw::bytes_to_ms(audio.len());
-                let status = DispatchAudioStatus::from_response(&response.status, !audio.is_empty());
-                if !audio.is_empty() {
-                    da.end_ms = stream_ms + duration_ms;
-                    self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Dispatch, stream_ms, audio: Bytes::from(audio) }));
-                }
-                self.emit(now, CallEventKind::DispatchAudio { revision, status, stream_ms, duration_ms, message });
-                true
-            }
-            ServerEvent::Error { error, .. } => {
-                let Some(revision) = error.event_id.as_deref().and_then(|id| id.strip_prefix("dispatch_audio_")).and_then(|r| r.split('_').next()).and_then(|r| r.parse::<u32>().ok()) else { return false };
-                let Some((_, _, tries)) = da.requested.get(&revision) else { return false };
-                if error.code.as_deref() == Some("conversation_already_has_active_response") && *tries < DISPATCH_AUDIO_TRIES {
-                    // Asked while a response was active: ask again when it is done.
-                    tracing::debug!(revision, "dispatch audio: a response is active; asking again after it");
-                    da.retry.push(revision);
-                    return true;
-                }
-                tracing::warn!(revision, code = ?error.code, message = %error.message, "dispatch audio refused by the model");
-                if let Some((message, stream_ms, _)) = da.requested.remove(&revision) {
-                    self.emit(now, CallEventKind::DispatchAudio { revision, status: DispatchAudioStatus::Failed, stream_ms, duration_ms: 0, message });
-                }
-                true
-            }
-            _ => false,
+    /// A dispatch-audio event routed away from the conversation: a revision done becomes its
+    /// `dispatch` track and the `DispatchAudio` event.
+    fn on_dispatch_audio(&mut self, now: Instant, routed: dispatch_audio::Routed) {
+        match routed {
+            dispatch_audio::Routed::NotOurs | dispatch_audio::Routed::Ours => {}
+            dispatch_audio::Routed::Skip(reason) => self.skip(now, "model", reason),
+            dispatch_audio::Routed::Done(v) => self.voiced(now, v),
         }
     }
 
-    /// Asks the model to voice the dispatch message out of band: `response.create` with
-    /// `conversation: "none"`, the message as its only input and `metadata` naming it
-    /// (PROTOCOLS.md §1). Its audio is recorded as the `dispatch` track, never sent to the caller.
+    fn voiced(&mut self, now: Instant, v: dispatch_audio::Voiced) {
+        if !v.audio.is_empty() {
+            self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Dispatch, stream_ms: v.stream_ms, audio: Bytes::from(v.audio) }));
+        }
+        self.emit(now, CallEventKind::DispatchAudio { revision: v.revision, status: v.status, stream_ms: v.stream_ms, duration_ms: v.duration_ms, message: v.message });
+    }
+
+    /// Asks the model to voice the dispatch message out of band ([`DispatchAudio`]); its audio
+    /// is recorded as the `dispatch` track, never sent to the caller.
     fn request_dispatch_audio(&mut self, now: Instant, message: String) {
-        self.dispatch_audio.revision += 1;
-        let revision = self.dispatch_audio.revision;
-        let stream_ms = self.stream_now_ms();
+        let stream_ms = self.clock.now_ms();
         if self.falling_back || self.phase == Phase::Ended {
-            self.emit(now, CallEventKind::DispatchAudio { revision, status: DispatchAudioStatus::Unavailable, stream_ms, duration_ms: 0, message });
+            let v = self.dispatch_audio.unavailable(message, stream_ms);
+            self.voiced(now, v);
             return;
         }
-        self.send_dispatch_audio_request(revision, message, stream_ms, 1);
-    }
-
-    fn send_dispatch_audio_request(&mut self, revision: u32, message: String, stream_ms: u64, tries: u32) {
-        let mut metadata = serde_json::Map::new();
-        metadata.insert("purpose".into(), DISPATCH_AUDIO_PURPOSE.into());
-        metadata.insert("revision".into(), revision.to_string().into());
-        self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
-            event_id: Some(format!("dispatch_audio_{revision}_{tries}")),
-            response: Some(ResponseCreateParams {
-                instructions: Some(DISPATCH_VOICE_INSTRUCTIONS.into()),
-                conversation: Some("none".into()),
-                input: Some(vec![ItemCreate::user_text(message.clone())]),
-                metadata: Some(metadata),
-                output_modalities: Some(vec!["audio".into()]),
-            }),
-        }));
-        self.dispatch_audio.requested.insert(revision, (message, stream_ms, tries));
-    }
-
-    /// PROTOCOLS.md §3, steps 1–4.
-    fn barge_in(&mut self, now: Instant) {
-        let Some(playing) = self.pending_marks.front() else {
-            return; // nothing queued at Twilio: nothing to interrupt
-        };
-        let Some(stream_sid) = self.stream_sid.clone() else {
-            return;
-        };
-        let item_id = playing.item_id.clone();
-        // 1. stop playback now.
-        self.out.push_back(Output::ToTwilio(TwilioOutbound::Clear { stream_sid }));
-        // 2. cancel only if a response is still in flight.
-        let response_cancelled = if let Some(resp) = self.response_in_flight.take() {
-            self.out.push_back(Output::ToModel(ClientEvent::ResponseCancel { event_id: None, response_id: None }));
-            self.cancelled_responses.insert(resp);
-            true
-        } else {
-            false
-        };
-        // Audio of every response still queued is gone: late deltas of those responses are dropped.
-        for m in &self.pending_marks {
-            if let Some(item) = self.items.get(&m.item_id) {
-                self.cancelled_responses.insert(item.response_id.clone());
-            }
-        }
-        // So is a part frame of theirs that was never sent.
-        for item in self.items.values_mut() {
-            if self.cancelled_responses.contains(&item.response_id) {
-                item.tail.clear();
-            }
-        }
-        // 3. truncate to what was played, never more than what was received.
-        let (played, sent) = self.items.get(&item_id).map(|i| (i.played_bytes, i.sent_bytes)).unwrap_or((0, 0));
-        let audio_end_ms = mulaw::bytes_to_ms(played.min(sent) as usize);
-        self.out.push_back(Output::ToModel(ClientEvent::ConversationItemTruncate {
-            event_id: None,
-            item_id: item_id.to_string(),
-            content_index: 0,
-            audio_end_ms,
-        }));
-        // 4. the marks Twilio echoes because of the clear are not playback.
-        for m in self.pending_marks.drain(..) {
-            self.cleared_marks.insert(m.name);
-            self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::AgentCleared, stream_ms: m.play_at_ms, audio: m.audio }));
-        }
-        self.agent_queue_end_ms = self.stream_now_ms();
-        self.emit(now, CallEventKind::BargeIn { item_id: item_id.to_string(), audio_end_ms, response_cancelled });
+        let ev = self.dispatch_audio.request(message, stream_ms);
+        self.out.push_back(Output::ToModel(ev));
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1556,7 +1166,7 @@ impl CallMachine {
     /// The call taker answers first: once the model is configured and the stream is open, ask for
     /// the greeting.
     fn maybe_greet(&mut self) {
-        if self.model_ready && self.stream_sid.is_some() && !self.greeted {
+        if self.session.is_ready() && self.stream_sid.is_some() && !self.greeted {
             self.greeted = true;
             self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
                 event_id: None,
@@ -1627,16 +1237,6 @@ impl CallMachine {
         self.emit(now, kind);
     }
 
-    /// The stream clock now, ms: the end of the caller audio received so far (Twilio sends a
-    /// frame every 20 ms, so this tracks the caller's clock at any speed).
-    pub fn stream_now_ms(&self) -> u64 {
-        self.next_inbound_ms.unwrap_or(0)
-    }
-
-    /// How long since the call was created.
-    pub fn age(&self, now: Instant) -> Duration {
-        now.saturating_duration_since(self.created)
-    }
 }
 
 #[cfg(test)]
