@@ -62,17 +62,32 @@ impl ConnLimits {
     }
 }
 
-/// Raises this process's soft open-file limit to its hard limit; returns the soft limit now
-/// in force (the old one if it could not be raised, with a warning).
+/// Raises this process's soft open-file limit (`RLIMIT_NOFILE`) to its hard limit; returns
+/// the soft limit now in force (the old one if it could not be raised, with a warning — macOS
+/// refuses an unlimited soft limit). Through rustix, already in the tree (the desktop app
+/// carries no crate for this alone).
+#[cfg(unix)]
 pub fn raise_nofile() -> u64 {
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => n,
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    // `None` is RLIM_INFINITY.
+    let now = getrlimit(Resource::Nofile);
+    let soft = now.current.unwrap_or(u64::MAX);
+    if now.current == now.maximum {
+        return soft;
+    }
+    match setrlimit(Resource::Nofile, Rlimit { current: now.maximum, maximum: now.maximum }) {
+        Ok(()) => now.maximum.unwrap_or(u64::MAX),
         Err(e) => {
-            let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap_or((1024, 1024));
             tracing::warn!(error = %e, soft, "could not raise the open-file limit");
             soft
         }
     }
+}
+
+/// No per-process open-file limit to raise here: the connection cap's own ceiling applies.
+#[cfg(not(unix))]
+pub fn raise_nofile() -> u64 {
+    8192 + FD_RESERVE
 }
 
 /// One open connection.

@@ -54,3 +54,22 @@ fn the_call_core_takes_no_lock() {
         }
     }
 }
+
+/// Issue 16: the desktop app carries neither the load generator nor its measuring crates
+/// (`cargo tree -p watchfloor-desktop -e normal`).
+#[test]
+fn the_desktop_app_carries_no_load_generator() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args(["tree", "--offline", "--locked", "-p", "watchfloor-desktop", "-e", "normal", "--prefix", "none"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let tree = String::from_utf8_lossy(&out.stdout);
+    assert!(tree.lines().any(|l| l.starts_with("watchfloor-server ")), "the tree names the server: {tree}");
+    for name in ["procfs ", "rlimit ", "hdrhistogram "] {
+        assert!(!tree.lines().any(|l| l.starts_with(name)), "the desktop app depends on {name}");
+    }
+}
