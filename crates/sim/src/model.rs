@@ -237,6 +237,8 @@ pub struct ModelFake {
     addr: SocketAddr,
     sessions: Arc<Mutex<Vec<Arc<Mutex<SessionLog>>>>>,
     stop: CancellationToken,
+    /// Counts what tests wait for: a session opened or closed, a caller turn found.
+    activity: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 impl ModelFake {
@@ -249,6 +251,8 @@ impl ModelFake {
         let scenarios: Arc<Vec<Scenario>> = Arc::new(scenarios);
         let (s2, stop2) = (sessions.clone(), stop.clone());
         let fired: Arc<Mutex<std::collections::HashSet<String>>> = Arc::default();
+        let activity = Arc::new(tokio::sync::watch::Sender::new(0u64));
+        let activity2 = activity.clone();
         let mut connections: u32 = 0;
         tokio::spawn(async move {
             loop {
@@ -259,14 +263,15 @@ impl ModelFake {
                         connections += 1;
                         let log = Arc::new(Mutex::new(SessionLog::default()));
                         s2.lock().push(log.clone());
+                        activity2.send_modify(|n| *n += 1);
                         let refuse = connections <= opts.faults.refuse_first;
                         let delay = opts.faults.delay_first.filter(|(n, _)| connections <= *n).map(|(_, d)| d);
-                        tokio::spawn(serve_connection(tcp, log, scenarios.clone(), opts.clone(), stop2.clone(), refuse, delay, fired.clone()));
+                        tokio::spawn(serve_connection(tcp, log, scenarios.clone(), opts.clone(), stop2.clone(), refuse, delay, fired.clone(), activity2.clone()));
                     }
                 }
             }
         });
-        Ok(ModelFake { addr, sessions, stop })
+        Ok(ModelFake { addr, sessions, stop, activity })
     }
 
     /// The URL to give the bridge (`OPENAI_REALTIME_URL`).
@@ -286,15 +291,29 @@ impl ModelFake {
 
     /// The session of a caller number, once closed; waits up to `timeout`.
     pub async fn closed_session_of(&self, caller_number: &str, timeout: Duration) -> Option<SessionLog> {
+        let find = |sessions: &[SessionLog]| sessions.iter().find(|s| s.closed && s.caller_number.as_deref() == Some(caller_number)).cloned();
+        let mut found = None;
+        self.wait_until(timeout, |sessions| {
+            found = find(sessions);
+            found.is_some()
+        })
+        .await;
+        found
+    }
+
+    /// Waits until `done` holds of the sessions, checked at each change the fake sees (a
+    /// session opened or closed, a caller turn found); false after `timeout`.
+    pub async fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&[SessionLog]) -> bool) -> bool {
+        let mut changes = self.activity.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(s) = self.sessions().into_iter().find(|s| s.closed && s.caller_number.as_deref() == Some(caller_number)) {
-                return Some(s);
+            if done(&self.sessions()) {
+                return true;
             }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
+            match tokio::time::timeout_at(deadline, changes.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return done(&self.sessions()),
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -328,6 +347,8 @@ struct Shared {
     out_of_band: Mutex<HashMap<String, CancellationToken>>,
     /// The session's default conversation (`conv_…`).
     conversation_id: String,
+    /// The fake's change counter ([`ModelFake::wait_until`]).
+    activity: Arc<tokio::sync::watch::Sender<u64>>,
     /// The load generator's probe of this session's call, once its caller number is known.
     probe: Arc<std::sync::OnceLock<CallProbe>>,
 }
@@ -358,6 +379,7 @@ async fn serve_connection(
     refuse: bool,
     delay: Option<Duration>,
     fired: Arc<Mutex<std::collections::HashSet<String>>>,
+    activity: Arc<tokio::sync::watch::Sender<u64>>,
 ) {
     if let Some(d) = delay {
         tokio::time::sleep(d).await;
@@ -387,6 +409,7 @@ async fn serve_connection(
     let _ = tcp.set_nodelay(true);
     let Ok(ws) = tokio_tungstenite::accept_hdr_async(tcp, callback).await else {
         log.lock().closed = true;
+        activity.send_modify(|n| *n += 1);
         return;
     };
     let (mut sink, mut stream) = ws.split();
@@ -442,6 +465,7 @@ async fn serve_connection(
         out_of_band: Mutex::default(),
         conversation_id: format!("conv_{:08x}", rand_u32()),
         probe,
+        activity: activity.clone(),
     });
     let faults = opts.faults.by_caller.clone();
     let mut session = Session::new(shared.clone(), scenarios, opts);
@@ -484,6 +508,7 @@ async fn serve_connection(
     }
     let _ = tokio::time::timeout(Duration::from_secs(2), writer).await;
     log.lock().closed = true;
+    activity.send_modify(|n| *n += 1);
 }
 
 struct Vad {
@@ -815,6 +840,7 @@ impl Session {
         let item_id = self.vad.item_id.clone();
         let (start, end) = (self.vad.start_ms, self.vad.last_speech_end_ms);
         self.shared.log.lock().turns.push((start, end));
+        self.shared.activity.send_modify(|n| *n += 1);
         self.shared.send(ServerEvent::SpeechStopped { event_id: self.shared.id("event"), audio_end_ms: end, item_id: item_id.clone() });
         self.shared.send(ServerEvent::InputAudioBufferCommitted { event_id: self.shared.id("event"), item_id: item_id.clone(), previous_item_id: self.last_item.clone() });
         self.shared.send(ServerEvent::ConversationItemAdded {
@@ -893,10 +919,7 @@ impl Session {
 
 /// A pseudo-random u32 (ids only; not for anything that needs randomness).
 fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u64(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0));
-    h.finish() as u32
+    rand::random()
 }
 
 /// Checks an out-of-band `response.create` and returns the text it asks to voice: the
