@@ -22,7 +22,7 @@ pub mod roster;
 pub mod task;
 pub mod twilio_rest;
 
-pub use watchfloor_call::{AppendError, AudioFrame, CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Hub, RecordMsg, Speaker, Stage, StoreGone, Talking, Track, event, live};
+pub use watchfloor_call::{AppendError, AudioFrame, CallEvent, CallEventKind, CallFold, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Hub, RecordMsg, Speaker, Stage, StoreGone, Talking, Track, event, live};
 pub use machine::{CallMachine, Command, Input, Output, Refusal};
 pub use profile::{AgentProfile, CallContext, VadProfile};
 pub use registry::{CallHandle, CallRegistry};

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use watchfloor_call::{CallStatus, Hub, LiveCall};
+use watchfloor_call::{CallFold, CallStatus, Hub, LiveCall};
 use crate::machine::{Command, Refusal};
 use crate::model::ModelConfig;
 use crate::profile::AgentProfile;
@@ -72,7 +72,8 @@ pub struct ActiveCall {
 struct Entry {
     commands: mpsc::Sender<CommandMsg>,
     claim: Option<oneshot::Sender<TwilioSocket>>,
-    live: Arc<Mutex<LiveCall>>,
+    /// The fold of the call's events so far (the console's view is a projection of it).
+    live: Arc<Mutex<CallFold>>,
     /// The token the webhook put in the stream's `<Parameter>`s; only a `start` carrying it
     /// takes the call (the upgrade's signature never changes, so it proves nothing alone).
     stream_token: String,
@@ -185,14 +186,13 @@ impl CallRegistry {
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
         let (claim_tx, claim_rx) = oneshot::channel();
         let stream_token = format!("{:032x}", rand::random::<u128>());
-        let live = Arc::new(Mutex::new(LiveCall {
-            call_sid: call.call_sid.clone(),
+        let live = Arc::new(Mutex::new(CallFold {
             from: call.from.clone(),
             to: call.to.clone(),
             simulated: call.simulated,
             started_at_ms: call.received_unix_ms,
             status: CallStatus::Processing,
-            ..LiveCall::default()
+            ..CallFold::new(&call.call_sid)
         }));
         {
             let mut calls = self.calls.lock();
@@ -274,8 +274,8 @@ impl CallRegistry {
     /// Every live call as the console shows it, oldest first. Each call's state is locked on
     /// its own (never one lock for all calls).
     pub fn live_calls(&self) -> Vec<LiveCall> {
-        let states: Vec<Arc<Mutex<LiveCall>>> = self.calls.lock().values().map(|e| e.live.clone()).collect();
-        let mut v: Vec<LiveCall> = states.iter().map(|s| s.lock().clone()).collect();
+        let states: Vec<Arc<Mutex<CallFold>>> = self.calls.lock().values().map(|e| e.live.clone()).collect();
+        let mut v: Vec<LiveCall> = states.iter().map(|s| s.lock().live()).collect();
         v.sort_by(|a, b| a.started_at_ms.cmp(&b.started_at_ms).then_with(|| a.call_sid.cmp(&b.call_sid)));
         v
     }

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use watchfloor_wire::realtime::{AudioDeltaRef, ClientEvent, ServerEvent};
 use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
 
-use watchfloor_call::{CallEventKind, CallStatus, FallbackRoute, Hub, LiveCall};
+use watchfloor_call::{CallEventKind, CallFold, CallStatus, FallbackRoute, Hub};
 use crate::flood::{FloodGuard, StreamLimits};
 use crate::machine::{CallMachine, Input, Output, Timers};
 use watchfloor_dispatch::call::{RosterAnswer, RosterRequest};
@@ -189,7 +189,7 @@ pub async fn run_call(
     mut commands: mpsc::Receiver<CommandMsg>,
     hub: Hub,
     cancel: CancellationToken,
-    live: Arc<Mutex<LiveCall>>,
+    live: Arc<Mutex<CallFold>>,
 ) {
     let mut machine = CallMachine::new(
         setup.call_sid.clone(),

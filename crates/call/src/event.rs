@@ -175,8 +175,9 @@ impl CallStatus {
 }
 
 /// Stages of call set-up, timed from the webhook (the stage timings of the record).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Stage {
     /// Twilio's voice webhook arrived.
     WebhookReceived,
@@ -190,6 +191,13 @@ pub enum Stage {
     FirstCallerAudio,
     /// The first agent audio frame was relayed to Twilio.
     FirstAgentAudio,
+}
+
+impl Stage {
+    /// The wire name (`webhook_received`, …), as serde writes it: the record's stage keys.
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
 }
 
 /// What happened.
@@ -507,6 +515,7 @@ mod tests {
             assert_eq!(serde_json::from_str::<CallStatus>(s).unwrap(), v);
             assert_eq!(format!("\"{}\"", v.as_str()), s, "strum and serde agree");
         }
+        assert_eq!(serde_json::to_string(&Stage::FirstCallerAudio).unwrap(), format!("\"{}\"", Stage::FirstCallerAudio.as_str()));
         assert_eq!(serde_json::from_str::<FallbackRoute>("\"stream_close\"").unwrap(), FallbackRoute::StreamClose);
         assert_eq!(serde_json::from_str::<HandOffAction>("\"hangup\"").unwrap().final_status(), CallStatus::Completed);
         assert_eq!(serde_json::from_str::<DispatchAudioStatus>("\"in_progress\"").unwrap(), DispatchAudioStatus::Unknown);

@@ -4,13 +4,17 @@
 //!
 //! - [`event`]: [`CallEvent`], every state change of a call, and the [`AudioFrame`]s of its
 //!   tracks;
+//! - [`fold`]: [`CallFold`], the one fold of a call's events; the console's view and the stored
+//!   record are projections of it;
 //! - [`live`]: [`LiveCall`], the console's view of a live call, and the live feed's messages;
 //! - [`hub`]: the [`Hub`] events and audio go out on, and what the store writer receives.
 
 pub mod event;
+pub mod fold;
 pub mod hub;
 pub mod live;
 
 pub use event::{AudioFrame, CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
 pub use hub::{AppendError, Hub, RecordMsg, StoreGone};
+pub use fold::{CallFold, DispatchAudioRecord, FoldLine, UnitRecord};
 pub use live::{LiveCall, dispatch_audio_url};

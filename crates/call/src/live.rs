@@ -1,9 +1,10 @@
-//! The console's view of a live call ([`LiveCall`]), kept by applying [`CallEvent`]s, and the
-//! messages of the live feed (`GET /api/live`).
+//! The console's view of a live call ([`LiveCall`], [`crate::CallFold::live`]) and the messages
+//! of the live feed (`GET /api/live`).
 //!
-//! The same reducer runs in the browser (`ui/src/lib/live.ts`): both are checked against one
-//! fixture of events and the state they give (`ui/src/lib/fixtures/live-call.json`), so the
-//! console and the server cannot drift.
+//! The console keeps it by applying [`CallEvent`]s with its own reducer (`ui/src/lib/live.ts`);
+//! the server projects it from the one fold. Both are checked against one fixture of events and
+//! the state they give (`ui/src/lib/fixtures/live-call.json`), so the console and the server
+//! cannot drift.
 
 use serde::{Deserialize, Serialize};
 use watchfloor_dispatch::alerts::{AlertKind, Severity};
@@ -12,7 +13,7 @@ use watchfloor_dispatch::policy::DispatchedBy;
 use watchfloor_dispatch::types::Priority;
 use watchfloor_dispatch::units::UnitStatus;
 
-use crate::event::{CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, HandOffAction, Speaker, Talking, Track};
+use crate::event::{CallEvent, CallStatus, HandOffAction, Speaker, Talking, Track};
 
 /// Transcript lines a live call keeps for the board and a newly connected console (the record
 /// has all of them).
@@ -155,122 +156,6 @@ pub fn dispatch_audio_url(call_sid: &str, revision: u32) -> String {
     format!("/api/calls/{call_sid}/dispatch/{revision}/audio.wav")
 }
 
-impl LiveCall {
-    /// Applies one event. Events at or below `last_seq` are ignored (a console's snapshot may
-    /// already hold them).
-    pub fn apply(&mut self, ev: &CallEvent) {
-        if self.last_seq.is_some_and(|s| ev.seq <= s) {
-            return;
-        }
-        self.last_seq = Some(ev.seq);
-        self.last_at_ms = ev.at_ms;
-        if self.call_sid.is_empty() {
-            self.call_sid = ev.call_sid.to_string();
-        }
-        match &ev.kind {
-            CallEventKind::CallCreated { from, to, simulated } => {
-                self.from = from.clone();
-                self.to = to.clone();
-                self.simulated = *simulated;
-                self.started_at_ms = ev.at_ms;
-            }
-            CallEventKind::StatusChanged { status } => self.status = *status,
-            CallEventKind::Talking { who } => self.talking = *who,
-            CallEventKind::TranscriptDelta { speaker, item_id, delta } => {
-                match self.transcript.iter_mut().rev().find(|l| &l.item_id == item_id && !l.is_final) {
-                    Some(line) => line.text.push_str(delta),
-                    None => self.push_line(LiveLine { speaker: *speaker, item_id: item_id.clone(), text: delta.clone(), at_ms: ev.at_ms, is_final: false, interrupted: false }),
-                }
-            }
-            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, .. } => {
-                let line = LiveLine { speaker: *speaker, item_id: item_id.clone(), text: text.clone(), at_ms: ev.at_ms, is_final: true, interrupted: *interrupted };
-                match self.transcript.iter_mut().rev().find(|l| &l.item_id == item_id && !l.is_final) {
-                    Some(partial) => *partial = line,
-                    None => self.push_line(line),
-                }
-            }
-            CallEventKind::AgentQuestions { count } => self.agent_questions = *count,
-            CallEventKind::BargeIn { .. } => self.barge_ins += 1,
-            CallEventKind::ModelError { .. } => self.model_errors += 1,
-            CallEventKind::IncidentUpdated { incident } => self.incident = Some((**incident).clone()),
-            CallEventKind::Alert { alert_id, alert, severity } => {
-                self.alerts.push(LiveAlert { alert_id: *alert_id, alert: alert.clone(), severity: *severity, at_ms: ev.at_ms, acknowledged_by: None });
-            }
-            CallEventKind::AlertAcknowledged { alert_id, by } => {
-                if let Some(a) = self.alerts.iter_mut().find(|a| a.alert_id == *alert_id) {
-                    a.acknowledged_by = Some(by.clone());
-                }
-            }
-            CallEventKind::DispatchProposed { priority, auto_dispatch_at_ms, message, units } => {
-                let d = &mut self.dispatch;
-                d.phase = DispatchPhase::Proposed;
-                d.priority = *priority;
-                d.message = Some(message.clone());
-                d.units = units.clone();
-                d.auto_dispatch_at_ms = *auto_dispatch_at_ms;
-                d.proposed_at_ms = Some(ev.at_ms);
-            }
-            CallEventKind::Dispatched { by, message, units } => {
-                let d = &mut self.dispatch;
-                d.phase = DispatchPhase::Dispatched;
-                d.message = Some(message.clone());
-                d.units = units.clone();
-                d.auto_dispatch_at_ms = None;
-                d.dispatched_at_ms = Some(ev.at_ms);
-                d.dispatched_by = Some(by.clone());
-                d.recalled_by = None;
-                d.waiting_too_long = false;
-            }
-            CallEventKind::DispatchWaiting => self.dispatch.waiting_too_long = true,
-            CallEventKind::DispatchRecalled { by } => {
-                let d = &mut self.dispatch;
-                d.phase = DispatchPhase::Recalled;
-                d.recalled_by = Some(by.clone());
-                d.auto_dispatch_at_ms = None;
-            }
-            CallEventKind::DispatchAudio { revision, status, .. } => {
-                if *status == DispatchAudioStatus::Completed {
-                    self.dispatch.audio_url = Some(dispatch_audio_url(&self.call_sid, *revision));
-                }
-            }
-            CallEventKind::UnitAttached { unit, .. } => self.set_unit(unit, UnitStatus::Dispatched),
-            CallEventKind::UnitOnScene { unit, .. } => self.set_unit(unit, UnitStatus::OnScene),
-            CallEventKind::UnitStatusChanged { unit, status, .. } => self.set_unit(unit, *status),
-            CallEventKind::Whisper { .. } => self.whispers += 1,
-            CallEventKind::Fallback { reason } => self.fallback_reason = Some(reason.clone()),
-            CallEventKind::HandedOff { action, .. } => self.handed_off = Some(*action),
-            CallEventKind::CallEnded { reason } => {
-                self.ended_reason = Some(reason.clone());
-                self.talking = Talking::Silence;
-            }
-            CallEventKind::Stage { .. }
-            | CallEventKind::StreamStarted { .. }
-            | CallEventKind::Dtmf { .. }
-            | CallEventKind::ModelEventUnknown { .. }
-            | CallEventKind::InputSkipped { .. }
-            | CallEventKind::FunctionCall { .. }
-            | CallEventKind::LegalHold { .. }
-            | CallEventKind::FallbackCompleted { .. }
-            | CallEventKind::ModelReconnected { .. } => {}
-        }
-    }
-
-    fn push_line(&mut self, line: LiveLine) {
-        self.transcript.push(line);
-        if self.transcript.len() > LIVE_TRANSCRIPT_LINES {
-            let extra = self.transcript.len() - LIVE_TRANSCRIPT_LINES;
-            self.transcript.drain(..extra);
-        }
-    }
-
-    fn set_unit(&mut self, unit: &str, status: UnitStatus) {
-        match self.units.iter_mut().find(|u| u.unit == unit) {
-            Some(u) => u.status = status,
-            None => self.units.push(LiveUnit { unit: unit.to_string(), status }),
-        }
-    }
-}
-
 /// What the live feed sends a console (text frames, JSON). Audio goes as binary frames
 /// ([`encode_audio_frame`]).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
@@ -364,31 +249,6 @@ pub fn decode_audio_frame(b: &[u8]) -> Option<(String, Track, u64, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
-
-    fn ev(seq: u64, kind: CallEventKind) -> CallEvent {
-        CallEvent { call_sid: Arc::from("CA1"), seq, at_ms: 1000 + seq, kind }
-    }
-
-    #[test]
-    fn partials_are_replaced_by_the_final_line_and_old_lines_drop_off() {
-        let mut c = LiveCall::default();
-        c.apply(&ev(0, CallEventKind::CallCreated { from: "+1555".into(), to: "+1911".into(), simulated: true }));
-        c.apply(&ev(1, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "9 1 1, ".into() }));
-        c.apply(&ev(2, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "what is".into() }));
-        assert_eq!(c.transcript[0].text, "9 1 1, what is");
-        assert!(!c.transcript[0].is_final);
-        c.apply(&ev(3, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "i1".into(), text: "9 1 1, what is the address?".into(), interrupted: false, stream_ms: None }));
-        assert_eq!(c.transcript.len(), 1);
-        assert!(c.transcript[0].is_final);
-        c.apply(&ev(3, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "dup".into(), text: "x".into(), interrupted: false, stream_ms: None }));
-        assert_eq!(c.transcript.len(), 1, "an event at or below last_seq is skipped");
-        for i in 0..100u64 {
-            c.apply(&ev(4 + i, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: format!("u{i}"), text: "help".into(), interrupted: false, stream_ms: None }));
-        }
-        assert_eq!(c.transcript.len(), LIVE_TRANSCRIPT_LINES);
-        assert_eq!(c.transcript.last().unwrap().item_id, "u99");
-    }
 
     #[test]
     fn audio_frames_round_trip_and_garbage_is_refused() {
@@ -405,18 +265,15 @@ mod fixture {
     use super::*;
 
     /// The committed fixture the console's reducer is tested with (written by the live-feed
-    /// test from a real simulated call) still holds for this reducer.
+    /// test from a real simulated call) still holds for the fold's view.
     #[test]
-    fn the_console_fixture_holds_for_the_rust_reducer() {
+    fn the_console_fixture_holds_for_the_fold() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../ui/src/lib/fixtures/live-call.json");
         let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
         let events: Vec<CallEvent> = serde_json::from_value(v["events"].clone()).unwrap();
         let expected: LiveCall = serde_json::from_value(v["state"].clone()).unwrap();
         assert!(events.len() > 50, "a whole call");
-        let mut c = LiveCall::default();
-        for e in &events {
-            c.apply(e);
-        }
-        assert_eq!(c, expected);
+        let fold = crate::CallFold::of("", &events);
+        assert_eq!(fold.live(), expected);
     }
 }

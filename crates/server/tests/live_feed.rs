@@ -92,6 +92,7 @@ async fn events_rebuild_the_servers_state_and_listen_in_streams_audio() {
         async move { place_call(&base, &sc, &options(2.0)).await.unwrap() }
     });
     // Console A applies every event; keep its state after each one.
+    let mut fold = watchfloor_bridge::CallFold::default();
     let mut state = LiveCall::default();
     let mut states: HashMap<u64, LiveCall> = HashMap::new();
     let mut listening = false;
@@ -118,7 +119,8 @@ async fn events_rebuild_the_servers_state_and_listen_in_streams_audio() {
         match v["type"].as_str().unwrap() {
             "event" => {
                 let ev: CallEvent = serde_json::from_value(v["event"].clone()).unwrap();
-                state.apply(&ev);
+                fold.apply(&ev);
+                state = fold.live();
                 states.insert(ev.seq, state.clone());
                 all_events.push(ev.clone());
                 // A supervisor acts on the proposal: their events reach the feed too.

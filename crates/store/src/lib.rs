@@ -179,12 +179,10 @@ impl Store {
             rec.version = RECORD_VERSION;
             if rec.is_live() {
                 // The record may lag its events by up to one flush interval: rebuild it from them.
-                if let Some(rebuilt) = self.rebuild(&rec.call_sid)? {
-                    rec = rebuilt;
-                }
+                let mut fold = watchfloor_call::CallFold::of(&rec.call_sid, &self.events(&rec.call_sid)?);
                 // The end is recorded as events too, so the record still rebuilds from them.
                 let call_sid: std::sync::Arc<str> = rec.call_sid.as_str().into();
-                let first = rec.last_seq.map_or(0, |s| s + 1);
+                let first = fold.last_seq.map_or(0, |s| s + 1);
                 let kinds = [
                     watchfloor_call::CallEventKind::StatusChanged { status: watchfloor_call::CallStatus::Interrupted },
                     watchfloor_call::CallEventKind::CallEnded { reason: "server_stopped".into() },
@@ -195,9 +193,19 @@ impl Store {
                     .map(|(i, kind)| std::sync::Arc::new(CallEvent { call_sid: call_sid.clone(), seq: first + i as u64, at_ms: now_ms.max(rec.started_at_ms), kind }))
                     .collect();
                 for ev in &events {
-                    rec.apply(ev);
+                    fold.apply(ev);
                 }
                 self.write_events(&events, &[])?;
+                if first == 0 {
+                    // Every record is written after its events, so this cannot happen; if it
+                    // did, the stored record keeps what it says and only ends.
+                    tracing::error!(call_sid = %rec.call_sid, "a live record without events: closed as interrupted");
+                    rec.status = watchfloor_call::CallStatus::Interrupted;
+                    rec.ended_at_ms = Some(now_ms.max(rec.started_at_ms));
+                    rec.end_reason = Some("server_stopped".into());
+                } else {
+                    rec = CallRecord::of(&fold);
+                }
                 interrupted.push(rec.call_sid.clone());
             }
             if rec != before {
@@ -215,13 +223,13 @@ impl Store {
 
     /// Writes a record and moves its index entries from `old` to the new values.
     pub(crate) fn put_record(&self, old: Option<&CallRecord>, rec: &CallRecord) -> Result<(), StoreError> {
-        self.put_records(&[(old.cloned(), rec)])
+        self.put_records(&[(old.cloned(), rec.clone())])
     }
 
     /// Writes records and moves their index entries from the old values to the new: one sled
     /// batch per tree, whatever the number of records (every `apply_batch` writes sled's log
     /// buffer out and waits for the disk).
-    pub(crate) fn put_records(&self, records: &[(Option<CallRecord>, &CallRecord)]) -> Result<(), StoreError> {
+    pub(crate) fn put_records(&self, records: &[(Option<CallRecord>, CallRecord)]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
@@ -365,11 +373,7 @@ impl Store {
         if events.is_empty() {
             return Ok(None);
         }
-        let mut rec = CallRecord::new(call_sid);
-        for ev in &events {
-            rec.apply(ev);
-        }
-        Ok(Some(rec))
+        Ok(Some(CallRecord::of(&watchfloor_call::CallFold::of(call_sid, &events))))
     }
 
     /// A call's recorded audio, every track, in stream order per track (pieces that start at
@@ -405,7 +409,7 @@ impl Store {
 
     /// Writes a batch of events, the records they changed (with their index entries) and the
     /// transcript words, one sled batch per tree that has something to write. Not flushed.
-    pub(crate) fn write_events(&self, events: &[std::sync::Arc<CallEvent>], records: &[(Option<CallRecord>, &CallRecord)]) -> Result<(), StoreError> {
+    pub(crate) fn write_events(&self, events: &[std::sync::Arc<CallEvent>], records: &[(Option<CallRecord>, CallRecord)]) -> Result<(), StoreError> {
         let mut eb = sled::Batch::default();
         let mut wb = sled::Batch::default();
         let mut words = false;

@@ -4,8 +4,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use watchfloor_call::live::DispatchPhase;
-use watchfloor_call::{CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, Speaker};
+use watchfloor_call::{CallFold, CallStatus, Speaker};
 use watchfloor_dispatch::units::UnitStatus;
+
+pub use watchfloor_call::{DispatchAudioRecord, UnitRecord};
 
 /// Current record version. Older records are migrated on open.
 pub const RECORD_VERSION: u32 = 4;
@@ -114,50 +116,7 @@ pub struct CallRecord {
     pub dispatch_audio_url: Option<String>,
 }
 
-/// One voicing of the dispatch message.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
-pub struct DispatchAudioRecord {
-    /// 1, 2, … per call.
-    pub revision: u32,
-    /// Whether there is audio, or why not.
-    pub status: DispatchAudioStatus,
-    /// Where the audio sits on the stream clock (`dispatch` track), ms.
-    pub stream_ms: u64,
-    /// Length, ms.
-    pub duration_ms: u64,
-    /// The words voiced.
-    pub message: String,
-    /// ms since the Unix epoch.
-    pub at_ms: u64,
-}
-
 pub use watchfloor_call::live::dispatch_audio_url;
-
-/// A unit attached to a call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
-pub struct UnitRecord {
-    /// e.g. `Engine 7`.
-    pub unit: String,
-    /// ms since the Unix epoch.
-    pub attached_at_ms: u64,
-    /// ms since the Unix epoch, when it reported on scene.
-    #[serde(default)]
-    pub on_scene_at_ms: Option<u64>,
-    /// Where the unit stands on this call: `dispatched`, `en_route`, `on_scene`, `cleared`, or
-    /// `available` (released before it arrived: a recall or a correction).
-    #[serde(default = "dispatched")]
-    pub status: UnitStatus,
-    /// ms since the Unix epoch, when it reported en route.
-    #[serde(default)]
-    pub en_route_at_ms: Option<u64>,
-    /// ms since the Unix epoch, when it cleared (or was released).
-    #[serde(default)]
-    pub cleared_at_ms: Option<u64>,
-}
-
-fn dispatched() -> UnitStatus {
-    UnitStatus::Dispatched
-}
 
 impl CallRecord {
     /// An empty record.
@@ -207,103 +166,53 @@ impl CallRecord {
             .join("\n")
     }
 
-    /// Applies one event. Events at or below `last_seq` are ignored (idempotent replay).
-    pub fn apply(&mut self, ev: &CallEvent) {
-        if self.last_seq.is_some_and(|s| ev.seq <= s) {
-            return;
-        }
-        self.last_seq = Some(ev.seq);
-        match &ev.kind {
-            CallEventKind::CallCreated { from, to, simulated } => {
-                self.from = from.clone();
-                self.to = to.clone();
-                self.simulated = *simulated;
-                self.started_at_ms = ev.at_ms;
-            }
-            CallEventKind::Stage { stage, elapsed_ms } => {
-                let name = serde_json::to_value(stage).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
-                self.stages.insert(name, *elapsed_ms);
-            }
-            CallEventKind::StreamStarted { stream_sid } => self.stream_sid = Some(stream_sid.clone()),
-            CallEventKind::StatusChanged { status } => self.status = *status,
-            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms } => self.transcript.push(TranscriptLine {
-                speaker: match speaker {
-                    Speaker::Caller => "caller".into(),
-                    Speaker::Agent => "agent".into(),
-                },
-                item_id: item_id.clone(),
-                at_ms: ev.at_ms,
-                text: text.clone(),
-                interrupted: *interrupted,
-                stream_ms: *stream_ms,
-            }),
-            CallEventKind::AgentQuestions { count } => self.agent_questions = *count,
-            CallEventKind::BargeIn { .. } => self.barge_ins += 1,
-            CallEventKind::ModelError { .. } => self.model_errors += 1,
-            CallEventKind::InputSkipped { .. } => self.skipped_inputs += 1,
-            CallEventKind::CallEnded { reason } => {
-                self.ended_at_ms = Some(ev.at_ms);
-                self.end_reason = Some(reason.clone());
-            }
-            CallEventKind::UnitAttached { unit, .. } => match self.units.iter_mut().find(|u| &u.unit == unit) {
-                // Sent again after a release: a fresh assignment.
-                Some(u) if u.status.is_free() => {
-                    *u = UnitRecord { unit: unit.clone(), attached_at_ms: ev.at_ms, on_scene_at_ms: None, status: UnitStatus::Dispatched, en_route_at_ms: None, cleared_at_ms: None };
-                }
-                Some(_) => {}
-                None => self.units.push(UnitRecord { unit: unit.clone(), attached_at_ms: ev.at_ms, on_scene_at_ms: None, status: UnitStatus::Dispatched, en_route_at_ms: None, cleared_at_ms: None }),
-            },
-            CallEventKind::UnitOnScene { unit, .. } => {
-                if let Some(u) = self.units.iter_mut().find(|u| &u.unit == unit) {
-                    u.on_scene_at_ms.get_or_insert(ev.at_ms);
-                    u.status = UnitStatus::OnScene;
-                }
-            }
-            CallEventKind::UnitStatusChanged { unit, status, .. } => {
-                if let Some(u) = self.units.iter_mut().find(|u| &u.unit == unit) {
-                    u.status = *status;
-                    match status {
-                        UnitStatus::EnRoute => u.en_route_at_ms = Some(ev.at_ms),
-                        UnitStatus::OnScene => u.on_scene_at_ms = Some(ev.at_ms),
-                        UnitStatus::Cleared | UnitStatus::Available => u.cleared_at_ms = Some(ev.at_ms),
-                        UnitStatus::Dispatched => {}
-                    }
-                }
-            }
-            CallEventKind::DispatchAudio { revision, status, stream_ms, duration_ms, message } => {
-                self.dispatch_audio.push(DispatchAudioRecord { revision: *revision, status: *status, stream_ms: *stream_ms, duration_ms: *duration_ms, message: message.clone(), at_ms: ev.at_ms });
-                if *status == DispatchAudioStatus::Completed {
-                    self.dispatch_audio_url = Some(dispatch_audio_url(&self.call_sid, *revision));
-                }
-            }
-            CallEventKind::LegalHold { on, .. } => self.legal_hold = *on,
-            CallEventKind::IncidentUpdated { incident } => {
-                self.incident_type = incident.incident_type.as_ref().map(|f| f.value.clone());
-                self.priority = incident.priority.as_ref().map(|f| f.value.label().to_string());
-                self.location = incident.location.as_ref().map(|f| f.value.line());
-            }
-            CallEventKind::DispatchProposed { message, .. } => {
-                self.dispatch = Some(DispatchPhase::Proposed);
-                self.dispatch_message = Some(message.clone());
-            }
-            CallEventKind::Dispatched { message, .. } => {
-                self.dispatch = Some(DispatchPhase::Dispatched);
-                self.dispatch_message = Some(message.clone());
-            }
-            CallEventKind::DispatchRecalled { .. } => self.dispatch = Some(DispatchPhase::Recalled),
-            CallEventKind::Alert { alert, .. } => self.alerts.push(alert.label()),
-            CallEventKind::TranscriptDelta { .. }
-            | CallEventKind::Talking { .. }
-            | CallEventKind::Dtmf { .. }
-            | CallEventKind::ModelEventUnknown { .. }
-            | CallEventKind::FunctionCall { .. }
-            | CallEventKind::Fallback { .. }
-            | CallEventKind::FallbackCompleted { .. }
-            | CallEventKind::ModelReconnected { .. }
-            | CallEventKind::HandedOff { .. }
-            | CallEventKind::DispatchWaiting
-            | CallEventKind::AlertAcknowledged { .. }
-            | CallEventKind::Whisper { .. } => {}
+    /// The record of a call as its events have it ([`CallFold`], the one fold): final lines in
+    /// the order they became final, the incident's type, priority and location as one-line
+    /// summaries, alerts by label.
+    pub fn of(fold: &CallFold) -> Self {
+        let incident = fold.incident.as_ref();
+        CallRecord {
+            version: RECORD_VERSION,
+            call_sid: fold.call_sid.clone(),
+            from: fold.from.clone(),
+            to: fold.to.clone(),
+            simulated: fold.simulated,
+            status: fold.status,
+            started_at_ms: fold.started_at_ms,
+            ended_at_ms: fold.ended_at_ms,
+            end_reason: fold.end_reason.clone(),
+            stream_sid: fold.stream_sid.clone(),
+            transcript: fold
+                .final_lines()
+                .into_iter()
+                .map(|l| TranscriptLine {
+                    speaker: match l.speaker {
+                        Speaker::Caller => "caller".into(),
+                        Speaker::Agent => "agent".into(),
+                    },
+                    item_id: l.item_id.clone(),
+                    at_ms: l.at_ms,
+                    text: l.text.clone(),
+                    interrupted: l.interrupted,
+                    stream_ms: l.stream_ms,
+                })
+                .collect(),
+            stages: fold.stages.clone(),
+            agent_questions: fold.agent_questions,
+            barge_ins: fold.barge_ins,
+            model_errors: fold.model_errors,
+            skipped_inputs: fold.skipped_inputs,
+            last_seq: fold.last_seq,
+            incident_type: incident.and_then(|i| i.incident_type.as_ref()).map(|f| f.value.clone()),
+            priority: incident.and_then(|i| i.priority.as_ref()).map(|f| f.value.label().to_string()),
+            units: fold.units.clone(),
+            legal_hold: fold.legal_hold,
+            location: incident.and_then(|i| i.location.as_ref()).map(|f| f.value.line()),
+            dispatch: (fold.dispatch.phase != DispatchPhase::None).then_some(fold.dispatch.phase),
+            dispatch_message: fold.dispatch.message.clone(),
+            alerts: fold.alerts.iter().map(|a| a.alert.label()).collect(),
+            dispatch_audio: fold.dispatch_audio.clone(),
+            dispatch_audio_url: fold.dispatch.audio_url.clone(),
         }
     }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use watchfloor_call::{AppendError, CallEvent, CallEventKind, RecordMsg, Track};
+use watchfloor_call::{AppendError, CallEvent, CallEventKind, CallFold, RecordMsg, Track};
 use watchfloor_wire::mulaw;
 
 use crate::audio::CHUNK_BYTES;
@@ -48,8 +48,9 @@ struct OpenChunk {
 
 #[derive(Default)]
 struct State {
-    /// Records of live calls (and of ended calls touched in this batch).
-    live: HashMap<Arc<str>, CallRecord>,
+    /// The fold of each live call's events (and of ended calls touched in this batch): its
+    /// record is a projection of it ([`CallRecord::of`]).
+    live: HashMap<Arc<str>, CallFold>,
     /// Audio not yet written, per call and track. It is written (as a new piece, never by
     /// rewriting) when it reaches a second, when its run breaks, when its call ends, at a
     /// barrier or an append, and at shutdown.
@@ -122,9 +123,9 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         for msg in buf.drain(..) {
             match msg {
                 RecordMsg::Event(ev) => {
-                    let rec = cached(&store, &mut st.live, &ev.call_sid);
-                    st.dirty.entry(ev.call_sid.clone()).or_insert_with(|| (rec.last_seq.is_some()).then(|| rec.clone()));
-                    rec.apply(&ev);
+                    let fold = cached(&store, &mut st.live, &ev.call_sid);
+                    st.dirty.entry(ev.call_sid.clone()).or_insert_with(|| fold.last_seq.is_some().then(|| CallRecord::of(fold)));
+                    fold.apply(&ev);
                     if matches!(ev.kind, CallEventKind::CallEnded { .. }) {
                         ended.push(ev.call_sid.clone());
                         must_flush = true;
@@ -146,10 +147,10 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                         match store.get_call(&call_sid) {
                             Ok(Some(rec)) if rec.is_live() => Err(AppendError::StillLive(call_sid.to_string())),
                             Ok(Some(rec)) => {
-                                let seq = rec.last_seq.map_or(0, |s| s + 1);
+                                let entry = cached(&store, &mut st.live, &call_sid);
+                                let seq = entry.last_seq.map_or(0, |s| s + 1);
                                 let ev = Arc::new(CallEvent { call_sid: call_sid.clone(), seq, at_ms, kind });
-                                let entry = st.live.entry(call_sid.clone()).or_insert(rec);
-                                st.dirty.entry(call_sid.clone()).or_insert_with(|| Some(entry.clone()));
+                                st.dirty.entry(call_sid.clone()).or_insert(Some(rec));
                                 entry.apply(&ev);
                                 ended.push(call_sid.clone());
                                 events.push(ev.clone());
@@ -181,11 +182,11 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         }
         // Write events (and records when due); retry on error (the data stays in memory).
         let wrote_records = loop {
-            let changed: Vec<(Option<CallRecord>, &CallRecord)> = st
+            let changed: Vec<(Option<CallRecord>, CallRecord)> = st
                 .dirty
                 .iter()
                 .filter(|(sid, _)| all_records_due || ended.contains(sid))
-                .filter_map(|(sid, old)| st.live.get(sid).map(|r| (old.clone(), r)))
+                .filter_map(|(sid, old)| st.live.get(sid).map(|f| (old.clone(), CallRecord::of(f))))
                 .collect();
             match store.write_events(&events, &changed) {
                 Ok(()) => break !changed.is_empty(),
@@ -330,8 +331,16 @@ fn write_audio(store: &Store, st: &mut State, closing: bool) {
     st.file_len.retain(|sid, _| to_sync.contains(sid) || pending.iter().any(|p| &p.0 == sid) || (!closing && live.contains_key(sid)));
 }
 
-fn cached<'a>(store: &Store, live: &'a mut HashMap<Arc<str>, CallRecord>, sid: &Arc<str>) -> &'a mut CallRecord {
-    live.entry(sid.clone()).or_insert_with(|| store.get_call(sid).ok().flatten().unwrap_or_else(|| CallRecord::new(sid)))
+/// The fold of a call the writer holds, or one made from its stored events (none yet for a new
+/// call; an ended call's whole history for an append after its end).
+fn cached<'a>(store: &Store, live: &'a mut HashMap<Arc<str>, CallFold>, sid: &Arc<str>) -> &'a mut CallFold {
+    live.entry(sid.clone()).or_insert_with(|| match store.events(sid) {
+        Ok(events) => CallFold::of(sid, &events),
+        Err(e) => {
+            tracing::error!(call_sid = %sid, error = %e, "stored events unreadable: the call's fold starts empty");
+            CallFold::new(sid)
+        }
+    })
 }
 
 fn add_audio(st: &mut State, sid: Arc<str>, track: Track, stream_ms: u64, audio: &[u8]) {

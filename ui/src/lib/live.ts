@@ -69,10 +69,18 @@ function openLine(c: LiveCall, itemId: string): LiveLine | undefined {
   return undefined;
 }
 
-function setUnit(c: LiveCall, unit: string, status: UnitStatus) {
+/** A unit attached to the call, as the server's fold has it (crates/call/src/fold.rs): a unit
+ * free again (released or cleared) gets a fresh assignment; one still out is left as it is. */
+function attachUnit(c: LiveCall, unit: string) {
+  const u = c.units.find((x) => x.unit === unit);
+  if (!u) c.units.push({ unit, status: 'dispatched' });
+  else if (u.status === 'available' || u.status === 'cleared') u.status = 'dispatched';
+}
+
+/** A move of a unit attached to the call (a unit never attached cannot move). */
+function moveUnit(c: LiveCall, unit: string, status: UnitStatus) {
   const u = c.units.find((x) => x.unit === unit);
   if (u) u.status = status;
-  else c.units.push({ unit, status });
 }
 
 /**
@@ -161,13 +169,13 @@ export function applyEvent(c: LiveCall, ev: CallEvent): boolean {
       if (ev.status === 'completed') d.audio_url = dispatchAudioUrl(c.call_sid, ev.revision);
       break;
     case 'unit_attached':
-      setUnit(c, ev.unit, 'dispatched');
+      attachUnit(c, ev.unit);
       break;
     case 'unit_on_scene':
-      setUnit(c, ev.unit, 'on_scene');
+      moveUnit(c, ev.unit, 'on_scene');
       break;
     case 'unit_status_changed':
-      setUnit(c, ev.unit, ev.status);
+      moveUnit(c, ev.unit, ev.status);
       break;
     case 'whisper':
       c.whispers += 1;

@@ -2,7 +2,7 @@
 import type { UnitStatus } from "./UnitStatus";
 
 /**
- * A unit attached to a call.
+ * A unit attached to a call, with the times of its moves (APCO unit status model).
  */
 export type UnitRecord = { 
 /**
