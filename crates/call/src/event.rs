@@ -82,19 +82,6 @@ impl<'de> Deserialize<'de> for DispatchAudioStatus {
     }
 }
 
-impl DispatchAudioStatus {
-    /// From a `response.done` `status` and whether audio came: `completed` without audio, and
-    /// any status this version does not know, is [`DispatchAudioStatus::Failed`].
-    pub fn from_response(status: &str, has_audio: bool) -> Self {
-        match status {
-            "completed" if has_audio => DispatchAudioStatus::Completed,
-            "cancelled" => DispatchAudioStatus::Cancelled,
-            "incomplete" => DispatchAudioStatus::Incomplete,
-            _ => DispatchAudioStatus::Failed,
-        }
-    }
-}
-
 /// How a call the AI could not keep reached the human line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ts_rs::TS, strum::IntoStaticStr)]
 #[serde(rename_all = "snake_case")]
@@ -519,8 +506,6 @@ mod tests {
         assert_eq!(serde_json::from_str::<FallbackRoute>("\"stream_close\"").unwrap(), FallbackRoute::StreamClose);
         assert_eq!(serde_json::from_str::<HandOffAction>("\"hangup\"").unwrap().final_status(), CallStatus::Completed);
         assert_eq!(serde_json::from_str::<DispatchAudioStatus>("\"in_progress\"").unwrap(), DispatchAudioStatus::Unknown);
-        assert_eq!(DispatchAudioStatus::from_response("completed", false), DispatchAudioStatus::Failed);
-        assert_eq!(DispatchAudioStatus::from_response("cancelled", true), DispatchAudioStatus::Cancelled);
         assert_eq!(CallStatus::NAMES.len(), 8);
     }
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use watchfloor_call::DispatchAudioStatus;
 use watchfloor_wire::mulaw;
-use watchfloor_wire::realtime::{ClientEvent, ItemCreate, ResponseCreateParams, ServerEvent};
+use watchfloor_wire::realtime::{ClientEvent, ItemCreate, ResponseCreateParams, ResponseStatus, ServerEvent};
 
 /// How the model voices the dispatch message.
 const DISPATCH_VOICE_INSTRUCTIONS: &str = "You are the dispatch radio voice. Read the dispatch message you are given aloud exactly as written, word for word, in a calm, clear, even voice. Say nothing else.";
@@ -33,6 +33,17 @@ pub struct Voiced {
     pub message: String,
     /// Its μ-law audio (empty when none came).
     pub audio: Vec<u8>,
+}
+
+/// A voicing's status from its `response.done` `status` and whether audio came: `completed`
+/// without audio, and any status this version does not know, is a failure.
+pub fn status_of(status: ResponseStatus, has_audio: bool) -> DispatchAudioStatus {
+    match status {
+        ResponseStatus::Completed if has_audio => DispatchAudioStatus::Completed,
+        ResponseStatus::Cancelled => DispatchAudioStatus::Cancelled,
+        ResponseStatus::Incomplete => DispatchAudioStatus::Incomplete,
+        _ => DispatchAudioStatus::Failed,
+    }
 }
 
 /// What a model event meant for the dispatch audio.
@@ -162,7 +173,7 @@ impl DispatchAudio {
                 let Some((message, requested_ms, _)) = self.requested.remove(&revision) else { return Routed::Ours };
                 let stream_ms = requested_ms.max(self.end_ms);
                 let duration_ms = mulaw::bytes_to_ms(audio.len());
-                let status = DispatchAudioStatus::from_response(&response.status, !audio.is_empty());
+                let status = status_of(response.status_kind(), !audio.is_empty());
                 if !audio.is_empty() {
                     self.end_ms = stream_ms + duration_ms;
                 }
@@ -222,6 +233,14 @@ mod tests {
         let Routed::Done(v) = d.on_event(&done("resp_b"), &mut scratch) else { panic!() };
         assert_eq!((v.revision, v.stream_ms), (2, 2_000));
         assert!(matches!(d.on_event(&created("resp_c", "9"), &mut scratch), Routed::Skip(_)), "a revision never asked for");
+    }
+
+    #[test]
+    fn a_voicing_without_audio_or_of_an_unknown_status_failed() {
+        assert_eq!(status_of(ResponseStatus::Completed, true), DispatchAudioStatus::Completed);
+        assert_eq!(status_of(ResponseStatus::Completed, false), DispatchAudioStatus::Failed);
+        assert_eq!(status_of(ResponseStatus::Cancelled, true), DispatchAudioStatus::Cancelled);
+        assert_eq!(status_of("paused".parse().unwrap_or(ResponseStatus::Unknown), true), DispatchAudioStatus::Failed);
     }
 
     #[test]

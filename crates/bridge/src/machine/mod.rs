@@ -35,7 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use watchfloor_wire::mulaw;
-use watchfloor_wire::realtime::{ClientEvent, ItemCreate, ResponseCreateParams, ServerEvent};
+use watchfloor_wire::realtime::{ClientEvent, ItemCreate, ResponseCreateParams, ResponseStatus, ServerEvent};
 use watchfloor_wire::twilio::{TwilioInbound, TwilioOutbound};
 
 use bytes::Bytes;
@@ -896,7 +896,7 @@ impl CallMachine {
                 for ev in self.dispatch_audio.after_response() {
                     self.out.push_back(Output::ToModel(ev));
                 }
-                if response.status == "failed" {
+                if response.status_kind() == ResponseStatus::Failed {
                     let message = response.status_details.map(|d| d.to_string()).unwrap_or_default();
                     self.emit(now, CallEventKind::ModelError { error_type: "response_failed".into(), code: None, message });
                 }

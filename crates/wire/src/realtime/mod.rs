@@ -325,6 +325,31 @@ pub struct Response {
     pub usage: Option<Value>,
 }
 
+/// A response's `status`, typed (an unknown word reads as [`ResponseStatus::Unknown`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::EnumString, strum::IntoStaticStr)]
+#[strum(serialize_all = "snake_case")]
+pub enum ResponseStatus {
+    /// Still generating.
+    InProgress,
+    /// Done.
+    Completed,
+    /// Cancelled (`response.cancel`, or cut by the server's turn detection).
+    Cancelled,
+    /// Failed (`status_details` says why).
+    Failed,
+    /// Stopped early (token limit, content filter).
+    Incomplete,
+    /// A word this version does not know.
+    Unknown,
+}
+
+impl Response {
+    /// [`Response::status`], typed.
+    pub fn status_kind(&self) -> ResponseStatus {
+        self.status.parse().unwrap_or(ResponseStatus::Unknown)
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client events
 // ---------------------------------------------------------------------------------------------
