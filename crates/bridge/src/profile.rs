@@ -94,6 +94,13 @@ impl AgentProfile {
 
     /// The `session.update` for one call: μ-law both ways, server VAD, transcription, voice.
     pub fn session_update(&self, ctx: &CallContext) -> ClientEvent {
+        self.session_update_answering(ctx, true)
+    }
+
+    /// [`AgentProfile::session_update`], with the agent answering the caller's turns or not
+    /// (`turn_detection.create_response` and `interrupt_response`, PROTOCOLS.md §5: while a
+    /// supervisor holds the call's voice the caller is still transcribed, the agent silent).
+    pub fn session_update_answering(&self, ctx: &CallContext, answering: bool) -> ClientEvent {
         ClientEvent::SessionUpdate {
             event_id: None,
             session: Box::new(SessionConfig {
@@ -115,8 +122,8 @@ impl AgentProfile {
                             prefix_padding_ms: self.vad.prefix_padding_ms,
                             silence_duration_ms: self.vad.silence_duration_ms,
                             idle_timeout_ms: None,
-                            create_response: true,
-                            interrupt_response: true,
+                            create_response: answering,
+                            interrupt_response: answering,
                         }),
                     }),
                     output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some(self.voice.clone()), speed: Some(1.0) }),

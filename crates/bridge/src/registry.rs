@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
-use watchfloor_call::{CallFold, CallStatus, Hub, LiveCall};
+use watchfloor_call::{CallFold, CallMode, CallStatus, Hub, LiveCall};
 use crate::machine::{Command, Refusal};
 use crate::model::ModelConfig;
 use crate::profile::AgentProfile;
@@ -67,6 +67,10 @@ pub struct ActiveCall {
     pub started_at_ms: u64,
     /// Current status.
     pub status: CallStatus,
+    /// Who speaks to the caller (issue 17).
+    pub mode: CallMode,
+    /// The supervisor holding the call's voice, while one does.
+    pub voice_holder: Option<String>,
 }
 
 struct Entry {
@@ -267,8 +271,15 @@ impl CallRegistry {
     pub fn active(&self) -> Vec<ActiveCall> {
         self.live_calls()
             .into_iter()
-            .map(|c| ActiveCall { call_sid: c.call_sid, from: c.from, to: c.to, simulated: c.simulated, started_at_ms: c.started_at_ms, status: c.status })
+            .map(|c| ActiveCall { call_sid: c.call_sid, from: c.from, to: c.to, simulated: c.simulated, started_at_ms: c.started_at_ms, status: c.status, mode: c.mode, voice_holder: c.voice_holder })
             .collect()
+    }
+
+    /// One live call as the console shows it.
+    pub fn live_call(&self, call_sid: &str) -> Option<LiveCall> {
+        let state = self.calls.lock().get(call_sid).map(|e| e.live.clone())?;
+        let view = state.lock().live();
+        Some(view)
     }
 
     /// Every live call as the console shows it, oldest first. Each call's state is locked on

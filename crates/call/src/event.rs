@@ -53,6 +53,19 @@ pub enum Talking {
     Agent,
 }
 
+/// Who speaks to the caller for the call (issue 17): the AI agent, or a supervisor who took the
+/// voice over (the agent is silent, the caller still transcribed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ts_rs::TS, strum::IntoStaticStr)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum CallMode {
+    /// The AI agent answers the caller.
+    #[default]
+    Ai,
+    /// A supervisor holds the call's voice; the agent does not answer.
+    Takeover,
+}
+
 /// How a voiced dispatch message came out (its out-of-band response's `status`, PROTOCOLS.md
 /// §1, or why none was asked for).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, ts_rs::TS, strum::IntoStaticStr, strum::EnumString)]
@@ -429,6 +442,14 @@ pub enum CallEventKind {
         /// The line the call went to, if any.
         to: Option<String>,
         /// The console user.
+        by: String,
+    },
+    /// Who speaks to the caller changed: a supervisor took the voice over (`takeover`) or
+    /// handed the call back to the agent (`ai`).
+    ModeChanged {
+        /// The mode from now on.
+        mode: CallMode,
+        /// The console user who took the voice or handed it back.
         by: String,
     },
     /// The call ended.

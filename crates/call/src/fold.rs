@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use watchfloor_dispatch::incident::Incident;
 use watchfloor_dispatch::units::UnitStatus;
 
-use crate::event::{CallEvent, CallEventKind, CallStatus, DispatchAudioStatus, HandOffAction, Speaker, Talking};
+use crate::event::{CallEvent, CallEventKind, CallMode, CallStatus, DispatchAudioStatus, HandOffAction, Speaker, Talking};
 use crate::live::{DispatchPhase, LIVE_TRANSCRIPT_LINES, LiveAlert, LiveCall, LiveDispatch, LiveLine, LiveUnit, dispatch_audio_url};
 
 /// A unit attached to a call, with the times of its moves (APCO unit status model).
@@ -53,6 +53,18 @@ pub struct DispatchAudioRecord {
     pub message: String,
     /// ms since the Unix epoch.
     pub at_ms: u64,
+}
+
+/// A supervisor's takeover of the call's voice (issue 17).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct TakeoverRecord {
+    /// The console user who held the voice.
+    pub by: String,
+    /// When they took it, ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// When they handed the call back (or it ended), ms since the Unix epoch.
+    #[serde(default)]
+    pub ended_at_ms: Option<u64>,
 }
 
 /// A transcript line as the fold keeps it: partial while its deltas stream, then final.
@@ -120,6 +132,12 @@ pub struct CallFold {
     pub dispatch_audio: Vec<DispatchAudioRecord>,
     /// Under legal hold.
     pub legal_hold: bool,
+    /// Who speaks to the caller.
+    pub mode: CallMode,
+    /// The supervisor holding the call's voice, while one does.
+    pub voice_holder: Option<String>,
+    /// Every takeover, in order.
+    pub takeovers: Vec<TakeoverRecord>,
     /// Why the call went to the human line, if it did.
     pub fallback_reason: Option<String>,
     /// What a supervisor did, if they handed the call off.
@@ -260,16 +278,33 @@ impl CallFold {
             CallEventKind::Whisper { .. } => self.whispers += 1,
             CallEventKind::Fallback { reason } => self.fallback_reason = Some(reason.clone()),
             CallEventKind::HandedOff { action, .. } => self.handed_off = Some(*action),
+            CallEventKind::ModeChanged { mode, by } => {
+                self.close_takeover(ev.at_ms);
+                self.mode = *mode;
+                self.voice_holder = None;
+                if *mode == CallMode::Takeover {
+                    self.voice_holder = Some(by.clone());
+                    self.takeovers.push(TakeoverRecord { by: by.clone(), started_at_ms: ev.at_ms, ended_at_ms: None });
+                }
+            }
             CallEventKind::CallEnded { reason } => {
                 self.ended_at_ms = Some(ev.at_ms);
                 self.end_reason = Some(reason.clone());
                 self.talking = Talking::Silence;
+                self.close_takeover(ev.at_ms);
+                self.voice_holder = None;
             }
             CallEventKind::Dtmf { .. }
             | CallEventKind::ModelEventUnknown { .. }
             | CallEventKind::FunctionCall { .. }
             | CallEventKind::FallbackCompleted { .. }
             | CallEventKind::ModelReconnected { .. } => {}
+        }
+    }
+
+    fn close_takeover(&mut self, at_ms: u64) {
+        if let Some(t) = self.takeovers.last_mut().filter(|t| t.ended_at_ms.is_none()) {
+            t.ended_at_ms = Some(at_ms);
         }
     }
 
@@ -312,6 +347,8 @@ impl CallFold {
             handed_off: self.handed_off,
             whispers: self.whispers,
             ended_reason: self.end_reason.clone(),
+            mode: self.mode,
+            voice_holder: self.voice_holder.clone(),
             last_seq: self.last_seq,
             last_at_ms: self.last_at_ms,
         }
@@ -382,5 +419,28 @@ mod tests {
         f.apply(&ev(6, CallEventKind::UnitOnScene { unit: "Ladder 2".into(), by: by() }));
         assert_eq!(f.units.len(), 1, "a unit never attached cannot arrive");
         assert_eq!(f.live().units, vec![LiveUnit { unit: "Engine 7".into(), status: UnitStatus::Dispatched }]);
+    }
+}
+
+#[cfg(test)]
+mod takeover_tests {
+    use super::*;
+    use std::sync::Arc;
+
+    #[test]
+    fn a_takeover_names_its_holder_until_the_hand_back_or_the_end() {
+        let ev = |seq: u64, kind: CallEventKind| CallEvent { call_sid: Arc::from("CA1"), seq, at_ms: 1000 + seq, kind };
+        let mut f = CallFold::new("CA1");
+        f.apply(&ev(1, CallEventKind::ModeChanged { mode: CallMode::Takeover, by: "ana".into() }));
+        assert_eq!((f.live().mode, f.live().voice_holder.as_deref()), (CallMode::Takeover, Some("ana")));
+        f.apply(&ev(2, CallEventKind::ModeChanged { mode: CallMode::Ai, by: "ana".into() }));
+        assert_eq!((f.mode, f.voice_holder.as_deref()), (CallMode::Ai, None));
+        f.apply(&ev(3, CallEventKind::ModeChanged { mode: CallMode::Takeover, by: "ben".into() }));
+        f.apply(&ev(4, CallEventKind::CallEnded { reason: "stop".into() }));
+        assert_eq!(f.takeovers, vec![
+            TakeoverRecord { by: "ana".into(), started_at_ms: 1001, ended_at_ms: Some(1002) },
+            TakeoverRecord { by: "ben".into(), started_at_ms: 1003, ended_at_ms: Some(1004) },
+        ]);
+        assert_eq!(f.voice_holder, None);
     }
 }

@@ -13,7 +13,7 @@ use watchfloor_dispatch::policy::DispatchedBy;
 use watchfloor_dispatch::types::Priority;
 use watchfloor_dispatch::units::UnitStatus;
 
-use crate::event::{CallEvent, CallStatus, HandOffAction, Speaker, Talking, Track};
+use crate::event::{CallEvent, CallMode, CallStatus, HandOffAction, Speaker, Talking, Track};
 
 /// Transcript lines a live call keeps for the board and a newly connected console (the record
 /// has all of them).
@@ -145,6 +145,12 @@ pub struct LiveCall {
     pub whispers: u32,
     /// Why the call ended, once it has.
     pub ended_reason: Option<String>,
+    /// Who speaks to the caller.
+    #[serde(default)]
+    pub mode: CallMode,
+    /// The supervisor holding the call's voice, while one does.
+    #[serde(default)]
+    pub voice_holder: Option<String>,
     /// Sequence number of the last event applied (a console skips events at or below it).
     pub last_seq: Option<u64>,
     /// Time of the last event applied, ms since the Unix epoch.

@@ -37,9 +37,10 @@ pub(crate) async fn audited_read<T>(state: &AppState, user: &User, action: &str,
     r
 }
 
-
-
-pub(crate) async fn audited_action(state: &AppState, user: &User, action: &str, id: &str, detail: String, r: Result<watchfloor_store::CallRecord, ApiError>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+/// Audits a supervisor's action on call `id` (durably: the entry is flushed before the answer),
+/// with `detail` and, on failure, the reason; returns the result as JSON (the call's record or
+/// live state).
+pub(crate) async fn audited_action<T>(state: &AppState, user: &User, action: &str, id: &str, detail: String, r: Result<T, ApiError>) -> Result<Json<T>, ApiError> {
     let outcome = outcome_of(&r);
     let detail = match &r {
         Err(ApiError(_, why)) => format!("{detail}; {why}"),

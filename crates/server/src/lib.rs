@@ -19,6 +19,7 @@ mod session;
 pub mod settings;
 mod supervise;
 pub mod training;
+mod voice;
 mod webhook;
 
 use std::net::SocketAddr;

@@ -22,6 +22,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(crate::review::routes())
         .merge(crate::session::routes())
         .merge(crate::control::routes())
+        .merge(crate::voice::routes())
         .merge(crate::supervise::routes())
         .merge(crate::live::routes())
         .merge(crate::training::routes())

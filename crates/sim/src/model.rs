@@ -237,7 +237,8 @@ pub struct ModelFake {
     addr: SocketAddr,
     sessions: Arc<Mutex<Vec<Arc<Mutex<SessionLog>>>>>,
     stop: CancellationToken,
-    /// Counts what tests wait for: a session opened or closed, a caller turn found.
+    /// Counts what tests wait for: a session opened or closed, a client event handled, a caller
+    /// turn found.
     activity: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -302,7 +303,8 @@ impl ModelFake {
     }
 
     /// Waits until `done` holds of the sessions, checked at each change the fake sees (a
-    /// session opened or closed, a caller turn found); false after `timeout`.
+    /// session opened or closed, a client event other than an append handled, a caller turn
+    /// found); false after `timeout`.
     pub async fn wait_until(&self, timeout: Duration, mut done: impl FnMut(&[SessionLog]) -> bool) -> bool {
         let mut changes = self.activity.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
@@ -483,6 +485,11 @@ async fn serve_connection(
                             session.read_at_ns = p.now_ns();
                         }
                         session.on_text(text.as_str());
+                        // Tests wait on what the session saw (`ModelFake::wait_until`); an
+                        // append alone (50 a second) is not worth a wake-up.
+                        if !text.as_str().starts_with(r#"{"type":"input_audio_buffer.append""#) {
+                            shared.activity.send_modify(|n| *n += 1);
+                        }
                         // Arm this session's fault once its caller is known (once per number).
                         if fault.lock().is_none() {
                             let number = shared.log.lock().caller_number.clone();

@@ -7,7 +7,7 @@ use watchfloor_call::live::DispatchPhase;
 use watchfloor_call::{CallFold, CallStatus, Speaker};
 use watchfloor_dispatch::units::UnitStatus;
 
-pub use watchfloor_call::{DispatchAudioRecord, UnitRecord};
+pub use watchfloor_call::{DispatchAudioRecord, TakeoverRecord, UnitRecord};
 
 /// Current record version. Older records are migrated on open.
 pub const RECORD_VERSION: u32 = 4;
@@ -114,6 +114,9 @@ pub struct CallRecord {
     /// (`/api/calls/{CallSid}/dispatch/{revision}/audio.wav`), once there is one.
     #[serde(default)]
     pub dispatch_audio_url: Option<String>,
+    /// Every time a supervisor took the call's voice over, in order (issue 17).
+    #[serde(default)]
+    pub takeovers: Vec<TakeoverRecord>,
 }
 
 pub use watchfloor_call::live::dispatch_audio_url;
@@ -149,6 +152,7 @@ impl CallRecord {
             alerts: Vec::new(),
             dispatch_audio: Vec::new(),
             dispatch_audio_url: None,
+            takeovers: Vec::new(),
         }
     }
 
@@ -213,6 +217,7 @@ impl CallRecord {
             alerts: fold.alerts.iter().map(|a| a.alert.label()).collect(),
             dispatch_audio: fold.dispatch_audio.clone(),
             dispatch_audio_url: fold.dispatch.audio_url.clone(),
+            takeovers: fold.takeovers.clone(),
         }
     }
 }

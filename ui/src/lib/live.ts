@@ -1,6 +1,7 @@
-// The console's view of a live call, kept by applying CallEvents: the same reducer as
-// `LiveCall::apply` in crates/bridge/src/live.rs. Both are checked against one fixture
-// (src/lib/fixtures/live-call.json: events and the state the server built from them).
+// The console's view of a live call, kept by applying CallEvents: the same view the server
+// projects from its one fold of the events (`CallFold::live`, crates/call/src/fold.rs). Both
+// are checked against one fixture (src/lib/fixtures/live-call.json: events and the state the
+// server built from them).
 
 import type { CallEvent } from './types/CallEvent';
 import type { LiveCall } from './types/LiveCall';
@@ -44,6 +45,8 @@ export function emptyCall(): LiveCall {
     handed_off: null,
     whispers: 0,
     ended_reason: null,
+    mode: 'ai',
+    voice_holder: null,
     last_seq: null,
     last_at_ms: 0,
   };
@@ -186,9 +189,14 @@ export function applyEvent(c: LiveCall, ev: CallEvent): boolean {
     case 'handed_off':
       c.handed_off = ev.action;
       break;
+    case 'mode_changed':
+      c.mode = ev.mode;
+      c.voice_holder = ev.mode === 'takeover' ? ev.by : null;
+      break;
     case 'call_ended':
       c.ended_reason = ev.reason;
       c.talking = 'silence';
+      c.voice_holder = null;
       break;
     default:
       // stage, stream_started, dtmf, model_event_unknown, input_skipped, function_call,

@@ -47,7 +47,7 @@ use watchfloor_dispatch::policy::Policy;
 use watchfloor_dispatch::report;
 use watchfloor_dispatch::units::{Roster, UnitStatus};
 
-use watchfloor_call::{AudioFrame, CallEvent, CallEventKind, CallStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
+use watchfloor_call::{AudioFrame, CallEvent, CallEventKind, CallMode, CallStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
 use crate::profile::{AgentProfile, CallContext};
 
 pub use caller::{CallerClock, ClockLimit, MAX_CLOCK_STEP_BACK_MS, MAX_PADDED_GAP_MS};
@@ -151,6 +151,12 @@ pub enum Refusal {
     /// [`Command::Record`] with an event that is not a record-keeping one.
     #[error("not a record-keeping event")]
     NotRecordKeeping,
+    /// Another supervisor holds the call's voice (the HTTP API answers 409 with this text).
+    #[error("the call's voice is held by {0}")]
+    VoiceHeld(String),
+    /// Only the supervisor holding the call's voice can hand it back.
+    #[error("you do not hold this call's voice")]
+    NotVoiceHolder,
     /// A hand-off (or the fallback to the human line) is already under way.
     #[error("the call is already being handed off")]
     HandOffUnderWay,
@@ -210,6 +216,20 @@ pub enum Command {
         unit: String,
         /// The status it moves to.
         status: UnitStatus,
+        /// The console user.
+        by: String,
+    },
+    /// A supervisor takes the call's voice over (issue 17): the agent's reply in flight is cut
+    /// at the played position, Twilio's buffer is cleared, and the model stops answering
+    /// (`turn_detection.create_response: false`, PROTOCOLS.md §5) while the caller's audio still
+    /// reaches it. Refused while another supervisor holds the voice ([`Refusal::VoiceHeld`]).
+    TakeVoice {
+        /// The console user.
+        by: String,
+    },
+    /// The supervisor holding the voice hands the call back to the agent: the model answers
+    /// again and is told a supervisor spoke with the caller. Refused to anyone else.
+    HandBack {
         /// The console user.
         by: String,
     },
@@ -362,6 +382,8 @@ pub struct CallMachine {
     fallback_reason: Option<String>,
     /// A supervisor hand-off sent to Twilio: (action, line, user).
     pending_handoff: Option<(HandOffAction, Option<String>, String)>,
+    /// The supervisor holding the call's voice (takeover mode), while one does.
+    voice_holder: Option<String>,
 }
 
 impl CallMachine {
@@ -409,6 +431,7 @@ impl CallMachine {
             falling_back: false,
             fallback_reason: None,
             pending_handoff: None,
+            voice_holder: None,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -552,7 +575,7 @@ impl CallMachine {
             Input::ModelConnected => {
                 self.session.connected(now);
                 self.stage(now, Stage::ModelConnected);
-                let update = self.profile.session_update(&self.context);
+                let update = self.session_update();
                 self.out.push_back(Output::ToModel(update));
                 self.out.push_back(Output::FlushBacklog);
                 self.maybe_greet();
@@ -702,7 +725,7 @@ impl CallMachine {
             self.playout.cancel(resp);
         }
         self.reply_after_response = false;
-        self.out.push_back(Output::ToModel(self.profile.session_update(&self.context)));
+        self.out.push_back(Output::ToModel(self.session_update()));
         for line in &self.history {
             let item = match line.speaker {
                 Speaker::Caller => ItemCreate::user_text(line.text.clone()),
@@ -718,7 +741,7 @@ impl CallMachine {
         }
         // After a drop, the caller may be waiting for an answer: ask for one unless the agent
         // spoke last (a renewal happens only at a quiet moment).
-        if !renewed && self.history.last().is_some_and(|l| l.speaker == Speaker::Caller) {
+        if !renewed && self.voice_holder.is_none() && self.history.last().is_some_and(|l| l.speaker == Speaker::Caller) {
             self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
         }
         self.emit(now, CallEventKind::ModelReconnected { renewed, items });
@@ -879,6 +902,12 @@ impl CallMachine {
                 }
             }
             ServerEvent::ResponseCreated { response, .. } => {
+                if self.voice_holder.is_some() {
+                    // The supervisor has the caller: the agent stays silent whatever asked it.
+                    self.out.push_back(Output::ToModel(ClientEvent::ResponseCancel { event_id: None, response_id: Some(response.id.clone()) }));
+                    self.playout.cancel(response.id);
+                    return;
+                }
                 self.response_in_flight = Some(response.id);
             }
             ServerEvent::ResponseDone { response, .. } => {
@@ -890,7 +919,7 @@ impl CallMachine {
                 if self.response_in_flight.as_deref() == Some(response.id.as_str()) {
                     self.response_in_flight = None;
                 }
-                if std::mem::take(&mut self.reply_after_response) {
+                if std::mem::take(&mut self.reply_after_response) && self.voice_holder.is_none() {
                     self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
                 }
                 for ev in self.dispatch_audio.after_response() {
@@ -1101,7 +1130,7 @@ impl CallMachine {
                     continue;
                 }
                 Effect::AskAgent(instructions) => {
-                    if self.response_in_flight.is_none() && !self.reply_after_response {
+                    if self.response_in_flight.is_none() && !self.reply_after_response && self.voice_holder.is_none() {
                         self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
                             event_id: None,
                             response: Some(ResponseCreateParams { instructions: Some(instructions), ..Default::default() }),
@@ -1142,6 +1171,8 @@ impl CallMachine {
             Command::Record(kind @ CallEventKind::LegalHold { .. }) => {
                 self.emit(now, kind);
             }
+            Command::TakeVoice { by } => return self.take_voice(now, by),
+            Command::HandBack { by } => return self.hand_back(now, by),
             Command::Sync => {}
             Command::StreamStoppedBeforeStart => self.end(now, "stream_stopped_before_start", CallStatus::Fallback),
             Command::HandOff { action, to, by } => {
@@ -1159,6 +1190,67 @@ impl CallMachine {
         Ok(())
     }
 
+    /// The `session.update` for the current mode: the agent answers turns unless a supervisor
+    /// holds the voice.
+    fn session_update(&self) -> ClientEvent {
+        self.profile.session_update_answering(&self.context, self.voice_holder.is_none())
+    }
+
+    fn take_voice(&mut self, now: Instant, by: String) -> Result<(), Refusal> {
+        match &self.voice_holder {
+            Some(holder) if *holder == by => return Ok(()),
+            Some(holder) => return Err(Refusal::VoiceHeld(holder.clone())),
+            None => {}
+        }
+        if self.falling_back || self.pending_handoff.is_some() {
+            return Err(Refusal::HandOffUnderWay);
+        }
+        self.voice_holder = Some(by.clone());
+        // The agent stops now: what plays is cleared and cut where the caller heard it (the
+        // barge-in steps, PROTOCOLS.md §3); a reply still being generated is cancelled.
+        let cut = match self.stream_sid.as_deref() {
+            Some(stream_sid) => self.playout.barge_in(stream_sid, &mut self.response_in_flight, self.clock.now_ms(), &mut self.out),
+            None => None,
+        };
+        if cut.is_none()
+            && let Some(resp) = self.response_in_flight.take()
+        {
+            self.out.push_back(Output::ToModel(ClientEvent::ResponseCancel { event_id: None, response_id: None }));
+            self.playout.cancel(resp);
+        }
+        self.reply_after_response = false;
+        self.out.push_back(Output::ToModel(self.session_update()));
+        if self.talking == Talking::Agent {
+            let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
+            self.set_talking(now, who);
+        }
+        self.emit(now, CallEventKind::ModeChanged { mode: CallMode::Takeover, by });
+        Ok(())
+    }
+
+    fn hand_back(&mut self, now: Instant, by: String) -> Result<(), Refusal> {
+        if self.voice_holder.as_deref() != Some(by.as_str()) {
+            return Err(Refusal::NotVoiceHolder);
+        }
+        self.voice_holder = None;
+        self.out.push_back(Output::ToModel(self.session_update()));
+        self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
+            event_id: None,
+            previous_item_id: None,
+            item: ItemCreate::system_text(format!(
+                "A supervisor ({by}) spoke with the caller directly and has now handed the call back to you. The caller's words meanwhile are in the conversation. Do not repeat questions already answered; continue the call."
+            )),
+        }));
+        if self.response_in_flight.is_none() {
+            self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
+                event_id: None,
+                response: Some(ResponseCreateParams { instructions: Some("Tell the caller briefly that you are back with them, then continue gathering information.".into()), ..Default::default() }),
+            }));
+        }
+        self.emit(now, CallEventKind::ModeChanged { mode: CallMode::Ai, by });
+        Ok(())
+    }
+
     // ----------------------------------------------------------------------------------------
     // helpers
     // ----------------------------------------------------------------------------------------
@@ -1166,7 +1258,7 @@ impl CallMachine {
     /// The call taker answers first: once the model is configured and the stream is open, ask for
     /// the greeting.
     fn maybe_greet(&mut self) {
-        if self.session.is_ready() && self.stream_sid.is_some() && !self.greeted {
+        if self.session.is_ready() && self.stream_sid.is_some() && !self.greeted && self.voice_holder.is_none() {
             self.greeted = true;
             self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
                 event_id: None,

@@ -922,3 +922,73 @@ fn frames_read_in_place_and_parsed_whole_give_the_same_outputs() {
     };
     assert_eq!(run(true), run(false));
 }
+
+fn turn_detection_answers(out: &[Output]) -> Option<bool> {
+    to_model(out).into_iter().find_map(|e| match e {
+        ClientEvent::SessionUpdate { session, .. } => match session.audio.as_ref()?.input.as_ref()?.turn_detection.as_ref()? {
+            watchfloor_wire::realtime::TurnDetection::ServerVad { create_response, .. } => Some(*create_response),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+#[test]
+fn a_takeover_cuts_the_agent_mutes_it_and_keeps_the_caller_flowing() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(response_created("r1"), t0);
+    m.handle_input(delta("r1", "a1", 160 * 5), t0);
+    m.handle_input(mark("a1:320"), t0);
+    drain(&mut m);
+    m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
+    let out = drain(&mut m);
+    assert!(to_twilio(&out).iter().any(|t| matches!(t, TwilioOutbound::Clear { .. })), "Twilio's buffer is cleared");
+    assert!(to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCancel { .. })), "the reply in flight is cancelled");
+    assert!(to_model(&out).iter().any(|e| matches!(e, ClientEvent::ConversationItemTruncate { item_id, audio_end_ms: 40, .. } if item_id == "a1")), "cut where the caller heard it");
+    assert_eq!(turn_detection_answers(&out), Some(false), "the model stops answering");
+    assert!(events(&out).contains(&&CallEventKind::ModeChanged { mode: CallMode::Takeover, by: "ana".into() }));
+    assert!(!events(&out).iter().any(|e| matches!(e, CallEventKind::BargeIn { .. })), "not the caller's barge-in");
+    // Another supervisor is refused; the holder taking it again changes nothing.
+    assert_eq!(m.command(Command::TakeVoice { by: "ben".into() }, t0), Err(Refusal::VoiceHeld("ana".into())));
+    assert_eq!(m.command(Command::TakeVoice { by: "ana".into() }, t0), Ok(()));
+    assert!(drain(&mut m).is_empty());
+    // The caller's audio still reaches the model; a reply the model starts anyway is cancelled
+    // and its audio never reaches the caller.
+    m.handle_input(media(0, &[0x10; 160]), t0);
+    assert!(to_model(&drain(&mut m)).iter().any(|e| matches!(e, ClientEvent::InputAudioBufferAppend { .. })));
+    m.handle_input(response_created("r2"), t0);
+    assert!(to_model(&drain(&mut m)).iter().any(|e| matches!(e, ClientEvent::ResponseCancel { response_id: Some(r), .. } if r == "r2")));
+    m.handle_input(delta("r2", "a2", 160), t0);
+    assert!(to_twilio(&drain(&mut m)).is_empty());
+    // A dispatch while taken over tells the agent but does not make it speak.
+    m.command(Command::DispatchNow { by: "ana".into() }, t0).unwrap();
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Dispatched { .. })));
+    assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { response: Some(p), .. } if p.conversation.is_none())), "no in-conversation response while taken over");
+}
+
+#[test]
+fn only_the_holder_hands_back_and_the_agent_answers_again() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    assert_eq!(m.command(Command::HandBack { by: "ana".into() }, t0), Err(Refusal::NotVoiceHolder));
+    m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
+    drain(&mut m);
+    assert_eq!(m.command(Command::HandBack { by: "ben".into() }, t0), Err(Refusal::NotVoiceHolder));
+    m.command(Command::HandBack { by: "ana".into() }, t0).unwrap();
+    let out = drain(&mut m);
+    assert_eq!(turn_detection_answers(&out), Some(true));
+    assert!(to_model(&out).iter().any(|e| matches!(e, ClientEvent::ConversationItemCreate { item: ItemCreate::Message { content, .. }, .. } if format!("{content:?}").contains("A supervisor (ana) spoke with the caller"))));
+    assert!(to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "the agent answers again");
+    assert!(events(&out).contains(&&CallEventKind::ModeChanged { mode: CallMode::Ai, by: "ana".into() }));
+    // A reconnect while taken over keeps the agent silent.
+    m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
+    drain(&mut m);
+    m.handle_input(Input::ModelClosed, t0);
+    drain(&mut m);
+    m.handle_input(Input::ModelReconnected { renewed: false }, t0);
+    assert_eq!(turn_detection_answers(&drain(&mut m)), Some(false));
+}

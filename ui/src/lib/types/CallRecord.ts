@@ -2,6 +2,7 @@
 import type { CallStatus } from "./CallStatus";
 import type { DispatchAudioRecord } from "./DispatchAudioRecord";
 import type { DispatchPhase } from "./DispatchPhase";
+import type { TakeoverRecord } from "./TakeoverRecord";
 import type { TranscriptLine } from "./TranscriptLine";
 import type { UnitRecord } from "./UnitRecord";
 
@@ -119,4 +120,8 @@ dispatch_audio: Array<DispatchAudioRecord>,
  * Where the latest voiced dispatch message is served as WAV
  * (`/api/calls/{CallSid}/dispatch/{revision}/audio.wav`), once there is one.
  */
-dispatch_audio_url: string | null, };
+dispatch_audio_url: string | null, 
+/**
+ * Every time a supervisor took the call's voice over, in order (issue 17).
+ */
+takeovers: Array<TakeoverRecord>, };
