@@ -14,6 +14,7 @@
 //! unbounded queue); remote input never panics the task.
 
 pub mod flood;
+pub mod jitter;
 pub mod machine;
 pub mod model;
 pub mod profile;
@@ -22,7 +23,7 @@ pub mod roster;
 pub mod task;
 pub mod twilio_rest;
 
-pub use watchfloor_call::{AppendError, AudioFrame, CallEvent, CallEventKind, CallFold, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Hub, RecordMsg, Speaker, Stage, StoreGone, Talking, Track, event, live};
+pub use watchfloor_call::{AppendError, AudioFrame, CallEvent, CallEventKind, CallFold, CallMode, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Hub, RecordMsg, Speaker, Stage, StoreGone, Talking, Track, event, live};
 pub use machine::{CallMachine, Command, Input, Output, Refusal};
 pub use profile::{AgentProfile, CallContext, VadProfile};
 pub use registry::{CallHandle, CallRegistry};

@@ -17,10 +17,14 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use watchfloor_call::{CallFold, CallMode, CallStatus, Hub, LiveCall};
+use crate::jitter::VoiceFrame;
 use crate::machine::{Command, Refusal};
 use crate::model::ModelConfig;
 use crate::profile::AgentProfile;
 use crate::task::{CallSetup, TwilioSocket, run_call};
+
+/// Voice frames queued for a call's task: half a second.
+pub const VOICE_QUEUE: usize = 25;
 
 /// A command with the channel that tells the sender whether it was carried out.
 pub type CommandMsg = (Command, Option<oneshot::Sender<Result<(), Refusal>>>);
@@ -75,6 +79,9 @@ pub struct ActiveCall {
 
 struct Entry {
     commands: mpsc::Sender<CommandMsg>,
+    /// The supervisor's voice frames for the call's task (bounded: a frame the task cannot take
+    /// is dropped by the sender, never waited for).
+    voice: mpsc::Sender<VoiceFrame>,
     claim: Option<oneshot::Sender<TwilioSocket>>,
     /// The fold of the call's events so far (the console's view is a projection of it).
     live: Arc<Mutex<CallFold>>,
@@ -188,6 +195,7 @@ impl CallRegistry {
         }
         let sid: Arc<str> = call.call_sid.as_str().into();
         let (cmd_tx, cmd_rx) = mpsc::channel(32);
+        let (voice_tx, voice_rx) = mpsc::channel(VOICE_QUEUE);
         let (claim_tx, claim_rx) = oneshot::channel();
         let stream_token = format!("{:032x}", rand::random::<u128>());
         let live = Arc::new(Mutex::new(CallFold {
@@ -203,7 +211,7 @@ impl CallRegistry {
             if calls.contains_key(&sid) {
                 return Err(RegistryError::AlreadyLive(call.call_sid));
             }
-            calls.insert(sid.clone(), Entry { commands: cmd_tx, claim: Some(claim_tx), live: live.clone(), stream_token: stream_token.clone() });
+            calls.insert(sid.clone(), Entry { commands: cmd_tx, voice: voice_tx, claim: Some(claim_tx), live: live.clone(), stream_token: stream_token.clone() });
         }
         let cfg = self.config.lock().clone();
         let setup = CallSetup {
@@ -232,7 +240,7 @@ impl CallRegistry {
         let cancel = self.cancel.child_token();
         self.tracker.spawn(
             async move {
-                run_call(setup, claim_rx, cmd_rx, hub, cancel, live).await;
+                run_call(setup, claim_rx, cmd_rx, voice_rx, hub, cancel, live).await;
                 calls.lock().remove(&sid);
             }
             .instrument(span),
@@ -261,6 +269,12 @@ impl CallRegistry {
         }
     }
 
+
+    /// Where a live call takes its supervisor's voice frames ([`VoiceFrame`]; send with
+    /// `try_send`: a full queue drops the frame, never the caller's audio).
+    pub fn voice(&self, call_sid: &str) -> Option<mpsc::Sender<VoiceFrame>> {
+        self.calls.lock().get(call_sid).map(|e| e.voice.clone())
+    }
 
     /// The handle of a live call.
     pub fn handle(&self, call_sid: &str) -> Option<CallHandle> {

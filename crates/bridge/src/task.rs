@@ -187,6 +187,7 @@ pub async fn run_call(
     setup: CallSetup,
     mut claim_rx: oneshot::Receiver<TwilioSocket>,
     mut commands: mpsc::Receiver<CommandMsg>,
+    mut voice: mpsc::Receiver<crate::jitter::VoiceFrame>,
     hub: Hub,
     cancel: CancellationToken,
     live: Arc<Mutex<CallFold>>,
@@ -223,6 +224,11 @@ pub async fn run_call(
     // A supervisor's hand-off at Twilio REST, and the command waiting for its outcome.
     let mut handing_off: Option<HandOffFuture> = None;
     let mut hand_off_ack: Option<oneshot::Sender<CommandResult>> = None;
+    // The supervisor's voice: buffered, then one frame to the machine every 20 ms.
+    let mut jitter = crate::jitter::Jitter::new();
+    let mut voice_tick = tokio::time::interval(Duration::from_millis(watchfloor_wire::mulaw::FRAME_MS));
+    voice_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut voice_open = true;
     let mut flood = FloodGuard::new(setup.stream_limits);
     let mut backlog = Backlog::default();
 
@@ -341,10 +347,33 @@ pub async fn run_call(
             cmd = commands.recv(), if commands_open => {
                 match cmd {
                     Some((cmd, ack)) => {
+                        if matches!(cmd, crate::machine::Command::HandBack { .. }) {
+                            // What the supervisor already said goes out before the agent answers.
+                            let now = Instant::now();
+                            for audio in jitter.drain() {
+                                machine.handle_input(Input::SupervisorAudio { audio: &audio }, now);
+                            }
+                        }
                         let result = machine.command(cmd, Instant::now());
                         pending_ack = ack.map(|a| (a, result));
                     }
                     None => commands_open = false,
+                }
+            }
+            frame = voice.recv(), if voice_open => match frame {
+                Some(frame) => {
+                    if !jitter.is_active() {
+                        // The first tick of a burst comes a frame from now.
+                        voice_tick.reset();
+                    }
+                    jitter.push(frame, Instant::now());
+                }
+                None => voice_open = false,
+            },
+            _ = voice_tick.tick(), if jitter.is_active() => {
+                let now = Instant::now();
+                if let Some(audio) = jitter.pop(now) {
+                    machine.handle_input(Input::SupervisorAudio { audio: &audio }, now);
                 }
             }
             Ok(()) = roster_rx.changed() => {
@@ -441,6 +470,7 @@ pub async fn run_call(
                         };
                         machine.handle_input(Input::Roster(answer), Instant::now());
                     }
+                    Output::ResetVoice => jitter = crate::jitter::Jitter::new(),
                     Output::FlushBacklog => {
                         // The session is configured: what was held back follows, in order.
                         renewing = false;

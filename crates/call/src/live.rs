@@ -189,6 +189,17 @@ pub enum LiveMessage {
         /// The tracks.
         tracks: Vec<Track>,
     },
+    /// The console's voice frames now go to this call (after `talk`, issue 17).
+    Talking {
+        /// The call.
+        call_sid: String,
+    },
+    /// The console's voice frames no longer go anywhere (`stop_talking`, the voice handed back
+    /// or taken, or the call ended).
+    TalkStopped {
+        /// The call.
+        call_sid: String,
+    },
     /// Listen-in stopped (asked for, or the call ended).
     ListenStopped {
         /// The call.
@@ -214,6 +225,14 @@ pub enum ConsoleMessage {
     },
     /// Stop sending audio.
     StopListening,
+    /// The supervisor's voice (issue 17): the binary frames that follow
+    /// ([`decode_voice_frame`]) go to this call, whose voice the user holds.
+    Talk {
+        /// The call.
+        call_sid: String,
+    },
+    /// Stop sending the supervisor's voice.
+    StopTalking,
     /// The console has processed this many text messages of this connection (flow control:
     /// with too many unacknowledged, events pause and a resync follows).
     Ack {
@@ -240,6 +259,32 @@ pub fn encode_audio_frame(call_sid: &str, track: Track, stream_ms: u64, audio: &
     out
 }
 
+/// First byte of a binary voice frame a console sends (issue 17).
+pub const VOICE_FRAME_MAGIC: u8 = b'S';
+
+/// Encodes one 20 ms frame of a supervisor's voice as a console sends it on the live feed: laid
+/// out like listen-in's frames ([`encode_audio_frame`]) with `'S'` first and track byte 0, then
+/// the CallSid's length (u8) and bytes, the frame's position on the supervisor's own clock (u64
+/// big-endian, ms, +20 per frame), and 160 bytes of μ-law 8 kHz.
+pub fn encode_voice_frame(call_sid: &str, position_ms: u64, audio: &[u8]) -> Vec<u8> {
+    let mut out = encode_audio_frame(call_sid, Track::Caller, position_ms, audio);
+    out[0] = VOICE_FRAME_MAGIC;
+    out
+}
+
+/// Decodes a console's voice frame into (CallSid, position ms, μ-law), or `None` when it is not
+/// one or its audio is not exactly 20 ms (160 bytes).
+pub fn decode_voice_frame(b: &[u8]) -> Option<(String, u64, &[u8])> {
+    if *b.first()? != VOICE_FRAME_MAGIC || *b.get(1)? != 0 {
+        return None;
+    }
+    let n = *b.get(2)? as usize;
+    let sid = std::str::from_utf8(b.get(3..3 + n)?).ok()?.to_string();
+    let ms = u64::from_be_bytes(b.get(3 + n..11 + n)?.try_into().ok()?);
+    let audio = &b[11 + n..];
+    (audio.len() == 160).then_some((sid, ms, audio))
+}
+
 /// Decodes a live-feed audio frame into (CallSid, track, stream ms, μ-law), or `None` if malformed.
 pub fn decode_audio_frame(b: &[u8]) -> Option<(String, Track, u64, &[u8])> {
     if *b.first()? != AUDIO_FRAME_MAGIC {
@@ -255,6 +300,16 @@ pub fn decode_audio_frame(b: &[u8]) -> Option<(String, Track, u64, &[u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn voice_frames_round_trip_and_only_whole_frames_pass() {
+        let f = encode_voice_frame("CA9", 40, &[7u8; 160]);
+        assert_eq!(f[0], b'S');
+        assert_eq!(decode_voice_frame(&f), Some(("CA9".to_string(), 40, &[7u8; 160][..])));
+        assert_eq!(decode_voice_frame(&encode_voice_frame("CA9", 40, &[7u8; 80])), None, "half a frame");
+        assert_eq!(decode_voice_frame(&encode_audio_frame("CA9", Track::Caller, 40, &[7u8; 160])), None, "listen-in's framing");
+        assert_eq!(decode_voice_frame(b"S"), None);
+    }
 
     #[test]
     fn audio_frames_round_trip_and_garbage_is_refused() {

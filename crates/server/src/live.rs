@@ -27,7 +27,7 @@ use axum::{Extension, Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
-use watchfloor_bridge::live::{ConsoleMessage, LiveMessage, encode_audio_frame};
+use watchfloor_bridge::live::{ConsoleMessage, LiveMessage, decode_voice_frame, encode_audio_frame};
 use watchfloor_bridge::task::unix_ms;
 use watchfloor_bridge::{AudioFrame, CallEventKind, Track};
 
@@ -138,6 +138,9 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
     // Events are being dropped until the console catches up; then a resync.
     let mut stalled = false;
     let mut listen: Option<Listen> = None;
+    // Where this console's voice frames go (a call whose voice the user holds).
+    let mut talk: Option<(String, tokio::sync::mpsc::Sender<watchfloor_bridge::jitter::VoiceFrame>)> = None;
+    let mut voice_dropped: u64 = 0;
     loop {
         tokio::select! {
             _ = state.shutdown.cancelled() => break,
@@ -148,6 +151,20 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
             }
             ev = events.recv() => match ev {
                 Ok(ev) => {
+                    // The voice handed back, taken by another, or the call ended: this console's
+                    // frames stop going to the call.
+                    if let Some((sid, _)) = &talk
+                        && *ev.call_sid == **sid
+                        && match &ev.kind {
+                            CallEventKind::ModeChanged { mode, by } => *mode == watchfloor_bridge::CallMode::Ai || *by != user.name,
+                            CallEventKind::CallEnded { .. } => true,
+                            _ => false,
+                        }
+                    {
+                        let call_sid = sid.clone();
+                        talk = None;
+                        feed.text(message(&LiveMessage::TalkStopped { call_sid })).await?;
+                    }
                     if let Some(l) = &listen
                         && *ev.call_sid == *l.call_sid && matches!(ev.kind, CallEventKind::CallEnded { .. }) {
                             let sid = l.call_sid.clone();
@@ -210,6 +227,24 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
                             feed.text(message(&LiveMessage::Listening { call_sid, tracks })).await?;
                         }
                     }
+                    Ok(ConsoleMessage::Talk { call_sid }) => {
+                        let holder = state.calls.live_call(&call_sid).and_then(|c| c.voice_holder);
+                        match (holder, state.calls.voice(&call_sid)) {
+                            (Some(h), Some(tx)) if h == user.name => {
+                                audit(state, user, "voice.talk", &call_sid, "ok", None, false).await;
+                                talk = Some((call_sid.clone(), tx));
+                                feed.text(message(&LiveMessage::Talking { call_sid })).await?;
+                            }
+                            (Some(h), Some(_)) => feed.text(message(&LiveMessage::Error { message: format!("the voice of call {call_sid} is held by {h}") })).await?,
+                            (None, Some(_)) => feed.text(message(&LiveMessage::Error { message: format!("take the voice of call {call_sid} first") })).await?,
+                            (_, None) => feed.text(message(&LiveMessage::Error { message: format!("call {call_sid} is not live") })).await?,
+                        }
+                    }
+                    Ok(ConsoleMessage::StopTalking) => {
+                        if let Some((sid, _)) = talk.take() {
+                            feed.text(message(&LiveMessage::TalkStopped { call_sid: sid })).await?;
+                        }
+                    }
                     Ok(ConsoleMessage::StopListening) => {
                         if let Some(l) = listen.take() {
                             feed.text(message(&LiveMessage::ListenStopped { call_sid: l.call_sid })).await?;
@@ -220,7 +255,27 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
                         feed.text(message(&LiveMessage::Error { message: format!("message not understood: {e}") })).await?;
                     }
                 },
-                Some(Ok(Message::Binary(_))) => feed.text(message(&LiveMessage::Error { message: "binary messages are not accepted".into() })).await?,
+                Some(Ok(Message::Binary(b))) => match (&talk, decode_voice_frame(&b)) {
+                    (Some((sid, tx)), Some((frame_sid, position_ms, audio))) if *sid == frame_sid => {
+                        let frame = watchfloor_bridge::jitter::VoiceFrame { position_ms, audio: b.slice(b.len() - audio.len()..) };
+                        match tx.try_send(frame) {
+                            Ok(()) => {}
+                            // The call's task is behind: this frame is lost (silence), never waited for.
+                            Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                                voice_dropped += 1;
+                                if voice_dropped.is_power_of_two() {
+                                    tracing::warn!(user = %user.name, dropped = voice_dropped, "voice frames dropped: the call's task is behind");
+                                }
+                            }
+                            Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => {
+                                talk = None;
+                                feed.text(message(&LiveMessage::TalkStopped { call_sid: frame_sid })).await?;
+                            }
+                        }
+                    }
+                    (None, Some(_)) => feed.text(message(&LiveMessage::Error { message: "send talk first".into() })).await?,
+                    _ => feed.text(message(&LiveMessage::Error { message: "binary messages are voice frames ('S', 20 ms) of the call you talk to".into() })).await?,
+                },
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Ok(_)) => {}
                 Some(Err(e)) => return Err(FeedError::Socket(e)),

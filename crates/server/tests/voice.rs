@@ -6,7 +6,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, rig, scenario, wait_record_ended};
+use common::{TOKEN, client, rig, scenario, wait_record_ended};
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use watchfloor_bridge::live::encode_voice_frame;
 use serde_json::Value;
 use watchfloor_bridge::CallEventKind;
 use watchfloor_server::auth::{UserConfig, hash_password};
@@ -19,6 +23,29 @@ fn answering(s: &SessionLog) -> Option<bool> {
     match s.session.as_ref()?.audio.as_ref()?.input.as_ref()?.turn_detection.as_ref()? {
         TurnDetection::ServerVad { create_response, .. } => Some(*create_response),
         _ => None,
+    }
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The live feed as the console token's user (`supervisor`).
+async fn connect(base: &str) -> Ws {
+    let mut req = format!("{}/api/live", base.replace("http://", "ws://")).into_client_request().unwrap();
+    req.headers_mut().insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.unwrap().0
+}
+
+/// Reads the feed until a message of `kind` (events and snapshots pass by; an error fails).
+async fn wait_for(ws: &mut Ws, kind: &str) {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the feed answers").expect("the feed is open").unwrap();
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            assert_ne!(v["type"], "error", "{v}");
+            if v["type"] == kind {
+                return;
+            }
+        }
     }
 }
 
@@ -79,6 +106,19 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     assert_eq!(muted.agent_audio.len(), held.agent_audio.len(), "no agent audio while taken over");
     assert!(muted.input_audio.len() > held.input_audio.len(), "caller audio kept flowing");
 
+    // The supervisor speaks through the live feed: 40 frames (800 ms) paced like a microphone.
+    let frames: Vec<Vec<u8>> = (0..40u8).map(|i| vec![0x20 + i; 160]).collect();
+    let mut ws = connect(&base).await;
+    ws.send(Message::text(serde_json::json!({"type":"talk","call_sid":sid}).to_string())).await.unwrap();
+    wait_for(&mut ws, "talking").await;
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for (i, f) in frames.iter().enumerate() {
+        tick.tick().await;
+        ws.send(Message::binary(encode_voice_frame(&sid, 1_000_000 + i as u64 * 20, f))).await.unwrap();
+    }
+    ws.send(Message::text(r#"{"type":"stop_talking"}"#)).await.unwrap();
+    wait_for(&mut ws, "talk_stopped").await;
+
     // Hand back: the agent answers again.
     let (st, live) = post(client(), url("hand-back")).await;
     assert_eq!(st, 200, "{live}");
@@ -89,6 +129,14 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     assert!(back.system_messages.iter().any(|m| m.contains("A supervisor (supervisor) spoke with the caller")), "{:?}", back.system_messages);
 
     let done = tokio::time::timeout(Duration::from_secs(60), call).await.unwrap().unwrap();
+    // The caller heard exactly the supervisor's bytes, in order, with nothing in between.
+    let said: Vec<u8> = frames.concat();
+    let heard = &done.report.heard_audio;
+    assert!(heard.windows(said.len()).any(|w| w == said.as_slice()), "the caller heard the supervisor's {} bytes in one run", said.len());
+    // The recording's agent track is what the caller heard: the supervisor's voice included.
+    rig.server.calls.hub().barrier().await.unwrap();
+    let agent: Vec<u8> = rig.server.store.audio(&sid).unwrap().into_iter().filter(|c| c.track == watchfloor_bridge::Track::Agent).flat_map(|c| c.audio).collect();
+    assert!(agent.windows(said.len()).any(|w| w == said.as_slice()), "the recording holds the supervisor's voice as heard");
     let rec = wait_record_ended(&rig.server, &done.call_sid).await;
     assert_eq!(rec.takeovers.len(), 1);
     assert_eq!(rec.takeovers[0].by, "supervisor");

@@ -84,6 +84,14 @@ pub enum Input<'a> {
         /// Base64 μ-law 8 kHz, of any length.
         delta: &'a str,
     },
+    /// One 20 ms frame (160 bytes of μ-law) of the supervisor's voice, due now (paced by the
+    /// call's task through [`crate::jitter::Jitter`]): sent to the caller like the agent's audio,
+    /// each with a mark so the recording has it as heard, while the supervisor holds the voice;
+    /// dropped otherwise.
+    SupervisorAudio {
+        /// μ-law 8 kHz, 160 bytes.
+        audio: &'a [u8],
+    },
     /// The model socket opened: send `session.update`.
     ModelConnected,
     /// A parsed Twilio media-stream message.
@@ -129,6 +137,10 @@ pub enum Input<'a> {
     /// silent caller, stall detection, session renewal.
     Timeout,
 }
+
+/// The response id the supervisor's voice frames are queued under at Twilio (never a model
+/// response: a barge-in or a cancel never names it).
+pub const SUPERVISOR_RESPONSE: &str = "supervisor";
 
 /// A caller silent this long while the agent waits raises an alert.
 pub const SILENT_CALLER: Duration = Duration::from_secs(15);
@@ -294,6 +306,9 @@ pub enum Output {
     /// then answer at once with [`Input::Roster`] (before the next output is carried out, so
     /// the call's events stay in order).
     Roster(RosterRequest),
+    /// Who speaks to the caller changed (a takeover or a hand-back): drop the supervisor's
+    /// voice frames buffered so far (they belong to the voice before the change).
+    ResetVoice,
     /// The new model session is configured (the `session.update` and history items before
     /// this output): send it the caller audio held while no session could take it, in order.
     FlushBacklog,
@@ -384,6 +399,8 @@ pub struct CallMachine {
     pending_handoff: Option<(HandOffAction, Option<String>, String)>,
     /// The supervisor holding the call's voice (takeover mode), while one does.
     voice_holder: Option<String>,
+    /// Takeovers so far: the supervisor's audio of takeover `n` is item `supervisor-<n>`.
+    takeovers: u32,
 }
 
 impl CallMachine {
@@ -432,6 +449,7 @@ impl CallMachine {
             fallback_reason: None,
             pending_handoff: None,
             voice_holder: None,
+            takeovers: 0,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -572,6 +590,7 @@ impl CallMachine {
                     routed => self.on_dispatch_audio(now, routed),
                 }
             }
+            Input::SupervisorAudio { audio } => self.on_supervisor_audio(audio, now),
             Input::ModelConnected => {
                 self.session.connected(now);
                 self.stage(now, Stage::ModelConnected);
@@ -888,7 +907,9 @@ impl CallMachine {
             ServerEvent::SpeechStarted { audio_start_ms, item_id, .. } => {
                 self.line_starts.insert(item_id, self.session.input_origin_ms() + audio_start_ms);
                 self.caller_speaking = true;
-                if let Some(stream_sid) = self.stream_sid.as_deref()
+                // A supervisor with the caller is not cut off by the caller's speech.
+                if self.voice_holder.is_none()
+                    && let Some(stream_sid) = self.stream_sid.as_deref()
                     && let Some(b) = self.playout.barge_in(stream_sid, &mut self.response_in_flight, self.clock.now_ms(), &mut self.out)
                 {
                     self.emit(now, CallEventKind::BargeIn { item_id: b.item_id, audio_end_ms: b.audio_end_ms, response_cancelled: b.response_cancelled });
@@ -1015,6 +1036,20 @@ impl CallMachine {
                 self.emit(now, CallEventKind::ModelEventUnknown { event_type: kind });
             }
         }
+    }
+
+    /// A frame of the supervisor's voice: to the caller with its mark, as an item of its own.
+    fn on_supervisor_audio(&mut self, audio: &[u8], now: Instant) {
+        if self.phase != Phase::Live || self.voice_holder.is_none() {
+            return;
+        }
+        let Some(stream_sid) = self.stream_sid.as_deref() else { return };
+        if audio.len() != mulaw::FRAME_BYTES {
+            self.skip(now, "supervisor", format!("a voice frame of {} bytes (not 160)", audio.len()));
+            return;
+        }
+        let item_id = format!("supervisor-{}", self.takeovers);
+        self.playout.agent_audio(stream_sid, SUPERVISOR_RESPONSE, &item_id, &mulaw::encode_base64(audio), audio, self.clock.now_ms(), &mut self.out);
     }
 
     fn on_agent_audio(&mut self, response_id: &str, item_id: &str, delta: &str, now: Instant) {
@@ -1206,6 +1241,7 @@ impl CallMachine {
             return Err(Refusal::HandOffUnderWay);
         }
         self.voice_holder = Some(by.clone());
+        self.takeovers += 1;
         // The agent stops now: what plays is cleared and cut where the caller heard it (the
         // barge-in steps, PROTOCOLS.md §3); a reply still being generated is cancelled.
         let cut = match self.stream_sid.as_deref() {
@@ -1224,6 +1260,7 @@ impl CallMachine {
             let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
             self.set_talking(now, who);
         }
+        self.out.push_back(Output::ResetVoice);
         self.emit(now, CallEventKind::ModeChanged { mode: CallMode::Takeover, by });
         Ok(())
     }
@@ -1247,6 +1284,7 @@ impl CallMachine {
                 response: Some(ResponseCreateParams { instructions: Some("Tell the caller briefly that you are back with them, then continue gathering information.".into()), ..Default::default() }),
             }));
         }
+        self.out.push_back(Output::ResetVoice);
         self.emit(now, CallEventKind::ModeChanged { mode: CallMode::Ai, by });
         Ok(())
     }

@@ -992,3 +992,29 @@ fn only_the_holder_hands_back_and_the_agent_answers_again() {
     m.handle_input(Input::ModelReconnected { renewed: false }, t0);
     assert_eq!(turn_detection_answers(&drain(&mut m)), Some(false));
 }
+
+#[test]
+fn the_supervisors_voice_goes_to_the_caller_with_marks_and_is_not_cut_by_the_caller() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(Input::SupervisorAudio { audio: &[0x42; 160] }, t0);
+    assert!(to_twilio(&drain(&mut m)).is_empty(), "no voice without the takeover");
+    m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
+    let out = drain(&mut m);
+    assert!(out.contains(&Output::ResetVoice), "frames buffered before the takeover are not played");
+    m.handle_input(Input::SupervisorAudio { audio: &[0x42; 160] }, t0);
+    m.handle_input(Input::SupervisorAudio { audio: &[0x43; 160] }, t0);
+    let out = drain(&mut m);
+    let payloads: Vec<Vec<u8>> = to_twilio(&out).iter().filter_map(|t| if let TwilioOutbound::Media { media, .. } = t { let mut b = Vec::new();
+        mulaw::decode_base64_into(&media.payload, &mut b).unwrap();
+        Some(b) } else { None }).collect();
+    assert_eq!(payloads, vec![vec![0x42; 160], vec![0x43; 160]]);
+    assert_eq!(sent_marks(&out), ["supervisor-1:160", "supervisor-1:320"]);
+    // The caller talking over the supervisor clears nothing.
+    m.handle_input(speech_started(), t0);
+    assert!(to_twilio(&drain(&mut m)).is_empty());
+    m.handle_input(mark("supervisor-1:320"), t0);
+    let heard = drain(&mut m).into_iter().filter(|o| matches!(o, Output::Audio(f) if f.track == Track::Agent)).count();
+    assert_eq!(heard, 2, "both frames recorded as heard on the agent track");
+}

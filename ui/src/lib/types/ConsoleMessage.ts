@@ -12,7 +12,11 @@ call_sid: string,
 /**
  * Tracks wanted.
  */
-tracks: Array<Track>, } | { "type": "stop_listening" } | { "type": "ack", 
+tracks: Array<Track>, } | { "type": "stop_listening" } | { "type": "talk", 
+/**
+ * The call.
+ */
+call_sid: string, } | { "type": "stop_talking" } | { "type": "ack", 
 /**
  * Text messages processed, counting from 1.
  */

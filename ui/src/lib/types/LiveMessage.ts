@@ -31,7 +31,15 @@ call_sid: string,
 /**
  * The tracks.
  */
-tracks: Array<Track>, } | { "type": "listen_stopped", 
+tracks: Array<Track>, } | { "type": "talking", 
+/**
+ * The call.
+ */
+call_sid: string, } | { "type": "talk_stopped", 
+/**
+ * The call.
+ */
+call_sid: string, } | { "type": "listen_stopped", 
 /**
  * The call.
  */

@@ -1,0 +1,190 @@
+//! The supervisor's voice on its way into a call (issue 17): a small jitter buffer between the
+//! console's 20 ms frames, which arrive when the network delivers them, and the call's outbound
+//! stream, which the server paces at one frame every 20 ms. Sans-IO: time is passed in.
+//!
+//! Playout starts once [`TARGET_MS`] of audio is buffered (or the first frame has waited that
+//! long); from then on each tick plays the frame due, or μ-law silence when it is missing or late
+//! — never a stall of the call. When the buffer runs dry the playout stops and the next frame
+//! buffers again. Frames are placed by their position on the supervisor's own clock (ms, +20 per
+//! frame), so reordered frames play in order and a frame that comes after its time is dropped.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use watchfloor_wire::mulaw::{self, FRAME_BYTES, FRAME_MS};
+
+/// Audio buffered before playout starts, ms (the issue's target: at most 60 ms).
+pub const TARGET_MS: u64 = 60;
+/// Audio held at most, ms: frames past this are dropped, oldest first (a console that sends
+/// faster than real time cannot grow the call's memory or its delay).
+pub const MAX_HELD_MS: u64 = 1_000;
+
+/// One frame of the supervisor's voice: 160 bytes of μ-law 8 kHz (20 ms) at `position_ms` on the
+/// supervisor's clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VoiceFrame {
+    /// Position on the supervisor's own clock, ms (+20 per frame).
+    pub position_ms: u64,
+    /// μ-law 8 kHz, [`FRAME_BYTES`] bytes.
+    pub audio: Bytes,
+}
+
+/// Counters, for tests and the benchmark.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct JitterStats {
+    /// Frames played as sent.
+    pub played: u64,
+    /// Silence frames played in place of a missing one.
+    pub concealed: u64,
+    /// Frames dropped: after their time, or past [`MAX_HELD_MS`].
+    pub dropped: u64,
+}
+
+/// The jitter buffer of one call's supervisor voice.
+#[derive(Debug, Default)]
+pub struct Jitter {
+    frames: BTreeMap<u64, Bytes>,
+    /// The position the next tick plays (none: not playing).
+    next_ms: Option<u64>,
+    /// When the first frame of the current burst arrived (buffering).
+    buffering_since: Option<Instant>,
+    stats: JitterStats,
+}
+
+impl Jitter {
+    /// An empty buffer.
+    pub fn new() -> Self {
+        Jitter::default()
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> JitterStats {
+        self.stats
+    }
+
+    /// Whether frames are buffered or playing (the call's task ticks every 20 ms while so).
+    pub fn is_active(&self) -> bool {
+        !self.frames.is_empty() || self.next_ms.is_some()
+    }
+
+    /// A frame arrived at `now`. Frames of the wrong size are refused by the caller of this
+    /// (the live feed); a frame after its time is dropped.
+    pub fn push(&mut self, frame: VoiceFrame, now: Instant) {
+        if self.next_ms.is_some_and(|next| frame.position_ms < next) {
+            self.stats.dropped += 1;
+            return;
+        }
+        if self.next_ms.is_none() && self.buffering_since.is_none() {
+            self.buffering_since = Some(now);
+        }
+        self.frames.insert(frame.position_ms, frame.audio);
+        while self.frames.len() as u64 * FRAME_MS > MAX_HELD_MS {
+            self.frames.pop_first();
+            self.stats.dropped += 1;
+        }
+    }
+
+    /// Everything buffered, in order, at once (a hand-back: what the supervisor already said is
+    /// queued at Twilio ahead of the agent's answer); the buffer is empty afterwards.
+    pub fn drain(&mut self) -> Vec<Bytes> {
+        self.next_ms = None;
+        self.buffering_since = None;
+        let frames = std::mem::take(&mut self.frames);
+        self.stats.played += frames.len() as u64;
+        frames.into_values().collect()
+    }
+
+    /// A 20 ms tick at `now`: the frame to play now, if playout is on (silence for a missing
+    /// one); none while buffering or when the buffer ran dry (playout stops).
+    pub fn pop(&mut self, now: Instant) -> Option<Bytes> {
+        let next = match self.next_ms {
+            Some(n) => n,
+            None => {
+                let (&first, _) = self.frames.first_key_value()?;
+                let held = self.frames.len() as u64 * FRAME_MS;
+                let waited = self.buffering_since.is_some_and(|t| now.saturating_duration_since(t) >= Duration::from_millis(TARGET_MS));
+                if held < TARGET_MS && !waited {
+                    return None;
+                }
+                self.buffering_since = None;
+                first
+            }
+        };
+        if let Some(audio) = self.frames.remove(&next) {
+            self.next_ms = Some(next + FRAME_MS);
+            self.stats.played += 1;
+            return Some(audio);
+        }
+        if self.frames.is_empty() {
+            // Ran dry: the supervisor stopped sending (or the network stalled for longer than
+            // the buffer). The next frame buffers again.
+            self.next_ms = None;
+            return None;
+        }
+        self.next_ms = Some(next + FRAME_MS);
+        self.stats.concealed += 1;
+        Some(Bytes::from_static(&[mulaw::SILENCE; FRAME_BYTES]))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(pos: u64) -> VoiceFrame {
+        VoiceFrame { position_ms: pos, audio: Bytes::from(vec![(pos / 20) as u8; FRAME_BYTES]) }
+    }
+
+    fn id(b: &Bytes) -> u8 {
+        b[0]
+    }
+
+    #[test]
+    fn playout_waits_for_the_target_then_plays_in_order_and_conceals_a_gap() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut j = Jitter::new();
+        assert!(!j.is_active());
+        j.push(frame(1000), ms(0));
+        j.push(frame(1040), ms(5)); // reordered
+        assert_eq!(j.pop(ms(20)), None, "40 ms held: still buffering");
+        j.push(frame(1020), ms(25));
+        // 60 ms held: playout starts at the earliest frame, in order.
+        assert_eq!(j.pop(ms(40)).map(|b| id(&b)), Some(50));
+        assert_eq!(j.pop(ms(60)).map(|b| id(&b)), Some(51));
+        j.push(frame(1080), ms(70)); // 1060 never comes
+        assert_eq!(j.pop(ms(80)).map(|b| id(&b)), Some(52));
+        assert_eq!(j.pop(ms(100)).map(|b| b[0]), Some(mulaw::SILENCE), "the missing frame is silence");
+        assert_eq!(j.pop(ms(120)).map(|b| id(&b)), Some(54));
+        j.push(frame(1060), ms(125));
+        assert_eq!(j.stats(), JitterStats { played: 4, concealed: 1, dropped: 1 }, "a frame after its time is dropped");
+        // Ran dry: playout stops; the next burst buffers again.
+        assert_eq!(j.pop(ms(140)), None);
+        assert!(!j.is_active());
+        j.push(frame(5000), ms(1000));
+        assert_eq!(j.pop(ms(1020)), None);
+        assert_eq!(j.pop(ms(1060)).map(|b| id(&b)), Some(250), "one frame that waited the target plays");
+    }
+
+    #[test]
+    fn a_drain_gives_what_is_buffered_in_order() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new();
+        j.push(frame(40), t0);
+        j.push(frame(20), t0);
+        assert_eq!(j.drain().iter().map(id).collect::<Vec<_>>(), [1, 2]);
+        assert!(!j.is_active());
+    }
+
+    #[test]
+    fn a_console_that_sends_too_fast_cannot_grow_the_buffer() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new();
+        for i in 0..200 {
+            j.push(frame(i * 20), t0);
+        }
+        assert_eq!(j.stats().dropped, 200 - MAX_HELD_MS / FRAME_MS);
+        assert_eq!(j.pop(t0).map(|b| id(&b)), Some(150), "the newest second is kept");
+    }
+}
