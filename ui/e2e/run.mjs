@@ -5,11 +5,13 @@
 //   WATCHFLOOR_BIN=target/debug/watchfloor node ui/e2e/run.mjs
 
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import alawmulaw from 'alawmulaw';
+const { mulaw } = alawmulaw;
 import { assert, checks, freePort, sleep, waitFor } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -42,12 +44,30 @@ async function api(method, path, body) {
   return text ? JSON.parse(text) : null;
 }
 
+// Chromium's fake capture device reads 16-bit PCM WAV only: the committed μ-law speech,
+// decoded with the same G.711 package the console uses.
+const micWav = join(dir, 'mic.wav');
+{
+  const src = readFileSync(join(here, '../../crates/sim/scenarios/audio/cardiac-arrest/agent-01.wav'));
+  const data = src.indexOf('data');
+  const pcm = mulaw.decode(src.subarray(data + 8));
+  const wav = Buffer.alloc(44 + pcm.length * 2);
+  wav.write('RIFF', 0); wav.writeUInt32LE(36 + pcm.length * 2, 4); wav.write('WAVEfmt ', 8);
+  wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22); wav.writeUInt32LE(8000, 24);
+  wav.writeUInt32LE(16000, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34); wav.write('data', 36);
+  wav.writeUInt32LE(pcm.length * 2, 40);
+  for (let i = 0; i < pcm.length; i++) wav.writeInt16LE(pcm[i], 44 + i * 2);
+  writeFileSync(micWav, wav);
+}
+
 let browser;
 try {
   await waitFor('the server', async () => (await fetch(`${base}/health`)).ok);
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--autoplay-policy=no-user-gesture-required'],
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run', '--autoplay-policy=no-user-gesture-required',
+      // The supervisor's microphone: committed speech played as the capture device.
+      '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream', `--use-file-for-fake-audio-capture=${micWav}`],
   });
   const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
   page.on('pageerror', (e) => console.log('page error:', e.message));
@@ -192,6 +212,29 @@ try {
     await page.click('text=Add unit');
     await page.click('[data-testid=settings] button[type=submit]');
     await page.waitForSelector('[data-testid=settings] [role=alert] >> text=unit must be');
+  });
+
+  await check('takes the voice by keyboard, talks from the microphone, hands back', async () => {
+    await page.keyboard.press('1');
+    const sid = (await api('POST', '/api/training/calls', { scenario: 'structure-fire' })).call_sid;
+    await page.waitForSelector(`[data-call="${sid}"]`);
+    await page.click(`[data-call="${sid}"]`);
+    await page.keyboard.press('v');
+    await page.waitForSelector('[data-testid=live-banner] >> text=YOU ARE LIVE WITH THE CALLER');
+    await page.waitForSelector(`[data-call="${sid}"] >> text=Supervisor supervisor live`);
+    let active = await api('GET', '/api/calls/active');
+    assert(active.calls.some((c) => c.call_sid === sid && c.mode === 'takeover' && c.voice_holder === 'supervisor'), JSON.stringify(active));
+    // Hold M: the microphone's frames go out (the level meter moves) and the server takes them.
+    await page.keyboard.down('m');
+    await page.waitForSelector('[data-testid=live-banner] >> text=Talking');
+    await page.waitForFunction(() => parseFloat(document.querySelector('[data-testid=live-banner] .meter i')?.style.width ?? '0') > 0, null, { timeout: 5000 });
+    await waitFor('voice.talk audited', async () => (await api('GET', `/api/audit?target=${sid}&action=voice.talk`)).entries.length === 1);
+    await page.screenshot({ path: join(out, 'takeover.png') });
+    await page.keyboard.up('m');
+    await page.keyboard.press('h');
+    await page.waitForSelector('[data-testid=live-banner]', { state: 'detached' });
+    active = await api('GET', '/api/calls/active');
+    assert(active.calls.some((c) => c.call_sid === sid && c.mode === 'ai' && c.voice_holder === null), JSON.stringify(active));
   });
 
   await check('the console reconnects on its own after the server restarts', async () => {

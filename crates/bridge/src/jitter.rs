@@ -30,6 +30,21 @@ pub struct VoiceFrame {
     pub audio: Bytes,
 }
 
+/// What a console sends a call's task about its voice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VoiceMsg {
+    /// A frame of the supervisor's voice.
+    Frame(VoiceFrame),
+    /// The console is alive (the supervisor only listens).
+    Keepalive,
+    /// The console of this user is gone (its live feed closed): the voice is lost if they still
+    /// hold it.
+    Lost {
+        /// The console's user.
+        user: String,
+    },
+}
+
 /// Counters, for tests and the benchmark.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct JitterStats {

@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument as _;
 
 use watchfloor_call::{CallFold, CallMode, CallStatus, Hub, LiveCall};
-use crate::jitter::VoiceFrame;
+use crate::jitter::VoiceMsg;
 use crate::machine::{Command, Refusal};
 use crate::model::ModelConfig;
 use crate::profile::AgentProfile;
@@ -81,7 +81,7 @@ struct Entry {
     commands: mpsc::Sender<CommandMsg>,
     /// The supervisor's voice frames for the call's task (bounded: a frame the task cannot take
     /// is dropped by the sender, never waited for).
-    voice: mpsc::Sender<VoiceFrame>,
+    voice: mpsc::Sender<VoiceMsg>,
     claim: Option<oneshot::Sender<TwilioSocket>>,
     /// The fold of the call's events so far (the console's view is a projection of it).
     live: Arc<Mutex<CallFold>>,
@@ -112,6 +112,8 @@ pub struct BridgeConfig {
     pub stream_limits: crate::flood::StreamLimits,
     /// The dispatch policy of new calls.
     pub policy: watchfloor_dispatch::policy::Policy,
+    /// What a lost voice holder means for a call (issue 17).
+    pub voice_loss: crate::machine::VoiceLossAction,
     /// The unit roster every call dispatches from.
     pub roster: crate::SharedRoster,
     /// The model of training (simulated) calls, when it differs from the real one (training
@@ -232,6 +234,7 @@ impl CallRegistry {
             timers: cfg.timers,
             stream_limits: cfg.stream_limits,
             policy: cfg.policy,
+            voice_loss: cfg.voice_loss,
             roster: cfg.roster,
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
@@ -270,9 +273,10 @@ impl CallRegistry {
     }
 
 
-    /// Where a live call takes its supervisor's voice frames ([`VoiceFrame`]; send with
+    /// Where a live call takes its supervisor's voice ([`VoiceMsg`]: frames, keepalives, the
+    /// console's loss; send with
     /// `try_send`: a full queue drops the frame, never the caller's audio).
-    pub fn voice(&self, call_sid: &str) -> Option<mpsc::Sender<VoiceFrame>> {
+    pub fn voice(&self, call_sid: &str) -> Option<mpsc::Sender<VoiceMsg>> {
         self.calls.lock().get(call_sid).map(|e| e.voice.clone())
     }
 

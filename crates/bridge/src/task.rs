@@ -79,6 +79,8 @@ pub struct CallSetup {
     pub stream_limits: StreamLimits,
     /// The dispatch policy.
     pub policy: watchfloor_dispatch::policy::Policy,
+    /// What a lost voice holder means for the call.
+    pub voice_loss: crate::machine::VoiceLossAction,
     /// The unit roster.
     pub roster: crate::SharedRoster,
 }
@@ -187,7 +189,7 @@ pub async fn run_call(
     setup: CallSetup,
     mut claim_rx: oneshot::Receiver<TwilioSocket>,
     mut commands: mpsc::Receiver<CommandMsg>,
-    mut voice: mpsc::Receiver<crate::jitter::VoiceFrame>,
+    mut voice: mpsc::Receiver<crate::jitter::VoiceMsg>,
     hub: Hub,
     cancel: CancellationToken,
     live: Arc<Mutex<CallFold>>,
@@ -204,6 +206,7 @@ pub async fn run_call(
     .with_timers(setup.timers)
     .with_clock_limit(crate::machine::ClockLimit { rate: setup.stream_limits.audio_rate, burst_ms: setup.stream_limits.audio_burst_ms as u64 })
     .with_policy(setup.policy)
+    .with_voice_loss(setup.voice_loss)
     .with_roster(setup.roster.snapshot());
     let mut roster_rx = setup.roster.subscribe();
     let mut twilio: Option<TwilioSocket> = None;
@@ -360,14 +363,17 @@ pub async fn run_call(
                     None => commands_open = false,
                 }
             }
-            frame = voice.recv(), if voice_open => match frame {
-                Some(frame) => {
+            msg = voice.recv(), if voice_open => match msg {
+                Some(crate::jitter::VoiceMsg::Frame(frame)) => {
                     if !jitter.is_active() {
                         // The first tick of a burst comes a frame from now.
                         voice_tick.reset();
                     }
                     jitter.push(frame, Instant::now());
+                    machine.handle_input(Input::VoiceKeepalive, Instant::now());
                 }
+                Some(crate::jitter::VoiceMsg::Keepalive) => machine.handle_input(Input::VoiceKeepalive, Instant::now()),
+                Some(crate::jitter::VoiceMsg::Lost { user }) => machine.handle_input(Input::VoiceLost { user }, Instant::now()),
                 None => voice_open = false,
             },
             _ = voice_tick.tick(), if jitter.is_active() => {

@@ -233,6 +233,12 @@ pub enum ConsoleMessage {
     },
     /// Stop sending the supervisor's voice.
     StopTalking,
+    /// The console holding this call's voice is alive (send at least every second while the
+    /// supervisor only listens: 3 s without a frame or a keepalive is a lost console).
+    VoiceKeepalive {
+        /// The call.
+        call_sid: String,
+    },
     /// The console has processed this many text messages of this connection (flow control:
     /// with too many unacknowledged, events pause and a resync follows).
     Ack {

@@ -45,6 +45,12 @@ pub enum AlertKind {
     DispatchWaiting,
     /// A supervised P1 went out on its own after the hold window.
     AutoDispatched,
+    /// The console of the supervisor holding the call's voice was lost (issue 17): the call went
+    /// back to the agent, or to the human line, by setting.
+    SupervisorLost {
+        /// The supervisor.
+        user: String,
+    },
 }
 
 impl AlertKind {
@@ -59,13 +65,14 @@ impl AlertKind {
             AlertKind::ModelError { .. } => "model_error".into(),
             AlertKind::DispatchWaiting => "dispatch_waiting".into(),
             AlertKind::AutoDispatched => "auto_dispatched".into(),
+            AlertKind::SupervisorLost { .. } => "supervisor_lost".into(),
         }
     }
 
     /// The severity of this kind of alert.
     pub fn severity(&self) -> Severity {
         match self {
-            AlertKind::Danger { .. } | AlertKind::ModelError { .. } | AlertKind::AutoDispatched => Severity::Critical,
+            AlertKind::Danger { .. } | AlertKind::ModelError { .. } | AlertKind::AutoDispatched | AlertKind::SupervisorLost { .. } => Severity::Critical,
             AlertKind::DispatchWaiting | AlertKind::ExtractionDisagreement { .. } | AlertKind::SilentCaller | AlertKind::AgentStuck => Severity::Warning,
             AlertKind::LowConfidence => Severity::Info,
         }

@@ -111,6 +111,10 @@ pub struct Config {
     pub webhook_rate_per_second: u32,
     /// The dispatch policy: supervised with a hold window (default 20 s) or automatic.
     pub dispatch_policy: watchfloor_dispatch::policy::Policy,
+    /// When the console of the supervisor holding a call's voice is lost (3 s without a frame
+    /// or a keepalive, or its live feed closed): `ai` (default: the agent takes the call back,
+    /// with a critical alert) or `human_line`.
+    pub voice_lost: watchfloor_bridge::machine::VoiceLossAction,
     /// The unit roster (empty: proposals name no units).
     pub units: Vec<UnitConfig>,
     /// Training mode with simulated calls placed on their own (`serve --demo`).
@@ -209,6 +213,8 @@ pub struct FileConfig {
     pub header_read_timeout_s: Option<u64>,
     /// See [`Config::dispatch_policy`]: `{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`.
     pub dispatch_policy: Option<watchfloor_dispatch::policy::Policy>,
+    /// See [`Config::voice_lost`]: `"ai"` or `"human_line"`.
+    pub voice_lost: Option<watchfloor_bridge::machine::VoiceLossAction>,
     /// See [`Config::units`].
     #[serde(default)]
     pub units: Vec<UnitConfig>,
@@ -284,6 +290,7 @@ impl Config {
             stream_limits: watchfloor_bridge::flood::StreamLimits::default(),
             webhook_rate_per_second: 20,
             dispatch_policy: watchfloor_dispatch::policy::Policy::default(),
+            voice_lost: watchfloor_bridge::machine::VoiceLossAction::default(),
             units: Vec::new(),
             demo: false,
             training: false,
@@ -347,6 +354,7 @@ impl Config {
         if let Some(v) = f.max_connections_per_address { self.max_connections_per_address = v.max(1); }
         if let Some(v) = f.header_read_timeout_s { self.header_read_timeout = Duration::from_secs(v.clamp(1, 300)); }
         if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
+        if let Some(v) = f.voice_lost { self.voice_lost = v; }
         if !f.units.is_empty() { self.units = f.units; }
         if let Some(v) = f.live_max_unacked { self.live_max_unacked = v.max(16); }
         if let Some(v) = f.training { self.training = v; }

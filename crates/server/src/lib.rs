@@ -295,6 +295,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         timers: config.timers,
         stream_limits: config.stream_limits,
         policy: config.dispatch_policy,
+        voice_loss: config.voice_lost,
         roster: roster.clone(),
         training_model: training.as_ref().map(|t| {
             Arc::new(ModelConfig { url: t.model_url(), api_key: Some(watchfloor_bridge::model::ApiKey::new("training")), connect_timeout: config.model_connect_timeout, ..ModelConfig::default() })

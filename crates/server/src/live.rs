@@ -27,6 +27,7 @@ use axum::{Extension, Json, Router};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
+use watchfloor_bridge::jitter::VoiceMsg;
 use watchfloor_bridge::live::{ConsoleMessage, LiveMessage, decode_voice_frame, encode_audio_frame};
 use watchfloor_bridge::task::unix_ms;
 use watchfloor_bridge::{AudioFrame, CallEventKind, Track};
@@ -139,7 +140,9 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
     let mut stalled = false;
     let mut listen: Option<Listen> = None;
     // Where this console's voice frames go (a call whose voice the user holds).
-    let mut talk: Option<(String, tokio::sync::mpsc::Sender<watchfloor_bridge::jitter::VoiceFrame>)> = None;
+    let mut talk: Option<(String, tokio::sync::mpsc::Sender<VoiceMsg>)> = None;
+    // Calls whose voice this console keeps (it talked or sent keepalives): told when it is lost.
+    let mut kept: HashMap<String, tokio::sync::mpsc::Sender<VoiceMsg>> = HashMap::new();
     let mut voice_dropped: u64 = 0;
     loop {
         tokio::select! {
@@ -232,12 +235,24 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
                         match (holder, state.calls.voice(&call_sid)) {
                             (Some(h), Some(tx)) if h == user.name => {
                                 audit(state, user, "voice.talk", &call_sid, "ok", None, false).await;
+                                kept.insert(call_sid.clone(), tx.clone());
                                 talk = Some((call_sid.clone(), tx));
                                 feed.text(message(&LiveMessage::Talking { call_sid })).await?;
                             }
                             (Some(h), Some(_)) => feed.text(message(&LiveMessage::Error { message: format!("the voice of call {call_sid} is held by {h}") })).await?,
                             (None, Some(_)) => feed.text(message(&LiveMessage::Error { message: format!("take the voice of call {call_sid} first") })).await?,
                             (_, None) => feed.text(message(&LiveMessage::Error { message: format!("call {call_sid} is not live") })).await?,
+                        }
+                    }
+                    Ok(ConsoleMessage::VoiceKeepalive { call_sid }) => {
+                        let holds = state.calls.live_call(&call_sid).and_then(|c| c.voice_holder).is_some_and(|h| h == user.name);
+                        match state.calls.voice(&call_sid).filter(|_| holds) {
+                            Some(tx) => {
+                                // A full queue is frames on their way: alive either way.
+                                let _ = tx.try_send(VoiceMsg::Keepalive);
+                                kept.insert(call_sid, tx);
+                            }
+                            None => feed.text(message(&LiveMessage::Error { message: format!("you do not hold the voice of call {call_sid}") })).await?,
                         }
                     }
                     Ok(ConsoleMessage::StopTalking) => {
@@ -258,7 +273,7 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
                 Some(Ok(Message::Binary(b))) => match (&talk, decode_voice_frame(&b)) {
                     (Some((sid, tx)), Some((frame_sid, position_ms, audio))) if *sid == frame_sid => {
                         let frame = watchfloor_bridge::jitter::VoiceFrame { position_ms, audio: b.slice(b.len() - audio.len()..) };
-                        match tx.try_send(frame) {
+                        match tx.try_send(VoiceMsg::Frame(frame)) {
                             Ok(()) => {}
                             // The call's task is behind: this frame is lost (silence), never waited for.
                             Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
@@ -283,5 +298,16 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
         }
     }
     let _ = feed.sink.close().await;
+    lose_voice(&kept, user);
     Ok(())
+}
+
+/// The console is gone: every call whose voice it kept is told at once (the call's task then
+/// hands the call back to the agent or to the human line, by setting) rather than after the
+/// 3 s without a sign of life.
+fn lose_voice(kept: &HashMap<String, tokio::sync::mpsc::Sender<VoiceMsg>>, user: &User) {
+    for (sid, tx) in kept {
+        tracing::warn!(user = %user.name, call_sid = %sid, "the console keeping this call's voice is gone");
+        let _ = tx.try_send(VoiceMsg::Lost { user: user.name.clone() });
+    }
 }

@@ -49,6 +49,21 @@ async fn wait_for(ws: &mut Ws, kind: &str) {
     }
 }
 
+/// A console that sends a keepalive for the call every second (and reads what the feed sends).
+async fn keep_alive(base: &str, sid: &str) -> tokio::task::JoinHandle<()> {
+    let mut ws = connect(base).await;
+    let msg = serde_json::json!({"type":"voice_keepalive","call_sid":sid}).to_string();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => if ws.send(Message::text(msg.clone())).await.is_err() { return },
+                m = ws.next() => if !matches!(m, Some(Ok(_))) { return },
+            }
+        }
+    })
+}
+
 fn responses_asked(s: &SessionLog) -> usize {
     s.received.iter().filter(|t| *t == "response.create").count()
 }
@@ -81,6 +96,8 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     let (st, live) = post(client(), url("take")).await;
     assert_eq!(st, 200, "{live}");
     assert_eq!((live["mode"].as_str(), live["voice_holder"].as_str()), (Some("takeover"), Some("supervisor")));
+    // The supervisor's console keeps the voice alive while they listen.
+    let keeper = keep_alive(&base, &sid).await;
     // The model was told to stop answering turns, and nothing is asked of it from now on.
     assert!(rig.model.wait_until(Duration::from_secs(5), |s| s.first().and_then(answering) == Some(false)).await, "session.update with create_response false");
     let held = rig.model.sessions()[0].clone();
@@ -128,6 +145,7 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     assert_eq!(answering(&back), Some(true));
     assert!(back.system_messages.iter().any(|m| m.contains("A supervisor (supervisor) spoke with the caller")), "{:?}", back.system_messages);
 
+    keeper.abort();
     let done = tokio::time::timeout(Duration::from_secs(60), call).await.unwrap().unwrap();
     // The caller heard exactly the supervisor's bytes, in order, with nothing in between.
     let said: Vec<u8> = frames.concat();
@@ -147,4 +165,38 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
         assert!(acts.iter().any(|(u, act, o)| (u.as_str(), act.as_str(), o.as_str()) == want), "{want:?} in {acts:?}");
     }
     rig.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_console_gives_the_call_back_to_the_agent_with_an_alert() {
+    let sc = scenario("cardiac-arrest");
+    let rig = rig(vec![sc.clone()], 1.0, |_| {}).await;
+    let base = rig.server.base_url();
+    let mut events = rig.server.calls.hub().subscribe();
+    let call = tokio::spawn({
+        let (base, sc) = (base.clone(), sc.clone());
+        async move { place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed: 1.0, ..Default::default() }, ..Default::default() }).await.unwrap() }
+    });
+    let talking = common::next_event(&mut events, Duration::from_secs(20), |e| matches!(e.kind, CallEventKind::Talking { who: watchfloor_bridge::Talking::Agent })).await;
+    let sid = talking.call_sid.to_string();
+    let r = client().post(format!("{base}/api/calls/{sid}/voice/take")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let mut ws = connect(&base).await;
+    ws.send(Message::text(serde_json::json!({"type":"talk","call_sid":sid}).to_string())).await.unwrap();
+    wait_for(&mut ws, "talking").await;
+    let agent_audio = rig.model.sessions()[0].agent_audio.len();
+    // The console dies (its feed closes without a word): the agent has the caller again at once.
+    drop(ws);
+    let lost = common::next_event(&mut events, Duration::from_secs(5), |e| matches!(&e.kind, CallEventKind::Alert { alert: watchfloor_dispatch::alerts::AlertKind::SupervisorLost { user }, .. } if user == "supervisor")).await;
+    assert_eq!(*lost.call_sid, *sid);
+    common::next_event(&mut events, Duration::from_secs(1), |e| matches!(&e.kind, CallEventKind::ModeChanged { mode: watchfloor_bridge::CallMode::Ai, .. })).await;
+    assert!(rig.model.wait_until(Duration::from_secs(10), |s| s[0].agent_audio.len() > agent_audio).await, "the agent speaks again");
+    // A holder whose console never says anything loses the voice after 3 s as well.
+    let r = client().post(format!("{base}/api/calls/{sid}/voice/take")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    common::next_event(&mut events, Duration::from_secs(6), |e| matches!(&e.kind, CallEventKind::ModeChanged { mode: watchfloor_bridge::CallMode::Ai, .. })).await;
+    // (The scripted caller's call is cut short by the shutdown: the fake's script was answered
+    // out of turn by the two hand-backs.)
+    rig.server.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(10), call).await;
 }

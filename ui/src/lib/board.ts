@@ -47,6 +47,7 @@ export function statusLine(c: LiveCall, nowMs: number): string {
   if (c.handed_off === 'takeover') return 'Taken over';
   if (c.handed_off === 'transfer') return 'Transferred';
   if (c.fallback_reason || c.status === 'fallback') return 'To human line';
+  if (c.mode === 'takeover') return `Supervisor ${c.voice_holder ?? ''} live with the caller`;
   switch (c.dispatch.phase) {
     case 'proposed': {
       const at = c.dispatch.auto_dispatch_at_ms;
@@ -73,6 +74,7 @@ export function alertText(a: AlertKind): string {
     case 'model_error': return `Model error: ${a.reason}`;
     case 'dispatch_waiting': return 'Dispatch waiting';
     case 'auto_dispatched': return 'Auto-dispatched';
+    case 'supervisor_lost': return `Supervisor ${a.user} lost: back to the AI`;
   }
 }
 

@@ -41,6 +41,17 @@ class Feed {
   private endedAt = new Map<string, number>();
   private listeners = new Set<(ev: CallEvent) => void>();
 
+  /** Sends a console message (dropped while the feed is down: the server's 3 s voice watchdog
+   *  and the next keepalive cover it). */
+  sendJson(msg: Record<string, unknown>) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  /** Sends a binary frame (the supervisor's voice). */
+  sendBinary(frame: Uint8Array) {
+    if (this.ws?.readyState === WebSocket.OPEN) this.ws.send(frame);
+  }
+
   /** Calls `cb` with every event as it arrives; returns the unsubscribe function. */
   subscribe(cb: (ev: CallEvent) => void): () => void {
     this.listeners.add(cb);
@@ -161,6 +172,9 @@ class Feed {
         break;
       case 'listen_stopped':
         if (this.listening?.call_sid === msg.call_sid) this.listening = null;
+        break;
+      case 'talking':
+      case 'talk_stopped':
         break;
       case 'error':
         actions.show(msg.message, true);

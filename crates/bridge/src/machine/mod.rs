@@ -92,6 +92,13 @@ pub enum Input<'a> {
         /// μ-law 8 kHz, 160 bytes.
         audio: &'a [u8],
     },
+    /// The voice holder's console is alive (a keepalive while the supervisor only listens).
+    VoiceKeepalive,
+    /// A console of `user` is gone (its live feed closed): the voice is lost if they hold it.
+    VoiceLost {
+        /// The console's user.
+        user: String,
+    },
     /// The model socket opened: send `session.update`.
     ModelConnected,
     /// A parsed Twilio media-stream message.
@@ -141,6 +148,21 @@ pub enum Input<'a> {
 /// The response id the supervisor's voice frames are queued under at Twilio (never a model
 /// response: a barge-in or a cancel never names it).
 pub const SUPERVISOR_RESPONSE: &str = "supervisor";
+
+/// A supervisor holding the voice whose console sends nothing (no frame, no keepalive) this long
+/// has lost it (issue 17): the caller is never left in silence.
+pub const VOICE_LOST_AFTER: Duration = Duration::from_secs(3);
+
+/// What happens to a call whose voice holder's console is lost ([`VOICE_LOST_AFTER`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VoiceLossAction {
+    /// The agent takes the call back (with a critical alert).
+    #[default]
+    Ai,
+    /// The call goes to the human line (the fallback).
+    HumanLine,
+}
 
 /// A caller silent this long while the agent waits raises an alert.
 pub const SILENT_CALLER: Duration = Duration::from_secs(15);
@@ -401,6 +423,10 @@ pub struct CallMachine {
     voice_holder: Option<String>,
     /// Takeovers so far: the supervisor's audio of takeover `n` is item `supervisor-<n>`.
     takeovers: u32,
+    /// The last sign of life of the voice holder's console (a frame or a keepalive).
+    voice_heard: Instant,
+    /// What a lost voice holder means for the call.
+    voice_loss: VoiceLossAction,
 }
 
 impl CallMachine {
@@ -450,6 +476,8 @@ impl CallMachine {
             pending_handoff: None,
             voice_holder: None,
             takeovers: 0,
+            voice_heard: now,
+            voice_loss: VoiceLossAction::default(),
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -479,6 +507,12 @@ impl CallMachine {
     /// Sets how far the stream's clock may run ahead of the wall clock ([`ClockLimit`]).
     pub fn with_clock_limit(mut self, limit: ClockLimit) -> Self {
         self.clock.set_limit(limit);
+        self
+    }
+
+    /// Sets what a lost voice holder means for the call ([`VoiceLossAction`]).
+    pub fn with_voice_loss(mut self, action: VoiceLossAction) -> Self {
+        self.voice_loss = action;
         self
     }
 
@@ -591,6 +625,16 @@ impl CallMachine {
                 }
             }
             Input::SupervisorAudio { audio } => self.on_supervisor_audio(audio, now),
+            Input::VoiceKeepalive => {
+                if self.voice_holder.is_some() {
+                    self.voice_heard = now;
+                }
+            }
+            Input::VoiceLost { user } => {
+                if self.voice_holder.as_deref() == Some(user.as_str()) {
+                    self.lose_voice(now);
+                }
+            }
             Input::ModelConnected => {
                 self.session.connected(now);
                 self.stage(now, Stage::ModelConnected);
@@ -703,6 +747,9 @@ impl CallMachine {
         };
         let mut next = self.dispatch.next_deadline_ms().map(|ms| due(self.created + Duration::from_millis(ms.saturating_sub(self.created_unix_ms))));
         let mut consider = |t: Instant| next = Some(next.map_or(t, |n: Instant| n.min(t)));
+        if self.voice_holder.is_some() {
+            consider(due(self.voice_heard + VOICE_LOST_AFTER));
+        }
         if self.session_timers_run() {
             if self.stream_sid.is_some() && !self.dispatch.has_alert(&AlertKind::SilentCaller) {
                 consider(due(self.last_caller_speech.unwrap_or(self.created) + SILENT_CALLER));
@@ -718,6 +765,9 @@ impl CallMachine {
         let at = self.unix_ms(now);
         self.dispatch.on_timeout(at);
         self.run_dispatch(now);
+        if self.voice_holder.is_some() && now.saturating_duration_since(self.voice_heard) >= VOICE_LOST_AFTER {
+            self.lose_voice(now);
+        }
         if !self.session_timers_run() {
             return;
         }
@@ -1048,6 +1098,7 @@ impl CallMachine {
             self.skip(now, "supervisor", format!("a voice frame of {} bytes (not 160)", audio.len()));
             return;
         }
+        self.voice_heard = now;
         let item_id = format!("supervisor-{}", self.takeovers);
         self.playout.agent_audio(stream_sid, SUPERVISOR_RESPONSE, &item_id, &mulaw::encode_base64(audio), audio, self.clock.now_ms(), &mut self.out);
     }
@@ -1241,6 +1292,7 @@ impl CallMachine {
             return Err(Refusal::HandOffUnderWay);
         }
         self.voice_holder = Some(by.clone());
+        self.voice_heard = now;
         self.takeovers += 1;
         // The agent stops now: what plays is cleared and cut where the caller heard it (the
         // barge-in steps, PROTOCOLS.md §3); a reply still being generated is cancelled.
@@ -1263,6 +1315,20 @@ impl CallMachine {
         self.out.push_back(Output::ResetVoice);
         self.emit(now, CallEventKind::ModeChanged { mode: CallMode::Takeover, by });
         Ok(())
+    }
+
+    /// The voice holder's console is gone: the caller is never left in silence — a critical
+    /// alert, then the agent takes the call back or it goes to the human line, by setting.
+    fn lose_voice(&mut self, now: Instant) {
+        let Some(holder) = self.voice_holder.clone() else { return };
+        tracing::warn!(supervisor = %holder, "the voice holder's console was lost");
+        self.alert(now, AlertKind::SupervisorLost { user: holder.clone() });
+        match self.voice_loss {
+            VoiceLossAction::Ai => {
+                let _ = self.hand_back(now, holder);
+            }
+            VoiceLossAction::HumanLine => self.fallback(now, "supervisor_voice_lost"),
+        }
     }
 
     fn hand_back(&mut self, now: Instant, by: String) -> Result<(), Refusal> {

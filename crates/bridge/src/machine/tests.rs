@@ -1018,3 +1018,29 @@ fn the_supervisors_voice_goes_to_the_caller_with_marks_and_is_not_cut_by_the_cal
     let heard = drain(&mut m).into_iter().filter(|o| matches!(o, Output::Audio(f) if f.track == Track::Agent)).count();
     assert_eq!(heard, 2, "both frames recorded as heard on the agent track");
 }
+
+#[test]
+fn a_silent_voice_holder_is_lost_after_three_seconds_and_the_agent_takes_the_call_back() {
+    let t0 = Instant::now();
+    let s = |n: u64| t0 + Duration::from_millis(n);
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.command(Command::TakeVoice { by: "ana".into() }, s(1_000)).unwrap();
+    drain(&mut m);
+    assert_eq!(m.poll_timeout(), Some(s(4_000)), "three seconds to show a sign of life");
+    m.handle_input(Input::VoiceKeepalive, s(2_500));
+    assert_eq!(m.poll_timeout(), Some(s(5_500)));
+    m.handle_input(Input::VoiceLost { user: "ben".into() }, s(2_600));
+    assert!(events(&drain(&mut m)).is_empty(), "another user's console closing changes nothing");
+    m.handle_input(Input::Timeout, s(5_500));
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Alert { alert: AlertKind::SupervisorLost { user }, severity: watchfloor_dispatch::alerts::Severity::Critical, .. } if user == "ana")));
+    assert!(events(&out).contains(&&CallEventKind::ModeChanged { mode: CallMode::Ai, by: "ana".into() }));
+    assert!(to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "the agent speaks again");
+    // By setting, a lost console sends the call to the human line instead.
+    let mut m = machine(t0).with_voice_loss(VoiceLossAction::HumanLine);
+    start(&mut m, t0);
+    m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
+    m.handle_input(Input::VoiceLost { user: "ana".into() }, s(100));
+    assert!(drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { reason } if reason == "supervisor_voice_lost")));
+}

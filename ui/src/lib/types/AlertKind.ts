@@ -19,4 +19,8 @@ keywords: string, } | { "kind": "low_confidence" } | { "kind": "model_error",
 /**
  * Why.
  */
-reason: string, } | { "kind": "dispatch_waiting" } | { "kind": "auto_dispatched" };
+reason: string, } | { "kind": "dispatch_waiting" } | { "kind": "auto_dispatched" } | { "kind": "supervisor_lost", 
+/**
+ * The supervisor.
+ */
+user: string, };

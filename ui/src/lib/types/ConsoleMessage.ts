@@ -16,7 +16,11 @@ tracks: Array<Track>, } | { "type": "stop_listening" } | { "type": "talk",
 /**
  * The call.
  */
-call_sid: string, } | { "type": "stop_talking" } | { "type": "ack", 
+call_sid: string, } | { "type": "stop_talking" } | { "type": "voice_keepalive", 
+/**
+ * The call.
+ */
+call_sid: string, } | { "type": "ack", 
 /**
  * Text messages processed, counting from 1.
  */

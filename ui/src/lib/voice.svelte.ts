@@ -1,0 +1,132 @@
+// The supervisor's voice in a live call (issue 17): take the call's voice from the agent, talk
+// to the caller from the microphone, hand the call back. While the console holds a call's voice
+// it sends a keepalive every second (the server hands the call back to the agent after 3 s of
+// nothing); while the talk key is held it sends 20 ms μ-law frames ('S' frames) on the live feed.
+
+import { mulaw } from 'alawmulaw';
+import { api, ApiError } from './api';
+import { actions } from './actions.svelte';
+import { feed } from './feed.svelte';
+
+/** μ-law bytes per 20 ms frame at 8 kHz. */
+const FRAME = 160;
+
+/** A voice frame as the live feed takes it: 'S', track 0, the CallSid, the position on the
+ * supervisor's clock (u64 big-endian, ms), then 160 bytes of μ-law. */
+export function encodeVoiceFrame(callSid: string, positionMs: number, audio: Uint8Array): Uint8Array {
+  const sid = new TextEncoder().encode(callSid).slice(0, 255);
+  const out = new Uint8Array(3 + sid.length + 8 + audio.length);
+  out[0] = 0x53;
+  out[1] = 0;
+  out[2] = sid.length;
+  out.set(sid, 3);
+  new DataView(out.buffer).setBigUint64(3 + sid.length, BigInt(positionMs));
+  out.set(audio, 11 + sid.length);
+  return out;
+}
+
+class Voice {
+  /** The call whose voice this console holds. */
+  holding: string | null = $state(null);
+  /** The talk key is down and frames are going out. */
+  talking = $state(false);
+  /** The microphone's level, 0–1, while talking. */
+  level = $state(0);
+
+  private keepalive: ReturnType<typeof setInterval> | null = null;
+  private ctx: AudioContext | null = null;
+  private stream: MediaStream | null = null;
+  private pending = new Float32Array(0);
+  private positionMs = 0;
+
+  async take(sid: string) {
+    try {
+      await api('POST', `/api/calls/${sid}/voice/take`);
+    } catch (e) {
+      actions.show(`Take over refused: ${e instanceof ApiError ? e.message : String(e)}`, true);
+      return;
+    }
+    this.holding = sid;
+    const alive = () => feed.sendJson({ type: 'voice_keepalive', call_sid: sid });
+    alive();
+    this.keepalive = setInterval(alive, 1000);
+    actions.show('You are live with the caller');
+  }
+
+  async handBack() {
+    const sid = this.holding;
+    if (!sid) return;
+    this.stopTalking();
+    try {
+      await api('POST', `/api/calls/${sid}/voice/hand-back`);
+      actions.show('Call handed back to the AI');
+    } catch (e) {
+      actions.show(`Hand back refused: ${e instanceof ApiError ? e.message : String(e)}`, true);
+    }
+    this.release();
+  }
+
+  /** The voice is no longer ours (handed back, lost, taken by another, the call ended). */
+  release() {
+    if (this.keepalive) clearInterval(this.keepalive);
+    this.keepalive = null;
+    this.stopTalking();
+    this.holding = null;
+  }
+
+  async startTalking() {
+    const sid = this.holding;
+    if (!sid || this.talking) return;
+    this.talking = true;
+    try {
+      this.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
+      this.ctx = new AudioContext({ sampleRate: 8000 });
+      await this.ctx.resume();
+      await this.ctx.audioWorklet.addModule('/mic-worklet.js');
+      const node = new AudioWorkletNode(this.ctx, 'mic-frames');
+      node.port.onmessage = (m) => this.onSamples(sid, m.data as Float32Array);
+      this.ctx.createMediaStreamSource(this.stream).connect(node);
+    } catch (e) {
+      actions.show(`Microphone unavailable: ${String(e)}`, true);
+      this.stopTalking();
+      return;
+    }
+    if (!this.talking) return; // released while the microphone opened
+    feed.sendJson({ type: 'talk', call_sid: sid });
+  }
+
+  stopTalking() {
+    if (!this.talking) return;
+    this.talking = false;
+    this.level = 0;
+    this.pending = new Float32Array(0);
+    feed.sendJson({ type: 'stop_talking' });
+    void this.ctx?.close();
+    this.ctx = null;
+    for (const t of this.stream?.getTracks() ?? []) t.stop();
+    this.stream = null;
+  }
+
+  private onSamples(sid: string, block: Float32Array) {
+    if (!this.talking || this.holding !== sid) return;
+    const all = new Float32Array(this.pending.length + block.length);
+    all.set(this.pending);
+    all.set(block, this.pending.length);
+    let at = 0;
+    for (; at + FRAME <= all.length; at += FRAME) {
+      const pcm = new Int16Array(FRAME);
+      let sum = 0;
+      for (let i = 0; i < FRAME; i++) {
+        const v = Math.max(-1, Math.min(1, all[at + i]));
+        pcm[i] = v * 32767;
+        sum += v * v;
+      }
+      this.level = Math.min(1, Math.sqrt(sum / FRAME) * 4);
+      feed.sendBinary(encodeVoiceFrame(sid, this.positionMs, mulaw.encode(pcm)));
+      this.positionMs += 20;
+    }
+    this.pending = all.slice(at);
+  }
+}
+
+export const voice = new Voice();
