@@ -293,6 +293,14 @@ impl CallRegistry {
             .collect()
     }
 
+    /// Who holds a live call's voice (the outer `None`: no such live call). Cheaper than
+    /// [`CallRegistry::live_call`]: the live feed asks at every `talk` and keepalive.
+    pub fn voice_holder(&self, call_sid: &str) -> Option<Option<String>> {
+        let state = self.calls.lock().get(call_sid).map(|e| e.live.clone())?;
+        let holder = state.lock().voice_holder.clone();
+        Some(holder)
+    }
+
     /// One live call as the console shows it.
     pub fn live_call(&self, call_sid: &str) -> Option<LiveCall> {
         let state = self.calls.lock().get(call_sid).map(|e| e.live.clone())?;

@@ -51,6 +51,8 @@ pub enum Talking {
     Caller,
     /// The agent's audio is playing to the caller.
     Agent,
+    /// A supervisor holding the call's voice is talking to the caller (issue 17).
+    Supervisor,
 }
 
 /// Who speaks to the caller for the call (issue 17): the AI agent, or a supervisor who took the

@@ -231,7 +231,7 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
                         }
                     }
                     Ok(ConsoleMessage::Talk { call_sid }) => {
-                        let holder = state.calls.live_call(&call_sid).and_then(|c| c.voice_holder);
+                        let holder = state.calls.voice_holder(&call_sid).flatten();
                         match (holder, state.calls.voice(&call_sid)) {
                             (Some(h), Some(tx)) if h == user.name => {
                                 audit(state, user, "voice.talk", &call_sid, "ok", None, false).await;
@@ -245,7 +245,7 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
                         }
                     }
                     Ok(ConsoleMessage::VoiceKeepalive { call_sid }) => {
-                        let holds = state.calls.live_call(&call_sid).and_then(|c| c.voice_holder).is_some_and(|h| h == user.name);
+                        let holds = state.calls.voice_holder(&call_sid).flatten().is_some_and(|h| h == user.name);
                         match state.calls.voice(&call_sid).filter(|_| holds) {
                             Some(tx) => {
                                 // A full queue is frames on their way: alive either way.

@@ -64,6 +64,20 @@ async fn keep_alive(base: &str, sid: &str) -> tokio::task::JoinHandle<()> {
     })
 }
 
+type Events = tokio::sync::broadcast::Receiver<std::sync::Arc<watchfloor_bridge::CallEvent>>;
+
+/// Places the scenario's call and returns once the agent is greeting the caller: its CallSid, the
+/// hub's events from before the call, and the caller fake's task.
+async fn greeting_call(rig: &common::Rig, sc: &watchfloor_sim::Scenario) -> (String, Events, tokio::task::JoinHandle<watchfloor_sim::simulate::SimulatedCall>) {
+    let mut events = rig.server.calls.hub().subscribe();
+    let call = tokio::spawn({
+        let (base, sc) = (rig.server.base_url(), sc.clone());
+        async move { place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed: 1.0, ..Default::default() }, ..Default::default() }).await.unwrap() }
+    });
+    let talking = common::next_event(&mut events, Duration::from_secs(20), |e| matches!(e.kind, CallEventKind::Talking { who: watchfloor_bridge::Talking::Agent })).await;
+    (talking.call_sid.to_string(), events, call)
+}
+
 fn responses_asked(s: &SessionLog) -> usize {
     s.received.iter().filter(|t| *t == "response.create").count()
 }
@@ -79,14 +93,7 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     })
     .await;
     let base = rig.server.base_url();
-    let mut events = rig.server.calls.hub().subscribe();
-    let call = tokio::spawn({
-        let (base, sc) = (base.clone(), sc.clone());
-        async move { place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed: 1.0, ..Default::default() }, ..Default::default() }).await.unwrap() }
-    });
-    // The agent is greeting the caller.
-    let talking = common::next_event(&mut events, Duration::from_secs(20), |e| matches!(e.kind, CallEventKind::Talking { who: watchfloor_bridge::Talking::Agent })).await;
-    let sid = talking.call_sid.to_string();
+    let (sid, _events, call) = greeting_call(&rig, &sc).await;
     let url = |p: &str| format!("{base}/api/calls/{sid}/voice/{p}");
     let post = |c: reqwest::Client, u: String| async move {
         let r = c.post(u).send().await.unwrap();
@@ -172,13 +179,7 @@ async fn a_lost_console_gives_the_call_back_to_the_agent_with_an_alert() {
     let sc = scenario("cardiac-arrest");
     let rig = rig(vec![sc.clone()], 1.0, |_| {}).await;
     let base = rig.server.base_url();
-    let mut events = rig.server.calls.hub().subscribe();
-    let call = tokio::spawn({
-        let (base, sc) = (base.clone(), sc.clone());
-        async move { place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed: 1.0, ..Default::default() }, ..Default::default() }).await.unwrap() }
-    });
-    let talking = common::next_event(&mut events, Duration::from_secs(20), |e| matches!(e.kind, CallEventKind::Talking { who: watchfloor_bridge::Talking::Agent })).await;
-    let sid = talking.call_sid.to_string();
+    let (sid, mut events, call) = greeting_call(&rig, &sc).await;
     let r = client().post(format!("{base}/api/calls/{sid}/voice/take")).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let mut ws = connect(&base).await;

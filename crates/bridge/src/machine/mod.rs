@@ -916,7 +916,7 @@ impl CallMachine {
     fn on_mark(&mut self, name: &str, now: Instant) {
         match self.playout.on_mark(name, &mut self.out) {
             playout::MarkEcho::Played { idle } => {
-                if idle && self.talking == Talking::Agent {
+                if idle && matches!(self.talking, Talking::Agent | Talking::Supervisor) {
                     let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
                     self.set_talking(now, who);
                 }
@@ -1101,6 +1101,9 @@ impl CallMachine {
         self.voice_heard = now;
         let item_id = format!("supervisor-{}", self.takeovers);
         self.playout.agent_audio(stream_sid, SUPERVISOR_RESPONSE, &item_id, &mulaw::encode_base64(audio), audio, self.clock.now_ms(), &mut self.out);
+        if self.talking != Talking::Supervisor && !self.caller_speaking {
+            self.set_talking(now, Talking::Supervisor);
+        }
     }
 
     fn on_agent_audio(&mut self, response_id: &str, item_id: &str, delta: &str, now: Instant) {

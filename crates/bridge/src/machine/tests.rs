@@ -1011,11 +1011,15 @@ fn the_supervisors_voice_goes_to_the_caller_with_marks_and_is_not_cut_by_the_cal
         Some(b) } else { None }).collect();
     assert_eq!(payloads, vec![vec![0x42; 160], vec![0x43; 160]]);
     assert_eq!(sent_marks(&out), ["supervisor-1:160", "supervisor-1:320"]);
+    assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Supervisor }));
     // The caller talking over the supervisor clears nothing.
     m.handle_input(speech_started(), t0);
-    assert!(to_twilio(&drain(&mut m)).is_empty());
+    let out = drain(&mut m);
+    assert!(to_twilio(&out).is_empty());
+    assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Caller }));
     m.handle_input(mark("supervisor-1:320"), t0);
-    let heard = drain(&mut m).into_iter().filter(|o| matches!(o, Output::Audio(f) if f.track == Track::Agent)).count();
+    let out = drain(&mut m);
+    let heard = out.iter().filter(|o| matches!(o, Output::Audio(f) if f.track == Track::Agent)).count();
     assert_eq!(heard, 2, "both frames recorded as heard on the agent track");
 }
 

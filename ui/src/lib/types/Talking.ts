@@ -3,4 +3,4 @@
 /**
  * Who is audible right now, for the board's "who is talking".
  */
-export type Talking = "silence" | "caller" | "agent";
+export type Talking = "silence" | "caller" | "agent" | "supervisor";
