@@ -142,7 +142,8 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
     // Where this console's voice frames go (a call whose voice the user holds).
     let mut talk: Option<(String, tokio::sync::mpsc::Sender<VoiceMsg>)> = None;
     // Calls whose voice this console keeps (it talked or sent keepalives): told when it is lost.
-    let mut kept: HashMap<String, tokio::sync::mpsc::Sender<VoiceMsg>> = HashMap::new();
+    // Dropped on every way out of this function (a socket error included), which tells them.
+    let mut kept = KeptVoices { calls: HashMap::new(), user: user.name.clone() };
     let mut voice_dropped: u64 = 0;
     loop {
         tokio::select! {
@@ -235,7 +236,7 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
                         match (holder, state.calls.voice(&call_sid)) {
                             (Some(h), Some(tx)) if h == user.name => {
                                 audit(state, user, "voice.talk", &call_sid, "ok", None, false).await;
-                                kept.insert(call_sid.clone(), tx.clone());
+                                kept.calls.insert(call_sid.clone(), tx.clone());
                                 talk = Some((call_sid.clone(), tx));
                                 feed.text(message(&LiveMessage::Talking { call_sid })).await?;
                             }
@@ -250,7 +251,7 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
                             Some(tx) => {
                                 // A full queue is frames on their way: alive either way.
                                 let _ = tx.try_send(VoiceMsg::Keepalive);
-                                kept.insert(call_sid, tx);
+                                kept.calls.insert(call_sid, tx);
                             }
                             None => feed.text(message(&LiveMessage::Error { message: format!("you do not hold the voice of call {call_sid}") })).await?,
                         }
@@ -298,16 +299,23 @@ async fn run_console(state: &AppState, user: &User, socket: WebSocket, session_e
         }
     }
     let _ = feed.sink.close().await;
-    lose_voice(&kept, user);
     Ok(())
 }
 
-/// The console is gone: every call whose voice it kept is told at once (the call's task then
-/// hands the call back to the agent or to the human line, by setting) rather than after the
-/// 3 s without a sign of life.
-fn lose_voice(kept: &HashMap<String, tokio::sync::mpsc::Sender<VoiceMsg>>, user: &User) {
-    for (sid, tx) in kept {
-        tracing::warn!(user = %user.name, call_sid = %sid, "the console keeping this call's voice is gone");
-        let _ = tx.try_send(VoiceMsg::Lost { user: user.name.clone() });
+/// The calls whose voice a console keeps (it talked or sent keepalives). When the console's
+/// feed ends — closed, signed out, or failed — each is told at once (its task hands the call
+/// back to the agent or to the human line, by setting) rather than after the 3 s without a sign
+/// of life; a queue full of frames drops the word, and the 3 s deadline still stands.
+struct KeptVoices {
+    calls: HashMap<String, tokio::sync::mpsc::Sender<VoiceMsg>>,
+    user: String,
+}
+
+impl Drop for KeptVoices {
+    fn drop(&mut self) {
+        for (sid, tx) in &self.calls {
+            tracing::warn!(user = %self.user, call_sid = %sid, "the console keeping this call's voice is gone");
+            let _ = tx.try_send(VoiceMsg::Lost { user: self.user.clone() });
+        }
     }
 }
