@@ -84,6 +84,14 @@ impl Default for ModelConfig {
     }
 }
 
+/// The URL of a transcription-only session beside a model URL (PROTOCOLS.md §5): the same
+/// endpoint with `?intent=transcription` in place of the query (no `model`: the model URL makes a
+/// conversation session, which refuses the transcription `session.update`).
+pub fn transcription_url(model_url: &str) -> String {
+    let endpoint = model_url.split(['?', '#']).next().unwrap_or(model_url);
+    format!("{endpoint}?intent=transcription")
+}
+
 /// Why the model could not be reached. All variants are retryable in principle; the bridge
 /// does not retry within a call's set-up (the caller goes to a human instead).
 #[derive(Debug, thiserror::Error)]
@@ -116,5 +124,14 @@ pub async fn connect(cfg: &ModelConfig) -> Result<ModelSocket, ConnectError> {
         Ok(Ok((ws, _response))) => Ok(ws),
         Ok(Err(e)) => Err(ConnectError::Failed(e.to_string())),
         Err(_) => Err(ConnectError::Timeout(cfg.connect_timeout)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_transcription_url_is_the_endpoint_with_intent_transcription_and_no_model() {
+        assert_eq!(super::transcription_url("wss://api.openai.com/v1/realtime?model=gpt-realtime"), "wss://api.openai.com/v1/realtime?intent=transcription");
+        assert_eq!(super::transcription_url("ws://127.0.0.1:4000/v1/realtime"), "ws://127.0.0.1:4000/v1/realtime?intent=transcription");
     }
 }

@@ -121,9 +121,9 @@ impl AgentProfile {
                             threshold: self.vad.threshold,
                             prefix_padding_ms: self.vad.prefix_padding_ms,
                             silence_duration_ms: self.vad.silence_duration_ms,
-                            idle_timeout_ms: None,
-                            create_response: answering,
-                            interrupt_response: answering,
+                            idle_timeout_ms: Some(None),
+                            create_response: Some(answering),
+                            interrupt_response: Some(answering),
                         }),
                     }),
                     output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some(self.voice.clone()), speed: Some(1.0) }),
@@ -136,6 +136,43 @@ impl AgentProfile {
                 }]),
                 tool_choice: Some("auto".into()),
                 max_output_tokens: Some(MaxTokens::Inf("inf".into())),
+                include: None,
+            }),
+        }
+    }
+
+    /// The `session.update` of the transcription-only session that transcribes a supervisor who
+    /// holds a call's voice (PROTOCOLS.md §5, `RealtimeTranscriptionSessionCreateRequest`):
+    /// μ-law in, the profile's transcription model and language, server VAD with the profile's
+    /// timings, logprobs included; no instructions, voice, output or tools.
+    pub fn transcription_session_update(&self) -> ClientEvent {
+        ClientEvent::SessionUpdate {
+            event_id: None,
+            session: Box::new(SessionConfig {
+                kind: "transcription".into(),
+                model: None,
+                output_modalities: None,
+                instructions: None,
+                audio: Some(AudioConfig {
+                    input: Some(AudioInput {
+                        format: Some(AudioFormat::pcmu()),
+                        noise_reduction: Some(NoiseReduction { kind: "near_field".into() }),
+                        transcription: Some(Transcription { model: self.transcription_model.clone(), language: Some(self.language.clone()), prompt: None }),
+                        turn_detection: Some(TurnDetection::ServerVad {
+                            threshold: VadProfile::NORMAL.threshold,
+                            prefix_padding_ms: VadProfile::NORMAL.prefix_padding_ms,
+                            silence_duration_ms: VadProfile::NORMAL.silence_duration_ms,
+                            idle_timeout_ms: None,
+                            create_response: None,
+                            interrupt_response: None,
+                        }),
+                    }),
+                    output: None,
+                }),
+                tools: None,
+                tool_choice: None,
+                max_output_tokens: None,
+                include: Some(vec!["item.input_audio_transcription.logprobs".into()]),
             }),
         }
     }
@@ -161,5 +198,16 @@ mod tests {
         assert!(v["session"]["instructions"].as_str().unwrap().contains("location"));
         assert!(v["session"]["instructions"].as_str().unwrap().contains("Caller history: 1 prior call"));
         assert!(v["session"].get("temperature").is_none());
+    }
+
+    #[test]
+    fn the_transcription_session_update_is_the_shape_of_protocols_section_5() {
+        let ev = AgentProfile::default().transcription_session_update();
+        let v: serde_json::Value = serde_json::from_str(&ev.to_json()).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(
+            r#"{"type":"session.update","session":{"type":"transcription","audio":{"input":{"format":{"type":"audio/pcmu"},"noise_reduction":{"type":"near_field"},"transcription":{"model":"gpt-4o-transcribe","language":"en"},"turn_detection":{"type":"server_vad","threshold":0.5,"prefix_padding_ms":300,"silence_duration_ms":500}}},"include":["item.input_audio_transcription.logprobs"]}}"#,
+        )
+        .unwrap();
+        assert_eq!(v, expected);
     }
 }

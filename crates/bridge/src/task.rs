@@ -232,6 +232,10 @@ pub async fn run_call(
     let mut voice_tick = tokio::time::interval(Duration::from_millis(watchfloor_wire::mulaw::FRAME_MS));
     voice_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut voice_open = true;
+    // The supervisor's transcription session (PROTOCOLS.md §5), while a supervisor holds the voice.
+    let transcription_cfg = Arc::new(ModelConfig { url: model::transcription_url(&setup.model.url), ..(*setup.model).clone() });
+    let mut transcription: Option<ModelSocket> = None;
+    let mut transcription_connecting: Option<ConnectFuture> = None;
     let mut flood = FloodGuard::new(setup.stream_limits);
     let mut backlog = Backlog::default();
 
@@ -344,6 +348,35 @@ pub async fn run_call(
                     None => {
                         model_sock = None;
                         machine.handle_input(Input::ModelClosed, now);
+                    }
+                }
+            }
+            res = next_connect(&mut transcription_connecting) => {
+                transcription_connecting = None;
+                match res {
+                    Ok(ws) => {
+                        transcription = Some(ws);
+                        machine.handle_input(Input::TranscriptionConnected, Instant::now());
+                    }
+                    Err(e) => machine.handle_input(Input::TranscriptionLost(e.to_string()), Instant::now()),
+                }
+            }
+            msg = next_model(&mut transcription) => {
+                let now = Instant::now();
+                match msg {
+                    Some(Ok(Message::Text(text))) => match ServerEvent::parse(text.as_str()) {
+                        Ok(ev) => machine.handle_input(Input::Transcription(ev), now),
+                        Err(e) => machine.skip(now, "transcription", e.to_string()),
+                    },
+                    Some(Ok(Message::Binary(b))) => machine.skip(now, "transcription", format!("binary frame of {} bytes", b.len())),
+                    Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => {
+                        transcription = None;
+                        machine.handle_input(Input::TranscriptionLost("the session closed".into()), now);
+                    }
+                    Some(Err(e)) => {
+                        transcription = None;
+                        machine.handle_input(Input::TranscriptionLost(e.to_string()), now);
                     }
                 }
             }
@@ -494,6 +527,26 @@ pub async fn run_call(
                         match pending_ack.take() {
                             Some((ack, Ok(()))) => hand_off_ack = Some(ack),
                             other => pending_ack = other,
+                        }
+                    }
+                    Output::OpenTranscription => {
+                        transcription_connecting = Some(connect_future(transcription_cfg.clone(), None));
+                    }
+                    Output::ToTranscription(ev) => {
+                        if let Some(ws) = transcription.as_mut()
+                            && let Err(e) = ws.send(Message::text(ev.to_json())).await {
+                                tracing::warn!(error = %e, "transcription send failed");
+                                transcription = None;
+                                machine.handle_input(Input::TranscriptionLost(e.to_string()), Instant::now());
+                            }
+                    }
+                    Output::CloseTranscription => {
+                        transcription_connecting = None;
+                        if let Some(mut ws) = transcription.take() {
+                            // Closed beside the call: a slow peer never holds up the call's task.
+                            tokio::spawn(async move {
+                                let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                            });
                         }
                     }
                     Output::Close => close = true,

@@ -28,14 +28,18 @@ pub enum Speaker {
     Caller,
     /// The AI call taker ("Dispatcher" in the conversation history).
     Agent,
+    /// A supervisor who holds the call's voice (a takeover, issue 17), transcribed by a
+    /// transcription-only session; the line's `by` names them.
+    Supervisor,
 }
 
 impl Speaker {
-    /// The label used in the conversation history: `Caller` or `Dispatcher`.
+    /// The label used in the conversation history: `Caller`, `Dispatcher` or `Supervisor`.
     pub fn label(self) -> &'static str {
         match self {
             Speaker::Caller => "Caller",
             Speaker::Agent => "Dispatcher",
+            Speaker::Supervisor => "Supervisor",
         }
     }
 }
@@ -240,6 +244,10 @@ pub enum CallEventKind {
         item_id: String,
         /// Text to append.
         delta: String,
+        /// The supervisor speaking (a [`Speaker::Supervisor`] line); none otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        by: Option<String>,
     },
     /// A final line of transcript.
     TranscriptFinal {
@@ -256,6 +264,10 @@ pub enum CallEventKind {
         /// caller's `speech_started`, or where the agent's first frame of it played.
         #[serde(default)]
         stream_ms: Option<u64>,
+        /// The supervisor speaking (a [`Speaker::Supervisor`] line); none otherwise.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        by: Option<String>,
     },
     /// The agent's audio was cut short because the caller spoke (PROTOCOLS.md §3).
     BargeIn {
@@ -473,6 +485,9 @@ pub enum Track {
     AgentCleared,
     /// The dispatch radio message voiced by the model out of band: never sent to the caller.
     Dispatch,
+    /// The supervisor's voice as it went to the caller, frame by frame, while they held the
+    /// call's voice (issue 17): their own track for review. The caller heard it on `agent`.
+    Supervisor,
 }
 
 impl Track {
@@ -483,6 +498,7 @@ impl Track {
             Track::Agent => 1,
             Track::AgentCleared => 2,
             Track::Dispatch => 3,
+            Track::Supervisor => 4,
         }
     }
 
@@ -493,6 +509,7 @@ impl Track {
             1 => Some(Track::Agent),
             2 => Some(Track::AgentCleared),
             3 => Some(Track::Dispatch),
+            4 => Some(Track::Supervisor),
             _ => None,
         }
     }

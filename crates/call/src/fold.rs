@@ -82,6 +82,8 @@ pub struct FoldLine {
     pub interrupted: bool,
     /// Where the line's audio starts on the stream clock, ms, when known.
     pub stream_ms: Option<u64>,
+    /// The supervisor speaking, for a [`Speaker::Supervisor`] line.
+    pub by: Option<String>,
     /// The sequence number of its `TranscriptFinal` (none while partial): the record lists
     /// lines in the order they became final, the console in the order they started.
     pub final_seq: Option<u64>,
@@ -191,12 +193,12 @@ impl CallFold {
             CallEventKind::StreamStarted { stream_sid } => self.stream_sid = Some(stream_sid.clone()),
             CallEventKind::StatusChanged { status } => self.status = *status,
             CallEventKind::Talking { who } => self.talking = *who,
-            CallEventKind::TranscriptDelta { speaker, item_id, delta } => match self.open_line(item_id) {
+            CallEventKind::TranscriptDelta { speaker, item_id, delta, by } => match self.open_line(item_id) {
                 Some(line) => line.text.push_str(delta),
-                None => self.lines.push(FoldLine { speaker: *speaker, item_id: item_id.clone(), text: delta.clone(), at_ms: ev.at_ms, interrupted: false, stream_ms: None, final_seq: None }),
+                None => self.lines.push(FoldLine { speaker: *speaker, item_id: item_id.clone(), text: delta.clone(), at_ms: ev.at_ms, interrupted: false, stream_ms: None, by: by.clone(), final_seq: None }),
             },
-            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms } => {
-                let line = FoldLine { speaker: *speaker, item_id: item_id.clone(), text: text.clone(), at_ms: ev.at_ms, interrupted: *interrupted, stream_ms: *stream_ms, final_seq: Some(ev.seq) };
+            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms, by } => {
+                let line = FoldLine { speaker: *speaker, item_id: item_id.clone(), text: text.clone(), at_ms: ev.at_ms, interrupted: *interrupted, stream_ms: *stream_ms, by: by.clone(), final_seq: Some(ev.seq) };
                 match self.open_line(item_id) {
                     Some(partial) => *partial = line,
                     None => self.lines.push(line),
@@ -337,7 +339,7 @@ impl CallFold {
             alerts: self.alerts.clone(),
             transcript: self.lines[skip..]
                 .iter()
-                .map(|l| LiveLine { speaker: l.speaker, item_id: l.item_id.clone(), text: l.text.clone(), at_ms: l.at_ms, is_final: l.final_seq.is_some(), interrupted: l.interrupted })
+                .map(|l| LiveLine { speaker: l.speaker, item_id: l.item_id.clone(), text: l.text.clone(), at_ms: l.at_ms, is_final: l.final_seq.is_some(), interrupted: l.interrupted, by: l.by.clone() })
                 .collect(),
             units: self.units.iter().map(|u| LiveUnit { unit: u.unit.clone(), status: u.status }).collect(),
             agent_questions: self.agent_questions,
@@ -365,15 +367,15 @@ mod tests {
     }
 
     fn final_line(speaker: Speaker, item: &str, text: &str) -> CallEventKind {
-        CallEventKind::TranscriptFinal { speaker, item_id: item.into(), text: text.into(), interrupted: false, stream_ms: None }
+        CallEventKind::TranscriptFinal { speaker, item_id: item.into(), text: text.into(), interrupted: false, stream_ms: None, by: None }
     }
 
     #[test]
     fn partials_are_replaced_by_the_final_line_and_the_console_sees_the_last_lines() {
         let mut f = CallFold::default();
         f.apply(&ev(0, CallEventKind::CallCreated { from: "+1555".into(), to: "+1911".into(), simulated: true }));
-        f.apply(&ev(1, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "9 1 1, ".into() }));
-        f.apply(&ev(2, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "what is".into() }));
+        f.apply(&ev(1, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "9 1 1, ".into(), by: None }));
+        f.apply(&ev(2, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "i1".into(), delta: "what is".into(), by: None }));
         assert_eq!(f.live().transcript[0].text, "9 1 1, what is");
         assert!(!f.live().transcript[0].is_final);
         f.apply(&ev(3, final_line(Speaker::Agent, "i1", "9 1 1, what is the address?")));
@@ -394,10 +396,10 @@ mod tests {
     fn lines_start_in_one_order_and_become_final_in_another() {
         let mut f = CallFold::new("CA1");
         // The agent starts speaking; the caller cuts in and their line is final first.
-        f.apply(&ev(1, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "a1".into(), delta: "Is anyone".into() }));
-        f.apply(&ev(2, CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id: "u1".into(), delta: "He's not".into() }));
+        f.apply(&ev(1, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "a1".into(), delta: "Is anyone".into(), by: None }));
+        f.apply(&ev(2, CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id: "u1".into(), delta: "He's not".into(), by: None }));
         f.apply(&ev(3, final_line(Speaker::Caller, "u1", "He's not breathing!")));
-        f.apply(&ev(4, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "a1".into(), text: "Is anyone".into(), interrupted: true, stream_ms: Some(2_000) }));
+        f.apply(&ev(4, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "a1".into(), text: "Is anyone".into(), interrupted: true, stream_ms: Some(2_000), by: None }));
         let started: Vec<String> = f.live().transcript.iter().map(|l| l.item_id.clone()).collect();
         assert_eq!(started, ["a1", "u1"], "the console: in the order the lines started");
         let finals: Vec<&str> = f.final_lines().iter().map(|l| l.item_id.as_str()).collect();

@@ -93,6 +93,10 @@ pub struct LiveLine {
     pub is_final: bool,
     /// The agent was cut off by the caller.
     pub interrupted: bool,
+    /// The supervisor speaking, for a `supervisor` line (shown "Supervisor (name): …").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub by: Option<String>,
 }
 
 /// A unit on a live call.

@@ -86,6 +86,9 @@ pub struct CallFacts {
     pub notes: Vec<Note>,
     /// Supervisors who acted on the call, with when they first did.
     pub supervisors: Vec<(String, u64)>,
+    /// Those of [`CallFacts::supervisors`] who held the call's voice (a takeover, issue 17): a
+    /// call taker as well as a supervisor (`agentRoleRegistryText` has both).
+    pub call_takers: Vec<String>,
 }
 
 /// RFC 3339 UTC with milliseconds, e.g. `2026-11-21T14:05:30.123Z`.
@@ -135,7 +138,8 @@ pub fn document(f: &CallFacts) -> Value {
     )];
     for (user, at) in &f.supervisors {
         let who = Agent::Supervisor(user.clone());
-        agents.push(merge(prologue(agent_id(&who, agency), *at, &who), json!({"agentRoleRegistryText": ["Supervisor"], "agencyReference": reference(agency)})));
+        let roles: &[&str] = if f.call_takers.contains(user) { &["Supervisor", "Call Taking"] } else { &["Supervisor"] };
+        agents.push(merge(prologue(agent_id(&who, agency), *at, &who), json!({"agentRoleRegistryText": roles, "agencyReference": reference(agency)})));
     }
     let agent_refs: Vec<Value> = agents.iter().map(|a| reference(a["$id"].as_str().unwrap_or_default())).collect();
     let note_refs: Vec<Value> = note_ids.iter().map(|n| reference(n)).collect();

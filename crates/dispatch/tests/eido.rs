@@ -26,6 +26,7 @@ fn facts() -> CallFacts {
             Note { at_ms: 1_763_733_870_000, by: Agent::Supervisor("jdoe".into()), text: "Unit attached: Engine 7".into() },
         ],
         supervisors: vec![("jdoe".into(), 1_763_733_860_000)],
+        call_takers: vec![],
     }
 }
 

@@ -125,7 +125,7 @@ impl State {
         match t {
             Track::Caller => self.caller.as_mut(),
             Track::Agent => self.agent.as_mut(),
-            Track::AgentCleared | Track::Dispatch => None,
+            Track::AgentCleared | Track::Dispatch | Track::Supervisor => None,
         }
     }
 

@@ -37,6 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/calls/{id}/recording.wav", get(recording))
         .route("/api/calls/{id}/eido", get(eido))
         .route("/api/calls/{id}/dispatch/{revision}/audio.wav", get(dispatch_audio))
+        .route("/api/calls/{id}/supervisor.wav", get(supervisor_audio))
         .route("/api/calls/{id}/attach", post(attach_unit))
         .route("/api/calls/{id}/en-route", post(unit_en_route))
         .route("/api/calls/{id}/on-scene", post(unit_on_scene))
@@ -101,7 +102,7 @@ async fn transcript(State(state): State<AppState>, Extension(user): Extension<Us
         let lines: Vec<serde_json::Value> = rec
             .transcript
             .iter()
-            .map(|l| json!({"speaker": l.speaker, "at_ms": l.at_ms, "offset_ms": l.at_ms.saturating_sub(rec.started_at_ms), "text": l.text, "interrupted": l.interrupted}))
+            .map(|l| json!({"speaker": l.speaker, "by": l.by, "at_ms": l.at_ms, "offset_ms": l.at_ms.saturating_sub(rec.started_at_ms), "text": l.text, "interrupted": l.interrupted}))
             .collect();
         match q.format.as_deref().unwrap_or("json") {
             "json" => Ok(Json(json!({"call_sid": rec.call_sid, "started_at_ms": rec.started_at_ms, "lines": lines})).into_response()),
@@ -111,7 +112,12 @@ async fn transcript(State(state): State<AppState>, Extension(user): Extension<Us
                     .iter()
                     .map(|l| {
                         let off = l.at_ms.saturating_sub(rec.started_at_ms) / 1000;
-                        let who = if l.speaker == "caller" { "Caller" } else { "Dispatcher" };
+                        let who = match (l.speaker.as_str(), &l.by) {
+                            ("caller", _) => "Caller".to_string(),
+                            ("supervisor", Some(by)) => format!("Supervisor ({by})"),
+                            ("supervisor", None) => "Supervisor".to_string(),
+                            _ => "Dispatcher".to_string(),
+                        };
                         format!("[{:02}:{:02}] {who}: {}{}\n", off / 60, off % 60, l.text, if l.interrupted { " [interrupted]" } else { "" })
                     })
                     .collect();
@@ -161,6 +167,21 @@ async fn dispatch_audio(State(state): State<AppState>, Extension(user): Extensio
     audited_read(&state, &user, "call.dispatch_audio", &id, r).await
 }
 
+/// `GET /api/calls/{id}/supervisor.wav`: the supervisor's own track (mono, 16-bit PCM, 8000 Hz)
+/// over the whole recording, on the recording's clock; 404 when no supervisor spoke on the call.
+async fn supervisor_audio(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let r = match fresh_record(&state, &id).await {
+        Ok(_) => state
+            .store
+            .supervisor_wav(&id)
+            .map_err(internal)?
+            .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no supervisor spoke on call {id}")))
+            .map(|wav| ([(header::CONTENT_TYPE, "audio/wav"), (header::CONTENT_DISPOSITION, "inline; filename=\"supervisor.wav\"")], wav).into_response()),
+        Err(e) => Err(e),
+    };
+    audited_read(&state, &user, "call.supervisor_audio", &id, r).await
+}
+
 /// `GET /api/units`: the roster — each unit's call sign, type, status and the call it is on.
 async fn units(State(state): State<AppState>) -> Json<watchfloor_dispatch::units::Roster> {
     Json((*state.roster.snapshot()).clone())
@@ -182,11 +203,22 @@ fn eido_facts(state: &AppState, rec: &watchfloor_store::CallRecord, events: &[wa
     let mut notes: Vec<Note> = rec
         .transcript
         .iter()
-        .map(|l| Note { at_ms: l.at_ms, by: Agent::Ai, text: format!("{}: {}{}", if l.speaker == "caller" { "Caller" } else { "AI call taker" }, l.text, if l.interrupted { " [interrupted by the caller]" } else { "" }) })
+        .map(|l| match (l.speaker.as_str(), &l.by) {
+            ("supervisor", Some(by)) => Note { at_ms: l.at_ms, by: Agent::Supervisor(by.clone()), text: format!("Supervisor ({by}): {}", l.text) },
+            _ => Note { at_ms: l.at_ms, by: Agent::Ai, text: format!("{}: {}{}", if l.speaker == "caller" { "Caller" } else { "AI call taker" }, l.text, if l.interrupted { " [interrupted by the caller]" } else { "" }) },
+        })
         .collect();
     let mut supervisors: Vec<(String, u64)> = Vec::new();
+    let mut call_takers: Vec<String> = Vec::new();
     for ev in events {
         let (by, text) = match &ev.kind {
+            CallEventKind::ModeChanged { mode: watchfloor_bridge::CallMode::Takeover, by } => {
+                if !call_takers.contains(by) {
+                    call_takers.push(by.clone());
+                }
+                (by, "Took over the call: talking with the caller; the AI call taker is silent".to_string())
+            }
+            CallEventKind::ModeChanged { mode: watchfloor_bridge::CallMode::Ai, by } => (by, "Handed the call back to the AI call taker".to_string()),
             CallEventKind::UnitAttached { unit, by } => (by, format!("Unit attached: {unit}")),
             CallEventKind::UnitOnScene { unit, by } => (by, format!("Unit on scene: {unit}")),
             CallEventKind::LegalHold { on, by } => (by, format!("Legal hold {}", if *on { "placed" } else { "released" })),
@@ -229,6 +261,7 @@ fn eido_facts(state: &AppState, rec: &watchfloor_store::CallRecord, events: &[wa
         location,
         notes,
         supervisors,
+        call_takers,
     }
 }
 

@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TOKEN, client, rig, scenario, wait_record_ended};
+use common::{TOKEN, client, rig, rig_with, scenario, wait_record_ended};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -15,13 +15,13 @@ use serde_json::Value;
 use watchfloor_bridge::CallEventKind;
 use watchfloor_server::auth::{UserConfig, hash_password};
 use watchfloor_sim::caller::CallerOptions;
-use watchfloor_sim::model::SessionLog;
+use watchfloor_sim::model::{ModelFakeOptions, SessionLog};
 use watchfloor_sim::simulate::{SimulateOptions, place_call};
 use watchfloor_wire::realtime::TurnDetection;
 
 fn answering(s: &SessionLog) -> Option<bool> {
     match s.session.as_ref()?.audio.as_ref()?.input.as_ref()?.turn_detection.as_ref()? {
-        TurnDetection::ServerVad { create_response, .. } => Some(*create_response),
+        TurnDetection::ServerVad { create_response, .. } => *create_response,
         _ => None,
     }
 }
@@ -85,7 +85,12 @@ fn responses_asked(s: &SessionLog) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_after_the_hand_back() {
     let sc = scenario("cardiac-arrest");
-    let rig = rig(vec![sc.clone()], 1.0, |c| {
+    // What the supervisor says: a committed speech recording, and its words for the fake's
+    // transcription session.
+    const SAID: &str = "Is everyone out of the house?";
+    let speech = watchfloor_sim::wav::read_mulaw(&watchfloor_sim::scenario::default_dir().join("audio/structure-fire/agent-01.wav")).unwrap();
+    let frames: Vec<Vec<u8>> = speech.chunks_exact(160).map(<[u8]>::to_vec).collect();
+    let rig = rig_with(vec![sc.clone()], ModelFakeOptions { speed: 1.0, transcripts: vec![SAID.into()], ..Default::default() }, |c| {
         c.users = vec![
             UserConfig { name: "supervisor".into(), password_hash: None, line: None },
             UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("s3cret pass")), line: None },
@@ -130,8 +135,7 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     assert_eq!(muted.agent_audio.len(), held.agent_audio.len(), "no agent audio while taken over");
     assert!(muted.input_audio.len() > held.input_audio.len(), "caller audio kept flowing");
 
-    // The supervisor speaks through the live feed: 40 frames (800 ms) paced like a microphone.
-    let frames: Vec<Vec<u8>> = (0..40u8).map(|i| vec![0x20 + i; 160]).collect();
+    // The supervisor speaks through the live feed, paced like a microphone.
     let mut ws = connect(&base).await;
     ws.send(Message::text(serde_json::json!({"type":"talk","call_sid":sid}).to_string())).await.unwrap();
     wait_for(&mut ws, "talking").await;
@@ -143,14 +147,24 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     ws.send(Message::text(r#"{"type":"stop_talking"}"#)).await.unwrap();
     wait_for(&mut ws, "talk_stopped").await;
 
-    // Hand back: the agent answers again.
+    // Hand back at once, while the supervisor's words are still being transcribed: the agent
+    // answers again only once they are in its conversation.
     let (st, live) = post(client(), url("hand-back")).await;
     assert_eq!(st, 200, "{live}");
     assert_eq!((live["mode"].as_str(), live["voice_holder"].as_str()), (Some("ai"), None));
     assert!(rig.model.wait_until(Duration::from_secs(10), |s| s[0].agent_audio.len() > muted.agent_audio.len()).await, "the agent speaks after the hand back");
     let back = rig.model.sessions()[0].clone();
     assert_eq!(answering(&back), Some(true));
-    assert!(back.system_messages.iter().any(|m| m.contains("A supervisor (supervisor) spoke with the caller")), "{:?}", back.system_messages);
+    let told = back.system_messages.iter().position(|m| m == &format!("Supervisor (supervisor) said to the caller: \"{SAID}\""));
+    let returned = back.system_messages.iter().position(|m| m.contains("A supervisor (supervisor) spoke with the caller"));
+    assert!(told.is_some() && returned.is_some() && told < returned, "the supervisor's line, then the hand-back: {:?}", back.system_messages);
+    // The transcription-only session heard the supervisor, answered nothing, and is closed.
+    assert!(rig.model.wait_until(Duration::from_secs(5), |s| s.iter().any(|x| x.transcription && x.closed)).await, "the transcription session closes after the hand-back");
+    let scribe = rig.model.sessions().into_iter().find(|x| x.transcription).unwrap();
+    assert_eq!(scribe.session.as_ref().map(|c| c.kind.as_str()), Some("transcription"));
+    assert_eq!(scribe.transcripts, [SAID]);
+    assert!(scribe.errors.is_empty(), "{:?}", scribe.errors);
+    assert!(scribe.input_audio.windows(speech.len() / 2).any(|w| w == &speech[..speech.len() / 2]), "it heard the supervisor's audio");
 
     keeper.abort();
     let done = tokio::time::timeout(Duration::from_secs(60), call).await.unwrap().unwrap();
@@ -163,6 +177,43 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     let agent: Vec<u8> = rig.server.store.audio(&sid).unwrap().into_iter().filter(|c| c.track == watchfloor_bridge::Track::Agent).flat_map(|c| c.audio).collect();
     assert!(agent.windows(said.len()).any(|w| w == said.as_slice()), "the recording holds the supervisor's voice as heard");
     let rec = wait_record_ended(&rig.server, &done.call_sid).await;
+    let line = rec.transcript.iter().find(|l| l.speaker == "supervisor").expect("the supervisor's line is on the record");
+    assert_eq!((line.text.as_str(), line.by.as_deref()), (SAID, Some("supervisor")));
+    // The WAV's channels are aligned: the supervisor's voice sits on the agent channel where
+    // the caller heard it (within 40 ms), and on the supervisor's own track near the same moment.
+    let heard_at = {
+        let offset = heard.windows(said.len()).position(|w| w == said.as_slice()).unwrap();
+        let mut start = 0;
+        let mut at = None;
+        for (ms, len) in &done.report.heard_runs {
+            if (start..start + len).contains(&offset) {
+                at = Some(ms + watchfloor_wire::mulaw::bytes_to_ms(offset - start));
+            }
+            start += len;
+        }
+        at.expect("a run holds the supervisor's first byte")
+    };
+    let wav = client().get(format!("{base}/api/calls/{sid}/recording.wav")).send().await.unwrap().bytes().await.unwrap();
+    let channel = |wav: &[u8], channels: usize, c: usize| -> Vec<i16> { wav[44..].chunks_exact(2 * channels).map(|f| i16::from_le_bytes([f[2 * c], f[2 * c + 1]])).collect() };
+    let pcm: Vec<i16> = said[..160].iter().map(|&b| watchfloor_wire::mulaw::decode(b)).collect();
+    let find = |samples: &[i16]| samples.windows(pcm.len()).position(|w| w == pcm.as_slice()).map(|i| i as u64 / 8);
+    let in_wav = find(&channel(&wav, 2, 1)).expect("the supervisor's voice in the WAV's agent channel");
+    assert!(in_wav.abs_diff(heard_at) <= 40, "agent channel at {in_wav} ms, heard at {heard_at} ms");
+    let own = client().get(format!("{base}/api/calls/{sid}/supervisor.wav")).send().await.unwrap();
+    assert_eq!(own.status(), 200);
+    let own = own.bytes().await.unwrap();
+    let in_own = find(&channel(&own, 1, 0)).expect("the supervisor's own track");
+    println!("supervisor voice: heard at {heard_at} ms, agent channel {in_wav} ms, own track {in_own} ms");
+    assert!(in_own.abs_diff(in_wav) <= 40, "own track at {in_own} ms, agent channel at {in_wav} ms");
+    // The exports show the supervisor as an agent of the call from the takeover.
+    let text = client().get(format!("{base}/api/calls/{sid}/transcript?format=text")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains(&format!("Supervisor (supervisor): {SAID}")), "{text}");
+    let eido: Value = client().get(format!("{base}/api/calls/{sid}/eido")).send().await.unwrap().json().await.unwrap();
+    let agent = eido["agentComponent"].as_array().unwrap().iter().find(|a| a["$id"].as_str().unwrap().starts_with("supervisor@")).expect("the supervisor is an agent");
+    assert_eq!(agent["agentRoleRegistryText"], serde_json::json!(["Supervisor", "Call Taking"]));
+    let notes: Vec<&str> = eido["notesComponent"].as_array().unwrap().iter().map(|n| n["notesActionComments"].as_str().unwrap()).collect();
+    assert!(notes.iter().any(|n| n.contains(&format!("Supervisor (supervisor): {SAID}"))), "{notes:?}");
+    assert!(notes.iter().any(|n| n.contains("Took over the call")), "{notes:?}");
     assert_eq!(rec.takeovers.len(), 1);
     assert_eq!(rec.takeovers[0].by, "supervisor");
     assert!(rec.takeovers[0].ended_at_ms.is_some_and(|e| e >= rec.takeovers[0].started_at_ms));

@@ -33,6 +33,18 @@
 //!   own response, and `response.cancel` with its `response_id` cancels it. In-conversation
 //!   responses carry the session's `conversation_id`.
 //!
+//! - transcription-only sessions (PROTOCOLS.md §5): `GET /v1/realtime?intent=transcription`
+//!   with no `model` (a URL with both is refused, 400); `session.created` of type
+//!   `transcription`; the `session.update` must be `type: "transcription"` with only `audio.input`
+//!   (format, noise_reduction, transcription, turn_detection of type, threshold,
+//!   prefix_padding_ms, silence_duration_ms) and `include` — a conversation field is
+//!   `unknown_parameter`, and either session type sent to the other URL is `invalid_value`
+//!   on `session.type`; the same server VAD on the audio appended; each utterance gives
+//!   `speech_started`, `speech_stopped`, `committed`, transcription `delta`s and `completed`
+//!   (the text from [`ModelFakeOptions::transcripts`] in order, else a description of the
+//!   speech such as `(speech, 1.2 s)`); it never answers: `response.create`, `response.cancel`
+//!   and conversation items are refused.
+//!
 //! The scenario of a session is picked by the caller number found in the instructions
 //! (`Caller ID … +1555…`), from the scenarios given at start.
 
@@ -71,11 +83,14 @@ pub struct ModelFakeOptions {
     /// Per-frame measurement hooks (the load generator): a session's probe is found by the
     /// caller number in its instructions.
     pub probes: Option<Arc<Probes>>,
+    /// What a transcription-only session hears, utterance by utterance (each session from the
+    /// first); past the end, an utterance is described by its length.
+    pub transcripts: Vec<String>,
 }
 
 impl Default for ModelFakeOptions {
     fn default() -> Self {
-        ModelFakeOptions { speed: 1.0, pacing: Pacing::REAL, faults: Faults::default(), keep_audio: true, probes: None }
+        ModelFakeOptions { speed: 1.0, pacing: Pacing::REAL, faults: Faults::default(), keep_audio: true, probes: None, transcripts: Vec::new() }
     }
 }
 
@@ -211,6 +226,10 @@ pub struct SessionLog {
     pub turns: Vec<(u64, u64)>,
     /// Out-of-band responses made, in order.
     pub out_of_band: Vec<OutOfBandLog>,
+    /// A transcription-only session (`?intent=transcription`, PROTOCOLS.md §5).
+    pub transcription: bool,
+    /// The lines a transcription-only session sent (`...transcription.completed`), in order.
+    pub transcripts: Vec<String>,
     /// The socket is closed.
     pub closed: bool,
 }
@@ -387,6 +406,7 @@ async fn serve_connection(
         tokio::time::sleep(d).await;
     }
     let mut beta = false;
+    let mut transcription = false;
     #[allow(clippy::result_large_err)] // the error type is tungstenite's handshake callback contract
     let callback = |req: &Request, resp: HsResponse| -> Result<HsResponse, ErrorResponse> {
         if refuse {
@@ -406,6 +426,14 @@ async fn serve_connection(
             return Err(r);
         }
         beta = req.headers().contains_key("openai-beta");
+        let query = req.uri().query().unwrap_or("");
+        let param = |name: &str| query.split('&').any(|kv| kv.split('=').next() == Some(name));
+        transcription = query.split('&').any(|kv| kv == "intent=transcription");
+        if transcription && param("model") {
+            let mut r = ErrorResponse::new(Some("a transcription session takes no model in the URL".into()));
+            *r.status_mut() = StatusCode::BAD_REQUEST;
+            return Err(r);
+        }
         Ok(resp)
     };
     let _ = tcp.set_nodelay(true);
@@ -471,10 +499,17 @@ async fn serve_connection(
     });
     let faults = opts.faults.by_caller.clone();
     let mut session = Session::new(shared.clone(), scenarios, opts);
+    session.transcription = transcription;
+    log.lock().transcription = transcription;
     if beta {
         shared.error(err("invalid_request_error", "beta_api_shape_disabled", "The beta API shape is disabled; use the GA interface.".into(), None, None));
     } else {
-        shared.send(ServerEvent::SessionCreated { event_id: shared.id("event"), session: json!({"type":"realtime","object":"realtime.session","id": shared.id("sess"),"model":"gpt-realtime","output_modalities":["audio"]}) });
+        let created = if transcription {
+            json!({"type":"transcription","object":"realtime.transcription_session","id": shared.id("sess")})
+        } else {
+            json!({"type":"realtime","object":"realtime.session","id": shared.id("sess"),"model":"gpt-realtime","output_modalities":["audio"]})
+        };
+        shared.send(ServerEvent::SessionCreated { event_id: shared.id("event"), session: created });
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
@@ -548,6 +583,10 @@ struct Session {
     instruction: Option<String>,
     /// When the text being handled was read (probe clock, ns).
     read_at_ns: u64,
+    /// A transcription-only session (PROTOCOLS.md §5): it transcribes and never answers.
+    transcription: bool,
+    /// Utterances transcribed so far (a transcription-only session).
+    utterances: usize,
 }
 
 const CLIENT_TYPES: &[&str] = &[
@@ -580,15 +619,39 @@ fn allowed_keys(path: &str) -> Option<&'static [&'static str]> {
     })
 }
 
+/// Keys allowed in a transcription session's `session` (`RealtimeTranscriptionSessionCreateRequest`,
+/// PROTOCOLS.md §5), by path under `session`.
+fn transcription_keys(path: &str) -> Option<&'static [&'static str]> {
+    Some(match path {
+        "session" => &["type", "audio", "include"],
+        "session.audio" => &["input"],
+        "session.audio.input" => &["format", "noise_reduction", "transcription", "turn_detection"],
+        "session.audio.input.format" => &["type", "rate"],
+        "session.audio.input.noise_reduction" => &["type"],
+        "session.audio.input.transcription" => &["model", "language", "prompt"],
+        "session.audio.input.turn_detection" => &["type", "threshold", "prefix_padding_ms", "silence_duration_ms"],
+        _ => return None,
+    })
+}
+
+/// Checks `v` against the keys allowed at `path` (`transcription_session` for a transcription
+/// session's `session`); the first unknown key's path is the error (as the service's `param`).
 fn check_shape(v: &Value, path: &str) -> Result<(), String> {
+    match path.strip_prefix("transcription_session") {
+        Some(rest) => check_keys(v, &format!("session{rest}"), transcription_keys),
+        None => check_keys(v, path, allowed_keys),
+    }
+}
+
+fn check_keys(v: &Value, path: &str, keys_at: fn(&str) -> Option<&'static [&'static str]>) -> Result<(), String> {
     let Some(obj) = v.as_object() else { return Ok(()) };
-    if let Some(keys) = allowed_keys(path) {
+    if let Some(keys) = keys_at(path) {
         for (k, child) in obj {
             let p = format!("{path}.{k}");
             if !keys.contains(&k.as_str()) {
                 return Err(p);
             }
-            check_shape(child, &p)?;
+            check_keys(child, &p, keys_at)?;
         }
     }
     Ok(())
@@ -616,6 +679,8 @@ impl Session {
             stalled: false,
             instruction: None,
             read_at_ns: 0,
+            transcription: false,
+            utterances: 0,
         }
     }
 
@@ -655,7 +720,19 @@ impl Session {
             self.shared.error(err("invalid_request_error", "invalid_value", format!("Invalid value: '{kind}'. Supported values are: {}.", CLIENT_TYPES.join(", ")), Some("type".into()), event_id));
             return;
         }
-        for (key, sub) in [("session", "session"), ("response", "response")] {
+        let session_type = value.get("session").and_then(|v| v.get("type")).and_then(Value::as_str);
+        if kind == "session.update" && session_type.is_some_and(|t| (t == "transcription") != self.transcription) {
+            let t = session_type.unwrap_or_default();
+            let opened = if self.transcription { "transcription" } else { "realtime" };
+            self.shared.error(err("invalid_request_error", "invalid_value", format!("Invalid value: '{t}'. This session was created as a '{opened}' session and its type cannot change."), Some("session.type".into()), event_id));
+            return;
+        }
+        if self.transcription && matches!(kind, "response.create" | "response.cancel" | "conversation.item.create" | "conversation.item.truncate" | "conversation.item.delete" | "conversation.item.retrieve" | "output_audio_buffer.clear") {
+            self.shared.error(err("invalid_request_error", "invalid_value", format!("'{kind}' is not supported in a transcription session."), Some("type".into()), event_id));
+            return;
+        }
+        let session_shape = if self.transcription { "transcription_session" } else { "session" };
+        for (key, sub) in [("session", session_shape), ("response", "response")] {
             if let Some(v) = value.get(key)
                 && let Err(param) = check_shape(v, sub) {
                     self.shared.error(err("invalid_request_error", "unknown_parameter", format!("Unknown parameter: '{param}'."), Some(param), event_id));
@@ -783,7 +860,7 @@ impl Session {
     fn vad_params(&self) -> (f32, u64, u64, bool, bool) {
         match self.config.as_ref().and_then(|c| c.audio.as_ref()).and_then(|a| a.input.as_ref()).and_then(|i| i.turn_detection.as_ref()) {
             Some(TurnDetection::ServerVad { threshold, prefix_padding_ms, silence_duration_ms, create_response, interrupt_response, .. }) => {
-                (*threshold, *prefix_padding_ms as u64, *silence_duration_ms as u64, *create_response, *interrupt_response)
+                (*threshold, *prefix_padding_ms as u64, *silence_duration_ms as u64, create_response.unwrap_or(true), interrupt_response.unwrap_or(true))
             }
             Some(TurnDetection::SemanticVad { create_response, interrupt_response, .. }) => (0.5, 300, 500, create_response.unwrap_or(true), interrupt_response.unwrap_or(true)),
             None => (0.5, 300, 500, true, true),
@@ -819,7 +896,7 @@ impl Session {
                     self.vad.start_ms = start_ms.saturating_sub(prefix);
                     self.vad.item_id = self.shared.id("item");
                     self.shared.send(ServerEvent::SpeechStarted { event_id: self.shared.id("event"), audio_start_ms: self.vad.start_ms, item_id: self.vad.item_id.clone() });
-                    if interrupt {
+                    if interrupt && !self.transcription {
                         self.cancel_active("turn_detected");
                     }
                 }
@@ -830,7 +907,29 @@ impl Session {
         }
     }
 
+    /// A transcription session's utterance ended: its line (no item in a conversation, no answer).
+    fn end_utterance(&mut self) {
+        let item_id = self.vad.item_id.clone();
+        let (start, end) = (self.vad.start_ms, self.vad.last_speech_end_ms);
+        self.shared.log.lock().turns.push((start, end));
+        self.shared.send(ServerEvent::SpeechStopped { event_id: self.shared.id("event"), audio_end_ms: end, item_id: item_id.clone() });
+        self.shared.send(ServerEvent::InputAudioBufferCommitted { event_id: self.shared.id("event"), item_id: item_id.clone(), previous_item_id: self.last_item.replace(item_id.clone()) });
+        let text = self.opts.transcripts.get(self.utterances).cloned().unwrap_or_else(|| format!("(speech, {:.1} s)", end.saturating_sub(start) as f64 / 1000.0));
+        self.utterances += 1;
+        let words: Vec<&str> = text.split_inclusive(' ').collect();
+        for chunk in words.chunks(3) {
+            self.shared.send(ServerEvent::InputTranscriptionDelta { event_id: self.shared.id("event"), item_id: item_id.clone(), content_index: 0, delta: chunk.concat() });
+        }
+        self.shared.send(ServerEvent::InputTranscriptionCompleted { event_id: self.shared.id("event"), item_id, content_index: 0, transcript: text.clone() });
+        self.shared.log.lock().transcripts.push(text);
+        self.shared.activity.send_modify(|n| *n += 1);
+    }
+
     fn end_caller_turn(&mut self, create_response: bool) {
+        if self.transcription {
+            self.end_utterance();
+            return;
+        }
         match &self.fault {
             Some(SessionFault::StallAfterTurns(n)) if self.caller_turns >= *n => {
                 self.stalled = true;

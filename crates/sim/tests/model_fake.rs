@@ -303,3 +303,71 @@ async fn an_out_of_band_response_is_cancelled_by_its_id_only() {
     assert_eq!(done["response"]["status"], "cancelled");
     assert_eq!(fake.sessions().pop().unwrap().out_of_band[0].status, "cancelled");
 }
+
+async fn connect_url(url: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("authorization", "Bearer sk-x".parse().unwrap());
+    tokio_tungstenite::connect_async(req).await.map(|(ws, _)| ws)
+}
+
+fn transcription_update() -> Value {
+    json!({"type":"session.update","session":{"type":"transcription","audio":{"input":{"format":{"type":"audio/pcmu"},"noise_reduction":{"type":"near_field"},"transcription":{"model":"gpt-4o-transcribe","language":"en"},"turn_detection":{"type":"server_vad","threshold":0.5,"prefix_padding_ms":300,"silence_duration_ms":500}}},"include":["item.input_audio_transcription.logprobs"]}})
+}
+
+/// PROTOCOLS.md §5: `?intent=transcription` without a model makes a transcription session; it
+/// takes only the transcription shape, transcribes each utterance the VAD finds, never answers.
+#[tokio::test]
+async fn a_transcription_session_transcribes_utterances_and_never_answers() {
+    let opts = ModelFakeOptions { speed: 10.0, transcripts: vec!["Stay on the line, help is coming.".into()], ..Default::default() };
+    let fake = ModelFake::start("127.0.0.1:0".parse().unwrap(), vec![scenario()], opts).await.unwrap();
+    let url = format!("ws://{}/v1/realtime?intent=transcription", fake.addr());
+    let err = connect_url(&format!("{url}&model=gpt-realtime")).await.unwrap_err();
+    assert!(err.to_string().contains("400"), "a transcription URL with a model is refused: {err}");
+    let mut ws = connect_url(&url).await.unwrap();
+    let created = next(&mut ws).await;
+    assert_eq!((created["type"].as_str(), created["session"]["type"].as_str()), (Some("session.created"), Some("transcription")));
+    // A conversation session's update, and conversation fields, are refused.
+    send(&mut ws, session_update(0.5)).await;
+    assert_eq!(until(&mut ws, "error").await["error"]["param"], "session.type");
+    let mut with_voice = transcription_update();
+    with_voice["session"]["instructions"] = json!("be nice");
+    send(&mut ws, with_voice).await;
+    assert_eq!(until(&mut ws, "error").await["error"]["param"], "session.instructions");
+    let mut answering = transcription_update();
+    answering["session"]["audio"]["input"]["turn_detection"]["create_response"] = json!(true);
+    send(&mut ws, answering).await;
+    assert_eq!(until(&mut ws, "error").await["error"]["param"], "session.audio.input.turn_detection.create_response");
+    send(&mut ws, transcription_update()).await;
+    assert_eq!(until(&mut ws, "session.updated").await["session"]["type"], "transcription");
+    // One utterance, then silence: a line, and no response.
+    let speech = watchfloor_sim::model::voice("stay on the line help is coming");
+    append(&mut ws, &speech).await;
+    append(&mut ws, &vec![mulaw::SILENCE; 8_000]).await;
+    assert_eq!(until(&mut ws, "input_audio_buffer.speech_started").await["type"], "input_audio_buffer.speech_started");
+    let done = until(&mut ws, "conversation.item.input_audio_transcription.completed").await;
+    assert_eq!(done["transcript"], "Stay on the line, help is coming.");
+    send(&mut ws, json!({"type":"response.create"})).await;
+    let e = next(&mut ws).await;
+    assert_eq!((e["type"].as_str(), e["error"]["code"].as_str()), (Some("error"), Some("invalid_value")), "{e}");
+    // A second utterance past the configured lines is described by its length.
+    append(&mut ws, &speech).await;
+    append(&mut ws, &vec![mulaw::SILENCE; 8_000]).await;
+    let second = until(&mut ws, "conversation.item.input_audio_transcription.completed").await;
+    assert!(second["transcript"].as_str().unwrap().starts_with("(speech, "), "{second}");
+    drop(ws);
+    let log = fake.sessions().pop().unwrap();
+    assert!(log.transcription);
+    assert_eq!(log.transcripts.len(), 2);
+    assert!(log.errors.iter().any(|e| e.message.contains("not supported in a transcription session")), "{:?}", log.errors);
+}
+
+/// A conversation session refuses the transcription update (PROTOCOLS.md §5).
+#[tokio::test]
+async fn a_conversation_session_refuses_the_transcription_update() {
+    let fake = fake(10.0).await;
+    let mut ws = connect(&fake, &[("authorization", "Bearer sk-x")]).await.unwrap();
+    assert_eq!(next(&mut ws).await["type"], "session.created");
+    send(&mut ws, transcription_update()).await;
+    let e = until(&mut ws, "error").await;
+    assert_eq!((e["error"]["code"].as_str(), e["error"]["param"].as_str()), (Some("invalid_value"), Some("session.type")));
+}

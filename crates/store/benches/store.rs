@@ -76,9 +76,9 @@ async fn main() {
             }
             if t % 5 == (i as u64 % 5) {
                 let kind = if t % 50 == 0 {
-                    CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: format!("item_{t}"), text: "There is smoke coming out of the second floor at 123 Main Street".into(), interrupted: false, stream_ms: None }
+                    CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: format!("item_{t}"), text: "There is smoke coming out of the second floor at 123 Main Street".into(), interrupted: false, stream_ms: None, by: None }
                 } else {
-                    CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: format!("item_{t}"), delta: "help is on the way ".into() }
+                    CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: format!("item_{t}"), delta: "help is on the way ".into(), by: None }
                 };
                 tx.send(event(sid, seqs[i], kind)).unwrap();
                 seqs[i] += 1;
@@ -129,7 +129,7 @@ async fn main() {
     let flood_sid: Arc<str> = Arc::from("CAflood0000000000000000000000000000");
     let t0 = Instant::now();
     for seq in 0..flood_n {
-        tx.send(event(&flood_sid, seq, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "item_1".into(), delta: "word ".into() })).unwrap();
+        tx.send(event(&flood_sid, seq, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "item_1".into(), delta: "word ".into(), by: None })).unwrap();
     }
     let (btx, brx) = oneshot::channel();
     tx.send(RecordMsg::Barrier(btx)).unwrap();

@@ -407,6 +407,18 @@ impl Store {
         Ok(Some(audio::render_track_wav(&chunks, watchfloor_call::Track::Dispatch, d.stream_ms, d.stream_ms + d.duration_ms)))
     }
 
+    /// The supervisor's own track (their voice while they held the call's, issue 17) as a mono
+    /// WAV over the whole recording, on the same clock as [`Store::recording_wav_blocks`] (a
+    /// moment in one is the same moment in the other), or `None` when no supervisor spoke.
+    pub fn supervisor_wav(&self, call_sid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let chunks = self.audio(call_sid)?;
+        if !chunks.iter().any(|c| c.track == watchfloor_call::Track::Supervisor) {
+            return Ok(None);
+        }
+        let end = chunks.iter().map(AudioChunk::end_ms).max().unwrap_or(0);
+        Ok(Some(audio::render_track_wav(&chunks, watchfloor_call::Track::Supervisor, 0, end)))
+    }
+
     /// Writes a batch of events, the records they changed (with their index entries) and the
     /// transcript words, one sled batch per tree that has something to write. Not flushed.
     pub(crate) fn write_events(&self, events: &[std::sync::Arc<CallEvent>], records: &[(Option<CallRecord>, CallRecord)]) -> Result<(), StoreError> {

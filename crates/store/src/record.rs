@@ -15,7 +15,7 @@ pub const RECORD_VERSION: u32 = 4;
 /// One final line of transcript.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct TranscriptLine {
-    /// `caller` or `agent`.
+    /// `caller`, `agent` or `supervisor` ([`Speaker`](watchfloor_call::Speaker) in snake case).
     pub speaker: String,
     /// The model's item id.
     pub item_id: String,
@@ -29,6 +29,10 @@ pub struct TranscriptLine {
     /// Where the line's audio starts in the recording (stream clock), ms, when known.
     #[serde(default)]
     pub stream_ms: Option<u64>,
+    /// The supervisor who spoke a `supervisor` line (issue 17: "Supervisor (name): …").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub by: Option<String>,
 }
 
 /// A call's record, as stored.
@@ -193,12 +197,14 @@ impl CallRecord {
                     speaker: match l.speaker {
                         Speaker::Caller => "caller".into(),
                         Speaker::Agent => "agent".into(),
+                        Speaker::Supervisor => "supervisor".into(),
                     },
                     item_id: l.item_id.clone(),
                     at_ms: l.at_ms,
                     text: l.text.clone(),
                     interrupted: l.interrupted,
                     stream_ms: l.stream_ms,
+                    by: l.by.clone(),
                 })
                 .collect(),
             stages: fold.stages.clone(),

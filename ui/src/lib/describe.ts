@@ -3,11 +3,19 @@
 import type { CallEvent } from './types/CallEvent';
 import { alertText } from './board';
 
+/** Who spoke a transcript line: `Caller`, `Agent`, or `Supervisor (name)` (issue 17). */
+export function speakerLabel(speaker: string, by?: string | null): string {
+  if (speaker === 'caller') return 'Caller';
+  if (speaker === 'supervisor') return by ? `Supervisor (${by})` : 'Supervisor';
+  return 'Agent';
+}
+
 /** The timeline's words for an event, or '' for events the timeline leaves out. */
 export function describe(ev: CallEvent): string {
   switch (ev.type) {
     case 'status_changed': return `Status: ${ev.status.replace('_', ' ')}`;
-    case 'transcript_final': return `${ev.speaker === 'caller' ? 'Caller' : 'Agent'}: ${ev.text}`;
+    case 'transcript_final': return `${speakerLabel(ev.speaker, ev.by)}: ${ev.text}`;
+    case 'mode_changed': return ev.mode === 'takeover' ? `${ev.by} took over the call` : `${ev.by} handed the call back to the agent`;
     case 'incident_updated': return 'Incident updated';
     case 'alert': return `Alert: ${alertText(ev.alert)}`;
     case 'alert_acknowledged': return `Alert ${ev.alert_id} acknowledged by ${ev.by}`;

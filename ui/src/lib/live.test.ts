@@ -4,6 +4,7 @@ import { applyEvent, emptyCall, LIVE_TRANSCRIPT_LINES } from './live';
 import type { CallEvent } from './types/CallEvent';
 import type { LiveCall } from './types/LiveCall';
 import { sortCalls, priorityOf } from './board';
+import { speakerLabel } from './describe';
 
 const events = fixture.events as unknown as CallEvent[];
 const expected = fixture.state as unknown as LiveCall;
@@ -23,6 +24,19 @@ describe('the live-call reducer', () => {
     const c = structuredClone(snap);
     for (const e of events.slice(half - 5)) applyEvent(c, e);
     expect(c).toEqual(expected);
+  });
+
+  it("keeps who a supervisor's line is by, partial and final", () => {
+    const c = emptyCall();
+    const base = { call_sid: 'CA1', at_ms: 1 };
+    applyEvent(c, { ...base, seq: 0, type: 'transcript_delta', speaker: 'supervisor', item_id: 's1', delta: 'Stay ', by: 'ana' });
+    expect(c.transcript[0]).toMatchObject({ speaker: 'supervisor', by: 'ana', final: false });
+    applyEvent(c, { ...base, seq: 1, type: 'transcript_final', speaker: 'supervisor', item_id: 's1', text: 'Stay on the line.', interrupted: false, stream_ms: 1200, by: 'ana' });
+    expect(c.transcript).toHaveLength(1);
+    expect(c.transcript[0]).toMatchObject({ text: 'Stay on the line.', by: 'ana', final: true });
+    expect(speakerLabel('supervisor', 'ana')).toBe('Supervisor (ana)');
+    expect(speakerLabel('caller')).toBe('Caller');
+    expect(speakerLabel('agent', null)).toBe('Agent');
   });
 
   it('replaces partial lines by the final line and keeps the last lines only', () => {

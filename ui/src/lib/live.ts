@@ -112,11 +112,11 @@ export function applyEvent(c: LiveCall, ev: CallEvent): boolean {
     case 'transcript_delta': {
       const open = openLine(c, ev.item_id);
       if (open) open.text += ev.delta;
-      else pushLine(c, { speaker: ev.speaker, item_id: ev.item_id, text: ev.delta, at_ms: ev.at_ms, final: false, interrupted: false });
+      else pushLine(c, { speaker: ev.speaker, item_id: ev.item_id, text: ev.delta, at_ms: ev.at_ms, final: false, interrupted: false, by: ev.by });
       break;
     }
     case 'transcript_final': {
-      const line: LiveLine = { speaker: ev.speaker, item_id: ev.item_id, text: ev.text, at_ms: ev.at_ms, final: true, interrupted: ev.interrupted };
+      const line: LiveLine = { speaker: ev.speaker, item_id: ev.item_id, text: ev.text, at_ms: ev.at_ms, final: true, interrupted: ev.interrupted, by: ev.by };
       const open = openLine(c, ev.item_id);
       if (open) Object.assign(open, line);
       else pushLine(c, line);

@@ -29,6 +29,7 @@ pub mod caller;
 pub mod dispatch_audio;
 pub mod playout;
 pub mod session;
+pub mod transcription;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -53,6 +54,7 @@ use crate::profile::{AgentProfile, CallContext};
 pub use caller::{CallerClock, ClockLimit, MAX_CLOCK_STEP_BACK_MS, MAX_PADDED_GAP_MS};
 pub use dispatch_audio::{DISPATCH_AUDIO_PURPOSE, DispatchAudio};
 pub use playout::Playout;
+pub use transcription::SupervisorTranscription;
 pub use session::{DEFAULT_STALL_TIMEOUT, ErrorClass, MAX_RECONNECTS, ModelSession, SESSION_LIMIT, SESSION_RENEW_AFTER, STALL_MIN_SPEECH_MS, STALL_SPEECH_DBFS, Timers, classify_error};
 
 /// Caller audio for the recording is copied into blocks of this many bytes (a second of
@@ -143,6 +145,13 @@ pub enum Input<'a> {
     /// The deadline given by [`CallMachine::poll_timeout`] has passed: dispatch hold window,
     /// silent caller, stall detection, session renewal.
     Timeout,
+    /// The supervisor's transcription socket ([`Output::OpenTranscription`]) is open.
+    TranscriptionConnected,
+    /// An event of the supervisor's transcription session.
+    Transcription(ServerEvent),
+    /// The transcription socket could not be opened, or closed (the reason): no more
+    /// supervisor lines this takeover; the supervisor's voice is not affected.
+    TranscriptionLost(String),
 }
 
 /// The response id the supervisor's voice frames are queued under at Twilio (never a model
@@ -334,6 +343,14 @@ pub enum Output {
     /// The new model session is configured (the `session.update` and history items before
     /// this output): send it the caller audio held while no session could take it, in order.
     FlushBacklog,
+    /// Open the transcription-only session that transcribes the supervisor holding the voice
+    /// (PROTOCOLS.md §5: the model URL's `?intent=transcription`), then answer with
+    /// [`Input::TranscriptionConnected`] or [`Input::TranscriptionLost`].
+    OpenTranscription,
+    /// Send to the supervisor's transcription session.
+    ToTranscription(ClientEvent),
+    /// Close the supervisor's transcription session (its last lines are in, or the call ended).
+    CloseTranscription,
     /// Close both sockets: the call is over for the bridge. Closing the Twilio socket lets the
     /// TwiML after `</Connect>` run (the human line).
     Close,
@@ -348,6 +365,26 @@ pub struct HistoryLine {
     pub item_id: String,
     /// What they said (final transcript).
     pub text: String,
+    /// The supervisor, for a [`Speaker::Supervisor`] line.
+    pub by: Option<String>,
+}
+
+impl HistoryLine {
+    /// The conversation item that tells a model session this line: the caller's words as a
+    /// user message, the agent's as an assistant message, a supervisor's as a system message
+    /// that says plainly who spoke (PROTOCOLS.md §5: the supervisor is neither).
+    pub fn item(&self) -> ItemCreate {
+        match self.speaker {
+            Speaker::Caller => ItemCreate::user_text(self.text.clone()),
+            Speaker::Agent => ItemCreate::assistant_text(self.text.clone()),
+            Speaker::Supervisor => ItemCreate::system_text(supervisor_said(self.by.as_deref().unwrap_or("unknown"), &self.text)),
+        }
+    }
+}
+
+/// How a supervisor's line is told to the agent: `Supervisor (<user>) said to the caller: "…"`.
+pub fn supervisor_said(by: &str, text: &str) -> String {
+    format!("Supervisor ({by}) said to the caller: \"{text}\"")
 }
 
 #[derive(Debug, PartialEq, Eq, Clone, Copy)]
@@ -427,6 +464,14 @@ pub struct CallMachine {
     voice_heard: Instant,
     /// What a lost voice holder means for the call.
     voice_loss: VoiceLossAction,
+    /// The transcription session of the supervisor's voice ([`SupervisorTranscription`]).
+    transcription: SupervisorTranscription,
+    /// The supervisor whose words the transcription session carries (kept after a hand-back
+    /// for lines that arrive late).
+    transcribed: Option<String>,
+    /// The voice was handed back by this user, and the agent waits for the supervisor's last
+    /// lines before it answers again ([`transcription::LINES_WAIT`] at most).
+    resume_after_lines: Option<String>,
 }
 
 impl CallMachine {
@@ -478,6 +523,9 @@ impl CallMachine {
             takeovers: 0,
             voice_heard: now,
             voice_loss: VoiceLossAction::default(),
+            transcription: SupervisorTranscription::new(),
+            transcribed: None,
+            resume_after_lines: None,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -605,6 +653,7 @@ impl CallMachine {
             None => (reason.to_string(), status),
         };
         self.playout.end(&mut self.out);
+        self.transcription.close(&mut self.out);
         self.set_status(now, status);
         self.emit(now, CallEventKind::CallEnded { reason });
         self.out.push_back(Output::Close);
@@ -681,6 +730,46 @@ impl CallMachine {
             }
             Input::RosterChanged(roster) => self.dispatch.set_roster(roster),
             Input::HandOffDone(result) => self.on_hand_off_done(now, result),
+            Input::TranscriptionConnected => {
+                let update = self.profile.transcription_session_update();
+                self.transcription.connected(update, &mut self.out);
+            }
+            Input::Transcription(ev) => {
+                if let Some(heard) = self.transcription.on_event(ev, &mut self.out) {
+                    self.on_supervisor_heard(now, heard);
+                }
+                self.resume_if_lines_in(now);
+            }
+            Input::TranscriptionLost(why) => {
+                if self.transcription.failed() {
+                    tracing::warn!(%why, "the supervisor's transcription session is lost");
+                    self.emit(now, CallEventKind::ModelError { error_type: "transcription".into(), code: Some("transcription_unavailable".into()), message: format!("the supervisor's words are not transcribed: {why}") });
+                }
+                self.resume_if_lines_in(now);
+            }
+        }
+    }
+
+    /// What the supervisor's transcription session heard: their lines on the record (and told
+    /// to the agent), its errors on the timeline.
+    fn on_supervisor_heard(&mut self, now: Instant, heard: transcription::Heard) {
+        let by = self.transcribed.clone();
+        match heard {
+            transcription::Heard::Delta { item_id, delta } => {
+                self.emit(now, CallEventKind::TranscriptDelta { speaker: Speaker::Supervisor, item_id, delta, by });
+            }
+            transcription::Heard::Final { item_id, text, stream_ms } => {
+                let line = HistoryLine { speaker: Speaker::Supervisor, item_id: item_id.clone(), text: text.clone(), by: by.clone() };
+                // The agent hears it now, in its place in the conversation (muted, it does not
+                // answer; PROTOCOLS.md §5).
+                self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: line.item() }));
+                self.history.push(line);
+                self.emit(now, CallEventKind::TranscriptFinal { speaker: Speaker::Supervisor, item_id, text, interrupted: false, stream_ms, by });
+            }
+            transcription::Heard::Error { code, message } => {
+                tracing::warn!(%code, %message, "supervisor transcription error");
+                self.emit(now, CallEventKind::ModelError { error_type: "transcription".into(), code: Some(code), message });
+            }
         }
     }
 
@@ -750,6 +839,9 @@ impl CallMachine {
         if self.voice_holder.is_some() {
             consider(due(self.voice_heard + VOICE_LOST_AFTER));
         }
+        if let Some(t) = self.transcription.next_deadline() {
+            consider(t);
+        }
         if self.session_timers_run() {
             if self.stream_sid.is_some() && !self.dispatch.has_alert(&AlertKind::SilentCaller) {
                 consider(due(self.last_caller_speech.unwrap_or(self.created) + SILENT_CALLER));
@@ -768,6 +860,8 @@ impl CallMachine {
         if self.voice_holder.is_some() && now.saturating_duration_since(self.voice_heard) >= VOICE_LOST_AFTER {
             self.lose_voice(now);
         }
+        self.transcription.on_timeout(now, &mut self.out);
+        self.resume_if_lines_in(now);
         if !self.session_timers_run() {
             return;
         }
@@ -796,11 +890,7 @@ impl CallMachine {
         self.reply_after_response = false;
         self.out.push_back(Output::ToModel(self.session_update()));
         for line in &self.history {
-            let item = match line.speaker {
-                Speaker::Caller => ItemCreate::user_text(line.text.clone()),
-                Speaker::Agent => ItemCreate::assistant_text(line.text.clone()),
-            };
-            self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item }));
+            self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: line.item() }));
         }
         let items = self.history.len() as u32;
         self.out.push_back(Output::FlushBacklog);
@@ -810,7 +900,7 @@ impl CallMachine {
         }
         // After a drop, the caller may be waiting for an answer: ask for one unless the agent
         // spoke last (a renewal happens only at a quiet moment).
-        if !renewed && self.voice_holder.is_none() && self.history.last().is_some_and(|l| l.speaker == Speaker::Caller) {
+        if !renewed && !self.agent_muted() && self.history.last().is_some_and(|l| l.speaker == Speaker::Caller) {
             self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
         }
         self.emit(now, CallEventKind::ModelReconnected { renewed, items });
@@ -1016,7 +1106,7 @@ impl CallMachine {
                     return;
                 }
                 self.partial_agent.entry(item_id.clone()).or_default().push_str(&delta);
-                self.emit(now, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id, delta });
+                self.emit(now, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id, delta, by: None });
             }
             ServerEvent::ResponseOutputAudioTranscriptDone { item_id, transcript, .. } => {
                 self.partial_agent.remove(&item_id);
@@ -1060,7 +1150,7 @@ impl CallMachine {
                 tracing::debug!(%item_id, audio_end_ms, "model truncated item");
             }
             ServerEvent::InputTranscriptionDelta { item_id, delta, .. } => {
-                self.emit(now, CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id, delta });
+                self.emit(now, CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id, delta, by: None });
             }
             ServerEvent::InputTranscriptionCompleted { item_id, transcript, .. } => {
                 self.final_line(now, Speaker::Caller, item_id, transcript, false);
@@ -1101,6 +1191,9 @@ impl CallMachine {
         self.voice_heard = now;
         let item_id = format!("supervisor-{}", self.takeovers);
         self.playout.agent_audio(stream_sid, SUPERVISOR_RESPONSE, &item_id, &mulaw::encode_base64(audio), audio, self.clock.now_ms(), &mut self.out);
+        let stream_ms = self.clock.now_ms();
+        self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Supervisor, stream_ms, audio: Bytes::copy_from_slice(audio) }));
+        self.transcription.audio(audio, stream_ms, now, &mut self.out);
         if self.talking != Talking::Supervisor && !self.caller_speaking {
             self.set_talking(now, Talking::Supervisor);
         }
@@ -1219,7 +1312,7 @@ impl CallMachine {
                     continue;
                 }
                 Effect::AskAgent(instructions) => {
-                    if self.response_in_flight.is_none() && !self.reply_after_response && self.voice_holder.is_none() {
+                    if self.response_in_flight.is_none() && !self.reply_after_response && !self.agent_muted() {
                         self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
                             event_id: None,
                             response: Some(ResponseCreateParams { instructions: Some(instructions), ..Default::default() }),
@@ -1282,7 +1375,7 @@ impl CallMachine {
     /// The `session.update` for the current mode: the agent answers turns unless a supervisor
     /// holds the voice.
     fn session_update(&self) -> ClientEvent {
-        self.profile.session_update_answering(&self.context, self.voice_holder.is_none())
+        self.profile.session_update_answering(&self.context, !self.agent_muted())
     }
 
     fn take_voice(&mut self, now: Instant, by: String) -> Result<(), Refusal> {
@@ -1297,6 +1390,10 @@ impl CallMachine {
         self.voice_holder = Some(by.clone());
         self.voice_heard = now;
         self.takeovers += 1;
+        // Taken again while the last takeover's lines were awaited: the agent stays silent.
+        self.resume_after_lines = None;
+        self.transcribed = Some(by.clone());
+        self.transcription.start(&mut self.out);
         // The agent stops now: what plays is cleared and cut where the caller heard it (the
         // barge-in steps, PROTOCOLS.md §3); a reply still being generated is cancelled.
         let cut = match self.stream_sid.as_deref() {
@@ -1339,6 +1436,23 @@ impl CallMachine {
             return Err(Refusal::NotVoiceHolder);
         }
         self.voice_holder = None;
+        self.out.push_back(Output::ResetVoice);
+        self.emit(now, CallEventKind::ModeChanged { mode: CallMode::Ai, by: by.clone() });
+        // The supervisor's last words are still being transcribed: the agent answers once they
+        // are in its conversation (at most `LINES_WAIT` later).
+        self.transcription.finish(now, &mut self.out);
+        self.resume_after_lines = Some(by);
+        self.resume_if_lines_in(now);
+        Ok(())
+    }
+
+    /// The agent answers again after a hand-back, once the supervisor's lines are in (or
+    /// waiting for them has timed out).
+    fn resume_if_lines_in(&mut self, _now: Instant) {
+        if self.transcription.is_waiting() || self.phase != Phase::Live || self.falling_back {
+            return;
+        }
+        let Some(by) = self.resume_after_lines.take() else { return };
         self.out.push_back(Output::ToModel(self.session_update()));
         self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate {
             event_id: None,
@@ -1353,9 +1467,12 @@ impl CallMachine {
                 response: Some(ResponseCreateParams { instructions: Some("Tell the caller briefly that you are back with them, then continue gathering information.".into()), ..Default::default() }),
             }));
         }
-        self.out.push_back(Output::ResetVoice);
-        self.emit(now, CallEventKind::ModeChanged { mode: CallMode::Ai, by });
-        Ok(())
+    }
+
+    /// The agent does not answer: a supervisor holds the voice, or handed it back and their
+    /// last lines are awaited.
+    fn agent_muted(&self) -> bool {
+        self.voice_holder.is_some() || self.resume_after_lines.is_some()
     }
 
     // ----------------------------------------------------------------------------------------
@@ -1365,7 +1482,7 @@ impl CallMachine {
     /// The call taker answers first: once the model is configured and the stream is open, ask for
     /// the greeting.
     fn maybe_greet(&mut self) {
-        if self.session.is_ready() && self.stream_sid.is_some() && !self.greeted && self.voice_holder.is_none() {
+        if self.session.is_ready() && self.stream_sid.is_some() && !self.greeted && !self.agent_muted() {
             self.greeted = true;
             self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate {
                 event_id: None,
@@ -1378,11 +1495,11 @@ impl CallMachine {
     }
 
     fn final_line(&mut self, now: Instant, speaker: Speaker, item_id: String, text: String, interrupted: bool) {
-        self.history.push(HistoryLine { speaker, item_id: item_id.clone(), text: text.clone() });
+        self.history.push(HistoryLine { speaker, item_id: item_id.clone(), text: text.clone(), by: None });
         let stream_ms = self.line_starts.remove(&item_id);
         let at = self.unix_ms(now);
         self.dispatch.on_final_line(speaker == Speaker::Caller, &text, at);
-        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms });
+        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms, by: None });
         self.run_dispatch(now);
     }
 

@@ -338,7 +338,7 @@ fn transcripts_history_and_questions() {
     m.handle_input(model(ServerEvent::InputTranscriptionCompleted { event_id: String::new(), item_id: "u1".into(), content_index: 0, transcript: "123 Main Street.".into() }), t0);
     let out = drain(&mut m);
     assert!(events(&out).contains(&&CallEventKind::AgentQuestions { count: 1 }));
-    assert!(events(&out).contains(&&CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id: "u1".into(), delta: "123 Main".into() }));
+    assert!(events(&out).contains(&&CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id: "u1".into(), delta: "123 Main".into(), by: None }));
     assert_eq!(m.history_text(), "Dispatcher: 911, what is the address of your emergency?\nCaller: 123 Main Street.");
     assert_eq!(m.agent_questions(), 1);
 }
@@ -417,7 +417,7 @@ fn an_interrupted_agent_line_is_kept_from_its_deltas() {
     let item = watchfloor_wire::realtime::Item { id: Some("item_a".into()), kind: "message".into(), role: Some("assistant".into()), status: Some("incomplete".into()), ..Default::default() };
     m.handle_input(model(ServerEvent::ResponseOutputItemDone { event_id: String::new(), response_id: "resp_1".into(), output_index: 0, item }), t0);
     let out = drain(&mut m);
-    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id, text, interrupted: true, stream_ms: Some(_) } if item_id == "item_a" && text == "How many vehicles")));
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id, text, interrupted: true, stream_ms: Some(_), .. } if item_id == "item_a" && text == "How many vehicles")));
     assert_eq!(m.history_text(), "Dispatcher: How many vehicles");
 }
 
@@ -926,7 +926,7 @@ fn frames_read_in_place_and_parsed_whole_give_the_same_outputs() {
 fn turn_detection_answers(out: &[Output]) -> Option<bool> {
     to_model(out).into_iter().find_map(|e| match e {
         ClientEvent::SessionUpdate { session, .. } => match session.audio.as_ref()?.input.as_ref()?.turn_detection.as_ref()? {
-            watchfloor_wire::realtime::TurnDetection::ServerVad { create_response, .. } => Some(*create_response),
+            watchfloor_wire::realtime::TurnDetection::ServerVad { create_response, .. } => *create_response,
             _ => None,
         },
         _ => None,
@@ -1047,4 +1047,66 @@ fn a_silent_voice_holder_is_lost_after_three_seconds_and_the_agent_takes_the_cal
     m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
     m.handle_input(Input::VoiceLost { user: "ana".into() }, s(100));
     assert!(drain(&mut m).iter().any(|o| matches!(o, Output::Fallback { reason } if reason == "supervisor_voice_lost")));
+}
+
+fn to_transcription(out: &[Output]) -> Vec<&ClientEvent> {
+    out.iter().filter_map(|o| if let Output::ToTranscription(e) = o { Some(e) } else { None }).collect()
+}
+
+#[test]
+fn the_supervisors_words_are_transcribed_on_the_record_told_to_the_agent_before_it_answers_again() {
+    let t0 = Instant::now();
+    let s = |n: u64| t0 + Duration::from_millis(n);
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
+    assert!(drain(&mut m).contains(&Output::OpenTranscription), "a transcription session for the takeover");
+    // Frames while the socket opens are held, then follow the transcription session.update.
+    m.handle_input(Input::SupervisorAudio { audio: &[0x10; 160] }, s(20));
+    assert!(to_transcription(&drain(&mut m)).is_empty());
+    m.handle_input(Input::TranscriptionConnected, s(30));
+    let out = drain(&mut m);
+    let sent = to_transcription(&out);
+    assert!(matches!(sent[0], ClientEvent::SessionUpdate { session, .. } if session.kind == "transcription" && session.instructions.is_none()));
+    assert!(matches!(sent[1], ClientEvent::InputAudioBufferAppend { .. }));
+    m.handle_input(Input::SupervisorAudio { audio: &[0x10; 160] }, s(40));
+    assert_eq!(to_transcription(&drain(&mut m)).len(), 1, "live frames go straight in");
+    // An utterance under way; its words arrive as deltas then the final line.
+    m.handle_input(Input::Transcription(ServerEvent::SpeechStarted { event_id: String::new(), audio_start_ms: 0, item_id: "sup_1".into() }), s(60));
+    m.handle_input(Input::Transcription(ServerEvent::InputTranscriptionDelta { event_id: String::new(), item_id: "sup_1".into(), content_index: 0, delta: "Stay on ".into() }), s(70));
+    let out = drain(&mut m);
+    assert!(events(&out).contains(&&CallEventKind::TranscriptDelta { speaker: Speaker::Supervisor, item_id: "sup_1".into(), delta: "Stay on ".into(), by: Some("ana".into()) }));
+    // Handed back before the line is final: the agent waits for it.
+    m.command(Command::HandBack { by: "ana".into() }, s(100)).unwrap();
+    let out = drain(&mut m);
+    assert!(events(&out).contains(&&CallEventKind::ModeChanged { mode: CallMode::Ai, by: "ana".into() }));
+    assert!(matches!(to_transcription(&out)[..], [ClientEvent::InputAudioBufferAppend { .. }]), "the silence that ends the utterance");
+    assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "not before the supervisor's last words are in");
+    assert_eq!(m.poll_timeout().map(|t| t <= s(100) + transcription::LINES_WAIT), Some(true));
+    m.handle_input(Input::Transcription(ServerEvent::InputTranscriptionCompleted { event_id: String::new(), item_id: "sup_1".into(), content_index: 0, transcript: "Stay on the line with me.".into() }), s(900));
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::TranscriptFinal { speaker: Speaker::Supervisor, text, by: Some(by), stream_ms: Some(_), .. } if text == "Stay on the line with me." && by == "ana")));
+    let model_sent = to_model(&out);
+    let told = model_sent.iter().position(|e| matches!(e, ClientEvent::ConversationItemCreate { item: ItemCreate::Message { role, content }, .. } if role == "system" && format!("{content:?}").contains("Supervisor (ana) said to the caller: \\\"Stay on the line with me.\\\"")));
+    let answers = model_sent.iter().position(|e| matches!(e, ClientEvent::ResponseCreate { .. }));
+    assert!(told.is_some() && answers.is_some() && told < answers, "the line is in the conversation before the agent answers: {model_sent:?}");
+    assert_eq!(turn_detection_answers(&out), Some(true));
+    assert!(out.contains(&Output::CloseTranscription));
+    assert!(m.history_text().ends_with("Supervisor: Stay on the line with me."));
+}
+
+#[test]
+fn a_lost_transcription_session_is_on_the_record_and_does_not_hold_the_agent() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
+    drain(&mut m);
+    m.handle_input(Input::TranscriptionLost("refused".into()), t0);
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::ModelError { error_type, .. } if error_type == "transcription")));
+    m.handle_input(Input::SupervisorAudio { audio: &[0x10; 160] }, t0);
+    assert!(!to_twilio(&drain(&mut m)).is_empty(), "the caller still hears the supervisor");
+    m.command(Command::HandBack { by: "ana".into() }, t0).unwrap();
+    assert!(to_model(&drain(&mut m)).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "the agent answers at once");
 }

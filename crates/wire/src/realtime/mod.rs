@@ -19,7 +19,9 @@ use crate::WireError;
 /// The `session` object of `session.update` (GA shape), fully typed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionConfig {
-    /// Always `"realtime"` for a speech-to-speech session.
+    /// `"realtime"` for a speech-to-speech session; `"transcription"` for a transcription-only
+    /// session (PROTOCOLS.md §5: opened on `?intent=transcription`, it takes only `audio.input`
+    /// and `include`, and never answers).
     #[serde(rename = "type")]
     pub kind: String,
     /// Model name, e.g. `"gpt-realtime"`.
@@ -43,6 +45,10 @@ pub struct SessionConfig {
     /// A token count or `"inf"`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub max_output_tokens: Option<MaxTokens>,
+    /// Extra fields in the server's events, e.g.
+    /// `["item.input_audio_transcription.logprobs"]` (a transcription session, PROTOCOLS.md §5).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub include: Option<Vec<String>>,
 }
 
 /// `max_output_tokens`: an integer 1–4096 or the string `"inf"`.
@@ -148,12 +154,19 @@ pub enum TurnDetection {
         prefix_padding_ms: u32,
         /// Silence that ends a turn, ms.
         silence_duration_ms: u32,
-        /// Emits `input_audio_buffer.timeout_triggered` after this much caller silence, ms.
-        idle_timeout_ms: Option<u32>,
-        /// Reply automatically when a turn ends.
-        create_response: bool,
-        /// Cancel the in-flight response when the caller starts speaking.
-        interrupt_response: bool,
+        /// Emits `input_audio_buffer.timeout_triggered` after this much caller silence, ms:
+        /// `Some(None)` is written as `null` (no idle timeout, a conversation session as in
+        /// PROTOCOLS.md §1); `None` leaves the field out (a transcription session, §5).
+        #[serde(skip_serializing_if = "Option::is_none", default, deserialize_with = "present")]
+        idle_timeout_ms: Option<Option<u32>>,
+        /// Reply automatically when a turn ends (absent in a transcription session, which never
+        /// replies; the service's default is `true`).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        create_response: Option<bool>,
+        /// Cancel the in-flight response when the caller starts speaking (absent in a
+        /// transcription session; default `true`).
+        #[serde(skip_serializing_if = "Option::is_none", default)]
+        interrupt_response: Option<bool>,
     },
     /// Model-judged end of turn.
     SemanticVad {
@@ -166,6 +179,12 @@ pub enum TurnDetection {
         #[serde(skip_serializing_if = "Option::is_none", default)]
         interrupt_response: Option<bool>,
     },
+}
+
+/// A field that is present (even as `null`) deserializes to `Some`; an absent one stays `None`
+/// by `#[serde(default)]`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// A function tool declaration.

@@ -66,9 +66,9 @@ fn golden_session() -> SessionConfig {
                     threshold: 0.5,
                     prefix_padding_ms: 300,
                     silence_duration_ms: 500,
-                    idle_timeout_ms: None,
-                    create_response: true,
-                    interrupt_response: true,
+                    idle_timeout_ms: Some(None),
+                    create_response: Some(true),
+                    interrupt_response: Some(true),
                 }),
             }),
             output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some("marin".into()), speed: Some(1.0) }),
@@ -81,6 +81,7 @@ fn golden_session() -> SessionConfig {
         }]),
         tool_choice: Some("auto".into()),
         max_output_tokens: Some(MaxTokens::Inf("inf".into())),
+        include: None,
     }
 }
 

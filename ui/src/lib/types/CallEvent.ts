@@ -69,7 +69,11 @@ item_id: string,
 /**
  * Text to append.
  */
-delta: string, } | { "type": "transcript_final", 
+delta: string, 
+/**
+ * The supervisor speaking (a [`Speaker::Supervisor`] line); none otherwise.
+ */
+by?: string, } | { "type": "transcript_final", 
 /**
  * Who.
  */
@@ -90,7 +94,11 @@ interrupted: boolean,
  * Where the line's audio starts on the stream clock (the recording's time), ms: the
  * caller's `speech_started`, or where the agent's first frame of it played.
  */
-stream_ms: number | null, } | { "type": "barge_in", 
+stream_ms: number | null, 
+/**
+ * The supervisor speaking (a [`Speaker::Supervisor`] line); none otherwise.
+ */
+by?: string, } | { "type": "barge_in", 
 /**
  * The assistant item that was playing.
  */

@@ -28,4 +28,8 @@ final: boolean,
 /**
  * The agent was cut off by the caller.
  */
-interrupted: boolean, };
+interrupted: boolean, 
+/**
+ * The supervisor speaking, for a `supervisor` line (shown "Supervisor (name): …").
+ */
+by?: string, };

@@ -3,4 +3,4 @@
 /**
  * Who is speaking in a transcript line.
  */
-export type Speaker = "caller" | "agent";
+export type Speaker = "caller" | "agent" | "supervisor";

@@ -3,4 +3,4 @@
 /**
  * Which side of the call an audio frame belongs to.
  */
-export type Track = "caller" | "agent" | "agent_cleared" | "dispatch";
+export type Track = "caller" | "agent" | "agent_cleared" | "dispatch" | "supervisor";

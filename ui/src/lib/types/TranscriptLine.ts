@@ -5,7 +5,7 @@
  */
 export type TranscriptLine = { 
 /**
- * `caller` or `agent`.
+ * `caller`, `agent` or `supervisor` ([`Speaker`](watchfloor_call::Speaker) in snake case).
  */
 speaker: string, 
 /**
@@ -27,4 +27,8 @@ interrupted: boolean,
 /**
  * Where the line's audio starts in the recording (stream clock), ms, when known.
  */
-stream_ms: number | null, };
+stream_ms: number | null, 
+/**
+ * The supervisor who spoke a `supervisor` line (issue 17: "Supervisor (name): …").
+ */
+by?: string, };
