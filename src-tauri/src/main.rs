@@ -16,6 +16,7 @@
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 mod desk;
+mod mic;
 mod watch;
 
 use std::net::SocketAddr;
@@ -113,6 +114,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     let calls = server.calls.clone();
     app.manage(Server { handle: Mutex::new(Some(server)), calls: calls.clone() });
     app.manage(desk::Desk::start(&hub));
+    app.manage(mic::DeskMic::new(api.clone(), token.clone()));
 
     let init = format!("window.__WATCHFLOOR__ = {{ api: {}, token: {} }};", serde_json::to_string(&api)?, serde_json::to_string(&token)?);
     WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))
@@ -191,7 +193,7 @@ fn main() {
         .plugin(tauri_plugin_window_state::Builder::default().build())
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_dialog::init())
-        .invoke_handler(tauri::generate_handler![desk::listen, desk::stop_listening, desk::set_volume, desk::listen_status])
+        .invoke_handler(tauri::generate_handler![desk::listen, desk::stop_listening, desk::set_volume, desk::listen_status, mic::mic_devices, mic::mic_select, mic::mic_talk, mic::mic_stop_talking, mic::mic_release, mic::mic_status])
         .setup(setup)
         .on_window_event(|window, event| {
             if let WindowEvent::CloseRequested { api, .. } = event

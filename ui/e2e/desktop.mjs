@@ -2,8 +2,11 @@
 // WebKitWebDriver (selenium-webdriver as the client). The app starts its embedded server (on a
 // port chosen here, so `watchfloor simulate` can reach it), shows the board, a simulated call
 // placed with `watchfloor simulate` appears, listen-in starts on it and the mixer reports
-// frames played (a null ALSA device stands in for speakers). Measures start-up time to a usable
-// board and the app's memory; screenshot in ui/e2e/out/desktop.png.
+// frames played; the supervisor takes the call's voice by keyboard and talks into the desk
+// microphone (PulseAudio's null sinks stand in for the speakers and the microphone: speech played
+// into the `mic` sink is what the desk's default ALSA capture device hears), and the caller hears
+// it. Measures start-up time to a usable board and the app's memory; screenshots in
+// ui/e2e/out/desktop.png and desktop-takeover.png.
 //
 //   DESKTOP_BIN=target/debug/watchfloor-desktop WATCHFLOOR_BIN=target/debug/watchfloor node ui/e2e/desktop.mjs
 
@@ -24,8 +27,11 @@ const serverBin = resolve(process.env.WATCHFLOOR_BIN ?? join(root, 'target/debug
 const { check, fail, failures } = checks();
 
 const home = mkdtempSync(join(tmpdir(), 'watchfloor-desktop-'));
-// No sound card here: ALSA's null device plays (and discards) what the mixer produces.
-writeFileSync(join(home, '.asoundrc'), 'pcm.!default { type null }\nctl.!default { type hw card 0 }\n');
+// No sound card here: a PulseAudio of the test's own, with two null sinks paced in real time —
+// `speakers` (listen-in plays there) and `mic`, whose monitor is the default source: ALSA's
+// default device goes through PulseAudio's ALSA plugin, as on a desktop.
+writeFileSync(join(home, '.asoundrc'), 'pcm.!default { type pulse }\nctl.!default { type pulse }\n');
+const pulseSocket = join(home, 'pulse.sock');
 const port = await freePort();
 const display = `:${90 + (process.pid % 9)}`;
 const env = {
@@ -38,12 +44,27 @@ const env = {
   WATCHFLOOR_DATA_DIR: join(home, 'store'),
   RUST_LOG: 'warn',
   WEBKIT_DISABLE_COMPOSITING_MODE: '1',
+  XDG_RUNTIME_DIR: home,
+  PULSE_SERVER: `unix:${pulseSocket}`,
 };
 delete env.OPENAI_API_KEY;
 const procs = [];
 const start = (cmd, args) => { const p = spawn(cmd, args, { env, stdio: ['ignore', 'inherit', 'inherit'] }); procs.push(p); return p; };
 start('Xvfb', [display, '-screen', '0', '1440x900x24', '-nolisten', 'tcp']);
+start('pulseaudio', ['-n', '--daemonize=no', '--exit-idle-time=-1', '--use-pid-file=no',
+  '-L', `module-native-protocol-unix socket=${pulseSocket} auth-anonymous=1`,
+  '-L', 'module-null-sink sink_name=speakers', '-L', 'module-null-sink sink_name=mic rate=8000 channels=1']);
 await sleep(500);
+for (let i = 0; ; i++) {
+  try {
+    execFileSync('pactl', ['set-default-sink', 'speakers'], { env });
+    execFileSync('pactl', ['set-default-source', 'mic.monitor'], { env });
+    break;
+  } catch (e) {
+    if (i > 20) throw e;
+    await sleep(250);
+  }
+}
 const driverPort = await freePort();
 start(process.env.TAURI_DRIVER ?? join(process.env.HOME ?? '/root', '.cargo/bin/tauri-driver'), ['--port', String(driverPort), '--native-driver', '/usr/bin/WebKitWebDriver']);
 await sleep(1000);
@@ -121,6 +142,73 @@ try {
   const rssBusy = rssKiB('watchfloor-desktop');
   const mib = (k) => Math.round(k / 1024);
   console.log(`     memory (RSS): app process ${mib(rssStart.app)} MiB at start-up, ${mib(rssBusy.app)} MiB with calls live; with its WebKit processes ${mib(rssStart.tree)} / ${mib(rssBusy.tree)} MiB`);
+  await check('the desk microphone reaches the caller: take over by keyboard, hold M, hand back', async () => {
+    await driver.executeScript(() => window.__TAURI__.core.invoke('stop_listening'));
+    const { api, token } = await driver.executeScript(() => window.__WATCHFLOOR__);
+    const get = async (path) => {
+      const r = await fetch(api + path, { headers: { authorization: `Bearer ${token}` } });
+      assert(r.ok, `${path}: ${r.status}`);
+      return r;
+    };
+    // A fresh call, so it is still going when the supervisor speaks.
+    const before = await driver.executeScript("return [...document.querySelectorAll('[data-testid=call-card]')].map((c) => c.dataset.call)");
+    const sim = spawn(serverBin, ['simulate', 'cardiac-arrest', '--server', `http://127.0.0.1:${port}`], { env, stdio: 'ignore' });
+    procs.push(sim);
+    let sid;
+    await driver.wait(async () => {
+      sid = await driver.executeScript((old) => [...document.querySelectorAll('[data-testid=call-card]')].map((c) => c.dataset.call).find((c) => !old.includes(c)) ?? null, before);
+      return !!sid;
+    }, 40000);
+    // The agent has greeted the caller (the call is under way).
+    await driver.wait(async () => (await (await get('/api/calls/active')).json()).calls.some((c) => c.call_sid === sid && c.status === 'with_agent'), 20000);
+    await driver.findElement(By.css(`[data-call="${sid}"]`)).click();
+    await driver.actions().sendKeys('v').perform();
+    await driver.wait(until.elementLocated(By.css('[data-testid=live-banner]')), 10000);
+    const status = () => driver.executeAsyncScript('const done = arguments[arguments.length - 1]; window.__TAURI__.core.invoke("mic_status").then(done, (e) => done({ error: String(e) }));');
+    await driver.actions().keyDown('m').perform();
+    await driver.wait(async () => (await status()).frames_sent > 5, 10000);
+    // The supervisor speaks: committed speech played into the microphone, in real time.
+    execFileSync('paplay', ['--device=mic', join(root, 'crates/sim/scenarios/audio/structure-fire/agent-01.wav')], { env });
+    await sleep(300);
+    execFileSync('import', ['-window', 'root', join(out, 'desktop-takeover.png')], { env });
+    await driver.actions().keyUp('m').perform();
+    const mic = await status();
+    console.log(`     desk microphone: ${JSON.stringify(mic)}`);
+    assert(!mic.error && mic.frames_sent >= 75, JSON.stringify(mic));
+    await driver.actions().sendKeys('h').perform();
+    await driver.wait(async () => driver.executeScript("return !document.querySelector('[data-testid=live-banner]')"), 10000);
+    // The caller heard it: the recording's agent channel (what the caller fake played, by its
+    // marks) holds the supervisor's own track, sample for sample. Read while the call goes on:
+    // audio is written a second at a time.
+    const pcm = async (path) => {
+      const r = await fetch(api + path, { headers: { authorization: `Bearer ${token}` } });
+      if (!r.ok) return new Int16Array(0);
+      const b = Buffer.from(await r.arrayBuffer());
+      return new Int16Array(b.buffer.slice(b.byteOffset + 44, b.byteOffset + b.length));
+    };
+    let found;
+    await driver.wait(async () => {
+      const own = await pcm(`/api/calls/${sid}/supervisor.wav`);
+      const rec = await pcm(`/api/calls/${sid}/recording.wav`);
+      const loud = [];
+      for (let i = 0; i < own.length; i++) if (Math.abs(own[i]) > 1000) loud.push(i);
+      // The same moment on both clocks, within 40 ms either way.
+      let best = { shift: 0, same: 0, written: 0 };
+      for (let shift = -320; shift <= 320; shift++) {
+        let same = 0;
+        let written = 0;
+        for (const i of loud) {
+          const r = rec[2 * (i + shift) + 1];
+          if (r) written++;
+          if (r === own[i]) same++;
+        }
+        if (same > best.same) best = { shift, same, written };
+      }
+      found = { loud: loud.length, share: loud.length ? best.same / loud.length : 0, shift_ms: best.shift / 8, written: best.written };
+      return loud.length > 2000 && found.share > 0.95;
+    }, 30000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(found)}`); });
+    console.log(`     the caller heard the desk microphone: ${found.loud} loud samples, ${(100 * found.share).toFixed(1)} % identical on the agent channel, ${found.shift_ms} ms from the supervisor's track`);
+  });
 } catch (e) {
   fail('set-up', e);
 } finally {

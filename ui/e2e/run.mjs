@@ -33,7 +33,7 @@ writeFileSync(join(dir, 'config.toml'), [
   '[[units]]', 'id = "Ladder 2"', 'type = "ladder"',
   '[[units]]', 'id = "Patrol 12"', 'type = "patrol"',
 ].join('\n'));
-const env = { ...process.env, WATCHFLOOR_DATA_DIR: join(dir, 'data'), WATCHFLOOR_BIND: `127.0.0.1:${port}`, WATCHFLOOR_CONSOLE_TOKEN: TOKEN, RUST_LOG: 'warn' };
+const env = { ...process.env, WATCHFLOOR_DATA_DIR: join(dir, 'data'), WATCHFLOOR_BIND: `127.0.0.1:${port}`, WATCHFLOOR_CONSOLE_TOKEN: TOKEN, RUST_LOG: process.env.E2E_LOG ?? 'warn' };
 delete env.OPENAI_API_KEY;
 let server = spawn(bin, ['serve', '--config', join(dir, 'config.toml')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
 
@@ -229,12 +229,43 @@ try {
     await page.waitForSelector('[data-testid=live-banner] >> text=Talking');
     await page.waitForFunction(() => parseFloat(document.querySelector('[data-testid=live-banner] .meter i')?.style.width ?? '0') > 0, null, { timeout: 5000 });
     await waitFor('voice.talk audited', async () => (await api('GET', `/api/audit?target=${sid}&action=voice.talk`)).entries.length === 1);
-    await page.screenshot({ path: join(out, 'takeover.png') });
+    await sleep(1500); // a second and a half of speech from the microphone
     await page.keyboard.up('m');
+    // The supervisor's words come back from the transcription session as their own line.
+    await page.keyboard.press('o');
+    await page.waitForSelector('[data-testid=transcript] .line.supervisor >> text=Supervisor (supervisor)', { timeout: 10000 });
+    await page.screenshot({ path: join(out, 'takeover.png') });
     await page.keyboard.press('h');
     await page.waitForSelector('[data-testid=live-banner]', { state: 'detached' });
     active = await api('GET', '/api/calls/active');
     assert(active.calls.some((c) => c.call_sid === sid && c.mode === 'ai' && c.voice_holder === null), JSON.stringify(active));
+    // The caller fake heard the microphone: the recording's agent channel (the caller's side,
+    // confirmed by the marks it echoed as it played) holds the supervisor's own track, sample
+    // for sample, within 40 ms. Read while the call goes on: audio is written a second at a time.
+    const wav = async (path) => {
+      const r = await fetch(base + path, { headers: { authorization: `Bearer ${TOKEN}` } });
+      if (!r.ok) return new Int16Array(0);
+      const b = Buffer.from(await r.arrayBuffer());
+      return new Int16Array(b.buffer.slice(b.byteOffset + 44, b.byteOffset + b.length));
+    };
+    let found;
+    await waitFor("the supervisor's voice on the caller's side of the recording", async () => {
+      const own = await wav(`/api/calls/${sid}/supervisor.wav`);
+      const rec = await wav(`/api/calls/${sid}/recording.wav`);
+      const loud = [];
+      for (let i = 0; i < own.length; i++) if (Math.abs(own[i]) > 1000) loud.push(i);
+      if (loud.length < 2000) return false;
+      let best = { shift: 0, same: 0 };
+      for (let shift = -320; shift <= 320; shift++) {
+        let same = 0;
+        for (let k = 0; k < loud.length; k += 4) if (rec[2 * (loud[k] + shift) + 1] === own[loud[k]]) same++;
+        if (same > best.same) best = { shift, same };
+      }
+      found = { loud: loud.length, share: best.same / Math.ceil(loud.length / 4), shift_ms: best.shift / 8 };
+      return found.share > 0.95;
+    }, 30000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(found)}`); });
+    console.log(`     the caller heard the microphone: ${found.loud} loud samples, ${(found.share * 100).toFixed(1)} % identical on the agent channel, ${found.shift_ms} ms from the supervisor's track`);
+    assert(Math.abs(found.shift_ms) <= 40, JSON.stringify(found));
   });
 
   await check('the console reconnects on its own after the server restarts', async () => {

@@ -2,11 +2,17 @@
 // to the caller from the microphone, hand the call back. While the console holds a call's voice
 // it sends a keepalive every second (the server hands the call back to the agent after 3 s of
 // nothing); while the talk key is held it sends 20 ms μ-law frames ('S' frames) on the live feed.
+// In the desktop app the desk's own microphone talks instead (cpal, in the app: `mic_*`
+// commands), on the same server path; the console shows its level and device.
 
 import { mulaw } from 'alawmulaw';
 import { api, ApiError } from './api';
 import { actions } from './actions.svelte';
+import { desktop } from './desktop';
 import { feed } from './feed.svelte';
+
+/** The desk microphone as the desktop app reports it (`mic_status`). */
+export type MicStatus = { device: string | null; call_sid: string | null; talking: boolean; level_dbfs: number; frames_sent: number; error: string | null };
 
 /** μ-law bytes per 20 ms frame at 8 kHz. */
 const FRAME = 160;
@@ -32,6 +38,13 @@ class Voice {
   talking = $state(false);
   /** The microphone's level, 0–1, while talking. */
   level = $state(0);
+  /** The open mic is on: talking without holding the key (Shift+M toggles it). */
+  openMic = $state(false);
+  /** The desk microphone's input devices and the chosen one (desktop app only). */
+  devices: string[] = $state([]);
+  device: string | null = $state(null);
+
+  private deskTimer: ReturnType<typeof setInterval> | null = null;
 
   private keepalive: ReturnType<typeof setInterval> | null = null;
   private ctx: AudioContext | null = null;
@@ -50,7 +63,22 @@ class Voice {
     const alive = () => feed.sendJson({ type: 'voice_keepalive', call_sid: sid });
     alive();
     this.keepalive = setInterval(alive, 1000);
+    if (desktop) this.devices = await desktop.invoke<string[]>('mic_devices').catch(() => []);
     actions.show('You are live with the caller');
+  }
+
+  /** The desk microphone to use (desktop app): none is the system's default. */
+  async chooseDevice(device: string | null) {
+    this.device = device;
+    await desktop?.invoke('mic_select', { device });
+  }
+
+  /** Shift+M: the open mic on or off (talking without holding the key). */
+  async toggleOpenMic() {
+    if (!this.holding) return;
+    this.openMic = !this.openMic;
+    if (this.openMic) await this.startTalking();
+    else this.stopTalking();
   }
 
   async handBack() {
@@ -70,14 +98,17 @@ class Voice {
   release() {
     if (this.keepalive) clearInterval(this.keepalive);
     this.keepalive = null;
+    this.openMic = false;
     this.stopTalking();
     this.holding = null;
+    void desktop?.invoke('mic_release');
   }
 
   async startTalking() {
     const sid = this.holding;
     if (!sid || this.talking) return;
     this.talking = true;
+    if (desktop) return this.startDeskMic(sid);
     try {
       this.stream = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true, noiseSuppression: true } });
       this.ctx = new AudioContext({ sampleRate: 8000 });
@@ -95,10 +126,39 @@ class Voice {
     feed.sendJson({ type: 'talk', call_sid: sid });
   }
 
+  /** The desk's microphone through the desktop app (the same server path, its own feed). */
+  private async startDeskMic(sid: string) {
+    try {
+      await desktop!.invoke('mic_talk', { callId: sid });
+    } catch (e) {
+      actions.show(`Microphone unavailable: ${String(e)}`, true);
+      this.talking = false;
+      return;
+    }
+    if (this.deskTimer) clearInterval(this.deskTimer);
+    this.deskTimer = setInterval(async () => {
+      const s = await desktop!.invoke<MicStatus>('mic_status').catch(() => null);
+      if (!s) return;
+      // −60 dBFS reads as empty, 0 dBFS as full.
+      this.level = this.talking ? Math.max(0, Math.min(1, (s.level_dbfs + 60) / 60)) : 0;
+      if (s.error) {
+        actions.show(`Microphone: ${s.error}`, true);
+        this.stopTalking();
+      }
+    }, 100);
+  }
+
   stopTalking() {
     if (!this.talking) return;
     this.talking = false;
     this.level = 0;
+    this.openMic = false;
+    if (desktop) {
+      if (this.deskTimer) clearInterval(this.deskTimer);
+      this.deskTimer = null;
+      void desktop.invoke('mic_stop_talking');
+      return;
+    }
     this.pending = new Float32Array(0);
     feed.sendJson({ type: 'stop_talking' });
     void this.ctx?.close();

@@ -173,6 +173,10 @@ pub enum VoiceLossAction {
     HumanLine,
 }
 
+/// The supervisor has stopped talking when no frame of theirs has gone out for this long (the
+/// jitter buffer sends one every 20 ms while they talk).
+pub const SUPERVISOR_PAUSE: Duration = Duration::from_millis(100);
+
 /// A caller silent this long while the agent waits raises an alert.
 pub const SILENT_CALLER: Duration = Duration::from_secs(15);
 /// How soon a deadline that passed without effect is checked again (a silent-caller alert
@@ -469,6 +473,8 @@ pub struct CallMachine {
     /// The supervisor whose words the transcription session carries (kept after a hand-back
     /// for lines that arrive late).
     transcribed: Option<String>,
+    /// When the supervisor's last frame went to the caller, while they are talking.
+    supervisor_frame_at: Option<Instant>,
     /// The voice was handed back by this user, and the agent waits for the supervisor's last
     /// lines before it answers again ([`transcription::LINES_WAIT`] at most).
     resume_after_lines: Option<String>,
@@ -526,6 +532,7 @@ impl CallMachine {
             transcription: SupervisorTranscription::new(),
             transcribed: None,
             resume_after_lines: None,
+            supervisor_frame_at: None,
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
@@ -842,6 +849,9 @@ impl CallMachine {
         if let Some(t) = self.transcription.next_deadline() {
             consider(t);
         }
+        if let Some(t) = self.supervisor_frame_at {
+            consider(t + SUPERVISOR_PAUSE);
+        }
         if self.session_timers_run() {
             if self.stream_sid.is_some() && !self.dispatch.has_alert(&AlertKind::SilentCaller) {
                 consider(due(self.last_caller_speech.unwrap_or(self.created) + SILENT_CALLER));
@@ -862,6 +872,13 @@ impl CallMachine {
         }
         self.transcription.on_timeout(now, &mut self.out);
         self.resume_if_lines_in(now);
+        if self.supervisor_frame_at.is_some_and(|t| now.saturating_duration_since(t) >= SUPERVISOR_PAUSE) {
+            self.supervisor_frame_at = None;
+            if self.talking == Talking::Supervisor {
+                let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
+                self.set_talking(now, who);
+            }
+        }
         if !self.session_timers_run() {
             return;
         }
@@ -1006,7 +1023,10 @@ impl CallMachine {
     fn on_mark(&mut self, name: &str, now: Instant) {
         match self.playout.on_mark(name, &mut self.out) {
             playout::MarkEcho::Played { idle } => {
-                if idle && matches!(self.talking, Talking::Agent | Talking::Supervisor) {
+                // The supervisor's frames come one at a time, each played before the next: their
+                // talking ends when the frames stop (`SUPERVISOR_PAUSE`, on the timer), not
+                // between two frames.
+                if idle && self.talking == Talking::Agent {
                     let who = if self.caller_speaking { Talking::Caller } else { Talking::Silence };
                     self.set_talking(now, who);
                 }
@@ -1189,6 +1209,7 @@ impl CallMachine {
             return;
         }
         self.voice_heard = now;
+        self.supervisor_frame_at = Some(now);
         let item_id = format!("supervisor-{}", self.takeovers);
         self.playout.agent_audio(stream_sid, SUPERVISOR_RESPONSE, &item_id, &mulaw::encode_base64(audio), audio, self.clock.now_ms(), &mut self.out);
         let stream_ms = self.clock.now_ms();

@@ -1024,6 +1024,26 @@ fn the_supervisors_voice_goes_to_the_caller_with_marks_and_is_not_cut_by_the_cal
 }
 
 #[test]
+fn the_supervisor_is_talking_from_their_first_frame_until_their_frames_stop_not_between_frames() {
+    let t0 = Instant::now();
+    let s = |n: u64| t0 + Duration::from_millis(n);
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
+    drain(&mut m);
+    let mut talking = Vec::new();
+    for i in 0..10u64 {
+        m.handle_input(Input::SupervisorAudio { audio: &[0x42; 160] }, s(i * 20));
+        m.handle_input(mark(&format!("supervisor-1:{}", (i + 1) * 160)), s(i * 20 + 19));
+        talking.extend(events(&drain(&mut m)).into_iter().filter_map(|e| if let CallEventKind::Talking { who } = e { Some(*who) } else { None }));
+    }
+    assert_eq!(talking, [Talking::Supervisor], "one change for the whole burst, none per frame");
+    assert_eq!(m.poll_timeout().map(|t| t <= s(180) + SUPERVISOR_PAUSE), Some(true));
+    m.handle_input(Input::Timeout, s(180) + SUPERVISOR_PAUSE);
+    assert!(events(&drain(&mut m)).contains(&&CallEventKind::Talking { who: Talking::Silence }), "silence once the frames stop");
+}
+
+#[test]
 fn a_silent_voice_holder_is_lost_after_three_seconds_and_the_agent_takes_the_call_back() {
     let t0 = Instant::now();
     let s = |n: u64| t0 + Duration::from_millis(n);
