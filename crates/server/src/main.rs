@@ -135,6 +135,11 @@ enum Cmd {
         /// wrong-password sign-ins, 300 idle sockets, 20 signed media streams sending only junk.
         #[arg(long)]
         hostile: bool,
+        /// Calls taken over by a supervisor who talks on the live feed for the rest of the call
+        /// (issue 17): the first N; their voice latency is measured apart, and their relay
+        /// figures are left out of the other calls'.
+        #[arg(long, default_value_t = 0)]
+        takeovers: usize,
         /// Scenario directory.
         #[arg(long)]
         scenarios: Option<PathBuf>,
@@ -205,7 +210,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", watchfloor_server::auth::hash_password(pw));
         }
         #[cfg(feature = "loadgen")]
-        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, pacing, hostile, scenarios } => {
+        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, pacing, hostile, takeovers, scenarios } => {
             use watchfloor_sim::loadgen;
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
             let opts = loadgen::LoadOptions {
@@ -222,6 +227,7 @@ async fn main() -> anyhow::Result<()> {
                 keep_dir,
                 pacing,
                 hostile,
+                takeovers,
             };
             if ramp {
                 let report = loadgen::ramp(&opts, max_calls, |step| println!("{}", loadgen::table(step))).await?;

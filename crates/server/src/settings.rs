@@ -37,6 +37,10 @@ pub struct Settings {
     pub units: Vec<UnitConfig>,
     /// The human fallback line (E.164), or none.
     pub human_line: Option<String>,
+    /// What a call whose voice holder's console is lost does (issue 17): the agent takes it
+    /// back (`ai`, the default) or it goes to the human line (`human_line`).
+    #[serde(default)]
+    pub voice_lost: watchfloor_bridge::machine::VoiceLossAction,
 }
 
 impl Settings {
@@ -49,6 +53,7 @@ impl Settings {
             dispatch_policy: c.dispatch_policy,
             units: c.units.clone(),
             human_line: c.human_line.clone(),
+            voice_lost: c.voice_lost,
         }
     }
 
@@ -111,6 +116,9 @@ impl Settings {
         if self.human_line != old.human_line {
             v.push("human_line");
         }
+        if self.voice_lost != old.voice_lost {
+            v.push("voice_lost");
+        }
         v
     }
 }
@@ -124,6 +132,7 @@ pub(crate) fn apply_to_bridge(state_config: &Config, s: &Settings, calls: &watch
         profile.vad = s.vad;
         b.profile = std::sync::Arc::new(profile);
         b.policy = s.dispatch_policy;
+        b.voice_loss = s.voice_lost;
         let human = watchfloor_bridge::twilio_rest::HumanLine { number: s.human_line.clone(), queue: state_config.human_queue.clone() };
         b.fallback = std::sync::Arc::new(watchfloor_bridge::task::Fallback { rest: state_config.twilio_rest(), human_line: human });
     });

@@ -20,6 +20,7 @@ async fn settings_are_checked_saved_applied_and_audited() {
     assert_eq!(s["voice"], "marin");
     assert_eq!(s["dispatch_policy"], json!({"mode": "supervised", "hold_ms": 20000}));
     assert_eq!(s["human_line"], "+15550001234");
+    assert_eq!(s["voice_lost"], "ai", "a lost supervisor console gives the call back to the AI unless set otherwise");
 
     // Every problem is reported at once.
     let mut bad = s.clone();
@@ -31,11 +32,15 @@ async fn settings_are_checked_saved_applied_and_audited() {
     let why = r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
     assert!(why.contains("voice must be one of") && why.contains("hold_ms") && why.contains("human_line"), "{why}");
     assert_eq!(client().put(&url).body("{\"voice\":").header("content-type", "application/json").send().await.unwrap().status(), 400);
+    let mut bad_loss = s.clone();
+    bad_loss["voice_lost"] = json!("hang_up");
+    assert_eq!(client().put(&url).json(&bad_loss).send().await.unwrap().status(), 400);
 
     let mut good = s.clone();
     good["voice"] = json!("cedar");
     good["dispatch_policy"] = json!({"mode": "supervised", "hold_ms": 5000});
     good["human_line"] = json!("+15550009999");
+    good["voice_lost"] = json!("human_line");
     good["units"] = json!([{"id": "Engine 7", "type": "engine"}, {"id": "Medic 3", "type": "medic"}]);
     let r = client().put(&url).json(&good).send().await.unwrap();
     assert_eq!(r.status(), 200);

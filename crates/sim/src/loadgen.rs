@@ -63,7 +63,16 @@ pub struct LoadOptions {
     pub pacing: Pacing,
     /// Attack the bridge while the calls run ([`Hostile`]): the soak of issue 15.
     pub hostile: bool,
+    /// Calls taken over by a supervisor who talks for the rest of the call (issue 17): the
+    /// first N call slots. [`TAKEOVER_AFTER`] into each call a console takes the voice and
+    /// sends a stamped 20 ms frame every 20 ms on the live feed. Their relay figures are left
+    /// out of `caller_to_model` / `model_to_caller` (those are the other calls'); their voice
+    /// latency is `supervisor_to_caller`.
+    pub takeovers: usize,
 }
+
+/// How long into a taken-over call the supervisor takes the voice.
+pub const TAKEOVER_AFTER: Duration = Duration::from_secs(3);
 
 /// What the hostile clients did during a step (`--hostile`), and how the bridge answered.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -275,6 +284,10 @@ pub struct StepReport {
     pub webhook: Percentiles,
     /// The attacks run beside the calls (`--hostile`), if any.
     pub hostile: Option<HostileReport>,
+    /// Call slots taken over by a talking supervisor (`--takeovers`).
+    pub takeovers: usize,
+    /// A supervisor's voice, console → caller, on the taken-over calls.
+    pub supervisor_to_caller: DirectionReport,
     /// Calls placed (the whole run).
     pub calls_placed: u64,
     /// Calls that failed to start or that the bridge ended early (handed to a human).
@@ -329,6 +342,7 @@ struct Aggregate {
     down: Histogram<u64>,
     barge: Histogram<u64>,
     late: Histogram<u64>,
+    voice: Histogram<u64>,
     totals: CallTotals,
     placed: u64,
     failed: u64,
@@ -342,15 +356,21 @@ fn histogram() -> Histogram<u64> {
 
 impl Aggregate {
     fn new() -> Self {
-        Aggregate { webhook: histogram(), up: histogram(), down: histogram(), barge: histogram(), late: histogram(), totals: CallTotals::default(), placed: 0, failed: 0, failures: Vec::new() }
+        Aggregate { webhook: histogram(), up: histogram(), down: histogram(), barge: histogram(), late: histogram(), voice: histogram(), totals: CallTotals::default(), placed: 0, failed: 0, failures: Vec::new() }
     }
 
-    fn add(&mut self, t: CallTotals) {
-        for (h, v) in [(&mut self.up, &t.up_us), (&mut self.down, &t.down_us), (&mut self.barge, &t.barge_us), (&mut self.late, &t.tick_late_us)] {
+    /// A call's totals; a taken-over call's relay latencies are left out (the relay figures
+    /// are the other calls'), its voice latencies kept.
+    fn add(&mut self, t: CallTotals, taken_over: bool) {
+        let none = Vec::new();
+        let (up, down) = if taken_over { (&none, &none) } else { (&t.up_us, &t.down_us) };
+        for (h, v) in [(&mut self.up, up), (&mut self.down, down), (&mut self.barge, &t.barge_us), (&mut self.late, &t.tick_late_us), (&mut self.voice, &t.voice_us)] {
             for &us in v {
                 h.saturating_record(u64::from(us).max(1));
             }
         }
+        self.totals.voice_sent += t.voice_sent;
+        self.totals.voice_lost += t.voice_lost;
         let a = &mut self.totals;
         a.up_sent += t.up_sent;
         a.up_lost += t.up_lost;
@@ -613,6 +633,8 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
         let start_at = epoch + opts.ramp.mul_f64(i as f64 / opts.calls as f64) + frame_phase(i);
         let (agg, probes, calls_by_sid, window) = (agg.clone(), probes.clone(), calls_by_sid.clone(), window.clone());
         let (base, auth_token, client) = (bridge.base_url.clone(), bridge.auth_token.clone(), http.clone());
+        let taken_over = i < opts.takeovers;
+        let console_token = bridge.token.clone();
         slot_tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(start_at.into()).await;
             while Instant::now() + Duration::from_secs(1) < hold_end {
@@ -622,7 +644,11 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
                 calls_by_sid.lock().insert(call_sid.clone(), probe.clone());
                 let caller = CallerOptions { keep_audio: false, probe: Some(probe.clone()), max_stream_ms: hold_end.saturating_duration_since(Instant::now()).as_millis() as u64, ..Default::default() };
                 let sim = SimulateOptions { caller, auth_token: Some(auth_token.clone()), public_url: Some(base.clone()), call_sid: Some(call_sid.clone()), client: Some(client.clone()) };
+                let supervisor = taken_over.then(|| tokio::spawn(supervise(base.clone(), console_token.clone(), call_sid.clone(), probe.clone(), client.clone())));
                 let result = place_call(&base, &scenario, &sim).await;
+                if let Some(s) = supervisor {
+                    s.abort();
+                }
                 // The model fake's last writes for this call may trail the caller's stop.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 let totals = probe.finish();
@@ -639,7 +665,7 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
                 if !totals.lost_detail.is_empty() && a.failures.len() < 10 {
                     a.failures.push(format!("{call_sid}: {}", totals.lost_detail));
                 }
-                a.add(totals);
+                a.add(totals, taken_over);
             }
         }));
     }
@@ -687,6 +713,8 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
         pacing: format!("{:?}", opts.pacing),
         webhook: Percentiles::of(&a.webhook),
         hostile: hostile.map(|h| h.report(bridge_s.hold_ends(hold))),
+        takeovers: opts.takeovers.min(opts.calls),
+        supervisor_to_caller: DirectionReport { frames: t.voice_sent, lost: t.voice_lost, latency: Percentiles::of(&a.voice), ..Default::default() },
         calls_placed: a.placed,
         calls_failed: a.failed,
         failures: a.failures.clone(),
@@ -768,6 +796,41 @@ fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
 }
 
+/// A supervisor on a call (`--takeovers`): [`TAKEOVER_AFTER`] into the call, takes its voice
+/// (`POST /api/calls/{sid}/voice/take`, retried until the call is live) and talks on the live
+/// feed until the call ends: a loud 20 ms frame every 20 ms, each stamped for the probe, as a
+/// microphone would send them. Aborted when the call ends.
+async fn supervise(base: String, token: String, call_sid: String, probe: CallProbe, http: reqwest::Client) -> anyhow::Result<()> {
+    tokio::time::sleep(TAKEOVER_AFTER).await;
+    let take = format!("{base}/api/calls/{call_sid}/voice/take");
+    let mut tries = 0;
+    loop {
+        let r = http.post(&take).bearer_auth(&token).send().await?;
+        if r.status().is_success() {
+            break;
+        }
+        tries += 1;
+        anyhow::ensure!(tries < 50, "voice/take for {call_sid}: {}", r.status());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut req = format!("{}/api/live", base.replace("http://", "ws://")).into_client_request()?;
+    req.headers_mut().insert("authorization", HeaderValue::from_str(&format!("Bearer {token}"))?);
+    let (ws, _) = tokio_tungstenite::connect_async(req).await?;
+    let (mut tx, mut rx) = ws.split();
+    tx.send(Message::text(serde_json::json!({"type":"talk","call_sid":call_sid}).to_string())).await?;
+    // What the feed sends (every call's events) is read and dropped, as a console would.
+    tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+    let mut tick = tokio::time::interval(Duration::from_millis(watchfloor_wire::mulaw::FRAME_MS));
+    let mut position_ms = 0;
+    loop {
+        tick.tick().await;
+        let mut frame = vec![0x10u8; watchfloor_wire::mulaw::FRAME_BYTES];
+        probe.stamp_voice_sent(&mut frame);
+        tx.send(Message::binary(watchfloor_call::live::encode_voice_frame(&call_sid, position_ms, &frame))).await?;
+        position_ms += watchfloor_wire::mulaw::FRAME_MS;
+    }
+}
+
 /// A readable table of one step.
 pub fn table(r: &StepReport) -> String {
     let mut s = String::new();
@@ -788,6 +851,9 @@ pub fn table(r: &StepReport) -> String {
     let d = |d: &DirectionReport| format!("{} frames, lost {}, dup {}, reordered {}, corrupt {}", d.frames, d.lost, d.duplicated, d.reordered, d.corrupted);
     line(&mut s, "caller → model", &r.caller_to_model.latency, d(&r.caller_to_model));
     line(&mut s, "model → caller", &r.model_to_caller.latency, format!("{}; barged-in unheard {}", d(&r.model_to_caller), r.model_to_caller.cancelled_unheard));
+    if r.takeovers > 0 {
+        line(&mut s, "supervisor → caller", &r.supervisor_to_caller.latency, format!("{} taken-over calls (left out of the relay rows above); {} frames, unheard {}", r.takeovers, r.supervisor_to_caller.frames, r.supervisor_to_caller.lost));
+    }
     line(&mut s, "barge-in → clear", &r.barge_in.reaction, format!("{} speech_started, {} unexplained clears", r.barge_in.speech_started, r.barge_in.unexplained_clears));
     line(&mut s, &format!("live feed ({} consoles)", r.live_feed.consoles), &r.live_feed.latency, format!("{} events, {} resyncs", r.live_feed.events, r.live_feed.resyncs));
     line(&mut s, "caller timer lateness", &r.caller_timer_late, "load generator health".into());

@@ -10,6 +10,10 @@
 //! -62 dBFS over a frame, below any VAD threshold, so a silent frame stays silent and speech
 //! keeps its level). Frames the bridge makes itself (silence padding) carry no stamp.
 //!
+//! A supervisor's voice frames (issue 17: a console talking on a taken-over call) carry their own
+//! stamp ([`stamp_voice`]: the same layout with `0xE0 | nibble` bytes, about −50 dBFS over
+//! the stamp) and their own sequence: console send → the caller fake's `media`.
+//!
 //! From the stamps: latency per frame (send → receipt, ns on one `Instant` clock), and frames
 //! lost, duplicated or reordered. Frames of model responses that were cancelled (barge-in) may
 //! legitimately never reach the caller: they are counted apart, never as lost.
@@ -49,6 +53,27 @@ pub fn read_stamp(frame: &[u8]) -> Option<u32> {
     let seq = frame[..8].iter().fold(0u32, |acc, &b| (acc << 4) | u32::from(b & 0xF));
     let check = ((frame[8] & 0xF) << 4) | (frame[9] & 0xF);
     (check == check_byte(seq)).then_some(seq)
+}
+
+/// Writes `seq` as a supervisor-voice stamp: [`stamp`]'s layout with `0xE0 | nibble` bytes, so
+/// it is never read as an agent frame's.
+pub fn stamp_voice(frame: &mut [u8], seq: u32) {
+    stamp(frame, seq);
+    for b in frame.iter_mut().take(STAMP_BYTES) {
+        *b = 0xE0 | (*b & 0xF);
+    }
+}
+
+/// The sequence number of a supervisor-voice stamp ([`stamp_voice`]), if `frame` carries one.
+pub fn read_voice_stamp(frame: &[u8]) -> Option<u32> {
+    if frame.len() < STAMP_BYTES || frame[..STAMP_BYTES].iter().any(|&b| b & 0xF0 != 0xE0) {
+        return None;
+    }
+    let mut copy = [0u8; STAMP_BYTES];
+    for (c, &b) in copy.iter_mut().zip(&frame[..STAMP_BYTES]) {
+        *c = 0xF0 | (b & 0xF);
+    }
+    read_stamp(&copy)
 }
 
 /// Where, in a delta of `len` bytes starting `item_offset` bytes into its item, the item's
@@ -146,6 +171,10 @@ pub struct CallMeasure {
     pub up: Direction,
     /// Model → caller.
     pub down: Direction,
+    /// A supervisor's voice: console → caller (a taken-over call).
+    pub voice: Direction,
+    /// Next supervisor-voice sequence number to stamp.
+    next_voice: u32,
     /// Response index of each model → caller frame (index into `responses`).
     down_response: Vec<u32>,
     /// Response ids in the order their audio was first sent.
@@ -351,15 +380,28 @@ impl CallProbe {
         m.feed_sent.insert((item_id.to_string(), idx), t);
     }
 
-    /// Caller fake: agent audio received (decoded μ-law of one Twilio `media`).
+    /// Caller fake: agent audio received (decoded μ-law of one Twilio `media`): the agent's
+    /// frames and a supervisor's.
     pub fn down_received(&self, audio: &[u8], at_ns: u64) {
         let window = self.window();
         let mut m = self.lock();
         for frame in audio.chunks(FRAME_BYTES) {
             if let Some(seq) = read_stamp(frame) {
                 m.down.received(seq, at_ns, window);
+            } else if let Some(seq) = read_voice_stamp(frame) {
+                m.voice.received(seq, at_ns, window);
             }
         }
+    }
+
+    /// A supervisor's console: stamps a voice frame about to be sent now.
+    pub fn stamp_voice_sent(&self, frame: &mut [u8]) {
+        let t = self.now_ns();
+        let mut m = self.lock();
+        let seq = m.next_voice;
+        m.next_voice += 1;
+        stamp_voice(frame, seq);
+        m.voice.sent(seq, t);
     }
 
     /// Caller fake: the caller hangs up now and reads nothing more.
@@ -398,6 +440,8 @@ impl CallProbe {
         let down_lost = m.down.lost(|i| resp.get(i).is_none_or(|r| !cancelled.contains(r)) && sent[i] < hung_up);
         let down_cancelled_unheard = m.down.lost(|i| resp.get(i).is_some_and(|r| cancelled.contains(r))).len() as u64;
         let up_lost = m.up.lost(|_| true);
+        let voice_sent_ns = m.voice.sent_ns.clone();
+        let voice_lost = m.voice.lost(|i| voice_sent_ns[i] < hung_up).len() as u64;
         let mut lost_detail = String::new();
         for (name, lost, sent) in [("caller → model", &up_lost, m.up.sent_count()), ("model → caller", &down_lost, m.down.sent_count())] {
             if !lost.is_empty() {
@@ -424,6 +468,9 @@ impl CallProbe {
             down_us: std::mem::take(&mut m.down.latencies_us),
             barge_us: std::mem::take(&mut m.barge_us),
             tick_late_us: std::mem::take(&mut m.tick_late_us),
+            voice_sent: m.voice.sent_count(),
+            voice_lost,
+            voice_us: std::mem::take(&mut m.voice.latencies_us),
         }
     }
 }
@@ -467,6 +514,12 @@ pub struct CallTotals {
     pub barge_us: Vec<u32>,
     /// Caller timer lateness, µs.
     pub tick_late_us: Vec<u32>,
+    /// A supervisor's voice frames sent (a taken-over call).
+    pub voice_sent: u64,
+    /// Of them, never heard by the caller (a frame the jitter buffer found late is silence).
+    pub voice_lost: u64,
+    /// Supervisor's console → caller latencies, µs.
+    pub voice_us: Vec<u32>,
 }
 
 /// Probes by the caller number the model fake finds in a session's instructions.
@@ -493,6 +546,17 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use watchfloor_wire::mulaw;
+
+    #[test]
+    fn voice_stamps_are_their_own() {
+        let mut frame = vec![0x10u8; FRAME_BYTES];
+        stamp_voice(&mut frame, 123_456);
+        assert_eq!(read_voice_stamp(&frame), Some(123_456));
+        assert_eq!(read_stamp(&frame), None, "never taken for an agent frame");
+        let mut agent = vec![0x10u8; FRAME_BYTES];
+        stamp(&mut agent, 7);
+        assert_eq!(read_voice_stamp(&agent), None);
+    }
 
     #[test]
     fn stamps_round_trip_and_stay_quiet() {

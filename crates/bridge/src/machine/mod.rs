@@ -163,7 +163,7 @@ pub const SUPERVISOR_RESPONSE: &str = "supervisor";
 pub const VOICE_LOST_AFTER: Duration = Duration::from_secs(3);
 
 /// What happens to a call whose voice holder's console is lost ([`VOICE_LOST_AFTER`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum VoiceLossAction {
     /// The agent takes the call back (with a critical alert).
@@ -1211,8 +1211,10 @@ impl CallMachine {
         self.voice_heard = now;
         self.supervisor_frame_at = Some(now);
         let item_id = format!("supervisor-{}", self.takeovers);
+        // The supervisor's own track: each frame where it plays for the caller (the position
+        // its mark confirms on the agent track), so the two line up sample for sample.
+        let stream_ms = self.playout.next_play_at_ms(self.clock.now_ms());
         self.playout.agent_audio(stream_sid, SUPERVISOR_RESPONSE, &item_id, &mulaw::encode_base64(audio), audio, self.clock.now_ms(), &mut self.out);
-        let stream_ms = self.clock.now_ms();
         self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Supervisor, stream_ms, audio: Bytes::copy_from_slice(audio) }));
         self.transcription.audio(audio, stream_ms, now, &mut self.out);
         if self.talking != Talking::Supervisor && !self.caller_speaking {

@@ -87,6 +87,12 @@ impl Playout {
         !self.pending_marks.is_empty()
     }
 
+    /// Where a frame queued now at `now_ms` plays on the stream clock: after what is queued
+    /// at Twilio, or at once when its buffer is empty (the position its mark will confirm).
+    pub fn next_play_at_ms(&self, now_ms: u64) -> u64 {
+        self.queue_end_ms.max(now_ms)
+    }
+
     /// Whether the audio of `response_id` is dropped.
     pub fn is_cancelled(&self, response_id: &str) -> bool {
         self.cancelled.contains(response_id)

@@ -1032,12 +1032,17 @@ fn the_supervisor_is_talking_from_their_first_frame_until_their_frames_stop_not_
     m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
     drain(&mut m);
     let mut talking = Vec::new();
+    let mut own_track = Vec::new();
     for i in 0..10u64 {
         m.handle_input(Input::SupervisorAudio { audio: &[0x42; 160] }, s(i * 20));
         m.handle_input(mark(&format!("supervisor-1:{}", (i + 1) * 160)), s(i * 20 + 19));
-        talking.extend(events(&drain(&mut m)).into_iter().filter_map(|e| if let CallEventKind::Talking { who } = e { Some(*who) } else { None }));
+        let out = drain(&mut m);
+        own_track.extend(out.iter().filter_map(|o| if let Output::Audio(f) = o { (f.track == Track::Supervisor).then_some(f.stream_ms) } else { None }));
+        talking.extend(events(&out).into_iter().filter_map(|e| if let CallEventKind::Talking { who } = e { Some(*who) } else { None }));
     }
     assert_eq!(talking, [Talking::Supervisor], "one change for the whole burst, none per frame");
+    let first = own_track[0];
+    assert_eq!(own_track, (0..10).map(|i| first + i * 20).collect::<Vec<_>>(), "the supervisor's own track: where each frame plays (end to end while queued)");
     assert_eq!(m.poll_timeout().map(|t| t <= s(180) + SUPERVISOR_PAUSE), Some(true));
     m.handle_input(Input::Timeout, s(180) + SUPERVISOR_PAUSE);
     assert!(events(&drain(&mut m)).contains(&&CallEventKind::Talking { who: Talking::Silence }), "silence once the frames stop");

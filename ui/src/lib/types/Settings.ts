@@ -2,6 +2,7 @@
 import type { Policy } from "./Policy";
 import type { UnitConfig } from "./UnitConfig";
 import type { VadProfile } from "./VadProfile";
+import type { VoiceLossAction } from "./VoiceLossAction";
 
 /**
  * What a supervisor may change from the console.
@@ -30,4 +31,9 @@ units: Array<UnitConfig>,
 /**
  * The human fallback line (E.164), or none.
  */
-human_line: string | null, };
+human_line: string | null, 
+/**
+ * What a call whose voice holder's console is lost does (issue 17): the agent takes it
+ * back (`ai`, the default) or it goes to the human line (`human_line`).
+ */
+voice_lost: VoiceLossAction, };
