@@ -5,10 +5,11 @@
 //! mono 8 kHz by rodio's `UniformSourceIterator`, cut into 20 ms frames and encoded G.711 μ-law
 //! ([`FrameEncoder`]). The frames take the browser console's path exactly: a live-feed
 //! WebSocket to the embedded server, signed in with the desk's console token, `talk`, then `'S'`
-//! frames (`encode_voice_frame`), `stop_talking` when the key is released, a `voice_keepalive`
-//! every second in between. So the server checks, audits, paces and records them like any
-//! console's, and a desk microphone that dies (its feed closes) is a lost console: the call goes
-//! back to the agent (or the human line) with an alert.
+//! frames (`encode_voice_frame`), `stop_talking` when the key is released. So the server checks,
+//! audits, paces and records them like any console's, and a desk microphone that dies (its feed
+//! closes) is a lost console: the call goes back to the agent (or the human line) with an alert.
+//! The keepalives while the supervisor only listens come from the console's own feed (the
+//! window holding the voice), as in a browser.
 //!
 //! The device lives on its own thread (a cpal stream is not `Send`). Push-to-talk and the
 //! open-mic toggle are the console's keys; both call [`mic_talk`] / [`mic_stop_talking`]. The
@@ -17,7 +18,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use parking_lot::Mutex;
@@ -31,9 +31,6 @@ use watchfloor_wire::mulaw;
 /// Frames queued between the device thread and the feed, 20 ms each (a second): a feed that
 /// cannot keep up loses the oldest audio (silence at the caller), never delays the rest.
 const QUEUE_FRAMES: usize = 50;
-/// A keepalive while the supervisor only listens, as the browser console sends (the server
-/// hands the call back after 3 s without one).
-const KEEPALIVE: Duration = Duration::from_secs(1);
 
 /// Cuts mono 8 kHz samples (f32, −1.0–1.0) into 20 ms μ-law frames and measures their level.
 #[derive(Debug, Default)]
@@ -195,16 +192,21 @@ fn open_microphone(device: Option<&str>) -> Result<rodio::microphone::Microphone
         None => builder.default_device().map_err(|e| format!("no default input device: {e}"))?,
     };
     let rates = [8_000u32, 16_000, 48_000].map(|r| std::num::NonZero::new(r).expect("not zero"));
-    builder
+    let configured = builder
         .default_config()
         .map_err(|e| format!("the input device has no usable configuration: {e}"))?
         .prefer_channel_counts([std::num::NonZero::<u16>::MIN])
-        .prefer_sample_rates(rates)
-        .open_stream()
-        .map_err(|e| format!("the microphone could not be opened: {e}"))
+        .prefer_sample_rates(rates);
+    // Periods of 20 ms (else 40, 100): the device's default buffer can hold seconds (ALSA's
+    // PulseAudio plugin's does), and every sample waits for its period to fill.
+    let rate = configured.get_config().sample_rate.get();
+    let configured = configured.prefer_buffer_sizes([rate / 50, rate / 25, rate / 10]);
+    let c = configured.get_config();
+    tracing::info!(rate = c.sample_rate.get(), channels = c.channel_count.get(), buffer = ?c.buffer_size, "desk microphone configuration");
+    configured.open_stream().map_err(|e| format!("the microphone could not be opened: {e}"))
 }
 
-/// The live feed of the desk microphone: `talk`, the frames, `stop_talking`, keepalives.
+/// The live feed of the desk microphone: `talk`, the frames, `stop_talking`.
 async fn feed(url: &str, token: &str, call_sid: &str, mut frames: mpsc::Receiver<Vec<u8>>, mut commands: mpsc::UnboundedReceiver<FeedCommand>, status: Arc<Mutex<MicStatus>>) -> Result<(), String> {
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     req.headers_mut().insert("authorization", format!("Bearer {token}").parse().map_err(|_| "the console token is not a header value".to_string())?);
@@ -214,7 +216,6 @@ async fn feed(url: &str, token: &str, call_sid: &str, mut frames: mpsc::Receiver
     ws.send(talk.clone()).await.map_err(|e| e.to_string())?;
     let mut talking = true;
     let mut position_ms: u64 = 0;
-    let mut keepalive = tokio::time::interval(KEEPALIVE);
     loop {
         tokio::select! {
             frame = frames.recv() => match frame {
@@ -240,9 +241,6 @@ async fn feed(url: &str, token: &str, call_sid: &str, mut frames: mpsc::Receiver
                 Some(FeedCommand::Talk | FeedCommand::StopTalking) => {}
                 Some(FeedCommand::Release) | None => break,
             },
-            _ = keepalive.tick(), if !talking => {
-                ws.send(json(serde_json::json!({"type":"voice_keepalive","call_sid":call_sid}))).await.map_err(|e| e.to_string())?;
-            }
             msg = ws.next() => match msg {
                 Some(Ok(Message::Text(t))) => {
                     let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap_or_default();
