@@ -64,6 +64,11 @@ pub struct Jitter {
     next_ms: Option<u64>,
     /// When the first frame of the current burst arrived (buffering).
     buffering_since: Option<Instant>,
+    /// While playing: when playout started, and the position it started at. Frame `p` is due at
+    /// `start + (p − first)`, so a tick that comes late plays every frame due (it catches up)
+    /// instead of pushing all later frames back: the delay stays at the target however often
+    /// the call's task is late.
+    clock: Option<(Instant, u64)>,
     stats: JitterStats,
 }
 
@@ -104,14 +109,17 @@ impl Jitter {
     /// queued at Twilio ahead of the agent's answer); the buffer is empty afterwards.
     pub fn drain(&mut self) -> Vec<Bytes> {
         self.next_ms = None;
+        self.clock = None;
         self.buffering_since = None;
         let frames = std::mem::take(&mut self.frames);
         self.stats.played += frames.len() as u64;
         frames.into_values().collect()
     }
 
-    /// A 20 ms tick at `now`: the frame to play now, if playout is on (silence for a missing
-    /// one); none while buffering or when the buffer ran dry (playout stops).
+    /// A frame due at `now`, if playout is on (silence for a missing one); none while
+    /// buffering, when the next frame is not due yet, or when the buffer ran dry (playout
+    /// stops). The call's task calls it every 20 ms until it says none (after a late tick,
+    /// more than one frame is due).
     pub fn pop(&mut self, now: Instant) -> Option<Bytes> {
         let next = match self.next_ms {
             Some(n) => n,
@@ -123,9 +131,17 @@ impl Jitter {
                     return None;
                 }
                 self.buffering_since = None;
+                self.clock = Some((now, first));
                 first
             }
         };
+        if let Some((start, first)) = self.clock
+            && start + Duration::from_millis(next.saturating_sub(first)) > now
+        {
+            // Not due yet; the next frame is kept in place.
+            self.next_ms = Some(next);
+            return None;
+        }
         if let Some(audio) = self.frames.remove(&next) {
             self.next_ms = Some(next + FRAME_MS);
             self.stats.played += 1;
@@ -135,6 +151,7 @@ impl Jitter {
             // Ran dry: the supervisor stopped sending (or the network stalled for longer than
             // the buffer). The next frame buffers again.
             self.next_ms = None;
+            self.clock = None;
             return None;
         }
         self.next_ms = Some(next + FRAME_MS);
@@ -180,6 +197,26 @@ mod tests {
         j.push(frame(5000), ms(1000));
         assert_eq!(j.pop(ms(1020)), None);
         assert_eq!(j.pop(ms(1060)).map(|b| id(&b)), Some(250), "one frame that waited the target plays");
+    }
+
+    #[test]
+    fn a_late_tick_plays_every_frame_due_so_the_delay_does_not_grow() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut j = Jitter::new();
+        for i in 0..3 {
+            j.push(frame(i * 20), ms(i * 20));
+        }
+        assert_eq!(j.pop(ms(40)).map(|b| id(&b)), Some(0), "60 ms held: playout starts");
+        assert_eq!(j.pop(ms(40)), None, "the next frame is not due before 60 ms");
+        for i in 3..10 {
+            j.push(frame(i * 20), ms(i * 20));
+        }
+        // The task's tick comes 35 ms late: the frames due at 60 and 80 ms play at once.
+        let caught_up: Vec<u8> = std::iter::from_fn(|| j.pop(ms(95))).map(|b| id(&b)).collect();
+        assert_eq!(caught_up, [1, 2]);
+        assert_eq!(j.pop(ms(100)).map(|b| id(&b)), Some(3), "back on time");
+        assert_eq!(j.stats().concealed, 0);
     }
 
     #[test]

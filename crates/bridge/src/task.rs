@@ -410,8 +410,9 @@ pub async fn run_call(
                 None => voice_open = false,
             },
             _ = voice_tick.tick(), if jitter.is_active() => {
+                // Every frame due (more than one after a late tick: the delay never grows).
                 let now = Instant::now();
-                if let Some(audio) = jitter.pop(now) {
+                while let Some(audio) = jitter.pop(now) {
                     machine.handle_input(Input::SupervisorAudio { audio: &audio }, now);
                 }
             }
