@@ -83,6 +83,11 @@ impl Jitter {
         self.stats
     }
 
+    /// Whether playout is on (a frame plays every 20 ms).
+    pub fn is_playing(&self) -> bool {
+        self.next_ms.is_some()
+    }
+
     /// Whether frames are buffered or playing (the call's task ticks every 20 ms while so).
     pub fn is_active(&self) -> bool {
         !self.frames.is_empty() || self.next_ms.is_some()

@@ -398,12 +398,22 @@ pub async fn run_call(
             }
             msg = voice.recv(), if voice_open => match msg {
                 Some(crate::jitter::VoiceMsg::Frame(frame)) => {
+                    let now = Instant::now();
                     if !jitter.is_active() {
                         // The first tick of a burst comes a frame from now.
                         voice_tick.reset();
                     }
-                    jitter.push(frame, Instant::now());
-                    machine.handle_input(Input::VoiceKeepalive, Instant::now());
+                    let was_playing = jitter.is_playing();
+                    jitter.push(frame, now);
+                    machine.handle_input(Input::VoiceKeepalive, now);
+                    // The frame that fills the target starts playout at once (not at the next
+                    // tick, up to 20 ms later); the ticks then keep the playout's grid.
+                    while let Some(audio) = jitter.pop(now) {
+                        machine.handle_input(Input::SupervisorAudio { audio: &audio }, now);
+                    }
+                    if !was_playing && jitter.is_playing() {
+                        voice_tick.reset();
+                    }
                 }
                 Some(crate::jitter::VoiceMsg::Keepalive) => machine.handle_input(Input::VoiceKeepalive, Instant::now()),
                 Some(crate::jitter::VoiceMsg::Lost { user }) => machine.handle_input(Input::VoiceLost { user }, Instant::now()),
