@@ -230,7 +230,9 @@ pub async fn run_call(
     // The supervisor's voice: buffered, then one frame to the machine every 20 ms.
     let mut jitter = crate::jitter::Jitter::new();
     let mut voice_tick = tokio::time::interval(Duration::from_millis(watchfloor_wire::mulaw::FRAME_MS));
-    voice_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // A late tick is skipped, not shifted: the ticks stay on the playout's 20 ms grid (every frame due
+    // is played at each tick, so nothing is lost by skipping one).
+    voice_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut voice_open = true;
     // The supervisor's transcription session (PROTOCOLS.md §5), while a supervisor holds the voice.
     let transcription_cfg = Arc::new(ModelConfig { url: model::transcription_url(&setup.model.url), ..(*setup.model).clone() });
