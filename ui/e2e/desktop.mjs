@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Builder, By, Key, until } from 'selenium-webdriver';
-import { assert, checks, freePort, sleep } from './harness.mjs';
+import { assert, checks, fetchWavSamples, freePort, pcmWav, sleep, supervisorOnAgentChannel } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, 'out');
@@ -181,32 +181,12 @@ try {
     // The caller heard it: the recording's agent channel (what the caller fake played, by its
     // marks) holds the supervisor's own track, sample for sample. Read while the call goes on:
     // audio is written a second at a time.
-    const pcm = async (path) => {
-      const r = await fetch(api + path, { headers: { authorization: `Bearer ${token}` } });
-      if (!r.ok) return new Int16Array(0);
-      const b = Buffer.from(await r.arrayBuffer());
-      return new Int16Array(b.buffer.slice(b.byteOffset + 44, b.byteOffset + b.length));
-    };
     let found;
     await driver.wait(async () => {
-      const own = await pcm(`/api/calls/${sid}/supervisor.wav`);
-      const rec = await pcm(`/api/calls/${sid}/recording.wav`);
-      const loud = [];
-      for (let i = 0; i < own.length; i++) if (Math.abs(own[i]) > 1000) loud.push(i);
-      // The same moment on both clocks, within 40 ms either way.
-      let best = { shift: 0, same: 0, written: 0 };
-      for (let shift = -320; shift <= 320; shift++) {
-        let same = 0;
-        let written = 0;
-        for (const i of loud) {
-          const r = rec[2 * (i + shift) + 1];
-          if (r) written++;
-          if (r === own[i]) same++;
-        }
-        if (same > best.same) best = { shift, same, written };
-      }
-      found = { loud: loud.length, share: loud.length ? best.same / loud.length : 0, shift_ms: best.shift / 8, written: best.written };
-      return loud.length > 2000 && found.share > 0.95;
+      const own = await fetchWavSamples(`${api}/api/calls/${sid}/supervisor.wav`, token);
+      const rec = await fetchWavSamples(`${api}/api/calls/${sid}/recording.wav`, token);
+      found = supervisorOnAgentChannel(own, rec);
+      return found.loud > 2000 && found.share > 0.95;
     }, 30000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(found)}`); });
     console.log(`     the caller heard the desk microphone: ${found.loud} loud samples, ${(100 * found.share).toFixed(1)} % identical on the agent channel, ${found.shift_ms} ms from the supervisor's track`);
   });
@@ -222,16 +202,11 @@ try {
     // Ten 40 ms tone bursts, one every 500 ms from 0.5 s, as 16-bit PCM at 8 kHz.
     const clicks = join(home, 'clicks.wav');
     {
-      const n = 8000 * 6;
-      const wav = Buffer.alloc(44 + n * 2);
-      wav.write('RIFF', 0); wav.writeUInt32LE(36 + n * 2, 4); wav.write('WAVEfmt ', 8);
-      wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22); wav.writeUInt32LE(8000, 24);
-      wav.writeUInt32LE(16000, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34); wav.write('data', 36); wav.writeUInt32LE(n * 2, 40);
+      const samples = new Int16Array(8000 * 6);
       for (let k = 0; k < 10; k++) {
-        const at = 4000 * (k + 1);
-        for (let i = 0; i < 320; i++) wav.writeInt16LE(Math.round(16000 * Math.sin(Math.PI / 2 + (2 * Math.PI * 1000 * i) / 8000)), 44 + (at + i) * 2);
+        for (let i = 0; i < 320; i++) samples[4000 * (k + 1) + i] = Math.round(16000 * Math.sin(Math.PI / 2 + (2 * Math.PI * 1000 * i) / 8000));
       }
-      writeFileSync(clicks, wav);
+      writeFileSync(clicks, pcmWav(samples));
     }
     await driver.findElement(By.css(`[data-call="${sid}"]`)).click();
     await driver.actions().sendKeys('v').perform();
@@ -253,10 +228,8 @@ try {
     await driver.wait(async () => {
       const rec = await json(`/api/calls/${sid}`);
       const streamStart = rec.started_at_ms + rec.stages.stream_started;
-      const r = await fetch(`${api}/api/calls/${sid}/supervisor.wav`, { headers: { authorization: `Bearer ${token}` } });
-      if (!r.ok) return false;
-      const b = Buffer.from(await r.arrayBuffer());
-      const own = new Int16Array(b.buffer.slice(b.byteOffset + 44, b.byteOffset + b.length));
+      const own = await fetchWavSamples(`${api}/api/calls/${sid}/supervisor.wav`, token);
+      if (!own.length) return false;
       const onsets = [];
       let quiet = 0;
       for (let i = 0; i < own.length; i++) {

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import alawmulaw from 'alawmulaw';
 const { mulaw } = alawmulaw;
-import { assert, checks, freePort, sleep, waitFor } from './harness.mjs';
+import { assert, checks, fetchWavSamples, freePort, pcmWav, sleep, supervisorOnAgentChannel, waitFor } from './harness.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const out = join(here, 'out');
@@ -51,13 +51,7 @@ const micWav = join(dir, 'mic.wav');
   const src = readFileSync(join(here, '../../crates/sim/scenarios/audio/cardiac-arrest/agent-01.wav'));
   const data = src.indexOf('data');
   const pcm = mulaw.decode(src.subarray(data + 8));
-  const wav = Buffer.alloc(44 + pcm.length * 2);
-  wav.write('RIFF', 0); wav.writeUInt32LE(36 + pcm.length * 2, 4); wav.write('WAVEfmt ', 8);
-  wav.writeUInt32LE(16, 16); wav.writeUInt16LE(1, 20); wav.writeUInt16LE(1, 22); wav.writeUInt32LE(8000, 24);
-  wav.writeUInt32LE(16000, 28); wav.writeUInt16LE(2, 32); wav.writeUInt16LE(16, 34); wav.write('data', 36);
-  wav.writeUInt32LE(pcm.length * 2, 40);
-  for (let i = 0; i < pcm.length; i++) wav.writeInt16LE(pcm[i], 44 + i * 2);
-  writeFileSync(micWav, wav);
+  writeFileSync(micWav, pcmWav(pcm));
 }
 
 let browser;
@@ -242,27 +236,12 @@ try {
     // The caller fake heard the microphone: the recording's agent channel (the caller's side,
     // confirmed by the marks it echoed as it played) holds the supervisor's own track, sample
     // for sample, within 40 ms. Read while the call goes on: audio is written a second at a time.
-    const wav = async (path) => {
-      const r = await fetch(base + path, { headers: { authorization: `Bearer ${TOKEN}` } });
-      if (!r.ok) return new Int16Array(0);
-      const b = Buffer.from(await r.arrayBuffer());
-      return new Int16Array(b.buffer.slice(b.byteOffset + 44, b.byteOffset + b.length));
-    };
     let found;
     await waitFor("the supervisor's voice on the caller's side of the recording", async () => {
-      const own = await wav(`/api/calls/${sid}/supervisor.wav`);
-      const rec = await wav(`/api/calls/${sid}/recording.wav`);
-      const loud = [];
-      for (let i = 0; i < own.length; i++) if (Math.abs(own[i]) > 1000) loud.push(i);
-      if (loud.length < 2000) return false;
-      let best = { shift: 0, same: 0 };
-      for (let shift = -320; shift <= 320; shift++) {
-        let same = 0;
-        for (let k = 0; k < loud.length; k += 4) if (rec[2 * (loud[k] + shift) + 1] === own[loud[k]]) same++;
-        if (same > best.same) best = { shift, same };
-      }
-      found = { loud: loud.length, share: best.same / Math.ceil(loud.length / 4), shift_ms: best.shift / 8 };
-      return found.share > 0.95;
+      const own = await fetchWavSamples(`${base}/api/calls/${sid}/supervisor.wav`, TOKEN);
+      const rec = await fetchWavSamples(`${base}/api/calls/${sid}/recording.wav`, TOKEN);
+      found = supervisorOnAgentChannel(own, rec);
+      return found.loud >= 2000 && found.share > 0.95;
     }, 30000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(found)}`); });
     console.log(`     the caller heard the microphone: ${found.loud} loud samples, ${(found.share * 100).toFixed(1)} % identical on the agent channel, ${found.shift_ms} ms from the supervisor's track`);
     assert(Math.abs(found.shift_ms) <= 40, JSON.stringify(found));

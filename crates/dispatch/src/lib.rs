@@ -2,6 +2,7 @@
 //! - [`types`]: APCO incident types, priorities (P1–P4 and EIDO 0–10), unit types;
 //! - [`incident`]: the incident, each field with its source (model, keywords, supervisor) and time;
 //! - [`address`]: whether two locations are one place (duplicate calls, issue 18);
+//! - [`linking`]: the incident list — duplicate calls found and linked to one incident;
 //! - [`extract`]: the transcript keyword extractor that cross-checks the model;
 //! - [`alerts`]: what a supervisor must see at once;
 //! - [`policy`]: when a dispatch is proposed, supervised or automatic;
@@ -17,6 +18,7 @@ pub mod call;
 pub mod eido;
 pub mod extract;
 pub mod incident;
+pub mod linking;
 pub mod policy;
 pub mod radio;
 pub mod report;

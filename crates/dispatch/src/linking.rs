@@ -1,0 +1,349 @@
+//! Duplicate calls linked to one incident (issue 18): the CAD's incident list, as plain data.
+//!
+//! A visible emergency brings many calls; each starts as its own incident, and a call whose
+//! location matches a live or recent incident ([`address::same_place`], within
+//! [`LinkRules::window_ms`], default 30 min) and whose type is compatible ([`compatible`]) is a
+//! [`Duplicate`] candidate of it. The policy decides what happens to a candidate: the supervised
+//! policy proposes it (the supervisor links or keeps it apart), the automatic policy links an
+//! exact match ([`Duplicate::links_automatically`]). Linking is undoable: an unlinked call gets
+//! an incident of its own again.
+//!
+//! No I/O, no clock: every method takes the time (ms since the Unix epoch). The owner (the
+//! server, as for the roster) holds one [`IncidentBook`] and publishes its changes.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::address::{self, Match};
+use crate::incident::Location;
+use crate::types::{Discipline, incident_type};
+
+/// An incident's number in this centre, shown as `I-<n>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct IncidentId(pub u64);
+
+impl std::fmt::Display for IncidentId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "I-{}", self.0)
+    }
+}
+
+/// How duplicates are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkRules {
+    /// How long after its last call an incident still takes duplicates, ms (default 30 min).
+    pub window_ms: u64,
+}
+
+impl Default for LinkRules {
+    fn default() -> Self {
+        LinkRules { window_ms: 30 * 60 * 1000 }
+    }
+}
+
+/// Whether calls of two incident types can be about one incident. Unknown types are compatible
+/// with anything (the location decides); so are types of one discipline. Across disciplines: a
+/// fire or a crash brings the injured (`Medical` with `Fire` or `Traffic`), a crash can burn
+/// (`Fire` with `Traffic`), and a shooting or stabbing has victims (`Police` with `Medical`);
+/// a fire and a police matter at one address are kept apart (a supervisor can still link them).
+pub fn compatible(a: Option<&str>, b: Option<&str>) -> bool {
+    let (Some(a), Some(b)) = (a.and_then(incident_type), b.and_then(incident_type)) else { return true };
+    use Discipline::*;
+    match (a.discipline, b.discipline) {
+        (x, y) if x == y => true,
+        (Other, _) | (_, Other) => true,
+        (Medical, Fire | Traffic | Police) | (Fire | Traffic | Police, Medical) => true,
+        (Fire, Traffic) | (Traffic, Fire) => true,
+        _ => false,
+    }
+}
+
+/// A call that may be a duplicate of an incident.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Duplicate {
+    /// The incident it may belong to.
+    pub incident: IncidentId,
+    /// How its location matches the incident's.
+    pub by: Match,
+}
+
+impl Duplicate {
+    /// The automatic policy links it without asking: the same address or intersection.
+    pub fn links_automatically(&self) -> bool {
+        self.by == Match::Exact
+    }
+}
+
+/// Why a link or unlink was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LinkRefused {
+    /// No such call in the book.
+    #[error("call {0} is not known")]
+    UnknownCall(String),
+    /// No such incident.
+    #[error("incident {0} is not known")]
+    UnknownIncident(IncidentId),
+    /// The call is already on that incident.
+    #[error("the call is already on incident {0}")]
+    AlreadyLinked(IncidentId),
+    /// The call is the only call of its incident: there is nothing to unlink it from.
+    #[error("the call is alone on its incident")]
+    Alone,
+}
+
+/// One incident of the book.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IncidentEntry {
+    /// Its calls, in the order they joined.
+    pub calls: Vec<String>,
+    /// Where it is: the first call's location that named a place, until a better one.
+    pub location: Option<Location>,
+    /// Its type: the first known.
+    pub incident_type: Option<String>,
+    /// Its latest call activity, ms since the Unix epoch.
+    pub last_activity_ms: u64,
+}
+
+/// The incident list: live and recent incidents and their calls.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentBook {
+    rules: LinkRules,
+    incidents: BTreeMap<IncidentId, IncidentEntry>,
+    by_call: HashMap<String, IncidentId>,
+    /// Each call's own facts (its location and type), kept to recompute an incident's on unlink.
+    facts: HashMap<String, (Option<Location>, Option<String>)>,
+    next: u64,
+}
+
+impl IncidentBook {
+    /// An empty book with `rules`.
+    pub fn new(rules: LinkRules) -> Self {
+        IncidentBook { rules, next: 1, ..Default::default() }
+    }
+
+    fn new_incident(&mut self, call_sid: &str, at_ms: u64) -> IncidentId {
+        let id = IncidentId(self.next.max(1));
+        self.next = id.0 + 1;
+        self.incidents.insert(id, IncidentEntry { calls: vec![call_sid.to_string()], location: None, incident_type: None, last_activity_ms: at_ms });
+        self.by_call.insert(call_sid.to_string(), id);
+        id
+    }
+
+    /// A new call: an incident of its own (idempotent: a known call keeps its incident).
+    pub fn open(&mut self, call_sid: &str, at_ms: u64) -> IncidentId {
+        if let Some(id) = self.by_call.get(call_sid) {
+            return *id;
+        }
+        self.facts.insert(call_sid.to_string(), (None, None));
+        self.new_incident(call_sid, at_ms)
+    }
+
+    /// The incident a call is on.
+    pub fn incident_of(&self, call_sid: &str) -> Option<IncidentId> {
+        self.by_call.get(call_sid).copied()
+    }
+
+    /// An incident.
+    pub fn get(&self, id: IncidentId) -> Option<&IncidentEntry> {
+        self.incidents.get(&id)
+    }
+
+    /// Incidents with activity at or after `since_ms`, by id.
+    pub fn recent(&self, since_ms: u64) -> impl Iterator<Item = (IncidentId, &IncidentEntry)> {
+        self.incidents.iter().filter(move |(_, e)| e.last_activity_ms >= since_ms).map(|(id, e)| (*id, e))
+    }
+
+    /// What a call now says of its location and type: its incident takes what it lacks.
+    pub fn update(&mut self, call_sid: &str, location: Option<&Location>, incident_type: Option<&str>, at_ms: u64) {
+        let Some(id) = self.by_call.get(call_sid).copied() else { return };
+        let f = self.facts.entry(call_sid.to_string()).or_default();
+        if let Some(l) = location {
+            f.0 = Some(l.clone());
+        }
+        if let Some(t) = incident_type {
+            f.1 = Some(t.to_string());
+        }
+        if let Some(e) = self.incidents.get_mut(&id) {
+            e.last_activity_ms = e.last_activity_ms.max(at_ms);
+            if e.location.as_ref().and_then(address::Place::of).is_none()
+                && let Some(l) = location.filter(|l| address::Place::of(l).is_some()) {
+                    e.location = Some(l.clone());
+                }
+            if e.incident_type.is_none() {
+                e.incident_type = incident_type.map(str::to_string);
+            }
+        }
+    }
+
+    /// The incident a call most likely duplicates, if any: another live or recent incident
+    /// (activity within the window) whose location matches the call's and whose type is
+    /// compatible; the best match, then the most recent.
+    pub fn duplicate_of(&self, call_sid: &str, at_ms: u64) -> Option<Duplicate> {
+        let own = self.by_call.get(call_sid)?;
+        let (location, incident_type) = self.facts.get(call_sid)?;
+        let location = location.as_ref()?;
+        self.recent(at_ms.saturating_sub(self.rules.window_ms))
+            .filter(|(id, _)| id != own)
+            .filter(|(_, e)| compatible(incident_type.as_deref(), e.incident_type.as_deref()))
+            .filter_map(|(id, e)| {
+                let by = address::same_place(location, e.location.as_ref()?);
+                (by != Match::None).then_some((by, e.last_activity_ms, id))
+            })
+            .max_by_key(|(by, at, _)| (*by, *at))
+            .map(|(by, _, incident)| Duplicate { incident, by })
+    }
+
+    /// Moves a call to `incident`. Its old incident keeps its other calls, or is closed when it
+    /// had no other. Returns the incident it left.
+    pub fn link(&mut self, call_sid: &str, incident: IncidentId, at_ms: u64) -> Result<IncidentId, LinkRefused> {
+        let from = self.by_call.get(call_sid).copied().ok_or_else(|| LinkRefused::UnknownCall(call_sid.to_string()))?;
+        if from == incident {
+            return Err(LinkRefused::AlreadyLinked(incident));
+        }
+        if !self.incidents.contains_key(&incident) {
+            return Err(LinkRefused::UnknownIncident(incident));
+        }
+        self.leave(call_sid, from);
+        let to = self.incidents.get_mut(&incident).expect("checked above");
+        to.calls.push(call_sid.to_string());
+        to.last_activity_ms = to.last_activity_ms.max(at_ms);
+        self.by_call.insert(call_sid.to_string(), incident);
+        if let Some((l, t)) = self.facts.get(call_sid).cloned() {
+            self.update(call_sid, l.as_ref(), t.as_deref(), at_ms);
+        }
+        Ok(from)
+    }
+
+    /// Takes a call off its incident (undoing a link): it gets an incident of its own again,
+    /// with its own facts. Returns the new incident.
+    pub fn unlink(&mut self, call_sid: &str, at_ms: u64) -> Result<IncidentId, LinkRefused> {
+        let from = self.by_call.get(call_sid).copied().ok_or_else(|| LinkRefused::UnknownCall(call_sid.to_string()))?;
+        if self.incidents.get(&from).is_some_and(|e| e.calls.len() <= 1) {
+            return Err(LinkRefused::Alone);
+        }
+        self.leave(call_sid, from);
+        let id = self.new_incident(call_sid, at_ms);
+        if let Some((l, t)) = self.facts.get(call_sid).cloned() {
+            self.update(call_sid, l.as_ref(), t.as_deref(), at_ms);
+        }
+        Ok(id)
+    }
+
+    /// Takes a call off `from`; an incident left without calls is closed, one left with calls
+    /// has its location and type recomputed from them (the departing call's may have set them).
+    fn leave(&mut self, call_sid: &str, from: IncidentId) {
+        self.by_call.remove(call_sid);
+        let Some(e) = self.incidents.get_mut(&from) else { return };
+        e.calls.retain(|c| c != call_sid);
+        if e.calls.is_empty() {
+            self.incidents.remove(&from);
+            return;
+        }
+        let remaining = e.calls.clone();
+        e.location = None;
+        e.incident_type = None;
+        for c in remaining {
+            if let Some((l, t)) = self.facts.get(&c) {
+                if e.location.is_none() && l.as_ref().is_some_and(|l| address::Place::of(l).is_some()) {
+                    e.location = l.clone();
+                }
+                if e.incident_type.is_none() {
+                    e.incident_type = t.clone();
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: u64 = 60_000;
+
+    fn at(number: &str, street: &str) -> Location {
+        Location { said: format!("{number} {street}"), number: Some(number.into()), street: Some(street.into()), ..Default::default() }
+    }
+
+    #[test]
+    fn a_second_caller_about_the_same_fire_is_a_duplicate_of_the_first_incident() {
+        let mut book = IncidentBook::new(LinkRules::default());
+        let first = book.open("CA1", 0);
+        book.update("CA1", Some(&at("4521", "Willow Creek Drive")), Some("FSTRU"), 0);
+        let second = book.open("CA2", MIN);
+        assert_ne!(first, second, "every call starts as its own incident");
+        assert_eq!(book.duplicate_of("CA2", MIN), None, "nothing known of the new call yet");
+        book.update("CA2", Some(&at("4521", "Willow Creek Dr.")), Some("FSTRU"), MIN);
+        let dup = book.duplicate_of("CA2", MIN).unwrap();
+        assert_eq!(dup, Duplicate { incident: first, by: Match::Exact });
+        assert!(dup.links_automatically());
+        // A neighbour's address is proposed, never linked on its own.
+        book.open("CA3", MIN);
+        book.update("CA3", Some(&at("4525", "Willow Creek Drive")), None, MIN);
+        let near = book.duplicate_of("CA3", MIN).unwrap();
+        assert_eq!(near.by, Match::Near);
+        assert!(!near.links_automatically());
+    }
+
+    #[test]
+    fn old_incidents_and_incompatible_types_are_not_candidates() {
+        let mut book = IncidentBook::new(LinkRules { window_ms: 30 * MIN });
+        book.open("CA1", 0);
+        book.update("CA1", Some(&at("12", "Main Street")), Some("FSTRU"), 0);
+        book.open("CA2", 31 * MIN);
+        book.update("CA2", Some(&at("12", "Main St")), Some("FSTRU"), 31 * MIN);
+        assert_eq!(book.duplicate_of("CA2", 31 * MIN), None, "past the window");
+        book.open("CA3", 10 * MIN);
+        book.update("CA3", Some(&at("40", "Oak Avenue")), Some("FSTRU"), 10 * MIN);
+        book.open("CA4", 11 * MIN);
+        book.update("CA4", Some(&at("40", "Oak Avenue")), Some("BURGLARY"), 11 * MIN);
+        assert_eq!(book.duplicate_of("CA4", 11 * MIN), None, "a fire and a burglary at one address stay apart");
+        book.open("CA5", 12 * MIN);
+        book.update("CA5", Some(&at("40", "Oak Avenue")), Some("PERUNCON"), 12 * MIN);
+        assert!(book.duplicate_of("CA5", 12 * MIN).is_some(), "an unconscious person at the fire is the fire's");
+    }
+
+    #[test]
+    fn linking_moves_the_call_and_unlinking_gives_it_its_own_incident_back() {
+        let mut book = IncidentBook::new(LinkRules::default());
+        let fire = book.open("CA1", 0);
+        book.update("CA1", Some(&at("4521", "Willow Creek Drive")), Some("FSTRU"), 0);
+        let own = book.open("CA2", MIN);
+        book.update("CA2", Some(&at("4521", "Willow Creek Drive")), Some("FSTRU"), MIN);
+        assert_eq!(book.link("CA2", fire, MIN), Ok(own));
+        assert_eq!(book.get(fire).unwrap().calls, ["CA1", "CA2"]);
+        assert!(book.get(own).is_none(), "an incident left without calls is closed");
+        assert_eq!(book.link("CA2", fire, MIN), Err(LinkRefused::AlreadyLinked(fire)));
+        assert_eq!(book.link("CA9", fire, MIN), Err(LinkRefused::UnknownCall("CA9".into())));
+        // Undo: the call is on its own again, with its own facts.
+        let back = book.unlink("CA2", 2 * MIN).unwrap();
+        assert_ne!(back, fire);
+        assert_eq!(book.get(back).unwrap().incident_type.as_deref(), Some("FSTRU"));
+        assert_eq!(book.get(fire).unwrap().calls, ["CA1"]);
+        assert_eq!(book.unlink("CA1", 2 * MIN), Err(LinkRefused::Alone));
+    }
+
+    #[test]
+    fn an_incident_a_call_leaves_takes_its_location_from_the_calls_that_stay() {
+        let mut book = IncidentBook::new(LinkRules::default());
+        let a = book.open("CA1", 0);
+        book.update("CA1", Some(&at("7", "Elm Road")), None, 0);
+        book.open("CA2", 0);
+        book.link("CA2", a, 0).unwrap();
+        book.update("CA2", Some(&at("7", "Elm Rd")), Some("CARDIAC"), 0);
+        assert_eq!(book.get(a).unwrap().incident_type.as_deref(), Some("CARDIAC"), "a linked call's facts fill what the incident lacks");
+        book.unlink("CA2", MIN).unwrap();
+        assert_eq!(book.get(a).unwrap().incident_type, None, "the type came from the call that left");
+        assert_eq!(book.get(a).unwrap().location.as_ref().and_then(|l| l.number.as_deref()), Some("7"));
+    }
+
+    #[test]
+    fn types_are_compatible_within_a_discipline_and_across_the_usual_pairs() {
+        assert!(compatible(Some("FSTRU"), Some("FUNK")));
+        assert!(compatible(Some("MVAINJY"), Some("FVEH")));
+        assert!(compatible(Some("SHOOT"), Some("BLEEDING")));
+        assert!(compatible(None, Some("SHOOT")));
+        assert!(!compatible(Some("FSTRU"), Some("ROBBERY")));
+    }
+}
