@@ -818,8 +818,15 @@ async fn supervise(base: String, token: String, call_sid: String, probe: CallPro
     let (ws, _) = tokio_tungstenite::connect_async(req).await?;
     let (mut tx, mut rx) = ws.split();
     tx.send(Message::text(serde_json::json!({"type":"talk","call_sid":call_sid}).to_string())).await?;
-    // What the feed sends (every call's events) is read and dropped, as a console would.
-    tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} });
+    // What the feed sends (every call's events) is read and dropped, as a console would; the
+    // reader (which holds the socket open) goes when this task is aborted at the call's end.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _reader = AbortOnDrop(tokio::spawn(async move { while let Some(Ok(_)) = rx.next().await {} }));
     let mut tick = tokio::time::interval(Duration::from_millis(watchfloor_wire::mulaw::FRAME_MS));
     let mut position_ms = 0;
     loop {
