@@ -7,6 +7,14 @@
 //! — never a stall of the call. When the buffer runs dry the playout stops and the next frame
 //! buffers again. Frames are placed by their position on the supervisor's own clock (ms, +20 per
 //! frame), so reordered frames play in order and a frame that comes after its time is dropped.
+//!
+//! The delay adapts down (as WebRTC's NetEq "accelerates"): a takeover starts with whatever
+//! delay its first frames met, and a console whose first frames came late together (its feed
+//! busy writing a snapshot) would keep that extra delay for the whole takeover. When, over a
+//! whole second ([`SHRINK_WINDOW`] frames played), the buffer never held less than
+//! [`TARGET_MS`] after a frame played, one frame is skipped: a quiet one (under [`QUIET_DBFS`])
+//! if one comes within the next second, else the next. A skip takes 20 ms off the delay and
+//! leaves at least 40 ms of margin; it never empties the buffer.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -19,6 +27,11 @@ pub const TARGET_MS: u64 = 60;
 /// Audio held at most, ms: frames past this are dropped, oldest first (a console that sends
 /// faster than real time cannot grow the call's memory or its delay).
 pub const MAX_HELD_MS: u64 = 1_000;
+/// Frames played (a second) over which the buffer must never have run below [`TARGET_MS`] for
+/// a frame to be skipped.
+pub const SHRINK_WINDOW: u32 = 50;
+/// A frame quieter than this (RMS, dBFS) is skipped first when the delay shrinks.
+pub const QUIET_DBFS: f32 = -45.0;
 
 /// One frame of the supervisor's voice: 160 bytes of μ-law 8 kHz (20 ms) at `position_ms` on the
 /// supervisor's clock.
@@ -54,6 +67,8 @@ pub struct JitterStats {
     pub concealed: u64,
     /// Frames dropped: after their time, or past [`MAX_HELD_MS`].
     pub dropped: u64,
+    /// Frames skipped to bring the delay back down (see the module docs).
+    pub skipped: u64,
 }
 
 /// The jitter buffer of one call's supervisor voice.
@@ -69,6 +84,11 @@ pub struct Jitter {
     /// instead of pushing all later frames back: the delay stays at the target however often
     /// the call's task is late.
     clock: Option<(Instant, u64)>,
+    /// The least audio held after a frame played in the current window, ms, and the frames
+    /// played in it.
+    window: (u64, u32),
+    /// A skip is due: frames played since it became due.
+    shrink: Option<u32>,
     stats: JitterStats,
 }
 
@@ -91,6 +111,38 @@ impl Jitter {
     /// Whether frames are buffered or playing (the call's task ticks every 20 ms while so).
     pub fn is_active(&self) -> bool {
         !self.frames.is_empty() || self.next_ms.is_some()
+    }
+
+    /// After a frame played (`next` the one after it): keeps the window's low-water mark and,
+    /// when a skip is due, skips a frame — a quiet one if one comes within a second, else the
+    /// next — as long as another is buffered after it.
+    fn adapt(&mut self, next: u64) {
+        let held = self.frames.range(next..).count() as u64 * FRAME_MS;
+        let (low, n) = self.window;
+        let low = if n == 0 { held } else { low.min(held) };
+        self.window = if n + 1 >= SHRINK_WINDOW {
+            if low >= TARGET_MS && self.shrink.is_none() {
+                self.shrink = Some(0);
+            }
+            (0, 0)
+        } else {
+            (low, n + 1)
+        };
+        let Some(waited) = self.shrink else { return };
+        let quiet = self.frames.get(&next).is_some_and(|f| mulaw::rms_dbfs(f) < QUIET_DBFS);
+        if (quiet || waited >= SHRINK_WINDOW) && self.frames.contains_key(&next) && self.frames.range(next + FRAME_MS..).next().is_some() {
+            self.frames.remove(&next);
+            self.next_ms = Some(next + FRAME_MS);
+            if let Some((_, first)) = self.clock.as_mut() {
+                // Every later frame is due 20 ms sooner.
+                *first += FRAME_MS;
+            }
+            self.stats.skipped += 1;
+            self.shrink = None;
+            self.window = (0, 0);
+        } else {
+            self.shrink = Some(waited + 1);
+        }
     }
 
     /// A frame arrived at `now`. Frames of the wrong size are refused by the caller of this
@@ -150,6 +202,7 @@ impl Jitter {
         if let Some(audio) = self.frames.remove(&next) {
             self.next_ms = Some(next + FRAME_MS);
             self.stats.played += 1;
+            self.adapt(next + FRAME_MS);
             return Some(audio);
         }
         if self.frames.is_empty() {
@@ -195,7 +248,7 @@ mod tests {
         assert_eq!(j.pop(ms(100)).map(|b| b[0]), Some(mulaw::SILENCE), "the missing frame is silence");
         assert_eq!(j.pop(ms(120)).map(|b| id(&b)), Some(54));
         j.push(frame(1060), ms(125));
-        assert_eq!(j.stats(), JitterStats { played: 4, concealed: 1, dropped: 1 }, "a frame after its time is dropped");
+        assert_eq!(j.stats(), JitterStats { played: 4, concealed: 1, dropped: 1, skipped: 0 }, "a frame after its time is dropped");
         // Ran dry: playout stops; the next burst buffers again.
         assert_eq!(j.pop(ms(140)), None);
         assert!(!j.is_active());
@@ -222,6 +275,59 @@ mod tests {
         assert_eq!(caught_up, [1, 2]);
         assert_eq!(j.pop(ms(100)).map(|b| id(&b)), Some(3), "back on time");
         assert_eq!(j.stats().concealed, 0);
+    }
+
+    #[test]
+    fn a_delay_that_stays_above_the_target_for_a_second_is_brought_down_by_a_skipped_frame() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut j = Jitter::new();
+        // The first five frames come together (the console's feed was busy): playout starts
+        // with 100 ms held, and every later frame arrives 100 ms before it is due.
+        for i in 0..5 {
+            j.push(frame(i * 20), ms(80));
+        }
+        let mut delays = Vec::new();
+        for k in 0..200u64 {
+            // Frame k+5 arrives 20 ms after frame k+4, on the console's pace.
+            j.push(frame((k + 5) * 20), ms(80 + (k + 1) * 20 - 1));
+            let played: Vec<Bytes> = std::iter::from_fn(|| j.pop(ms(80 + k * 20))).collect();
+            if !played.is_empty() {
+                let held = j.frames.len() as u64 * FRAME_MS;
+                delays.push(held);
+            }
+        }
+        assert_eq!(j.stats().concealed, 0, "never dry");
+        assert!(j.stats().skipped >= 1, "{:?}", j.stats());
+        let end = *delays.last().unwrap();
+        assert!(end < 100 && end >= 40, "held after the skips: {end} ms (started at 80)");
+    }
+
+    #[test]
+    fn a_quiet_frame_is_skipped_before_a_loud_one() {
+        let t0 = Instant::now();
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        let mut j = Jitter::new();
+        let loud = |pos: u64| VoiceFrame { position_ms: pos, audio: Bytes::from(vec![0x10; FRAME_BYTES]) };
+        let quiet = |pos: u64| VoiceFrame { position_ms: pos, audio: Bytes::from(vec![mulaw::SILENCE; FRAME_BYTES]) };
+        for i in 0..6 {
+            j.push(loud(i * 20), ms(0));
+        }
+        let (mut loud_pushed, mut loud_played) = (6, 0);
+        for k in 0..150u64 {
+            // Every tenth frame is a pause in the supervisor's speech.
+            let pos = (k + 6) * 20;
+            if k % 10 == 9 {
+                j.push(quiet(pos), ms(k * 20));
+            } else {
+                j.push(loud(pos), ms(k * 20));
+                loud_pushed += 1;
+            }
+            loud_played += std::iter::from_fn(|| j.pop(ms(k * 20))).filter(|f| f[0] == 0x10).count();
+        }
+        let loud_held = j.frames.values().filter(|f| f[0] == 0x10).count();
+        assert!(j.stats().skipped >= 1, "{:?}", j.stats());
+        assert_eq!(loud_played + loud_held, loud_pushed, "only pauses were skipped");
     }
 
     #[test]
