@@ -12,9 +12,9 @@
 //! delay its first frames met, and a console whose first frames came late together (its feed
 //! busy writing a snapshot) would keep that extra delay for the whole takeover. When, over a
 //! whole second ([`SHRINK_WINDOW`] frames played), the buffer never held less than
-//! [`TARGET_MS`] after a frame played, one frame is skipped: a quiet one (under [`QUIET_DBFS`])
-//! if one comes within the next second, else the next. A skip takes 20 ms off the delay and
-//! leaves at least 40 ms of margin; it never empties the buffer.
+//! [`SHRINK_ABOVE_MS`] after a frame played, one frame is skipped: a quiet one (under
+//! [`QUIET_DBFS`]) if one comes within the next second, else the next. A skip takes 20 ms off
+//! the delay and leaves at least 20 ms of margin; it never empties the buffer.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -27,9 +27,14 @@ pub const TARGET_MS: u64 = 60;
 /// Audio held at most, ms: frames past this are dropped, oldest first (a console that sends
 /// faster than real time cannot grow the call's memory or its delay).
 pub const MAX_HELD_MS: u64 = 1_000;
-/// Frames played (a second) over which the buffer must never have run below [`TARGET_MS`] for
-/// a frame to be skipped.
+/// Frames played (a second) over which the buffer must never have run below
+/// [`SHRINK_ABOVE_MS`] for a frame to be skipped.
 pub const SHRINK_WINDOW: u32 = 50;
+/// When the buffer held at least this much after every frame played for a second, a frame is
+/// skipped, ms. At the target's steady state (playout starting on the third frame) it holds
+/// 20–40 ms after a frame plays; 40 ms held throughout means the delay is a frame or more above
+/// it, and a skip still leaves 20 ms of margin.
+pub const SHRINK_ABOVE_MS: u64 = TARGET_MS - FRAME_MS;
 /// A frame quieter than this (RMS, dBFS) is skipped first when the delay shrinks.
 pub const QUIET_DBFS: f32 = -45.0;
 
@@ -121,7 +126,7 @@ impl Jitter {
         let (low, n) = self.window;
         let low = if n == 0 { held } else { low.min(held) };
         self.window = if n + 1 >= SHRINK_WINDOW {
-            if low >= TARGET_MS && self.shrink.is_none() {
+            if low >= SHRINK_ABOVE_MS && self.shrink.is_none() {
                 self.shrink = Some(0);
             }
             (0, 0)
