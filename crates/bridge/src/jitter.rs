@@ -10,10 +10,10 @@
 //!
 //! The delay adapts down (as WebRTC's NetEq "accelerates"): a takeover starts with whatever
 //! delay its first frames met, and a console whose first frames came late together (its feed
-//! busy writing a snapshot) would keep that extra delay for the whole takeover. When, over a
-//! whole second ([`SHRINK_WINDOW`] frames played), the buffer never held less than
+//! busy writing a snapshot) would keep that extra delay for the whole takeover. When, over
+//! [`SHRINK_WINDOW`] frames played (300 ms), the buffer never held less than
 //! [`SHRINK_ABOVE_MS`] after a frame played, one frame is skipped: a quiet one (under
-//! [`QUIET_DBFS`]) if one comes within the next second, else the next. A skip takes 20 ms off
+//! [`QUIET_DBFS`]) if one comes within as many frames again, else the next. A skip takes 20 ms off
 //! the delay and leaves at least 20 ms of margin; it never empties the buffer.
 
 use std::collections::BTreeMap;
@@ -27,9 +27,9 @@ pub const TARGET_MS: u64 = 60;
 /// Audio held at most, ms: frames past this are dropped, oldest first (a console that sends
 /// faster than real time cannot grow the call's memory or its delay).
 pub const MAX_HELD_MS: u64 = 1_000;
-/// Frames played (a second) over which the buffer must never have run below
+/// Frames played (300 ms) over which the buffer must never have run below
 /// [`SHRINK_ABOVE_MS`] for a frame to be skipped.
-pub const SHRINK_WINDOW: u32 = 50;
+pub const SHRINK_WINDOW: u32 = 15;
 /// When the buffer held at least this much after every frame played for a second, a frame is
 /// skipped, ms. At the target's steady state (playout starting on the third frame) it holds
 /// 20–40 ms after a frame plays; 40 ms held throughout means the delay is a frame or more above
@@ -119,8 +119,8 @@ impl Jitter {
     }
 
     /// After a frame played (`next` the one after it): keeps the window's low-water mark and,
-    /// when a skip is due, skips a frame — a quiet one if one comes within a second, else the
-    /// next — as long as another is buffered after it.
+    /// when a skip is due, skips a frame — a quiet one if one comes within [`SHRINK_WINDOW`]
+    /// frames, else the next — as long as another is buffered after it.
     fn adapt(&mut self, next: u64) {
         let held = self.frames.range(next..).count() as u64 * FRAME_MS;
         let (low, n) = self.window;
