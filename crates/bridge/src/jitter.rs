@@ -14,7 +14,7 @@
 //! [`SHRINK_WINDOW`] frames played (300 ms), the buffer never held less than
 //! [`SHRINK_ABOVE_MS`] after a frame played, one frame is skipped: a quiet one (under
 //! [`QUIET_DBFS`]) if one comes within as many frames again, else the next. A skip takes 20 ms off
-//! the delay and leaves at least 20 ms of margin; it never empties the buffer.
+//! the delay and leaves at least 40 ms of margin; it never empties the buffer.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -31,10 +31,11 @@ pub const MAX_HELD_MS: u64 = 1_000;
 /// [`SHRINK_ABOVE_MS`] for a frame to be skipped.
 pub const SHRINK_WINDOW: u32 = 15;
 /// When the buffer held at least this much after every frame played for [`SHRINK_WINDOW`]
-/// frames, a frame is skipped, ms. At the target's steady state (playout starting on the third frame) it holds
-/// 20–40 ms after a frame plays; 40 ms held throughout means the delay is a frame or more above
-/// it, and a skip still leaves 20 ms of margin.
-pub const SHRINK_ABOVE_MS: u64 = TARGET_MS - FRAME_MS;
+/// frames, a frame is skipped, ms. A console on pace leaves 40 ms held after each frame plays
+/// (playout starts on the third frame); 60 ms throughout means a frame or more of extra delay,
+/// and a skip still leaves 40 ms of margin. (At 40 ms the buffer shrank takeovers to 20 ms of
+/// margin under 200 calls: p50 21 ms, 25 frames skipped or late.)
+pub const SHRINK_ABOVE_MS: u64 = TARGET_MS;
 /// A frame quieter than this (RMS, dBFS) is skipped first when the delay shrinks.
 pub const QUIET_DBFS: f32 = -45.0;
 
@@ -305,7 +306,7 @@ mod tests {
         assert_eq!(j.stats().concealed, 0, "never dry");
         assert!(j.stats().skipped >= 1, "{:?}", j.stats());
         let end = *delays.last().unwrap();
-        assert!((20..40).contains(&end), "held after the skips: {end} ms (80 before them): the steady state's 20 ms");
+        assert!((40..60).contains(&end), "held after the skips: {end} ms (100 before them)");
     }
 
     #[test]
