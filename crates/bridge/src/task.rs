@@ -451,7 +451,7 @@ pub async fn run_call(
         // Messages are queued on their socket (`feed`) and written together once the machine
         // has nothing more to say (one `flush`, one syscall): an agent delta becomes up to ten
         // Twilio messages (media and mark per 20 ms).
-        let (mut twilio_unflushed, mut model_unflushed) = (false, false);
+        let (mut twilio_unflushed, mut model_unflushed, mut transcription_unflushed) = (false, false, false);
         loop {
             while let Some(out) = machine.poll_output() {
                 match out {
@@ -546,12 +546,16 @@ pub async fn run_call(
                         transcription_connecting = Some(connect_future(transcription_cfg.clone(), None));
                     }
                     Output::ToTranscription(ev) => {
-                        if let Some(ws) = transcription.as_mut()
-                            && let Err(e) = ws.send(Message::text(ev.to_json())).await {
-                                tracing::warn!(error = %e, "transcription send failed");
-                                transcription = None;
-                                machine.handle_input(Input::TranscriptionLost(e.to_string()), Instant::now());
+                        if let Some(ws) = transcription.as_mut() {
+                            match ws.feed(Message::text(ev.to_json())).await {
+                                Ok(()) => transcription_unflushed = true,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "transcription send failed");
+                                    transcription = None;
+                                    machine.handle_input(Input::TranscriptionLost(e.to_string()), Instant::now());
+                                }
                             }
+                        }
                     }
                     Output::CloseTranscription => {
                         transcription_connecting = None;
@@ -566,6 +570,15 @@ pub async fn run_call(
                 }
             }
             flush_sockets(&mut machine, &mut twilio, &mut model_sock, &mut twilio_unflushed, &mut model_unflushed).await;
+            // The transcription session's appends, one flush per turn like the other sockets.
+            if std::mem::take(&mut transcription_unflushed)
+                && let Some(ws) = transcription.as_mut()
+                && let Err(e) = ws.flush().await
+            {
+                tracing::warn!(error = %e, "transcription send failed");
+                transcription = None;
+                machine.handle_input(Input::TranscriptionLost(e.to_string()), Instant::now());
+            }
             if !machine.has_output() {
                 break;
             }
