@@ -245,6 +245,15 @@ try {
     }, 30000).catch((e) => { throw new Error(`${e.message}: ${JSON.stringify(found)}`); });
     console.log(`     the caller heard the microphone: ${found.loud} loud samples, ${(found.share * 100).toFixed(1)} % identical on the agent channel, ${found.shift_ms} ms from the supervisor's track`);
     assert(Math.abs(found.shift_ms) <= 40, JSON.stringify(found));
+    // In review the call has the supervisor's own track beside the recording, and their line.
+    await page.keyboard.press('2');
+    await page.fill('#review-q', 'speech');
+    await waitFor('the taken-over call in review', async () => (await page.locator(`[data-testid=review-row]`).count()) >= 1);
+    await page.locator('#review-q').blur();
+    await page.locator('[data-testid=review-row]').first().click();
+    await page.waitForSelector('[data-testid=supervisor-track] audio');
+    await page.waitForSelector('[data-testid=review-line].supervisor >> text=Supervisor (supervisor)');
+    await page.screenshot({ path: join(out, 'review-takeover.png') });
   });
 
   await check('the console reconnects on its own after the server restarts', async () => {
