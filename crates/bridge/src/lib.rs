@@ -19,6 +19,7 @@ pub mod machine;
 pub mod model;
 pub mod profile;
 pub mod registry;
+pub mod incidents;
 pub mod roster;
 pub mod task;
 pub mod twilio_rest;
@@ -28,4 +29,5 @@ pub use machine::{CallMachine, Command, Input, Output, Refusal};
 pub use profile::{AgentProfile, CallContext, VadProfile};
 pub use registry::{CallHandle, CallRegistry};
 
+pub use incidents::SharedIncidents;
 pub use roster::SharedRoster;

@@ -116,6 +116,8 @@ pub struct BridgeConfig {
     pub voice_loss: crate::machine::VoiceLossAction,
     /// The unit roster every call dispatches from.
     pub roster: crate::SharedRoster,
+    /// The incident list every call opens its incident in (issue 18).
+    pub incidents: crate::SharedIncidents,
     /// The model of training (simulated) calls, when it differs from the real one (training
     /// mode runs a model fake for them, so they never reach the real service).
     pub training_model: Option<Arc<ModelConfig>>,
@@ -236,6 +238,7 @@ impl CallRegistry {
             policy: cfg.policy,
             voice_loss: cfg.voice_loss,
             roster: cfg.roster,
+            incidents: cfg.incidents,
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();

@@ -83,6 +83,8 @@ pub struct CallSetup {
     pub voice_loss: crate::machine::VoiceLossAction,
     /// The unit roster.
     pub roster: crate::SharedRoster,
+    /// The incident list (issue 18): the call's own events keep its incident up to date.
+    pub incidents: crate::SharedIncidents,
 }
 
 /// How a call reaches a human when the AI cannot go on.
@@ -487,6 +489,7 @@ pub async fn run_call(
                         // after subscribing sees each event in one or the other (or both: it skips
                         // by sequence number).
                         live.lock().apply(&ev);
+                        setup.incidents.observe(&ev);
                         hub.publish(ev);
                     }
                     Output::Audio(frame) => hub.publish_audio(frame),

@@ -176,15 +176,16 @@ impl IncidentBook {
         }
     }
 
-    /// The incident a call most likely duplicates, if any: another live or recent incident
-    /// (activity within the window) whose location matches the call's and whose type is
-    /// compatible; the best match, then the most recent.
+    /// The incident a call most likely duplicates, if any: an older live or recent incident
+    /// (opened before the call's own, with activity within the window) whose location matches
+    /// the call's and whose type is compatible; the best match, then the most recent. Only an
+    /// older one: of two calls about one fire, the later is the duplicate.
     pub fn duplicate_of(&self, call_sid: &str, at_ms: u64) -> Option<Duplicate> {
         let own = self.by_call.get(call_sid)?;
         let (location, incident_type) = self.facts.get(call_sid)?;
         let location = location.as_ref()?;
         self.recent(at_ms.saturating_sub(self.rules.window_ms))
-            .filter(|(id, _)| id != own)
+            .filter(|(id, _)| id < own)
             .filter(|(_, e)| compatible(incident_type.as_deref(), e.incident_type.as_deref()))
             .filter_map(|(id, e)| {
                 let by = address::same_place(location, e.location.as_ref()?);
@@ -277,6 +278,7 @@ mod tests {
         book.update("CA2", Some(&at("4521", "Willow Creek Dr.")), Some("FSTRU"), MIN);
         let dup = book.duplicate_of("CA2", MIN).unwrap();
         assert_eq!(dup, Duplicate { incident: first, by: Match::Exact });
+        assert_eq!(book.duplicate_of("CA1", MIN), None, "the first call is not the duplicate of the second");
         assert!(dup.links_automatically());
         // A neighbour's address is proposed, never linked on its own.
         book.open("CA3", MIN);

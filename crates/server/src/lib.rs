@@ -13,6 +13,7 @@ mod control;
 mod error;
 pub mod live;
 mod media;
+mod incidents;
 mod review;
 mod routes;
 mod session;
@@ -56,6 +57,8 @@ pub struct AppState {
     pub webhook_limiter: Arc<governor::DefaultKeyedRateLimiter<std::net::IpAddr>>,
     /// The unit roster, shared with every call.
     pub roster: watchfloor_bridge::SharedRoster,
+    /// The incident list, shared with every call (issue 18).
+    pub incidents: watchfloor_bridge::SharedIncidents,
     /// Cancelled when the server shuts down (ends console feeds).
     pub shutdown: CancellationToken,
     /// Training mode, when on.
@@ -238,6 +241,8 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         Err(e) => return Err(ServeError::Store(config.data_dir.display().to_string(), e)),
     };
     let roster = watchfloor_bridge::SharedRoster::new(load_roster(&config, &settings.units, &store)?);
+    // Live and recent incidents are kept in memory: a restart starts the list afresh.
+    let incidents = watchfloor_bridge::SharedIncidents::default();
     if config.openai_api_key.is_none() {
         tracing::warn!("==============================================================");
         tracing::warn!("NO OPENAI_API_KEY: the AI agent is OFF. Every call goes straight");
@@ -297,6 +302,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         policy: config.dispatch_policy,
         voice_loss: config.voice_lost,
         roster: roster.clone(),
+        incidents: incidents.clone(),
         training_model: training.as_ref().map(|t| {
             Arc::new(ModelConfig { url: t.model_url(), api_key: Some(watchfloor_bridge::model::ApiKey::new("training")), connect_timeout: config.model_connect_timeout, ..ModelConfig::default() })
         }),
@@ -308,7 +314,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     settings::apply_to_bridge(&config, &settings, &calls);
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(parking_lot::RwLock::new(settings)), throttled: Arc::default() };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, incidents, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(parking_lot::RwLock::new(settings)), throttled: Arc::default() };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     let throttled_audit = tokio::spawn(session::audit_throttled(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {

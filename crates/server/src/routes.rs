@@ -20,6 +20,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/me", get(me))
         .route("/api/incident-types", get(incident_types))
         .merge(crate::review::routes())
+        .merge(crate::incidents::routes())
         .merge(crate::session::routes())
         .merge(crate::control::routes())
         .merge(crate::voice::routes())

@@ -1,0 +1,169 @@
+//! Incidents and the calls linked to them (issue 18, first step: the list and the links; the
+//! linked call's dispatch-once, the agent's context and the grouped board come next).
+//!
+//! - `GET /api/incidents?live=true` → `[{"id", "calls", "incident_type", "priority", "location",
+//!   "units", "dispatch", "duplicate_of"}…]`: incidents with a live call (`live=false`, the
+//!   default: every incident of the last 30 minutes too). `priority` is the best of its live
+//!   calls', `units` theirs together, `dispatch` the furthest phase any reached;
+//!   `duplicate_of` `{"incident", "match": "exact"|"near"}` when a one-call incident's place
+//!   matches another's (`dispatch::linking`).
+//! - `GET /api/incidents/{id}`: one of them; 404 when unknown.
+//! - `POST /api/calls/{CallSid}/link` `{"incident": id}`: the call joins that incident (its own,
+//!   left without calls, is closed); 404 for an unknown call or incident, 409 when already on it.
+//! - `POST /api/calls/{CallSid}/unlink`: the call gets an incident of its own again; 409 when it is
+//!   alone on its incident. Both audited (`incident.link`, `incident.unlink`).
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde::{Deserialize, Serialize};
+use watchfloor_bridge::live::{DispatchPhase, LiveCall};
+use watchfloor_dispatch::address::Match;
+use watchfloor_dispatch::incident::Location;
+use watchfloor_dispatch::linking::{IncidentBook, IncidentEntry, IncidentId, LinkRefused};
+use watchfloor_dispatch::types::Priority;
+
+use crate::AppState;
+use crate::audit::audited_action;
+use crate::auth::User;
+use crate::error::ApiError;
+
+/// How far back the list reaches for incidents without a live call, ms (the duplicate window).
+const RECENT_MS: u64 = 30 * 60 * 1000;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/incidents", get(list))
+        .route("/api/incidents/{id}", get(one))
+        .route("/api/calls/{id}/link", post(link))
+        .route("/api/calls/{id}/unlink", post(unlink))
+}
+
+/// An incident as the API gives it.
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentView {
+    /// Its number.
+    pub id: IncidentId,
+    /// Its calls (CallSids), in the order they joined.
+    pub calls: Vec<String>,
+    /// APCO incident type code, when known.
+    pub incident_type: Option<String>,
+    /// The best priority among its live calls.
+    pub priority: Option<Priority>,
+    /// Where it is.
+    pub location: Option<Location>,
+    /// Units on its live calls.
+    pub units: Vec<String>,
+    /// The furthest dispatch phase of its live calls: `dispatched`, else `proposed`, `recalled`,
+    /// `none`.
+    pub dispatch: Option<String>,
+    /// A one-call incident's likely twin.
+    pub duplicate_of: Option<DuplicateView>,
+}
+
+/// A duplicate candidate.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuplicateView {
+    /// The incident it may be part of.
+    pub incident: IncidentId,
+    /// `exact` (the same address or intersection) or `near` (the same block, street or landmark).
+    #[serde(rename = "match")]
+    pub by: &'static str,
+}
+
+fn view(book: &IncidentBook, id: IncidentId, e: &IncidentEntry, live: &[LiveCall], now_ms: u64) -> IncidentView {
+    let calls: Vec<&LiveCall> = e.calls.iter().filter_map(|c| live.iter().find(|l| &l.call_sid == c)).collect();
+    let priority = calls.iter().filter_map(|c| c.incident.as_ref()?.priority.as_ref().map(|p| p.value)).min();
+    let mut units: Vec<String> = calls.iter().flat_map(|c| c.units.iter().map(|u| u.unit.clone())).collect();
+    units.sort();
+    units.dedup();
+    // Dispatched beats proposed beats recalled beats nothing.
+    let rank = |p: DispatchPhase| match p {
+        DispatchPhase::None => 0,
+        DispatchPhase::Recalled => 1,
+        DispatchPhase::Proposed => 2,
+        DispatchPhase::Dispatched => 3,
+    };
+    let dispatch = calls.iter().map(|c| c.dispatch.phase).max_by_key(|p| rank(*p)).map(|p| serde_json::to_value(p).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default());
+    let duplicate_of = match e.calls.as_slice() {
+        [only] => book.duplicate_of(only, now_ms).map(|d| DuplicateView { incident: d.incident, by: if d.by == Match::Exact { "exact" } else { "near" } }),
+        _ => None,
+    };
+    IncidentView { id, calls: e.calls.clone(), incident_type: e.incident_type.clone(), priority, location: e.location.clone(), units, dispatch, duplicate_of }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    live: bool,
+}
+
+/// `GET /api/incidents?live=true|false`.
+async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Json<Vec<IncidentView>> {
+    let book = state.incidents.snapshot();
+    let live = state.calls.live_calls();
+    let now = now_ms();
+    let views = book
+        .recent(if q.live { 0 } else { now.saturating_sub(RECENT_MS) })
+        .filter(|(_, e)| !q.live || e.calls.iter().any(|c| live.iter().any(|l| &l.call_sid == c)))
+        .map(|(id, e)| view(&book, id, e, &live, now))
+        .collect();
+    Json(views)
+}
+
+/// `GET /api/incidents/{id}`.
+async fn one(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<IncidentView>, ApiError> {
+    let book = state.incidents.snapshot();
+    let id = IncidentId(id);
+    let e = book.get(id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("incident {id} is not known")))?;
+    Ok(Json(view(&book, id, e, &state.calls.live_calls(), now_ms())))
+}
+
+#[derive(Deserialize)]
+struct LinkBody {
+    incident: u64,
+}
+
+/// What a link or unlink answers: the call and the incidents it left and joined.
+#[derive(Debug, Serialize)]
+pub struct Linked {
+    /// The call.
+    pub call_sid: String,
+    /// The incident it was on.
+    pub from: IncidentId,
+    /// The incident it is on now.
+    pub to: IncidentId,
+}
+
+fn refused(e: LinkRefused) -> ApiError {
+    let status = match e {
+        LinkRefused::UnknownCall(_) | LinkRefused::UnknownIncident(_) => StatusCode::NOT_FOUND,
+        LinkRefused::AlreadyLinked(_) | LinkRefused::Alone => StatusCode::CONFLICT,
+    };
+    ApiError(status, e.to_string())
+}
+
+/// `POST /api/calls/{id}/link` `{"incident": n}`.
+async fn link(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Linked>, ApiError> {
+    let r = serde_json::from_slice::<LinkBody>(&body)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))
+        .and_then(|b| {
+            let to = IncidentId(b.incident);
+            state.incidents.link(&id, to, now_ms()).map(|from| Linked { call_sid: id.clone(), from, to }).map_err(refused)
+        });
+    let detail = r.as_ref().map(|l| format!("{} → {}", l.from, l.to)).unwrap_or_default();
+    audited_action(&state, &user, "incident.link", &id, detail, r).await
+}
+
+/// `POST /api/calls/{id}/unlink`.
+async fn unlink(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<Linked>, ApiError> {
+    let from = state.incidents.snapshot().incident_of(&id);
+    let r = state.incidents.unlink(&id, now_ms()).map_err(refused).map(|to| Linked { call_sid: id.clone(), from: from.unwrap_or(to), to });
+    let detail = r.as_ref().map(|l| format!("{} → {}", l.from, l.to)).unwrap_or_default();
+    audited_action(&state, &user, "incident.unlink", &id, detail, r).await
+}
