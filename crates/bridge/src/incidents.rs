@@ -52,7 +52,8 @@ impl SharedIncidents {
     }
 
     /// A call's own event: a new call opens its incident; an incident update gives its
-    /// incident what the call now knows of the location and type. Other events change nothing
+    /// incident what the call now knows of the location and type; a call's end lets incidents
+    /// past the window go (the book keeps live and recent ones). Other events change nothing
     /// (and publish nothing).
     pub fn observe(&self, ev: &CallEvent) {
         match &ev.kind {
@@ -63,6 +64,9 @@ impl SharedIncidents {
                 let location = incident.location.as_ref().map(|f| &f.value);
                 let incident_type = incident.incident_type.as_ref().map(|f| f.value.as_str());
                 self.change(|b| b.update(&ev.call_sid, location, incident_type, ev.at_ms));
+            }
+            CallEventKind::CallEnded { .. } => {
+                self.change(|b| b.end(&ev.call_sid, ev.at_ms));
             }
             _ => {}
         }

@@ -113,6 +113,8 @@ pub struct IncidentBook {
     by_call: HashMap<String, IncidentId>,
     /// Each call's own facts (its location and type), kept to recompute an incident's on unlink.
     facts: HashMap<String, (Option<Location>, Option<String>)>,
+    /// Calls that have ended.
+    ended: std::collections::HashSet<String>,
     next: u64,
 }
 
@@ -137,6 +139,40 @@ impl IncidentBook {
         }
         self.facts.insert(call_sid.to_string(), (None, None));
         self.new_incident(call_sid, at_ms)
+    }
+
+    /// A call ended. Incidents whose calls have all ended and that saw nothing for the window
+    /// are dropped then: the book holds live and recent incidents only.
+    pub fn end(&mut self, call_sid: &str, at_ms: u64) {
+        if self.by_call.contains_key(call_sid) {
+            self.ended.insert(call_sid.to_string());
+        }
+        let horizon = at_ms.saturating_sub(self.rules.window_ms);
+        let stale: Vec<IncidentId> = self
+            .incidents
+            .iter()
+            .filter(|(_, e)| e.last_activity_ms < horizon && e.calls.iter().all(|c| self.ended.contains(c)))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in stale {
+            if let Some(e) = self.incidents.remove(&id) {
+                for c in e.calls {
+                    self.by_call.remove(&c);
+                    self.facts.remove(&c);
+                    self.ended.remove(&c);
+                }
+            }
+        }
+    }
+
+    /// Incidents in the book (live and recent).
+    pub fn len(&self) -> usize {
+        self.incidents.len()
+    }
+
+    /// Whether the book is empty.
+    pub fn is_empty(&self) -> bool {
+        self.incidents.is_empty()
     }
 
     /// The incident a call is on.
@@ -338,6 +374,20 @@ mod tests {
         book.unlink("CA2", MIN).unwrap();
         assert_eq!(book.get(a).unwrap().incident_type, None, "the type came from the call that left");
         assert_eq!(book.get(a).unwrap().location.as_ref().and_then(|l| l.number.as_deref()), Some("7"));
+    }
+
+    #[test]
+    fn incidents_whose_calls_ended_leave_the_book_after_the_window() {
+        let mut book = IncidentBook::new(LinkRules { window_ms: 30 * MIN });
+        book.open("CA1", 0);
+        book.update("CA1", Some(&at("12", "Main Street")), Some("FSTRU"), 0);
+        book.open("CA2", 0);
+        book.end("CA1", 5 * MIN);
+        assert_eq!(book.len(), 2, "an ended call's incident stays for the window (duplicates)");
+        book.end("CA3", 40 * MIN);
+        assert_eq!(book.len(), 1, "past the window, the incident of ended calls goes; a live call's stays");
+        assert_eq!(book.incident_of("CA1"), None);
+        assert!(book.incident_of("CA2").is_some());
     }
 
     #[test]
