@@ -24,6 +24,8 @@ use watchfloor_dispatch::incident::Location;
 use watchfloor_dispatch::linking::{IncidentBook, IncidentEntry, IncidentId, LinkRefused};
 use watchfloor_dispatch::types::Priority;
 
+use watchfloor_bridge::task::unix_ms;
+
 use crate::AppState;
 use crate::audit::audited_action;
 use crate::auth::User;
@@ -93,10 +95,6 @@ fn view(book: &IncidentBook, id: IncidentId, e: &IncidentEntry, live: &[LiveCall
     IncidentView { id, calls: e.calls.clone(), incident_type: e.incident_type.clone(), priority, location: e.location.clone(), units, dispatch, duplicate_of }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 #[derive(Deserialize)]
 struct ListQuery {
     #[serde(default)]
@@ -107,7 +105,7 @@ struct ListQuery {
 async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Json<Vec<IncidentView>> {
     let book = state.incidents.snapshot();
     let live = state.calls.live_calls();
-    let now = now_ms();
+    let now = unix_ms();
     let views = book
         .recent(if q.live { 0 } else { now.saturating_sub(RECENT_MS) })
         .filter(|(_, e)| !q.live || e.calls.iter().any(|c| live.iter().any(|l| &l.call_sid == c)))
@@ -121,7 +119,7 @@ async fn one(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<
     let book = state.incidents.snapshot();
     let id = IncidentId(id);
     let e = book.get(id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("incident {id} is not known")))?;
-    Ok(Json(view(&book, id, e, &state.calls.live_calls(), now_ms())))
+    Ok(Json(view(&book, id, e, &state.calls.live_calls(), unix_ms())))
 }
 
 #[derive(Deserialize)]
@@ -154,7 +152,7 @@ async fn link(State(state): State<AppState>, Extension(user): Extension<User>, P
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))
         .and_then(|b| {
             let to = IncidentId(b.incident);
-            state.incidents.link(&id, to, now_ms()).map(|from| Linked { call_sid: id.clone(), from, to }).map_err(refused)
+            state.incidents.link(&id, to, unix_ms()).map(|from| Linked { call_sid: id.clone(), from, to }).map_err(refused)
         });
     let detail = r.as_ref().map(|l| format!("{} → {}", l.from, l.to)).unwrap_or_default();
     audited_action(&state, &user, "incident.link", &id, detail, r).await
@@ -163,7 +161,7 @@ async fn link(State(state): State<AppState>, Extension(user): Extension<User>, P
 /// `POST /api/calls/{id}/unlink`.
 async fn unlink(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<Linked>, ApiError> {
     let from = state.incidents.snapshot().incident_of(&id);
-    let r = state.incidents.unlink(&id, now_ms()).map_err(refused).map(|to| Linked { call_sid: id.clone(), from: from.unwrap_or(to), to });
+    let r = state.incidents.unlink(&id, unix_ms()).map_err(refused).map(|to| Linked { call_sid: id.clone(), from: from.unwrap_or(to), to });
     let detail = r.as_ref().map(|l| format!("{} → {}", l.from, l.to)).unwrap_or_default();
     audited_action(&state, &user, "incident.unlink", &id, detail, r).await
 }
