@@ -41,13 +41,12 @@ impl SharedIncidents {
         self.tx.subscribe()
     }
 
+    /// Applies `f` to the list and publishes it. The list is changed in place unless a reader
+    /// still holds the last snapshot (then it is copied first, `Arc::make_mut`): a call's events
+    /// never copy the whole list (a copy per event cost every call's task O(incidents)).
     fn change<T>(&self, f: impl FnOnce(&mut IncidentBook) -> T) -> T {
         let mut out = None;
-        self.tx.send_modify(|b| {
-            let mut next = (**b).clone();
-            out = Some(f(&mut next));
-            *b = Arc::new(next);
-        });
+        self.tx.send_modify(|b| out = Some(f(Arc::make_mut(b))));
         out.expect("send_modify runs the closure once")
     }
 
