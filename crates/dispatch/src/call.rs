@@ -18,7 +18,8 @@ use std::sync::Arc;
 use crate::alerts::{self, AlertKind};
 use crate::extract;
 use crate::incident::{Facts, Incident, Source};
-use crate::policy::{Decision, DispatchState, Dispatcher, DispatchedBy, Policy, Refused};
+use crate::linking::{Duplicate, IncidentBook, IncidentId, LinkRefused};
+use crate::policy::{DEFAULT_HOLD_MS, Decision, DispatchState, Dispatcher, DispatchedBy, Policy, Refused};
 use crate::radio;
 use crate::report;
 use crate::types::{Priority, incident_type};
@@ -113,6 +114,45 @@ pub enum RosterAnswer {
     Moved(Result<(), RosterError>),
 }
 
+/// A change asked of the incident list's owner for this call (issue 18). Answered at once
+/// with [`CallDispatch::on_incidents`], in the order asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IncidentRequest {
+    /// Find the incident this call may duplicate, from the call's facts as the list now has
+    /// them ([`IncidentBook::duplicate_of`]). Answer: [`IncidentAnswer::Checked`].
+    Check,
+    /// Link the call to `incident` ([`IncidentBook::link`]). Answer: [`IncidentAnswer::Linked`].
+    Link {
+        /// The incident it joins.
+        incident: IncidentId,
+    },
+    /// Give the call an incident of its own again ([`IncidentBook::unlink`]). Answer:
+    /// [`IncidentAnswer::Unlinked`].
+    Unlink,
+}
+
+/// The incident list owner's answer to an [`IncidentRequest`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum IncidentAnswer {
+    /// The incident the call may duplicate, if any.
+    Checked(Option<Duplicate>),
+    /// The incident the call left, or why it was not linked.
+    Linked(Result<IncidentId, LinkRefused>),
+    /// The call's new incident, or why it was not unlinked.
+    Unlinked(Result<IncidentId, LinkRefused>),
+}
+
+/// What waits on the incident list owner's answer.
+#[derive(Debug, Clone, PartialEq)]
+enum IncidentStep {
+    /// Decide on the dispatch once the duplicate check is answered.
+    Check,
+    /// A link asked by `by` (a console user, or `policy`).
+    Link { by: String },
+    /// An unlink asked by `by`.
+    Unlink { by: String },
+}
+
 /// A consequence of an input, for the call's machine to carry out: most become a call event of
 /// the same name; the rest are words to the agent or a request to the roster's owner.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,6 +223,27 @@ pub enum Effect {
     VoiceMessage(String),
     /// Ask the roster's owner for a change; answer with [`CallDispatch::on_roster`].
     Roster(RosterRequest),
+    /// Ask the incident list's owner; answer with [`CallDispatch::on_incidents`].
+    Incidents(IncidentRequest),
+    /// The call is on `incident` (event `IncidentLinked`): its own when it starts or is
+    /// unlinked, another's when linked as a duplicate.
+    Linked {
+        /// The incident.
+        incident: IncidentId,
+        /// The other calls on it (CallSids), in the order they joined; empty: its own.
+        with_calls: Vec<String>,
+        /// Who linked or unlinked it (a console user, or `policy`); none: a new call's own.
+        by: Option<String>,
+    },
+    /// The call may be a duplicate of an older incident (event `PossibleDuplicate`), once per
+    /// incident: for a supervisor to link or keep apart.
+    PossibleDuplicate(Duplicate),
+    /// The call's standing proposal is withdrawn: its incident's other calls already have (or
+    /// propose) every unit it would send (event `DispatchWithdrawn`).
+    Withdrawn {
+        /// The incident that covers it.
+        incident: IncidentId,
+    },
 }
 
 /// What waits on the roster owner's answer to a request, in request order.
@@ -220,6 +281,31 @@ pub struct CallDispatch {
     /// moved them (mutual-aid units off the roster included), in the order attached.
     units: Vec<(String, UnitStatus)>,
     awaiting: VecDeque<Step>,
+    /// The policy configured for the call; a linked call's further units wait for a supervisor.
+    own_policy: Policy,
+    /// The incident list as last seen (none: no list; every call is its own incident).
+    book: Option<Arc<IncidentBook>>,
+    /// The call's incident as last recorded (`Effect::Linked`).
+    on_incident: Option<IncidentId>,
+    /// The other calls on its incident, in the order they joined.
+    others: Vec<String>,
+    /// Units its incident already has for other calls: out for any of them, or proposed by a
+    /// call that joined before this one.
+    covered: Vec<String>,
+    /// Of those, the units out (dispatched, en route, on scene).
+    covered_out: Vec<String>,
+    /// Whether the agent was told units are out for its incident.
+    told_units_out: bool,
+    /// The location and type last checked for a duplicate.
+    checked: Option<(crate::incident::Location, Option<String>)>,
+    /// Incidents already suggested as duplicates, or that a supervisor took the call off.
+    suggested: Vec<IncidentId>,
+    kept_apart: Vec<IncidentId>,
+    /// Who made the link the list will show next.
+    link_by: Option<String>,
+    /// The units of the standing proposal, as last emitted.
+    proposed_units: Option<Vec<String>>,
+    awaiting_incidents: VecDeque<IncidentStep>,
     effects: VecDeque<Effect>,
 }
 
@@ -239,18 +325,107 @@ impl CallDispatch {
             chosen_units: None,
             units: Vec::new(),
             awaiting: VecDeque::new(),
+            own_policy: policy,
+            book: None,
+            on_incident: None,
+            others: Vec::new(),
+            covered: Vec::new(),
+            covered_out: Vec::new(),
+            told_units_out: false,
+            checked: None,
+            suggested: Vec::new(),
+            kept_apart: Vec::new(),
+            link_by: None,
+            proposed_units: None,
+            awaiting_incidents: VecDeque::new(),
             effects: VecDeque::new(),
         }
     }
 
     /// Sets the policy (before the call has proposed anything).
     pub fn set_policy(&mut self, policy: Policy) {
+        self.own_policy = policy;
         self.dispatcher = Dispatcher::new(policy);
     }
 
-    /// The roster as its owner last published it.
-    pub fn set_roster(&mut self, roster: Arc<Roster>) {
+    /// The roster as its owner last published it (the units out for the incident's other calls
+    /// may have changed: [`CallDispatch::set_incidents`]).
+    pub fn set_roster(&mut self, roster: Arc<Roster>, at_ms: u64) {
         self.roster = Some(roster);
+        self.refresh_incident(at_ms);
+    }
+
+    /// The incident list as its owner last published it: the call's incident, the calls it
+    /// shares it with and what they have sent or proposed (dispatch once, issue 18). A change
+    /// is recorded (`Effect::Linked`), told to the agent, and the standing proposal shrinks to
+    /// what the incident still lacks (withdrawn when nothing), or is made again after an unlink.
+    pub fn set_incidents(&mut self, book: Arc<IncidentBook>, at_ms: u64) {
+        self.book = Some(book);
+        self.refresh_incident(at_ms);
+    }
+
+    /// The call's incident, as last recorded.
+    pub fn incident_id(&self) -> Option<IncidentId> {
+        self.on_incident
+    }
+
+    /// A supervisor links the call to `incident`; the list's owner answers
+    /// ([`IncidentAnswer::Linked`]) and its refusal is the supervisor's.
+    pub fn link(&mut self, incident: IncidentId, by: &str) {
+        self.request_incidents(IncidentRequest::Link { incident }, IncidentStep::Link { by: by.to_string() });
+    }
+
+    /// A supervisor takes the call off its incident (undoing a link): it gets its own again and
+    /// proposes its own dispatch; it is never linked back to that incident automatically.
+    pub fn unlink(&mut self, by: &str) {
+        self.request_incidents(IncidentRequest::Unlink, IncidentStep::Unlink { by: by.to_string() });
+    }
+
+    /// Whether requests to the incident list's owner are unanswered.
+    pub fn awaits_incidents(&self) -> bool {
+        !self.awaiting_incidents.is_empty()
+    }
+
+    /// The incident list owner's answer to the oldest request not yet answered, with the list
+    /// as it now stands. An answer nothing waits for is ignored.
+    pub fn on_incidents(&mut self, answer: IncidentAnswer, book: Arc<IncidentBook>, at_ms: u64) {
+        self.book = Some(book);
+        let Some(step) = self.awaiting_incidents.pop_front() else { return };
+        match (step, answer) {
+            (IncidentStep::Check, IncidentAnswer::Checked(found)) => {
+                let found = found.filter(|d| !self.kept_apart.contains(&d.incident) && Some(d.incident) != self.on_incident);
+                if let Some(dup) = found {
+                    if self.own_policy == Policy::Automatic && dup.links_automatically() {
+                        // The automatic policy links an exact match before it dispatches anything.
+                        self.request_incidents(IncidentRequest::Link { incident: dup.incident }, IncidentStep::Link { by: "policy".into() });
+                        return;
+                    }
+                    if !self.suggested.contains(&dup.incident) {
+                        self.suggested.push(dup.incident);
+                        self.effects.push_back(Effect::PossibleDuplicate(dup));
+                    }
+                }
+                self.refresh_incident(at_ms);
+                self.decide(at_ms);
+            }
+            (IncidentStep::Link { by }, IncidentAnswer::Linked(result)) => {
+                if result.is_ok() {
+                    self.link_by = Some(by);
+                }
+                self.refresh_incident(at_ms);
+                if self.dispatcher.state == DispatchState::None {
+                    self.decide(at_ms);
+                }
+            }
+            (IncidentStep::Unlink { by }, IncidentAnswer::Unlinked(result)) => {
+                if result.is_ok() {
+                    self.kept_apart.extend(self.on_incident);
+                    self.link_by = Some(by);
+                }
+                self.refresh_incident(at_ms);
+            }
+            (step, answer) => debug_assert!(false, "incident list answer {answer:?} to {step:?}"),
+        }
     }
 
     /// The incident as known.
@@ -546,7 +721,7 @@ impl CallDispatch {
         if let Some(chosen) = &self.chosen_units {
             return chosen.clone();
         }
-        self.incident.incident_type.as_ref().map(|t| roster.recommend(&t.value)).unwrap_or_default()
+        self.incident.incident_type.as_ref().map(|t| roster.recommend_beyond(&t.value, &self.covered)).unwrap_or_default()
     }
 
     /// Checks a supervisor's unit list against the roster: each unit known, free or already on
@@ -566,10 +741,133 @@ impl CallDispatch {
         Ok(unique)
     }
 
-    /// Runs the trigger and the policy after a change.
+    /// Runs the trigger and the policy after a change. A call alone on its incident whose
+    /// location (or type) is new first asks the incident list whether it duplicates an older
+    /// incident, and decides on the answer: the automatic policy links an exact match before
+    /// it sends anything.
     fn evaluate(&mut self, at_ms: u64) {
+        if self.awaits_incidents() {
+            return;
+        }
+        if self.book.is_some()
+            && self.others.is_empty()
+            && let Some(loc) = &self.incident.location
+        {
+            let key = (loc.value.clone(), self.incident.incident_type.as_ref().map(|t| t.value.clone()));
+            if self.checked.as_ref() != Some(&key) {
+                self.checked = Some(key);
+                self.request_incidents(IncidentRequest::Check, IncidentStep::Check);
+                return;
+            }
+        }
+        self.decide(at_ms);
+    }
+
+    /// The trigger and the policy. A linked call whose incident already has every unit it
+    /// would send proposes nothing (a standing proposal is withdrawn).
+    fn decide(&mut self, at_ms: u64) {
+        if !self.others.is_empty() && self.chosen_units.is_none() && self.wanted_units().is_empty() {
+            self.withdraw();
+            return;
+        }
         let d = self.dispatcher.update(at_ms, self.agent_questions, self.incident.location.is_some(), self.incident.incident_type.is_some(), self.priority());
         self.on_decision(d);
+    }
+
+    fn withdraw(&mut self) {
+        if matches!(self.dispatcher.state, DispatchState::Proposed { .. })
+            && let Some(incident) = self.on_incident
+        {
+            self.dispatcher.state = DispatchState::None;
+            self.proposed_units = None;
+            self.effects.push_back(Effect::Withdrawn { incident });
+        }
+    }
+
+    fn request_incidents(&mut self, request: IncidentRequest, then: IncidentStep) {
+        self.awaiting_incidents.push_back(then);
+        self.effects.push_back(Effect::Incidents(request));
+    }
+
+    /// Reads the call's incident from the list and the roster: records a new link, tells the
+    /// agent what the incident already has, and adjusts the standing proposal.
+    fn refresh_incident(&mut self, at_ms: u64) {
+        let Some(book) = self.book.clone() else { return };
+        let own = book.incident_of(&self.call_sid);
+        let others: Vec<String> = book.others(&self.call_sid).into_iter().map(str::to_string).collect();
+        let mut out: Vec<String> = Vec::new();
+        if let Some(roster) = &self.roster {
+            for c in &others {
+                out.extend(roster.assigned_to(c));
+            }
+        }
+        let mut covered = out.clone();
+        for u in book.proposed_before(&self.call_sid) {
+            if !covered.contains(&u) {
+                covered.push(u);
+            }
+        }
+        if own != self.on_incident
+            && let Some(id) = own
+        {
+            self.on_incident = own;
+            self.effects.push_back(Effect::Linked { incident: id, with_calls: others.clone(), by: self.link_by.take() });
+        }
+        let was_linked = !self.others.is_empty();
+        let linked = !others.is_empty();
+        let changed = others != self.others || covered != self.covered;
+        self.others = others;
+        self.covered = covered;
+        self.covered_out = out;
+        // A linked call's further units are a proposal the supervisor confirms.
+        self.dispatcher.policy = match (linked, self.own_policy) {
+            (true, Policy::Automatic) => Policy::Supervised { hold_ms: DEFAULT_HOLD_MS },
+            _ => self.own_policy,
+        };
+        if linked && !was_linked {
+            self.told_units_out = !self.covered_out.is_empty();
+            self.effects.push_back(Effect::TellAgent(self.incident_known_words()));
+        } else if linked && !self.told_units_out && !self.covered_out.is_empty() {
+            self.told_units_out = true;
+            self.effects.push_back(Effect::TellAgent(format!(
+                "Units are now on the way to this incident: {}. Tell the caller help is on the way; do not promise an arrival time.",
+                self.covered_out.join(", ")
+            )));
+        } else if !linked && was_linked {
+            self.told_units_out = false;
+            self.effects.push_back(Effect::TellAgent(
+                "The supervisor has made this call a separate incident: what other callers reported does not apply to it. Do not tell the caller help is coming unless told; confirm the location and what happened.".into(),
+            ));
+        }
+        if !changed {
+            return;
+        }
+        match self.dispatcher.state {
+            DispatchState::None => self.evaluate(at_ms),
+            DispatchState::Proposed { .. } => {
+                if linked && self.chosen_units.is_none() && self.wanted_units().is_empty() {
+                    self.withdraw();
+                } else if self.proposed_units.as_ref() != Some(&self.dispatch_units()) {
+                    self.propose();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What the agent on a linked call is told: the incident is known, what it has, and what
+    /// to gather now.
+    fn incident_known_words(&self) -> String {
+        let n = self.others.len();
+        let callers = if n == 1 { "another caller".to_string() } else { format!("{n} other callers") };
+        let help = if !self.covered_out.is_empty() {
+            format!("Units are on the way: {}. Reassure the caller that help is on the way; do not promise an arrival time.", self.covered_out.join(", "))
+        } else {
+            "Help is being dispatched. Reassure the caller that the emergency is known and help is being sent; do not promise an arrival time.".to_string()
+        };
+        format!(
+            "This emergency was already reported by {callers} and is being handled as one incident. {help} Do not ask again for what is known; gather what is new: anyone trapped or still inside, how far it has spread, injuries, hazards, and the caller's own safety."
+        )
     }
 
     fn on_decision(&mut self, d: Decision) {
@@ -605,6 +903,7 @@ impl CallDispatch {
         let auto_dispatch_at_ms = *auto_at_ms;
         let units = self.dispatch_units();
         let message = radio::message(&units, &self.incident);
+        self.proposed_units = Some(units.clone());
         self.effects.push_back(Effect::Proposed { priority: self.priority(), auto_dispatch_at_ms, message, units });
     }
 

@@ -19,8 +19,11 @@ use crate::address::{self, Match};
 use crate::incident::Location;
 use crate::types::{Discipline, incident_type};
 
-/// An incident's number in this centre, shown as `I-<n>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// An incident's number in this centre, shown as `I-<n>`; a JSON number. Numbers are not
+/// reused across restarts: the owner starts the book after the highest one recorded
+/// ([`IncidentBook::start_after`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
+#[ts(type = "number")]
 pub struct IncidentId(pub u64);
 
 impl std::fmt::Display for IncidentId {
@@ -60,7 +63,7 @@ pub fn compatible(a: Option<&str>, b: Option<&str>) -> bool {
 }
 
 /// A call that may be a duplicate of an incident.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Duplicate {
     /// The incident it may belong to.
     pub incident: IncidentId,
@@ -115,6 +118,9 @@ pub struct IncidentBook {
     facts: HashMap<String, (Option<Location>, Option<String>)>,
     /// Calls that have ended.
     ended: std::collections::HashSet<String>,
+    /// Each call's standing dispatch proposal (units proposed, not yet sent), while it has one:
+    /// what a later call on the incident need not propose again.
+    proposed: HashMap<String, Vec<String>>,
     next: u64,
 }
 
@@ -122,6 +128,16 @@ impl IncidentBook {
     /// An empty book with `rules`.
     pub fn new(rules: LinkRules) -> Self {
         IncidentBook { rules, next: 1, ..Default::default() }
+    }
+
+    /// Numbers new incidents after `n` (the highest recorded before a restart).
+    pub fn start_after(&mut self, n: u64) {
+        self.next = self.next.max(n + 1);
+    }
+
+    /// The highest incident number given so far (0: none).
+    pub fn last_number(&self) -> u64 {
+        self.next.saturating_sub(1)
     }
 
     fn new_incident(&mut self, call_sid: &str, at_ms: u64) -> IncidentId {
@@ -147,6 +163,8 @@ impl IncidentBook {
         if self.by_call.contains_key(call_sid) {
             self.ended.insert(call_sid.to_string());
         }
+        // An ended call's proposal goes nowhere: the incident's other calls propose for it.
+        self.proposed.remove(call_sid);
         let horizon = at_ms.saturating_sub(self.rules.window_ms);
         let stale: Vec<IncidentId> = self
             .incidents
@@ -160,6 +178,7 @@ impl IncidentBook {
                     self.by_call.remove(&c);
                     self.facts.remove(&c);
                     self.ended.remove(&c);
+                    self.proposed.remove(&c);
                 }
             }
         }
@@ -212,23 +231,59 @@ impl IncidentBook {
         }
     }
 
-    /// The incident a call most likely duplicates, if any: an older live or recent incident
-    /// (opened before the call's own, with activity within the window) whose location matches
-    /// the call's and whose type is compatible; the best match, then the most recent. Only an
-    /// older one: of two calls about one fire, the later is the duplicate.
+    /// The incident a call most likely duplicates, if any ([`IncidentBook::candidate`] with
+    /// the call's own facts as the book has them). Only a call alone on its incident has one.
     pub fn duplicate_of(&self, call_sid: &str, at_ms: u64) -> Option<Duplicate> {
-        let own = self.by_call.get(call_sid)?;
+        let own = *self.by_call.get(call_sid)?;
+        if self.incidents.get(&own).is_some_and(|e| e.calls.len() > 1) {
+            return None;
+        }
         let (location, incident_type) = self.facts.get(call_sid)?;
-        let location = location.as_ref()?;
+        self.candidate(own, location.as_ref()?, incident_type.as_deref(), at_ms)
+    }
+
+    /// The live or recent incident a call on incident `own` at `location` of `incident_type`
+    /// most likely duplicates: one opened before `own` (of two calls about one fire, the later
+    /// is the duplicate), with activity within the window, whose location matches
+    /// ([`address::same_place`]) and whose type is compatible ([`compatible`]); the best match,
+    /// then the most recent.
+    pub fn candidate(&self, own: IncidentId, location: &Location, incident_type: Option<&str>, at_ms: u64) -> Option<Duplicate> {
         self.recent(at_ms.saturating_sub(self.rules.window_ms))
-            .filter(|(id, _)| id < own)
-            .filter(|(_, e)| compatible(incident_type.as_deref(), e.incident_type.as_deref()))
+            .filter(|(id, _)| *id < own)
+            .filter(|(_, e)| compatible(incident_type, e.incident_type.as_deref()))
             .filter_map(|(id, e)| {
                 let by = address::same_place(location, e.location.as_ref()?);
                 (by != Match::None).then_some((by, e.last_activity_ms, id))
             })
             .max_by_key(|(by, at, _)| (*by, *at))
             .map(|(by, _, incident)| Duplicate { incident, by })
+    }
+
+    /// The other calls on a call's incident, in the order they joined (empty: alone, or unknown).
+    pub fn others(&self, call_sid: &str) -> Vec<&str> {
+        self.by_call
+            .get(call_sid)
+            .and_then(|id| self.incidents.get(id))
+            .map(|e| e.calls.iter().map(String::as_str).filter(|c| *c != call_sid).collect())
+            .unwrap_or_default()
+    }
+
+    /// Sets (`Some`) or clears (`None`) a call's standing dispatch proposal. Returns whether a
+    /// call sharing its incident may see a difference (the incident has other calls).
+    pub fn set_proposed(&mut self, call_sid: &str, units: Option<Vec<String>>) -> bool {
+        let changed = match units {
+            Some(u) => self.proposed.insert(call_sid.to_string(), u.clone()).as_ref() != Some(&u),
+            None => self.proposed.remove(call_sid).is_some(),
+        };
+        changed && !self.others(call_sid).is_empty()
+    }
+
+    /// What the calls that joined a call's incident before it have proposed and not yet sent:
+    /// a later call need not propose those units again (only earlier calls count, so two calls
+    /// never each leave the dispatch to the other).
+    pub fn proposed_before(&self, call_sid: &str) -> Vec<String> {
+        let Some(e) = self.by_call.get(call_sid).and_then(|id| self.incidents.get(id)) else { return Vec::new() };
+        e.calls.iter().take_while(|c| *c != call_sid).filter_map(|c| self.proposed.get(c)).flatten().cloned().collect()
     }
 
     /// Moves a call to `incident`. Its old incident keeps its other calls, or is closed when it

@@ -151,6 +151,26 @@ impl Roster {
         picked
     }
 
+    /// Recommends what an incident of type `code` still needs when `covered` units are already
+    /// on it (sent or proposed for its other calls, issue 18's dispatch-once): each unit type
+    /// the type calls for is taken first by a covered unit of that type, and only the rest is
+    /// recommended from the free units. Covered units off the roster count for nothing.
+    pub fn recommend_beyond(&self, code: &str, covered: &[String]) -> Vec<String> {
+        let Some(t) = incident_type(code) else { return Vec::new() };
+        let mut cover: Vec<UnitType> = covered.iter().filter_map(|id| self.get(id)).map(|u| u.unit_type).collect();
+        let mut picked: Vec<String> = Vec::new();
+        for ut in t.units {
+            if let Some(i) = cover.iter().position(|c| c == ut) {
+                cover.swap_remove(i);
+                continue;
+            }
+            if let Some(u) = self.units.iter().find(|u| u.unit_type == *ut && u.status.is_free() && !picked.contains(&u.id) && !covered.contains(&u.id)) {
+                picked.push(u.id.clone());
+            }
+        }
+        picked
+    }
+
     /// Units assigned to a call (dispatched, en route or on scene), in roster order.
     pub fn assigned_to(&self, call_sid: &str) -> Vec<String> {
         self.units.iter().filter(|u| u.call_sid.as_deref() == Some(call_sid)).map(|u| u.id.clone()).collect()
@@ -277,6 +297,16 @@ mod tests {
         assert_eq!(r.recommend("NOPE"), Vec::<String>::new());
         r.assign(&ids(&["Medic 3"]), "CA1").unwrap();
         assert_eq!(r.recommend("CARDIAC"), ids(&["Engine 7"]), "busy units are not recommended");
+    }
+
+    #[test]
+    fn a_covered_incident_needs_only_what_its_units_lack() {
+        let r = roster();
+        // A structure fire wants two engines, a ladder, a medic and a battalion chief.
+        let covered = ids(&["Engine 7", "Ladder 2"]);
+        assert_eq!(r.recommend_beyond("FSTRU", &covered), ids(&["Engine 9", "Medic 3"]), "one engine and the ladder are there; no chief on this roster");
+        assert!(r.recommend_beyond("PERUNCON", &ids(&["Medic 3", "Engine 9"])).is_empty(), "the fire's medic and engine serve the injured caller");
+        assert_eq!(r.recommend_beyond("PERUNCON", &ids(&["County Medic 51"])), ids(&["Medic 3", "Engine 7"]), "units off the roster cover nothing");
     }
 
     #[test]
