@@ -19,7 +19,7 @@ use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
 use watchfloor_call::{CallEventKind, CallFold, CallStatus, FallbackRoute, Hub};
 use crate::flood::{FloodGuard, StreamLimits};
 use crate::machine::{CallMachine, Input, Output, Timers};
-use watchfloor_dispatch::call::{RosterAnswer, RosterRequest};
+use watchfloor_dispatch::call::{IncidentAnswer, IncidentRequest, RosterAnswer, RosterRequest};
 use crate::twilio_rest::{CallUpdate, HumanLine, RestError, TwilioRest};
 use crate::model::{self, ModelConfig, ModelSocket};
 use crate::profile::{AgentProfile, CallContext};
@@ -211,6 +211,7 @@ pub async fn run_call(
     .with_voice_loss(setup.voice_loss)
     .with_roster(setup.roster.snapshot());
     let mut roster_rx = setup.roster.subscribe();
+    let mut incidents_rx = setup.incidents.subscribe();
     let mut twilio: Option<TwilioSocket> = None;
     let mut model_sock: Option<ModelSocket> = None;
     // A model socket being opened: the first, a reconnect, or a renewal.
@@ -434,6 +435,10 @@ pub async fn run_call(
                 let roster = roster_rx.borrow_and_update().clone();
                 machine.handle_input(Input::RosterChanged(roster), Instant::now());
             }
+            Ok(()) = incidents_rx.changed() => {
+                let book = incidents_rx.borrow_and_update().clone();
+                machine.handle_input(Input::IncidentsChanged(book), Instant::now());
+            }
             _ = &mut timeout, if armed.is_some() => {
                 armed = None;
                 machine.handle_input(Input::Timeout, Instant::now());
@@ -489,8 +494,11 @@ pub async fn run_call(
                         // after subscribing sees each event in one or the other (or both: it skips
                         // by sequence number).
                         live.lock().apply(&ev);
-                        setup.incidents.observe(&ev);
+                        let opened = setup.incidents.observe(&ev);
                         hub.publish(ev);
+                        if opened {
+                            machine.handle_input(Input::IncidentsChanged(setup.incidents.snapshot()), Instant::now());
+                        }
                     }
                     Output::Audio(frame) => hub.publish_audio(frame),
                     Output::Reconnect { renew } => {
@@ -524,6 +532,20 @@ pub async fn run_call(
                             }
                         };
                         machine.handle_input(Input::Roster(answer), Instant::now());
+                    }
+                    Output::Incidents(request) => {
+                        // The list's owner answers at once, before the next output.
+                        let (sid, at) = (&setup.call_sid, unix_ms());
+                        let answer = match request {
+                            IncidentRequest::Check => IncidentAnswer::Checked(setup.incidents.duplicate_of(sid, at)),
+                            IncidentRequest::Link { incident } => IncidentAnswer::Linked(setup.incidents.link(sid, incident, at)),
+                            IncidentRequest::Unlink => IncidentAnswer::Unlinked(setup.incidents.unlink(sid, at)),
+                        };
+                        // A supervisor's link refused by the list: the supervisor hears why.
+                        if let (IncidentAnswer::Linked(Err(e)) | IncidentAnswer::Unlinked(Err(e)), Some((_, result @ Ok(())))) = (&answer, pending_ack.as_mut()) {
+                            *result = Err(crate::machine::Refusal::Link(e.clone()));
+                        }
+                        machine.handle_input(Input::Incidents(answer, setup.incidents.snapshot()), Instant::now());
                     }
                     Output::ResetVoice => jitter = crate::jitter::Jitter::new(),
                     Output::FlushBacklog => {

@@ -368,6 +368,33 @@ pub enum CallEventKind {
         /// How urgent.
         severity: watchfloor_dispatch::alerts::Severity,
     },
+    /// The call is on an incident (issue 18): its own when the call starts or a supervisor
+    /// unlinks it, another's when it is linked as a duplicate (by a supervisor, or by the
+    /// automatic policy on an exact address match).
+    IncidentLinked {
+        /// The incident's number (`I-<n>`).
+        incident: watchfloor_dispatch::linking::IncidentId,
+        /// The other calls on it when linked (CallSids), in the order they joined; empty: the
+        /// call's own.
+        #[serde(default)]
+        with_calls: Vec<String>,
+        /// Who linked or unlinked it: a console user, or `policy`; none for a new call's own.
+        #[serde(default)]
+        by: Option<String>,
+    },
+    /// The call may be a duplicate of an older live or recent incident (the same or a nearby
+    /// place, a compatible type): for a supervisor to link, or keep apart. Once per incident.
+    PossibleDuplicate {
+        /// The incident it may be part of, and how its place matches.
+        #[serde(flatten)]
+        duplicate: watchfloor_dispatch::linking::Duplicate,
+    },
+    /// The call's standing proposal was withdrawn: its incident's other calls already have (or
+    /// propose) every unit it would send (dispatch once, issue 18).
+    DispatchWithdrawn {
+        /// The incident whose dispatch covers it.
+        incident: watchfloor_dispatch::linking::IncidentId,
+    },
     /// A dispatch is proposed and waits for the supervisor (supervised policy).
     DispatchProposed {
         /// The priority as known.

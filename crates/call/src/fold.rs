@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use watchfloor_dispatch::incident::Incident;
+use watchfloor_dispatch::linking::{Duplicate, IncidentId};
 use watchfloor_dispatch::units::UnitStatus;
 
 use crate::event::{CallEvent, CallEventKind, CallMode, CallStatus, DispatchAudioStatus, HandOffAction, Speaker, Talking};
@@ -124,6 +125,10 @@ pub struct CallFold {
     pub whispers: u32,
     /// The incident as known, each field with its source.
     pub incident: Option<Incident>,
+    /// The incident the call is on (issue 18), once the list has given it one.
+    pub incident_id: Option<IncidentId>,
+    /// An older incident this call may duplicate, until it is linked or unlinked.
+    pub possible_duplicate: Option<Duplicate>,
     /// The dispatch.
     pub dispatch: LiveDispatch,
     /// Alerts, in order.
@@ -238,6 +243,19 @@ impl CallFold {
                 d.waiting_too_long = false;
             }
             CallEventKind::DispatchWaiting => self.dispatch.waiting_too_long = true,
+            CallEventKind::IncidentLinked { incident, .. } => {
+                self.incident_id = Some(*incident);
+                self.possible_duplicate = None;
+            }
+            CallEventKind::PossibleDuplicate { duplicate } => self.possible_duplicate = Some(*duplicate),
+            CallEventKind::DispatchWithdrawn { .. } => {
+                let d = &mut self.dispatch;
+                d.phase = DispatchPhase::None;
+                d.units.clear();
+                d.message = None;
+                d.auto_dispatch_at_ms = None;
+                d.waiting_too_long = false;
+            }
             CallEventKind::DispatchRecalled { by } => {
                 let d = &mut self.dispatch;
                 d.phase = DispatchPhase::Recalled;
@@ -335,6 +353,8 @@ impl CallFold {
             status: self.status,
             talking: self.talking,
             incident: self.incident.clone(),
+            incident_id: self.incident_id,
+            possible_duplicate: self.possible_duplicate,
             dispatch: self.dispatch.clone(),
             alerts: self.alerts.clone(),
             transcript: self.lines[skip..]

@@ -127,6 +127,12 @@ pub struct LiveCall {
     pub talking: Talking,
     /// The incident as known, each field with its source.
     pub incident: Option<Incident>,
+    /// The incident the call is on (issue 18): calls about one emergency share it.
+    #[serde(default)]
+    pub incident_id: Option<watchfloor_dispatch::linking::IncidentId>,
+    /// An older incident this call may duplicate, for the supervisor to link or keep apart.
+    #[serde(default)]
+    pub possible_duplicate: Option<watchfloor_dispatch::linking::Duplicate>,
     /// The dispatch.
     pub dispatch: LiveDispatch,
     /// Alerts, in order.

@@ -20,8 +20,9 @@
 
 use crate::incident::Location;
 
-/// How two places relate, best first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// How two places relate, best first. JSON: `"none"`, `"near"`, `"exact"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
 pub enum Match {
     /// Nothing in common that says they are one place.
     None,

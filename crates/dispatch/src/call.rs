@@ -303,6 +303,8 @@ pub struct CallDispatch {
     kept_apart: Vec<IncidentId>,
     /// Who made the link the list will show next.
     link_by: Option<String>,
+    /// A supervisor unlinked the call: its dispatch waits for them from then on.
+    hands_on: bool,
     /// The units of the standing proposal, as last emitted.
     proposed_units: Option<Vec<String>>,
     awaiting_incidents: VecDeque<IncidentStep>,
@@ -336,6 +338,7 @@ impl CallDispatch {
             suggested: Vec::new(),
             kept_apart: Vec::new(),
             link_by: None,
+            hands_on: false,
             proposed_units: None,
             awaiting_incidents: VecDeque::new(),
             effects: VecDeque::new(),
@@ -421,6 +424,7 @@ impl CallDispatch {
                 if result.is_ok() {
                     self.kept_apart.extend(self.on_incident);
                     self.link_by = Some(by);
+                    self.hands_on = true;
                 }
                 self.refresh_incident(at_ms);
             }
@@ -819,8 +823,9 @@ impl CallDispatch {
         self.others = others;
         self.covered = covered;
         self.covered_out = out;
-        // A linked call's further units are a proposal the supervisor confirms.
-        self.dispatcher.policy = match (linked, self.own_policy) {
+        // A linked call's further units are a proposal the supervisor confirms; so is the own
+        // dispatch of a call a supervisor unlinked.
+        self.dispatcher.policy = match (linked || self.hands_on, self.own_policy) {
             (true, Policy::Automatic) => Policy::Supervised { hold_ms: DEFAULT_HOLD_MS },
             _ => self.own_policy,
         };

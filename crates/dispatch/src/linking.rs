@@ -62,12 +62,13 @@ pub fn compatible(a: Option<&str>, b: Option<&str>) -> bool {
     }
 }
 
-/// A call that may be a duplicate of an incident.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A call that may be a duplicate of an incident. JSON: `{"incident": 3, "match": "exact"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Duplicate {
     /// The incident it may belong to.
     pub incident: IncidentId,
     /// How its location matches the incident's.
+    #[serde(rename = "match")]
     pub by: Match,
 }
 

@@ -24,7 +24,9 @@ use watchfloor_dispatch::incident::Location;
 use watchfloor_dispatch::linking::{IncidentBook, IncidentEntry, IncidentId, LinkRefused};
 use watchfloor_dispatch::types::Priority;
 
+use watchfloor_bridge::{CallEventKind, Command, Refusal};
 use watchfloor_bridge::task::unix_ms;
+
 
 use crate::AppState;
 use crate::audit::audited_action;
@@ -146,22 +148,56 @@ fn refused(e: LinkRefused) -> ApiError {
     ApiError(status, e.to_string())
 }
 
+/// A live call links or unlinks itself (`Command::Link` / `Command::Unlink`: its dispatch
+/// adjusts and the event is on its timeline); an ended call's link is made on the list and
+/// recorded on its timeline through the store.
+async fn relink(state: &AppState, user: &User, id: &str, to: Option<IncidentId>) -> Result<Linked, ApiError> {
+    let from = state.incidents.snapshot().incident_of(id).ok_or_else(|| refused(LinkRefused::UnknownCall(id.to_string())))?;
+    if let Some(handle) = state.calls.handle(id) {
+        let cmd = match to {
+            Some(incident) => Command::Link { incident, by: user.name.clone() },
+            None => Command::Unlink { by: user.name.clone() },
+        };
+        match handle.command(cmd).await {
+            Ok(()) => {
+                state.calls.hub().barrier().await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+                let now = state.incidents.snapshot().incident_of(id).unwrap_or(from);
+                return Ok(Linked { call_sid: id.to_string(), from, to: now });
+            }
+            Err(Refusal::Link(e)) => return Err(refused(e)),
+            // Ended meanwhile: as an ended call, below.
+            Err(Refusal::CallEnded) => {}
+            Err(why) => return Err(ApiError(StatusCode::CONFLICT, why.to_string())),
+        }
+    }
+    let at = unix_ms();
+    let now = match to {
+        Some(incident) => state.incidents.link(id, incident, at).map(|_| incident),
+        None => state.incidents.unlink(id, at),
+    }
+    .map_err(refused)?;
+    let book = state.incidents.snapshot();
+    let with_calls = book.others(id).into_iter().map(str::to_string).collect();
+    let kind = CallEventKind::IncidentLinked { incident: now, with_calls, by: Some(user.name.clone()) };
+    if let Err(e) = state.calls.hub().append_after_end(id, kind, at).await {
+        tracing::warn!(error = %e, call_sid = id, "the link of an ended call is not on its record");
+    }
+    Ok(Linked { call_sid: id.to_string(), from, to: now })
+}
+
 /// `POST /api/calls/{id}/link` `{"incident": n}`.
 async fn link(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Linked>, ApiError> {
-    let r = serde_json::from_slice::<LinkBody>(&body)
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))
-        .and_then(|b| {
-            let to = IncidentId(b.incident);
-            state.incidents.link(&id, to, unix_ms()).map(|from| Linked { call_sid: id.clone(), from, to }).map_err(refused)
-        });
+    let r = match serde_json::from_slice::<LinkBody>(&body) {
+        Ok(b) => relink(&state, &user, &id, Some(IncidentId(b.incident))).await,
+        Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}"))),
+    };
     let detail = r.as_ref().map(|l| format!("{} → {}", l.from, l.to)).unwrap_or_default();
     audited_action(&state, &user, "incident.link", &id, detail, r).await
 }
 
 /// `POST /api/calls/{id}/unlink`.
 async fn unlink(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<Linked>, ApiError> {
-    let from = state.incidents.snapshot().incident_of(&id);
-    let r = state.incidents.unlink(&id, unix_ms()).map_err(refused).map(|to| Linked { call_sid: id.clone(), from: from.unwrap_or(to), to });
+    let r = relink(&state, &user, &id, None).await;
     let detail = r.as_ref().map(|l| format!("{} → {}", l.from, l.to)).unwrap_or_default();
     audited_action(&state, &user, "incident.unlink", &id, detail, r).await
 }

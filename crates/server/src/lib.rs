@@ -101,6 +101,14 @@ fn load_roster(config: &Config, units: &[config::UnitConfig], store: &Store) -> 
     Ok(roster)
 }
 
+/// The highest incident number in the newest records (numbers grow with time, so it is among
+/// them): a restart numbers new incidents after it, never reusing one a record holds.
+fn last_incident_number(config: &Config, store: &Store) -> Result<u64, ServeError> {
+    let q = watchfloor_store::CallQuery { limit: api::MAX_PAGE, ..Default::default() };
+    let page = store.query(&q).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?;
+    Ok(page.calls.iter().filter_map(|s| store.get_call(&s.call_sid).ok().flatten()?.incident).map(|i| i.0).max().unwrap_or(0))
+}
+
 /// A running server.
 pub struct ServerHandle {
     /// The address bound.
@@ -241,8 +249,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         Err(e) => return Err(ServeError::Store(config.data_dir.display().to_string(), e)),
     };
     let roster = watchfloor_bridge::SharedRoster::new(load_roster(&config, &settings.units, &store)?);
-    // Live and recent incidents are kept in memory: a restart starts the list afresh.
+    // Live and recent incidents are kept in memory: a restart starts the list afresh, numbered
+    // after the last recorded incident.
     let incidents = watchfloor_bridge::SharedIncidents::default();
+    incidents.start_after(last_incident_number(&config, &store)?);
     if config.openai_api_key.is_none() {
         tracing::warn!("==============================================================");
         tracing::warn!("NO OPENAI_API_KEY: the AI agent is OFF. Every call goes straight");

@@ -23,4 +23,4 @@ pub mod scenario;
 pub mod simulate;
 pub mod wav;
 
-pub use scenario::{Scenario, Turn};
+pub use scenario::{Scenario, Surge, Turn};

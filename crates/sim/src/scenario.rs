@@ -183,9 +183,113 @@ impl Scenario {
     }
 }
 
+/// A surge (issue 18): several scenarios placed on a schedule, as many people call about one
+/// visible emergency (or a busy hour brings several). `scenarios/surges/<name>.toml`: `name`,
+/// `description`, and `[[calls]]` each with a `scenario` name and `after_ms` (ms after the
+/// surge starts, the calls in order).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Surge {
+    /// File stem, e.g. `willow-creek-fire`.
+    pub name: String,
+    /// One line for people.
+    pub description: String,
+    /// The calls, in the order they start.
+    pub calls: Vec<SurgeCall>,
+}
+
+/// One call of a [`Surge`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct SurgeCall {
+    /// The scenario the caller plays.
+    pub scenario: String,
+    /// When the call is placed, ms after the surge starts.
+    pub after_ms: u64,
+}
+
+/// Why a surge could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum SurgeError {
+    /// File missing or unreadable.
+    #[error("cannot read surge {0}: {1}")]
+    Io(String, std::io::Error),
+    /// Bad TOML.
+    #[error("bad surge file {0}: {1}")]
+    Toml(String, toml::de::Error),
+    /// A call names a scenario that is not in the set, or the surge has no calls.
+    #[error("surge {0}: {1}")]
+    Invalid(String, String),
+}
+
+impl Surge {
+    /// Every surge in `dir/surges` (none when the folder is absent), checked against the
+    /// scenarios `known`: each call's scenario must be one of them and `after_ms` must not go
+    /// backwards.
+    pub fn load_all(dir: &Path, known: &[Scenario]) -> Result<Vec<Surge>, SurgeError> {
+        let dir = dir.join("surges");
+        let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(Vec::new()) };
+        let mut paths: Vec<std::path::PathBuf> = entries.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "toml")).collect();
+        paths.sort();
+        let mut out = Vec::new();
+        for path in paths {
+            let shown = path.display().to_string();
+            let text = std::fs::read_to_string(&path).map_err(|e| SurgeError::Io(shown.clone(), e))?;
+            let surge: Surge = toml::from_str(&text).map_err(|e| SurgeError::Toml(shown.clone(), e))?;
+            if surge.calls.is_empty() {
+                return Err(SurgeError::Invalid(surge.name, "no calls".into()));
+            }
+            for (i, c) in surge.calls.iter().enumerate() {
+                if !known.iter().any(|s| s.name == c.scenario) {
+                    return Err(SurgeError::Invalid(surge.name.clone(), format!("call {} plays {:?}, which is not a scenario", i + 1, c.scenario)));
+                }
+                if i > 0 && c.after_ms < surge.calls[i - 1].after_ms {
+                    return Err(SurgeError::Invalid(surge.name.clone(), format!("call {} starts before the call ahead of it", i + 1)));
+                }
+            }
+            out.push(surge);
+        }
+        Ok(out)
+    }
+
+    /// The schedule of `n` calls (the surge's own count when none): the calls in order, then
+    /// again from the first, each repeat starting one surge length (the last call's `after_ms`
+    /// plus the gap between the first two, at least 250 ms) after the one before. Returns
+    /// (scenario, ms after the start) pairs.
+    pub fn schedule(&self, n: Option<usize>) -> Vec<(&str, u64)> {
+        let n = n.unwrap_or(self.calls.len());
+        let last = self.calls.last().map_or(0, |c| c.after_ms);
+        let gap = self.calls.get(1).map_or(0, |c| c.after_ms - self.calls[0].after_ms).max(250);
+        let cycle = last + gap;
+        (0..n)
+            .map(|i| {
+                let c = &self.calls[i % self.calls.len()];
+                (c.scenario.as_str(), c.after_ms + (i / self.calls.len()) as u64 * cycle)
+            })
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shipped_surges_name_shipped_scenarios_and_repeat_on_schedule() {
+        let all = Scenario::load_all(&default_dir()).unwrap();
+        let surges = Surge::load_all(&default_dir(), &all).unwrap();
+        let fire = surges.iter().find(|s| s.name == "willow-creek-fire").expect("the fire surge ships");
+        let fire_calls = fire.calls.iter().filter(|c| c.scenario.starts_with("willow-fire")).count();
+        assert_eq!((fire_calls, fire.calls.len()), (5, 6), "five callers about the fire, one about something else");
+        let city = surges.iter().find(|s| s.name == "city-surge").unwrap();
+        let plan = city.schedule(Some(60));
+        assert_eq!(plan.len(), 60);
+        assert_eq!(plan[8], (city.calls[0].scenario.as_str(), 1750 + 250), "the second round starts one surge length later");
+        assert!(plan.windows(2).all(|w| w[0].1 <= w[1].1), "in order of time");
+        let bad = Surge { name: "x".into(), description: String::new(), calls: vec![SurgeCall { scenario: "nope".into(), after_ms: 0 }] };
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("surges")).unwrap();
+        std::fs::write(dir.path().join("surges/x.toml"), format!("name = {:?}\ndescription = \"\"\n[[calls]]\nscenario = \"nope\"\nafter_ms = 0\n", bad.name)).unwrap();
+        assert!(matches!(Surge::load_all(dir.path(), &all), Err(SurgeError::Invalid(..))));
+    }
 
     #[test]
     fn shipped_scenarios_load_with_speech() {

@@ -121,6 +121,10 @@ pub struct CallRecord {
     /// Every time a supervisor took the call's voice over, in order (issue 17).
     #[serde(default)]
     pub takeovers: Vec<TakeoverRecord>,
+    /// The incident the call is on (issue 18; `I-<n>` as a number): calls about one emergency
+    /// share it. Each link and unlink is an `incident_linked` event on the timeline.
+    #[serde(default)]
+    pub incident: Option<watchfloor_dispatch::linking::IncidentId>,
 }
 
 pub use watchfloor_call::live::dispatch_audio_url;
@@ -157,6 +161,7 @@ impl CallRecord {
             dispatch_audio: Vec::new(),
             dispatch_audio_url: None,
             takeovers: Vec::new(),
+            incident: None,
         }
     }
 
@@ -224,6 +229,7 @@ impl CallRecord {
             dispatch_audio: fold.dispatch_audio.clone(),
             dispatch_audio_url: fold.dispatch.audio_url.clone(),
             takeovers: fold.takeovers.clone(),
+            incident: fold.incident_id,
         }
     }
 }

@@ -22,6 +22,8 @@ export function emptyCall(): LiveCall {
     status: 'processing',
     talking: 'silence',
     incident: null,
+    incident_id: null,
+    possible_duplicate: null,
     dispatch: {
       phase: 'none',
       priority: null,
@@ -162,6 +164,20 @@ export function applyEvent(c: LiveCall, ev: CallEvent): boolean {
       break;
     case 'dispatch_waiting':
       d.waiting_too_long = true;
+      break;
+    case 'incident_linked':
+      c.incident_id = ev.incident;
+      c.possible_duplicate = null;
+      break;
+    case 'possible_duplicate':
+      c.possible_duplicate = { incident: ev.incident, match: ev.match };
+      break;
+    case 'dispatch_withdrawn':
+      d.phase = 'none';
+      d.units = [];
+      d.message = null;
+      d.auto_dispatch_at_ms = null;
+      d.waiting_too_long = false;
       break;
     case 'dispatch_recalled':
       d.phase = 'recalled';

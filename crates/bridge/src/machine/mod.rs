@@ -42,7 +42,8 @@ use watchfloor_wire::twilio::{TwilioInbound, TwilioOutbound};
 use bytes::Bytes;
 
 use watchfloor_dispatch::alerts::AlertKind;
-use watchfloor_dispatch::call::{ActionRefused, CallDispatch, Effect, RosterAnswer, RosterRequest};
+use watchfloor_dispatch::call::{ActionRefused, CallDispatch, Effect, IncidentAnswer, IncidentRequest, RosterAnswer, RosterRequest};
+use watchfloor_dispatch::linking::{IncidentBook, IncidentId, LinkRefused};
 use watchfloor_dispatch::incident::Incident;
 use watchfloor_dispatch::policy::Policy;
 use watchfloor_dispatch::report;
@@ -140,6 +141,13 @@ pub enum Input<'a> {
     /// The roster changed (its owner published a new one): what proposals recommend from and
     /// supervisor unit lists are checked against.
     RosterChanged(Arc<Roster>),
+    /// The incident list changed in a way that may matter to this call (a link, an unlink, a
+    /// proposal on a call sharing an incident), or the call's own incident was opened: the
+    /// call's incident, what its other calls have sent or proposed (dispatch once, issue 18).
+    IncidentsChanged(Arc<IncidentBook>),
+    /// The incident list owner's answer to the oldest [`Output::Incidents`] not yet answered,
+    /// with the list as it now stands.
+    Incidents(IncidentAnswer, Arc<IncidentBook>),
     /// [`Output::HandOff`] was carried out: `Err` with Twilio REST's error (secrets left out).
     HandOffDone(Result<(), String>),
     /// The deadline given by [`CallMachine::poll_timeout`] has passed: dispatch hold window,
@@ -195,6 +203,9 @@ pub enum Refusal {
     /// a unit is unknown, busy, on scene or cannot make that move, no such alert …
     #[error(transparent)]
     Dispatch(#[from] ActionRefused),
+    /// The incident list refused a link or unlink (an unknown incident, already on it, alone).
+    #[error(transparent)]
+    Link(#[from] LinkRefused),
     /// [`Command::Record`] with an event that is not a record-keeping one.
     #[error("not a record-keeping event")]
     NotRecordKeeping,
@@ -280,6 +291,20 @@ pub enum Command {
         /// The console user.
         by: String,
     },
+    /// Link the call to another incident (a duplicate call, issue 18): through the incident
+    /// list's owner ([`Output::Incidents`]); its refusal comes back as the command's.
+    Link {
+        /// The incident it joins.
+        incident: IncidentId,
+        /// The console user.
+        by: String,
+    },
+    /// Take the call off its incident (undo a link): it gets one of its own again and proposes
+    /// its own dispatch.
+    Unlink {
+        /// The console user.
+        by: String,
+    },
     /// Record a supervisor event on the call's timeline (legal hold). Only record-keeping kinds
     /// are accepted (a unit's move is [`Command::MoveUnit`]); others are skipped.
     Record(CallEventKind),
@@ -341,6 +366,10 @@ pub enum Output {
     /// then answer at once with [`Input::Roster`] (before the next output is carried out, so
     /// the call's events stay in order).
     Roster(RosterRequest),
+    /// Ask the incident list's owner ([`crate::SharedIncidents`]) for a duplicate check, a
+    /// link or an unlink for this call, then answer at once with [`Input::Incidents`] (before
+    /// the next output is carried out).
+    Incidents(IncidentRequest),
     /// Who speaks to the caller changed (a takeover or a hand-back): drop the supervisor's
     /// voice frames buffered so far (they belong to the voice before the change).
     ResetVoice,
@@ -550,7 +579,7 @@ impl CallMachine {
     /// Gives the call the unit roster as its owner last published it: proposals recommend
     /// units from it; a dispatch reserves them through [`Output::Roster`].
     pub fn with_roster(mut self, roster: Arc<Roster>) -> Self {
-        self.dispatch.set_roster(roster);
+        self.dispatch.set_roster(roster, 0);
         self
     }
 
@@ -735,7 +764,21 @@ impl CallMachine {
                 self.dispatch.on_roster(answer, at);
                 self.run_dispatch(now);
             }
-            Input::RosterChanged(roster) => self.dispatch.set_roster(roster),
+            Input::RosterChanged(roster) => {
+                let at = self.unix_ms(now);
+                self.dispatch.set_roster(roster, at);
+                self.run_dispatch(now);
+            }
+            Input::IncidentsChanged(book) => {
+                let at = self.unix_ms(now);
+                self.dispatch.set_incidents(book, at);
+                self.run_dispatch(now);
+            }
+            Input::Incidents(answer, book) => {
+                let at = self.unix_ms(now);
+                self.dispatch.on_incidents(answer, book, at);
+                self.run_dispatch(now);
+            }
             Input::HandOffDone(result) => self.on_hand_off_done(now, result),
             Input::TranscriptionConnected => {
                 let update = self.profile.transcription_session_update();
@@ -1308,6 +1351,14 @@ impl CallMachine {
             Command::EditIncident { facts, units, by } => d.edit(&facts, units, &by, at),
             Command::AcknowledgeAlert { alert_id, by } => d.acknowledge(alert_id, &by),
             Command::MoveUnit { unit, status, by } => d.move_unit(&unit, status, &by),
+            Command::Link { incident, by } => {
+                d.link(incident, &by);
+                Ok(())
+            }
+            Command::Unlink { by } => {
+                d.unlink(&by);
+                Ok(())
+            }
             _ => Ok(()),
         };
         self.run_dispatch(now);
@@ -1351,6 +1402,13 @@ impl CallMachine {
                     self.out.push_back(Output::Roster(request));
                     continue;
                 }
+                Effect::Incidents(request) => {
+                    self.out.push_back(Output::Incidents(request));
+                    continue;
+                }
+                Effect::Linked { incident, with_calls, by } => CallEventKind::IncidentLinked { incident, with_calls, by },
+                Effect::PossibleDuplicate(duplicate) => CallEventKind::PossibleDuplicate { duplicate },
+                Effect::Withdrawn { incident } => CallEventKind::DispatchWithdrawn { incident },
             };
             self.emit(now, kind);
         }
@@ -1367,7 +1425,7 @@ impl CallMachine {
                 }));
                 self.emit(now, CallEventKind::Whisper { text, by });
             }
-            Command::ConfirmDispatch { .. } | Command::DispatchNow { .. } | Command::RecallDispatch { .. } | Command::EditIncident { .. } | Command::AcknowledgeAlert { .. } | Command::MoveUnit { .. } => {
+            Command::ConfirmDispatch { .. } | Command::DispatchNow { .. } | Command::RecallDispatch { .. } | Command::EditIncident { .. } | Command::AcknowledgeAlert { .. } | Command::MoveUnit { .. } | Command::Link { .. } | Command::Unlink { .. } => {
                 if let Err(why) = self.supervise(cmd, now) {
                     tracing::info!(%why, "supervisor action refused");
                     return Err(why);

@@ -7,6 +7,8 @@ import type { DispatchedBy } from "./DispatchedBy";
 import type { FallbackRoute } from "./FallbackRoute";
 import type { HandOffAction } from "./HandOffAction";
 import type { Incident } from "./Incident";
+import type { IncidentId } from "./IncidentId";
+import type { Match } from "./Match";
 import type { Priority } from "./Priority";
 import type { Severity } from "./Severity";
 import type { Speaker } from "./Speaker";
@@ -210,7 +212,32 @@ alert: AlertKind,
 /**
  * How urgent.
  */
-severity: Severity, } | { "type": "dispatch_proposed", 
+severity: Severity, } | { "type": "incident_linked", 
+/**
+ * The incident's number (`I-<n>`).
+ */
+incident: IncidentId, 
+/**
+ * The other calls on it when linked (CallSids), in the order they joined; empty: the
+ * call's own.
+ */
+with_calls: Array<string>, 
+/**
+ * Who linked or unlinked it: a console user, or `policy`; none for a new call's own.
+ */
+by: string | null, } | { "type": "possible_duplicate", 
+/**
+ * The incident it may belong to.
+ */
+incident: IncidentId, 
+/**
+ * How its location matches the incident's.
+ */
+match: Match, } | { "type": "dispatch_withdrawn", 
+/**
+ * The incident whose dispatch covers it.
+ */
+incident: IncidentId, } | { "type": "dispatch_proposed", 
 /**
  * The priority as known.
  */

@@ -2,6 +2,7 @@
 import type { CallStatus } from "./CallStatus";
 import type { DispatchAudioRecord } from "./DispatchAudioRecord";
 import type { DispatchPhase } from "./DispatchPhase";
+import type { IncidentId } from "./IncidentId";
 import type { TakeoverRecord } from "./TakeoverRecord";
 import type { TranscriptLine } from "./TranscriptLine";
 import type { UnitRecord } from "./UnitRecord";
@@ -124,4 +125,9 @@ dispatch_audio_url: string | null,
 /**
  * Every time a supervisor took the call's voice over, in order (issue 17).
  */
-takeovers: Array<TakeoverRecord>, };
+takeovers: Array<TakeoverRecord>, 
+/**
+ * The incident the call is on (issue 18; `I-<n>` as a number): calls about one emergency
+ * share it. Each link and unlink is an `incident_linked` event on the timeline.
+ */
+incident: IncidentId | null, };
