@@ -266,6 +266,65 @@ try {
     const sid = (await api('POST', '/api/training/calls', { scenario: 'structure-fire' })).call_sid;
     await page.waitForSelector(`[data-call="${sid}"]`, { timeout: 2000 });
   });
+
+  await check('a surge of 60 calls in 8 incidents: the board grouped by incident, link and unlink by keyboard', async () => {
+    // The automatic policy links a caller who gives an incident's exact address on its own.
+    const settings = await api('GET', '/api/settings');
+    await api('PUT', '/api/settings', { ...settings, dispatch_policy: { mode: 'automatic' }, surge_calls_per_minute: 8 });
+    await page.keyboard.press('1');
+    const placed = await api('POST', '/api/training/surges', { surge: 'city-surge', calls: 60 });
+    assert(placed.calls.length === 60, `${placed.calls.length} calls placed`);
+    const sids = new Set(placed.calls.map((c) => c.call_sid));
+    await page.waitForSelector('[data-testid=surge-banner]', { timeout: 30000 });
+    // Every surge call grouped under one of its 8 incidents.
+    const grouping = async () => page.evaluate((ids) => {
+      const groups = [...document.querySelectorAll('[data-testid=incident]')].map((g) => ({ id: g.dataset.incident, calls: [...g.querySelectorAll('[data-call]')].map((c) => c.dataset.call).filter((c) => ids.includes(c)) })).filter((g) => g.calls.length);
+      return { groups, grouped: groups.reduce((n, g) => n + g.calls.length, 0) };
+    }, [...sids]);
+    // Every surge call is in one of 8 incidents (calls that ended are in the list's recent
+    // incidents), and the board shows the 8 incidents, each with its live surge calls.
+    const surgeIncidents = async () => (await api('GET', '/api/incidents')).filter((i) => i.calls.some((c) => sids.has(c)));
+    try {
+      await waitFor('60 calls in 8 incidents', async () => {
+        const list = await surgeIncidents();
+        const g = await grouping();
+        return list.length === 8 && list.reduce((n, i) => n + i.calls.filter((c) => sids.has(c)).length, 0) === 60 && g.groups.length === 8;
+      }, 90000);
+    } catch (e) {
+      console.log('incidents:', (await surgeIncidents()).map((i) => `I-${i.id} ${i.incident_type} ${i.location?.said} ${i.calls.length}`).join(' | '));
+      console.log('board:', JSON.stringify((await grouping()).groups.map((g) => [g.id, g.calls.length])));
+      throw e;
+    }
+    await page.screenshot({ path: join(out, 'surge.png') });
+    // Unlink a linked call by keyboard: select it, press u; it is its own incident again.
+    const { groups } = await grouping();
+    const g = groups[0];
+    const sid = g.calls[g.calls.length - 1];
+    await page.click(`[data-call="${sid}"]`);
+    await page.keyboard.press('u');
+    await page.waitForSelector('[data-testid=toasts] >> text=Unlinked');
+    const own = await waitFor('the unlinked call on its own', async () => {
+      const rec = await api('GET', `/api/calls/${sid}`);
+      return rec.incident !== Number(g.id) ? rec.incident : null;
+    }, 10000);
+    await page.waitForSelector(`[data-testid=incident][data-incident="${g.id}"]`);
+    // Link it back: i opens the picker; ↓ to the incident; Enter.
+    await page.click(`[data-call="${sid}"]`);
+    await page.keyboard.press('i');
+    await page.waitForSelector('[data-testid=link-picker]');
+    for (let n = 0; n < 20; n++) {
+      const chosen = await page.locator('[data-testid=link-picker] li.chosen').getAttribute('data-incident');
+      if (chosen === g.id) break;
+      await page.keyboard.press('ArrowDown');
+    }
+    await page.screenshot({ path: join(out, 'link-picker.png') });
+    await page.keyboard.press('Enter');
+    await page.waitForSelector(`[data-testid=toasts] >> text=Linked to I-${g.id}`);
+    await waitFor('linked back', async () => (await api('GET', `/api/calls/${sid}`)).incident === Number(g.id), 10000);
+    assert(own !== Number(g.id), 'unlinked first');
+    // ] moves to the next incident's first call.
+    await page.keyboard.press(']');
+  });
 } catch (e) {
   fail('set-up', e);
 } finally {

@@ -447,6 +447,20 @@ mod tests {
     }
 
     #[test]
+    fn the_surge_scenarios_report_places_that_link_exactly() {
+        // As the model fake reports them (crates/sim/scenarios): an address written two ways,
+        // and a junction given as a street and its cross street.
+        let place = |args: &str| crate::report::parse(args).0.location.unwrap();
+        let a = place(r#"{"location":"4521 Willow Creek Drive"}"#);
+        let b = place(r#"{"location":"4521 Willow Creek Dr"}"#);
+        assert_eq!(address::same_place(&a, &b), Match::Exact);
+        let j = place(r#"{"location":"Oak Avenue","cross_street":"5th Street"}"#);
+        assert_eq!(address::same_place(&j, &j.clone()), Match::Exact);
+        let school = place(r#"{"location":"across from Willow Creek Elementary School","landmark":"Willow Creek Elementary School"}"#);
+        assert_eq!(address::same_place(&school, &a), Match::None, "a landmark is linked by the supervisor");
+    }
+
+    #[test]
     fn types_are_compatible_within_a_discipline_and_across_the_usual_pairs() {
         assert!(compatible(Some("FSTRU"), Some("FUNK")));
         assert!(compatible(Some("MVAINJY"), Some("FVEH")));

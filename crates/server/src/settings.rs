@@ -41,6 +41,18 @@ pub struct Settings {
     /// back (`ai`, the default) or it goes to the human line (`human_line`).
     #[serde(default)]
     pub voice_lost: watchfloor_bridge::machine::VoiceLossAction,
+    /// New calls per minute above which the board shows a surge banner (issue 18; 1–1000,
+    /// default [`DEFAULT_SURGE_CALLS_PER_MINUTE`]).
+    #[serde(default = "default_surge")]
+    pub surge_calls_per_minute: u32,
+}
+
+/// The default surge rate: more than 8 new calls in a minute (DOMAIN.md: a mid-size PSAP has
+/// 3–5 live calls at peak and surges reach 10×, 797 calls in 15 minutes in Dallas).
+pub const DEFAULT_SURGE_CALLS_PER_MINUTE: u32 = 8;
+
+fn default_surge() -> u32 {
+    DEFAULT_SURGE_CALLS_PER_MINUTE
 }
 
 impl Settings {
@@ -54,6 +66,7 @@ impl Settings {
             units: c.units.clone(),
             human_line: c.human_line.clone(),
             voice_lost: c.voice_lost,
+            surge_calls_per_minute: DEFAULT_SURGE_CALLS_PER_MINUTE,
         }
     }
 
@@ -92,6 +105,9 @@ impl Settings {
             && let Err(e) = crate::api::valid_number(l) {
                 errors.push(format!("human_line: {e}"));
             }
+        if !(1..=1000).contains(&self.surge_calls_per_minute) {
+            errors.push("surge_calls_per_minute must be 1–1000".into());
+        }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 
@@ -118,6 +134,9 @@ impl Settings {
         }
         if self.voice_lost != old.voice_lost {
             v.push("voice_lost");
+        }
+        if self.surge_calls_per_minute != old.surge_calls_per_minute {
+            v.push("surge_calls_per_minute");
         }
         v
     }

@@ -32,6 +32,8 @@ class Actions {
   whisper(sid: string, text: string) { return this.run('Whisper sent', 'POST', `/api/calls/${sid}/whisper`, { text }); }
   edit(sid: string, fields: Record<string, unknown>) { return this.run('Incident corrected', 'PATCH', `/api/calls/${sid}/incident`, fields); }
   takeover(sid: string) { return this.run('Call taken over', 'POST', `/api/calls/${sid}/takeover`); }
+  link(sid: string, incident: number) { return this.run(`Linked to I-${incident}`, 'POST', `/api/calls/${sid}/link`, { incident }); }
+  unlink(sid: string) { return this.run('Unlinked: an incident of its own', 'POST', `/api/calls/${sid}/unlink`); }
   acknowledge(sid: string, alertId: number) { return this.run(`Alert ${alertId} acknowledged`, 'POST', `/api/calls/${sid}/alerts/${alertId}/ack`); }
 
   /** Acknowledges the oldest open alert of a call. */

@@ -13,17 +13,6 @@ export function priorityOf(c: LiveCall): Priority | null {
 
 const RANK: Record<Priority, number> = { P1: 1, P2: 2, P3: 3, P4: 4 };
 
-/** Board order: priority (P1 first, unknown last), then the oldest call first. */
-export function sortCalls(calls: LiveCall[]): LiveCall[] {
-  return [...calls].sort((a, b) => {
-    const pa = priorityOf(a), pb = priorityOf(b);
-    const ra = pa ? RANK[pa] : 9, rb = pb ? RANK[pb] : 9;
-    if (ra !== rb) return ra - rb;
-    if (a.started_at_ms !== b.started_at_ms) return a.started_at_ms - b.started_at_ms;
-    return a.call_sid < b.call_sid ? -1 : a.call_sid > b.call_sid ? 1 : 0;
-  });
-}
-
 /** mm:ss (or h:mm:ss) since `fromMs`. */
 export function elapsed(fromMs: number, nowMs: number): string {
   const s = Math.max(0, Math.floor((nowMs - fromMs) / 1000));
@@ -81,4 +70,75 @@ export function alertText(a: AlertKind): string {
 /** AI / KW / SUP: where a field came from. */
 export function sourceLabel(s: Source): string {
   return s.kind === 'model' ? 'AI' : s.kind === 'keywords' ? 'KW' : `SUP ${s.user}`;
+}
+
+/** An incident on the board (issue 18): its calls, and what they say together. */
+export interface IncidentGroup {
+  /** `I-<n>`'s number; null for a call the incident list has not numbered yet. */
+  id: number | null;
+  /** Stable key: the incident number, else the call. */
+  key: string;
+  /** Its calls, oldest first. */
+  calls: LiveCall[];
+  /** The best priority of its live calls. */
+  priority: Priority | null;
+  /** The first known incident type code. */
+  type: string | null;
+  /** The first call's location that names a street or landmark. */
+  location: string;
+  /** Units out on any of its calls (dispatched, en route, on scene), without repeats. */
+  units: string[];
+  /** The furthest dispatch phase of its calls. */
+  dispatch: 'none' | 'proposed' | 'dispatched' | 'recalled';
+  /** Whether every call has ended. */
+  ended: boolean;
+}
+
+const PHASE: Record<IncidentGroup['dispatch'], number> = { none: 0, recalled: 1, proposed: 2, dispatched: 3 };
+
+/** Groups calls by incident: priority first (P1 first, unknown last), then the oldest. */
+export function groupByIncident(calls: LiveCall[]): IncidentGroup[] {
+  const byKey = new Map<string, LiveCall[]>();
+  for (const c of calls) {
+    const key = c.incident_id !== null && c.incident_id !== undefined ? `I-${c.incident_id}` : c.call_sid;
+    const list = byKey.get(key);
+    if (list) list.push(c);
+    else byKey.set(key, [c]);
+  }
+  const groups: IncidentGroup[] = [];
+  for (const [key, list] of byKey) {
+    list.sort((a, b) => a.started_at_ms - b.started_at_ms || (a.call_sid < b.call_sid ? -1 : 1));
+    const live = list.filter((c) => !c.ended_reason);
+    const prios = (live.length ? live : list).map(priorityOf).filter((p): p is Priority => !!p);
+    const priority = prios.sort((a, b) => RANK[a] - RANK[b])[0] ?? null;
+    const units: string[] = [];
+    for (const c of list) for (const u of c.units) if (u.status !== 'available' && u.status !== 'cleared' && !units.includes(u.unit)) units.push(u.unit);
+    const dispatch = list.map((c) => c.dispatch.phase).reduce((a, b) => (PHASE[b] > PHASE[a] ? b : a), 'none' as IncidentGroup['dispatch']);
+    groups.push({
+      id: list[0].incident_id ?? null,
+      key,
+      calls: list,
+      priority,
+      type: list.map((c) => c.incident?.incident_type?.value).find((t) => !!t) ?? null,
+      location: list.map((c) => locationLine(c.incident?.location?.value)).find((l) => !!l) ?? '',
+      units,
+      dispatch,
+      ended: live.length === 0,
+    });
+  }
+  return groups.sort((a, b) => {
+    const ra = a.priority ? RANK[a.priority] : 9, rb = b.priority ? RANK[b.priority] : 9;
+    if (ra !== rb) return ra - rb;
+    return a.calls[0].started_at_ms - b.calls[0].started_at_ms || (a.key < b.key ? -1 : 1);
+  });
+}
+
+/** The board's order of calls: incident by incident, each incident's calls oldest first. */
+export function boardOrder(groups: IncidentGroup[]): LiveCall[] {
+  return groups.flatMap((g) => g.calls);
+}
+
+/** Calls that started within the last minute before `nowMs`. */
+export function callsInLastMinute(calls: LiveCall[], nowMs: number): number {
+  return calls.filter((c) => c.started_at_ms > nowMs - 60_000 && c.started_at_ms <= nowMs + 1000).length;
 }

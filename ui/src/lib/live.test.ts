@@ -3,7 +3,7 @@ import fixture from './fixtures/live-call.json';
 import { applyEvent, emptyCall, LIVE_TRANSCRIPT_LINES } from './live';
 import type { CallEvent } from './types/CallEvent';
 import type { LiveCall } from './types/LiveCall';
-import { sortCalls, priorityOf } from './board';
+import { groupByIncident as byIncident, priorityOf } from './board';
 import { speakerLabel } from './describe';
 
 const events = fixture.events as unknown as CallEvent[];
@@ -68,7 +68,29 @@ describe('the board order', () => {
       return c;
     };
     const calls = [mk('a', 5, 'P3'), mk('b', 1, null), mk('c', 9, 'P1'), mk('d', 2, 'P1'), mk('e', 3, 'P3')];
-    expect(sortCalls(calls).map((c) => c.call_sid)).toEqual(['d', 'c', 'e', 'a', 'b']);
+    expect(byIncident(calls).map((g) => g.calls[0].call_sid)).toEqual(['d', 'c', 'e', 'a', 'b']);
     expect(priorityOf(mk('x', 0, 'P2'))).toBe('P2');
+  });
+});
+
+import { groupByIncident } from './board';
+import { emptyCall as blank } from './live';
+
+describe('the board grouped by incident', () => {
+  const call = (sid: string, incident: number | null, started: number, prio: 'P1' | 'P2' | null, units: string[] = []) => {
+    const c = blank();
+    c.call_sid = sid;
+    c.incident_id = incident;
+    c.started_at_ms = started;
+    c.dispatch.priority = prio;
+    c.units = units.map((u) => ({ unit: u, status: 'dispatched' as const }));
+    return c;
+  };
+  it('puts the calls of one incident together, the incident ranked by its best priority', () => {
+    const groups = groupByIncident([call('CA3', 2, 30, 'P2'), call('CA1', 1, 10, 'P2', ['Engine 7']), call('CA2', 1, 20, 'P1'), call('CA4', null, 5, null)]);
+    expect(groups.map((g) => g.key)).toEqual(['I-1', 'I-2', 'CA4']);
+    expect(groups[0].calls.map((c) => c.call_sid)).toEqual(['CA1', 'CA2']);
+    expect(groups[0].priority).toBe('P1');
+    expect(groups[0].units).toEqual(['Engine 7']);
   });
 });

@@ -36,4 +36,9 @@ human_line: string | null,
  * What a call whose voice holder's console is lost does (issue 17): the agent takes it
  * back (`ai`, the default) or it goes to the human line (`human_line`).
  */
-voice_lost: VoiceLossAction, };
+voice_lost: VoiceLossAction, 
+/**
+ * New calls per minute above which the board shows a surge banner (issue 18; 1–1000,
+ * default [`DEFAULT_SURGE_CALLS_PER_MINUTE`]).
+ */
+surge_calls_per_minute: number, };
