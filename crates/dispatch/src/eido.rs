@@ -1,5 +1,6 @@
-//! NENA EIDO (NENA-STA-021) JSON for one call: the root `EmergencyIncidentDataObjectType` with
-//! agency, agent, call, incident, location and notes components (schema: `shared/eido/openapi.yaml`,
+//! NENA EIDO (NENA-STA-021) JSON for one call, or one incident of several calls (issue 18): the
+//! root `EmergencyIncidentDataObjectType` with agency, agent, call, incident, location and notes
+//! components (schema: `shared/eido/openapi.yaml`,
 //! copied to `tests/eido/openapi.yaml`).
 //!
 //! Every component carries the prologue (`$id`, `lastUpdateTimeStamp`, `updatedByAgencyReference`,
@@ -110,10 +111,22 @@ fn agent_id(agent: &Agent, agency: &str) -> String {
     }
 }
 
-/// The EIDO document of one call.
+/// The EIDO document of one call (its own incident).
 pub fn document(f: &CallFacts) -> Value {
-    let agency = f.agency_id.as_str();
-    let ai = agent_id(&Agent::Ai, agency);
+    incident_document(None, std::slice::from_ref(f))
+}
+
+/// The EIDO document of one incident and its calls (issue 18: calls linked as duplicates are
+/// one incident with several calls): one `incidentComponent`, a `callComponent` per call (each
+/// with its own notes, agents and location), every agent and note of every call. The incident
+/// takes its type from the first call (in `calls` order) that knows it, the highest priority
+/// of any call, and the first call's location that is known. `number`: the incident's number in
+/// this centre (`I-<n>`); none: the call's own (its id is the CallSid's). `calls` must not be
+/// empty (an empty slice gives an empty object).
+pub fn incident_document(number: Option<u64>, calls: &[CallFacts]) -> Value {
+    let Some(first) = calls.first() else { return json!({}) };
+    let agency = first.agency_id.as_str();
+    let key = number.map_or_else(|| first.call_sid.clone(), |n| format!("I-{n}"));
     let prologue = |id: String, at_ms: u64, by: &Agent| {
         json!({
             "$id": id,
@@ -128,75 +141,99 @@ pub fn document(f: &CallFacts) -> Value {
         }
         base
     };
-    let call_id = format!("urn:emergency:uid:callid:{}:{agency}", f.call_sid);
-    let incident_id = format!("urn:emergency:uid:incidentid:{}:{agency}", f.call_sid);
-    let location_id = format!("location-{}", f.call_sid);
-    let note_ids: Vec<String> = (0..f.notes.len()).map(|i| format!("note-{}-{i}", f.call_sid)).collect();
+    let incident_id = format!("urn:emergency:uid:incidentid:{key}:{agency}");
+    let started = calls.iter().map(|c| c.started_at_ms).min().unwrap_or(first.started_at_ms);
+    let updated = calls.iter().map(|c| c.updated_at_ms).max().unwrap_or(first.updated_at_ms);
+    // Agents: the AI call taker, then every supervisor of any call (first action, call-taker role).
+    let mut supervisors: Vec<(String, u64)> = Vec::new();
+    for (user, at) in calls.iter().flat_map(|c| c.supervisors.iter()) {
+        match supervisors.iter_mut().find(|(u, _)| u == user) {
+            Some((_, first_at)) => *first_at = (*first_at).min(*at),
+            None => supervisors.push((user.clone(), *at)),
+        }
+    }
     let mut agents = vec![merge(
-        prologue(ai.clone(), f.started_at_ms, &Agent::Ai),
+        prologue(agent_id(&Agent::Ai, agency), started, &Agent::Ai),
         json!({"agentRoleRegistryText": ["Call Taking"], "agentWorkstationPositionIdentification": "AI call taker", "agencyReference": reference(agency)}),
     )];
-    for (user, at) in &f.supervisors {
+    for (user, at) in &supervisors {
         let who = Agent::Supervisor(user.clone());
-        let roles: &[&str] = if f.call_takers.contains(user) { &["Supervisor", "Call Taking"] } else { &["Supervisor"] };
+        let call_taker = calls.iter().any(|c| c.call_takers.contains(user));
+        let roles: &[&str] = if call_taker { &["Supervisor", "Call Taking"] } else { &["Supervisor"] };
         agents.push(merge(prologue(agent_id(&who, agency), *at, &who), json!({"agentRoleRegistryText": roles, "agencyReference": reference(agency)})));
     }
-    let agent_refs: Vec<Value> = agents.iter().map(|a| reference(a["$id"].as_str().unwrap_or_default())).collect();
-    let note_refs: Vec<Value> = note_ids.iter().map(|n| reference(n)).collect();
-    let mut call = merge(
-        prologue(call_id, f.updated_at_ms, &Agent::Ai),
-        json!({
-            "callStateRegistryText": if f.ended { "callEnd" } else { "callAnswered" },
-            "standardPrimaryCallType": "emergency",
-            "direction": "incoming",
-            "callStartTimestamp": timestamp(f.started_at_ms),
-            "agentReference": agent_refs,
-            "notesReference": note_refs,
-        }),
-    );
-    if let Some(a) = f.answered_at_ms {
-        call["answerDate"] = json!(timestamp(a));
+    let mut notes = Vec::new();
+    let mut locations = Vec::new();
+    let mut call_components = Vec::new();
+    for f in calls {
+        let note_ids: Vec<String> = (0..f.notes.len()).map(|i| format!("note-{}-{i}", f.call_sid)).collect();
+        for (n, id) in f.notes.iter().zip(&note_ids) {
+            notes.push(merge(
+                prologue(id.clone(), n.at_ms, &n.by),
+                json!({"agentReference": reference(&agent_id(&n.by, agency)), "notesActionComments": format!("<p>{}</p>", quick_xml::escape::escape(n.text.as_str()))}),
+            ));
+        }
+        let mut agent_refs = vec![reference(&agent_id(&Agent::Ai, agency))];
+        agent_refs.extend(f.supervisors.iter().map(|(u, _)| reference(&agent_id(&Agent::Supervisor(u.clone()), agency))));
+        let mut call = merge(
+            prologue(format!("urn:emergency:uid:callid:{}:{agency}", f.call_sid), f.updated_at_ms, &Agent::Ai),
+            json!({
+                "callStateRegistryText": if f.ended { "callEnd" } else { "callAnswered" },
+                "standardPrimaryCallType": "emergency",
+                "direction": "incoming",
+                "callStartTimestamp": timestamp(f.started_at_ms),
+                "agentReference": agent_refs,
+                "notesReference": note_ids.iter().map(|n| reference(n)).collect::<Vec<_>>(),
+            }),
+        );
+        if let Some(a) = f.answered_at_ms {
+            call["answerDate"] = json!(timestamp(a));
+        }
+        if let Some(loc) = &f.location {
+            let location_id = format!("location-{}", f.call_sid);
+            locations.push(merge(
+                prologue(location_id.clone(), loc.set_at_ms, &loc.set_by),
+                json!({"locationTypeDescriptionRegistryText": "Incident", "locationDescriptionText": loc.text}),
+            ));
+            call["locationReference"] = json!([reference(&location_id)]);
+        }
+        call_components.push(call);
     }
+    let note_refs: Vec<Value> = notes.iter().map(|n| reference(n["$id"].as_str().unwrap_or_default())).collect();
     let mut doc = merge(
-        prologue(incident_id.clone(), f.updated_at_ms, &Agent::Ai),
+        prologue(incident_id, updated, &Agent::Ai),
         json!({
             "eidoVersion": "1.0",
-            "issuingElementIdentification": f.issuing_element,
+            "issuingElementIdentification": first.issuing_element,
             "agencyComponent": [merge(
-                prologue(agency.to_string(), f.started_at_ms, &Agent::Ai),
+                prologue(agency.to_string(), started, &Agent::Ai),
                 json!({"agencyRoleDescriptionRegistryText": ["CallReceiving"], "agencyType": ["psap"], "incidentOwningAgencyIndicator": true}),
             )],
             "agentComponent": agents,
-            "notesComponent": f.notes.iter().zip(&note_ids).map(|(n, id)| merge(
-                prologue(id.clone(), n.at_ms, &n.by),
-                json!({"agentReference": reference(&agent_id(&n.by, agency)), "notesActionComments": format!("<p>{}</p>", quick_xml::escape::escape(n.text.as_str()))}),
-            )).collect::<Vec<_>>(),
+            "notesComponent": notes,
         }),
     );
-    if let Some(loc) = &f.location {
-        doc["locationComponent"] = json!([merge(
-            prologue(location_id.clone(), loc.set_at_ms, &loc.set_by),
-            json!({"locationTypeDescriptionRegistryText": "Incident", "locationDescriptionText": loc.text}),
-        )]);
-        call["locationReference"] = json!([reference(&location_id)]);
+    let location_ref = locations.first().map(|l| reference(l["$id"].as_str().unwrap_or_default()));
+    if !locations.is_empty() {
+        doc["locationComponent"] = json!(locations);
     }
-    if let Some(inc) = &f.incident {
+    if let Some(inc) = calls.iter().find_map(|c| c.incident.as_ref()) {
         let mut i = merge(
-            prologue(format!("incident-{}", f.call_sid), inc.set_at_ms, &inc.set_by),
-            json!({"incidentTypeCommonRegistryText": inc.type_code, "agentReference": agent_refs_for(&doc), "notesReference": note_ids.iter().map(|n| reference(n)).collect::<Vec<_>>()}),
+            prologue(format!("incident-{key}"), inc.set_at_ms, &inc.set_by),
+            json!({"incidentTypeCommonRegistryText": inc.type_code, "agentReference": agent_refs_for(&doc), "notesReference": note_refs}),
         );
         if let Some(t) = &inc.type_text {
             i["incidentTypeInternalText"] = json!(t);
         }
-        if let Some(p) = inc.priority_number {
+        if let Some(p) = calls.iter().filter_map(|c| c.incident.as_ref()?.priority_number).max() {
             i["incidentCommonPriorityNumber"] = json!(p.min(10));
         }
-        if f.location.is_some() {
-            i["locationReference"] = json!([reference(&location_id)]);
+        if let Some(r) = &location_ref {
+            i["locationReference"] = json!([r]);
         }
         doc["incidentComponent"] = i;
     }
-    doc["callComponent"] = json!([call]);
+    doc["callComponent"] = json!(call_components);
     doc
 }
 

@@ -7,7 +7,7 @@ mod eido_schema;
 
 use eido_schema::{errors, validator};
 use serde_json::Value;
-use watchfloor_dispatch::eido::{Agent, CallFacts, IncidentFacts, LocationFacts, Note, document, timestamp};
+use watchfloor_dispatch::eido::{Agent, CallFacts, IncidentFacts, LocationFacts, Note, document, incident_document, timestamp};
 
 fn facts() -> CallFacts {
     CallFacts {
@@ -63,6 +63,42 @@ fn a_full_call_validates_and_says_who_set_what() {
     for r in refs {
         assert!(ids.contains(&r), "dangling reference {r}");
     }
+}
+
+#[test]
+fn an_incident_of_several_calls_is_one_incident_with_each_call_and_validates() {
+    let v = validator();
+    let first = facts();
+    let mut second = facts();
+    second.call_sid = "CAfedcba9876543210fedcba9876543210".into();
+    second.caller_number = "+15550100202".into();
+    second.started_at_ms += 20_000;
+    second.incident.as_mut().unwrap().priority_number = Some(10);
+    second.supervisors = vec![("asmith".into(), 1_763_733_880_000)];
+    second.call_takers = vec!["asmith".into()];
+    second.notes = vec![Note { at_ms: 1_763_733_881_000, by: Agent::Supervisor("asmith".into()), text: "Linked to incident I-7".into() }];
+    let doc = incident_document(Some(7), &[first.clone(), second.clone()]);
+    assert!(errors(&v, &doc).is_empty(), "{:#?}\n{doc:#}", errors(&v, &doc));
+    assert_eq!(doc["$id"], "urn:emergency:uid:incidentid:I-7:psap.example.org");
+    let calls = doc["callComponent"].as_array().unwrap();
+    assert_eq!(calls.len(), 2, "one call component per call");
+    assert!(calls[1]["$id"].as_str().unwrap().contains(&second.call_sid));
+    assert_eq!(doc["incidentComponent"]["incidentCommonPriorityNumber"], 10, "the incident's priority is its highest");
+    assert_eq!(doc["notesComponent"].as_array().unwrap().len(), 3, "every call's notes");
+    let agents: Vec<&str> = doc["agentComponent"].as_array().unwrap().iter().map(|a| a["$id"].as_str().unwrap()).collect();
+    assert_eq!(agents, ["ai-calltaker@psap.example.org", "jdoe@psap.example.org", "asmith@psap.example.org"]);
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    let ids: Vec<String> = ["agencyComponent", "agentComponent", "notesComponent", "locationComponent", "callComponent"]
+        .iter()
+        .flat_map(|c| doc[c].as_array().unwrap().iter().map(|x| x["$id"].as_str().unwrap().to_string()))
+        .chain([doc["incidentComponent"]["$id"].as_str().unwrap().to_string()])
+        .collect();
+    for r in refs {
+        assert!(ids.contains(&r), "dangling reference {r}");
+    }
+    // One call alone is the same document as before.
+    assert_eq!(incident_document(None, std::slice::from_ref(&first)), document(&first));
 }
 
 fn collect_refs(v: &Value, out: &mut Vec<String>) {

@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/incidents", get(list))
         .route("/api/incidents/{id}", get(one))
+        .route("/api/incidents/{id}/eido", get(eido))
         .route("/api/calls/{id}/link", post(link))
         .route("/api/calls/{id}/unlink", post(unlink))
 }
@@ -122,6 +123,18 @@ async fn one(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<
     let id = IncidentId(id);
     let e = book.get(id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("incident {id} is not known")))?;
     Ok(Json(view(&book, id, e, &state.calls.live_calls(), unix_ms())))
+}
+
+/// `GET /api/incidents/{id}/eido`: the NENA EIDO of a live or recent incident, one incident
+/// with each of its calls; 404 when the list no longer has it (a call's own EIDO,
+/// `/api/calls/{CallSid}/eido`, still gives it).
+async fn eido(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<u64>) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = IncidentId(id);
+    let r = match state.incidents.snapshot().get(id) {
+        Some(e) => crate::review::incident_eido(&state, id, &e.calls).map(Json),
+        None => Err(ApiError(StatusCode::NOT_FOUND, format!("incident {id} is not known"))),
+    };
+    crate::audit::audited_read(&state, &user, "incident.eido", &id.to_string(), r).await
 }
 
 #[derive(Deserialize)]

@@ -192,9 +192,34 @@ async fn eido(State(state): State<AppState>, Extension(user): Extension<User>, P
     let r = (|| {
         let rec = record_or_404(&state, &id)?;
         let events = state.store.events(&id).map_err(internal)?;
-        Ok(Json(watchfloor_dispatch::eido::document(&eido_facts(&state, &rec, &events))))
+        // A call linked with others is one incident with several calls (issue 18): the calls
+        // the incident list has for it, else those its last link named.
+        let Some(number) = rec.incident else {
+            return Ok(Json(watchfloor_dispatch::eido::document(&eido_facts(&state, &rec, &events))));
+        };
+        let mut sids: Vec<String> = match state.incidents.snapshot().get(number) {
+            Some(e) => e.calls.clone(),
+            None => events.iter().rev().find_map(|e| match &e.kind { CallEventKind::IncidentLinked { with_calls, .. } => Some(with_calls.clone()), _ => None }).unwrap_or_default(),
+        };
+        if !sids.contains(&id) {
+            sids.insert(0, id.clone());
+        }
+        Ok(Json(incident_eido(&state, number, &sids)?))
     })();
     audited_read(&state, &user, "call.eido", &id, r).await
+}
+
+/// The EIDO of incident `number` with calls `sids` (in the order they joined; records missing
+/// from the store are left out).
+pub(crate) fn incident_eido(state: &AppState, number: watchfloor_dispatch::linking::IncidentId, sids: &[String]) -> Result<serde_json::Value, ApiError> {
+    let mut facts = Vec::new();
+    for sid in sids {
+        if let Some(rec) = state.store.get_call(sid).map_err(internal)? {
+            let events = state.store.events(sid).map_err(internal)?;
+            facts.push(eido_facts(state, &rec, &events));
+        }
+    }
+    Ok(watchfloor_dispatch::eido::incident_document(Some(number.0), &facts))
 }
 
 /// What the EIDO of a call is built from: its record and, for who did what, its events.
@@ -211,6 +236,17 @@ fn eido_facts(state: &AppState, rec: &watchfloor_store::CallRecord, events: &[wa
     let mut supervisors: Vec<(String, u64)> = Vec::new();
     let mut call_takers: Vec<String> = Vec::new();
     for ev in events {
+        if let CallEventKind::IncidentLinked { incident, with_calls, by: Some(by) } = &ev.kind {
+            // A link is the supervisor's, or the automatic policy's (the AI's).
+            let text = if with_calls.is_empty() { format!("Made its own incident {incident}") } else { format!("Linked to incident {incident} with {}", with_calls.join(", ")) };
+            let who = if by == "policy" { Agent::Ai } else { Agent::Supervisor(by.clone()) };
+            if let Agent::Supervisor(u) = &who
+                && !supervisors.iter().any(|(s, _)| s == u) {
+                    supervisors.push((u.clone(), ev.at_ms));
+                }
+            notes.push(Note { at_ms: ev.at_ms, by: who, text });
+            continue;
+        }
         let (by, text) = match &ev.kind {
             CallEventKind::ModeChanged { mode: watchfloor_bridge::CallMode::Takeover, by } => {
                 if !call_takers.contains(by) {

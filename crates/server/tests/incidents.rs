@@ -243,6 +243,15 @@ async fn five_callers_about_one_fire_make_one_incident_with_one_dispatch_and_an_
     let rec: Value = client().get(format!("{base}/api/calls/{driver}")).send().await.unwrap().json().await.unwrap();
     assert_eq!(rec["incident"], fire["id"]);
 
+    // EIDO: one incident with the five calls, from the incident or any of its calls; the
+    // supervisor's link is a note by them.
+    let eido: Value = client().get(format!("{base}/api/incidents/{}/eido", fire_id.0)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(eido["callComponent"].as_array().unwrap().len(), 5, "{eido:#}");
+    assert!(eido["$id"].as_str().unwrap().starts_with(&format!("urn:emergency:uid:incidentid:{fire_id}:")), "{}", eido["$id"]);
+    let by_call: Value = client().get(format!("{base}/api/calls/{landmark}/eido")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(by_call["$id"], eido["$id"]);
+    assert!(by_call["notesComponent"].as_array().unwrap().iter().any(|n| n["notesActionComments"].as_str().unwrap().contains(&format!("Linked to incident {fire_id}"))), "{by_call:#}");
+
     // The agent on a linked call was told the incident is known and the units are on the way.
     let told = |caller_number: &str| {
         rig.model.sessions().iter().filter(|s| s.caller_number.as_deref() == Some(caller_number)).flat_map(|s| s.system_messages.clone()).collect::<Vec<String>>()
