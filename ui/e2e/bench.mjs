@@ -3,7 +3,7 @@
 // thread's long tasks (PerformanceObserver 'longtask', > 50 ms), frame times (requestAnimationFrame
 // intervals) and each event's delay from the server's clock to the frame that shows it.
 //
-//   WATCHFLOOR_BIN=target/release/watchfloor node ui/e2e/bench.mjs [calls] [seconds]
+//   WATCHFLOOR_BIN=target/release/watchfloor [BENCH_GROUPED=1] node ui/e2e/bench.mjs [calls] [seconds]
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -51,9 +51,18 @@ await page.fill('[data-testid=token]', TOKEN);
 await page.keyboard.press('Enter');
 await page.waitForSelector('[data-testid=board-empty]');
 
+// BENCH_GROUPED=1: the calls are the city surge's eight emergencies over and over under the
+// automatic policy, so the board shows them grouped, ~CALLS/8 calls under each incident.
+const GROUPED = !!process.env.BENCH_GROUPED;
+let cycle = [];
+if (GROUPED) {
+  const s = await api('GET', '/api/settings');
+  await api('PUT', '/api/settings', { ...s, dispatch_policy: { mode: 'automatic' } });
+  cycle = ['willow-fire-resident', 'harbor-cardiac', 'structure-fire', 'cardiac-arrest', 'junction-crash', 'gas-leak', 'hallway-smoke', 'burglary-in-progress'];
+}
 // Ramp up: ten calls a second.
 for (let i = 0; i < CALLS; i++) {
-  await api('POST', '/api/training/calls', {});
+  await api('POST', '/api/training/calls', GROUPED ? { scenario: cycle[i % cycle.length] } : {});
   if (i % 10 === 9) await sleep(1000);
 }
 await page.waitForFunction((n) => document.querySelectorAll('[data-testid=call-card]').length >= n, CALLS * 0.9, { timeout: 30000 });
@@ -64,6 +73,7 @@ await sleep(MEASURE_S * 1000);
 const live1 = (await api('GET', '/api/calls/active')).calls.length;
 const b = await page.evaluate(() => window.__wfBench);
 const cards = await page.locator('[data-testid=call-card]').count();
+const incidents = await page.locator('[data-testid=incident]').count();
 // Listen-in under the same load: each caller frame's arrival in the console against when the
 // caller sent it (stream start on the server's clock + the frame's stream position).
 await page.keyboard.press('l');
@@ -84,7 +94,7 @@ rmSync(dir, { recursive: true, force: true });
 
 const pct = (xs, p) => { const s = [...xs].sort((a, c) => a - c); return s.length ? s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] : NaN; };
 const r = {
-  calls_placed: CALLS, live_at_start: live0, live_at_end: live1, cards_on_board: cards, window_s: MEASURE_S,
+  calls_placed: CALLS, grouped: GROUPED, live_at_start: live0, live_at_end: live1, cards_on_board: cards, incidents_on_board: incidents, window_s: MEASURE_S,
   events: b.latencies.length,
   event_to_screen_ms: { p50: pct(b.latencies, 50), p95: pct(b.latencies, 95), p99: pct(b.latencies, 99), max: Math.max(...b.latencies) },
   frames: b.frames.length,
