@@ -96,8 +96,18 @@ export interface IncidentGroup {
 
 const PHASE: Record<IncidentGroup['dispatch'], number> = { none: 0, recalled: 1, proposed: 2, dispatched: 3 };
 
-/** Groups calls by incident: priority first (P1 first, unknown last), then the oldest. */
-export function groupByIncident(calls: LiveCall[]): IncidentGroup[] {
+function sameGroup(a: IncidentGroup, b: IncidentGroup): boolean {
+  return a.id === b.id && a.priority === b.priority && a.type === b.type && a.location === b.location && a.dispatch === b.dispatch && a.ended === b.ended
+    && a.calls.length === b.calls.length && a.calls.every((c, i) => c === b.calls[i])
+    && a.units.length === b.units.length && a.units.every((u, i) => u === b.units[i]);
+}
+
+/**
+ * Groups calls by incident: priority first (P1 first, unknown last), then the oldest. With
+ * `cache` (kept by the caller between calls), a group that has not changed is the same object
+ * as before, so the board re-renders only the incidents that changed.
+ */
+export function groupByIncident(calls: LiveCall[], cache?: Map<string, IncidentGroup>): IncidentGroup[] {
   const byKey = new Map<string, LiveCall[]>();
   for (const c of calls) {
     const key = c.incident_id !== null && c.incident_id !== undefined ? `I-${c.incident_id}` : c.call_sid;
@@ -106,6 +116,12 @@ export function groupByIncident(calls: LiveCall[]): IncidentGroup[] {
     else byKey.set(key, [c]);
   }
   const groups: IncidentGroup[] = [];
+  const keep = (g: IncidentGroup) => {
+    const prev = cache?.get(g.key);
+    const out = prev && sameGroup(prev, g) ? prev : g;
+    cache?.set(g.key, out);
+    groups.push(out);
+  };
   for (const [key, list] of byKey) {
     list.sort((a, b) => a.started_at_ms - b.started_at_ms || (a.call_sid < b.call_sid ? -1 : 1));
     const live = list.filter((c) => !c.ended_reason);
@@ -114,7 +130,7 @@ export function groupByIncident(calls: LiveCall[]): IncidentGroup[] {
     const units: string[] = [];
     for (const c of list) for (const u of c.units) if (u.status !== 'available' && u.status !== 'cleared' && !units.includes(u.unit)) units.push(u.unit);
     const dispatch = list.map((c) => c.dispatch.phase).reduce((a, b) => (PHASE[b] > PHASE[a] ? b : a), 'none' as IncidentGroup['dispatch']);
-    groups.push({
+    keep({
       id: list[0].incident_id ?? null,
       key,
       calls: list,
@@ -126,6 +142,7 @@ export function groupByIncident(calls: LiveCall[]): IncidentGroup[] {
       ended: live.length === 0,
     });
   }
+  if (cache) for (const k of [...cache.keys()]) if (!byKey.has(k)) cache.delete(k);
   return groups.sort((a, b) => {
     const ra = a.priority ? RANK[a.priority] : 9, rb = b.priority ? RANK[b.priority] : 9;
     if (ra !== rb) return ra - rb;
