@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 use watchfloor_call::{CallEvent, CallEventKind};
-use watchfloor_dispatch::linking::{Duplicate, IncidentBook, IncidentId, LinkRefused, LinkRules};
+use watchfloor_dispatch::linking::{Duplicate, IncidentBook, IncidentId, IncidentView, LinkRefused, LinkRules};
 
 /// The incident list shared by every call and the API (cheap to clone: one channel).
 #[derive(Clone, Debug)]
@@ -36,6 +36,11 @@ impl SharedIncidents {
     /// The list now.
     pub fn snapshot(&self) -> Arc<IncidentBook> {
         self.tx.borrow().clone()
+    }
+
+    /// A call's view of its incident ([`IncidentBook::view_of`]), read under the channel's lock.
+    pub fn view_of(&self, call_sid: &str) -> IncidentView {
+        self.tx.borrow().view_of(call_sid)
     }
 
     /// A receiver of every new list.

@@ -436,8 +436,9 @@ pub async fn run_call(
                 machine.handle_input(Input::RosterChanged(roster), Instant::now());
             }
             Ok(()) = incidents_rx.changed() => {
-                let book = incidents_rx.borrow_and_update().clone();
-                machine.handle_input(Input::IncidentsChanged(book), Instant::now());
+                // The call's own view, read under the channel's lock: no task holds the list.
+                let view = incidents_rx.borrow_and_update().view_of(&setup.call_sid);
+                machine.handle_input(Input::IncidentsChanged(view), Instant::now());
             }
             _ = &mut timeout, if armed.is_some() => {
                 armed = None;
@@ -497,7 +498,7 @@ pub async fn run_call(
                         let opened = setup.incidents.observe(&ev);
                         hub.publish(ev);
                         if opened {
-                            machine.handle_input(Input::IncidentsChanged(setup.incidents.snapshot()), Instant::now());
+                            machine.handle_input(Input::IncidentsChanged(setup.incidents.view_of(&setup.call_sid)), Instant::now());
                         }
                     }
                     Output::Audio(frame) => hub.publish_audio(frame),
@@ -545,7 +546,7 @@ pub async fn run_call(
                         if let (IncidentAnswer::Linked(Err(e)) | IncidentAnswer::Unlinked(Err(e)), Some((_, result @ Ok(())))) = (&answer, pending_ack.as_mut()) {
                             *result = Err(crate::machine::Refusal::Link(e.clone()));
                         }
-                        machine.handle_input(Input::Incidents(answer, setup.incidents.snapshot()), Instant::now());
+                        machine.handle_input(Input::Incidents(answer, setup.incidents.view_of(sid)), Instant::now());
                     }
                     Output::ResetVoice => jitter = crate::jitter::Jitter::new(),
                     Output::FlushBacklog => {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use crate::alerts::{self, AlertKind};
 use crate::extract;
 use crate::incident::{Facts, Incident, Source};
-use crate::linking::{Duplicate, IncidentBook, IncidentId, LinkRefused};
+use crate::linking::{Duplicate, IncidentId, IncidentView, LinkRefused};
 use crate::policy::{DEFAULT_HOLD_MS, Decision, DispatchState, Dispatcher, DispatchedBy, Policy, Refused};
 use crate::radio;
 use crate::report;
@@ -283,8 +283,9 @@ pub struct CallDispatch {
     awaiting: VecDeque<Step>,
     /// The policy configured for the call; a linked call's further units wait for a supervisor.
     own_policy: Policy,
-    /// The incident list as last seen (none: no list; every call is its own incident).
-    book: Option<Arc<IncidentBook>>,
+    /// The call's view of the incident list as last seen (none: no list; every call is its
+    /// own incident).
+    book: Option<IncidentView>,
     /// The call's incident as last recorded (`Effect::Linked`).
     on_incident: Option<IncidentId>,
     /// The other calls on its incident, in the order they joined.
@@ -358,12 +359,13 @@ impl CallDispatch {
         self.refresh_incident(at_ms);
     }
 
-    /// The incident list as its owner last published it: the call's incident, the calls it
-    /// shares it with and what they have sent or proposed (dispatch once, issue 18). A change
+    /// The call's view of the incident list as its owner last published it
+    /// ([`IncidentBook::view_of`](crate::linking::IncidentBook::view_of)): the call's incident,
+    /// the calls it shares it with and what they have sent or proposed (dispatch once, issue 18). A change
     /// is recorded (`Effect::Linked`), told to the agent, and the standing proposal shrinks to
     /// what the incident still lacks (withdrawn when nothing), or is made again after an unlink.
-    pub fn set_incidents(&mut self, book: Arc<IncidentBook>, at_ms: u64) {
-        self.book = Some(book);
+    pub fn set_incidents(&mut self, view: IncidentView, at_ms: u64) {
+        self.book = Some(view);
         self.refresh_incident(at_ms);
     }
 
@@ -389,10 +391,10 @@ impl CallDispatch {
         !self.awaiting_incidents.is_empty()
     }
 
-    /// The incident list owner's answer to the oldest request not yet answered, with the list
-    /// as it now stands. An answer nothing waits for is ignored.
-    pub fn on_incidents(&mut self, answer: IncidentAnswer, book: Arc<IncidentBook>, at_ms: u64) {
-        self.book = Some(book);
+    /// The incident list owner's answer to the oldest request not yet answered, with the call's
+    /// view of the list as it now stands. An answer nothing waits for is ignored.
+    pub fn on_incidents(&mut self, answer: IncidentAnswer, view: IncidentView, at_ms: u64) {
+        self.book = Some(view);
         let Some(step) = self.awaiting_incidents.pop_front() else { return };
         match (step, answer) {
             (IncidentStep::Check, IncidentAnswer::Checked(found)) => {
@@ -796,9 +798,10 @@ impl CallDispatch {
     /// Reads the call's incident from the list and the roster: records a new link, tells the
     /// agent what the incident already has, and adjusts the standing proposal.
     fn refresh_incident(&mut self, at_ms: u64) {
-        let Some(book) = self.book.clone() else { return };
-        let own = book.incident_of(&self.call_sid);
-        let others: Vec<String> = book.others(&self.call_sid).into_iter().map(str::to_string).collect();
+        let Some(view) = &self.book else { return };
+        let own = view.incident;
+        let others = view.others.clone();
+        let proposed_before = view.proposed_before.clone();
         let mut out: Vec<String> = Vec::new();
         if let Some(roster) = &self.roster {
             for c in &others {
@@ -806,7 +809,7 @@ impl CallDispatch {
             }
         }
         let mut covered = out.clone();
-        for u in book.proposed_before(&self.call_sid) {
+        for u in proposed_before {
             if !covered.contains(&u) {
                 covered.push(u);
             }

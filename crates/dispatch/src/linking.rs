@@ -79,6 +79,21 @@ impl Duplicate {
     }
 }
 
+/// What one call's dispatch needs of the incident list (dispatch once): its incident, the
+/// calls it shares it with, and what the earlier of them have proposed. A call holds this, not
+/// the list: a snapshot of the whole list held by every call would make each change copy it
+/// (`Arc::make_mut`) and keep one copy per call.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IncidentView {
+    /// The call's incident.
+    pub incident: Option<IncidentId>,
+    /// The other calls on it (CallSids), in the order they joined.
+    pub others: Vec<String>,
+    /// Units proposed (not yet sent) by the calls that joined before this one
+    /// ([`IncidentBook::proposed_before`]).
+    pub proposed_before: Vec<String>,
+}
+
 /// Why a link or unlink was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LinkRefused {
@@ -267,6 +282,15 @@ impl IncidentBook {
             .and_then(|id| self.incidents.get(id))
             .map(|e| e.calls.iter().map(String::as_str).filter(|c| *c != call_sid).collect())
             .unwrap_or_default()
+    }
+
+    /// A call's view of its incident ([`IncidentView`]).
+    pub fn view_of(&self, call_sid: &str) -> IncidentView {
+        IncidentView {
+            incident: self.incident_of(call_sid),
+            others: self.others(call_sid).into_iter().map(str::to_string).collect(),
+            proposed_before: self.proposed_before(call_sid),
+        }
     }
 
     /// Sets (`Some`) or clears (`None`) a call's standing dispatch proposal. Returns whether a

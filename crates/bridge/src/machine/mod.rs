@@ -43,7 +43,7 @@ use bytes::Bytes;
 
 use watchfloor_dispatch::alerts::AlertKind;
 use watchfloor_dispatch::call::{ActionRefused, CallDispatch, Effect, IncidentAnswer, IncidentRequest, RosterAnswer, RosterRequest};
-use watchfloor_dispatch::linking::{IncidentBook, IncidentId, LinkRefused};
+use watchfloor_dispatch::linking::{IncidentId, IncidentView, LinkRefused};
 use watchfloor_dispatch::incident::Incident;
 use watchfloor_dispatch::policy::Policy;
 use watchfloor_dispatch::report;
@@ -143,11 +143,12 @@ pub enum Input<'a> {
     RosterChanged(Arc<Roster>),
     /// The incident list changed in a way that may matter to this call (a link, an unlink, a
     /// proposal on a call sharing an incident), or the call's own incident was opened: the
-    /// call's incident, what its other calls have sent or proposed (dispatch once, issue 18).
-    IncidentsChanged(Arc<IncidentBook>),
+    /// call's view of it ([`IncidentView`]: its incident, its other calls, what the earlier of
+    /// them proposed; dispatch once, issue 18).
+    IncidentsChanged(IncidentView),
     /// The incident list owner's answer to the oldest [`Output::Incidents`] not yet answered,
-    /// with the list as it now stands.
-    Incidents(IncidentAnswer, Arc<IncidentBook>),
+    /// with the call's view of the list as it now stands.
+    Incidents(IncidentAnswer, IncidentView),
     /// [`Output::HandOff`] was carried out: `Err` with Twilio REST's error (secrets left out).
     HandOffDone(Result<(), String>),
     /// The deadline given by [`CallMachine::poll_timeout`] has passed: dispatch hold window,

@@ -1,4 +1,5 @@
 use super::*;
+use crate::linking::IncidentBook;
 use crate::types::UnitType;
 
 const SID: &str = "CA01";
@@ -197,7 +198,7 @@ impl Centre {
             c.book.open(sid, T);
             let mut d = CallDispatch::new(sid, policy);
             d.set_roster(Arc::new(c.roster.clone()), T);
-            d.set_incidents(Arc::new(c.book.clone()), T);
+            d.set_incidents(c.book.view_of(sid), T);
             c.calls.push((sid.to_string(), d));
         }
         c.settle();
@@ -242,7 +243,7 @@ impl Centre {
                                 IncidentRequest::Link { incident } => IncidentAnswer::Linked(self.book.link(&sid, *incident, T)),
                                 IncidentRequest::Unlink => IncidentAnswer::Unlinked(self.book.unlink(&sid, T)),
                             };
-                            d.on_incidents(answer, Arc::new(self.book.clone()), T);
+                            d.on_incidents(answer, self.book.view_of(&sid), T);
                         }
                         _ => {}
                     }
@@ -253,10 +254,10 @@ impl Centre {
                 break;
             }
             // Every call sees the new list and roster.
-            let (book, roster) = (Arc::new(self.book.clone()), Arc::new(self.roster.clone()));
-            for (_, d) in &mut self.calls {
+            let roster = Arc::new(self.roster.clone());
+            for (sid, d) in &mut self.calls {
                 d.set_roster(roster.clone(), T);
-                d.set_incidents(book.clone(), T);
+                d.set_incidents(self.book.view_of(sid), T);
             }
         }
     }
