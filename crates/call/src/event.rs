@@ -389,6 +389,14 @@ pub enum CallEventKind {
         #[serde(flatten)]
         duplicate: watchfloor_dispatch::linking::Duplicate,
     },
+    /// A supervisor kept the call apart from its possible duplicate: that incident is not
+    /// suggested (nor linked automatically) for it again.
+    KeptApart {
+        /// The incident it is not part of.
+        incident: watchfloor_dispatch::linking::IncidentId,
+        /// The console user.
+        by: String,
+    },
     /// The call's standing proposal was withdrawn: its incident's other calls already have (or
     /// propose) every unit it would send (dispatch once, issue 18).
     DispatchWithdrawn {

@@ -248,6 +248,7 @@ impl CallFold {
                 self.possible_duplicate = None;
             }
             CallEventKind::PossibleDuplicate { duplicate } => self.possible_duplicate = Some(*duplicate),
+            CallEventKind::KeptApart { .. } => self.possible_duplicate = None,
             CallEventKind::DispatchWithdrawn { .. } => {
                 let d = &mut self.dispatch;
                 d.phase = DispatchPhase::None;

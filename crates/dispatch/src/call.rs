@@ -43,6 +43,9 @@ pub enum ActionRefused {
     /// No alert with this number on the call.
     #[error("no alert {0} on this call")]
     NoSuchAlert(u32),
+    /// Nothing to keep the call apart from: no possible duplicate stands (issue 18).
+    #[error("the call has no possible duplicate to keep apart from")]
+    NoPossibleDuplicate,
     /// The alert was acknowledged before.
     #[error("alert {0} is already acknowledged")]
     AlertAlreadyAcknowledged(u32),
@@ -238,6 +241,13 @@ pub enum Effect {
     /// The call may be a duplicate of an older incident (event `PossibleDuplicate`), once per
     /// incident: for a supervisor to link or keep apart.
     PossibleDuplicate(Duplicate),
+    /// A supervisor kept the call apart from its possible duplicate (event `KeptApart`).
+    KeptApart {
+        /// The incident it is not part of.
+        incident: IncidentId,
+        /// The console user.
+        by: String,
+    },
     /// The call's standing proposal is withdrawn: its incident's other calls already have (or
     /// propose) every unit it would send (event `DispatchWithdrawn`).
     Withdrawn {
@@ -298,9 +308,12 @@ pub struct CallDispatch {
     /// Whether the agent was told units are out for its incident.
     told_units_out: bool,
     /// The location and type last checked for a duplicate.
-    checked: Option<(crate::incident::Location, Option<String>)>,
+    checked: Option<(crate::incident::Location, Option<String>, u64)>,
     /// Incidents already suggested as duplicates, or that a supervisor took the call off.
     suggested: Vec<IncidentId>,
+    /// The standing suggestion: the incident of the last `PossibleDuplicate`, until the call is
+    /// linked, unlinked or kept apart.
+    suggestion: Option<IncidentId>,
     kept_apart: Vec<IncidentId>,
     /// Who made the link the list will show next.
     link_by: Option<String>,
@@ -337,6 +350,7 @@ impl CallDispatch {
             told_units_out: false,
             checked: None,
             suggested: Vec::new(),
+            suggestion: None,
             kept_apart: Vec::new(),
             link_by: None,
             hands_on: false,
@@ -386,6 +400,16 @@ impl CallDispatch {
         self.request_incidents(IncidentRequest::Unlink, IncidentStep::Unlink { by: by.to_string() });
     }
 
+    /// A supervisor keeps the call apart from its possible duplicate: the suggestion is
+    /// withdrawn (`Effect::KeptApart`) and that incident is never suggested or linked to it
+    /// automatically again. Refused when no suggestion stands.
+    pub fn keep_apart(&mut self, by: &str) -> Result<(), ActionRefused> {
+        let incident = self.suggestion.take().ok_or(ActionRefused::NoPossibleDuplicate)?;
+        self.kept_apart.push(incident);
+        self.effects.push_back(Effect::KeptApart { incident, by: by.to_string() });
+        Ok(())
+    }
+
     /// Whether requests to the incident list's owner are unanswered.
     pub fn awaits_incidents(&self) -> bool {
         !self.awaiting_incidents.is_empty()
@@ -407,6 +431,7 @@ impl CallDispatch {
                     }
                     if !self.suggested.contains(&dup.incident) {
                         self.suggested.push(dup.incident);
+                        self.suggestion = Some(dup.incident);
                         self.effects.push_back(Effect::PossibleDuplicate(dup));
                     }
                 }
@@ -759,7 +784,8 @@ impl CallDispatch {
             && self.others.is_empty()
             && let Some(loc) = &self.incident.location
         {
-            let key = (loc.value.clone(), self.incident.incident_type.as_ref().map(|t| t.value.clone()));
+            let places = self.book.as_ref().map_or(0, |v| v.places);
+            let key = (loc.value.clone(), self.incident.incident_type.as_ref().map(|t| t.value.clone()), places);
             if self.checked.as_ref() != Some(&key) {
                 self.checked = Some(key);
                 self.request_incidents(IncidentRequest::Check, IncidentStep::Check);
@@ -817,6 +843,9 @@ impl CallDispatch {
         if own != self.on_incident
             && let Some(id) = own
         {
+            if self.on_incident.is_some() {
+                self.suggestion = None;
+            }
             self.on_incident = own;
             self.effects.push_back(Effect::Linked { incident: id, with_calls: others.clone(), by: self.link_by.take() });
         }
@@ -848,6 +877,13 @@ impl CallDispatch {
             ));
         }
         if !changed {
+            // Alone, with a place: an older incident that got one since the last check may
+            // match now (the check is keyed on the list's place count).
+            let places = self.book.as_ref().map(|v| v.places);
+            let stale = self.checked.as_ref().is_some_and(|k| Some(k.2) != places);
+            if !linked && stale && !self.awaits_incidents() {
+                self.evaluate(at_ms);
+            }
             return;
         }
         match self.dispatcher.state {

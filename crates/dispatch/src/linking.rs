@@ -92,6 +92,8 @@ pub struct IncidentView {
     /// Units proposed (not yet sent) by the calls that joined before this one
     /// ([`IncidentBook::proposed_before`]).
     pub proposed_before: Vec<String>,
+    /// [`IncidentBook::places`] when the view was read.
+    pub places: u64,
 }
 
 /// Why a link or unlink was refused.
@@ -137,6 +139,8 @@ pub struct IncidentBook {
     /// Each call's standing dispatch proposal (units proposed, not yet sent), while it has one:
     /// what a later call on the incident need not propose again.
     proposed: HashMap<String, Vec<String>>,
+    /// Counts incidents getting a place ([`IncidentBook::places`]).
+    places: u64,
     next: u64,
 }
 
@@ -226,8 +230,10 @@ impl IncidentBook {
     }
 
     /// What a call now says of its location and type: its incident takes what it lacks.
-    pub fn update(&mut self, call_sid: &str, location: Option<&Location>, incident_type: Option<&str>, at_ms: u64) {
-        let Some(id) = self.by_call.get(call_sid).copied() else { return };
+    /// Returns whether its incident got a place ([`IncidentBook::places`] counts up): a call
+    /// alone on a younger incident may now be its duplicate.
+    pub fn update(&mut self, call_sid: &str, location: Option<&Location>, incident_type: Option<&str>, at_ms: u64) -> bool {
+        let Some(id) = self.by_call.get(call_sid).copied() else { return false };
         let f = self.facts.entry(call_sid.to_string()).or_default();
         if let Some(l) = location {
             f.0 = Some(l.clone());
@@ -237,14 +243,27 @@ impl IncidentBook {
         }
         if let Some(e) = self.incidents.get_mut(&id) {
             e.last_activity_ms = e.last_activity_ms.max(at_ms);
+            let mut placed = false;
             if e.location.as_ref().and_then(address::Place::of).is_none()
                 && let Some(l) = location.filter(|l| address::Place::of(l).is_some()) {
                     e.location = Some(l.clone());
+                    placed = true;
                 }
             if e.incident_type.is_none() {
                 e.incident_type = incident_type.map(str::to_string);
             }
+            if placed {
+                self.places += 1;
+            }
+            return placed;
         }
+        false
+    }
+
+    /// How many times an incident got a place so far: a call's duplicate check is stale when
+    /// this moved (an older incident may now match it).
+    pub fn places(&self) -> u64 {
+        self.places
     }
 
     /// The incident a call most likely duplicates, if any ([`IncidentBook::candidate`] with
@@ -290,6 +309,7 @@ impl IncidentBook {
             incident: self.incident_of(call_sid),
             others: self.others(call_sid).into_iter().map(str::to_string).collect(),
             proposed_before: self.proposed_before(call_sid),
+            places: self.places,
         }
     }
 

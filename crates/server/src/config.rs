@@ -20,7 +20,8 @@
 //! (`supervisor`), `[[users]]` (name, password_hash, line), `max_calls` (200),
 //! `stream_audio_rate` (1.5 × real time), `stream_audio_burst_ms` (10 000), `stream_messages_per_second` (20),
 //! `stream_message_burst` (50) — the media stream's flood limit, see `watchfloor_bridge::flood` —
-//! `webhook_rate_per_second` (20), `dispatch_policy`
+//! `webhook_rate_per_second` (20), `duplicate_window_minutes` (30: how long after its last call
+//! an incident still takes duplicates, 1–1440), `dispatch_policy`
 //! (`{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`), `[agent]`,
 //! `[[units]]` (the roster: `id = "Engine 7"`, `type = "engine"` — engine, ladder, medic, rescue,
 //! patrol, hazmat, battalion).
@@ -115,6 +116,9 @@ pub struct Config {
     /// or a keepalive, or its live feed closed): `ai` (default: the agent takes the call back,
     /// with a critical alert) or `human_line`.
     pub voice_lost: watchfloor_bridge::machine::VoiceLossAction,
+    /// How long after its last call an incident still takes duplicates (issue 18; file:
+    /// `duplicate_window_minutes`, 1–1440, default 30).
+    pub duplicate_window: Duration,
     /// The unit roster (empty: proposals name no units).
     pub units: Vec<UnitConfig>,
     /// Training mode with simulated calls placed on their own (`serve --demo`).
@@ -215,6 +219,8 @@ pub struct FileConfig {
     pub dispatch_policy: Option<watchfloor_dispatch::policy::Policy>,
     /// See [`Config::voice_lost`]: `"ai"` or `"human_line"`.
     pub voice_lost: Option<watchfloor_bridge::machine::VoiceLossAction>,
+    /// See [`Config::duplicate_window`], in minutes.
+    pub duplicate_window_minutes: Option<u64>,
     /// See [`Config::units`].
     #[serde(default)]
     pub units: Vec<UnitConfig>,
@@ -291,6 +297,7 @@ impl Config {
             webhook_rate_per_second: 20,
             dispatch_policy: watchfloor_dispatch::policy::Policy::default(),
             voice_lost: watchfloor_bridge::machine::VoiceLossAction::default(),
+            duplicate_window: Duration::from_secs(30 * 60),
             units: Vec::new(),
             demo: false,
             training: false,
@@ -355,6 +362,7 @@ impl Config {
         if let Some(v) = f.header_read_timeout_s { self.header_read_timeout = Duration::from_secs(v.clamp(1, 300)); }
         if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
         if let Some(v) = f.voice_lost { self.voice_lost = v; }
+        if let Some(v) = f.duplicate_window_minutes { self.duplicate_window = Duration::from_secs(v.clamp(1, 1440) * 60); }
         if !f.units.is_empty() { self.units = f.units; }
         if let Some(v) = f.live_max_unacked { self.live_max_unacked = v.max(16); }
         if let Some(v) = f.training { self.training = v; }

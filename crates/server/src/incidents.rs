@@ -1,9 +1,9 @@
-//! Incidents and the calls linked to them (issue 18, first step: the list and the links; the
-//! linked call's dispatch-once, the agent's context and the grouped board come next).
+//! Incidents and the calls linked to them (issue 18): the list, its EIDO, and a supervisor's
+//! link, unlink and keep-apart (a live call carries each out itself: its dispatch adjusts).
 //!
 //! - `GET /api/incidents?live=true` → `[{"id", "calls", "incident_type", "priority", "location",
 //!   "units", "dispatch", "duplicate_of"}…]`: incidents with a live call (`live=false`, the
-//!   default: every incident of the last 30 minutes too). `priority` is the best of its live
+//!   default: every incident of the duplicate window, 30 minutes by default, too). `priority` is the best of its live
 //!   calls', `units` theirs together, `dispatch` the furthest phase any reached;
 //!   `duplicate_of` `{"incident", "match": "exact"|"near"}` when a one-call incident's place
 //!   matches another's (`dispatch::linking`).
@@ -12,6 +12,8 @@
 //!   left without calls, is closed); 404 for an unknown call or incident, 409 when already on it.
 //! - `POST /api/calls/{CallSid}/unlink`: the call gets an incident of its own again; 409 when it is
 //!   alone on its incident. Both audited (`incident.link`, `incident.unlink`).
+//! - `POST /api/calls/{CallSid}/keep-apart`: a live call is kept apart from its possible
+//!   duplicate (audited `incident.keep_apart`); 409 when none stands.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -33,8 +35,6 @@ use crate::audit::audited_action;
 use crate::auth::User;
 use crate::error::ApiError;
 
-/// How far back the list reaches for incidents without a live call, ms (the duplicate window).
-const RECENT_MS: u64 = 30 * 60 * 1000;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -43,6 +43,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/incidents/{id}/eido", get(eido))
         .route("/api/calls/{id}/link", post(link))
         .route("/api/calls/{id}/unlink", post(unlink))
+        .route("/api/calls/{id}/keep-apart", post(keep_apart))
 }
 
 /// An incident as the API gives it.
@@ -110,7 +111,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Json
     let live = state.calls.live_calls();
     let now = unix_ms();
     let views = book
-        .recent(if q.live { 0 } else { now.saturating_sub(RECENT_MS) })
+        .recent(if q.live { 0 } else { now.saturating_sub(state.config.duplicate_window.as_millis() as u64) })
         .filter(|(_, e)| !q.live || e.calls.iter().any(|c| live.iter().any(|l| &l.call_sid == c)))
         .map(|(id, e)| view(&book, id, e, &live, now))
         .collect();
@@ -213,4 +214,13 @@ async fn unlink(State(state): State<AppState>, Extension(user): Extension<User>,
     let r = relink(&state, &user, &id, None).await;
     let detail = r.as_ref().map(|l| format!("{} → {}", l.from, l.to)).unwrap_or_default();
     audited_action(&state, &user, "incident.unlink", &id, detail, r).await
+}
+
+/// `POST /api/calls/{id}/keep-apart`: a live call is kept apart from its possible duplicate
+/// (never suggested or linked to that incident automatically again); 409 when none stands or
+/// the call has ended. Answers the call's record.
+async fn keep_apart(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+    let suggested = state.calls.live_call(&id).and_then(|c| c.possible_duplicate).map(|d| d.incident.to_string()).unwrap_or_default();
+    let r = crate::supervise::live_command(&state, &id, Command::KeepApart { by: user.name.clone() }).await;
+    audited_action(&state, &user, "incident.keep_apart", &id, suggested, r).await
 }

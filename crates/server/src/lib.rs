@@ -251,7 +251,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let roster = watchfloor_bridge::SharedRoster::new(load_roster(&config, &settings.units, &store)?);
     // Live and recent incidents are kept in memory: a restart starts the list afresh, numbered
     // after the last recorded incident.
-    let incidents = watchfloor_bridge::SharedIncidents::default();
+    let incidents = watchfloor_bridge::SharedIncidents::new(watchfloor_dispatch::linking::LinkRules { window_ms: config.duplicate_window.as_millis() as u64 });
     incidents.start_after(last_incident_number(&config, &store)?);
     if config.openai_api_key.is_none() {
         tracing::warn!("==============================================================");

@@ -49,8 +49,17 @@ async fn a_second_call_about_the_same_fire_is_proposed_linked_and_unlinked() {
     let other = list.iter().find(|i| i["incident_type"] == "CARDIAC").unwrap();
     assert!(other["duplicate_of"].is_null(), "{other:#}");
 
-    // The supervisor links it: one incident with both calls.
+    // Keep apart: refused where nothing is suggested; for the second fire call, the suggestion
+    // goes (its live state says so) and is audited.
     let sid = second["calls"][0].as_str().unwrap().to_string();
+    let lone = other["calls"][0].as_str().unwrap();
+    assert_eq!(client().post(format!("{base}/api/calls/{lone}/keep-apart")).send().await.unwrap().status(), 409);
+    let r = client().post(format!("{base}/api/calls/{sid}/keep-apart")).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    assert!(rig.server.calls.live_call(&sid).unwrap().possible_duplicate.is_none());
+    assert_eq!(client().post(format!("{base}/api/calls/{sid}/keep-apart")).send().await.unwrap().status(), 409, "nothing stands any more");
+
+    // The supervisor links it all the same: one incident with both calls.
     let r = client().post(format!("{base}/api/calls/{sid}/link")).json(&json!({"incident": first["id"]})).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let list = incidents(&base).await;
@@ -63,7 +72,6 @@ async fn a_second_call_about_the_same_fire_is_proposed_linked_and_unlinked() {
     assert_eq!(client().post(format!("{base}/api/calls/{sid}/link")).json(&json!({"incident": first["id"]})).send().await.unwrap().status(), 409);
     assert_eq!(client().post(format!("{base}/api/calls/{sid}/link")).json(&json!({"incident": 9999})).send().await.unwrap().status(), 404);
     assert_eq!(client().post(format!("{base}/api/calls/{sid}/link")).json(&json!({"incident": "I-1"})).send().await.unwrap().status(), 400);
-    let lone = other["calls"][0].as_str().unwrap();
     assert_eq!(client().post(format!("{base}/api/calls/{lone}/unlink")).send().await.unwrap().status(), 409);
     assert_eq!(client().get(format!("{base}/api/incidents/9999")).send().await.unwrap().status(), 404);
 
@@ -77,7 +85,7 @@ async fn a_second_call_about_the_same_fire_is_proposed_linked_and_unlinked() {
 
     let a: Value = client().get(format!("{base}/api/audit?target={sid}")).send().await.unwrap().json().await.unwrap();
     let acts: Vec<(String, String)> = a["entries"].as_array().unwrap().iter().map(|e| (e["action"].as_str().unwrap().into(), e["outcome"].as_str().unwrap().into())).collect();
-    for want in [("incident.link", "ok"), ("incident.unlink", "ok"), ("incident.link", "refused")] {
+    for want in [("incident.keep_apart", "ok"), ("incident.link", "ok"), ("incident.unlink", "ok"), ("incident.link", "refused")] {
         assert!(acts.iter().any(|(act, o)| (act.as_str(), o.as_str()) == want), "{want:?} in {acts:?}");
     }
     rig.server.shutdown().await;

@@ -33,6 +33,7 @@ class Actions {
   edit(sid: string, fields: Record<string, unknown>) { return this.run('Incident corrected', 'PATCH', `/api/calls/${sid}/incident`, fields); }
   takeover(sid: string) { return this.run('Call taken over', 'POST', `/api/calls/${sid}/takeover`); }
   link(sid: string, incident: number) { return this.run(`Linked to I-${incident}`, 'POST', `/api/calls/${sid}/link`, { incident }); }
+  keepApart(sid: string) { return this.run('Kept apart from the possible duplicate', 'POST', `/api/calls/${sid}/keep-apart`); }
   unlink(sid: string) { return this.run('Unlinked: an incident of its own', 'POST', `/api/calls/${sid}/unlink`); }
   acknowledge(sid: string, alertId: number) { return this.run(`Alert ${alertId} acknowledged`, 'POST', `/api/calls/${sid}/alerts/${alertId}/ack`); }
 

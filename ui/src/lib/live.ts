@@ -172,6 +172,9 @@ export function applyEvent(c: LiveCall, ev: CallEvent): boolean {
     case 'possible_duplicate':
       c.possible_duplicate = { incident: ev.incident, match: ev.match };
       break;
+    case 'kept_apart':
+      c.possible_duplicate = null;
+      break;
     case 'dispatch_withdrawn':
       d.phase = 'none';
       d.units = [];

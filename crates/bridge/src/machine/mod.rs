@@ -306,6 +306,11 @@ pub enum Command {
         /// The console user.
         by: String,
     },
+    /// Keep the call apart from its possible duplicate (refused when none stands).
+    KeepApart {
+        /// The console user.
+        by: String,
+    },
     /// Record a supervisor event on the call's timeline (legal hold). Only record-keeping kinds
     /// are accepted (a unit's move is [`Command::MoveUnit`]); others are skipped.
     Record(CallEventKind),
@@ -1360,6 +1365,7 @@ impl CallMachine {
                 d.unlink(&by);
                 Ok(())
             }
+            Command::KeepApart { by } => d.keep_apart(&by),
             _ => Ok(()),
         };
         self.run_dispatch(now);
@@ -1410,6 +1416,7 @@ impl CallMachine {
                 Effect::Linked { incident, with_calls, by } => CallEventKind::IncidentLinked { incident, with_calls, by },
                 Effect::PossibleDuplicate(duplicate) => CallEventKind::PossibleDuplicate { duplicate },
                 Effect::Withdrawn { incident } => CallEventKind::DispatchWithdrawn { incident },
+                Effect::KeptApart { incident, by } => CallEventKind::KeptApart { incident, by },
             };
             self.emit(now, kind);
         }
@@ -1426,7 +1433,7 @@ impl CallMachine {
                 }));
                 self.emit(now, CallEventKind::Whisper { text, by });
             }
-            Command::ConfirmDispatch { .. } | Command::DispatchNow { .. } | Command::RecallDispatch { .. } | Command::EditIncident { .. } | Command::AcknowledgeAlert { .. } | Command::MoveUnit { .. } | Command::Link { .. } | Command::Unlink { .. } => {
+            Command::ConfirmDispatch { .. } | Command::DispatchNow { .. } | Command::RecallDispatch { .. } | Command::EditIncident { .. } | Command::AcknowledgeAlert { .. } | Command::MoveUnit { .. } | Command::Link { .. } | Command::Unlink { .. } | Command::KeepApart { .. } => {
                 if let Err(why) = self.supervise(cmd, now) {
                     tracing::info!(%why, "supervisor action refused");
                     return Err(why);

@@ -326,6 +326,8 @@ fn a_supervised_duplicate_is_suggested_then_linked_withdrawing_its_proposal_and_
     assert!(matches!(c.call("CA2").state(), DispatchState::Proposed { .. }));
     let last = c.effects_of("CA2").into_iter().rev().find_map(|e| match e { Effect::Proposed { units, .. } => Some(units.clone()), _ => None }).unwrap();
     assert_eq!(last, ["Medic 5"], "its own proposal, from what is free: {last:?}");
+    // Nothing stands to keep apart from now.
+    assert_eq!(c.call("CA2").keep_apart("sup"), Err(ActionRefused::NoPossibleDuplicate));
     // Never linked back to the incident it was taken off, even as it learns more.
     c.says("CA2", "it's spreading to the garage at 4521 Willow Creek Drive");
     assert_ne!(c.book.incident_of("CA2"), Some(first));
@@ -356,4 +358,35 @@ fn a_linked_call_proposes_only_what_the_incident_lacks_and_the_first_calls_propo
     assert_eq!(c.roster.assigned_to("CA1"), ["Engine 7", "Medic 3"]);
     assert_eq!(c.roster.assigned_to("CA3"), ["Engine 9", "Ladder 2", "Battalion 1"]);
     assert!(c.roster.assigned_to("CA2").is_empty());
+}
+
+#[test]
+fn a_possible_duplicate_kept_apart_is_not_suggested_again() {
+    let mut c = Centre::new(Policy::Automatic, &["CA1", "CA2"]);
+    c.says("CA1", "My house is on fire at 4521 Willow Creek Drive!");
+    // A neighbour's house on the same block: near, so suggested, not linked.
+    c.says("CA2", "There's smoke pouring out of 4535 Willow Creek Drive");
+    let first = c.book.incident_of("CA1").unwrap();
+    assert!(c.effects_of("CA2").iter().any(|e| matches!(e, Effect::PossibleDuplicate(d) if d.incident == first && !d.links_automatically())));
+    assert_ne!(c.book.incident_of("CA2"), Some(first));
+    c.call("CA2").keep_apart("sup").unwrap();
+    c.settle();
+    assert!(c.effects_of("CA2").iter().any(|e| matches!(e, Effect::KeptApart { incident, by } if *incident == first && by == "sup")));
+    c.says("CA2", "it's a different house, 4535 Willow Creek Drive, the smoke is from the garage");
+    let suggestions = c.effects_of("CA2").iter().filter(|e| matches!(e, Effect::PossibleDuplicate(_))).count();
+    assert_eq!(suggestions, 1, "kept apart: never suggested again");
+    assert_eq!(c.call("CA2").keep_apart("sup"), Err(ActionRefused::NoPossibleDuplicate));
+}
+
+#[test]
+fn a_call_located_before_the_older_incident_is_checked_again_when_that_one_gets_its_place() {
+    let mut c = Centre::new(Policy::Supervised { hold_ms: 20_000 }, &["CA1", "CA2"]);
+    // The later call gives the address first: the older incident has no place yet.
+    c.says("CA2", "Fire at 4521 Willow Creek Drive!");
+    assert!(!c.effects_of("CA2").iter().any(|e| matches!(e, Effect::PossibleDuplicate(_))));
+    // The first caller's address comes: the later call is its possible duplicate now.
+    c.says("CA1", "My house is on fire, 4521 Willow Creek Drive");
+    let first = c.book.incident_of("CA1").unwrap();
+    assert!(c.effects_of("CA2").iter().any(|e| matches!(e, Effect::PossibleDuplicate(d) if d.incident == first)), "{:?}", c.effects_of("CA2"));
+    assert!(!c.effects_of("CA1").iter().any(|e| matches!(e, Effect::PossibleDuplicate(_))), "the older call is nobody's duplicate");
 }

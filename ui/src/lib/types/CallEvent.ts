@@ -233,7 +233,15 @@ incident: IncidentId,
 /**
  * How its location matches the incident's.
  */
-match: Match, } | { "type": "dispatch_withdrawn", 
+match: Match, } | { "type": "kept_apart", 
+/**
+ * The incident it is not part of.
+ */
+incident: IncidentId, 
+/**
+ * The console user.
+ */
+by: string, } | { "type": "dispatch_withdrawn", 
 /**
  * The incident whose dispatch covers it.
  */
