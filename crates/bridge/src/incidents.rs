@@ -85,7 +85,8 @@ impl SharedIncidents {
             CallEventKind::IncidentUpdated { incident } => {
                 let location = incident.location.as_ref().map(|f| &f.value);
                 let incident_type = incident.incident_type.as_ref().map(|f| f.value.as_str());
-                // An incident that got a place may be the match of a younger call: wake them.
+                // An incident that got its place and matches a younger call located before it:
+                // wake the tasks (that call reads its late duplicate from its view).
                 self.change(|b| ((), b.update(&ev.call_sid, location, incident_type, ev.at_ms)));
             }
             CallEventKind::DispatchProposed { units, .. } => {

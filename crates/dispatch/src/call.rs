@@ -308,7 +308,7 @@ pub struct CallDispatch {
     /// Whether the agent was told units are out for its incident.
     told_units_out: bool,
     /// The location and type last checked for a duplicate.
-    checked: Option<(crate::incident::Location, Option<String>, u64)>,
+    checked: Option<(crate::incident::Location, Option<String>)>,
     /// Incidents already suggested as duplicates, or that a supervisor took the call off.
     suggested: Vec<IncidentId>,
     /// The standing suggestion: the incident of the last `PossibleDuplicate`, until the call is
@@ -422,18 +422,10 @@ impl CallDispatch {
         let Some(step) = self.awaiting_incidents.pop_front() else { return };
         match (step, answer) {
             (IncidentStep::Check, IncidentAnswer::Checked(found)) => {
-                let found = found.filter(|d| !self.kept_apart.contains(&d.incident) && Some(d.incident) != self.on_incident);
-                if let Some(dup) = found {
-                    if self.own_policy == Policy::Automatic && dup.links_automatically() {
-                        // The automatic policy links an exact match before it dispatches anything.
-                        self.request_incidents(IncidentRequest::Link { incident: dup.incident }, IncidentStep::Link { by: "policy".into() });
-                        return;
-                    }
-                    if !self.suggested.contains(&dup.incident) {
-                        self.suggested.push(dup.incident);
-                        self.suggestion = Some(dup.incident);
-                        self.effects.push_back(Effect::PossibleDuplicate(dup));
-                    }
+                if let Some(dup) = found
+                    && self.on_candidate(dup)
+                {
+                    return;
                 }
                 self.refresh_incident(at_ms);
                 self.decide(at_ms);
@@ -784,8 +776,7 @@ impl CallDispatch {
             && self.others.is_empty()
             && let Some(loc) = &self.incident.location
         {
-            let places = self.book.as_ref().map_or(0, |v| v.places);
-            let key = (loc.value.clone(), self.incident.incident_type.as_ref().map(|t| t.value.clone()), places);
+            let key = (loc.value.clone(), self.incident.incident_type.as_ref().map(|t| t.value.clone()));
             if self.checked.as_ref() != Some(&key) {
                 self.checked = Some(key);
                 self.request_incidents(IncidentRequest::Check, IncidentStep::Check);
@@ -816,6 +807,27 @@ impl CallDispatch {
         }
     }
 
+    /// A duplicate candidate for this call (its own check's, or a late one): the automatic
+    /// policy links an exact match (returns true: the link is asked, the decision waits for it);
+    /// otherwise it is suggested, once per incident. Incidents the call was kept apart from, or
+    /// is on, are ignored.
+    fn on_candidate(&mut self, dup: Duplicate) -> bool {
+        if self.kept_apart.contains(&dup.incident) || Some(dup.incident) == self.on_incident {
+            return false;
+        }
+        if self.own_policy == Policy::Automatic && dup.links_automatically() {
+            // The automatic policy links an exact match before it dispatches anything.
+            self.request_incidents(IncidentRequest::Link { incident: dup.incident }, IncidentStep::Link { by: "policy".into() });
+            return true;
+        }
+        if !self.suggested.contains(&dup.incident) {
+            self.suggested.push(dup.incident);
+            self.suggestion = Some(dup.incident);
+            self.effects.push_back(Effect::PossibleDuplicate(dup));
+        }
+        false
+    }
+
     fn request_incidents(&mut self, request: IncidentRequest, then: IncidentStep) {
         self.awaiting_incidents.push_back(then);
         self.effects.push_back(Effect::Incidents(request));
@@ -828,6 +840,7 @@ impl CallDispatch {
         let own = view.incident;
         let others = view.others.clone();
         let proposed_before = view.proposed_before.clone();
+        let late = view.late_duplicate;
         let mut out: Vec<String> = Vec::new();
         if let Some(roster) = &self.roster {
             for c in &others {
@@ -877,12 +890,10 @@ impl CallDispatch {
             ));
         }
         if !changed {
-            // Alone, with a place: an older incident that got one since the last check may
-            // match now (the check is keyed on the list's place count).
-            let places = self.book.as_ref().map(|v| v.places);
-            let stale = self.checked.as_ref().is_some_and(|k| Some(k.2) != places);
-            if !linked && stale && !self.awaits_incidents() {
-                self.evaluate(at_ms);
+            // Alone: an older incident that got its place after this call's own check may be
+            // its match now (the list found it: the late duplicate).
+            if let Some(dup) = late.filter(|_| !linked && !self.awaits_incidents()) {
+                self.on_candidate(dup);
             }
             return;
         }

@@ -92,8 +92,9 @@ pub struct IncidentView {
     /// Units proposed (not yet sent) by the calls that joined before this one
     /// ([`IncidentBook::proposed_before`]).
     pub proposed_before: Vec<String>,
-    /// [`IncidentBook::places`] when the view was read.
-    pub places: u64,
+    /// An older incident this call (alone on its own) turned out to duplicate after the
+    /// call's own check: the older one got its place later ([`IncidentBook::update`]).
+    pub late_duplicate: Option<Duplicate>,
 }
 
 /// Why a link or unlink was refused.
@@ -139,8 +140,9 @@ pub struct IncidentBook {
     /// Each call's standing dispatch proposal (units proposed, not yet sent), while it has one:
     /// what a later call on the incident need not propose again.
     proposed: HashMap<String, Vec<String>>,
-    /// Counts incidents getting a place ([`IncidentBook::places`]).
-    places: u64,
+    /// Calls found, when an older incident got its place, to duplicate it
+    /// ([`IncidentView::late_duplicate`]); dropped when the call is linked, unlinked or ends.
+    late: HashMap<String, Duplicate>,
     next: u64,
 }
 
@@ -185,6 +187,7 @@ impl IncidentBook {
         }
         // An ended call's proposal goes nowhere: the incident's other calls propose for it.
         self.proposed.remove(call_sid);
+        self.late.remove(call_sid);
         let horizon = at_ms.saturating_sub(self.rules.window_ms);
         let stale: Vec<IncidentId> = self
             .incidents
@@ -230,8 +233,10 @@ impl IncidentBook {
     }
 
     /// What a call now says of its location and type: its incident takes what it lacks.
-    /// Returns whether its incident got a place ([`IncidentBook::places`] counts up): a call
-    /// alone on a younger incident may now be its duplicate.
+    /// When its incident gets its place, every younger incident of one located call that it
+    /// matches (a compatible type, within the window) records that call's late duplicate
+    /// ([`IncidentView::late_duplicate`]): that call was located first and its own check found
+    /// nothing. Returns whether any call got one (its task should be woken).
     pub fn update(&mut self, call_sid: &str, location: Option<&Location>, incident_type: Option<&str>, at_ms: u64) -> bool {
         let Some(id) = self.by_call.get(call_sid).copied() else { return false };
         let f = self.facts.entry(call_sid.to_string()).or_default();
@@ -253,17 +258,42 @@ impl IncidentBook {
                 e.incident_type = incident_type.map(str::to_string);
             }
             if placed {
-                self.places += 1;
+                return self.find_late_duplicates(id, at_ms);
             }
-            return placed;
         }
         false
     }
 
-    /// How many times an incident got a place so far: a call's duplicate check is stale when
-    /// this moved (an older incident may now match it).
-    pub fn places(&self) -> u64 {
-        self.places
+    /// Records, for each younger one-call incident whose call's place matches incident `older`,
+    /// that call's late duplicate (the best match kept). One pass over the book.
+    fn find_late_duplicates(&mut self, older: IncidentId, at_ms: u64) -> bool {
+        let Some(o) = self.incidents.get(&older) else { return false };
+        let (Some(place), otype) = (o.location.clone(), o.incident_type.clone()) else { return false };
+        if at_ms.saturating_sub(o.last_activity_ms) > self.rules.window_ms {
+            return false;
+        }
+        let mut found = Vec::new();
+        for (id, e) in self.incidents.range(IncidentId(older.0 + 1)..) {
+            let [call] = e.calls.as_slice() else { continue };
+            let Some((Some(loc), ctype)) = self.facts.get(call) else { continue };
+            if !compatible(ctype.as_deref(), otype.as_deref()) {
+                continue;
+            }
+            let by = address::same_place(loc, &place);
+            if by != Match::None && *id > older {
+                found.push((call.clone(), Duplicate { incident: older, by }));
+            }
+        }
+        let any = !found.is_empty();
+        for (call, d) in found {
+            match self.late.get(&call) {
+                Some(prev) if prev.by >= d.by => {}
+                _ => {
+                    self.late.insert(call, d);
+                }
+            }
+        }
+        any
     }
 
     /// The incident a call most likely duplicates, if any ([`IncidentBook::candidate`] with
@@ -309,7 +339,7 @@ impl IncidentBook {
             incident: self.incident_of(call_sid),
             others: self.others(call_sid).into_iter().map(str::to_string).collect(),
             proposed_before: self.proposed_before(call_sid),
-            places: self.places,
+            late_duplicate: self.late.get(call_sid).copied(),
         }
     }
 
@@ -342,6 +372,7 @@ impl IncidentBook {
             return Err(LinkRefused::UnknownIncident(incident));
         }
         self.leave(call_sid, from);
+        self.late.remove(call_sid);
         let to = self.incidents.get_mut(&incident).expect("checked above");
         to.calls.push(call_sid.to_string());
         to.last_activity_ms = to.last_activity_ms.max(at_ms);
@@ -360,6 +391,7 @@ impl IncidentBook {
             return Err(LinkRefused::Alone);
         }
         self.leave(call_sid, from);
+        self.late.remove(call_sid);
         let id = self.new_incident(call_sid, at_ms);
         if let Some((l, t)) = self.facts.get(call_sid).cloned() {
             self.update(call_sid, l.as_ref(), t.as_deref(), at_ms);
