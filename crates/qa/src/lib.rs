@@ -1,0 +1,19 @@
+//! Quality assurance without I/O (issue 19): protocol cards as data, and each ended call's
+//! automatic scorecard computed from its events alone — deterministic rules over the transcript
+//! and the timeline, no model.
+//!
+//! - [`card`]: a card set ([`Cards`], TOML; the default is `cards/default.toml`), each item with
+//!   its category, the incident types it applies to and the rule that checks it.
+//! - [`score`]: [`score::score`] turns a call's events into a [`score::Scorecard`]: each item
+//!   met / missed / not applicable with its evidence (the line and its time), the times that
+//!   matter (answer → location, answer → dispatch), supervisor interventions and hand-offs, a
+//!   compliance level per category and overall, and the card version it used.
+//!
+//! Standards: APCO/NENA ANS 1.107.1 (QA review) and IAED-style protocol compliance levels
+//! (High / Partial / Low / Non-compliant; `shared/DOMAIN.md`).
+
+pub mod card;
+pub mod score;
+
+pub use card::{Cards, CardsError, Category, Item, Rule};
+pub use score::{Evidence, ItemResult, ItemScore, Level, Scorecard, Times, score};
