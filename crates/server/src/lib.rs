@@ -13,6 +13,7 @@ mod control;
 mod error;
 pub mod live;
 mod media;
+mod qa;
 mod incidents;
 mod review;
 mod routes;

@@ -21,6 +21,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/incident-types", get(incident_types))
         .merge(crate::review::routes())
         .merge(crate::incidents::routes())
+        .merge(crate::qa::routes())
         .merge(crate::session::routes())
         .merge(crate::control::routes())
         .merge(crate::voice::routes())

@@ -1,0 +1,46 @@
+//! Issue 19, first step: a call's automatic scorecard over the API, from the stored events of a
+//! real simulated call through the bridge: the call that never reads the address back scores
+//! Low with the read-back missed; the structure fire has it met, with the agent's line as
+//! evidence.
+
+mod common;
+
+use common::{client, rig, scenario, wait_record_ended};
+use serde_json::Value;
+use watchfloor_sim::caller::CallerOptions;
+use watchfloor_sim::simulate::{SimulateOptions, place_call};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_call_is_scored_from_its_record() {
+    let poor = scenario("no-read-back");
+    let fire = scenario("structure-fire");
+    let speed = 2.0;
+    let rig = rig(vec![poor.clone(), fire.clone()], speed, |c| {
+        c.dispatch_policy = watchfloor_dispatch::policy::Policy::Automatic;
+        c.units = vec![watchfloor_server::config::UnitConfig { id: "Engine 7".into(), unit_type: watchfloor_dispatch::types::UnitType::Engine }];
+    })
+    .await;
+    let base = rig.server.base_url();
+    let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, ..Default::default() };
+    let (a, b) = tokio::join!(place_call(&base, &poor, &opts), place_call(&base, &fire, &opts));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    let item = |card: &Value, id: &str| card["items"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap().clone();
+
+    wait_record_ended(&rig.server, &a.call_sid).await;
+    let card: Value = client().get(format!("{base}/api/calls/{}/qa", a.call_sid)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(card["level"], "low", "{card:#}");
+    assert_eq!(card["card"]["id"], "watchfloor-default");
+    assert_eq!(item(&card, "location_verified")["result"], "missed");
+    assert_eq!(item(&card, "fire_anyone_inside")["evidence"][0]["line"], "Dispatcher: Is anyone inside the house?");
+    assert!(card["times"]["answer_to_dispatch_ms"].as_u64().is_some(), "{card:#}");
+
+    wait_record_ended(&rig.server, &b.call_sid).await;
+    let card: Value = client().get(format!("{base}/api/calls/{}/qa", b.call_sid)).send().await.unwrap().json().await.unwrap();
+    let read_back = item(&card, "location_verified");
+    assert_eq!(read_back["result"], "met", "{card:#}");
+    assert!(read_back["evidence"][0]["line"].as_str().unwrap().contains("123 Main Street"));
+    assert_eq!(client().get(format!("{base}/api/calls/CAnope/qa")).send().await.unwrap().status(), 404);
+    let audit: Value = client().get(format!("{base}/api/audit?action=call.qa")).send().await.unwrap().json().await.unwrap();
+    assert!(audit["entries"].as_array().unwrap().len() >= 2);
+    rig.server.shutdown().await;
+}
