@@ -8,12 +8,17 @@
 //!   met / missed / not applicable with its evidence (the line and its time), the times that
 //!   matter (answer → location, answer → dispatch), supervisor interventions and hand-offs, a
 //!   compliance level per category and overall, and the card version it used.
+//! - [`queue`]: the human review queue — a stable random sample (default 2 %, at least one a
+//!   day) plus every call with a hand-off, a takeover, an override, a danger alert or a low
+//!   automatic score.
 //!
 //! Standards: APCO/NENA ANS 1.107.1 (QA review) and IAED-style protocol compliance levels
 //! (High / Partial / Low / Non-compliant; `shared/DOMAIN.md`).
 
 pub mod card;
+pub mod queue;
 pub mod score;
 
 pub use card::{Cards, CardsError, Category, Item, Rule};
+pub use queue::{Candidate, QueueEntry, Reason, flags, queue};
 pub use score::{Evidence, ItemResult, ItemScore, Level, Scorecard, Times, score};

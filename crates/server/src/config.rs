@@ -21,7 +21,8 @@
 //! `stream_audio_rate` (1.5 × real time), `stream_audio_burst_ms` (10 000), `stream_messages_per_second` (20),
 //! `stream_message_burst` (50) — the media stream's flood limit, see `watchfloor_bridge::flood` —
 //! `webhook_rate_per_second` (20), `duplicate_window_minutes` (30: how long after its last call
-//! an incident still takes duplicates, 1–1440), `dispatch_policy`
+//! an incident still takes duplicates, 1–1440), `qa_sample_percent` (2: the share of calls drawn
+//! for human QA review), `dispatch_policy`
 //! (`{ mode = "supervised", hold_ms = 20000 }` or `{ mode = "automatic" }`), `[agent]`,
 //! `[[units]]` (the roster: `id = "Engine 7"`, `type = "engine"` — engine, ladder, medic, rescue,
 //! patrol, hazmat, battalion).
@@ -116,6 +117,9 @@ pub struct Config {
     /// or a keepalive, or its live feed closed): `ai` (default: the agent takes the call back,
     /// with a critical alert) or `human_line`.
     pub voice_lost: watchfloor_bridge::machine::VoiceLossAction,
+    /// The share of calls drawn for human QA review, percent (issue 19; file:
+    /// `qa_sample_percent`, 0–100, default 2: APCO/NENA ANS 1.107.1 asks at least 2 %).
+    pub qa_sample_percent: f64,
     /// How long after its last call an incident still takes duplicates (issue 18; file:
     /// `duplicate_window_minutes`, 1–1440, default 30).
     pub duplicate_window: Duration,
@@ -221,6 +225,8 @@ pub struct FileConfig {
     pub voice_lost: Option<watchfloor_bridge::machine::VoiceLossAction>,
     /// See [`Config::duplicate_window`], in minutes.
     pub duplicate_window_minutes: Option<u64>,
+    /// See [`Config::qa_sample_percent`].
+    pub qa_sample_percent: Option<f64>,
     /// See [`Config::units`].
     #[serde(default)]
     pub units: Vec<UnitConfig>,
@@ -298,6 +304,7 @@ impl Config {
             dispatch_policy: watchfloor_dispatch::policy::Policy::default(),
             voice_lost: watchfloor_bridge::machine::VoiceLossAction::default(),
             duplicate_window: Duration::from_secs(30 * 60),
+            qa_sample_percent: 2.0,
             units: Vec::new(),
             demo: false,
             training: false,
@@ -363,6 +370,7 @@ impl Config {
         if let Some(v) = f.dispatch_policy { self.dispatch_policy = v; }
         if let Some(v) = f.voice_lost { self.voice_lost = v; }
         if let Some(v) = f.duplicate_window_minutes { self.duplicate_window = Duration::from_secs(v.clamp(1, 1440) * 60); }
+        if let Some(v) = f.qa_sample_percent { self.qa_sample_percent = if v.is_finite() { v.clamp(0.0, 100.0) } else { 2.0 }; }
         if !f.units.is_empty() { self.units = f.units; }
         if let Some(v) = f.live_max_unacked { self.live_max_unacked = v.max(16); }
         if let Some(v) = f.training { self.training = v; }

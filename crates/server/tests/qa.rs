@@ -1,7 +1,7 @@
 //! Issue 19, first step: a call's automatic scorecard over the API, from the stored events of a
 //! real simulated call through the bridge: the call that never reads the address back scores
 //! Low with the read-back missed; the structure fire has it met, with the agent's line as
-//! evidence.
+//! evidence; the review queue holds the Low call and one sampled call for the day.
 
 mod common;
 
@@ -40,6 +40,20 @@ async fn a_scenario_call_is_scored_from_its_record() {
     assert_eq!(read_back["result"], "met", "{card:#}");
     assert!(read_back["evidence"][0]["line"].as_str().unwrap().contains("123 Main Street"));
     assert_eq!(client().get(format!("{base}/api/calls/CAnope/qa")).send().await.unwrap().status(), 404);
+
+    // The review queue: the low-scoring call for its score; the day has a sampled call (with
+    // two calls and a 2 % rate, the draw alone rarely picks one: the day's one is the lowest).
+    let q: Value = client().get(format!("{base}/api/qa/queue")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(q["calls"], 2, "{q:#}");
+    assert_eq!(q["rate"], 0.02);
+    let entries = q["entries"].as_array().unwrap();
+    let low = entries.iter().find(|e| e["call_sid"] == a.call_sid.as_str()).expect("the low call is queued");
+    assert!(low["reasons"].as_array().unwrap().contains(&Value::from("low_score")), "{low}");
+    assert_eq!(low["level"], "low");
+    // At least one sampled (two when the calls straddle midnight UTC or both are drawn).
+    let sampled = entries.iter().filter(|e| e["reasons"].as_array().unwrap().contains(&Value::from("sample"))).count();
+    assert!((1..=2).contains(&sampled), "{q:#}");
+    assert_eq!(client().get(format!("{base}/api/qa/queue?from=5&to=4")).send().await.unwrap().status(), 400);
     let audit: Value = client().get(format!("{base}/api/audit?action=call.qa")).send().await.unwrap().json().await.unwrap();
     assert!(audit["entries"].as_array().unwrap().len() >= 2);
     rig.server.shutdown().await;
