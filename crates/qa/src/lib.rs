@@ -11,6 +11,8 @@
 //! - [`queue`]: the human review queue — a stable random sample (default 2 %, at least one a
 //!   day) plus every call with a hand-off, a takeover, an override, a danger alert or a low
 //!   automatic score.
+//! - [`stats`]: the figures of a period — calls per hour, answer → dispatch p50 / p90, how
+//!   calls were handled, the override rate, compliance by category and by type, review coverage.
 //!
 //! Standards: APCO/NENA ANS 1.107.1 (QA review) and IAED-style protocol compliance levels
 //! (High / Partial / Low / Non-compliant; `shared/DOMAIN.md`).
@@ -18,7 +20,9 @@
 pub mod card;
 pub mod queue;
 pub mod score;
+pub mod stats;
 
 pub use card::{Cards, CardsError, Category, Item, Rule};
 pub use queue::{Candidate, QueueEntry, Reason, flags, queue};
 pub use score::{Evidence, ItemResult, ItemScore, Level, Scorecard, Times, score};
+pub use stats::{CallStats, Figures, figures};

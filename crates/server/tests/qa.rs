@@ -54,6 +54,28 @@ async fn a_scenario_call_is_scored_from_its_record() {
     let sampled = entries.iter().filter(|e| e["reasons"].as_array().unwrap().contains(&Value::from("sample"))).count();
     assert!((1..=2).contains(&sampled), "{q:#}");
     assert_eq!(client().get(format!("{base}/api/qa/queue?from=5&to=4")).send().await.unwrap().status(), 400);
+
+    // The statistics equal a direct computation over the two records and their scorecards.
+    let f: Value = client().get(format!("{base}/api/stats")).send().await.unwrap().json().await.unwrap();
+    let recs = [rig.server.store.get_call(&a.call_sid).unwrap().unwrap(), rig.server.store.get_call(&b.call_sid).unwrap().unwrap()];
+    assert_eq!(f["calls"], 2, "{f:#}");
+    let hours: u64 = f["calls_per_hour"].as_array().unwrap().iter().map(|h| h[1].as_u64().unwrap()).sum();
+    assert_eq!(hours, 2);
+    assert_eq!(f["handled_by_ai"], 2);
+    assert_eq!((f["taken_over"].as_u64(), f["handed_off"].as_u64()), (Some(0), Some(0)));
+    // Both structure fires: one Partial (no callback number), one Low.
+    assert_eq!(f["compliance_by_type"]["FSTRU"], serde_json::json!({"high": 0, "partial": 1, "low": 1, "non_compliant": 0}), "{f:#}");
+    let dispatched: Vec<u64> = recs.iter().map(|r| {
+        let events = rig.server.store.events(&r.call_sid).unwrap();
+        let answered = events.iter().find(|e| matches!(e.kind, watchfloor_bridge::CallEventKind::StreamStarted { .. })).unwrap().at_ms;
+        let at = events.iter().find(|e| matches!(e.kind, watchfloor_bridge::CallEventKind::Dispatched { .. })).unwrap().at_ms;
+        at - answered
+    }).collect();
+    let d = &f["answer_to_dispatch_ms"];
+    assert_eq!(d["count"], 2);
+    assert_eq!(d["p50"].as_u64(), dispatched.iter().min().copied(), "nearest rank of two values: the lower");
+    assert_eq!(d["p90"].as_u64(), dispatched.iter().max().copied());
+    assert_eq!(f["review"]["queued"], q["entries"].as_array().unwrap().len());
     let audit: Value = client().get(format!("{base}/api/audit?action=call.qa")).send().await.unwrap().json().await.unwrap();
     assert!(audit["entries"].as_array().unwrap().len() >= 2);
     rig.server.shutdown().await;
