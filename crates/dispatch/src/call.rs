@@ -295,7 +295,7 @@ pub struct CallDispatch {
     own_policy: Policy,
     /// The call's view of the incident list as last seen (none: no list; every call is its
     /// own incident).
-    book: Option<IncidentView>,
+    view: Option<IncidentView>,
     /// The call's incident as last recorded (`Effect::Linked`).
     on_incident: Option<IncidentId>,
     /// The other calls on its incident, in the order they joined.
@@ -342,7 +342,7 @@ impl CallDispatch {
             units: Vec::new(),
             awaiting: VecDeque::new(),
             own_policy: policy,
-            book: None,
+            view: None,
             on_incident: None,
             others: Vec::new(),
             covered: Vec::new(),
@@ -379,13 +379,8 @@ impl CallDispatch {
     /// is recorded (`Effect::Linked`), told to the agent, and the standing proposal shrinks to
     /// what the incident still lacks (withdrawn when nothing), or is made again after an unlink.
     pub fn set_incidents(&mut self, view: IncidentView, at_ms: u64) {
-        self.book = Some(view);
+        self.view = Some(view);
         self.refresh_incident(at_ms);
-    }
-
-    /// The call's incident, as last recorded.
-    pub fn incident_id(&self) -> Option<IncidentId> {
-        self.on_incident
     }
 
     /// A supervisor links the call to `incident`; the list's owner answers
@@ -418,7 +413,7 @@ impl CallDispatch {
     /// The incident list owner's answer to the oldest request not yet answered, with the call's
     /// view of the list as it now stands. An answer nothing waits for is ignored.
     pub fn on_incidents(&mut self, answer: IncidentAnswer, view: IncidentView, at_ms: u64) {
-        self.book = Some(view);
+        self.view = Some(view);
         let Some(step) = self.awaiting_incidents.pop_front() else { return };
         match (step, answer) {
             (IncidentStep::Check, IncidentAnswer::Checked(found)) => {
@@ -772,7 +767,7 @@ impl CallDispatch {
         if self.awaits_incidents() {
             return;
         }
-        if self.book.is_some()
+        if self.view.is_some()
             && self.others.is_empty()
             && let Some(loc) = &self.incident.location
         {
@@ -836,7 +831,7 @@ impl CallDispatch {
     /// Reads the call's incident from the list and the roster: records a new link, tells the
     /// agent what the incident already has, and adjusts the standing proposal.
     fn refresh_incident(&mut self, at_ms: u64) {
-        let Some(view) = &self.book else { return };
+        let Some(view) = &self.view else { return };
         let own = view.incident;
         let others = view.others.clone();
         let proposed_before = view.proposed_before.clone();

@@ -157,11 +157,6 @@ impl IncidentBook {
         self.next = self.next.max(n + 1);
     }
 
-    /// The highest incident number given so far (0: none).
-    pub fn last_number(&self) -> u64 {
-        self.next.saturating_sub(1)
-    }
-
     fn new_incident(&mut self, call_sid: &str, at_ms: u64) -> IncidentId {
         let id = IncidentId(self.next.max(1));
         self.next = id.0 + 1;
