@@ -297,9 +297,13 @@ try {
     }
     await page.screenshot({ path: join(out, 'surge.png') });
     // Unlink a linked call by keyboard: select it, press u; it is its own incident again.
+    // The last call placed, in its incident: the one most likely still live and on the board
+    // through the steps below (surge calls end on their own; an incident whose calls all ended
+    // leaves the board 15 s later).
     const { groups } = await grouping();
-    const g = groups[0];
-    const sid = g.calls[g.calls.length - 1];
+    const sid = placed.calls[placed.calls.length - 1].call_sid;
+    const g = groups.find((x) => x.calls.includes(sid));
+    assert(g && g.calls.length > 1, `the last call placed is linked to an incident with other calls: ${JSON.stringify(g)}`);
     await page.click(`[data-call="${sid}"]`);
     await page.keyboard.press('u');
     await page.waitForSelector('[data-testid=toasts] >> text=Unlinked');
@@ -307,12 +311,18 @@ try {
       const rec = await api('GET', `/api/calls/${sid}`);
       return rec.incident !== Number(g.id) ? rec.incident : null;
     }, 10000);
+    // The board shows it on its own, outside the incident's group (a console behind in the
+    // surge catches up through a resync).
+    const groupOf = () => page.evaluate((s) => document.querySelector(`[data-call="${s}"]`)?.closest('[data-testid=incident]')?.dataset.incident ?? null, sid);
+    await waitFor('the board shows the unlinked call on its own', async () => (await groupOf()) !== g.id, 20000);
     await page.waitForSelector(`[data-testid=incident][data-incident="${g.id}"]`);
     // Link it back: i opens the picker; ↓ to the incident; Enter.
     await page.click(`[data-call="${sid}"]`);
     await page.keyboard.press('i');
     await page.waitForSelector('[data-testid=link-picker]');
-    for (let n = 0; n < 20; n++) {
+    const offered = await page.locator('[data-testid=link-picker] li').evaluateAll((li) => li.map((x) => x.dataset.incident));
+    assert(offered.includes(g.id), `the picker offers I-${g.id}: ${offered.join(', ')}`);
+    for (let n = 0; n < 2 * offered.length; n++) {
       const chosen = await page.locator('[data-testid=link-picker] li.chosen').getAttribute('data-incident');
       if (chosen === g.id) break;
       await page.keyboard.press('ArrowDown');
@@ -321,6 +331,7 @@ try {
     await page.keyboard.press('Enter');
     await page.waitForSelector(`[data-testid=toasts] >> text=Linked to I-${g.id}`);
     await waitFor('linked back', async () => (await api('GET', `/api/calls/${sid}`)).incident === Number(g.id), 10000);
+    await waitFor('the board shows it back in its incident', async () => (await groupOf()) === g.id, 20000);
     assert(own !== Number(g.id), 'unlinked first');
     // ] moves to the next incident's first call.
     await page.keyboard.press(']');

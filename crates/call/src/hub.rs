@@ -77,12 +77,16 @@ impl Hub {
         rx.await.map_err(|_| StoreGone)
     }
 
-    /// Appends an event to an ended call through the store writer; returns it once flushed.
+    /// Appends an event to an ended call through the store writer; returns it once flushed,
+    /// and publishes it to live consoles (a console still showing the ended call updates it;
+    /// one that no longer shows it ignores an event of a call it does not know).
     /// Errors: [`AppendError`].
     pub async fn append_after_end(&self, call_sid: &str, kind: CallEventKind, at_ms: u64) -> Result<CallEvent, AppendError> {
         let (reply, rx) = oneshot::channel();
         self.record.send(RecordMsg::AppendAfterEnd { call_sid: call_sid.into(), kind, at_ms, reply }).map_err(|_| AppendError::StoreGone)?;
-        rx.await.map_err(|_| AppendError::StoreGone)?
+        let ev = rx.await.map_err(|_| AppendError::StoreGone)??;
+        let _ = self.live.send(Arc::new(ev.clone())); // no console connected is fine
+        Ok(ev)
     }
 
     /// A live audio subscription (listen-in).

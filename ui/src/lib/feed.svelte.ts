@@ -158,6 +158,10 @@ class Feed {
         const ev = msg.event;
         let c = this.calls[ev.call_sid];
         if (!c) {
+          // A call this console does not show starts with its call_created (the snapshot has
+          // every live call); anything else is a call that ended and left the board (a link or
+          // a review appended to its record): not brought back.
+          if (ev.type !== 'call_created') break;
           this.calls[ev.call_sid] = emptyCall();
           c = this.calls[ev.call_sid];
         }
