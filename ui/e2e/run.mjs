@@ -296,14 +296,18 @@ try {
       throw e;
     }
     await page.screenshot({ path: join(out, 'surge.png') });
-    // Unlink a linked call by keyboard: select it, press u; it is its own incident again.
-    // The last call placed, in its incident: the one most likely still live and on the board
-    // through the steps below (surge calls end on their own; an incident whose calls all ended
-    // leaves the board 15 s later).
-    const { groups } = await grouping();
-    const sid = placed.calls[placed.calls.length - 1].call_sid;
-    const g = groups.find((x) => x.calls.includes(sid));
-    assert(g && g.calls.length > 1, `the last call placed is linked to an incident with other calls: ${JSON.stringify(g)}`);
+    // Two more callers about one of the surge's emergencies, so that the call unlinked and
+    // linked back below, and another of its incident, stay live through the steps (surge calls
+    // are short; an ended call leaves the board 15 s after it ends).
+    const groupOf = (s) => page.evaluate((x) => document.querySelector(`[data-call="${x}"]`)?.closest('[data-testid=incident]')?.dataset.incident ?? null, s);
+    const first = (await api('POST', '/api/training/calls', { scenario: 'structure-fire' })).call_sid;
+    const sid = (await api('POST', '/api/training/calls', { scenario: 'structure-fire' })).call_sid;
+    const gid = await waitFor('both new callers linked to the surge incident on the board', async () => {
+      const [a, b] = [await groupOf(first), await groupOf(sid)];
+      return a && a === b ? a : null;
+    }, 20000);
+    const g = { id: gid };
+    // Unlink the second by keyboard: select it, press u; it is its own incident again.
     await page.click(`[data-call="${sid}"]`);
     await page.keyboard.press('u');
     await page.waitForSelector('[data-testid=toasts] >> text=Unlinked');
@@ -313,8 +317,7 @@ try {
     }, 10000);
     // The board shows it on its own, outside the incident's group (a console behind in the
     // surge catches up through a resync).
-    const groupOf = () => page.evaluate((s) => document.querySelector(`[data-call="${s}"]`)?.closest('[data-testid=incident]')?.dataset.incident ?? null, sid);
-    await waitFor('the board shows the unlinked call on its own', async () => (await groupOf()) !== g.id, 20000);
+    await waitFor('the board shows the unlinked call on its own', async () => (await groupOf(sid)) !== g.id, 20000);
     await page.waitForSelector(`[data-testid=incident][data-incident="${g.id}"]`);
     // Link it back: i opens the picker; ↓ to the incident; Enter.
     await page.click(`[data-call="${sid}"]`);
@@ -331,7 +334,7 @@ try {
     await page.keyboard.press('Enter');
     await page.waitForSelector(`[data-testid=toasts] >> text=Linked to I-${g.id}`);
     await waitFor('linked back', async () => (await api('GET', `/api/calls/${sid}`)).incident === Number(g.id), 10000);
-    await waitFor('the board shows it back in its incident', async () => (await groupOf()) === g.id, 20000);
+    await waitFor('the board shows it back in its incident', async () => (await groupOf(sid)) === g.id, 20000);
     assert(own !== Number(g.id), 'unlinked first');
     // ] moves to the next incident's first call.
     await page.keyboard.press(']');
