@@ -11,6 +11,8 @@
 //! - [`queue`]: the human review queue — a stable random sample (default 2 %, at least one a
 //!   day) plus every call with a hand-off, a takeover, an override, a danger alert or a low
 //!   automatic score.
+//! - [`review`]: a reviewer's review of a call (agree or correct each item, notes on the
+//!   recording, signed; blind second reviews) and the [`review::calibration`] report.
 //! - [`stats`]: the figures of a period — calls per hour, answer → dispatch p50 / p90, how
 //!   calls were handled, the override rate, compliance by category and by type, review coverage.
 //!
@@ -19,10 +21,12 @@
 
 pub mod card;
 pub mod queue;
+pub mod review;
 pub mod score;
 pub mod stats;
 
 pub use card::{Cards, CardsError, Category, Item, Rule};
 pub use queue::{Candidate, QueueEntry, Reason, flags, queue};
+pub use review::{Calibration, Review, ReviewDraft, ReviewError, calibration};
 pub use score::{Evidence, ItemResult, ItemScore, Level, Scorecard, Times, score};
 pub use stats::{CallStats, Figures, figures};

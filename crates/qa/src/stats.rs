@@ -107,7 +107,7 @@ pub struct Coverage {
     pub queued: usize,
     /// Of those, drawn in the random sample.
     pub sampled: usize,
-    /// Reviews signed (none until reviews are built).
+    /// Of those, calls with a signed review.
     pub reviewed: usize,
     /// Queued and not yet reviewed.
     pub due: usize,

@@ -16,18 +16,31 @@
 //!   hour, answer → dispatch p50 / p90, handled by the AI / taken over / handed off, the override
 //!   rate, compliance overall, by category and by incident type, review coverage. Ended calls
 //!   only; an audited read (`qa.stats`).
+//! - `POST /api/calls/{CallSid}/reviews` [`ReviewDraft`] `{"items": [{"id", "result",
+//!   "comment"}…], "notes": [{"at_ms", "text"}…], "blind", "sign"}` → the stored
+//!   [`Review`]: the signed-in user's review of an ended call against its automatic scorecard
+//!   (items left out agree; a correction needs a comment; notes within the call). Unsigned it is
+//!   a draft the reviewer may replace; signed it is final (409 after). 400 with the reason for a
+//!   bad draft, 404 for an unknown call, 409 for a live one. Audited (`qa.review`), flushed
+//!   before the answer.
+//! - `GET /api/calls/{CallSid}/reviews?blind=true` → `[Review…]` in reviewer order; with
+//!   `blind`, other reviewers' results and notes are withheld (who and when stay), so a second
+//!   reviewer scores without seeing the first. An audited read (`qa.reviews`).
+//! - `GET /api/qa/calibration?from=&to=` → [`watchfloor_qa::Calibration`] over the reviews
+//!   signed in the period: agreement per item and per reviewer, with the automatic scorecard and
+//!   between reviewers of the same call. An audited read (`qa.calibration`).
 
 use std::sync::{Arc, LazyLock};
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use watchfloor_qa::{CallStats, Cards, Scorecard};
+use watchfloor_qa::{CallStats, Cards, Review, ReviewDraft, Scorecard};
 
 use crate::AppState;
-use crate::audit::audited_read;
+use crate::audit::{audited_action, audited_read};
 use crate::auth::User;
 use crate::error::ApiError;
 
@@ -35,7 +48,12 @@ use crate::error::ApiError;
 static CARDS: LazyLock<Arc<Cards>> = LazyLock::new(|| Arc::new(Cards::default_set()));
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/calls/{id}/qa", get(scorecard)).route("/api/qa/queue", get(review_queue)).route("/api/stats", get(stats))
+    Router::new()
+        .route("/api/calls/{id}/qa", get(scorecard))
+        .route("/api/calls/{id}/reviews", post(submit_review).get(call_reviews))
+        .route("/api/qa/queue", get(review_queue))
+        .route("/api/qa/calibration", get(calibration))
+        .route("/api/stats", get(stats))
 }
 
 #[derive(serde::Deserialize)]
@@ -103,7 +121,9 @@ async fn stats(State(state): State<AppState>, Extension(user): Extension<User>, 
     let r = period(q).and_then(|(from, to)| {
         let calls = scored_calls(&state, from, to)?;
         let queue = queue_of(&state, &calls);
-        Ok(Json(watchfloor_qa::figures(from, to, &calls, &queue, 0)))
+        let signed: std::collections::HashSet<String> = stored_reviews(&state)?.into_iter().filter(|r| r.signed_at_ms.is_some()).map(|r| r.call_sid).collect();
+        let reviewed = queue.iter().filter(|e| signed.contains(&e.call_sid)).count();
+        Ok(Json(watchfloor_qa::figures(from, to, &calls, &queue, reviewed)))
     });
     audited_read(&state, &user, "qa.stats", "qa", r).await
 }
@@ -117,4 +137,93 @@ async fn scorecard(State(state): State<AppState>, Extension(user): Extension<Use
         Ok(Some(_)) => state.store.events(&id).map(|events| Json(watchfloor_qa::score(&CARDS, &events))).map_err(internal),
     };
     audited_read(&state, &user, "call.qa", &id, r).await
+}
+
+fn internal(e: impl std::fmt::Display) -> ApiError {
+    ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+}
+
+/// Stored reviews in the `watchfloor-qa` shape: one that no longer reads as a review (a store
+/// written by another version) is skipped with a warning, never an error for the others.
+fn parse_reviews(values: Vec<serde_json::Value>) -> Vec<Review> {
+    values
+        .into_iter()
+        .filter_map(|v| match serde_json::from_value::<Review>(v) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(error = %e, "a stored review does not read as a review: skipped");
+                None
+            }
+        })
+        .collect()
+}
+
+fn stored_reviews(state: &AppState) -> Result<Vec<Review>, ApiError> {
+    state.store.all_reviews().map(parse_reviews).map_err(internal)
+}
+
+#[derive(serde::Deserialize)]
+struct BlindQuery {
+    #[serde(default)]
+    blind: bool,
+}
+
+/// `GET /api/calls/{id}/reviews`.
+async fn call_reviews(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, q: Result<Query<BlindQuery>, QueryRejection>) -> Result<Json<Vec<Review>>, ApiError> {
+    let r = match (q, state.store.get_call(&id)) {
+        (Err(e), _) => Err(ApiError(StatusCode::BAD_REQUEST, e.body_text())),
+        (_, Err(e)) => Err(internal(e)),
+        (_, Ok(None)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no call {id}"))),
+        (Ok(Query(q)), Ok(Some(_))) => state.store.reviews(&id).map_err(internal).map(|v| {
+            let list = parse_reviews(v);
+            Json(if q.blind { list.into_iter().map(|r| if r.reviewer == user.name { r } else { r.withheld() }).collect() } else { list })
+        }),
+    };
+    audited_read(&state, &user, "qa.reviews", &id, r).await
+}
+
+/// `POST /api/calls/{id}/reviews`.
+async fn submit_review(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Review>, ApiError> {
+    let r = review_of(&state, &user, &id, &body).await;
+    let detail = match &r {
+        Ok(rv) => format!(
+            "{}{}; {} of {} items corrected; {} notes",
+            if rv.signed_at_ms.is_some() { "signed" } else { "draft" },
+            if rv.blind { ", blind" } else { "" },
+            rv.items.iter().filter(|i| !i.agrees()).count(),
+            rv.items.len(),
+            rv.notes.len()
+        ),
+        Err(_) => String::new(),
+    };
+    audited_action(&state, &user, "qa.review", &id, detail, r).await
+}
+
+async fn review_of(state: &AppState, user: &User, id: &str, body: &[u8]) -> Result<Review, ApiError> {
+    let draft: ReviewDraft = serde_json::from_slice(body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
+    let rec = state.store.get_call(id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))?;
+    let Some(ended) = rec.ended_at_ms else {
+        return Err(ApiError(StatusCode::CONFLICT, format!("call {id} is live: review it when it has ended")));
+    };
+    let events = state.store.events(id).map_err(internal)?;
+    let card = watchfloor_qa::score(&CARDS, &events);
+    let previous = parse_reviews(state.store.reviews(id).map_err(internal)?).into_iter().find(|r| r.reviewer == user.name);
+    let length_ms = ended.saturating_sub(rec.started_at_ms);
+    let review = Review::from_draft(id, &user.name, draft, &card, Some(length_ms), previous.as_ref(), watchfloor_bridge::task::unix_ms()).map_err(|e| {
+        let status = if matches!(e, watchfloor_qa::ReviewError::AlreadySigned(_)) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };
+        ApiError(status, e.to_string())
+    })?;
+    // Invariant: a review is plain data and serialises.
+    let value = serde_json::to_value(&review).expect("review serialises");
+    state.store.put_review(id, &user.name, &value).await.map_err(internal)?;
+    Ok(review)
+}
+
+/// `GET /api/qa/calibration`.
+async fn calibration(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<watchfloor_qa::Calibration>, ApiError> {
+    let r = period(q).and_then(|(from, to)| {
+        let signed: Vec<Review> = stored_reviews(&state)?.into_iter().filter(|r| r.signed_at_ms.is_some_and(|t| t >= from && t < to)).collect();
+        Ok(Json(watchfloor_qa::calibration(&signed)))
+    });
+    audited_read(&state, &user, "qa.calibration", "qa", r).await
 }

@@ -80,3 +80,92 @@ async fn a_scenario_call_is_scored_from_its_record() {
     assert!(audit["entries"].as_array().unwrap().len() >= 2);
     rig.server.shutdown().await;
 }
+
+/// Two reviewers review a real simulated call: a draft, a correction that needs its comment, a
+/// note on the recording, a signature that is final; the second scores blind; the calibration
+/// report and the review coverage count both; every step audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reviewers_review_a_call_and_calibration_compares_them() {
+    use watchfloor_server::auth::{UserConfig, hash_password};
+    let poor = scenario("no-read-back");
+    let speed = 2.0;
+    let rig = rig(vec![poor.clone()], speed, |c| {
+        c.users = ["rita", "sam"].iter().map(|n| UserConfig { name: n.to_string(), password_hash: Some(hash_password("review pass 1")), line: None }).collect();
+    })
+    .await;
+    let base = rig.server.base_url();
+    let opts = SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, ..Default::default() };
+    let sid = place_call(&base, &poor, &opts).await.unwrap().call_sid;
+    wait_record_ended(&rig.server, &sid).await;
+    let http = reqwest::Client::new();
+    let mut token = std::collections::HashMap::new();
+    for who in ["rita", "sam"] {
+        let r: Value = http.post(format!("{base}/api/login")).json(&serde_json::json!({"user": who, "password": "review pass 1"})).send().await.unwrap().json().await.unwrap();
+        token.insert(who, r["token"].as_str().unwrap().to_string());
+    }
+    let post = |who: &'static str, body: Value| {
+        let (http, url, t) = (http.clone(), format!("{base}/api/calls/{sid}/reviews"), token[who].clone());
+        async move {
+            let r = http.post(url).bearer_auth(t).json(&body).send().await.unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    // The automatic card has the read-back missed; rita finds it met. Without a comment: refused.
+    let correction = serde_json::json!({"id": "location_verified", "result": "met"});
+    let (status, body) = post("rita", serde_json::json!({"items": [correction]})).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("item location_verified is corrected: a comment must say why")));
+    let (status, body) = post("rita", serde_json::json!({"items": [{"id": "nope", "result": "met"}]})).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("no item nope on this call's scorecard")));
+    let draft = serde_json::json!({
+        "items": [{"id": "location_verified", "result": "met", "comment": "the caller repeated it and the agent confirmed"}],
+        "notes": [{"at_ms": 4000, "text": "address given here"}],
+    });
+    let (status, saved) = post("rita", draft.clone()).await;
+    assert_eq!(status, 200, "{saved:#}");
+    assert_eq!(saved["signed_at_ms"], Value::Null);
+    let mut signed = draft.clone();
+    signed["sign"] = Value::Bool(true);
+    let (status, saved) = post("rita", signed.clone()).await;
+    assert_eq!(status, 200, "{saved:#}");
+    assert!(saved["signed_at_ms"].as_u64().is_some());
+    let items = saved["items"].as_array().unwrap();
+    let read_back = items.iter().find(|i| i["id"] == "location_verified").unwrap();
+    assert_eq!((read_back["automatic"].as_str(), read_back["result"].as_str()), (Some("missed"), Some("met")));
+    assert_eq!(post("rita", signed).await.0, 409, "a signed review is final");
+    let (status, _) = post("rita", serde_json::json!({"notes": [{"at_ms": 10_000_000, "text": "past the end"}]})).await;
+    assert_eq!(status, 409, "still final, whatever the draft");
+
+    // sam scores blind: rita's results are withheld from him, her name and signature shown.
+    let seen: Value = http.get(format!("{base}/api/calls/{sid}/reviews?blind=true")).bearer_auth(&token["sam"]).send().await.unwrap().json().await.unwrap();
+    assert_eq!(seen.as_array().unwrap().len(), 1);
+    assert_eq!((seen[0]["reviewer"].as_str(), seen[0]["items"].as_array().unwrap().len()), (Some("rita"), 0));
+    assert!(seen[0]["signed_at_ms"].as_u64().is_some());
+    let (status, sams) = post("sam", serde_json::json!({"blind": true, "sign": true})).await;
+    assert_eq!(status, 200, "{sams:#}");
+    let all: Value = client().get(format!("{base}/api/calls/{sid}/reviews")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all.as_array().unwrap().iter().map(|r| r["reviewer"].as_str().unwrap()).collect::<Vec<_>>(), vec!["rita", "sam"]);
+    assert_eq!(all[0]["items"].as_array().unwrap().len(), items.len());
+
+    // Calibration: the two disagree on the read-back only; sam agrees with the automatic card.
+    let c: Value = client().get(format!("{base}/api/qa/calibration")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((c["reviews"].as_u64(), c["calls_with_several"].as_u64()), (Some(2), Some(1)), "{c:#}");
+    let n = items.len() as u64;
+    let item = |id: &str| c["items"].as_array().unwrap().iter().find(|i| i["id"] == id).unwrap().clone();
+    assert_eq!(item("location_verified"), serde_json::json!({"id": "location_verified", "reviews": 2, "with_automatic": 1, "pairs": 1, "pairs_agreeing": 0}));
+    let reviewer = |name: &str| c["reviewers"].as_array().unwrap().iter().find(|r| r["reviewer"] == name).unwrap().clone();
+    assert_eq!(reviewer("rita"), serde_json::json!({"reviewer": "rita", "reviews": 1, "blind": 0, "items": n, "with_automatic": n - 1, "pairs": n, "pairs_agreeing": n - 1}));
+    assert_eq!(reviewer("sam")["blind"], 1);
+    assert_eq!(reviewer("sam")["with_automatic"], n);
+
+    // The low call is queued, and now reviewed.
+    let f: Value = client().get(format!("{base}/api/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(f["review"]["reviewed"], 1, "{f:#}");
+    // Audited: the refusals and the saves, with what was done.
+    let a: Value = client().get(format!("{base}/api/audit?action=qa.review")).send().await.unwrap().json().await.unwrap();
+    let outcomes: Vec<(&str, &str)> = a["entries"].as_array().unwrap().iter().map(|e| (e["user"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
+    assert_eq!(outcomes.iter().filter(|(_, o)| *o == "ok").count(), 3, "{a:#}");
+    assert_eq!(outcomes.len(), 7, "{a:#}");
+    let details: Vec<&str> = a["entries"].as_array().unwrap().iter().filter_map(|e| e["detail"].as_str()).collect();
+    assert!(details.contains(&format!("signed, blind; 0 of {n} items corrected; 0 notes").as_str()), "{details:?}");
+    rig.server.shutdown().await;
+}

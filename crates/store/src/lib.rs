@@ -8,6 +8,8 @@
 //!   no longer written);
 //! - `audit`: at_ms ‖ id → [`AuditEntry`] ([`audit`]);
 //! - `index`, `words`: secondary indexes for the review queries ([`index`]);
+//! - `reviews`: CallSid ‖ 0x00 ‖ reviewer → that reviewer's QA review of the call (JSON in the
+//!   `watchfloor-qa` shape; the store keeps it whole and does not read it), purged with the call;
 //! - `answered`: CallSid → purge time (u64 BE ms) of calls removed by retention, so their
 //!   webhook is still refused if replayed ([`ledger`]).
 //!
@@ -73,6 +75,7 @@ pub struct Store {
     words: sled::Tree,
     settings: sled::Tree,
     answered: sled::Tree,
+    reviews: sled::Tree,
     files: AudioFiles,
     flusher: Arc<Flusher>,
     /// Ids of audit entries (unique within a millisecond of `at_ms`), seeded from sled's
@@ -155,6 +158,7 @@ impl Store {
             words: db.open_tree("words")?,
             settings: db.open_tree("settings")?,
             answered: db.open_tree("answered")?,
+            reviews: db.open_tree("reviews")?,
             files: AudioFiles::open(dir)?,
             flusher: Arc::default(),
             audit_ids: Arc::new(AtomicU64::new(db.generate_id()?)),
@@ -517,7 +521,7 @@ impl Store {
                 continue;
             }
             self.files.remove(&sid)?;
-            for tree in [&self.events, &self.audio] {
+            for tree in [&self.events, &self.audio, &self.reviews] {
                 let mut b = sled::Batch::default();
                 for item in tree.scan_prefix(call_prefix(&sid)) {
                     b.remove(item?.0);
@@ -555,6 +559,33 @@ impl Store {
     /// Bytes the store takes on disk: the database and the recording files.
     pub fn size_on_disk(&self) -> Result<u64, StoreError> {
         Ok(self.db.size_on_disk()? + self.files.size())
+    }
+
+    /// Saves `reviewer`'s review of a call (replacing the one stored) and flushes it to disk
+    /// before returning: a review that was acknowledged is kept.
+    pub async fn put_review(&self, call_sid: &str, reviewer: &str, review: &serde_json::Value) -> Result<(), StoreError> {
+        let mut key = call_prefix(call_sid);
+        key.extend_from_slice(reviewer.as_bytes());
+        // Invariant: a JSON value serialises.
+        self.reviews.insert(key, serde_json::to_vec(review).expect("JSON value serialises"))?;
+        self.flush().await
+    }
+
+    /// Every review of a call, in reviewer-name order.
+    pub fn reviews(&self, call_sid: &str) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.reviews.scan_prefix(call_prefix(call_sid)).map(|item| {
+            let (k, v) = item?;
+            serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
+        }).collect()
+    }
+
+    /// Every review of every call (for the calibration report and review coverage), in CallSid
+    /// then reviewer order.
+    pub fn all_reviews(&self) -> Result<Vec<serde_json::Value>, StoreError> {
+        self.reviews.iter().map(|item| {
+            let (k, v) = item?;
+            serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
+        }).collect()
     }
 
     /// The supervisor's saved settings (JSON, the server's own shape), if any were saved.
