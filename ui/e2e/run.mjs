@@ -4,7 +4,7 @@
 //
 //   WATCHFLOOR_BIN=target/debug/watchfloor node ui/e2e/run.mjs
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -25,6 +25,9 @@ const { check, fail, failures } = checks();
 const dir = mkdtempSync(join(tmpdir(), 'watchfloor-e2e-'));
 const port = await freePort();
 const base = `http://127.0.0.1:${port}`;
+// A second reviewer, who scores a call blind for calibration.
+const REVIEWER_PASSWORD = 'second reviewer pass';
+const reviewerHash = execFileSync(bin, ['hash-password'], { input: REVIEWER_PASSWORD + '\n' }).toString().trim();
 writeFileSync(join(dir, 'config.toml'), [
   'training = true',
   'live_max_unacked = 16',
@@ -32,6 +35,7 @@ writeFileSync(join(dir, 'config.toml'), [
   '[[units]]', 'id = "Engine 7"', 'type = "engine"',
   '[[units]]', 'id = "Ladder 2"', 'type = "ladder"',
   '[[units]]', 'id = "Patrol 12"', 'type = "patrol"',
+  '[[users]]', 'name = "sam"', `password_hash = "${reviewerHash}"`,
 ].join('\n'));
 const env = { ...process.env, WATCHFLOOR_DATA_DIR: join(dir, 'data'), WATCHFLOOR_BIND: `127.0.0.1:${port}`, WATCHFLOOR_CONSOLE_TOKEN: TOKEN, RUST_LOG: process.env.E2E_LOG ?? 'warn' };
 delete env.OPENAI_API_KEY;
@@ -190,6 +194,65 @@ try {
     await waitFor('playback advancing', async () => (await page.evaluate(() => document.querySelector('[data-testid=review-call] audio').currentTime)) > seekTo + 0.5, 5000);
     await page.screenshot({ path: join(out, 'review.png') });
     await page.keyboard.press(' ');
+  });
+
+  await check('QA: a reviewer corrects an item, notes a time, signs by keyboard; a second scores blind; calibration', async () => {
+    // The call open in the review (the cardiac arrest): s goes to its scorecard.
+    const found = (await api('GET', '/api/calls?q=breathing')).calls;
+    assert(found.length === 1, JSON.stringify(found));
+    const callSid = found[0].call_sid;
+    await page.waitForSelector('[data-testid=qa] [data-item-row]');
+    const card = await api('GET', `/api/calls/${callSid}/qa`);
+    await page.keyboard.press('s');
+    // Down to the first item the automatic card has met; correct it to missed, with a comment.
+    const target = card.items.findIndex((i) => i.result === 'met');
+    assert(target >= 0, JSON.stringify(card.items.map((i) => i.result)));
+    for (let n = 0; n < target; n++) await page.keyboard.press('ArrowDown');
+    await page.keyboard.press('2');
+    await page.waitForSelector(`[data-item="${card.items[target].id}"] input:focus`);
+    await page.keyboard.type('asked only after the caller prompted');
+    await page.keyboard.press('Enter');
+    // A note at a time on the recording: seek to 3 s, n, type, Enter.
+    await page.evaluate(() => { document.querySelector('[data-testid=review-call] audio').currentTime = 3; });
+    await page.keyboard.press('n');
+    await page.waitForSelector('[data-testid=note-input]:focus');
+    await page.keyboard.type('caller gives the address here');
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('[data-testid=qa-notes] >> text=caller gives the address here');
+    await page.screenshot({ path: join(out, 'qa-review.png') });
+    await page.keyboard.press('Shift+S');
+    await page.waitForSelector('[data-testid=qa-signed]');
+    const mine = (await api('GET', `/api/calls/${callSid}/reviews`)).find((r) => r.reviewer !== 'sam');
+    const corrected = mine.items.filter((i) => i.result !== i.automatic);
+    assert(corrected.length === 1 && corrected[0].id === card.items[target].id && corrected[0].result === 'missed' && corrected[0].comment === 'asked only after the caller prompted', JSON.stringify(mine.items));
+    assert(mine.notes.length === 1 && Math.abs(mine.notes[0].at_ms - 3000) < 300, JSON.stringify(mine.notes));
+    // The second reviewer signs in, scores blind (agrees with the automatic card throughout).
+    const login = await (await fetch(`${base}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'sam', password: REVIEWER_PASSWORD }) })).json();
+    const second = await browser.newPage({ viewport: { width: 1500, height: 950 } });
+    await second.goto(base + '/');
+    await second.fill('[data-testid=token]', login.token);
+    await second.keyboard.press('Enter');
+    await second.waitForSelector('[data-testid=connection]:has-text("Live")');
+    await second.keyboard.press('2');
+    await second.waitForSelector('[data-testid=review-row]');
+    await second.fill('#review-q', 'breathing');
+    await second.keyboard.press('Enter');
+    await waitFor('one match', async () => (await second.locator('[data-testid=review-row]').count()) === 1);
+    await second.locator('#review-q').blur();
+    await second.keyboard.press('Enter');
+    await second.waitForSelector('[data-testid=qa] [data-item-row]');
+    await second.check('[data-testid=qa] input[type=checkbox]');
+    await second.waitForSelector('[data-testid=qa-others] >> text=results hidden while you score blind');
+    // Esc from the check box to the scorecard; Shift+S signs.
+    await second.keyboard.press('Escape');
+    await second.keyboard.press('Shift+S');
+    await second.waitForSelector('[data-testid=qa-signed] >> text=blind');
+    await second.close();
+    const c = await api('GET', '/api/qa/calibration');
+    const item = c.items.find((i) => i.id === card.items[target].id);
+    assert(c.calls_with_several >= 1 && item.pairs >= 1 && item.pairs_agreeing === item.pairs - 1, JSON.stringify(c));
+    assert(c.reviewers.find((r) => r.reviewer === 'sam').blind === 1, JSON.stringify(c.reviewers));
+    await page.keyboard.press('Escape');
   });
 
   await check('settings: change the hold window and the voice, saved on the server', async () => {

@@ -13,7 +13,7 @@ pub const DEFAULT_CARDS: &str = include_str!("../cards/default.toml");
 
 /// The protocol-compliance categories (IAED-style, `shared/DOMAIN.md`): case entry, key
 /// questions, instructions, final code, customer service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// The address verified, the callback number, the chief complaint.

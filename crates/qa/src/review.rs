@@ -18,7 +18,7 @@ pub const MAX_TEXT_CHARS: usize = 2000;
 pub const MAX_NOTES: usize = 200;
 
 /// A reviewer's verdict on one item, as submitted.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct ItemVerdict {
     /// The item's id on the card (`ItemScore::id`).
@@ -31,7 +31,7 @@ pub struct ItemVerdict {
 }
 
 /// A note at a time on the recording.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct Note {
     /// Where on the recording, ms from its start.
@@ -42,7 +42,7 @@ pub struct Note {
 
 /// A review as submitted (`POST /api/calls/{CallSid}/reviews`): items not listed are taken as
 /// agreeing with the automatic result.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(deny_unknown_fields)]
 pub struct ReviewDraft {
     /// Verdicts, at most one per item.
@@ -60,7 +60,7 @@ pub struct ReviewDraft {
 }
 
 /// One item of a stored review.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ReviewedItem {
     /// The item's id.
     pub id: String,
@@ -80,7 +80,7 @@ impl ReviewedItem {
 }
 
 /// A stored review: every item of the scorecard with the reviewer's result.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Review {
     /// The call.
     pub call_sid: String,
@@ -202,7 +202,7 @@ impl Review {
 }
 
 /// Agreement on one item across the signed reviews of a period.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ItemAgreement {
     /// The item's id.
     pub id: String,
@@ -217,7 +217,7 @@ pub struct ItemAgreement {
 }
 
 /// One reviewer's agreement across the signed reviews of a period.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ReviewerAgreement {
     /// The reviewer's user name.
     pub reviewer: String,
@@ -238,7 +238,7 @@ pub struct ReviewerAgreement {
 /// The calibration report: agreement per item and per reviewer (APCO/NENA ANS 1.107.1 asks
 /// for calibration between evaluators). Rates are left to the reader: each count comes with
 /// its total, so nothing is hidden by a rate over a handful of reviews.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Calibration {
     /// Signed reviews counted.
     pub reviews: u32,

@@ -11,7 +11,7 @@ use watchfloor_dispatch::incident::{Location, Source};
 use crate::card::{Cards, Category, Item, Levels, Rule};
 
 /// What an item came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum ItemResult {
     /// The call did it (the evidence says where).
@@ -24,7 +24,7 @@ pub enum ItemResult {
 
 /// A compliance level (IAED-style, `shared/DOMAIN.md`), from the share of applicable items met
 /// against the card set's bands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
     /// At or above the `high` band.
@@ -58,7 +58,7 @@ impl Level {
 }
 
 /// Where an item was met (or, for an alert, where it was missed): a line of the call and when.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Evidence {
     /// The line as said (`Dispatcher: …`), or the event in words.
     pub line: String,
@@ -67,7 +67,7 @@ pub struct Evidence {
 }
 
 /// One item's score.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct ItemScore {
     /// The item's id.
     pub id: String,
@@ -82,7 +82,7 @@ pub struct ItemScore {
 }
 
 /// The times that matter for QA, ms.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Times {
     /// When the call was answered (its media stream started), ms since the Unix epoch.
     pub answered_at_ms: Option<u64>,
@@ -100,7 +100,7 @@ pub struct Times {
 }
 
 /// A card set's id and version, as a scorecard names them.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct CardRef {
     /// The set's id.
     pub id: String,
@@ -109,7 +109,7 @@ pub struct CardRef {
 }
 
 /// A call's automatic scorecard.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Scorecard {
     /// The cards it was scored with.
     pub card: CardRef,

@@ -57,7 +57,7 @@ impl CallStats {
 }
 
 /// Nearest-rank percentiles of a distribution, ms.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Distribution {
     /// How many values.
     pub count: usize,
@@ -65,19 +65,30 @@ pub struct Distribution {
     pub p50: Option<u64>,
     /// The 90th percentile.
     pub p90: Option<u64>,
+    /// A histogram: `(bin start, count)` for bins of [`Distribution::BIN_MS`], from 0 up to the
+    /// bin of the largest value (empty bins included, so a chart's axis is even).
+    pub histogram: Vec<(u64, u32)>,
 }
 
 impl Distribution {
-    /// The distribution of `values` (any order).
+    /// The histogram's bin width: 10 s (NFPA 1225's 60 s goal falls on a bin edge).
+    pub const BIN_MS: u64 = 10_000;
+
+    /// The distribution of `values` (any order); percentiles by nearest rank.
     pub fn of(mut values: Vec<u64>) -> Distribution {
         values.sort_unstable();
         let rank = |p: u64| values.get(((p as usize * values.len()).div_ceil(100)).max(1) - 1).copied();
-        Distribution { count: values.len(), p50: rank(50), p90: rank(90) }
+        let bins = values.last().map_or(0, |max| max / Self::BIN_MS + 1);
+        let mut histogram: Vec<(u64, u32)> = (0..bins).map(|b| (b * Self::BIN_MS, 0)).collect();
+        for v in &values {
+            histogram[(v / Self::BIN_MS) as usize].1 += 1;
+        }
+        Distribution { count: values.len(), p50: rank(50), p90: rank(90), histogram }
     }
 }
 
 /// Calls at each compliance level.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct LevelCounts {
     /// High.
     pub high: u32,
@@ -101,7 +112,7 @@ impl LevelCounts {
 }
 
 /// Review coverage for the period.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Coverage {
     /// Calls in the queue (sampled or flagged).
     pub queued: usize,
@@ -114,7 +125,7 @@ pub struct Coverage {
 }
 
 /// The figures of a period.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct Figures {
     /// The period's start, ms since the Unix epoch.
     pub from_ms: u64,
@@ -204,5 +215,12 @@ mod tests {
         assert_eq!(Distribution::of(vec![]), Distribution::default());
         let d = Distribution::of((1..=3).collect());
         assert_eq!((d.p50, d.p90), (Some(2), Some(3)));
+    }
+
+    #[test]
+    fn the_histogram_has_every_bin_up_to_the_largest_value() {
+        let d = Distribution::of(vec![0, 9_999, 10_000, 35_000]);
+        assert_eq!(d.histogram, vec![(0, 2), (10_000, 1), (20_000, 0), (30_000, 1)]);
+        assert_eq!(d.histogram.iter().map(|b| b.1 as usize).sum::<usize>(), d.count);
     }
 }

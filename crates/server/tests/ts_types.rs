@@ -18,6 +18,11 @@ fn export(dir: &Path) {
     watchfloor_dispatch::units::Roster::export_all(&cfg).unwrap();
     watchfloor_dispatch::policy::Policy::export_all(&cfg).unwrap();
     watchfloor_server::settings::Settings::export_all(&cfg).unwrap();
+    watchfloor_qa::Scorecard::export_all(&cfg).unwrap();
+    watchfloor_qa::Review::export_all(&cfg).unwrap();
+    watchfloor_qa::ReviewDraft::export_all(&cfg).unwrap();
+    watchfloor_qa::Calibration::export_all(&cfg).unwrap();
+    watchfloor_qa::Figures::export_all(&cfg).unwrap();
 }
 
 fn files(dir: &Path) -> BTreeMap<PathBuf, String> {
