@@ -255,6 +255,21 @@ try {
     await page.keyboard.press('Escape');
   });
 
+  await check('statistics: the figures of the last week with their charts, and the same figures as CSV', async () => {
+    await page.keyboard.press('4');
+    await page.waitForSelector('[data-testid=stats] .uplot');
+    const f = await api('GET', '/api/stats');
+    await waitFor('the calls tile', async () => (await page.locator('[data-testid=stat-calls] b').textContent()) === String(f.calls), 5000);
+    assert(f.calls > 0, JSON.stringify(f));
+    const review = await page.locator('[data-testid=stat-review] b').textContent();
+    assert(review === `${f.review.reviewed} / ${f.review.queued}` && f.review.reviewed >= 1, `${review} vs ${JSON.stringify(f.review)}`);
+    assert((await page.locator('[data-testid=stats] .uplot').count()) === 2, 'two charts');
+    await page.screenshot({ path: join(out, 'stats.png') });
+    const [download] = await Promise.all([page.waitForEvent('download'), page.keyboard.press('e')]);
+    const csv = readFileSync(await download.path(), 'utf8').split('\r\n');
+    assert(csv[0] === 'section,key,value' && csv.includes(`calls,ended,${f.calls}`) && csv.includes(`review,reviewed,${f.review.reviewed}`), csv.slice(0, 8).join(' | '));
+  });
+
   await check('settings: change the hold window and the voice, saved on the server', async () => {
     await page.keyboard.press('3');
     await page.waitForSelector('[data-testid=settings] textarea');
