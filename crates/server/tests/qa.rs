@@ -169,3 +169,106 @@ async fn reviewers_review_a_call_and_calibration_compares_them() {
     assert!(details.contains(&format!("signed, blind; 0 of {n} items corrected; 0 notes").as_str()), "{details:?}");
     rig.server.shutdown().await;
 }
+
+/// Issue 19's figure check: 200 simulated calls through training mode (the real bridge, the
+/// model fake at the real service's pace); `/api/stats` equals a computation made here from the
+/// records' events alone, and the review queue holds every flagged call plus a random sample
+/// of 2 % within three standard deviations.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_training_calls_make_the_figures_a_direct_computation_gives() {
+    use watchfloor_bridge::CallEventKind;
+    const CALLS: usize = 200;
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = watchfloor_server::Config::defaults();
+    cfg.data_dir = dir.path().join("data");
+    cfg.console_token = Some(watchfloor_bridge::model::Secret::new(common::TOKEN));
+    cfg.training = true;
+    cfg.max_calls = CALLS;
+    cfg.dispatch_policy = watchfloor_dispatch::policy::Policy::Automatic;
+    let server = watchfloor_server::serve(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
+    let base = server.base_url();
+    let t0 = watchfloor_bridge::task::unix_ms();
+    let mut sids = Vec::with_capacity(CALLS);
+    // Ten calls a second (a busy centre's surge), under the webhook limit of 20 per second
+    // from one address: training calls reach this server from loopback like Twilio would.
+    let mut every = tokio::time::interval(std::time::Duration::from_millis(100));
+    for _ in 0..CALLS {
+        every.tick().await;
+        let r: Value = client().post(format!("{base}/api/training/calls")).json(&serde_json::json!({})).send().await.unwrap().json().await.unwrap();
+        sids.push(r["call_sid"].as_str().unwrap().to_string());
+    }
+    // Every call ends on its own (the scenarios hang up); wait for their records.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
+    let mut recs = Vec::with_capacity(CALLS);
+    for sid in &sids {
+        loop {
+            if let Ok(Some(rec)) = server.store.get_call(sid)
+                && rec.ended_at_ms.is_some()
+                && !rec.is_live()
+            {
+                recs.push(rec);
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "call {sid} did not end");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    let t1 = watchfloor_bridge::task::unix_ms() + 1;
+    let f: Value = client().get(format!("{base}/api/stats?from={t0}&to={t1}")).send().await.unwrap().json().await.unwrap();
+    let q: Value = client().get(format!("{base}/api/qa/queue?from={t0}&to={t1}")).send().await.unwrap().json().await.unwrap();
+
+    // The direct computation, from each record's events.
+    let cards = watchfloor_qa::Cards::default_set();
+    let mut per_hour: std::collections::BTreeMap<u64, u64> = Default::default();
+    let mut to_dispatch = Vec::new();
+    let (mut taken, mut handed, mut overridden) = (0u64, 0u64, 0u64);
+    let mut levels: std::collections::BTreeMap<String, u64> = Default::default();
+    let mut flagged = std::collections::BTreeSet::new();
+    for rec in &recs {
+        let events = server.store.events(&rec.call_sid).unwrap();
+        *per_hour.entry(rec.started_at_ms / 3_600_000 * 3_600_000).or_default() += 1;
+        let first = |p: &dyn Fn(&CallEventKind) -> bool| events.iter().find(|e| p(&e.kind)).map(|e| e.at_ms);
+        if let (Some(a), Some(d)) = (first(&|k| matches!(k, CallEventKind::StreamStarted { .. })), first(&|k| matches!(k, CallEventKind::Dispatched { .. }))) {
+            to_dispatch.push(d - a);
+        }
+        let handed_off = events.iter().any(|e| matches!(e.kind, CallEventKind::HandedOff { .. } | CallEventKind::Fallback { .. }));
+        let took = events.iter().any(|e| matches!(e.kind, CallEventKind::ModeChanged { mode: watchfloor_bridge::CallMode::Takeover, .. }));
+        if handed_off {
+            handed += 1;
+        } else if took {
+            taken += 1;
+        }
+        let card = watchfloor_qa::score(&cards, &events);
+        let reasons = watchfloor_qa::flags(&events, &card);
+        overridden += u64::from(reasons.contains(&watchfloor_qa::Reason::Override));
+        if !reasons.is_empty() {
+            flagged.insert(rec.call_sid.clone());
+        }
+        *levels.entry(serde_json::to_value(card.level).unwrap().as_str().unwrap().to_string()).or_default() += 1;
+    }
+    assert_eq!(f["calls"], CALLS, "{f:#}");
+    let hours: Vec<(u64, u64)> = f["calls_per_hour"].as_array().unwrap().iter().map(|h| (h[0].as_u64().unwrap(), h[1].as_u64().unwrap())).collect();
+    assert_eq!(hours, per_hour.into_iter().collect::<Vec<_>>());
+    to_dispatch.sort_unstable();
+    let rank = |p: usize| to_dispatch[(p * to_dispatch.len()).div_ceil(100).max(1) - 1];
+    let d = &f["answer_to_dispatch_ms"];
+    assert_eq!((d["count"].as_u64(), d["p50"].as_u64(), d["p90"].as_u64()), (Some(to_dispatch.len() as u64), Some(rank(50)), Some(rank(90))), "{d}");
+    // Not every call dispatches: repeat callers are linked to an incident that already has its
+    // units (issue 18), and the roster runs out.
+    assert!(to_dispatch.len() >= 10, "calls dispatched: {}", to_dispatch.len());
+    assert_eq!((f["taken_over"].as_u64(), f["handed_off"].as_u64()), (Some(taken), Some(handed)));
+    assert_eq!(f["handled_by_ai"].as_u64(), Some(CALLS as u64 - taken - handed));
+    assert!((f["override_rate"].as_f64().unwrap() - overridden as f64 / CALLS as f64).abs() < 1e-9);
+    for level in ["high", "partial", "low", "non_compliant"] {
+        assert_eq!(f["compliance"][level].as_u64(), Some(levels.get(level).copied().unwrap_or(0)), "{level}: {f:#}");
+    }
+    // The queue: every flagged call, and a sample of 2 % ± 3σ (σ = √(n·p·(1−p)) ≈ 2 calls).
+    let queued: std::collections::BTreeSet<String> = q["entries"].as_array().unwrap().iter().map(|e| e["call_sid"].as_str().unwrap().to_string()).collect();
+    assert!(flagged.is_subset(&queued), "flagged calls missing from the queue: {:?}", flagged.difference(&queued).collect::<Vec<_>>());
+    let sampled = q["entries"].as_array().unwrap().iter().filter(|e| e["reasons"].as_array().unwrap().contains(&Value::from("sample"))).count();
+    let sigma = (CALLS as f64 * 0.02 * 0.98).sqrt();
+    assert!((sampled as f64 - CALLS as f64 * 0.02).abs() <= 3.0 * sigma + 1.0, "{sampled} sampled of {CALLS} (the +1: at least one a day)");
+    assert_eq!(f["review"]["queued"], queued.len());
+    assert_eq!(f["review"]["sampled"], sampled);
+    server.shutdown().await;
+}
