@@ -41,6 +41,17 @@ const env = { ...process.env, WATCHFLOOR_DATA_DIR: join(dir, 'data'), WATCHFLOOR
 delete env.OPENAI_API_KEY;
 let server = spawn(bin, ['serve', '--config', join(dir, 'config.toml')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
 
+/** Review (2): searches past calls for `q`, which must find one, and opens it by keyboard. */
+async function openPastCall(p, q) {
+  await p.keyboard.press('2');
+  await p.waitForSelector('[data-testid=review-row]');
+  await p.fill('#review-q', q);
+  await p.keyboard.press('Enter');
+  await waitFor(`one call matching ${q}`, async () => (await p.locator('[data-testid=review-row]').count()) === 1);
+  await p.locator('#review-q').blur();
+  await p.keyboard.press('Enter');
+}
+
 async function api(method, path, body) {
   const r = await fetch(base + path, { method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
   const text = await r.text();
@@ -175,13 +186,7 @@ try {
   });
 
   await check('review: finds the call, plays the recording and seeks by transcript line', async () => {
-    await page.keyboard.press('2');
-    await page.waitForSelector('[data-testid=review-row]');
-    await page.fill('#review-q', 'breathing');
-    await page.keyboard.press('Enter');
-    await waitFor('one match', async () => (await page.locator('[data-testid=review-row]').count()) === 1);
-    await page.locator('#review-q').blur();
-    await page.keyboard.press('Enter');
+    await openPastCall(page, 'breathing');
     await page.waitForSelector('[data-testid=review-call] audio');
     const lines = page.locator('[data-testid=review-line]');
     assert((await lines.count()) > 4, 'transcript lines');
@@ -233,13 +238,7 @@ try {
     await second.fill('[data-testid=token]', login.token);
     await second.keyboard.press('Enter');
     await second.waitForSelector('[data-testid=connection]:has-text("Live")');
-    await second.keyboard.press('2');
-    await second.waitForSelector('[data-testid=review-row]');
-    await second.fill('#review-q', 'breathing');
-    await second.keyboard.press('Enter');
-    await waitFor('one match', async () => (await second.locator('[data-testid=review-row]').count()) === 1);
-    await second.locator('#review-q').blur();
-    await second.keyboard.press('Enter');
+    await openPastCall(second, 'breathing');
     await second.waitForSelector('[data-testid=qa] [data-item-row]');
     await second.check('[data-testid=qa] input[type=checkbox]');
     await second.waitForSelector('[data-testid=qa-others] >> text=results hidden while you score blind');

@@ -1,6 +1,7 @@
 // The statistics page's figures as CSV (issue 19): one row per figure, `section,key,value`,
 // the same numbers the page draws (times in ms, hours as ISO 8601 UTC).
 
+import type { Category } from './types/Category';
 import type { Figures } from './types/Figures';
 import type { LevelCounts } from './types/LevelCounts';
 
@@ -10,7 +11,11 @@ function field(v: string | number | null): string {
   return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-const LEVELS: (keyof LevelCounts)[] = ['high', 'partial', 'low', 'non_compliant'];
+/** The compliance levels, best first. */
+export const LEVELS: (keyof LevelCounts)[] = ['high', 'partial', 'low', 'non_compliant'];
+
+/** A protocol category's words (IAED-style categories, `crates/qa` `Category`). */
+export const CATEGORY_TEXT: Record<Category, string> = { case_entry: 'Case entry', key_questions: 'Key questions', instructions: 'Instructions', final_code: 'Final code', customer_service: 'Customer service' };
 
 /** The figures of a period as CSV text with a header row. */
 export function figuresCsv(f: Figures): string {
