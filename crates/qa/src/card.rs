@@ -112,6 +112,14 @@ pub enum CardsError {
     /// Well-formed but wrong: what is wrong, item by item.
     #[error("protocol cards: {0}")]
     Invalid(String),
+    /// An edit of another version than the current one (someone saved in between).
+    #[error("protocol cards: this edit starts from version {edited}, but version {current} has been saved since: reload and edit again")]
+    Stale {
+        /// The version the edit started from (its `version` line).
+        edited: i64,
+        /// The current version.
+        current: u32,
+    },
 }
 
 impl Cards {
@@ -155,6 +163,28 @@ impl Cards {
         if errors.is_empty() { Ok(cards) } else { Err(CardsError::Invalid(errors.join("; "))) }
     }
 
+    /// An administrator's edit of the current set (version `current`): `text` is the edited
+    /// TOML, whose `version` line names the version it started from (left out: the current
+    /// one). Returns the new set as version `current + 1` and its text with the `version` line
+    /// set to it (the rest of the text as written, comments kept).
+    ///
+    /// # Errors
+    /// [`CardsError::Stale`] when the edit started from another version (a concurrent save);
+    /// otherwise as [`Cards::parse`].
+    pub fn revise(current: u32, text: &str) -> Result<(Cards, String), CardsError> {
+        let mut doc: toml_edit::DocumentMut = text.parse().map_err(|e: toml_edit::TomlError| CardsError::Invalid(format!("not TOML: {}", e.message())))?;
+        match doc.get("version").map(|v| v.as_integer()) {
+            None => {}
+            Some(Some(v)) if v == i64::from(current) => {}
+            Some(Some(v)) => return Err(CardsError::Stale { edited: v, current }),
+            Some(None) => return Err(CardsError::Invalid("version must be a whole number".into())),
+        }
+        doc["version"] = toml_edit::value(i64::from(current) + 1);
+        let text = doc.to_string();
+        let cards = Cards::parse(&text)?;
+        Ok((cards, text))
+    }
+
     /// Whether `item` applies to a call of incident type `code` (none: type unknown; only
     /// items for every call apply).
     pub fn applies(item: &Item, code: Option<&str>) -> bool {
@@ -176,5 +206,18 @@ mod tests {
         let dup = format!("{DEFAULT_CARDS}\n[[items]]\nid = \"callback_number\"\ncategory = \"case_entry\"\ntext = \"x\"\nrule = {{ kind = \"dispatched\" }}\n");
         assert!(matches!(Cards::parse(&dup), Err(CardsError::Invalid(e)) if e.contains("repeated")));
         assert!(matches!(Cards::parse("id = 1"), Err(CardsError::Toml(_))));
+    }
+
+    #[test]
+    fn an_edit_becomes_the_next_version_and_a_stale_one_is_refused() {
+        let edited = DEFAULT_CARDS.replace("high = 0.9", "high = 0.95");
+        let (c, text) = Cards::revise(1, &edited).unwrap();
+        assert_eq!((c.version, c.levels.high), (2, 0.95));
+        assert!(text.contains("version = 2") && text.contains("# Watchfloor's default protocol cards"), "comments kept");
+        assert!(matches!(Cards::revise(2, &edited), Err(CardsError::Stale { edited: 1, current: 2 })));
+        let unversioned = edited.replace("version = 1\n", "");
+        assert_eq!(Cards::revise(4, &unversioned).unwrap().0.version, 5);
+        assert!(matches!(Cards::revise(1, "id = [unclosed"), Err(CardsError::Invalid(e)) if e.contains("not TOML")));
+        assert!(matches!(Cards::revise(1, &edited.replace("high = 0.95", "high = 1.5")), Err(CardsError::Invalid(_))));
     }
 }

@@ -17,6 +17,7 @@ mod qa;
 mod incidents;
 mod review;
 mod routes;
+pub mod scoring;
 mod session;
 pub mod settings;
 mod supervise;
@@ -68,6 +69,8 @@ pub struct AppState {
     pub settings: Arc<parking_lot::RwLock<settings::Settings>>,
     /// Sign-in attempts refused before a password check, to audit together.
     pub throttled: Arc<session::ThrottledSignIns>,
+    /// The protocol cards in use and the job that scores every ended call with them (issue 19).
+    pub scorer: Arc<scoring::Scorer>,
 }
 
 impl AppState {
@@ -249,6 +252,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         Ok(None) => settings::Settings::from_config(&config),
         Err(e) => return Err(ServeError::Store(config.data_dir.display().to_string(), e)),
     };
+    let scorer = Arc::new(scoring::Scorer::load(&store).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?);
     let roster = watchfloor_bridge::SharedRoster::new(load_roster(&config, &settings.units, &store)?);
     // Live and recent incidents are kept in memory: a restart starts the list afresh, numbered
     // after the last recorded incident.
@@ -325,8 +329,9 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     settings::apply_to_bridge(&config, &settings, &calls);
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
-    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, incidents, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(parking_lot::RwLock::new(settings)), throttled: Arc::default() };
+    let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, incidents, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(parking_lot::RwLock::new(settings)), throttled: Arc::default(), scorer };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
+    tokio::spawn(scoring::job(state.scorer.clone(), store.clone(), calls.hub().subscribe(), cancel.clone()));
     let throttled_audit = tokio::spawn(session::audit_throttled(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {
         tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));

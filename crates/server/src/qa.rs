@@ -1,11 +1,20 @@
-//! Quality assurance over the API (issue 19, first step): a call's automatic scorecard.
+//! Quality assurance over the API (issue 19). Scores come from the scorer
+//! ([`crate::scoring`]), stored per card version.
 //!
-//! - `GET /api/calls/{CallSid}/qa` → the scorecard ([`watchfloor_qa::Scorecard`]): `{"card":
-//!   {"id", "version"}, "incident_type", "level": "high|partial|low|non_compliant",
+//! - `GET /api/calls/{CallSid}/qa[?version=N]` → the scorecard ([`watchfloor_qa::Scorecard`]):
+//!   `{"card": {"id", "version"}, "incident_type", "level": "high|partial|low|non_compliant",
 //!   "categories": {category: level}, "items": [{"id", "category", "text", "result":
-//!   "met|missed|not_applicable", "evidence": [{"line", "at_ms"}]}…], "times": {…}}`, computed
-//!   from the call's stored events with the shipped protocol cards (a live call is scored as far
-//!   as it has gone); 404 for an unknown call. An audited read (`call.qa`).
+//!   "met|missed|not_applicable", "evidence": [{"line", "at_ms"}]}…], "times": {…}}` with the
+//!   current protocol cards (a live call is scored as far as it has gone), or the score kept
+//!   from an older `version`; 404 for an unknown call or a version it was not scored with. An
+//!   audited read (`call.qa`).
+//! - `GET /api/qa/cards` → [`CardsState`] `{"current": {"version", "id", "toml", "saved_at_ms",
+//!   "saved_by"}, "versions": [{"version", "saved_at_ms", "saved_by"}…]}`; `GET
+//!   /api/qa/cards/{version}` → that version. `PUT /api/qa/cards` `{"toml"}` (at most 256 KiB):
+//!   an edit of the current version (its `version` line names it) saved as the next version,
+//!   flushed, and every call scored again with it; 400 with what is wrong, 409 when another
+//!   version was saved since the edit began. Audited (`qa.cards`). Any signed-in user may
+//!   edit them until roles land (issue 20: administrators only).
 //! - `GET /api/qa/queue?from=&to=` (ms since the epoch; default the last 7 days) → `{"rate",
 //!   "from_ms", "to_ms", "calls", "entries": [{"call_sid", "started_at_ms", "reasons", "level"}…]}`:
 //!   the human review queue ([`watchfloor_qa::queue`]): the stable random sample at the
@@ -30,22 +39,18 @@
 //!   signed in the period: agreement per item and per reviewer, with the automatic scorecard and
 //!   between reviewers of the same call. An audited read (`qa.calibration`).
 
-use std::sync::{Arc, LazyLock};
-
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use watchfloor_qa::{CallStats, Cards, Review, ReviewDraft, Scorecard};
+use watchfloor_qa::{CallStats, Review, ReviewDraft, Scorecard};
 
 use crate::AppState;
 use crate::audit::{audited_action, audited_read};
 use crate::auth::User;
 use crate::error::ApiError;
-
-/// The shipped card set, parsed once.
-static CARDS: LazyLock<Arc<Cards>> = LazyLock::new(|| Arc::new(Cards::default_set()));
+use crate::scoring::{CardsState, ReviseError, SavedCards};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -53,6 +58,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/calls/{id}/reviews", post(submit_review).get(call_reviews))
         .route("/api/qa/queue", get(review_queue))
         .route("/api/qa/calibration", get(calibration))
+        .route("/api/qa/cards", get(cards).put(revise_cards))
+        .route("/api/qa/cards/{version}", get(cards_version))
         .route("/api/stats", get(stats))
 }
 
@@ -73,28 +80,11 @@ fn period(q: Result<Query<Period>, QueryRejection>) -> Result<(u64, u64), ApiErr
     Ok((from, to))
 }
 
-/// Every ended call that started in [`from`, `to`), scored with the shipped cards and flagged.
-fn scored_calls(state: &AppState, from: u64, to: u64) -> Result<Vec<CallStats>, ApiError> {
-    let internal = |e: watchfloor_store::StoreError| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let mut q = watchfloor_store::CallQuery { from_ms: Some(from), to_ms: Some(to), limit: crate::api::MAX_PAGE, ..Default::default() };
-    let mut out = Vec::new();
-    loop {
-        let page = state.store.query(&q).map_err(internal)?;
-        for s in &page.calls {
-            if s.ended_at_ms.is_none() {
-                continue;
-            }
-            let events = state.store.events(&s.call_sid).map_err(internal)?;
-            let card = watchfloor_qa::score(&CARDS, &events);
-            let flags = watchfloor_qa::flags(&events, &card);
-            out.push(CallStats { call_sid: s.call_sid.clone(), started_at_ms: s.started_at_ms, card, flags });
-        }
-        match page.next_cursor.as_deref().and_then(watchfloor_store::index::decode_cursor) {
-            Some(after) => q.after = Some(after),
-            None => break,
-        }
-    }
-    Ok(out)
+/// The scored summaries of every ended call that started in [`from`, `to`), read on the
+/// blocking pool (calls not scored yet are scored first).
+async fn scored_calls(state: &AppState, from: u64, to: u64) -> Result<Vec<CallStats>, ApiError> {
+    let (scorer, store) = (state.scorer.clone(), state.store.clone());
+    tokio::task::spawn_blocking(move || scorer.summaries(&store, from, to)).await.map_err(internal)?.map_err(internal)
 }
 
 fn queue_of(state: &AppState, calls: &[CallStats]) -> Vec<watchfloor_qa::QueueEntry> {
@@ -104,39 +94,104 @@ fn queue_of(state: &AppState, calls: &[CallStats]) -> Vec<watchfloor_qa::QueueEn
 
 /// `GET /api/qa/queue`.
 async fn review_queue(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
-    let r = period(q).and_then(|(from, to)| {
-        let calls = scored_calls(&state, from, to)?;
-        let levels: std::collections::HashMap<&str, watchfloor_qa::Level> = calls.iter().map(|c| (c.call_sid.as_str(), c.card.level)).collect();
+    let r = async {
+        let (from, to) = period(q)?;
+        let calls = scored_calls(&state, from, to).await?;
+        let levels: std::collections::HashMap<&str, watchfloor_qa::Level> = calls.iter().map(|c| (c.call_sid.as_str(), c.level)).collect();
         let entries: Vec<serde_json::Value> = queue_of(&state, &calls)
             .into_iter()
             .map(|e| serde_json::json!({"call_sid": e.call_sid, "started_at_ms": e.started_at_ms, "reasons": e.reasons, "level": levels.get(e.call_sid.as_str())}))
             .collect();
         Ok(Json(serde_json::json!({"rate": state.config.qa_sample_percent / 100.0, "from_ms": from, "to_ms": to, "calls": calls.len(), "entries": entries})))
-    });
+    }
+    .await;
     audited_read(&state, &user, "qa.queue", "qa", r).await
 }
 
 /// `GET /api/stats`.
 async fn stats(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<watchfloor_qa::Figures>, ApiError> {
-    let r = period(q).and_then(|(from, to)| {
-        let calls = scored_calls(&state, from, to)?;
+    let r = async {
+        let (from, to) = period(q)?;
+        let calls = scored_calls(&state, from, to).await?;
         let queue = queue_of(&state, &calls);
         let signed: std::collections::HashSet<String> = stored_reviews(&state)?.into_iter().filter(|r| r.signed_at_ms.is_some()).map(|r| r.call_sid).collect();
         let reviewed = queue.iter().filter(|e| signed.contains(&e.call_sid)).count();
         Ok(Json(watchfloor_qa::figures(from, to, &calls, &queue, reviewed)))
-    });
+    }
+    .await;
     audited_read(&state, &user, "qa.stats", "qa", r).await
 }
 
-/// `GET /api/calls/{id}/qa`.
-async fn scorecard(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<Scorecard>, ApiError> {
-    let internal = |e: watchfloor_store::StoreError| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string());
-    let r = match state.store.get_call(&id) {
-        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no call {id}"))),
-        Err(e) => Err(internal(e)),
-        Ok(Some(_)) => state.store.events(&id).map(|events| Json(watchfloor_qa::score(&CARDS, &events))).map_err(internal),
-    };
+#[derive(serde::Deserialize)]
+struct VersionQuery {
+    version: Option<u32>,
+}
+
+/// `GET /api/calls/{id}/qa[?version=N]`.
+async fn scorecard(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, q: Result<Query<VersionQuery>, QueryRejection>) -> Result<Json<Scorecard>, ApiError> {
+    let r = async {
+        let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+        let (scorer, store, sid) = (state.scorer.clone(), state.store.clone(), id.clone());
+        let card = tokio::task::spawn_blocking(move || match q.version {
+            Some(v) if v != scorer.cards().version => store.scorecard::<Scorecard>(&sid, v).map(|c| c.ok_or(Some(v))),
+            _ => scorer.scorecard(&store, &sid).map(|c| c.ok_or(None)),
+        })
+        .await
+        .map_err(internal)?
+        .map_err(internal)?;
+        card.map(Json).map_err(|v| match v {
+            Some(v) => ApiError(StatusCode::NOT_FOUND, format!("call {id} has no score of card version {v}")),
+            None => ApiError(StatusCode::NOT_FOUND, format!("no call {id}")),
+        })
+    }
+    .await;
     audited_read(&state, &user, "call.qa", &id, r).await
+}
+
+/// `GET /api/qa/cards`.
+async fn cards(State(state): State<AppState>, Extension(user): Extension<User>) -> Result<Json<CardsState>, ApiError> {
+    let r = state.scorer.state(&state.store).map(Json).map_err(internal);
+    audited_read(&state, &user, "qa.cards", "qa", r).await
+}
+
+/// `GET /api/qa/cards/{version}`.
+async fn cards_version(State(state): State<AppState>, Extension(user): Extension<User>, Path(version): Path<u32>) -> Result<Json<SavedCards>, ApiError> {
+    let r = match state.scorer.version(&state.store, version) {
+        Ok(Some(c)) => Ok(Json(c)),
+        Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no version {version} of the protocol cards"))),
+        Err(e) => Err(internal(e)),
+    };
+    audited_read(&state, &user, "qa.cards", "qa", r).await
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CardsEdit {
+    toml: String,
+}
+
+/// The largest card text accepted, bytes.
+const MAX_CARDS_BYTES: usize = 256 * 1024;
+
+/// `PUT /api/qa/cards`.
+async fn revise_cards(State(state): State<AppState>, Extension(user): Extension<User>, body: axum::body::Bytes) -> Result<Json<SavedCards>, ApiError> {
+    let r = async {
+        let edit: CardsEdit = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
+        if edit.toml.len() > MAX_CARDS_BYTES {
+            return Err(ApiError(StatusCode::BAD_REQUEST, format!("protocol cards: at most {MAX_CARDS_BYTES} bytes")));
+        }
+        state.scorer.revise(&state.store, &edit.toml, &user.name, watchfloor_bridge::task::unix_ms()).await.map_err(|e| match e {
+            ReviseError::Cards(e @ watchfloor_qa::CardsError::Stale { .. }) => ApiError(StatusCode::CONFLICT, e.to_string()),
+            ReviseError::Cards(e) => ApiError(StatusCode::BAD_REQUEST, e.to_string()),
+            ReviseError::Store(e) => internal(e),
+        })
+    }
+    .await;
+    let detail = match &r {
+        Ok(c) => format!("version {}; every call is scored again with it", c.version),
+        Err(_) => String::new(),
+    };
+    audited_action(&state, &user, "qa.cards", "qa", detail, r).await
 }
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
@@ -205,8 +260,7 @@ async fn review_of(state: &AppState, user: &User, id: &str, body: &[u8]) -> Resu
     let Some(ended) = rec.ended_at_ms else {
         return Err(ApiError(StatusCode::CONFLICT, format!("call {id} is live: review it when it has ended")));
     };
-    let events = state.store.events(id).map_err(internal)?;
-    let card = watchfloor_qa::score(&CARDS, &events);
+    let card = state.scorer.scorecard(&state.store, id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))?;
     let previous = parse_reviews(state.store.reviews(id).map_err(internal)?).into_iter().find(|r| r.reviewer == user.name);
     let length_ms = ended.saturating_sub(rec.started_at_ms);
     let review = Review::from_draft(id, &user.name, draft, &card, Some(length_ms), previous.as_ref(), watchfloor_bridge::task::unix_ms()).map_err(|e| {

@@ -78,7 +78,45 @@ async fn a_scenario_call_is_scored_from_its_record() {
     assert_eq!(f["review"]["queued"], q["entries"].as_array().unwrap().len());
     let audit: Value = client().get(format!("{base}/api/audit?action=call.qa")).send().await.unwrap().json().await.unwrap();
     assert!(audit["entries"].as_array().unwrap().len() >= 2);
+
+    // An administrator tightens the bands: version 2. Every call is scored again with it (the
+    // Partial call is now Low); the version-1 scores are kept and still served.
+    let cards: Value = client().get(format!("{base}/api/qa/cards")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(cards["current"]["version"], 1, "{cards:#}");
+    let text = cards["current"]["toml"].as_str().unwrap().replace("high = 0.9", "high = 1.0").replace("partial = 0.75", "partial = 0.99");
+    let put = |toml: String| client().put(format!("{base}/api/qa/cards")).json(&serde_json::json!({"toml": toml})).send();
+    let bad = put(text.replace("low = 0.5", "low = 2.5")).await.unwrap();
+    assert_eq!(bad.status(), 400);
+    assert!(bad.text().await.unwrap().contains("levels"));
+    let saved = put(text.clone()).await.unwrap();
+    assert_eq!(saved.status(), 200);
+    let saved: Value = saved.json().await.unwrap();
+    assert_eq!(saved["version"], 2);
+    assert!(saved["toml"].as_str().unwrap().contains("version = 2"));
+    let stale = put(text).await.unwrap();
+    assert_eq!(stale.status(), 409, "an edit of version 1 after version 2 was saved");
+    let f: Value = client().get(format!("{base}/api/stats")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(f["compliance_by_type"]["FSTRU"], serde_json::json!({"high": 0, "partial": 0, "low": 2, "non_compliant": 0}), "{f:#}");
+    let now: Value = client().get(format!("{base}/api/calls/{}/qa", b.call_sid)).send().await.unwrap().json().await.unwrap();
+    let old: Value = client().get(format!("{base}/api/calls/{}/qa?version=1", b.call_sid)).send().await.unwrap().json().await.unwrap();
+    assert_eq!((now["card"]["version"].as_u64(), now["level"].as_str()), (Some(2), Some("low")));
+    assert_eq!((old["card"]["version"].as_u64(), old["level"].as_str()), (Some(1), Some("partial")));
+    assert_eq!(client().get(format!("{base}/api/calls/{}/qa?version=7", b.call_sid)).send().await.unwrap().status(), 404);
+    let cards: Value = client().get(format!("{base}/api/qa/cards")).send().await.unwrap().json().await.unwrap();
+    let versions: Vec<u64> = cards["versions"].as_array().unwrap().iter().map(|v| v["version"].as_u64().unwrap()).collect();
+    assert_eq!(versions, [1, 2]);
+    assert_eq!(cards["versions"][1]["saved_by"], "supervisor");
+    let v1: Value = client().get(format!("{base}/api/qa/cards/1")).send().await.unwrap().json().await.unwrap();
+    assert!(v1["toml"].as_str().unwrap().contains("high = 0.9"));
+    let audit: Value = client().get(format!("{base}/api/audit?action=qa.cards")).send().await.unwrap().json().await.unwrap();
+    let outcomes: Vec<&str> = audit["entries"].as_array().unwrap().iter().filter_map(|e| e["outcome"].as_str()).collect();
+    assert!(outcomes.len() >= 3, "{audit:#}");
     rig.server.shutdown().await;
+
+    // After a restart the saved version is the one in use.
+    let (store, _) = watchfloor_store::Store::open(&rig._dir.path().join("data")).unwrap();
+    let scorer = watchfloor_server::scoring::Scorer::load(&store).unwrap();
+    assert_eq!(scorer.cards().version, 2);
 }
 
 /// Two reviewers review a real simulated call: a draft, a correction that needs its comment, a

@@ -10,6 +10,9 @@
 //! - `index`, `words`: secondary indexes for the review queries ([`index`]);
 //! - `reviews`: CallSid ‖ 0x00 ‖ reviewer → that reviewer's QA review of the call (JSON in the
 //!   `watchfloor-qa` shape; the store keeps it whole and does not read it), purged with the call;
+//! - `scorecards`, `scores`, `qa_cards`: each call's automatic QA scorecards (one per card
+//!   version), their summaries by card version and start time, and the saved versions of the
+//!   protocol cards ([`qa`]);
 //! - `answered`: CallSid → purge time (u64 BE ms) of calls removed by retention, so their
 //!   webhook is still refused if replayed ([`ledger`]).
 //!
@@ -27,6 +30,7 @@ pub mod audio;
 pub mod audit;
 pub mod index;
 pub mod ledger;
+pub mod qa;
 pub mod record;
 pub mod writer;
 
@@ -76,6 +80,9 @@ pub struct Store {
     settings: sled::Tree,
     answered: sled::Tree,
     reviews: sled::Tree,
+    scorecards: sled::Tree,
+    scores: sled::Tree,
+    qa_cards: sled::Tree,
     files: AudioFiles,
     flusher: Arc<Flusher>,
     /// Ids of audit entries (unique within a millisecond of `at_ms`), seeded from sled's
@@ -159,6 +166,9 @@ impl Store {
             settings: db.open_tree("settings")?,
             answered: db.open_tree("answered")?,
             reviews: db.open_tree("reviews")?,
+            scorecards: db.open_tree("scorecards")?,
+            scores: db.open_tree("scores")?,
+            qa_cards: db.open_tree("qa_cards")?,
             files: AudioFiles::open(dir)?,
             flusher: Arc::default(),
             audit_ids: Arc::new(AtomicU64::new(db.generate_id()?)),
@@ -528,6 +538,7 @@ impl Store {
                 }
                 tree.apply_batch(b)?;
             }
+            self.forget_scores(&sid, rec.started_at_ms)?;
             let mut wb = sled::Batch::default();
             for line in &rec.transcript {
                 for w in index::words(&line.text) {
