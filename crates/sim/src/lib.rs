@@ -14,6 +14,7 @@
 //! The fakes only listen on and connect to loopback addresses given to them.
 
 pub mod caller;
+pub mod events;
 #[cfg(feature = "loadgen")]
 pub mod loadgen;
 pub mod model;
