@@ -44,6 +44,7 @@ let server = spawn(bin, ['serve', '--config', join(dir, 'config.toml')], { env, 
 /** Review (2): searches past calls for `q`, which must find one, and opens it by keyboard. */
 async function openPastCall(p, q) {
   await p.keyboard.press('2');
+  await p.keyboard.press('/'); // the list of all calls (not the QA queue), its search field
   await p.waitForSelector('[data-testid=review-row]');
   await p.fill('#review-q', q);
   await p.keyboard.press('Enter');
@@ -201,11 +202,28 @@ try {
     await page.keyboard.press(' ');
   });
 
-  await check('QA: a reviewer corrects an item, notes a time, signs by keyboard; a second scores blind; calibration', async () => {
-    // The call open in the review (the cardiac arrest): s goes to its scorecard.
+  await check('QA: a reviewer works the queue by keyboard, corrects an item, notes a time on the waveform, signs; prints the report; a second scores blind; calibration', async () => {
+    // The cardiac arrest (a danger alert: queued). From the review list, q shows the queue;
+    // ↓ to the call and Enter opens it.
     const found = (await api('GET', '/api/calls?q=breathing')).calls;
     assert(found.length === 1, JSON.stringify(found));
     const callSid = found[0].call_sid;
+    const queue = await api('GET', '/api/qa/queue');
+    assert(queue.entries.some((e) => e.call_sid === callSid && e.reasons.includes('danger') && e.signed_by.length === 0), JSON.stringify(queue));
+    await page.keyboard.press('Escape');
+    await page.waitForSelector('[data-testid=review]');
+    await page.keyboard.press('q');
+    await page.waitForSelector('[data-testid=queue-row]');
+    const order = await page.locator('[data-testid=queue-row]').evaluateAll((rows) => rows.map((r) => r.dataset.sid));
+    assert(order.length === queue.entries.length && order.includes(callSid), JSON.stringify(order));
+    for (let n = 0; n < order.indexOf(callSid); n++) await page.keyboard.press('ArrowDown');
+    await page.screenshot({ path: join(out, 'qa-queue.png') });
+    await page.keyboard.press('Enter');
+    await page.waitForSelector('[data-testid=review-call]');
+    // The waveform of both channels with the call's markers.
+    await page.waitForSelector('[data-testid=waveform][data-ready=true]', { timeout: 15000 });
+    const markers = await page.locator('[data-testid=waveform-marker]').evaluateAll((m) => m.map((x) => x.dataset.kind));
+    assert(markers.includes('caller') && markers.includes('agent') && markers.includes('alert') && markers.includes('dispatch'), JSON.stringify(markers));
     await page.waitForSelector('[data-testid=qa] [data-item-row]');
     const card = await api('GET', `/api/calls/${callSid}/qa`);
     await page.keyboard.press('s');
@@ -217,16 +235,31 @@ try {
     await page.waitForSelector(`[data-item="${card.items[target].id}"] input:focus`);
     await page.keyboard.type('asked only after the caller prompted');
     await page.keyboard.press('Enter');
-    // A note at a time on the recording: seek to 3 s, n, type, Enter.
-    await page.evaluate(() => { document.querySelector('[data-testid=review-call] audio').currentTime = 3; });
+    // A note at a time on the waveform: click it 3 s in, n, type, Enter.
+    const duration = await page.evaluate(() => document.querySelector('[data-testid=review-call] audio').duration);
+    const box = await page.locator('[data-testid=waveform] .wf').boundingBox();
+    await page.mouse.click(box.x + (box.width * 3) / duration, box.y + box.height / 2);
+    await waitFor('the recording at 3 s', async () => Math.abs((await page.evaluate(() => document.querySelector('[data-testid=review-call] audio').currentTime)) - 3) < 0.3, 5000);
+    await page.evaluate(() => document.querySelector('[data-testid=review-call] audio').pause());
     await page.keyboard.press('n');
     await page.waitForSelector('[data-testid=note-input]:focus');
     await page.keyboard.type('caller gives the address here');
     await page.keyboard.press('Enter');
     await page.waitForSelector('[data-testid=qa-notes] >> text=caller gives the address here');
+    await page.waitForSelector('[data-testid=waveform-marker][data-kind=note]');
     await page.screenshot({ path: join(out, 'qa-review.png') });
     await page.keyboard.press('Shift+S');
     await page.waitForSelector('[data-testid=qa-signed]');
+    // The printed QA report: only the report on paper, with the correction and the note.
+    await page.emulateMedia({ media: 'print' });
+    const report = page.locator('[data-testid=qa-report]');
+    assert(await report.isVisible(), 'the report shows when printing');
+    assert(!(await page.locator('[data-testid=waveform]').isVisible()) && !(await page.locator('header.top').isVisible()), 'the console stays off the paper');
+    const text = await report.textContent();
+    assert(text.includes('asked only after the caller prompted') && text.includes('caller gives the address here') && text.includes(callSid), text.slice(0, 400));
+    await page.screenshot({ path: join(out, 'qa-report.png'), fullPage: true });
+    await page.pdf({ path: join(out, 'qa-report.pdf'), format: 'Letter' });
+    await page.emulateMedia({ media: 'screen' });
     const mine = (await api('GET', `/api/calls/${callSid}/reviews`)).find((r) => r.reviewer !== 'sam');
     const corrected = mine.items.filter((i) => i.result !== i.automatic);
     assert(corrected.length === 1 && corrected[0].id === card.items[target].id && corrected[0].result === 'missed' && corrected[0].comment === 'asked only after the caller prompted', JSON.stringify(mine.items));
@@ -283,6 +316,21 @@ try {
     await page.click('text=Add unit');
     await page.click('[data-testid=settings] button[type=submit]');
     await page.waitForSelector('[data-testid=settings] [role=alert] >> text=unit must be');
+    // The protocol cards: an edit becomes version 2 and the calls are scored with it.
+    await page.click('[data-testid=settings] button >> text=Discard');
+    const before = await api('GET', '/api/qa/cards');
+    const text = before.current.toml.replace('high = 0.9', 'high = 0.95');
+    await page.fill('[data-testid=cards-text]', text.replace(/^version = \d+$/m, 'version = 99'));
+    await page.click('[data-testid=cards-save]');
+    await page.waitForSelector('[data-testid=cards-error] >> text=reload and edit again');
+    await page.fill('[data-testid=cards-text]', text);
+    await page.click('[data-testid=cards-save]');
+    await waitFor('version 2 in use', async () => (await page.locator('[data-testid=cards-version]').textContent()) === String(before.current.version + 1), 5000);
+    await page.locator('[data-testid=protocol-cards]').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(out, 'settings-cards.png') });
+    const sid = (await api('GET', '/api/calls?q=breathing')).calls[0].call_sid;
+    const scored = await api('GET', `/api/calls/${sid}/qa`);
+    assert(scored.card.version === before.current.version + 1, JSON.stringify(scored.card));
   });
 
   await check('takes the voice by keyboard, talks from the microphone, hands back', async () => {
@@ -324,6 +372,7 @@ try {
     assert(Math.abs(found.shift_ms) <= 40, JSON.stringify(found));
     // In review the call has the supervisor's own track beside the recording, and their line.
     await page.keyboard.press('2');
+    await page.keyboard.press('/');
     await page.fill('#review-q', 'speech');
     await waitFor('the taken-over call in review', async () => (await page.locator(`[data-testid=review-row]`).count()) >= 1);
     await page.locator('#review-q').blur();

@@ -16,7 +16,8 @@
 //!   version was saved since the edit began. Audited (`qa.cards`). Any signed-in user may
 //!   edit them until roles land (issue 20: administrators only).
 //! - `GET /api/qa/queue?from=&to=` (ms since the epoch; default the last 7 days) → `{"rate",
-//!   "from_ms", "to_ms", "calls", "entries": [{"call_sid", "started_at_ms", "reasons", "level"}…]}`:
+//!   "from_ms", "to_ms", "calls", "entries": [{"call_sid", "started_at_ms", "reasons", "level", "incident_type", "signed_by"}…]}`
+//!   (`signed_by`: the reviewers who have signed a review of the call):
 //!   the human review queue ([`watchfloor_qa::queue`]): the stable random sample at the
 //!   configured rate (`qa_sample_percent`, default 2 %: APCO/NENA ANS 1.107.1), at least one a
 //!   day, and every call with a hand-off, a takeover, an override, a danger alert or a low score.
@@ -97,10 +98,17 @@ async fn review_queue(State(state): State<AppState>, Extension(user): Extension<
     let r = async {
         let (from, to) = period(q)?;
         let calls = scored_calls(&state, from, to).await?;
-        let levels: std::collections::HashMap<&str, watchfloor_qa::Level> = calls.iter().map(|c| (c.call_sid.as_str(), c.level)).collect();
+        let by_sid: std::collections::HashMap<&str, &CallStats> = calls.iter().map(|c| (c.call_sid.as_str(), c)).collect();
+        let mut signed: std::collections::HashMap<String, Vec<String>> = std::collections::HashMap::new();
+        for r in stored_reviews(&state)?.into_iter().filter(|r| r.signed_at_ms.is_some()) {
+            signed.entry(r.call_sid).or_default().push(r.reviewer);
+        }
         let entries: Vec<serde_json::Value> = queue_of(&state, &calls)
             .into_iter()
-            .map(|e| serde_json::json!({"call_sid": e.call_sid, "started_at_ms": e.started_at_ms, "reasons": e.reasons, "level": levels.get(e.call_sid.as_str())}))
+            .map(|e| {
+                let by = signed.get(&e.call_sid).cloned().unwrap_or_default();
+                serde_json::json!({"call_sid": e.call_sid, "started_at_ms": e.started_at_ms, "reasons": e.reasons, "level": by_sid.get(e.call_sid.as_str()).map(|c| c.level), "incident_type": by_sid.get(e.call_sid.as_str()).and_then(|c| c.incident_type.clone()), "signed_by": by})
+            })
             .collect();
         Ok(Json(serde_json::json!({"rate": state.config.qa_sample_percent / 100.0, "from_ms": from, "to_ms": to, "calls": calls.len(), "entries": entries})))
     }

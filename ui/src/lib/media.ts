@@ -5,6 +5,11 @@ import { API_BASE, getToken, ApiError } from './api';
 
 /** Fetches `path` with the token and returns an object URL for it (revoke it when done). */
 export async function authedObjectUrl(path: string): Promise<string> {
+  return URL.createObjectURL(await authedBlob(path));
+}
+
+/** The bytes of an authenticated media path (a recording for the waveform, say). */
+export async function authedBlob(path: string): Promise<Blob> {
   const token = getToken();
   const r = await fetch(API_BASE + path, { headers: token ? { authorization: `Bearer ${token}` } : {} });
   if (!r.ok) {
@@ -16,7 +21,7 @@ export async function authedObjectUrl(path: string): Promise<string> {
     }
     throw new ApiError(r.status, msg);
   }
-  return URL.createObjectURL(await r.blob());
+  return r.blob();
 }
 
 /** Saves `data` as a file named `name`. */
