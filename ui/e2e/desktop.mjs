@@ -250,6 +250,24 @@ try {
     console.log(`     desk microphone: 10 clicks heard by the caller; spread ${spread.toFixed(1)} ms (offset from paplay's start ${Math.round(sorted[0])}–${Math.round(sorted[9])} ms)`);
     assert(spread <= 60, `the clicks arrived unevenly: ${JSON.stringify(latencies)}`);
   });
+  await check('the statistics page and a past call\'s waveform show in the window', async () => {
+    const key = (k) => driver.executeScript((x) => window.dispatchEvent(new KeyboardEvent('keydown', { key: x, bubbles: true })), k);
+    await key('4');
+    await driver.wait(until.elementLocated(By.css('[data-testid=stats] .uplot, main [role=alert]')), 20000);
+    const statsError = await driver.executeScript("return document.querySelector('main [role=alert]')?.textContent ?? null");
+    assert(!statsError, `statistics: ${statsError}`);
+    await key('2');
+    await driver.wait(until.elementLocated(By.css('[data-testid=review-row]')), 10000);
+    await key('Enter');
+    await driver.wait(until.elementLocated(By.css('[data-testid=waveform]')), 20000);
+    let state;
+    await driver.wait(async () => {
+      state = await driver.executeScript("const w = document.querySelector('[data-testid=waveform]'); return { ready: w?.dataset.ready, text: w?.querySelector('p.muted')?.textContent ?? null, markers: w ? w.querySelector('.wf')?.shadowRoot?.querySelectorAll('[data-testid=waveform-marker]').length ?? -1 : -1 }");
+      return state.ready === 'true' || state.text;
+    }, 20000).catch(() => {});
+    assert(state?.ready === 'true', `waveform: ${JSON.stringify(state)}`);
+    execFileSync('import', ['-window', 'root', join(out, 'desktop-review.png')], { env });
+  });
 } catch (e) {
   fail('set-up', e);
 } finally {
