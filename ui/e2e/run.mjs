@@ -274,7 +274,7 @@ try {
     await openPastCall(second, 'breathing');
     await second.waitForSelector('[data-testid=qa] [data-item-row]');
     await second.check('[data-testid=qa] input[type=checkbox]');
-    await second.waitForSelector('[data-testid=qa-others] >> text=results hidden while you score blind');
+    await second.waitForSelector('[data-testid=qa-others] >> text=results hidden until you sign');
     // Esc from the check box to the scorecard; Shift+S signs.
     await second.keyboard.press('Escape');
     await second.keyboard.press('Shift+S');

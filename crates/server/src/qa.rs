@@ -35,7 +35,10 @@
 //!   before the answer.
 //! - `GET /api/calls/{CallSid}/reviews?blind=true` → `[Review…]` in reviewer order; with
 //!   `blind`, other reviewers' results and notes are withheld (who and when stay), so a second
-//!   reviewer scores without seeing the first. An audited read (`qa.reviews`).
+//!   reviewer scores without seeing the first. An audited read (`qa.reviews`; a read that
+//!   showed other reviewers' results says so in its detail). A blind review from a reviewer
+//!   whose audit trail shows such a read of the call is refused (409): "blind" is checked,
+//!   not only declared.
 //! - `GET /api/qa/calibration?from=&to=` → [`watchfloor_qa::Calibration`] over the reviews
 //!   signed in the period: agreement per item and per reviewer, with the automatic scorecard and
 //!   between reviewers of the same call. An audited read (`qa.calibration`).
@@ -48,7 +51,7 @@ use axum::{Extension, Json, Router};
 use watchfloor_qa::{CallStats, Review, ReviewDraft, Scorecard};
 
 use crate::AppState;
-use crate::audit::{audited_action, audited_read};
+use crate::audit::{audit, audited_action, audited_read, outcome_of};
 use crate::auth::User;
 use crate::error::ApiError;
 use crate::scoring::{CardsState, ReviseError, SavedCards};
@@ -231,6 +234,10 @@ struct BlindQuery {
     blind: bool,
 }
 
+/// The audit detail of a read that showed other reviewers' results: a later blind review of the
+/// same call by the same reviewer is refused.
+const OTHERS_SHOWN: &str = "others' results shown";
+
 /// `GET /api/calls/{id}/reviews`.
 async fn call_reviews(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, q: Result<Query<BlindQuery>, QueryRejection>) -> Result<Json<Vec<Review>>, ApiError> {
     let r = match (q, state.store.get_call(&id)) {
@@ -239,10 +246,24 @@ async fn call_reviews(State(state): State<AppState>, Extension(user): Extension<
         (_, Ok(None)) => Err(ApiError(StatusCode::NOT_FOUND, format!("no call {id}"))),
         (Ok(Query(q)), Ok(Some(_))) => state.store.reviews(&id).map_err(internal).map(|v| {
             let list = parse_reviews(v);
-            Json(if q.blind { list.into_iter().map(|r| if r.reviewer == user.name { r } else { r.withheld() }).collect() } else { list })
+            (q.blind, if q.blind { list.into_iter().map(|r| if r.reviewer == user.name { r } else { r.withheld() }).collect() } else { list })
         }),
     };
-    audited_read(&state, &user, "qa.reviews", &id, r).await
+    // Which reviewers' results this read showed (none when blind): the blind check reads it.
+    let shown: Vec<&str> = match &r {
+        Ok((false, list)) => list.iter().filter(|rv| rv.reviewer != user.name).map(|rv| rv.reviewer.as_str()).collect(),
+        _ => Vec::new(),
+    };
+    let detail = (!shown.is_empty()).then(|| format!("{OTHERS_SHOWN}: {}", shown.join(", ")));
+    audit(&state, &user, "qa.reviews", &id, outcome_of(&r), detail, false).await;
+    r.map(|(_, list)| Json(list))
+}
+
+/// Whether `user` has read other reviewers' results of call `id` (a non-blind read that showed
+/// any, from the audit log): such a reviewer can no longer score it blind.
+fn has_seen_others(state: &AppState, user: &User, id: &str) -> Result<bool, ApiError> {
+    let q = watchfloor_store::AuditQuery { user: Some(user.name.clone()), action: Some("qa.reviews".into()), target: Some(id.to_string()), limit: 1000, ..Default::default() };
+    Ok(state.store.audit_log(&q).map_err(internal)?.iter().any(|e| e.detail.as_deref().is_some_and(|d| d.starts_with(OTHERS_SHOWN))))
 }
 
 /// `POST /api/calls/{id}/reviews`.
@@ -270,6 +291,9 @@ async fn review_of(state: &AppState, user: &User, id: &str, body: &[u8]) -> Resu
     };
     let card = state.scorer.scorecard(&state.store, id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))?;
     let previous = parse_reviews(state.store.reviews(id).map_err(internal)?).into_iter().find(|r| r.reviewer == user.name);
+    if draft.blind && previous.as_ref().is_none_or(|p| p.signed_at_ms.is_none()) && has_seen_others(state, user, id)? {
+        return Err(ApiError(StatusCode::CONFLICT, format!("a blind review of call {id} is refused: you have read other reviewers' results of it (audit log)")));
+    }
     let length_ms = ended.saturating_sub(rec.started_at_ms);
     let review = Review::from_draft(id, &user.name, draft, &card, Some(length_ms), previous.as_ref(), watchfloor_bridge::task::unix_ms()).map_err(|e| {
         let status = if matches!(e, watchfloor_qa::ReviewError::AlreadySigned(_)) { StatusCode::CONFLICT } else { StatusCode::BAD_REQUEST };

@@ -120,7 +120,8 @@ async fn a_scenario_call_is_scored_from_its_record() {
 }
 
 /// Two reviewers review a real simulated call: a draft, a correction that needs its comment, a
-/// note on the recording, a signature that is final; the second scores blind; the calibration
+/// note on the recording, a signature that is final; the second scores blind, a third who read
+/// the results may not; the calibration
 /// report and the review coverage count both; every step audited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reviewers_review_a_call_and_calibration_compares_them() {
@@ -128,7 +129,7 @@ async fn reviewers_review_a_call_and_calibration_compares_them() {
     let poor = scenario("no-read-back");
     let speed = 2.0;
     let rig = rig(vec![poor.clone()], speed, |c| {
-        c.users = ["rita", "sam"].iter().map(|n| UserConfig { name: n.to_string(), password_hash: Some(hash_password("review pass 1")), line: None }).collect();
+        c.users = ["rita", "sam", "tess"].iter().map(|n| UserConfig { name: n.to_string(), password_hash: Some(hash_password("review pass 1")), line: None }).collect();
     })
     .await;
     let base = rig.server.base_url();
@@ -137,7 +138,7 @@ async fn reviewers_review_a_call_and_calibration_compares_them() {
     wait_record_ended(&rig.server, &sid).await;
     let http = reqwest::Client::new();
     let mut token = std::collections::HashMap::new();
-    for who in ["rita", "sam"] {
+    for who in ["rita", "sam", "tess"] {
         let r: Value = http.post(format!("{base}/api/login")).json(&serde_json::json!({"user": who, "password": "review pass 1"})).send().await.unwrap().json().await.unwrap();
         token.insert(who, r["token"].as_str().unwrap().to_string());
     }
@@ -183,6 +184,13 @@ async fn reviewers_review_a_call_and_calibration_compares_them() {
     let all: Value = client().get(format!("{base}/api/calls/{sid}/reviews")).send().await.unwrap().json().await.unwrap();
     assert_eq!(all.as_array().unwrap().iter().map(|r| r["reviewer"].as_str().unwrap()).collect::<Vec<_>>(), vec!["rita", "sam"]);
     assert_eq!(all[0]["items"].as_array().unwrap().len(), items.len());
+    // tess reads the reviews with their results, then claims a blind score: refused (the audit
+    // log has her read).
+    let read = http.get(format!("{base}/api/calls/{sid}/reviews")).bearer_auth(&token["tess"]).send().await.unwrap();
+    assert_eq!(read.status(), 200);
+    let (status, body) = post("tess", serde_json::json!({"blind": true, "sign": true})).await;
+    assert_eq!(status, 409, "{body:#}");
+    assert!(body["error"].as_str().unwrap().contains("read other reviewers' results"), "{body:#}");
 
     // Calibration: the two disagree on the read-back only; sam agrees with the automatic card.
     let c: Value = client().get(format!("{base}/api/qa/calibration")).send().await.unwrap().json().await.unwrap();
@@ -202,7 +210,7 @@ async fn reviewers_review_a_call_and_calibration_compares_them() {
     let a: Value = client().get(format!("{base}/api/audit?action=qa.review")).send().await.unwrap().json().await.unwrap();
     let outcomes: Vec<(&str, &str)> = a["entries"].as_array().unwrap().iter().map(|e| (e["user"].as_str().unwrap(), e["outcome"].as_str().unwrap())).collect();
     assert_eq!(outcomes.iter().filter(|(_, o)| *o == "ok").count(), 3, "{a:#}");
-    assert_eq!(outcomes.len(), 7, "{a:#}");
+    assert_eq!(outcomes.len(), 8, "{a:#}");
     let details: Vec<&str> = a["entries"].as_array().unwrap().iter().filter_map(|e| e["detail"].as_str()).collect();
     assert!(details.contains(&format!("signed, blind; 0 of {n} items corrected; 0 notes").as_str()), "{details:?}");
     rig.server.shutdown().await;
