@@ -48,7 +48,7 @@ impl Speaker {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ts_rs::TS)]
 #[serde(rename_all = "snake_case")]
 pub enum Talking {
-    /// Nobody.
+    /// Nobody is audible.
     #[default]
     Silence,
     /// The caller (VAD says speech).
@@ -238,7 +238,7 @@ pub enum CallEventKind {
     },
     /// Part of a line of transcript (partial, replaced by the final line).
     TranscriptDelta {
-        /// Who.
+        /// Who is speaking (caller, agent or supervisor).
         speaker: Speaker,
         /// The model's conversation item id.
         item_id: String,
@@ -251,7 +251,7 @@ pub enum CallEventKind {
     },
     /// A final line of transcript.
     TranscriptFinal {
-        /// Who.
+        /// Who spoke the line (caller, agent or supervisor).
         speaker: Speaker,
         /// The model's conversation item id.
         item_id: String,
@@ -280,12 +280,12 @@ pub enum CallEventKind {
     },
     /// Who is audible changed.
     Talking {
-        /// Now.
+        /// Who is audible from now on.
         who: Talking,
     },
     /// The agent has asked this many questions so far (counted from its final transcript lines).
     AgentQuestions {
-        /// Total.
+        /// Questions asked by the agent since the call began.
         count: u32,
     },
     /// The caller pressed a key.
@@ -311,7 +311,7 @@ pub enum CallEventKind {
     InputSkipped {
         /// `twilio` or `model`.
         source: String,
-        /// Why.
+        /// What went wrong, in words.
         reason: String,
     },
     /// The model called a function (e.g. `report_incident`); the bridge answered it.
@@ -363,7 +363,7 @@ pub enum CallEventKind {
     Alert {
         /// Per-call alert number (for acknowledgement).
         alert_id: u32,
-        /// What.
+        /// What was detected (the alert's kind and its facts).
         alert: watchfloor_dispatch::alerts::AlertKind,
         /// How urgent.
         severity: watchfloor_dispatch::alerts::Severity,

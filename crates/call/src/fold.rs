@@ -71,7 +71,7 @@ pub struct TakeoverRecord {
 /// A transcript line as the fold keeps it: partial while its deltas stream, then final.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoldLine {
-    /// Who.
+    /// Who spoke the line (caller, agent or supervisor).
     pub speaker: Speaker,
     /// The model's item id.
     pub item_id: String,
@@ -103,7 +103,7 @@ pub struct CallFold {
     pub simulated: bool,
     /// ms since the Unix epoch.
     pub started_at_ms: u64,
-    /// Status.
+    /// Where the call stands (with the agent, taken over, ended …).
     pub status: CallStatus,
     /// Who is audible.
     pub talking: Talking,

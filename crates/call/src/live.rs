@@ -28,7 +28,7 @@ pub enum DispatchPhase {
     None,
     /// Proposed, waiting for a supervisor (or the hold window).
     Proposed,
-    /// Sent.
+    /// Sent to the units.
     Dispatched,
     /// Recalled by a supervisor.
     Recalled,
@@ -66,7 +66,7 @@ pub struct LiveDispatch {
 pub struct LiveAlert {
     /// Per-call number (for acknowledgement).
     pub alert_id: u32,
-    /// What.
+    /// What was detected (the alert's kind and its facts).
     pub alert: AlertKind,
     /// How urgent.
     pub severity: Severity,
@@ -79,7 +79,7 @@ pub struct LiveAlert {
 /// A transcript line on a live call: partial while it streams, then final.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct LiveLine {
-    /// Who.
+    /// Who spoke the line (caller, agent or supervisor).
     pub speaker: Speaker,
     /// The model's item id.
     pub item_id: String,
@@ -121,7 +121,7 @@ pub struct LiveCall {
     pub simulated: bool,
     /// ms since the Unix epoch.
     pub started_at_ms: u64,
-    /// Status.
+    /// Where the call stands (with the agent, taken over, ended …).
     pub status: CallStatus,
     /// Who is audible.
     pub talking: Talking,

@@ -38,7 +38,7 @@ pub enum AlertKind {
     LowConfidence,
     /// The model failed (error, stall, fallback).
     ModelError {
-        /// Why.
+        /// What failed, in words (the model's error code, a stall, the fallback's reason).
         reason: String,
     },
     /// A dispatch proposal has waited past its hold window.

@@ -55,7 +55,7 @@ pub struct Location {
     /// Cross street.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cross_street: Option<String>,
-    /// City.
+    /// City or municipality, as said.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<String>,
     /// A landmark (`near the Riverside exit`).
@@ -98,7 +98,7 @@ pub enum Hazard {
 pub struct Incident {
     /// APCO incident type code.
     pub incident_type: Option<Field<String>>,
-    /// Where.
+    /// Where the incident is, with its source.
     pub location: Option<Field<Location>>,
     /// What is happening, in a sentence.
     pub description: Option<Field<String>>,
@@ -106,7 +106,7 @@ pub struct Incident {
     pub priority: Option<Field<Priority>>,
     /// Callback number.
     pub callback: Option<Field<String>>,
-    /// Hazards.
+    /// Hazards at the scene (weapons, fire, gas …), each with its source.
     #[serde(default)]
     pub hazards: Vec<Field<Hazard>>,
     /// People involved.
@@ -131,19 +131,19 @@ fn set<T: PartialEq>(slot: &mut Option<Field<T>>, value: T, source: &Source, at_
 pub struct Facts {
     /// APCO code.
     pub incident_type: Option<String>,
-    /// Where.
+    /// Where the incident is.
     pub location: Option<Location>,
-    /// What.
+    /// What is happening, in a sentence.
     pub description: Option<String>,
-    /// Priority.
+    /// The priority the model proposes (P1–P4).
     pub priority: Option<Priority>,
     /// Callback number.
     pub callback: Option<String>,
-    /// Hazards.
+    /// Hazards at the scene (weapons, fire, gas …).
     pub hazards: Vec<Hazard>,
     /// People involved.
     pub people: Option<u32>,
-    /// Injuries.
+    /// Injuries, as described.
     pub injuries: Option<String>,
 }
 

@@ -73,7 +73,7 @@ pub enum DispatchState {
         /// Whether the "waiting too long" alert was raised.
         overdue_alerted: bool,
     },
-    /// Dispatched.
+    /// The dispatch went out.
     Dispatched {
         /// When, ms.
         at_ms: u64,
@@ -92,7 +92,7 @@ pub enum DispatchState {
 /// What the policy decided on an input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
-    /// Nothing.
+    /// No change.
     None,
     /// A dispatch is now proposed.
     Proposed,
@@ -100,7 +100,7 @@ pub enum Decision {
     Dispatched(DispatchedBy),
     /// A proposal has waited past the hold window (lower priorities keep waiting): alert.
     WaitingTooLong,
-    /// Recalled.
+    /// A supervisor recalled the dispatch.
     Recalled,
 }
 

@@ -34,11 +34,11 @@ pub fn is_apco_code(code: &str) -> bool {
 pub enum Priority {
     /// Life threat now: respond with lights and siren.
     P1,
-    /// Urgent.
+    /// Urgent: a possible threat to life or property; respond without delay.
     P2,
-    /// Prompt.
+    /// Prompt: no threat to life; respond as soon as units allow.
     P3,
-    /// Routine.
+    /// Routine: may be queued or handled by report.
     P4,
 }
 

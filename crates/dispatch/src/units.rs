@@ -18,7 +18,7 @@ pub enum UnitStatus {
     Dispatched,
     /// On the way.
     EnRoute,
-    /// Arrived.
+    /// Arrived at the incident.
     OnScene,
     /// Done with the incident and back in service.
     Cleared,
@@ -61,10 +61,10 @@ impl UnitStatus {
 pub struct Unit {
     /// Call sign, e.g. `Engine 7`.
     pub id: String,
-    /// Kind.
+    /// The unit's type (engine, ladder, medic …), which decides what incidents it is sent to.
     #[serde(rename = "type")]
     pub unit_type: UnitType,
-    /// Status.
+    /// Where the unit is in its dispatch cycle (available unless given).
     #[serde(default = "available")]
     pub status: UnitStatus,
     /// The call (CallSid) the unit is assigned to, while it is dispatched, en route or on scene.

@@ -96,7 +96,7 @@ impl TrackBuf {
 enum Phase {
     /// Waiting until the buffer holds the delay.
     Buffering,
-    /// Playing.
+    /// Playing from the buffer; back to `Buffering` when it runs dry.
     Playing,
 }
 

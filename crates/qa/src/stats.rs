@@ -115,11 +115,11 @@ impl Distribution {
 /// Calls at each compliance level.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
 pub struct LevelCounts {
-    /// High.
+    /// Calls at High (the share of applicable items met at or above the cards' `high` band).
     pub high: u32,
-    /// Partial.
+    /// Calls at Partial (at or above the `partial` band).
     pub partial: u32,
-    /// Low.
+    /// Calls at Low (at or above the `low` band).
     pub low: u32,
     /// Non-compliant.
     pub non_compliant: u32,

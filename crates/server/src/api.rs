@@ -42,7 +42,7 @@ pub struct TransferBody {
 pub struct LoginBody {
     /// Login name.
     pub user: String,
-    /// Password.
+    /// Password in clear over the request (checked against the stored Argon2 hash; never logged).
     pub password: String,
 }
 

@@ -45,7 +45,7 @@ pub use watchfloor_bridge::CallRegistry;
 /// Shared state of the HTTP handlers.
 #[derive(Clone)]
 pub struct AppState {
-    /// Configuration.
+    /// The server's configuration (file, environment and flags, resolved at start).
     pub config: Arc<Config>,
     /// Public origin (`https://…`), for the stream URL and signatures.
     pub public_origin: Arc<str>,

@@ -181,7 +181,7 @@ impl Hostile {
 /// Latency percentiles, µs.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Percentiles {
-    /// Samples.
+    /// How many samples the percentiles are over.
     pub count: u64,
     /// Median, µs.
     pub p50_us: u64,

@@ -15,7 +15,7 @@ pub enum WavError {
     Io {
         /// The file.
         path: String,
-        /// Why.
+        /// The I/O error reading it.
         #[source]
         source: std::io::Error,
     },

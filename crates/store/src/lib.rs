@@ -61,7 +61,7 @@ pub enum StoreError {
     Corrupt {
         /// The key.
         key: String,
-        /// Why.
+        /// The JSON error decoding it.
         #[source]
         source: serde_json::Error,
     },

@@ -356,7 +356,7 @@ pub enum Output {
     /// Hand the caller to the human line (Twilio REST redirect, else close the stream), then
     /// answer with [`Input::FallbackDone`].
     Fallback {
-        /// Why.
+        /// Why the call goes to a human, for the record and the log.
         reason: String,
     },
     /// Hand the call off through Twilio REST (a supervisor's [`Command::HandOff`]): redirect to
@@ -398,7 +398,7 @@ pub enum Output {
 /// A line of the conversation history.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HistoryLine {
-    /// Who.
+    /// Who spoke the line (caller, agent or supervisor).
     pub speaker: Speaker,
     /// The model's item id.
     pub item_id: String,
@@ -839,7 +839,7 @@ impl CallMachine {
     }
 
     /// Hands the caller to a human: status `fallback`, a `Fallback` event, [`Output::Fallback`].
-    /// Idempotent.
+    /// Calling it again while a fallback runs, or after the call ended, does nothing.
     pub fn fallback(&mut self, now: Instant, reason: &str) {
         if self.falling_back || self.phase == Phase::Ended {
             return;

@@ -350,7 +350,7 @@ pub struct Response {
 pub enum ResponseStatus {
     /// Still generating.
     InProgress,
-    /// Done.
+    /// Generated in full.
     Completed,
     /// Cancelled (`response.cancel`, or cut by the server's turn detection).
     Cancelled,
@@ -569,7 +569,7 @@ pub enum ServerEvent {
         /// Server event id.
         #[serde(default)]
         event_id: String,
-        /// Details.
+        /// The error's type, code, message and the parameter it refers to.
         error: ErrorDetail,
     },
     /// VAD heard the caller start speaking: the barge-in trigger.

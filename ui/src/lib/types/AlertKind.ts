@@ -17,7 +17,7 @@ model: string,
  */
 keywords: string, } | { "kind": "low_confidence" } | { "kind": "model_error", 
 /**
- * Why.
+ * What failed, in words (the model's error code, a stall, the fallback's reason).
  */
 reason: string, } | { "kind": "dispatch_waiting" } | { "kind": "auto_dispatched" } | { "kind": "supervisor_lost", 
 /**

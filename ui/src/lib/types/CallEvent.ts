@@ -61,7 +61,7 @@ stream_sid: string, } | { "type": "status_changed",
  */
 status: CallStatus, } | { "type": "transcript_delta", 
 /**
- * Who.
+ * Who is speaking (caller, agent or supervisor).
  */
 speaker: Speaker, 
 /**
@@ -77,7 +77,7 @@ delta: string,
  */
 by?: string, } | { "type": "transcript_final", 
 /**
- * Who.
+ * Who spoke the line (caller, agent or supervisor).
  */
 speaker: Speaker, 
 /**
@@ -114,11 +114,11 @@ audio_end_ms: number,
  */
 response_cancelled: boolean, } | { "type": "talking", 
 /**
- * Now.
+ * Who is audible from now on.
  */
 who: Talking, } | { "type": "agent_questions", 
 /**
- * Total.
+ * Questions asked by the agent since the call began.
  */
 count: number, } | { "type": "dtmf", 
 /**
@@ -146,7 +146,7 @@ event_type: string, } | { "type": "input_skipped",
  */
 source: string, 
 /**
- * Why.
+ * What went wrong, in words.
  */
 reason: string, } | { "type": "function_call", 
 /**
@@ -206,7 +206,7 @@ incident: Incident, } | { "type": "alert",
  */
 alert_id: number, 
 /**
- * What.
+ * What was detected (the alert's kind and its facts).
  */
 alert: AlertKind, 
 /**

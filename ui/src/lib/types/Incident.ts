@@ -13,7 +13,7 @@ export type Incident = {
  */
 incident_type: Field<string> | null, 
 /**
- * Where.
+ * Where the incident is, with its source.
  */
 location: Field<Location> | null, 
 /**
@@ -29,7 +29,7 @@ priority: Field<Priority> | null,
  */
 callback: Field<string> | null, 
 /**
- * Hazards.
+ * Hazards at the scene (weapons, fire, gas …), each with its source.
  */
 hazards: Array<Field<Hazard>>, 
 /**

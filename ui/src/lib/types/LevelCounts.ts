@@ -5,15 +5,15 @@
  */
 export type LevelCounts = { 
 /**
- * High.
+ * Calls at High (the share of applicable items met at or above the cards' `high` band).
  */
 high: number, 
 /**
- * Partial.
+ * Calls at Partial (at or above the `partial` band).
  */
 partial: number, 
 /**
- * Low.
+ * Calls at Low (at or above the `low` band).
  */
 low: number, 
 /**

@@ -11,7 +11,7 @@ export type LiveAlert = {
  */
 alert_id: number, 
 /**
- * What.
+ * What was detected (the alert's kind and its facts).
  */
 alert: AlertKind, 
 /**

@@ -36,7 +36,7 @@ simulated: boolean,
  */
 started_at_ms: number, 
 /**
- * Status.
+ * Where the call stands (with the agent, taken over, ended …).
  */
 status: CallStatus, 
 /**

@@ -6,7 +6,7 @@ import type { Speaker } from "./Speaker";
  */
 export type LiveLine = { 
 /**
- * Who.
+ * Who spoke the line (caller, agent or supervisor).
  */
 speaker: Speaker, 
 /**

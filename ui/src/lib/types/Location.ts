@@ -21,7 +21,7 @@ street?: string | null,
  */
 cross_street?: string | null, 
 /**
- * City.
+ * City or municipality, as said.
  */
 city?: string | null, 
 /**

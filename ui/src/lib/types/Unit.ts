@@ -11,11 +11,11 @@ export type Unit = {
  */
 id: string, 
 /**
- * Kind.
+ * The unit's type (engine, ladder, medic …), which decides what incidents it is sent to.
  */
 type: UnitType, 
 /**
- * Status.
+ * Where the unit is in its dispatch cycle (available unless given).
  */
 status: UnitStatus, 
 /**
