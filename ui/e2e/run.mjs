@@ -35,11 +35,30 @@ writeFileSync(join(dir, 'config.toml'), [
   '[[units]]', 'id = "Engine 7"', 'type = "engine"',
   '[[units]]', 'id = "Ladder 2"', 'type = "ladder"',
   '[[units]]', 'id = "Patrol 12"', 'type = "patrol"',
-  '[[users]]', 'name = "sam"', `password_hash = "${reviewerHash}"`,
+  // QA reviewers (issue 20: the console token is a supervisor and admin, not a reviewer).
+  '[[users]]', 'name = "rita"', `password_hash = "${reviewerHash}"`, 'roles = ["reviewer"]',
+  '[[users]]', 'name = "sam"', `password_hash = "${reviewerHash}"`, 'roles = ["reviewer"]',
 ].join('\n'));
 const env = { ...process.env, WATCHFLOOR_DATA_DIR: join(dir, 'data'), WATCHFLOOR_BIND: `127.0.0.1:${port}`, WATCHFLOOR_CONSOLE_TOKEN: TOKEN, RUST_LOG: process.env.E2E_LOG ?? 'warn' };
 delete env.OPENAI_API_KEY;
 let server = spawn(bin, ['serve', '--config', join(dir, 'config.toml')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+
+/** Signs `name` in with the reviewers' password; their session token. */
+async function signIn(name) {
+  const r = await fetch(`${base}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: name, password: REVIEWER_PASSWORD }) });
+  if (!r.ok) throw new Error(`sign-in of ${name}: ${r.status} ${await r.text()}`);
+  return (await r.json()).token;
+}
+
+/** A new console page signed in with `token`. */
+async function consoleAs(token) {
+  const p = await browser.newPage({ viewport: { width: 1500, height: 950 } });
+  p.on('pageerror', (e) => console.log('page error:', e.message));
+  await p.goto(base + '/');
+  await p.fill('[data-testid=token]', token);
+  await p.keyboard.press('Enter');
+  return p;
+}
 
 /** Review (2): searches past calls for `q`, which must find one, and opens it by keyboard. */
 async function openPastCall(p, q) {
@@ -53,8 +72,8 @@ async function openPastCall(p, q) {
   await p.keyboard.press('Enter');
 }
 
-async function api(method, path, body) {
-  const r = await fetch(base + path, { method, headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
+async function api(method, path, body, token = TOKEN) {
+  const r = await fetch(base + path, { method, headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' }, body: body ? JSON.stringify(body) : undefined });
   const text = await r.text();
   if (!r.ok) throw new Error(`${method} ${path}: ${r.status} ${text}`);
   return text ? JSON.parse(text) : null;
@@ -205,13 +224,20 @@ try {
   await check('QA: a reviewer works the queue by keyboard, corrects an item, notes a time on the waveform, signs; prints the report; a second scores blind; calibration', async () => {
     // The cardiac arrest (a danger alert: queued). From the review list, q shows the queue;
     // ↓ to the call and Enter opens it.
+    // rita is a reviewer only: her console opens on the records, with no board or live feed,
+    // and the supervisor's token may not read the QA queue.
     const found = (await api('GET', '/api/calls?q=breathing')).calls;
     assert(found.length === 1, JSON.stringify(found));
     const callSid = found[0].call_sid;
-    const queue = await api('GET', '/api/qa/queue');
+    const ritaToken = await signIn('rita');
+    const queue = await api('GET', '/api/qa/queue', undefined, ritaToken);
     assert(queue.entries.some((e) => e.call_sid === callSid && e.reasons.includes('danger') && e.signed_by.length === 0), JSON.stringify(queue));
-    await page.keyboard.press('Escape');
-    await page.waitForSelector('[data-testid=review]');
+    const refused = await fetch(`${base}/api/qa/queue`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert(refused.status === 403 && (await refused.json()).error.includes('needs the reviewer role'), `the supervisor's token: ${refused.status}`);
+    const page = await consoleAs(ritaToken);
+    await page.waitForSelector('[data-testid=review] [data-testid=review-row]');
+    assert((await page.locator('header.top nav button', { hasText: 'Board' }).count()) === 0 && (await page.locator('[data-testid=connection]').count()) === 0, 'a reviewer has no board and no live feed');
+    assert((await page.locator('[data-testid=who]').textContent()).includes('reviewer'), 'the top bar says the role');
     await page.keyboard.press('q');
     await page.waitForSelector('[data-testid=queue-row]');
     const order = await page.locator('[data-testid=queue-row]').evaluateAll((rows) => rows.map((r) => r.dataset.sid));
@@ -225,7 +251,7 @@ try {
     const markers = await page.locator('[data-testid=waveform-marker]').evaluateAll((m) => m.map((x) => x.dataset.kind));
     assert(markers.includes('caller') && markers.includes('agent') && markers.includes('alert') && markers.includes('dispatch'), JSON.stringify(markers));
     await page.waitForSelector('[data-testid=qa] [data-item-row]');
-    const card = await api('GET', `/api/calls/${callSid}/qa`);
+    const card = await api('GET', `/api/calls/${callSid}/qa`, undefined, ritaToken);
     await page.keyboard.press('s');
     // Down to the first item the automatic card has met; correct it to missed, with a comment.
     const target = card.items.findIndex((i) => i.result === 'met');
@@ -260,17 +286,13 @@ try {
     await page.screenshot({ path: join(out, 'qa-report.png'), fullPage: true });
     await page.pdf({ path: join(out, 'qa-report.pdf'), format: 'Letter' });
     await page.emulateMedia({ media: 'screen' });
-    const mine = (await api('GET', `/api/calls/${callSid}/reviews`)).find((r) => r.reviewer !== 'sam');
+    const mine = (await api('GET', `/api/calls/${callSid}/reviews`, undefined, ritaToken)).find((r) => r.reviewer === 'rita');
     const corrected = mine.items.filter((i) => i.result !== i.automatic);
     assert(corrected.length === 1 && corrected[0].id === card.items[target].id && corrected[0].result === 'missed' && corrected[0].comment === 'asked only after the caller prompted', JSON.stringify(mine.items));
     assert(mine.notes.length === 1 && Math.abs(mine.notes[0].at_ms - 3000) < 300, JSON.stringify(mine.notes));
     // The second reviewer signs in, scores blind (agrees with the automatic card throughout).
-    const login = await (await fetch(`${base}/api/login`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'sam', password: REVIEWER_PASSWORD }) })).json();
-    const second = await browser.newPage({ viewport: { width: 1500, height: 950 } });
-    await second.goto(base + '/');
-    await second.fill('[data-testid=token]', login.token);
-    await second.keyboard.press('Enter');
-    await second.waitForSelector('[data-testid=connection]:has-text("Live")');
+    const second = await consoleAs(await signIn('sam'));
+    await second.waitForSelector('[data-testid=review]');
     await openPastCall(second, 'breathing');
     await second.waitForSelector('[data-testid=qa] [data-item-row]');
     await second.check('[data-testid=qa] input[type=checkbox]');
@@ -280,11 +302,11 @@ try {
     await second.keyboard.press('Shift+S');
     await second.waitForSelector('[data-testid=qa-signed] >> text=blind');
     await second.close();
-    const c = await api('GET', '/api/qa/calibration');
+    const c = await api('GET', '/api/qa/calibration', undefined, ritaToken);
     const item = c.items.find((i) => i.id === card.items[target].id);
     assert(c.calls_with_several >= 1 && item.pairs >= 1 && item.pairs_agreeing === item.pairs - 1, JSON.stringify(c));
     assert(c.reviewers.find((r) => r.reviewer === 'sam').blind === 1, JSON.stringify(c.reviewers));
-    await page.keyboard.press('Escape');
+    await page.close();
   });
 
   await check('statistics: the figures of the last week with their charts, and the same figures as CSV', async () => {
@@ -329,7 +351,7 @@ try {
     await page.locator('[data-testid=protocol-cards]').scrollIntoViewIfNeeded();
     await page.screenshot({ path: join(out, 'settings-cards.png') });
     const sid = (await api('GET', '/api/calls?q=breathing')).calls[0].call_sid;
-    const scored = await api('GET', `/api/calls/${sid}/qa`);
+    const scored = await api('GET', `/api/calls/${sid}/qa`, undefined, await signIn('rita'));
     assert(scored.card.version === before.current.version + 1, JSON.stringify(scored.card));
   });
 

@@ -27,6 +27,35 @@ use watchfloor_bridge::model::Secret;
 /// How long a password login lasts.
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 60 * 60);
 
+/// What a user may do (issue 20; CJIS Security Policy 5.5, least privilege). A user may hold
+/// several. The route table (`routes.rs`) says which roles each route allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, serde::Serialize, strum::IntoStaticStr, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Role {
+    /// Live calls: listen, talk and take over, dispatch, whisper, acknowledge, transfer, hang
+    /// up; reads records.
+    Supervisor,
+    /// Records, review and quality assurance; no live control, and no listening to a live call
+    /// unless also a supervisor.
+    Reviewer,
+    /// Settings, protocol cards, users, the unit roster, retention and legal hold, the audit log.
+    Admin,
+}
+
+impl Role {
+    /// The role's name as in the config file and the API (`supervisor`, `reviewer`, `admin`).
+    pub fn as_str(self) -> &'static str {
+        self.into()
+    }
+}
+
+/// The roles of a user listed without any: supervisor, what every user could do before roles
+/// (a warning at start says to set them).
+pub fn default_roles() -> Vec<Role> {
+    vec![Role::Supervisor]
+}
+
 /// A console user from the config file.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -39,6 +68,16 @@ pub struct UserConfig {
     /// The user's own phone line (E.164): where "take over" sends a call.
     #[serde(default)]
     pub line: Option<String>,
+    /// What the user may do (`roles = ["reviewer"]`); none listed: `["supervisor"]`.
+    #[serde(default)]
+    pub roles: Vec<Role>,
+}
+
+impl UserConfig {
+    /// The user's roles, the default when none are listed.
+    pub fn effective_roles(&self) -> Vec<Role> {
+        if self.roles.is_empty() { default_roles() } else { self.roles.clone() }
+    }
 }
 
 /// A signed-in user.
@@ -48,6 +87,20 @@ pub struct User {
     pub name: String,
     /// Their own line, if configured.
     pub line: Option<String>,
+    /// What they may do.
+    pub roles: Vec<Role>,
+}
+
+impl User {
+    /// Whether the user holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Whether the user holds any of `roles`.
+    pub fn has_any(&self, roles: &[Role]) -> bool {
+        roles.iter().any(|r| self.has(*r))
+    }
 }
 
 fn digest(token: &str) -> [u8; 32] {
@@ -217,11 +270,12 @@ pub fn hash_password(password: &str) -> String {
 }
 
 impl Auth {
-    /// An authenticator with the console token for `console_user` and the configured users.
-    pub fn new(console_token: &Secret, console_user: &str, users: Vec<UserConfig>) -> Auth {
+    /// An authenticator with the console token for `console_user` (with `console_roles`) and
+    /// the configured users.
+    pub fn new(console_token: &Secret, console_user: &str, console_roles: Vec<Role>, users: Vec<UserConfig>) -> Auth {
         let line = users.iter().find(|u| u.name == console_user).and_then(|u| u.line.clone());
         let mut tokens = HashMap::new();
-        tokens.insert(digest(console_token.expose()), User { name: console_user.to_string(), line });
+        tokens.insert(digest(console_token.expose()), User { name: console_user.to_string(), line, roles: console_roles });
         let dummy: [u8; 16] = rand::random();
         let dummy_hash = hash_password(&dummy.iter().map(|b| format!("{b:02x}")).collect::<String>());
         Auth { tokens, users, sessions: Mutex::default(), tickets: Mutex::default(), console_session: CancellationToken::new(), dummy_hash, limits: SignInLimits::default(), verifications: Default::default() }
@@ -268,7 +322,7 @@ impl Auth {
     fn open_session(&self, cfg: &UserConfig) -> (Secret, User) {
         let bytes: [u8; 32] = rand::random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        let user = User { name: cfg.name.clone(), line: cfg.line.clone() };
+        let user = User { name: cfg.name.clone(), line: cfg.line.clone(), roles: cfg.effective_roles() };
         let ended = CancellationToken::new();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let (ended, expiry) = (ended.clone(), tokio::time::Instant::now() + SESSION_TTL);
@@ -373,8 +427,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_session_ends_at_its_expiry_and_its_feeds_with_it() {
-        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None }];
-        let auth = Auth::new(&Secret::new("tok"), "supervisor", users);
+        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![] }];
+        let auth = Auth::new(&Secret::new("tok"), "supervisor", vec![Role::Supervisor], users);
         let (session, _) = auth.login("jdoe", "correct horse battery").unwrap();
         let (_, ended) = auth.check_session(session.expose()).unwrap();
         let ticket = auth.issue_ticket(&auth.check(session.expose()).unwrap(), &ended);
@@ -404,8 +458,8 @@ mod tests {
 
     #[test]
     fn tokens_and_passwords() {
-        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse")), line: Some("+15550009999".into()) }];
-        let auth = Auth::new(&Secret::new("tok"), "supervisor", users);
+        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse")), line: Some("+15550009999".into()), roles: vec![] }];
+        let auth = Auth::new(&Secret::new("tok"), "supervisor", vec![Role::Supervisor], users);
         assert_eq!(auth.check("tok").unwrap().name, "supervisor");
         assert!(auth.check("nope").is_none());
         assert!(auth.login("jdoe", "wrong").is_none());

@@ -17,7 +17,8 @@
 //!
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
 //! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `console_user`
-//! (`supervisor`), `[[users]]` (name, password_hash, line), `max_calls` (200),
+//! (`supervisor`), `console_roles` (`["supervisor", "admin"]`), `[[users]]` (name,
+//! password_hash, line, roles: `supervisor`, `reviewer`, `admin`), `max_calls` (200),
 //! `stream_audio_rate` (1.5 × real time), `stream_audio_burst_ms` (10 000), `stream_messages_per_second` (20),
 //! `stream_message_burst` (50) — the media stream's flood limit, see `watchfloor_bridge::flood` —
 //! `webhook_rate_per_second` (20), `duplicate_window_minutes` (30: how long after its last call
@@ -97,6 +98,9 @@ pub struct Config {
     pub console_token: Option<Secret>,
     /// The user the console token belongs to (default `supervisor`).
     pub console_user: String,
+    /// The console token's roles (default supervisor and admin: the one desk of a small
+    /// centre, issue 20; add `reviewer` where that desk also reviews calls).
+    pub console_roles: Vec<crate::auth::Role>,
     /// Console users who log in with a password.
     pub users: Vec<crate::auth::UserConfig>,
     /// Behind a trusted reverse proxy that authenticates: allows a non-loopback bind without a
@@ -193,6 +197,8 @@ pub struct FileConfig {
     pub agency_id: Option<String>,
     /// See [`Config::console_user`].
     pub console_user: Option<String>,
+    /// See [`Config::console_roles`].
+    pub console_roles: Option<Vec<crate::auth::Role>>,
     /// See [`Config::users`].
     #[serde(default)]
     pub users: Vec<crate::auth::UserConfig>,
@@ -296,6 +302,7 @@ impl Config {
             agency_id: "psap.invalid".into(),
             console_token: None,
             console_user: "supervisor".into(),
+            console_roles: vec![crate::auth::Role::Supervisor, crate::auth::Role::Admin],
             users: Vec::new(),
             trusted_proxy: false,
             max_calls: 200,
@@ -353,6 +360,7 @@ impl Config {
         }
         if let Some(v) = f.agency_id { self.agency_id = v; }
         if let Some(v) = f.console_user { self.console_user = v; }
+        if let Some(v) = f.console_roles { self.console_roles = v; }
         if !f.users.is_empty() { self.users = f.users; }
         if let Some(v) = f.trusted_proxy { self.trusted_proxy = v; }
         if let Some(v) = f.max_calls { self.max_calls = v; }

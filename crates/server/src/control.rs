@@ -6,8 +6,7 @@
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use watchfloor_bridge::{Command, HandOffAction};
 
 use crate::AppState;
@@ -16,12 +15,6 @@ use crate::auth::User;
 use crate::audit::audited_action;
 use crate::error::ApiError;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/calls/{id}/takeover", post(takeover))
-        .route("/api/calls/{id}/transfer", post(transfer))
-        .route("/api/calls/{id}/hangup", post(hangup))
-}
 
 fn valid_number(n: &str) -> Result<String, ApiError> {
     crate::api::valid_number(n).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))
@@ -38,7 +31,7 @@ async fn hand_off(state: &AppState, user: &User, id: &str, action: HandOffAction
 }
 
 /// `POST /api/calls/{id}/takeover`: the call goes to the signed-in supervisor's own line.
-async fn takeover(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn takeover(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = match user.line.clone() {
         Some(line) => hand_off(&state, &user, &id, HandOffAction::Takeover, Some(line)).await,
         None => Err(ApiError(StatusCode::CONFLICT, format!("user {} has no line configured ([[users]] line)", user.name))),
@@ -48,7 +41,7 @@ async fn takeover(State(state): State<AppState>, Extension(user): Extension<User
 }
 
 /// `POST /api/calls/{id}/transfer` `{"to": "+15550001234"}`.
-async fn transfer(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<TransferBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn transfer(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<TransferBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let to = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text()))).and_then(|Json(b)| valid_number(&b.to));
     let detail = format!("to {}", to.as_deref().unwrap_or("-"));
     let r = match to {
@@ -59,7 +52,7 @@ async fn transfer(State(state): State<AppState>, Extension(user): Extension<User
 }
 
 /// `POST /api/calls/{id}/hangup`: ends the call.
-async fn hangup(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn hangup(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = hand_off(&state, &user, &id, HandOffAction::Hangup, None).await;
     audited_action(&state, &user, "call.hangup", &id, String::new(), r).await
 }

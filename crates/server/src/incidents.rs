@@ -17,8 +17,7 @@
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use watchfloor_bridge::live::{DispatchPhase, LiveCall};
 use watchfloor_dispatch::address::Match;
@@ -36,15 +35,6 @@ use crate::auth::User;
 use crate::error::ApiError;
 
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/incidents", get(list))
-        .route("/api/incidents/{id}", get(one))
-        .route("/api/incidents/{id}/eido", get(eido))
-        .route("/api/calls/{id}/link", post(link))
-        .route("/api/calls/{id}/unlink", post(unlink))
-        .route("/api/calls/{id}/keep-apart", post(keep_apart))
-}
 
 /// An incident as the API gives it.
 #[derive(Debug, Clone, Serialize)]
@@ -100,13 +90,13 @@ fn view(book: &IncidentBook, id: IncidentId, e: &IncidentEntry, live: &[LiveCall
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(crate) struct ListQuery {
     #[serde(default)]
     live: bool,
 }
 
 /// `GET /api/incidents?live=true|false`.
-async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Json<Vec<IncidentView>> {
+pub(crate) async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Json<Vec<IncidentView>> {
     let book = state.incidents.snapshot();
     let live = state.calls.live_calls();
     let now = unix_ms();
@@ -119,7 +109,7 @@ async fn list(State(state): State<AppState>, Query(q): Query<ListQuery>) -> Json
 }
 
 /// `GET /api/incidents/{id}`.
-async fn one(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<IncidentView>, ApiError> {
+pub(crate) async fn one(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<IncidentView>, ApiError> {
     let book = state.incidents.snapshot();
     let id = IncidentId(id);
     let e = book.get(id).ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("incident {id} is not known")))?;
@@ -129,7 +119,7 @@ async fn one(State(state): State<AppState>, Path(id): Path<u64>) -> Result<Json<
 /// `GET /api/incidents/{id}/eido`: the NENA EIDO of a live or recent incident, one incident
 /// with each of its calls; 404 when the list no longer has it (a call's own EIDO,
 /// `/api/calls/{CallSid}/eido`, still gives it).
-async fn eido(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<u64>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn eido(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<u64>) -> Result<Json<serde_json::Value>, ApiError> {
     let id = IncidentId(id);
     let r = match state.incidents.snapshot().get(id) {
         Some(e) => crate::review::incident_eido(&state, id, &e.calls).map(Json),
@@ -200,7 +190,7 @@ async fn relink(state: &AppState, user: &User, id: &str, to: Option<IncidentId>)
 }
 
 /// `POST /api/calls/{id}/link` `{"incident": n}`.
-async fn link(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Linked>, ApiError> {
+pub(crate) async fn link(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Linked>, ApiError> {
     let r = match serde_json::from_slice::<LinkBody>(&body) {
         Ok(b) => relink(&state, &user, &id, Some(IncidentId(b.incident))).await,
         Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}"))),
@@ -210,7 +200,7 @@ async fn link(State(state): State<AppState>, Extension(user): Extension<User>, P
 }
 
 /// `POST /api/calls/{id}/unlink`.
-async fn unlink(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<Linked>, ApiError> {
+pub(crate) async fn unlink(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<Linked>, ApiError> {
     let r = relink(&state, &user, &id, None).await;
     let detail = r.as_ref().map(|l| format!("{} → {}", l.from, l.to)).unwrap_or_default();
     audited_action(&state, &user, "incident.unlink", &id, detail, r).await
@@ -219,7 +209,7 @@ async fn unlink(State(state): State<AppState>, Extension(user): Extension<User>,
 /// `POST /api/calls/{id}/keep-apart`: a live call is kept apart from its possible duplicate
 /// (never suggested or linked to that incident automatically again); 409 when none stands or
 /// the call has ended. Answers the call's record.
-async fn keep_apart(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn keep_apart(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let suggested = state.calls.live_call(&id).and_then(|c| c.possible_duplicate).map(|d| d.incident.to_string()).unwrap_or_default();
     let r = crate::supervise::live_command(&state, &id, Command::KeepApart { by: user.name.clone() }).await;
     audited_action(&state, &user, "incident.keep_apart", &id, suggested, r).await

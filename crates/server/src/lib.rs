@@ -16,7 +16,7 @@ mod media;
 mod qa;
 mod incidents;
 mod review;
-mod routes;
+pub mod routes;
 pub mod scoring;
 mod session;
 pub mod settings;
@@ -229,7 +229,10 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     } else if config.console_token.is_none() {
         tracing::info!(path = %auth::token_path(&config.data_dir).display(), user = %config.console_user, "console token: sign in with the one in this file");
     }
-    let auth = Arc::new(auth::Auth::new(&console_token, &config.console_user, config.users.clone()));
+    for u in config.users.iter().filter(|u| u.roles.is_empty()) {
+        tracing::warn!(user = %u.name, "config: a user without roles is given the supervisor role: set roles = [\"supervisor\" | \"reviewer\" | \"admin\", …]");
+    }
+    let auth = Arc::new(auth::Auth::new(&console_token, &config.console_user, config.console_roles.clone(), config.users.clone()));
     let quota = governor::Quota::per_second(std::num::NonZeroU32::new(config.webhook_rate_per_second.max(1)).expect("max(1) is non-zero"))
         .allow_burst(std::num::NonZeroU32::new(config.webhook_rate_per_second.max(1) * 2).expect("non-zero"));
     let webhook_limiter = Arc::new(governor::RateLimiter::keyed(quota));

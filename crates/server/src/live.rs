@@ -22,8 +22,7 @@ use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::sync::broadcast::error::RecvError;
@@ -44,22 +43,16 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest message a console may send, bytes.
 const MAX_CONSOLE_MESSAGE: usize = 4096;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/live/ticket", post(ticket))
-}
 
-pub(crate) fn public_routes() -> Router<AppState> {
-    Router::new().route("/api/live", get(live))
-}
 
 /// `POST /api/live/ticket` → `{"ticket","expires_in_s"}`.
-async fn ticket(State(state): State<AppState>, Extension(user): Extension<User>, Extension(session): Extension<crate::session::SessionEnded>) -> Json<serde_json::Value> {
+pub(crate) async fn ticket(State(state): State<AppState>, Extension(user): Extension<User>, Extension(session): Extension<crate::session::SessionEnded>) -> Json<serde_json::Value> {
     let t = state.auth.issue_ticket(&user, &session.0);
     Json(json!({"ticket": t.expose(), "expires_in_s": crate::auth::TICKET_TTL.as_secs()}))
 }
 
 /// `GET /api/live` (WebSocket upgrade).
-async fn live(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn live(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, ws: WebSocketUpgrade) -> Response {
     let by_header = crate::session::bearer(&headers).and_then(|t| state.auth.check_session(t));
     let Some((user, session_ended)) = by_header.or_else(|| q.get("ticket").and_then(|t| state.auth.redeem_ticket(t))) else {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "sign in: a ticket from POST /api/live/ticket, or Authorization: Bearer <token>"}))).into_response();

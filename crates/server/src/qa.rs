@@ -46,8 +46,7 @@
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use watchfloor_qa::{CallStats, Review, ReviewDraft, Scorecard};
 
 use crate::AppState;
@@ -56,19 +55,9 @@ use crate::auth::User;
 use crate::error::ApiError;
 use crate::scoring::{CardsState, ReviseError, SavedCards};
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/calls/{id}/qa", get(scorecard))
-        .route("/api/calls/{id}/reviews", post(submit_review).get(call_reviews))
-        .route("/api/qa/queue", get(review_queue))
-        .route("/api/qa/calibration", get(calibration))
-        .route("/api/qa/cards", get(cards).put(revise_cards))
-        .route("/api/qa/cards/{version}", get(cards_version))
-        .route("/api/stats", get(stats))
-}
 
 #[derive(serde::Deserialize)]
-struct Period {
+pub(crate) struct Period {
     from: Option<u64>,
     to: Option<u64>,
 }
@@ -97,7 +86,7 @@ fn queue_of(state: &AppState, calls: &[CallStats]) -> Vec<watchfloor_qa::QueueEn
 }
 
 /// `GET /api/qa/queue`.
-async fn review_queue(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn review_queue(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = async {
         let (from, to) = period(q)?;
         let calls = scored_calls(&state, from, to).await?;
@@ -120,7 +109,7 @@ async fn review_queue(State(state): State<AppState>, Extension(user): Extension<
 }
 
 /// `GET /api/stats`.
-async fn stats(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<watchfloor_qa::Figures>, ApiError> {
+pub(crate) async fn stats(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<watchfloor_qa::Figures>, ApiError> {
     let r = async {
         let (from, to) = period(q)?;
         let calls = scored_calls(&state, from, to).await?;
@@ -134,12 +123,12 @@ async fn stats(State(state): State<AppState>, Extension(user): Extension<User>, 
 }
 
 #[derive(serde::Deserialize)]
-struct VersionQuery {
+pub(crate) struct VersionQuery {
     version: Option<u32>,
 }
 
 /// `GET /api/calls/{id}/qa[?version=N]`.
-async fn scorecard(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, q: Result<Query<VersionQuery>, QueryRejection>) -> Result<Json<Scorecard>, ApiError> {
+pub(crate) async fn scorecard(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, q: Result<Query<VersionQuery>, QueryRejection>) -> Result<Json<Scorecard>, ApiError> {
     let r = async {
         let Query(q) = q.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
         let (scorer, store, sid) = (state.scorer.clone(), state.store.clone(), id.clone());
@@ -160,13 +149,13 @@ async fn scorecard(State(state): State<AppState>, Extension(user): Extension<Use
 }
 
 /// `GET /api/qa/cards`.
-async fn cards(State(state): State<AppState>, Extension(user): Extension<User>) -> Result<Json<CardsState>, ApiError> {
+pub(crate) async fn cards(State(state): State<AppState>, Extension(user): Extension<User>) -> Result<Json<CardsState>, ApiError> {
     let r = state.scorer.state(&state.store).map(Json).map_err(internal);
     audited_read(&state, &user, "qa.cards", "qa", r).await
 }
 
 /// `GET /api/qa/cards/{version}`.
-async fn cards_version(State(state): State<AppState>, Extension(user): Extension<User>, Path(version): Path<u32>) -> Result<Json<SavedCards>, ApiError> {
+pub(crate) async fn cards_version(State(state): State<AppState>, Extension(user): Extension<User>, Path(version): Path<u32>) -> Result<Json<SavedCards>, ApiError> {
     let r = match state.scorer.version(&state.store, version) {
         Ok(Some(c)) => Ok(Json(c)),
         Ok(None) => Err(ApiError(StatusCode::NOT_FOUND, format!("no version {version} of the protocol cards"))),
@@ -185,7 +174,7 @@ struct CardsEdit {
 const MAX_CARDS_BYTES: usize = 256 * 1024;
 
 /// `PUT /api/qa/cards`.
-async fn revise_cards(State(state): State<AppState>, Extension(user): Extension<User>, body: axum::body::Bytes) -> Result<Json<SavedCards>, ApiError> {
+pub(crate) async fn revise_cards(State(state): State<AppState>, Extension(user): Extension<User>, body: axum::body::Bytes) -> Result<Json<SavedCards>, ApiError> {
     let r = async {
         let edit: CardsEdit = serde_json::from_slice(&body).map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {e}")))?;
         if edit.toml.len() > MAX_CARDS_BYTES {
@@ -229,7 +218,7 @@ fn stored_reviews(state: &AppState) -> Result<Vec<Review>, ApiError> {
 }
 
 #[derive(serde::Deserialize)]
-struct BlindQuery {
+pub(crate) struct BlindQuery {
     #[serde(default)]
     blind: bool,
 }
@@ -239,7 +228,7 @@ struct BlindQuery {
 const OTHERS_SHOWN: &str = "others' results shown";
 
 /// `GET /api/calls/{id}/reviews`.
-async fn call_reviews(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, q: Result<Query<BlindQuery>, QueryRejection>) -> Result<Json<Vec<Review>>, ApiError> {
+pub(crate) async fn call_reviews(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, q: Result<Query<BlindQuery>, QueryRejection>) -> Result<Json<Vec<Review>>, ApiError> {
     let r = match (q, state.store.get_call(&id)) {
         (Err(e), _) => Err(ApiError(StatusCode::BAD_REQUEST, e.body_text())),
         (_, Err(e)) => Err(internal(e)),
@@ -267,7 +256,7 @@ fn has_seen_others(state: &AppState, user: &User, id: &str) -> Result<bool, ApiE
 }
 
 /// `POST /api/calls/{id}/reviews`.
-async fn submit_review(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Review>, ApiError> {
+pub(crate) async fn submit_review(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: axum::body::Bytes) -> Result<Json<Review>, ApiError> {
     let r = review_of(&state, &user, &id, &body).await;
     let detail = match &r {
         Ok(rv) => format!(
@@ -306,7 +295,7 @@ async fn review_of(state: &AppState, user: &User, id: &str, body: &[u8]) -> Resu
 }
 
 /// `GET /api/qa/calibration`.
-async fn calibration(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<watchfloor_qa::Calibration>, ApiError> {
+pub(crate) async fn calibration(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<Period>, QueryRejection>) -> Result<Json<watchfloor_qa::Calibration>, ApiError> {
     let r = period(q).and_then(|(from, to)| {
         let signed: Vec<Review> = stored_reviews(&state)?.into_iter().filter(|r| r.signed_at_ms.is_some_and(|t| t >= from && t < to)).collect();
         Ok(Json(watchfloor_qa::calibration(&signed)))

@@ -8,8 +8,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use watchfloor_bridge::AppendError;
@@ -28,25 +27,6 @@ use crate::error::{ApiError, bad};
 use crate::api::DAY_MS;
 use crate::api::MAX_PAGE;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/calls", get(list_calls))
-        .route("/api/calls/{id}", get(call_record))
-        .route("/api/calls/{id}/transcript", get(transcript))
-        .route("/api/calls/{id}/timeline", get(timeline))
-        .route("/api/calls/{id}/recording.wav", get(recording))
-        .route("/api/calls/{id}/eido", get(eido))
-        .route("/api/calls/{id}/dispatch/{revision}/audio.wav", get(dispatch_audio))
-        .route("/api/calls/{id}/supervisor.wav", get(supervisor_audio))
-        .route("/api/calls/{id}/attach", post(attach_unit))
-        .route("/api/calls/{id}/en-route", post(unit_en_route))
-        .route("/api/calls/{id}/on-scene", post(unit_on_scene))
-        .route("/api/calls/{id}/cleared", post(unit_cleared))
-        .route("/api/units", get(units))
-        .route("/api/calls/{id}/legal-hold", post(legal_hold))
-        .route("/api/callers/{number}/history", get(caller_history))
-        .route("/api/audit", get(audit_log))
-}
 
 fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "store error");
@@ -56,7 +36,7 @@ fn internal(e: impl std::fmt::Display) -> ApiError {
 /// `GET /api/calls`: past calls, newest first. Filters: `from`, `to` (ms since the Unix epoch,
 /// on the start time), `status`, `incident_type`, `priority` (`P1`–`P4`), `caller` (E.164),
 /// `q` (words in the transcript), `limit` (1–500, default 50), `cursor` (from the previous page).
-async fn list_calls(State(state): State<AppState>, Extension(user): Extension<User>, Query(q): Query<HashMap<String, String>>) -> Result<Json<watchfloor_store::CallPage>, ApiError> {
+pub(crate) async fn list_calls(State(state): State<AppState>, Extension(user): Extension<User>, Query(q): Query<HashMap<String, String>>) -> Result<Json<watchfloor_store::CallPage>, ApiError> {
     let r = crate::api::call_query(&q).map_err(bad);
     let detail = serde_json::to_string(&q).ok();
     let r = match r {
@@ -69,6 +49,15 @@ async fn list_calls(State(state): State<AppState>, Extension(user): Extension<Us
 
 fn record_or_404(state: &AppState, id: &str) -> Result<watchfloor_store::CallRecord, ApiError> {
     state.store.get_call(id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no call {id}")))
+}
+
+/// A call's audio while the call is live is listening in: only a supervisor may (issue 20: a
+/// reviewer hears a call once it has ended). 403 otherwise.
+fn may_hear(state: &AppState, user: &User, id: &str) -> Result<(), ApiError> {
+    if !user.has(crate::auth::Role::Supervisor) && state.calls.handle(id).is_some() {
+        return Err(ApiError(StatusCode::FORBIDDEN, format!("call {id} is live: listening to a live call needs the supervisor role")));
+    }
+    Ok(())
 }
 
 /// The record as of now: for a live call, first wait until its events so far are written (a
@@ -84,19 +73,19 @@ async fn fresh_record(state: &AppState, id: &str) -> Result<watchfloor_store::Ca
 }
 
 /// `GET /api/calls/{id}`: one call's record.
-async fn call_record(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn call_record(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = record_or_404(&state, &id).map(Json);
     audited_read(&state, &user, "call.read", &id, r).await
 }
 
 #[derive(Deserialize)]
-struct TranscriptQuery {
+pub(crate) struct TranscriptQuery {
     format: Option<String>,
 }
 
 /// `GET /api/calls/{id}/transcript?format=json|text`: every final line with speaker and time
 /// (ms since the Unix epoch and offset from the start of the call).
-async fn transcript(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, Query(q): Query<TranscriptQuery>) -> Result<Response, ApiError> {
+pub(crate) async fn transcript(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, Query(q): Query<TranscriptQuery>) -> Result<Response, ApiError> {
     let r = (|| {
         let rec = record_or_404(&state, &id)?;
         let lines: Vec<serde_json::Value> = rec
@@ -130,7 +119,7 @@ async fn transcript(State(state): State<AppState>, Extension(user): Extension<Us
 }
 
 /// `GET /api/calls/{id}/timeline`: every `CallEvent` of the call, in order.
-async fn timeline(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn timeline(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = (|| {
         record_or_404(&state, &id)?;
         let events = state.store.events(&id).map_err(internal)?;
@@ -140,9 +129,10 @@ async fn timeline(State(state): State<AppState>, Extension(user): Extension<User
 }
 
 /// `GET /api/calls/{id}/recording.wav`: stereo WAV, left the caller, right the agent as heard.
-async fn recording(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Response, ApiError> {
+pub(crate) async fn recording(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let r = (|| {
         record_or_404(&state, &id)?;
+        may_hear(&state, &user, &id)?;
         // Streamed a second at a time, never built whole in memory (issue 15).
         let blocks = state.store.recording_wav_blocks(&id).map_err(internal)?.ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("call {id} has no audio")))?;
         let len = blocks.len_bytes();
@@ -154,8 +144,12 @@ async fn recording(State(state): State<AppState>, Extension(user): Extension<Use
 
 /// `GET /api/calls/{id}/dispatch/{revision}/audio.wav`: the dispatch message as the model voiced
 /// it (mono, 16-bit PCM, 8000 Hz) — the record's `dispatch_audio_url`.
-async fn dispatch_audio(State(state): State<AppState>, Extension(user): Extension<User>, Path((id, revision)): Path<(String, u32)>) -> Result<Response, ApiError> {
-    let r = match fresh_record(&state, &id).await {
+pub(crate) async fn dispatch_audio(State(state): State<AppState>, Extension(user): Extension<User>, Path((id, revision)): Path<(String, u32)>) -> Result<Response, ApiError> {
+    let r = match may_hear(&state, &user, &id) {
+        Err(e) => Err(e),
+        Ok(()) => fresh_record(&state, &id).await,
+    };
+    let r = match r {
         Ok(_) => state
             .store
             .dispatch_audio_wav(&id, revision)
@@ -169,8 +163,12 @@ async fn dispatch_audio(State(state): State<AppState>, Extension(user): Extensio
 
 /// `GET /api/calls/{id}/supervisor.wav`: the supervisor's own track (mono, 16-bit PCM, 8000 Hz)
 /// over the whole recording, on the recording's clock; 404 when no supervisor spoke on the call.
-async fn supervisor_audio(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let r = match fresh_record(&state, &id).await {
+pub(crate) async fn supervisor_audio(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let r = match may_hear(&state, &user, &id) {
+        Err(e) => Err(e),
+        Ok(()) => fresh_record(&state, &id).await,
+    };
+    let r = match r {
         Ok(_) => state
             .store
             .supervisor_wav(&id)
@@ -183,12 +181,12 @@ async fn supervisor_audio(State(state): State<AppState>, Extension(user): Extens
 }
 
 /// `GET /api/units`: the roster — each unit's call sign, type, status and the call it is on.
-async fn units(State(state): State<AppState>) -> Json<watchfloor_dispatch::units::Roster> {
+pub(crate) async fn units(State(state): State<AppState>) -> Json<watchfloor_dispatch::units::Roster> {
     Json((*state.roster.snapshot()).clone())
 }
 
 /// `GET /api/calls/{id}/eido`: the call as a NENA EIDO document (NENA-STA-021).
-async fn eido(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn eido(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = (|| {
         let rec = record_or_404(&state, &id)?;
         let events = state.store.events(&id).map_err(internal)?;
@@ -371,27 +369,27 @@ async fn unit_action(state: AppState, user: User, id: String, b: Result<Json<Uni
 }
 
 /// `POST /api/calls/{id}/attach` `{"unit": "Engine 7"}`: a unit is dispatched to the call.
-async fn attach_unit(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn attach_unit(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     unit_action(state, user, id, b, UnitStatus::Dispatched, "call.attach_unit").await
 }
 
 /// `POST /api/calls/{id}/en-route` `{"unit": "Engine 7"}`: an attached unit is on its way.
-async fn unit_en_route(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn unit_en_route(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     unit_action(state, user, id, b, UnitStatus::EnRoute, "call.unit_en_route").await
 }
 
 /// `POST /api/calls/{id}/on-scene` `{"unit": "Engine 7"}`: an attached unit is on scene.
-async fn unit_on_scene(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn unit_on_scene(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     unit_action(state, user, id, b, UnitStatus::OnScene, "call.unit_on_scene").await
 }
 
 /// `POST /api/calls/{id}/cleared` `{"unit": "Engine 7"}`: a unit is done and back in service.
-async fn unit_cleared(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn unit_cleared(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<UnitBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     unit_action(state, user, id, b, UnitStatus::Cleared, "call.unit_cleared").await
 }
 
 /// `POST /api/calls/{id}/legal-hold` `{"on": true}`: hold (or release) a record from purging.
-async fn legal_hold(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<HoldBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn legal_hold(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<HoldBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let (detail, r) = match body(b) {
         Ok(HoldBody { on }) => (format!("legal hold {}", if on { "on" } else { "off" }), record_action(&state, &id, CallEventKind::LegalHold { on, by: user.name.clone() }).await),
         Err(e) => (String::from("bad request"), Err(e)),
@@ -400,13 +398,13 @@ async fn legal_hold(State(state): State<AppState>, Extension(user): Extension<Us
 }
 
 #[derive(Deserialize)]
-struct HistoryQuery {
+pub(crate) struct HistoryQuery {
     days: Option<u64>,
 }
 
 /// `GET /api/callers/{number}/history?days=N`: prior calls from a number (default: the configured
 /// caller-history window).
-async fn caller_history(State(state): State<AppState>, Extension(user): Extension<User>, Path(number): Path<String>, Query(q): Query<HistoryQuery>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn caller_history(State(state): State<AppState>, Extension(user): Extension<User>, Path(number): Path<String>, Query(q): Query<HistoryQuery>) -> Result<Json<serde_json::Value>, ApiError> {
     let days = q.days.unwrap_or(state.config.caller_history_days);
     let r = if days == 0 || days > 3660 {
         Err(bad("days must be 1–3660"))
@@ -418,7 +416,7 @@ async fn caller_history(State(state): State<AppState>, Extension(user): Extensio
 }
 
 #[derive(Deserialize)]
-struct AuditParams {
+pub(crate) struct AuditParams {
     from: Option<u64>,
     to: Option<u64>,
     user: Option<String>,
@@ -430,7 +428,7 @@ struct AuditParams {
 
 /// `GET /api/audit`: the audit log, newest first. Filters: `from`, `to` (ms since the Unix
 /// epoch), `user`, `action`, `target`, `limit` (1–500, default 100), `before` (an entry id).
-async fn audit_log(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn audit_log(State(state): State<AppState>, Extension(user): Extension<User>, q: Result<Query<AuditParams>, axum::extract::rejection::QueryRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = match q {
         Err(e) => Err(bad(e.body_text())),
         Ok(Query(p)) if p.limit.is_some_and(|l| l == 0 || l > MAX_PAGE) => Err(bad(format!("limit must be 1–{MAX_PAGE}"))),

@@ -1,47 +1,197 @@
-//! The router: every route of the server, built from each module's own routes (one module per
-//! command family), with the layers every answer passes through; and the few routes of its own
-//! (health, live calls, the signed-in user, incident types). It imports the modules; none
-//! imports it.
+//! The router, built from one table ([`table`]): every route of the server with the roles it
+//! allows (issue 20: least privilege, CJIS Security Policy 5.5). A route is added to the server
+//! only through the table, so none exists without an access rule; a test walks the table and
+//! checks every role against every route. Handlers live in one module per command family; this
+//! module imports them, none imports it. Also the few routes of its own (health, live calls,
+//! the signed-in user, incident types) and the layers every answer passes through.
 
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use tower_http::set_header::SetResponseHeaderLayer;
-use axum::routing::{get, post};
+use std::collections::BTreeMap;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, any, get, patch, post, put};
 use axum::{Json, Router};
 use serde_json::json;
+use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::AppState;
+use crate::auth::{Role, User};
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone: health, sign-in.
+    Public,
+    /// Twilio: the webhook and the media stream, whose handlers check `X-Twilio-Signature`
+    /// when an auth token is configured.
+    Twilio,
+    /// The console's live feed (WebSocket): its handler takes a single-use ticket from
+    /// `POST /api/live/ticket` (a browser sends no `Authorization` header on a WebSocket).
+    Ticket,
+    /// Any signed-in user.
+    SignedIn,
+    /// A signed-in user with at least one of these roles; anyone else gets
+    /// `403 {"error": "<METHOD> <path> needs the <role> role"}`.
+    Roles(&'static [Role]),
+}
+
+/// One route: method, path (axum's syntax) and who may use it.
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path, with `{name}` for a path parameter.
+    pub path: &'static str,
+    /// Who may use it.
+    pub access: Access,
+    handler: fn() -> MethodRouter<AppState>,
+}
+
+const SUPERVISOR: &[Role] = &[Role::Supervisor];
+const REVIEWER: &[Role] = &[Role::Reviewer];
+const ADMIN: &[Role] = &[Role::Admin];
+/// Call records: read by supervisors (their calls), reviewers and administrators (retention,
+/// legal hold).
+const RECORDS: &[Role] = &[Role::Supervisor, Role::Reviewer, Role::Admin];
+/// Recordings and the incident list: supervisors and reviewers (a reviewer may not hear a call
+/// while it is live: the recording's handler checks).
+const LISTENERS: &[Role] = &[Role::Supervisor, Role::Reviewer];
+/// The QA figures and cards: reviewers and administrators.
+const QA_READERS: &[Role] = &[Role::Reviewer, Role::Admin];
+/// The settings and the unit roster, read: supervisors (the board's surge rate) and
+/// administrators (who change them).
+const SETTINGS_READERS: &[Role] = &[Role::Supervisor, Role::Admin];
+
+/// Every route of the server and who may use it: the router is built from this table.
+pub fn table() -> Vec<Route> {
+    use Access::*;
+    use crate::{control, incidents, live, qa, review, session, settings, supervise, training, voice};
+    let r = |method: Method, path: &'static str, access: Access, handler: fn() -> MethodRouter<AppState>| Route { method, path, access, handler };
+    vec![
+        r(Method::GET, "/health", Public, || get(health)),
+        r(Method::POST, crate::webhook::WEBHOOK_PATH, Twilio, || post(crate::webhook::voice_webhook)),
+        r(Method::GET, crate::media::MEDIA_PATH, Twilio, || get(crate::media::media_stream)),
+        r(Method::POST, "/api/login", Public, || post(session::login)),
+        r(Method::GET, "/api/live", Ticket, || get(live::live)),
+        r(Method::POST, "/api/logout", SignedIn, || post(session::logout)),
+        r(Method::GET, "/api/me", SignedIn, || get(me)),
+        r(Method::GET, "/api/incident-types", SignedIn, || get(incident_types)),
+        // Live calls.
+        r(Method::POST, "/api/live/ticket", Roles(SUPERVISOR), || post(live::ticket)),
+        r(Method::GET, "/api/calls/active", Roles(SUPERVISOR), || get(active_calls)),
+        r(Method::POST, "/api/calls/{id}/takeover", Roles(SUPERVISOR), || post(control::takeover)),
+        r(Method::POST, "/api/calls/{id}/transfer", Roles(SUPERVISOR), || post(control::transfer)),
+        r(Method::POST, "/api/calls/{id}/hangup", Roles(SUPERVISOR), || post(control::hangup)),
+        r(Method::POST, "/api/calls/{id}/voice/take", Roles(SUPERVISOR), || post(voice::take)),
+        r(Method::POST, "/api/calls/{id}/voice/hand-back", Roles(SUPERVISOR), || post(voice::hand_back)),
+        r(Method::POST, "/api/calls/{id}/dispatch/confirm", Roles(SUPERVISOR), || post(supervise::confirm)),
+        r(Method::POST, "/api/calls/{id}/dispatch/now", Roles(SUPERVISOR), || post(supervise::dispatch_now)),
+        r(Method::POST, "/api/calls/{id}/dispatch/recall", Roles(SUPERVISOR), || post(supervise::recall)),
+        r(Method::PATCH, "/api/calls/{id}/incident", Roles(SUPERVISOR), || patch(supervise::edit_incident)),
+        r(Method::POST, "/api/calls/{id}/whisper", Roles(SUPERVISOR), || post(supervise::whisper)),
+        r(Method::POST, "/api/calls/{id}/alerts/{alert_id}/ack", Roles(SUPERVISOR), || post(supervise::acknowledge)),
+        r(Method::POST, "/api/calls/{id}/link", Roles(SUPERVISOR), || post(incidents::link)),
+        r(Method::POST, "/api/calls/{id}/unlink", Roles(SUPERVISOR), || post(incidents::unlink)),
+        r(Method::POST, "/api/calls/{id}/keep-apart", Roles(SUPERVISOR), || post(incidents::keep_apart)),
+        r(Method::POST, "/api/calls/{id}/attach", Roles(SUPERVISOR), || post(review::attach_unit)),
+        r(Method::POST, "/api/calls/{id}/en-route", Roles(SUPERVISOR), || post(review::unit_en_route)),
+        r(Method::POST, "/api/calls/{id}/on-scene", Roles(SUPERVISOR), || post(review::unit_on_scene)),
+        r(Method::POST, "/api/calls/{id}/cleared", Roles(SUPERVISOR), || post(review::unit_cleared)),
+        r(Method::GET, "/api/training/scenarios", Roles(SUPERVISOR), || get(training::scenarios)),
+        r(Method::POST, "/api/training/calls", Roles(SUPERVISOR), || post(training::place)),
+        r(Method::POST, "/api/training/surges", Roles(SUPERVISOR), || post(training::place_surge)),
+        // Incidents.
+        r(Method::GET, "/api/incidents", Roles(LISTENERS), || get(incidents::list)),
+        r(Method::GET, "/api/incidents/{id}", Roles(LISTENERS), || get(incidents::one)),
+        r(Method::GET, "/api/incidents/{id}/eido", Roles(LISTENERS), || get(incidents::eido)),
+        // Records.
+        r(Method::GET, "/api/calls", Roles(RECORDS), || get(review::list_calls)),
+        r(Method::GET, "/api/calls/{id}", Roles(RECORDS), || get(review::call_record)),
+        r(Method::GET, "/api/calls/{id}/transcript", Roles(RECORDS), || get(review::transcript)),
+        r(Method::GET, "/api/calls/{id}/timeline", Roles(RECORDS), || get(review::timeline)),
+        r(Method::GET, "/api/calls/{id}/eido", Roles(RECORDS), || get(review::eido)),
+        r(Method::GET, "/api/calls/{id}/recording.wav", Roles(LISTENERS), || get(review::recording)),
+        r(Method::GET, "/api/calls/{id}/dispatch/{revision}/audio.wav", Roles(LISTENERS), || get(review::dispatch_audio)),
+        r(Method::GET, "/api/calls/{id}/supervisor.wav", Roles(LISTENERS), || get(review::supervisor_audio)),
+        r(Method::GET, "/api/callers/{number}/history", Roles(LISTENERS), || get(review::caller_history)),
+        // Quality assurance.
+        r(Method::GET, "/api/calls/{id}/qa", Roles(REVIEWER), || get(qa::scorecard)),
+        r(Method::GET, "/api/calls/{id}/reviews", Roles(REVIEWER), || get(qa::call_reviews)),
+        r(Method::POST, "/api/calls/{id}/reviews", Roles(REVIEWER), || post(qa::submit_review)),
+        r(Method::GET, "/api/qa/queue", Roles(REVIEWER), || get(qa::review_queue)),
+        r(Method::GET, "/api/qa/calibration", Roles(REVIEWER), || get(qa::calibration)),
+        r(Method::GET, "/api/stats", Roles(QA_READERS), || get(qa::stats)),
+        r(Method::GET, "/api/qa/cards", Roles(QA_READERS), || get(qa::cards)),
+        r(Method::GET, "/api/qa/cards/{version}", Roles(QA_READERS), || get(qa::cards_version)),
+        r(Method::PUT, "/api/qa/cards", Roles(ADMIN), || put(qa::revise_cards)),
+        // Administration.
+        r(Method::GET, "/api/settings", Roles(SETTINGS_READERS), || get(settings::get_settings)),
+        r(Method::PUT, "/api/settings", Roles(ADMIN), || put(settings::put_settings)),
+        r(Method::GET, "/api/units", Roles(SETTINGS_READERS), || get(review::units)),
+        r(Method::POST, "/api/calls/{id}/legal-hold", Roles(ADMIN), || post(review::legal_hold)),
+        r(Method::GET, "/api/audit", Roles(ADMIN), || get(review::audit_log)),
+    ]
+}
+
+/// `403 {"error": "<METHOD> <path> needs the <role> role"}` unless the signed-in user holds one
+/// of `roles` (the request went through [`crate::session::require_user`] first).
+async fn require_roles(method: &'static str, path: &'static str, roles: &'static [Role], req: Request, next: Next) -> Response {
+    let allowed = req.extensions().get::<User>().is_some_and(|u| u.has_any(roles));
+    if allowed {
+        return next.run(req).await;
+    }
+    let names: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
+    (StatusCode::FORBIDDEN, Json(json!({"error": format!("{method} {path} needs the {} role", names.join(" or "))}))).into_response()
+}
+
+/// The route's handler behind the checks its access asks for.
+fn guarded(state: &AppState, route: &Route) -> MethodRouter<AppState> {
+    let handler = (route.handler)();
+    let signed_in = axum::middleware::from_fn_with_state(state.clone(), crate::session::require_user);
+    match route.access {
+        Access::Public | Access::Twilio | Access::Ticket => handler,
+        Access::SignedIn => handler.layer(signed_in),
+        Access::Roles(roles) => {
+            let (method, path): (&'static str, &'static str) = (method_name(&route.method), route.path);
+            handler.layer(axum::middleware::from_fn(move |req: Request, next: Next| require_roles(method, path, roles, req, next))).layer(signed_in)
+        }
+    }
+}
+
+fn method_name(m: &Method) -> &'static str {
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        _ => "OTHER",
+    }
+}
 
 pub(crate) fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    // Everything for the console needs a signed-in user; Twilio's endpoints are signed instead.
-    let console = Router::new()
-        .route("/api/calls/active", get(active_calls))
-        .route("/api/me", get(me))
-        .route("/api/incident-types", get(incident_types))
-        .merge(crate::review::routes())
-        .merge(crate::incidents::routes())
-        .merge(crate::qa::routes())
-        .merge(crate::session::routes())
-        .merge(crate::control::routes())
-        .merge(crate::voice::routes())
-        .merge(crate::supervise::routes())
-        .merge(crate::live::routes())
-        .merge(crate::training::routes())
-        .merge(crate::settings::routes())
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::session::require_user));
-    // Every API answer is JSON and never cached (issue 15: some 400/413 bodies were plain text).
-    let api = Router::new()
-        .route(crate::webhook::WEBHOOK_PATH, post(crate::webhook::voice_webhook))
-        .route("/health", get(health))
-        .merge(crate::session::public_routes())
-        .merge(crate::live::public_routes())
-        .merge(console)
+    let mut by_path: BTreeMap<&'static str, MethodRouter<AppState>> = BTreeMap::new();
+    for route in table() {
+        let mr = guarded(&state, &route);
+        let merged = match by_path.remove(route.path) {
+            Some(existing) => existing.merge(mr),
+            None => mr,
+        };
+        by_path.insert(route.path, merged);
+    }
+    let mut routes = Router::new();
+    for (path, mr) in by_path {
+        routes = routes.route(path, mr);
+    }
+    // Every API answer is JSON and never cached (issue 15: some 400/413 bodies were plain text);
+    // a path under /api/ that no route has is a JSON 404, never the console's page.
+    let routes = routes
+        .route("/api/{*rest}", any(api_not_found))
         .layer(axum::middleware::map_response(crate::error::json_errors))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-    Router::new()
-        .route(crate::media::MEDIA_PATH, get(crate::media::media_stream))
-        .merge(api)
+    routes
         .fallback_service(console_files(&state.config.ui_dir))
         .layer(DefaultBodyLimit::max(limit))
         .layer(cors(&state.config.cors_origins))
@@ -50,6 +200,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .layer(SetResponseHeaderLayer::if_not_present(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")))
         .layer(SetResponseHeaderLayer::if_not_present(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")))
         .with_state(state)
+}
+
+/// A path under `/api/` that no route has: `404 {"error": "no route <METHOD> <path>"}`.
+async fn api_not_found(method: Method, uri: axum::http::Uri) -> Response {
+    (StatusCode::NOT_FOUND, Json(json!({"error": format!("no route {method} {}", uri.path())}))).into_response()
 }
 
 /// The console's Content-Security-Policy: its own scripts and styles only (Svelte sets inline
@@ -66,12 +221,13 @@ fn cors(origins: &[String]) -> tower_http::cors::CorsLayer {
         .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
 }
 
-/// The console (ui/dist): files as they are, and `index.html` for any other path (the console
-/// routes itself). Without a built console, a page that says how to build it.
+/// The console (ui/dist): its files as they are, `index.html` at `/`; any other path is a 404
+/// (the console keeps its views in its own state, not in the URL, so its page lives only at
+/// `/`). Without a built console, a page that says how to build it.
 fn console_files(dir: &std::path::Path) -> axum::routing::MethodRouter {
     let index = dir.join("index.html");
     if index.exists() {
-        let serve = tower_http::services::ServeDir::new(dir).fallback(tower_http::services::ServeFile::new(index));
+        let serve = tower_http::services::ServeDir::new(dir);
         axum::routing::get_service(serve)
     } else {
         let msg = format!("The console is not built (no {}). Run scripts/run, or `npm ci && npm run build` in ui/.", index.display());
@@ -79,9 +235,10 @@ fn console_files(dir: &std::path::Path) -> axum::routing::MethodRouter {
     }
 }
 
-/// `GET /api/me`: the signed-in user.
+/// `GET /api/me`: the signed-in user, `{"user", "line": bool, "roles": [role…]}` (the console
+/// shows only what the roles allow).
 async fn me(axum::Extension(user): axum::Extension<crate::auth::User>) -> Json<serde_json::Value> {
-    Json(json!({"user": user.name, "line": user.line.is_some()}))
+    Json(json!({"user": user.name, "line": user.line.is_some(), "roles": user.roles}))
 }
 
 /// `GET /api/incident-types`: the APCO incident types the dispatch rules know (code, words,

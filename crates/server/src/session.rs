@@ -6,8 +6,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::json;
 use watchfloor_bridge::task::unix_ms;
 use watchfloor_store::NewAuditEntry;
@@ -17,13 +16,7 @@ use crate::api::LoginBody;
 use crate::auth::{SignInRefused, User};
 use crate::error::ApiError;
 
-pub(crate) fn public_routes() -> Router<AppState> {
-    Router::new().route("/api/login", post(login))
-}
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/logout", post(logout))
-}
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme is case-insensitive,
 /// RFC 9110 §11.1).
@@ -120,7 +113,7 @@ async fn audit_logon(state: &AppState, user: &str, action: &str, outcome: &str) 
 /// `POST /api/login` `{"user","password"}` → `{"token","user","expires_in_s"}`; 401 for a wrong
 /// user or password, 429 past the attempts allowed per address or user, 503 when every
 /// verification slot stays busy (each attempt audited).
-async fn login(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, b: Result<Json<LoginBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn login(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, b: Result<Json<LoginBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(b) = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
     let name: String = b.user.chars().take(64).collect();
     let refused = |e: SignInRefused| ApiError(if matches!(e, SignInRefused::Busy) { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::TOO_MANY_REQUESTS }, e.to_string());
@@ -151,7 +144,7 @@ async fn login(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<std
 }
 
 /// `POST /api/logout`: ends the session of the token used.
-async fn logout(State(state): State<AppState>, Extension(user): Extension<User>, headers: HeaderMap) -> Json<serde_json::Value> {
+pub(crate) async fn logout(State(state): State<AppState>, Extension(user): Extension<User>, headers: HeaderMap) -> Json<serde_json::Value> {
     let ended = bearer(&headers).is_some_and(|t| state.auth.logout(t));
     audit_logon(&state, &user.name, "console.logout", if ended { "ok" } else { "not_a_session" }).await;
     Json(json!({"ended": ended}))

@@ -6,8 +6,7 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use watchfloor_bridge::VadProfile;
 use watchfloor_dispatch::policy::Policy;
@@ -157,22 +156,19 @@ pub(crate) fn apply_to_bridge(state_config: &Config, s: &Settings, calls: &watch
     });
 }
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/settings", get(get_settings).put(put_settings))
-}
 
 fn current(state: &AppState) -> Settings {
     state.settings.read().clone()
 }
 
 /// `GET /api/settings`.
-async fn get_settings(State(state): State<AppState>) -> Json<Settings> {
+pub(crate) async fn get_settings(State(state): State<AppState>) -> Json<Settings> {
     Json(current(&state))
 }
 
 /// `PUT /api/settings` with the whole [`Settings`]: 400 with every problem, 409 when a unit on
 /// a call would be removed; else saved, applied and returned.
-async fn put_settings(State(state): State<AppState>, Extension(user): Extension<User>, body: Bytes) -> Result<Json<Settings>, ApiError> {
+pub(crate) async fn put_settings(State(state): State<AppState>, Extension(user): Extension<User>, body: Bytes) -> Result<Json<Settings>, ApiError> {
     let r = update(&state, &body).await;
     let (outcome, detail) = match &r {
         Ok((_, changed)) => ("ok", if changed.is_empty() { "no change".to_string() } else { changed.join(", ") }),

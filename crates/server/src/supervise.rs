@@ -7,8 +7,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::{patch, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use watchfloor_bridge::{Command, Refusal};
 
@@ -17,15 +16,6 @@ use crate::auth::User;
 use crate::audit::audited_action;
 use crate::error::ApiError;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/calls/{id}/dispatch/confirm", post(confirm))
-        .route("/api/calls/{id}/dispatch/now", post(dispatch_now))
-        .route("/api/calls/{id}/dispatch/recall", post(recall))
-        .route("/api/calls/{id}/incident", patch(edit_incident))
-        .route("/api/calls/{id}/whisper", post(whisper))
-        .route("/api/calls/{id}/alerts/{alert_id}/ack", post(acknowledge))
-}
 
 /// Sends a command to a live call and returns its record once the command's events are stored.
 pub(crate) async fn live_command(state: &AppState, id: &str, cmd: Command) -> Result<watchfloor_store::CallRecord, ApiError> {
@@ -47,19 +37,19 @@ pub(crate) async fn live_command(state: &AppState, id: &str, cmd: Command) -> Re
 }
 
 /// `POST /api/calls/{id}/dispatch/confirm`: confirm the proposed dispatch.
-async fn confirm(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn confirm(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = live_command(&state, &id, Command::ConfirmDispatch { by: user.name.clone() }).await;
     audited_action(&state, &user, "dispatch.confirm", &id, String::new(), r).await
 }
 
 /// `POST /api/calls/{id}/dispatch/now`: dispatch now, proposed or not.
-async fn dispatch_now(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn dispatch_now(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = live_command(&state, &id, Command::DispatchNow { by: user.name.clone() }).await;
     audited_action(&state, &user, "dispatch.now", &id, String::new(), r).await
 }
 
 /// `POST /api/calls/{id}/dispatch/recall`: recall the dispatch (or the proposal).
-async fn recall(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn recall(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = live_command(&state, &id, Command::RecallDispatch { by: user.name.clone() }).await;
     audited_action(&state, &user, "dispatch.recall", &id, String::new(), r).await
 }
@@ -70,7 +60,7 @@ async fn recall(State(state): State<AppState>, Extension(user): Extension<User>,
 /// correction wins over the model. Units replace the proposal's before dispatch; after it, new
 /// ones are dispatched and dropped ones that have not arrived are released. 409 for a unit not
 /// on the roster, busy on another call, or on scene and left out.
-async fn edit_incident(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: Bytes) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn edit_incident(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, body: Bytes) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let text = String::from_utf8_lossy(&body).into_owned();
     let (facts, mut errors) = watchfloor_dispatch::report::parse(&text);
     let units = crate::api::edit_units(&text).unwrap_or_else(|e| {
@@ -90,12 +80,12 @@ async fn edit_incident(State(state): State<AppState>, Extension(user): Extension
 }
 
 #[derive(Deserialize)]
-struct WhisperBody {
+pub(crate) struct WhisperBody {
     text: String,
 }
 
 /// `POST /api/calls/{id}/whisper` `{"text": "…"}`: an instruction the agent follows from then on.
-async fn whisper(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<WhisperBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn whisper(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>, b: Result<Json<WhisperBody>, JsonRejection>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let text = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text()))).and_then(|Json(b)| {
         let t = b.text.trim().to_string();
         if t.is_empty() || t.chars().count() > 500 { Err(ApiError(StatusCode::BAD_REQUEST, "text must be 1–500 characters".into())) } else { Ok(t) }
@@ -109,7 +99,7 @@ async fn whisper(State(state): State<AppState>, Extension(user): Extension<User>
 }
 
 /// `POST /api/calls/{id}/alerts/{alert_id}/ack`.
-async fn acknowledge(State(state): State<AppState>, Extension(user): Extension<User>, Path((id, alert_id)): Path<(String, u32)>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
+pub(crate) async fn acknowledge(State(state): State<AppState>, Extension(user): Extension<User>, Path((id, alert_id)): Path<(String, u32)>) -> Result<Json<watchfloor_store::CallRecord>, ApiError> {
     let r = live_command(&state, &id, Command::AcknowledgeAlert { alert_id, by: user.name.clone() }).await;
     audited_action(&state, &user, "alert.acknowledge", &id, format!("alert {alert_id}"), r).await
 }

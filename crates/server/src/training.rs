@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -127,30 +126,27 @@ pub(crate) async fn demo_loop(state: AppState, training: Arc<Training>, interval
 /// The most calls one surge request places.
 pub const MAX_SURGE_CALLS: usize = 200;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/training/scenarios", get(scenarios)).route("/api/training/calls", post(place)).route("/api/training/surges", post(place_surge))
-}
 
 fn training(state: &AppState) -> Result<&Arc<Training>, ApiError> {
     state.training.as_ref().ok_or_else(|| ApiError(StatusCode::CONFLICT, "training mode is off (start with --demo or training = true)".into()))
 }
 
 /// `GET /api/training/scenarios` → `{"scenarios": [name…], "surges": [{"name", "description"}…]}`.
-async fn scenarios(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn scenarios(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     let t = training(&state)?;
     let surges: Vec<serde_json::Value> = t.surges().into_iter().map(|(name, description)| json!({"name": name, "description": description})).collect();
     Ok(Json(json!({"scenarios": t.scenario_names(), "surges": surges})))
 }
 
 #[derive(Deserialize)]
-struct SurgeBody {
+pub(crate) struct SurgeBody {
     surge: String,
     calls: Option<usize>,
 }
 
 /// `POST /api/training/surges` `{"surge": "willow-creek-fire", "calls": 60}` (`calls` optional)
 /// → `{"surge", "calls": [{"call_sid", "scenario", "after_ms"}…]}`.
-async fn place_surge(State(state): State<AppState>, Extension(user): Extension<User>, b: Result<Json<SurgeBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn place_surge(State(state): State<AppState>, Extension(user): Extension<User>, b: Result<Json<SurgeBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let r = match b {
         Ok(Json(b)) => training(&state).and_then(|t| t.place_surge(&b.surge, b.calls).map(|calls| (b.surge, calls)).map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))),
         Err(e) => Err(ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text()))),
@@ -166,12 +162,12 @@ async fn place_surge(State(state): State<AppState>, Extension(user): Extension<U
 }
 
 #[derive(Deserialize, Default)]
-struct PlaceBody {
+pub(crate) struct PlaceBody {
     scenario: Option<String>,
 }
 
 /// `POST /api/training/calls` `{"scenario": "structure-fire"}` (optional) → `{"call_sid","scenario"}`.
-async fn place(State(state): State<AppState>, Extension(user): Extension<User>, b: Result<Json<PlaceBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+pub(crate) async fn place(State(state): State<AppState>, Extension(user): Extension<User>, b: Result<Json<PlaceBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let body = match b {
         Ok(Json(b)) => b,
         Err(JsonRejection::MissingJsonContentType(_)) => PlaceBody::default(),

@@ -9,8 +9,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use watchfloor_bridge::Command;
 use watchfloor_bridge::live::LiveCall;
 
@@ -19,9 +18,6 @@ use crate::audit::audited_action;
 use crate::auth::User;
 use crate::error::ApiError;
 
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/api/calls/{id}/voice/take", post(take)).route("/api/calls/{id}/voice/hand-back", post(hand_back))
-}
 
 /// Sends a voice command to the live call and answers with its live state once the command's
 /// events are published.
@@ -31,13 +27,13 @@ async fn voice_command(state: &AppState, id: &str, cmd: Command) -> Result<LiveC
 }
 
 /// `POST /api/calls/{id}/voice/take`: the signed-in supervisor takes the call's voice.
-async fn take(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<LiveCall>, ApiError> {
+pub(crate) async fn take(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<LiveCall>, ApiError> {
     let r = voice_command(&state, &id, Command::TakeVoice { by: user.name.clone() }).await;
     audited_action(&state, &user, "voice.take", &id, String::new(), r).await
 }
 
 /// `POST /api/calls/{id}/voice/hand-back`: the holder hands the call back to the agent.
-async fn hand_back(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<LiveCall>, ApiError> {
+pub(crate) async fn hand_back(State(state): State<AppState>, Extension(user): Extension<User>, Path(id): Path<String>) -> Result<Json<LiveCall>, ApiError> {
     let r = voice_command(&state, &id, Command::HandBack { by: user.name.clone() }).await;
     audited_action(&state, &user, "voice.hand_back", &id, String::new(), r).await
 }

@@ -9,6 +9,10 @@ use common::{client, rig, scenario, wait_record_ended};
 use serde_json::Value;
 use watchfloor_sim::caller::CallerOptions;
 use watchfloor_sim::simulate::{SimulateOptions, place_call};
+use watchfloor_server::auth::Role;
+
+/// The console token's roles in these tests: one desk that supervises, reviews and administers.
+const ALL_ROLES: [Role; 3] = [Role::Supervisor, Role::Reviewer, Role::Admin];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scenario_call_is_scored_from_its_record() {
@@ -18,6 +22,8 @@ async fn a_scenario_call_is_scored_from_its_record() {
     let rig = rig(vec![poor.clone(), fire.clone()], speed, |c| {
         c.dispatch_policy = watchfloor_dispatch::policy::Policy::Automatic;
         c.units = vec![watchfloor_server::config::UnitConfig { id: "Engine 7".into(), unit_type: watchfloor_dispatch::types::UnitType::Engine }];
+        // The one desk of a small centre, which also reviews calls.
+        c.console_roles = ALL_ROLES.to_vec();
     })
     .await;
     let base = rig.server.base_url();
@@ -129,7 +135,8 @@ async fn reviewers_review_a_call_and_calibration_compares_them() {
     let poor = scenario("no-read-back");
     let speed = 2.0;
     let rig = rig(vec![poor.clone()], speed, |c| {
-        c.users = ["rita", "sam", "tess"].iter().map(|n| UserConfig { name: n.to_string(), password_hash: Some(hash_password("review pass 1")), line: None }).collect();
+        c.console_roles = ALL_ROLES.to_vec();
+        c.users = ["rita", "sam", "tess"].iter().map(|n| UserConfig { name: n.to_string(), password_hash: Some(hash_password("review pass 1")), line: None, roles: vec![watchfloor_server::auth::Role::Reviewer] }).collect();
     })
     .await;
     let base = rig.server.base_url();
@@ -229,6 +236,7 @@ async fn two_hundred_training_calls_make_the_figures_a_direct_computation_gives(
     cfg.data_dir = dir.path().join("data");
     cfg.console_token = Some(watchfloor_bridge::model::Secret::new(common::TOKEN));
     cfg.training = true;
+    cfg.console_roles = ALL_ROLES.to_vec();
     cfg.max_calls = CALLS;
     cfg.dispatch_policy = watchfloor_dispatch::policy::Policy::Automatic;
     let server = watchfloor_server::serve(cfg, tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()).await.unwrap();
