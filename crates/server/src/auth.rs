@@ -56,8 +56,9 @@ pub fn default_roles() -> Vec<Role> {
     vec![Role::Supervisor]
 }
 
-/// A console user from the config file.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+/// A console user who signs in with a password: seeded from the config file's `[[users]]`, kept
+/// in the store, changed by an administrator (`users.rs`).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     /// Login name; shown in the audit trail and as the EIDO agent.
@@ -71,6 +72,10 @@ pub struct UserConfig {
     /// What the user may do (`roles = ["reviewer"]`); none listed: `["supervisor"]`.
     #[serde(default)]
     pub roles: Vec<Role>,
+    /// A disabled user cannot sign in (an administrator's choice; the user is kept for the
+    /// audit trail).
+    #[serde(default)]
+    pub disabled: bool,
 }
 
 impl UserConfig {
@@ -202,13 +207,76 @@ impl Default for SignInLimits {
     }
 }
 
+/// A password sign-in's session.
+struct Session {
+    user: User,
+    /// When it began, ms since the Unix epoch.
+    started_at_ms: u64,
+    expires: Instant,
+    /// Cancelled when the session ends (sign-out, expiry, revocation).
+    ended: CancellationToken,
+}
+
+/// A session as an administrator sees it (`GET /api/sessions`): never its token.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, ts_rs::TS)]
+pub struct SessionInfo {
+    /// The session's id: the first 8 bytes of its token's SHA-256, hex (names it for
+    /// revocation; says nothing of the token).
+    pub id: String,
+    /// Whose.
+    pub user: String,
+    /// When it began, ms since the Unix epoch.
+    pub started_at_ms: u64,
+    /// Seconds until it expires.
+    pub expires_in_s: u64,
+}
+
+/// Failed sign-ins of one name, and the lock they led to.
+#[derive(Default)]
+struct Failures {
+    count: u32,
+    locked_until: Option<Instant>,
+}
+
+/// Failed sign-ins in a row that lock a name (CJIS Security Policy 5.5.3: at most 5).
+pub const LOCKOUT_AFTER: u32 = 5;
+/// How long a locked name stays locked (CJIS 5.5.3: at least 10 minutes).
+pub const LOCKOUT_FOR: Duration = Duration::from_secs(10 * 60);
+/// The shortest password an administrator may set (issue 20; NIST SP 800-63B asks at least 8).
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+/// Checks a new password for `name` (NIST SP 800-63B §5.1.1.2): at least
+/// [`MIN_PASSWORD_CHARS`] characters, and not guessable — not a common password, a dictionary
+/// word, a keyboard pattern or a repeat, nor built on the user's name (zxcvbn's estimate, whose
+/// lists include the 30,000 most common passwords, must be at least 3 of 4: more than 10⁸
+/// guesses). Returns the reason when it is refused.
+pub fn check_password(name: &str, password: &str) -> Result<(), String> {
+    if password.chars().count() < MIN_PASSWORD_CHARS {
+        return Err(format!("a password needs at least {MIN_PASSWORD_CHARS} characters"));
+    }
+    let estimate = zxcvbn::zxcvbn(password, &[name, "watchfloor"]);
+    if (estimate.score() as u8) < 3 {
+        let why = estimate.feedback().and_then(|f| f.warning()).map(|w| format!(": {w}")).unwrap_or_default();
+        return Err(format!("the password is too easy to guess{why}"));
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// The authenticator.
 pub struct Auth {
     /// SHA-256 of a long-lived token → user.
     tokens: HashMap<[u8; 32], User>,
-    users: Vec<UserConfig>,
-    /// SHA-256 of a session token → (user, expiry, cancelled when the session ends).
-    sessions: Mutex<HashMap<[u8; 32], (User, Instant, CancellationToken)>>,
+    /// The users who sign in with a password (the config seeds them; an administrator changes
+    /// them).
+    users: parking_lot::RwLock<Vec<UserConfig>>,
+    /// SHA-256 of a session token → its session.
+    sessions: Mutex<HashMap<[u8; 32], Session>>,
+    /// Failed sign-ins by name (known or not: a lock says nothing about which names exist).
+    failures: Mutex<HashMap<String, Failures>>,
     /// SHA-256 of a live-feed ticket → (user, expiry, its session's end); each is used once.
     tickets: Mutex<HashMap<[u8; 32], (User, Instant, CancellationToken)>>,
     /// The end of the console token's "session" (never, today: the token is not revocable).
@@ -278,7 +346,17 @@ impl Auth {
         tokens.insert(digest(console_token.expose()), User { name: console_user.to_string(), line, roles: console_roles });
         let dummy: [u8; 16] = rand::random();
         let dummy_hash = hash_password(&dummy.iter().map(|b| format!("{b:02x}")).collect::<String>());
-        Auth { tokens, users, sessions: Mutex::default(), tickets: Mutex::default(), console_session: CancellationToken::new(), dummy_hash, limits: SignInLimits::default(), verifications: Default::default() }
+        Auth {
+            tokens,
+            users: parking_lot::RwLock::new(users),
+            sessions: Mutex::default(),
+            failures: Mutex::default(),
+            tickets: Mutex::default(),
+            console_session: CancellationToken::new(),
+            dummy_hash,
+            limits: SignInLimits::default(),
+            verifications: Default::default(),
+        }
     }
 
     /// Checks the sign-in budgets of `address` and of the name `name`. Call before
@@ -303,23 +381,118 @@ impl Auth {
         self.limits.verifier.jobs.try_send((hash, password, reply)).map_err(|_| SignInRefused::Busy)?;
         let verified = tokio::time::timeout(VERIFY_WAIT, answer).await.map_err(|_| SignInRefused::Busy)?.unwrap_or(false);
         self.verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(cfg.filter(|_| verified).map(|c| self.open_session(c)))
+        Ok(cfg.filter(|_| verified).map(|c| self.open_session(&c)))
     }
 
     /// The PHC hash a sign-in as `name` is checked against, and the user when it is theirs (not
-    /// the dummy).
-    fn stored_hash(&self, name: &str) -> (String, Option<&UserConfig>) {
-        let cfg = self.users.iter().find(|u| u.name == name).filter(|c| c.password_hash.as_deref().is_some_and(|h| PasswordHash::new(h).is_ok()));
+    /// the dummy). A disabled user is checked against the dummy: they cannot sign in.
+    fn stored_hash(&self, name: &str) -> (String, Option<UserConfig>) {
+        let users = self.users.read();
+        let cfg = users.iter().find(|u| u.name == name && !u.disabled).filter(|c| c.password_hash.as_deref().is_some_and(|h| PasswordHash::new(h).is_ok()));
         match cfg.and_then(|c| c.password_hash.clone()) {
-            Some(h) => (h, cfg),
+            Some(h) => (h, cfg.cloned()),
             None => (self.dummy_hash.clone(), None),
         }
+    }
+
+    /// The password users as they stand.
+    pub fn users(&self) -> Vec<UserConfig> {
+        self.users.read().clone()
+    }
+
+    /// Adds a user or replaces the one of the same name. Their sessions end when their roles,
+    /// password or line change or they are disabled (a session carries what its user could do
+    /// when it began); a lock on the name is lifted when the password changes. Returns how many
+    /// sessions ended.
+    pub fn put_user(&self, user: UserConfig) -> usize {
+        let mut users = self.users.write();
+        let old = users.iter().position(|u| u.name == user.name);
+        let changed = old.is_some_and(|i| users[i] != user);
+        if old.is_some_and(|i| users[i].password_hash != user.password_hash) {
+            self.failures.lock().remove(&user.name);
+        }
+        let name = user.name.clone();
+        match old {
+            Some(i) => users[i] = user,
+            None => users.push(user),
+        }
+        drop(users);
+        if changed { self.end_sessions_of(&name) } else { 0 }
+    }
+
+    /// Ends every session of `name` (and the live feeds they opened); returns how many.
+    pub fn end_sessions_of(&self, name: &str) -> usize {
+        let mut sessions = self.sessions.lock();
+        let before = sessions.len();
+        sessions.retain(|_, s| {
+            let keep = s.user.name != name;
+            if !keep {
+                s.ended.cancel();
+            }
+            keep
+        });
+        before - sessions.len()
+    }
+
+    /// The password sessions open now, oldest first.
+    pub fn sessions(&self) -> Vec<SessionInfo> {
+        let now = Instant::now();
+        let mut v: Vec<SessionInfo> = self
+            .sessions
+            .lock()
+            .iter()
+            .filter(|(_, s)| s.expires > now)
+            .map(|(d, s)| SessionInfo { id: hex(&d[..8]), user: s.user.name.clone(), started_at_ms: s.started_at_ms, expires_in_s: s.expires.saturating_duration_since(now).as_secs() })
+            .collect();
+        v.sort_by_key(|s| s.started_at_ms);
+        v
+    }
+
+    /// Ends the session whose [`SessionInfo::id`] is `id`; the user whose it was.
+    pub fn revoke(&self, id: &str) -> Option<String> {
+        let mut sessions = self.sessions.lock();
+        let key = *sessions.keys().find(|d| hex(&d[..8]) == id)?;
+        let s = sessions.remove(&key)?;
+        s.ended.cancel();
+        Some(s.user.name)
+    }
+
+    /// How long `name` stays locked after too many failed sign-ins (none: not locked).
+    pub fn locked(&self, name: &str, now: Instant) -> Option<Duration> {
+        let until = self.failures.lock().get(name)?.locked_until?;
+        (until > now).then(|| until - now)
+    }
+
+    /// Counts a failed sign-in of `name`; true when it locks the name ([`LOCKOUT_AFTER`] in a
+    /// row: locked for [`LOCKOUT_FOR`]).
+    pub fn note_failure(&self, name: &str, now: Instant) -> bool {
+        let mut failures = self.failures.lock();
+        // Bounded: past 10,000 names (a spray of made-up names), unlocked ones are forgotten.
+        if failures.len() > 10_000 {
+            failures.retain(|_, f| f.locked_until.is_some_and(|u| u > now));
+        }
+        let f = failures.entry(name.to_string()).or_default();
+        if f.locked_until.is_some_and(|u| u <= now) {
+            *f = Failures::default();
+        }
+        f.count += 1;
+        if f.count >= LOCKOUT_AFTER && f.locked_until.is_none() {
+            f.locked_until = Some(now + LOCKOUT_FOR);
+            return true;
+        }
+        false
+    }
+
+    /// A sign-in of `name` succeeded: its failures are forgotten.
+    pub fn note_success(&self, name: &str) {
+        self.failures.lock().remove(name);
     }
 
     /// A new session for a user whose password was verified. Its end is signalled at sign-out
     /// or when [`SESSION_TTL`] runs out (a timer on the runtime, when there is one), so the live
     /// feeds it opened close at expiry too.
     fn open_session(&self, cfg: &UserConfig) -> (Secret, User) {
+        let started_at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let bytes: [u8; 32] = rand::random();
         let token: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
         let user = User { name: cfg.name.clone(), line: cfg.line.clone(), roles: cfg.effective_roles() };
@@ -333,7 +506,7 @@ impl Auth {
                 }
             });
         }
-        self.sessions.lock().insert(digest(&token), (user.clone(), Instant::now() + SESSION_TTL, ended));
+        self.sessions.lock().insert(digest(&token), Session { user: user.clone(), started_at_ms, expires: Instant::now() + SESSION_TTL, ended });
         (Secret::new(token), user)
     }
 
@@ -351,10 +524,10 @@ impl Auth {
         }
         let mut sessions = self.sessions.lock();
         match sessions.get(&d) {
-            Some((u, exp, ended)) if Instant::now() < *exp => Some((u.clone(), ended.clone())),
+            Some(s) if Instant::now() < s.expires => Some((s.user.clone(), s.ended.clone())),
             Some(_) => {
-                if let Some((_, _, ended)) = sessions.remove(&d) {
-                    ended.cancel();
+                if let Some(s) = sessions.remove(&d) {
+                    s.ended.cancel();
                 }
                 None
             }
@@ -393,7 +566,7 @@ impl Auth {
         let (hash, cfg) = self.stored_hash(name);
         let verified = verify(&mut Vec::new(), &hash, password);
         self.verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        cfg.filter(|_| verified).map(|c| self.open_session(c))
+        cfg.filter(|_| verified).map(|c| self.open_session(&c))
     }
 
     /// Drops the sign-in budgets of addresses and names not seen lately (called every few
@@ -412,8 +585,8 @@ impl Auth {
     /// logged out).
     pub fn logout(&self, token: &str) -> bool {
         match self.sessions.lock().remove(&digest(token)) {
-            Some((_, _, ended)) => {
-                ended.cancel();
+            Some(s) => {
+                s.ended.cancel();
                 true
             }
             None => false,
@@ -427,7 +600,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_session_ends_at_its_expiry_and_its_feeds_with_it() {
-        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![] }];
+        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![], disabled: false }];
         let auth = Auth::new(&Secret::new("tok"), "supervisor", vec![Role::Supervisor], users);
         let (session, _) = auth.login("jdoe", "correct horse battery").unwrap();
         let (_, ended) = auth.check_session(session.expose()).unwrap();
@@ -439,6 +612,35 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(ended.is_cancelled(), "a feed watching the session closes at expiry");
         assert!(auth.redeem_ticket(ticket.expose()).is_none());
+    }
+
+    #[test]
+    fn five_failures_lock_a_name_for_ten_minutes_and_a_success_forgets_them() {
+        let auth = Auth::new(&Secret::new("tok"), "supervisor", vec![Role::Supervisor], Vec::new());
+        let t0 = Instant::now();
+        for i in 1..LOCKOUT_AFTER {
+            assert!(!auth.note_failure("jdoe", t0), "failure {i} does not lock");
+        }
+        auth.note_success("jdoe");
+        for _ in 1..LOCKOUT_AFTER {
+            auth.note_failure("jdoe", t0);
+        }
+        assert!(auth.locked("jdoe", t0).is_none(), "a success started the count again");
+        assert!(auth.note_failure("jdoe", t0), "the fifth in a row locks");
+        assert_eq!(auth.locked("jdoe", t0 + Duration::from_secs(60)), Some(LOCKOUT_FOR - Duration::from_secs(60)));
+        assert!(auth.locked("other", t0).is_none());
+        let after = t0 + LOCKOUT_FOR + Duration::from_secs(1);
+        assert!(auth.locked("jdoe", after).is_none(), "unlocked after 10 minutes");
+        assert!(!auth.note_failure("jdoe", after), "the count starts again after a lock");
+    }
+
+    #[test]
+    fn the_password_policy_wants_length_and_no_common_password() {
+        assert!(check_password("jdoe", "short 1").unwrap_err().contains("12 characters"));
+        assert!(check_password("jdoe", "password1234").unwrap_err().contains("too easy"));
+        assert!(check_password("jdoe", "qwertyuiop12").unwrap_err().contains("too easy"));
+        assert!(check_password("jdoejdoejdoe", "jdoejdoejdoe").is_err(), "the user's own name");
+        assert!(check_password("jdoe", "harbor lantern mosaic 42").is_ok());
     }
 
     #[test]
@@ -458,7 +660,7 @@ mod tests {
 
     #[test]
     fn tokens_and_passwords() {
-        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse")), line: Some("+15550009999".into()), roles: vec![] }];
+        let users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse")), line: Some("+15550009999".into()), roles: vec![], disabled: false }];
         let auth = Auth::new(&Secret::new("tok"), "supervisor", vec![Role::Supervisor], users);
         assert_eq!(auth.check("tok").unwrap().name, "supervisor");
         assert!(auth.check("nope").is_none());

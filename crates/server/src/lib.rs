@@ -22,6 +22,7 @@ mod session;
 pub mod settings;
 mod supervise;
 pub mod training;
+mod users;
 mod voice;
 mod webhook;
 
@@ -111,6 +112,21 @@ fn last_incident_number(config: &Config, store: &Store) -> Result<u64, ServeErro
     let q = watchfloor_store::CallQuery { limit: api::MAX_PAGE, ..Default::default() };
     let page = store.query(&q).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?;
     Ok(page.calls.iter().filter_map(|s| store.get_call(&s.call_sid).ok().flatten()?.incident).map(|i| i.0).max().unwrap_or(0))
+}
+
+/// The console users: the store's (an administrator's changes), with the config file's
+/// `[[users]]` the store does not have yet saved into it (the config seeds; a user the store has
+/// is the store's).
+async fn seed_users(config: &Config, store: &Store) -> Result<Vec<auth::UserConfig>, ServeError> {
+    let err = |e| ServeError::Store(config.data_dir.display().to_string(), e);
+    let mut users: Vec<auth::UserConfig> = store.users().map_err(err)?;
+    for u in &config.users {
+        if !users.iter().any(|s| s.name == u.name) {
+            store.put_user(&u.name, u).await.map_err(err)?;
+            users.push(u.clone());
+        }
+    }
+    Ok(users)
 }
 
 /// A running server.
@@ -232,11 +248,12 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     for u in config.users.iter().filter(|u| u.roles.is_empty()) {
         tracing::warn!(user = %u.name, "config: a user without roles is given the supervisor role: set roles = [\"supervisor\" | \"reviewer\" | \"admin\", …]");
     }
-    let auth = Arc::new(auth::Auth::new(&console_token, &config.console_user, config.console_roles.clone(), config.users.clone()));
+    let (store, interrupted) = Store::open(&config.data_dir).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?;
+    let users = seed_users(&config, &store).await?;
+    let auth = Arc::new(auth::Auth::new(&console_token, &config.console_user, config.console_roles.clone(), users));
     let quota = governor::Quota::per_second(std::num::NonZeroU32::new(config.webhook_rate_per_second.max(1)).expect("max(1) is non-zero"))
         .allow_burst(std::num::NonZeroU32::new(config.webhook_rate_per_second.max(1) * 2).expect("non-zero"));
     let webhook_limiter = Arc::new(governor::RateLimiter::keyed(quota));
-    let (store, interrupted) = Store::open(&config.data_dir).map_err(|e| ServeError::Store(config.data_dir.display().to_string(), e))?;
     for sid in &interrupted {
         tracing::warn!(call_sid = %sid, "call was live when the server stopped: marked interrupted");
     }

@@ -66,7 +66,7 @@ const SETTINGS_READERS: &[Role] = &[Role::Supervisor, Role::Admin];
 /// Every route of the server and who may use it: the router is built from this table.
 pub fn table() -> Vec<Route> {
     use Access::*;
-    use crate::{control, incidents, live, qa, review, session, settings, supervise, training, voice};
+    use crate::{control, incidents, live, qa, review, session, settings, supervise, training, users, voice};
     let r = |method: Method, path: &'static str, access: Access, handler: fn() -> MethodRouter<AppState>| Route { method, path, access, handler };
     vec![
         r(Method::GET, "/health", Public, || get(health)),
@@ -131,6 +131,12 @@ pub fn table() -> Vec<Route> {
         r(Method::GET, "/api/units", Roles(SETTINGS_READERS), || get(review::units)),
         r(Method::POST, "/api/calls/{id}/legal-hold", Roles(ADMIN), || post(review::legal_hold)),
         r(Method::GET, "/api/audit", Roles(ADMIN), || get(review::audit_log)),
+        r(Method::GET, "/api/users", Roles(ADMIN), || get(users::list)),
+        r(Method::POST, "/api/users", Roles(ADMIN), || post(users::create)),
+        r(Method::PATCH, "/api/users/{name}", Roles(ADMIN), || patch(users::update)),
+        r(Method::POST, "/api/users/{name}/password", Roles(ADMIN), || post(users::reset_password)),
+        r(Method::GET, "/api/sessions", Roles(ADMIN), || get(users::sessions)),
+        r(Method::POST, "/api/sessions/{id}/revoke", Roles(ADMIN), || post(users::revoke)),
     ]
 }
 

@@ -111,7 +111,9 @@ async fn audit_logon(state: &AppState, user: &str, action: &str, outcome: &str) 
 }
 
 /// `POST /api/login` `{"user","password"}` → `{"token","user","expires_in_s"}`; 401 for a wrong
-/// user or password, 429 past the attempts allowed per address or user, 503 when every
+/// user or password, 423 for a name locked after [`crate::auth::LOCKOUT_AFTER`] failed sign-ins
+/// in a row (for [`crate::auth::LOCKOUT_FOR`]; CJIS 5.5.3; the lock is audited as
+/// `console.lockout`), 429 past the attempts allowed per address or user, 503 when every
 /// verification slot stays busy (each attempt audited).
 pub(crate) async fn login(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, b: Result<Json<LoginBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
     let Json(b) = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
@@ -123,6 +125,11 @@ pub(crate) async fn login(State(state): State<AppState>, ConnectInfo(peer): Conn
         state.throttled.note(peer.ip(), &name);
         return Err(refused(e));
     }
+    if let Some(left) = state.auth.locked(&name, std::time::Instant::now()) {
+        audit_logon(&state, &name, "console.login", "locked").await;
+        let minutes = left.as_secs().div_ceil(60);
+        return Err(ApiError(StatusCode::LOCKED, format!("{name} is locked after {} failed sign-ins: try again in {minutes} min, or ask an administrator to reset the password", crate::auth::LOCKOUT_AFTER)));
+    }
     // argon2 verification is CPU-heavy: on the verifier threads, a few at a time.
     let result = match state.auth.sign_in(&name, b.password).await {
         Ok(r) => r,
@@ -133,11 +140,20 @@ pub(crate) async fn login(State(state): State<AppState>, ConnectInfo(peer): Conn
     };
     match result {
         Some((token, user)) => {
+            state.auth.note_success(&user.name);
             audit_logon(&state, &user.name, "console.login", "ok").await;
             Ok(Json(json!({"token": token.expose(), "user": user.name, "expires_in_s": crate::auth::SESSION_TTL.as_secs()})))
         }
         None => {
             audit_logon(&state, &name, "console.login", "denied").await;
+            if state.auth.note_failure(&name, std::time::Instant::now()) {
+                let detail = format!("{} failed sign-ins in a row: locked for {} min", crate::auth::LOCKOUT_AFTER, crate::auth::LOCKOUT_FOR.as_secs() / 60);
+                let e = NewAuditEntry { at_ms: unix_ms(), user: name.clone(), action: "console.lockout".into(), target: "console".into(), outcome: "locked".into(), detail: Some(detail) };
+                if let Err(e) = state.store.audit(e).await {
+                    tracing::error!(error = %e, "audit of a lockout failed");
+                }
+                tracing::warn!(user = %name, "sign-in locked after repeated failures");
+            }
             Err(ApiError(StatusCode::UNAUTHORIZED, "wrong user or password".into()))
         }
     }

@@ -41,7 +41,7 @@ async fn send(http: &reqwest::Client, base: &str, method: &Method, path: &str, t
 async fn every_route_answers_each_role_as_its_rule_says() {
     let roles = [("sup", Role::Supervisor), ("rev", Role::Reviewer), ("adm", Role::Admin)];
     let rig = rig(vec![], 1.0, |c| {
-        c.users = roles.iter().map(|(n, r)| UserConfig { name: n.to_string(), password_hash: Some(hash_password(PASSWORD)), line: None, roles: vec![*r] }).collect();
+        c.users = roles.iter().map(|(n, r)| UserConfig { name: n.to_string(), password_hash: Some(hash_password(PASSWORD)), line: None, roles: vec![*r], disabled: false }).collect();
     })
     .await;
     let base = rig.server.base_url();

@@ -19,7 +19,7 @@ const ACCOUNT: &str = "AC00000000000000000000000000000000";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_api_needs_a_token_and_logons_are_audited() {
     let rig = rig(vec![], 1.0, |c| {
-        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("s3cret pass")), line: Some("+15550009999".into()), roles: vec![] }];
+        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("s3cret pass")), line: Some("+15550009999".into()), roles: vec![], disabled: false }];
     })
     .await;
     let base = rig.server.base_url();
@@ -81,7 +81,7 @@ async fn takeover_transfer_and_hangup_go_through_twilio_rest() {
         c.twilio_account_sid = Some(ACCOUNT.into());
         c.twilio_auth_token = Some(Secret::new("tok"));
         c.twilio_api_base = rest_base;
-        c.users = vec![UserConfig { name: "supervisor".into(), password_hash: None, line: Some("+15550009999".into()), roles: vec![] }];
+        c.users = vec![UserConfig { name: "supervisor".into(), password_hash: None, line: Some("+15550009999".into()), roles: vec![], disabled: false }];
     })
     .await;
     let base = rig.server.base_url();

@@ -18,7 +18,7 @@ use watchfloor_server::auth::{SIGN_IN_PER_ADDRESS_PER_MINUTE, UserConfig, hash_p
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn issue_15_a_sign_in_flood_never_stops_the_server() {
     let rig = rig(vec![], 1.0, |c| {
-        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![] }];
+        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![], disabled: false }];
     })
     .await;
     let base = rig.server.base_url();
@@ -80,8 +80,8 @@ async fn issue_15_a_sign_in_flood_never_stops_the_server() {
 #[test]
 fn issue_15_an_unknown_user_is_verified_against_a_dummy_hash() {
     let users = vec![
-        UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![] },
-        UserConfig { name: "nopass".into(), password_hash: None, line: None, roles: vec![] },
+        UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![], disabled: false },
+        UserConfig { name: "nopass".into(), password_hash: None, line: None, roles: vec![], disabled: false },
     ];
     let auth = watchfloor_server::auth::Auth::new(&watchfloor_bridge::model::Secret::new("tok"), "supervisor", vec![watchfloor_server::auth::Role::Supervisor], users);
     for (name, password) in [("jdoe", "wrong password"), ("nobody", "wrong password"), ("nopass", ""), ("nobody", "correct horse battery")] {
@@ -289,7 +289,7 @@ async fn issue_15_sign_out_closes_the_users_live_feeds() {
     use futures_util::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     let rig = rig(vec![], 1.0, |c| {
-        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![] }];
+        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("correct horse battery")), line: None, roles: vec![], disabled: false }];
     })
     .await;
     let base = rig.server.base_url();

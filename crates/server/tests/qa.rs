@@ -136,7 +136,7 @@ async fn reviewers_review_a_call_and_calibration_compares_them() {
     let speed = 2.0;
     let rig = rig(vec![poor.clone()], speed, |c| {
         c.console_roles = ALL_ROLES.to_vec();
-        c.users = ["rita", "sam", "tess"].iter().map(|n| UserConfig { name: n.to_string(), password_hash: Some(hash_password("review pass 1")), line: None, roles: vec![watchfloor_server::auth::Role::Reviewer] }).collect();
+        c.users = ["rita", "sam", "tess"].iter().map(|n| UserConfig { name: n.to_string(), password_hash: Some(hash_password("review pass 1")), line: None, roles: vec![watchfloor_server::auth::Role::Reviewer], disabled: false }).collect();
     })
     .await;
     let base = rig.server.base_url();

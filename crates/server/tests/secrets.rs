@@ -58,7 +58,7 @@ async fn secrets_stay_out_of_logs_records_and_responses() {
         c.twilio_account_sid = Some(ACCOUNT.into());
         c.twilio_auth_token = Some(Secret::new(TWILIO_TOKEN));
         c.twilio_api_base = rest_base;
-        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password(PASSWORD)), line: Some("+15550009999".into()), roles: vec![] }];
+        c.users = vec![UserConfig { name: "jdoe".into(), password_hash: Some(hash_password(PASSWORD)), line: Some("+15550009999".into()), roles: vec![], disabled: false }];
     })
     .await;
     let base = rig.server.base_url();

@@ -112,8 +112,8 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
     let frames: Vec<Vec<u8>> = speech.chunks_exact(160).map(<[u8]>::to_vec).collect();
     let rig = rig_with(vec![sc.clone()], ModelFakeOptions { speed: 1.0, transcripts: vec![SAID.into()], ..Default::default() }, |c| {
         c.users = vec![
-            UserConfig { name: "supervisor".into(), password_hash: None, line: None, roles: vec![] },
-            UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("s3cret pass")), line: None, roles: vec![] },
+            UserConfig { name: "supervisor".into(), password_hash: None, line: None, roles: vec![], disabled: false },
+            UserConfig { name: "jdoe".into(), password_hash: Some(hash_password("s3cret pass")), line: None, roles: vec![], disabled: false },
         ];
     })
     .await;

@@ -13,6 +13,8 @@
 //! - `scorecards`, `scores`, `qa_cards`: each call's automatic QA scorecards (one per card
 //!   version), their summaries by card version and start time, and the saved versions of the
 //!   protocol cards ([`qa`]);
+//! - `users`: login name → the console user (JSON in the server's shape: password hash, roles,
+//!   line, disabled), as an administrator keeps them (the config file's `[[users]]` seed it);
 //! - `answered`: CallSid → purge time (u64 BE ms) of calls removed by retention, so their
 //!   webhook is still refused if replayed ([`ledger`]).
 //!
@@ -83,6 +85,7 @@ pub struct Store {
     scorecards: sled::Tree,
     scores: sled::Tree,
     qa_cards: sled::Tree,
+    users: sled::Tree,
     files: AudioFiles,
     flusher: Arc<Flusher>,
     /// Ids of audit entries (unique within a millisecond of `at_ms`), seeded from sled's
@@ -169,6 +172,7 @@ impl Store {
             scorecards: db.open_tree("scorecards")?,
             scores: db.open_tree("scores")?,
             qa_cards: db.open_tree("qa_cards")?,
+            users: db.open_tree("users")?,
             files: AudioFiles::open(dir)?,
             flusher: Arc::default(),
             audit_ids: Arc::new(AtomicU64::new(db.generate_id()?)),
@@ -597,6 +601,28 @@ impl Store {
             let (k, v) = item?;
             serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
         }).collect()
+    }
+
+    /// Saves the console user `name` (the server's shape, kept whole) and flushes it before
+    /// returning: an acknowledged change of who may sign in is kept.
+    pub async fn put_user(&self, name: &str, user: &impl serde::Serialize) -> Result<(), StoreError> {
+        // Invariant: a user record is plain data and serialises.
+        self.users.insert(name.as_bytes(), serde_json::to_vec(user).expect("user serialises"))?;
+        self.flush().await
+    }
+
+    /// Every console user saved, by name.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] when a saved user is not of type `T`.
+    pub fn users<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
+        self.users
+            .iter()
+            .map(|item| {
+                let (k, v) = item?;
+                serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
+            })
+            .collect()
     }
 
     /// The supervisor's saved settings (JSON, the server's own shape), if any were saved.
