@@ -355,6 +355,52 @@ try {
     assert(scored.card.version === before.current.version + 1, JSON.stringify(scored.card));
   });
 
+  await check('users: an administrator adds a reviewer in Settings; the policy refuses a weak password', async () => {
+    await page.keyboard.press('3');
+    await page.waitForSelector('[data-testid=users] [data-user=rita]');
+    await page.fill('[data-testid=new-user-name]', 'tess');
+    await page.fill('[data-testid=new-user-password]', 'password1234');
+    await page.locator('[data-testid=users] .new label', { hasText: 'reviewer' }).locator('input').check();
+    await page.click('[data-testid=new-user-add]');
+    await page.waitForSelector('[data-testid=users-error] >> text=too easy to guess');
+    await page.fill('[data-testid=new-user-password]', 'harbor lantern mosaic 42');
+    await page.click('[data-testid=new-user-add]');
+    await page.waitForSelector('[data-testid=users] [data-user=tess]');
+    const users = await api('GET', '/api/users');
+    const tess = users.find((u) => u.name === 'tess');
+    assert(tess && tess.roles.includes('reviewer') && tess.roles.includes('supervisor'), JSON.stringify(users));
+    await page.locator('[data-testid=users]').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(out, 'settings-users.png') });
+  });
+
+  await check('session lock: 30 idle minutes lock the console, the password unlocks it; Shift+L locks at once', async () => {
+    const token = await signIn('sam');
+    const p = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await p.clock.install();
+    await p.goto(base + '/');
+    await p.fill('[data-testid=token]', token);
+    await p.keyboard.press('Enter');
+    await p.waitForSelector('[data-testid=review]');
+    await p.clock.fastForward('30:05');
+    await p.waitForSelector('[data-testid=lock-screen]');
+    const locked = await fetch(`${base}/api/me`, { headers: { authorization: `Bearer ${token}` } });
+    assert(locked.status === 423, `the server refuses a locked console: ${locked.status}`);
+    await p.screenshot({ path: join(out, 'lock.png') });
+    await p.fill('[data-testid=unlock-password]', 'not the password');
+    await p.keyboard.press('Enter');
+    await p.waitForSelector('[data-testid=lock-screen] [role=alert] >> text=wrong password');
+    await p.fill('[data-testid=unlock-password]', REVIEWER_PASSWORD);
+    await p.keyboard.press('Enter');
+    await p.waitForSelector('[data-testid=lock-screen]', { state: 'detached' });
+    assert((await fetch(`${base}/api/me`, { headers: { authorization: `Bearer ${token}` } })).status === 200, 'unlocked');
+    await p.keyboard.press('Shift+L');
+    await p.waitForSelector('[data-testid=lock-screen]');
+    await p.fill('[data-testid=unlock-password]', REVIEWER_PASSWORD);
+    await p.keyboard.press('Enter');
+    await p.waitForSelector('[data-testid=lock-screen]', { state: 'detached' });
+    await p.close();
+  });
+
   await check('takes the voice by keyboard, talks from the microphone, hands back', async () => {
     await page.keyboard.press('1');
     const sid = (await api('POST', '/api/training/calls', { scenario: 'structure-fire' })).call_sid;

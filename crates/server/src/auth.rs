@@ -223,7 +223,7 @@ pub struct SessionInfo {
     /// The session's id: the first 8 bytes of its token's SHA-256, hex (names it for
     /// revocation; says nothing of the token).
     pub id: String,
-    /// Whose.
+    /// The user it signs in.
     pub user: String,
     /// When it began, ms since the Unix epoch.
     pub started_at_ms: u64,
@@ -277,6 +277,11 @@ pub struct Auth {
     sessions: Mutex<HashMap<[u8; 32], Session>>,
     /// Failed sign-ins by name (known or not: a lock says nothing about which names exist).
     failures: Mutex<HashMap<String, Failures>>,
+    /// SHA-256 of the tokens whose console is locked (session lock, CJIS 5.5.5): until its user
+    /// unlocks it, such a token signs in nothing but the unlock and the sign-out.
+    locked_tokens: Mutex<std::collections::HashSet<[u8; 32]>>,
+    /// SHA-256 of the console token (what its user unlocks with when they have no password).
+    console_digest: [u8; 32],
     /// SHA-256 of a live-feed ticket → (user, expiry, its session's end); each is used once.
     tickets: Mutex<HashMap<[u8; 32], (User, Instant, CancellationToken)>>,
     /// The end of the console token's "session" (never, today: the token is not revocable).
@@ -351,6 +356,8 @@ impl Auth {
             users: parking_lot::RwLock::new(users),
             sessions: Mutex::default(),
             failures: Mutex::default(),
+            locked_tokens: Mutex::default(),
+            console_digest: digest(console_token.expose()),
             tickets: Mutex::default(),
             console_session: CancellationToken::new(),
             dummy_hash,
@@ -455,6 +462,38 @@ impl Auth {
         let s = sessions.remove(&key)?;
         s.ended.cancel();
         Some(s.user.name)
+    }
+
+    /// Locks the console of `token` (its user walked away; CJIS 5.5.5).
+    pub fn lock_console(&self, token: &str) {
+        self.locked_tokens.lock().insert(digest(token));
+    }
+
+    /// Whether the console of `token` is locked.
+    pub fn console_locked(&self, token: &str) -> bool {
+        self.locked_tokens.lock().contains(&digest(token))
+    }
+
+    /// Unlocks the console of `token` for its user `user` with `secret`: their password, or the
+    /// console token itself for its user when they have no password. `Ok(true)` when it was
+    /// right (the console is unlocked), `Ok(false)` when not; refused as busy like a sign-in.
+    pub async fn unlock_console(&self, token: &str, user: &str, secret: String) -> Result<bool, SignInRefused> {
+        let has_password = self.users.read().iter().any(|u| u.name == user && u.password_hash.is_some() && !u.disabled);
+        let right = if has_password {
+            let (hash, cfg) = self.stored_hash(user);
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            self.limits.verifier.jobs.try_send((hash, secret, reply)).map_err(|_| SignInRefused::Busy)?;
+            let verified = tokio::time::timeout(VERIFY_WAIT, answer).await.map_err(|_| SignInRefused::Busy)?.unwrap_or(false);
+            self.verifications.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            verified && cfg.is_some()
+        } else {
+            // Constant-time enough: both sides are SHA-256 digests, compared whole.
+            self.tokens.get(&digest(&secret)).is_some_and(|u| u.name == user) && digest(&secret) == self.console_digest
+        };
+        if right {
+            self.locked_tokens.lock().remove(&digest(token));
+        }
+        Ok(right)
     }
 
     /// How long `name` stays locked after too many failed sign-ins (none: not locked).
@@ -584,6 +623,7 @@ impl Auth {
     /// Ends a session, and with it the live feeds it opened (a long-lived token cannot be
     /// logged out).
     pub fn logout(&self, token: &str) -> bool {
+        self.locked_tokens.lock().remove(&digest(token));
         match self.sessions.lock().remove(&digest(token)) {
             Some(s) => {
                 s.ended.cancel();

@@ -148,6 +148,10 @@ pub struct Config {
     /// Text messages a console may leave unacknowledged on the live feed before its events
     /// pause (and a resync follows); default [`crate::live::MAX_UNACKED`].
     pub live_max_unacked: u64,
+    /// Seconds without keyboard or mouse input after which a console locks and asks for the
+    /// password again (`session_lock_seconds`; default 1800: CJIS Security Policy 5.5.5 asks
+    /// at most 30 minutes; 5–1800).
+    pub session_lock_seconds: u64,
 }
 
 /// A unit of the roster, as configured.
@@ -238,6 +242,8 @@ pub struct FileConfig {
     pub units: Vec<UnitConfig>,
     /// See [`Config::live_max_unacked`].
     pub live_max_unacked: Option<u64>,
+    /// See [`Config::session_lock_seconds`].
+    pub session_lock_seconds: Option<u64>,
     /// See [`Config::training`].
     pub training: Option<bool>,
     /// See [`Config::demo_interval`] (seconds).
@@ -321,6 +327,7 @@ impl Config {
             scenarios_dir: watchfloor_sim::scenario::default_dir(),
             ui_dir: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../ui/dist")),
             live_max_unacked: crate::live::MAX_UNACKED,
+            session_lock_seconds: 1800,
         }
     }
 
@@ -381,6 +388,7 @@ impl Config {
         if let Some(v) = f.qa_sample_percent { self.qa_sample_percent = if v.is_finite() { v.clamp(0.0, 100.0) } else { 2.0 }; }
         if !f.units.is_empty() { self.units = f.units; }
         if let Some(v) = f.live_max_unacked { self.live_max_unacked = v.max(16); }
+        if let Some(v) = f.session_lock_seconds { self.session_lock_seconds = v.clamp(5, 1800); }
         if let Some(v) = f.training { self.training = v; }
         if let Some(v) = f.demo_interval_s { self.demo_interval = Duration::from_secs(v.max(5)); }
         if let Some(v) = f.demo_max_calls { self.demo_max_calls = v; }

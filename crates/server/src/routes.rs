@@ -75,6 +75,8 @@ pub fn table() -> Vec<Route> {
         r(Method::POST, "/api/login", Public, || post(session::login)),
         r(Method::GET, "/api/live", Ticket, || get(live::live)),
         r(Method::POST, "/api/logout", SignedIn, || post(session::logout)),
+        r(Method::POST, "/api/session/lock", SignedIn, || post(session::lock)),
+        r(Method::POST, session::UNLOCK_PATH, SignedIn, || post(session::unlock)),
         r(Method::GET, "/api/me", SignedIn, || get(me)),
         r(Method::GET, "/api/incident-types", SignedIn, || get(incident_types)),
         // Live calls.
@@ -241,10 +243,10 @@ fn console_files(dir: &std::path::Path) -> axum::routing::MethodRouter {
     }
 }
 
-/// `GET /api/me`: the signed-in user, `{"user", "line": bool, "roles": [role…]}` (the console
-/// shows only what the roles allow).
-async fn me(axum::Extension(user): axum::Extension<crate::auth::User>) -> Json<serde_json::Value> {
-    Json(json!({"user": user.name, "line": user.line.is_some(), "roles": user.roles}))
+/// `GET /api/me`: the signed-in user, `{"user", "line": bool, "roles": [role…], "lock_after_s"}`
+/// (the console shows only what the roles allow, and locks after `lock_after_s` without input).
+async fn me(State(state): State<AppState>, axum::Extension(user): axum::Extension<crate::auth::User>) -> Json<serde_json::Value> {
+    Json(json!({"user": user.name, "line": user.line.is_some(), "roles": user.roles, "lock_after_s": state.config.session_lock_seconds}))
 }
 
 /// `GET /api/incident-types`: the APCO incident types the dispatch rules know (code, words,

@@ -29,7 +29,11 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Middleware: the request must carry `Authorization: Bearer <token>` of a console user; the
 /// user is put in the request's extensions for the handlers (and the audit trail).
 pub(crate) async fn require_user(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    match bearer(req.headers()).and_then(|t| state.auth.check_session(t)) {
+    let token = bearer(req.headers()).map(str::to_string);
+    match token.as_deref().and_then(|t| state.auth.check_session(t)) {
+        Some(_) if token.as_deref().is_some_and(|t| state.auth.console_locked(t)) && !matches!(req.uri().path(), UNLOCK_PATH | "/api/logout") => {
+            (StatusCode::LOCKED, Json(json!({"error": "the console is locked: unlock it with your password"}))).into_response()
+        }
         Some((user, ended)) => {
             req.extensions_mut().insert(user);
             req.extensions_mut().insert(SessionEnded(ended));
@@ -37,6 +41,48 @@ pub(crate) async fn require_user(State(state): State<AppState>, mut req: Request
         }
         None => (StatusCode::UNAUTHORIZED, [("www-authenticate", "Bearer")], Json(json!({"error": "sign in: send Authorization: Bearer <token>"}))).into_response(),
     }
+}
+
+/// Where a locked console is unlocked: the one route (with sign-out) a locked token may use.
+pub(crate) const UNLOCK_PATH: &str = "/api/session/unlock";
+
+/// `POST /api/session/lock`: the console locks (no input for `session_lock_seconds`, or its
+/// user locked it): until unlocked, its token is refused everywhere (423) but the unlock and the
+/// sign-out; live calls and the console's open feed go on. Audited (`console.lock`).
+pub(crate) async fn lock(State(state): State<AppState>, Extension(user): Extension<User>, headers: HeaderMap) -> Json<serde_json::Value> {
+    if let Some(t) = bearer(&headers) {
+        state.auth.lock_console(t);
+    }
+    audit_logon(&state, &user.name, "console.lock", "ok").await;
+    Json(json!({"locked": true}))
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnlockBody {
+    password: String,
+}
+
+/// `POST /api/session/unlock` `{"password"}`: the user's password (or, for the console token's
+/// user without one, the token) unlocks the console. 401 when wrong; failures count toward the
+/// lockout of the name, and the one that locks it also ends the session. Audited
+/// (`console.unlock`).
+pub(crate) async fn unlock(State(state): State<AppState>, Extension(user): Extension<User>, headers: HeaderMap, b: Result<Json<UnlockBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
+    let token = bearer(&headers).unwrap_or_default().to_string();
+    let right = state.auth.unlock_console(&token, &user.name, b.password).await.map_err(|e| ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    if right {
+        state.auth.note_success(&user.name);
+        audit_logon(&state, &user.name, "console.unlock", "ok").await;
+        return Ok(Json(json!({"locked": false})));
+    }
+    audit_logon(&state, &user.name, "console.unlock", "denied").await;
+    if state.auth.note_failure(&user.name, std::time::Instant::now()) {
+        state.auth.logout(&token);
+        audit_logon(&state, &user.name, "console.lockout", "locked").await;
+        return Err(ApiError(StatusCode::UNAUTHORIZED, format!("signed out after {} wrong passwords", crate::auth::LOCKOUT_AFTER)));
+    }
+    Err(ApiError(StatusCode::UNAUTHORIZED, "wrong password".into()))
 }
 
 /// Cancelled when the sign-in a request came with ends (sign-out): a live feed it opens closes.

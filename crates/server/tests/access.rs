@@ -69,9 +69,10 @@ async fn every_route_answers_each_role_as_its_rule_says() {
             Access::SignedIn | Access::Roles(_) => assert_eq!(status, 401, "{m} {path} without a token: {body}"),
         }
         for (role, token) in &tokens {
-            // Signing out ends the session the other routes need: each sign-out has its own.
+            // Signing out or locking ends or locks the session the other routes need: each of
+            // those has its own.
             let fresh;
-            let token = if path == "/api/logout" {
+            let token = if path == "/api/logout" || path.starts_with("/api/session/") {
                 fresh = sign_in(roles.iter().find(|(_, r)| r == role).unwrap().0).await;
                 &fresh
             } else {

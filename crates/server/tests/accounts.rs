@@ -90,9 +90,34 @@ async fn an_administrator_manages_users_and_sessions_and_failed_sign_ins_lock_a_
     assert_eq!(sign_in(&http, &base, "rita", GOOD).await.0, 401);
     assert_eq!(admin(reqwest::Method::PATCH, "/api/users/rita").json(&json!({"disabled": false})).send().await.unwrap().status(), 200);
 
+    // Session lock (CJIS 5.5.5): a locked console's token is refused (423) until its user's
+    // password unlocks it; a wrong one is refused and counted.
+    let (_, s) = sign_in(&http, &base, "rita", GOOD).await;
+    let token = s["token"].as_str().unwrap().to_string();
+    let post = |path: &'static str, t: String, body: Value| {
+        let (http, base) = (http.clone(), base.clone());
+        async move { http.post(format!("{base}{path}")).bearer_auth(t).json(&body).send().await.unwrap().status().as_u16() }
+    };
+    let me_status = |t: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move { http.get(format!("{base}/api/me")).bearer_auth(t).send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(post("/api/session/lock", token.clone(), json!({})).await, 200);
+    assert_eq!(me_status(token.clone()).await, 423);
+    assert_eq!(post("/api/session/unlock", token.clone(), json!({"password": "not it at all 9"})).await, 401);
+    assert_eq!(me_status(token.clone()).await, 423, "still locked");
+    assert_eq!(post("/api/session/unlock", token.clone(), json!({"password": GOOD})).await, 200);
+    assert_eq!(me_status(token.clone()).await, 200);
+    // The console token's desk unlocks with the token itself (it has no password).
+    assert_eq!(post("/api/session/lock", TOKEN.to_string(), json!({})).await, 200);
+    assert_eq!(me_status(TOKEN.to_string()).await, 423);
+    assert_eq!(post("/api/session/unlock", TOKEN.to_string(), json!({"password": GOOD})).await, 401);
+    assert_eq!(post("/api/session/unlock", TOKEN.to_string(), json!({"password": TOKEN})).await, 200);
+    assert_eq!(me_status(TOKEN.to_string()).await, 200);
+
     // Audited, with no password anywhere in the trail.
     let audit = admin(reqwest::Method::GET, "/api/audit?limit=500").send().await.unwrap().text().await.unwrap();
-    for action in ["user.create", "user.update", "user.password", "session.revoke", "console.lockout"] {
+    for action in ["user.create", "user.update", "user.password", "session.revoke", "console.lockout", "console.lock", "console.unlock"] {
         assert!(audit.contains(&format!("\"{action}\"")), "{action} audited");
     }
     assert!(!audit.contains(GOOD) && !audit.contains(NEW) && !audit.contains("argon2"), "no password in the audit trail");

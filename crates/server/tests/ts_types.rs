@@ -24,6 +24,7 @@ fn export(dir: &Path) {
     watchfloor_qa::Calibration::export_all(&cfg).unwrap();
     watchfloor_qa::Figures::export_all(&cfg).unwrap();
     watchfloor_server::scoring::CardsState::export_all(&cfg).unwrap();
+    watchfloor_server::auth::SessionInfo::export_all(&cfg).unwrap();
 }
 
 fn files(dir: &Path) -> BTreeMap<PathBuf, String> {
