@@ -282,6 +282,10 @@ pub struct Auth {
     locked_tokens: Mutex<std::collections::HashSet<[u8; 32]>>,
     /// SHA-256 of the console token (what its user unlocks with when they have no password).
     console_digest: [u8; 32],
+    /// The console token's user and roles, for the sessions a one-time sign-in link opens.
+    console_user: User,
+    /// SHA-256 of the one-time sign-in links not yet used → their expiry.
+    sign_in_links: Mutex<HashMap<[u8; 32], Instant>>,
     /// SHA-256 of a live-feed ticket → (user, expiry, its session's end); each is used once.
     tickets: Mutex<HashMap<[u8; 32], (User, Instant, CancellationToken)>>,
     /// The end of the console token's "session" (never, today: the token is not revocable).
@@ -293,6 +297,9 @@ pub struct Auth {
     /// argon2 verifications run so far.
     verifications: std::sync::atomic::AtomicU64,
 }
+
+/// How long a one-time sign-in link stays good.
+pub const SIGN_IN_LINK_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// How long a live-feed ticket may wait to be used.
 pub const TICKET_TTL: std::time::Duration = std::time::Duration::from_secs(30);
@@ -347,8 +354,9 @@ impl Auth {
     /// the configured users.
     pub fn new(console_token: &Secret, console_user: &str, console_roles: Vec<Role>, users: Vec<UserConfig>) -> Auth {
         let line = users.iter().find(|u| u.name == console_user).and_then(|u| u.line.clone());
+        let desk = User { name: console_user.to_string(), line, roles: console_roles };
         let mut tokens = HashMap::new();
-        tokens.insert(digest(console_token.expose()), User { name: console_user.to_string(), line, roles: console_roles });
+        tokens.insert(digest(console_token.expose()), desk.clone());
         let dummy: [u8; 16] = rand::random();
         let dummy_hash = hash_password(&dummy.iter().map(|b| format!("{b:02x}")).collect::<String>());
         Auth {
@@ -358,6 +366,8 @@ impl Auth {
             failures: Mutex::default(),
             locked_tokens: Mutex::default(),
             console_digest: digest(console_token.expose()),
+            console_user: desk,
+            sign_in_links: Mutex::default(),
             tickets: Mutex::default(),
             console_session: CancellationToken::new(),
             dummy_hash,
@@ -462,6 +472,30 @@ impl Auth {
         let s = sessions.remove(&key)?;
         s.ended.cancel();
         Some(s.user.name)
+    }
+
+    /// A one-time sign-in link's code for the console token's user (issue 20: a newcomer signs in
+    /// from the terminal that started the server, without hunting for the token file): valid
+    /// for [`SIGN_IN_LINK_TTL`], once. Only its digest is kept.
+    pub fn issue_sign_in_link(&self) -> Secret {
+        let code = hex(&rand::random::<[u8; 24]>());
+        let mut links = self.sign_in_links.lock();
+        let now = Instant::now();
+        links.retain(|_, exp| *exp > now);
+        links.insert(digest(&code), now + SIGN_IN_LINK_TTL);
+        Secret::new(code)
+    }
+
+    /// Spends a one-time sign-in link: a new session for the console token's user (revocable,
+    /// [`SESSION_TTL`] like a password sign-in). `None` when unknown, used or expired.
+    pub fn redeem_sign_in_link(&self, code: &str) -> Option<(Secret, User)> {
+        let exp = self.sign_in_links.lock().remove(&digest(code))?;
+        if exp <= Instant::now() {
+            return None;
+        }
+        let u = &self.console_user;
+        let cfg = UserConfig { name: u.name.clone(), password_hash: None, line: u.line.clone(), roles: u.roles.clone(), disabled: false };
+        Some(self.open_session(&cfg))
     }
 
     /// Locks the console of `token` (its user walked away; CJIS 5.5.5).

@@ -103,9 +103,14 @@ pub struct Config {
     pub console_roles: Vec<crate::auth::Role>,
     /// Console users who log in with a password.
     pub users: Vec<crate::auth::UserConfig>,
-    /// Behind a trusted reverse proxy that authenticates: allows a non-loopback bind without a
-    /// Twilio auth token (`WATCHFLOOR_TRUSTED_PROXY=1`).
+    /// Behind a trusted reverse proxy that terminates TLS: allows a non-loopback bind without
+    /// TLS or a Twilio auth token (`WATCHFLOOR_TRUSTED_PROXY=1`).
     pub trusted_proxy: bool,
+    /// The certificate chain (PEM) the server serves https and wss with (`tls_cert`; with
+    /// `tls_key`). Reloaded when the file changes (`crate::tls`).
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
     /// Most calls the AI handles at once; more go straight to the human line (default 200).
     pub max_calls: usize,
     /// What one media stream may send before its input is dropped: caller audio against real time
@@ -208,6 +213,10 @@ pub struct FileConfig {
     pub users: Vec<crate::auth::UserConfig>,
     /// See [`Config::trusted_proxy`].
     pub trusted_proxy: Option<bool>,
+    /// See [`Config::tls_cert`].
+    pub tls_cert: Option<PathBuf>,
+    /// See [`Config::tls_key`].
+    pub tls_key: Option<PathBuf>,
     /// See [`Config::max_calls`].
     pub max_calls: Option<usize>,
     /// No longer used (it counted every message, our own mark echoes too: issue 14); accepted so
@@ -311,6 +320,8 @@ impl Config {
             console_roles: vec![crate::auth::Role::Supervisor, crate::auth::Role::Admin],
             users: Vec::new(),
             trusted_proxy: false,
+            tls_cert: None,
+            tls_key: None,
             max_calls: 200,
             stream_limits: watchfloor_bridge::flood::StreamLimits::default(),
             webhook_rate_per_second: 20,
@@ -370,6 +381,8 @@ impl Config {
         if let Some(v) = f.console_roles { self.console_roles = v; }
         if !f.users.is_empty() { self.users = f.users; }
         if let Some(v) = f.trusted_proxy { self.trusted_proxy = v; }
+        if let Some(v) = f.tls_cert { self.tls_cert = Some(v); }
+        if let Some(v) = f.tls_key { self.tls_key = Some(v); }
         if let Some(v) = f.max_calls { self.max_calls = v; }
         if f.max_frames_per_second.is_some() {
             tracing::warn!("config: max_frames_per_second is no longer used (it counted our own mark echoes); the stream_audio_rate, stream_audio_burst_ms, stream_messages_per_second and stream_message_burst keys set the flood limit");
@@ -430,7 +443,8 @@ impl Config {
 
     /// The public origin, given the address actually bound.
     pub fn public_origin(&self, bound: SocketAddr) -> String {
-        self.public_url.clone().unwrap_or_else(|| format!("http://{bound}"))
+        let scheme = if self.tls_cert.is_some() { "https" } else { "http" };
+        self.public_url.clone().unwrap_or_else(|| format!("{scheme}://{bound}"))
     }
 }
 

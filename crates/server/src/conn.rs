@@ -172,7 +172,7 @@ impl Table {
 
 /// Serves `app` on `listener` until `shutdown`, with the [`ConnLimits`]; then stops accepting,
 /// and each open connection finishes its request in progress (up to 5 s) and closes.
-pub async fn serve(listener: TcpListener, app: Router, limits: ConnLimits, shutdown: CancellationToken) {
+pub async fn serve(listener: TcpListener, app: Router, limits: ConnLimits, tls: Option<std::sync::Arc<crate::tls::Tls>>, shutdown: CancellationToken) {
     let table = Arc::new(Mutex::new(Table::default()));
     // HTTP/1.1 only (Twilio and the console speak it; WebSockets upgrade from it): hyper-util's
     // auto-detecting builder waits for a first byte before any timeout runs.
@@ -225,23 +225,65 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnLimits, shutd
                 r
             }
         });
-        let conn = http.serve_connection(TokioIo::new(tcp), svc).with_upgrades();
-        let (table, shutdown) = (table.clone(), shutdown.clone());
+        let (table, shutdown, http) = (table.clone(), shutdown.clone(), http.clone());
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
+        let handshake_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
-            tokio::pin!(conn);
-            tokio::select! {
-                r = conn.as_mut() => if let Err(e) = r {
-                    tracing::debug!(%peer, error = %e, "connection ended with an error");
-                },
-                _ = close.cancelled() => {}
-                _ = shutdown.cancelled() => {
-                    // The request in progress finishes; then the connection closes.
-                    conn.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+            match acceptor {
+                None => drive(http.serve_connection(TokioIo::new(tcp), svc).with_upgrades(), peer, &close, &shutdown).await,
+                Some(acceptor) => {
+                    // The handshake is bounded like a request's headers: a socket that never
+                    // finishes it is closed like an idle one.
+                    let handshake = tokio::select! {
+                        r = tokio::time::timeout(handshake_timeout, acceptor.accept(tcp)) => r,
+                        _ = close.cancelled() => { table.lock().forget(id); return; }
+                    };
+                    match handshake {
+                        Ok(Ok(stream)) => drive(http.serve_connection(TokioIo::new(stream), svc).with_upgrades(), peer, &close, &shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
                 }
             }
             table.lock().forget(id);
         });
+    }
+}
+
+/// Serves one connection until it ends, the listener closes it to make room (`close`), or the
+/// server shuts down (the request in progress finishes first, for at most 5 s).
+async fn drive<C>(conn: C, peer: std::net::SocketAddr, close: &CancellationToken, shutdown: &CancellationToken)
+where
+    C: std::future::Future<Output = Result<(), hyper::Error>> + GracefulConn,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => if let Err(e) = r {
+            tracing::debug!(%peer, error = %e, "connection ended with an error");
+        },
+        _ = close.cancelled() => {}
+        _ = shutdown.cancelled() => {
+            conn.as_mut().start_graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+        }
+    }
+}
+
+/// hyper's upgradeable HTTP/1 connection over any transport (plain TCP or TLS): its graceful
+/// shutdown, named so [`drive`] serves both.
+trait GracefulConn {
+    fn start_graceful_shutdown(self: std::pin::Pin<&mut Self>);
+}
+
+impl<I, S> GracefulConn for hyper::server::conn::http1::UpgradeableConnection<I, S>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::HttpService<Incoming>,
+    S::ResBody: hyper::body::Body + 'static,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn start_graceful_shutdown(self: std::pin::Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 

@@ -6,6 +6,7 @@
 
 pub mod api;
 mod audit;
+mod backup;
 pub mod auth;
 pub mod config;
 pub mod conn;
@@ -22,6 +23,7 @@ mod session;
 pub mod settings;
 mod supervise;
 pub mod training;
+pub mod tls;
 mod users;
 mod voice;
 mod webhook;
@@ -137,6 +139,9 @@ pub struct ServerHandle {
     pub store: Store,
     /// Live calls.
     pub calls: CallRegistry,
+    auth: Arc<auth::Auth>,
+    /// The console's origin on this machine (`https://` with TLS).
+    local_origin: String,
     cancel: CancellationToken,
     join: JoinHandle<()>,
 }
@@ -145,6 +150,13 @@ impl ServerHandle {
     /// `http://<addr>`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A one-time sign-in link to the console for the console token's user (valid for 15
+    /// minutes, once): `<origin>/#signin=<code>`. For the terminal that started the server
+    /// only: never log it.
+    pub fn sign_in_link(&self) -> String {
+        format!("{}/#signin={}", self.local_origin, self.auth.issue_sign_in_link().expose())
     }
 
     /// Stops accepting, ends live calls (their Twilio sockets close, so Twilio runs the fallback
@@ -175,9 +187,13 @@ pub enum ServeError {
     /// The console token could not be set up.
     #[error(transparent)]
     Auth(#[from] auth::AuthError),
-    /// A non-loopback bind without a Twilio auth token (signatures) and not behind a trusted proxy.
-    #[error("refusing to listen on {0}: a non-loopback address needs TWILIO_AUTH_TOKEN (signed webhooks and streams), or WATCHFLOOR_TRUSTED_PROXY=1 behind an authenticating proxy")]
+    /// A non-loopback bind without TLS and a Twilio auth token (signatures), and not behind a
+    /// trusted proxy.
+    #[error("refusing to listen on {0}: a non-loopback address needs tls_cert and tls_key (Twilio reaches only https and wss) and TWILIO_AUTH_TOKEN (signed webhooks and streams), or WATCHFLOOR_TRUSTED_PROXY=1 behind a proxy that terminates TLS")]
     Insecure(SocketAddr),
+    /// `tls_cert` or `tls_key` is missing its pair or cannot be used.
+    #[error("TLS: {0}")]
+    Tls(String),
     /// The store writer's thread could not start.
     #[error("cannot start the store writer: {0}")]
     Writer(std::io::Error),
@@ -236,9 +252,15 @@ async fn retention_job(state: AppState, cancel: CancellationToken) {
 /// Starts the server on `listener`.
 pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle, ServeError> {
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() && config.twilio_auth_token.is_none() && !config.trusted_proxy {
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => Some(Arc::new(tls::Tls::load(c, k).map_err(|e| ServeError::Tls(e.to_string()))?)),
+        (None, None) => None,
+        _ => return Err(ServeError::Tls("tls_cert and tls_key go together".into())),
+    };
+    if !addr.ip().is_loopback() && !config.trusted_proxy && (tls.is_none() || config.twilio_auth_token.is_none()) {
         return Err(ServeError::Insecure(addr));
     }
+    let tls_on = tls.is_some();
     let (console_token, created) = auth::console_token(&config.data_dir, config.console_token.as_ref())?;
     if created {
         tracing::warn!(path = %auth::token_path(&config.data_dir).display(), user = %config.console_user, "created the console token (mode 0600): sign in with it");
@@ -349,12 +371,17 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     settings::apply_to_bridge(&config, &settings, &calls);
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
+    let state_auth = auth.clone();
     let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, incidents, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(parking_lot::RwLock::new(settings)), throttled: Arc::default(), scorer };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
     tokio::spawn(scoring::job(state.scorer.clone(), store.clone(), calls.hub().subscribe(), cancel.clone()));
     let throttled_audit = tokio::spawn(session::audit_throttled(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {
         tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));
+    }
+    if let Some(t) = &tls {
+        tokio::spawn(t.clone().watch(cancel.clone()));
+        tracing::info!("serving https and wss (TLS)");
     }
     let app = routes::router(state.clone());
     let mut limits = conn::ConnLimits::for_nofile(conn::raise_nofile());
@@ -366,7 +393,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     tracing::info!(?limits, "connection limits");
     let c2 = cancel.clone();
     let join = tokio::spawn(async move {
-        conn::serve(listener, app, limits, c2.clone()).await;
+        conn::serve(listener, app, limits, tls, c2.clone()).await;
         c2.cancel();
         // The last count of throttled sign-ins is audited before the store closes.
         let _ = throttled_audit.await;
@@ -380,5 +407,6 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         let _ = writer.await;
         tracing::info!("watchfloor stopped");
     });
-    Ok(ServerHandle { addr, store, calls, cancel, join })
+    let local_origin = format!("{}://{}", if tls_on { "https" } else { "http" }, if addr.ip().is_unspecified() { SocketAddr::new(std::net::IpAddr::from([127, 0, 0, 1]), addr.port()) } else { addr });
+    Ok(ServerHandle { addr, store, calls, auth: state_auth, local_origin, cancel, join })
 }

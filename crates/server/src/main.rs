@@ -91,6 +91,30 @@ enum Cmd {
     },
     /// Hash a console user's password for the config file (reads one line from standard input).
     HashPassword,
+    /// A consistent copy of the store into DEST (a new or empty directory): through the
+    /// running server (`POST /api/backup`, with the console token), or, when none answers,
+    /// from the data directory directly.
+    Backup {
+        /// Where the backup goes (made absolute).
+        dest: PathBuf,
+        /// The running server (default: the configured bind address).
+        #[arg(long)]
+        server: Option<String>,
+        /// Config file (for the data directory and the bind address).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Brings a backup back into the data directory (new or empty; stop the server first).
+    Restore {
+        /// The backup (a directory `watchfloor backup` made).
+        src: PathBuf,
+        /// Data directory (overrides WATCHFLOOR_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Config file (for the data directory).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
     /// Load generator: N concurrent real-time calls through `watchfloor serve` started as a child
     /// process, the model and caller fakes here; latency per frame, loss, barge-in, live feed,
     /// the bridge's CPU and memory. Build with --release for meaningful figures (cargo feature
@@ -180,6 +204,12 @@ async fn main() -> anyhow::Result<()> {
             if !preset {
                 eprintln!("Console token: in {} (send it as Authorization: Bearer <token>)", token_file.display());
             }
+            // A newcomer signs in from here: a one-time link, on the terminal only (never in a
+            // log: it is printed, not traced, and only when stderr is a terminal).
+            use std::io::IsTerminal as _;
+            if std::io::stderr().is_terminal() {
+                eprintln!("Open the console (one-time sign-in link, 15 minutes): {}", handle.sign_in_link());
+            }
             let cancel = handle.cancel_token();
             tokio::spawn(async move {
                 let _ = tokio::signal::ctrl_c().await;
@@ -202,11 +232,47 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("Realtime model fake at {} (Ctrl-C to stop)", fake.url());
             tokio::signal::ctrl_c().await?;
         }
+        Cmd::Backup { dest, server, config } => {
+            let cfg = Config::load(config.as_deref())?;
+            let dest = std::path::absolute(&dest)?;
+            let server = server.unwrap_or_else(|| format!("http://{}", cfg.bind));
+            let token = match &cfg.console_token {
+                Some(t) => Some(t.expose().to_string()),
+                None => std::fs::read_to_string(watchfloor_server::auth::token_path(&cfg.data_dir)).ok().map(|t| t.trim().to_string()),
+            };
+            let http = reqwest::Client::builder().no_proxy().build()?;
+            let answer = http.post(format!("{}/api/backup", server.trim_end_matches('/'))).bearer_auth(token.unwrap_or_default()).json(&serde_json::json!({"dest": dest})).send().await;
+            match answer {
+                Ok(r) => {
+                    let status = r.status();
+                    let body = r.text().await?;
+                    anyhow::ensure!(status.is_success(), "the server refused the backup ({status}): {body}");
+                    println!("{body}");
+                }
+                Err(e) if e.is_connect() => {
+                    eprintln!("no server answers at {server}: copying {} directly", cfg.data_dir.display());
+                    let (store, _) = watchfloor_store::Store::open(&cfg.data_dir).context("opening the store (is a server running on it?)")?;
+                    let report = store.backup(&dest).await?;
+                    println!("{}", serde_json::to_string_pretty(&report)?);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Cmd::Restore { src, data_dir, config } => {
+            let mut cfg = Config::load(config.as_deref())?;
+            if let Some(d) = data_dir {
+                cfg.data_dir = d;
+            }
+            let report = watchfloor_store::backup::restore(&src, &cfg.data_dir)?;
+            eprintln!("restored into {} (a new console token is made at the next start)", cfg.data_dir.display());
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
         Cmd::HashPassword => {
             let mut line = String::new();
             std::io::stdin().read_line(&mut line)?;
             let pw = line.trim_end_matches(['\r', '\n']);
-            anyhow::ensure!(pw.chars().count() >= 12, "use a password of at least 12 characters");
+            // The policy an administrator's console applies (NIST SP 800-63B).
+            watchfloor_server::auth::check_password("", pw).map_err(anyhow::Error::msg)?;
             println!("{}", watchfloor_server::auth::hash_password(pw));
         }
         #[cfg(feature = "loadgen")]

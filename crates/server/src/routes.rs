@@ -66,13 +66,14 @@ const SETTINGS_READERS: &[Role] = &[Role::Supervisor, Role::Admin];
 /// Every route of the server and who may use it: the router is built from this table.
 pub fn table() -> Vec<Route> {
     use Access::*;
-    use crate::{control, incidents, live, qa, review, session, settings, supervise, training, users, voice};
+    use crate::{backup, control, incidents, live, qa, review, session, settings, supervise, training, users, voice};
     let r = |method: Method, path: &'static str, access: Access, handler: fn() -> MethodRouter<AppState>| Route { method, path, access, handler };
     vec![
         r(Method::GET, "/health", Public, || get(health)),
         r(Method::POST, crate::webhook::WEBHOOK_PATH, Twilio, || post(crate::webhook::voice_webhook)),
         r(Method::GET, crate::media::MEDIA_PATH, Twilio, || get(crate::media::media_stream)),
         r(Method::POST, "/api/login", Public, || post(session::login)),
+        r(Method::POST, "/api/login/link", Public, || post(session::login_link)),
         r(Method::GET, "/api/live", Ticket, || get(live::live)),
         r(Method::POST, "/api/logout", SignedIn, || post(session::logout)),
         r(Method::POST, "/api/session/lock", SignedIn, || post(session::lock)),
@@ -133,6 +134,7 @@ pub fn table() -> Vec<Route> {
         r(Method::GET, "/api/units", Roles(SETTINGS_READERS), || get(review::units)),
         r(Method::POST, "/api/calls/{id}/legal-hold", Roles(ADMIN), || post(review::legal_hold)),
         r(Method::GET, "/api/audit", Roles(ADMIN), || get(review::audit_log)),
+        r(Method::POST, "/api/backup", Roles(ADMIN), || post(backup::backup)),
         r(Method::GET, "/api/users", Roles(ADMIN), || get(users::list)),
         r(Method::POST, "/api/users", Roles(ADMIN), || post(users::create)),
         r(Method::PATCH, "/api/users/{name}", Roles(ADMIN), || patch(users::update)),

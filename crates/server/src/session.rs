@@ -205,6 +205,33 @@ pub(crate) async fn login(State(state): State<AppState>, ConnectInfo(peer): Conn
     }
 }
 
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LinkBody {
+    code: String,
+}
+
+/// `POST /api/login/link` `{"code"}` → `{"token","user","expires_in_s"}`: spends a one-time
+/// sign-in link printed on the terminal that started the server (`watchfloor serve`); 401 when
+/// the code is unknown, used or expired. Limited and audited like a password sign-in.
+pub(crate) async fn login_link(State(state): State<AppState>, ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>, b: Result<Json<LinkBody>, JsonRejection>) -> Result<Json<serde_json::Value>, ApiError> {
+    let Json(b) = b.map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("request body: {}", e.body_text())))?;
+    if let Err(e) = state.auth.admit_sign_in(peer.ip(), "sign-in link") {
+        state.throttled.note(peer.ip(), "sign-in link");
+        return Err(ApiError(StatusCode::TOO_MANY_REQUESTS, e.to_string()));
+    }
+    match state.auth.redeem_sign_in_link(b.code.trim()) {
+        Some((token, user)) => {
+            audit_logon(&state, &user.name, "console.login_link", "ok").await;
+            Ok(Json(json!({"token": token.expose(), "user": user.name, "expires_in_s": crate::auth::SESSION_TTL.as_secs()})))
+        }
+        None => {
+            audit_logon(&state, "sign-in link", "console.login_link", "denied").await;
+            Err(ApiError(StatusCode::UNAUTHORIZED, "this sign-in link is not valid (each works once, for 15 minutes)".into()))
+        }
+    }
+}
+
 /// `POST /api/logout`: ends the session of the token used.
 pub(crate) async fn logout(State(state): State<AppState>, Extension(user): Extension<User>, headers: HeaderMap) -> Json<serde_json::Value> {
     let ended = bearer(&headers).is_some_and(|t| state.auth.logout(t));

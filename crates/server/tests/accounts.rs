@@ -122,6 +122,19 @@ async fn an_administrator_manages_users_and_sessions_and_failed_sign_ins_lock_a_
     }
     assert!(!audit.contains(GOOD) && !audit.contains(NEW) && !audit.contains("argon2"), "no password in the audit trail");
 
+    // A one-time sign-in link (the terminal's, for a newcomer): a session of the console
+    // token's user, once.
+    let link = rig.server.sign_in_link();
+    let code = link.split("#signin=").nth(1).unwrap().to_string();
+    assert!(link.starts_with(&base), "{link}");
+    let r = http.post(format!("{base}/api/login/link")).json(&json!({"code": code})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    let me: Value = http.get(format!("{base}/api/me")).bearer_auth(v["token"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
+    assert_eq!((me["user"].as_str(), me["roles"].clone()), (Some("supervisor"), json!(["supervisor", "admin"])));
+    let again = http.post(format!("{base}/api/login/link")).json(&json!({"code": code})).send().await.unwrap();
+    assert_eq!(again.status(), 401, "a link works once");
+
     // Kept in the store: after a restart sam signs in with his new password.
     let data = rig._dir.path().join("data");
     rig.server.shutdown().await;

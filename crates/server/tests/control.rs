@@ -54,16 +54,31 @@ async fn the_console_api_needs_a_token_and_logons_are_audited() {
     rig.server.shutdown().await;
 }
 
+/// Issue 20: Twilio reaches only https and wss, and signs what it sends: a public bind needs
+/// TLS and the auth token, or a trusted proxy in front that terminates TLS.
 #[tokio::test]
-async fn a_public_bind_needs_a_twilio_auth_token_or_a_trusted_proxy() {
+async fn a_public_bind_needs_tls_and_a_twilio_auth_token_or_a_trusted_proxy() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = Config::defaults();
     cfg.data_dir = dir.path().to_path_buf();
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    assert!(matches!(serve(cfg.clone(), listener).await, Err(ServeError::Insecure(_))));
+    let bind = || async { tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap() };
+    assert!(matches!(serve(cfg.clone(), bind().await).await, Err(ServeError::Insecure(_))));
     cfg.twilio_auth_token = Some(Secret::new("tok"));
-    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let server = serve(cfg, listener).await.unwrap();
+    assert!(matches!(serve(cfg.clone(), bind().await).await, Err(ServeError::Insecure(_))), "signatures without TLS");
+    let mut proxied = cfg.clone();
+    proxied.twilio_auth_token = None;
+    proxied.trusted_proxy = true;
+    proxied.data_dir = dir.path().join("proxied");
+    serve(proxied, bind().await).await.unwrap().shutdown().await;
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    cfg.tls_cert = Some(cert);
+    let half = serve(cfg.clone(), bind().await).await;
+    assert!(matches!(half, Err(ServeError::Tls(ref e)) if e.contains("go together")));
+    cfg.tls_key = Some(key);
+    let server = serve(cfg, bind().await).await.unwrap();
     // The console token was generated, 0600, and is not printed anywhere but its file.
     let token = std::fs::read_to_string(dir.path().join("console-token")).unwrap();
     assert_eq!(token.len(), 64);

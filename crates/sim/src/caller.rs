@@ -56,6 +56,9 @@ pub struct CallerOptions {
     /// held, then delivered all at once and in order when it ends — what Twilio does after a
     /// network hiccup. Playout and the stream clock go on meanwhile.
     pub stall: Option<(u64, u64)>,
+    /// For a `wss://` stream: the certificate (PEM) to trust besides the system's roots (a
+    /// test's own; Twilio trusts public CAs only).
+    pub tls_root: Option<Vec<u8>>,
 }
 
 impl Default for CallerOptions {
@@ -75,6 +78,7 @@ impl Default for CallerOptions {
             keep_audio: true,
             probe: None,
             stall: None,
+            tls_root: None,
         }
     }
 }
@@ -148,7 +152,11 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
     if let Some(sig) = &opts.signature {
         req.headers_mut().insert("x-twilio-signature", HeaderValue::from_str(sig)?);
     }
-    let (ws, _) = tokio_tungstenite::connect_async_with_config(req, None, true).await?;
+    let connector = match &opts.tls_root {
+        Some(pem) => Some(tokio_tungstenite::Connector::Rustls(std::sync::Arc::new(crate::tls::client_config(pem)?))),
+        None => None,
+    };
+    let (ws, _) = tokio_tungstenite::connect_async_tls_with_config(req, None, true, connector).await?;
     let (mut tx, mut rx) = ws.split();
     let stream_sid = format!("MZ{:032x}", rand::random::<u128>());
     let mut seq: u64 = 0;

@@ -22,6 +22,7 @@ pub mod probe;
 pub mod rest;
 pub mod scenario;
 pub mod simulate;
+pub mod tls;
 pub mod wav;
 
 pub use scenario::{Scenario, Surge, Turn};

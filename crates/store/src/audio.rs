@@ -72,6 +72,11 @@ impl AudioFiles {
         Ok(AudioFiles { dir })
     }
 
+    /// The directory the recording files are in.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The file of a call. A CallSid of letters, digits, `_` and `-` up to 128 bytes (Twilio's
     /// `CA` + 32 hex digits, the simulator's ids) is the file name as it is; any other up to 96
     /// bytes is hex-encoded after an `=`; a longer one is named by its SHA-256 after a `#` (so

@@ -30,6 +30,7 @@
 
 pub mod audio;
 pub mod audit;
+pub mod backup;
 pub mod index;
 pub mod ledger;
 pub mod qa;
