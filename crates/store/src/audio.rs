@@ -53,6 +53,8 @@ pub const AUDIO_DIR: &str = "audio";
 #[derive(Debug, Clone)]
 pub struct AudioFiles {
     dir: PathBuf,
+    /// Syncs of recording data done so far (each `fdatasync` with its directory's `fsync`).
+    syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A piece to append: track, stream_ms (ms on the stream clock), μ-law bytes.
@@ -69,7 +71,7 @@ impl AudioFiles {
         // Recordings are the caller's voice: readable by this user only (issue 15).
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        Ok(AudioFiles { dir })
+        Ok(AudioFiles { dir, syncs: Default::default() })
     }
 
     /// The directory the recording files are in.
@@ -157,9 +159,16 @@ impl AudioFiles {
         }
     }
 
-    /// Makes the directory's entries (new recording files) durable.
+    /// Makes the directory's entries (new recording files) durable; counts the sync it ends.
     fn sync_dir(&self) -> std::io::Result<()> {
-        std::fs::File::open(&self.dir)?.sync_all()
+        std::fs::File::open(&self.dir)?.sync_all()?;
+        self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Syncs of recording data done so far (durability checks, tests).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// A call's pieces in the order they were written; empty when it has no file. A piece cut

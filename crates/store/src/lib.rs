@@ -26,6 +26,8 @@
 //! the end of every call, and before it answers a barrier (a supervisor action's acknowledgement).
 //! Events are written with every batch (at most every 50 ms); records (derived from events)
 //! every second and at the call's end; audio in pieces of a second, and the rest at the end.
+//! A live call's recording file is synced (`fdatasync`) every
+//! [`writer::RECORDING_SYNC_INTERVAL`] (5 s) when it grew, and at the call's end.
 //! On open, the records of calls that were live are rebuilt from their events.
 
 pub mod audio;
@@ -570,6 +572,12 @@ impl Store {
         }
         self.audit.apply_batch(ab)?;
         Ok(report)
+    }
+
+    /// Syncs of recording files done so far (`fdatasync`: at a call's end, every
+    /// [`writer::RECORDING_SYNC_INTERVAL`] of a live call, at shutdown).
+    pub fn recording_syncs(&self) -> u64 {
+        self.files.syncs()
     }
 
     /// Bytes the store takes on disk: the database and the recording files.

@@ -20,6 +20,11 @@ pub const FLUSH_INTERVAL: Duration = Duration::from_millis(200);
 /// BENCHMARKS.md). A call's end writes its own record at once; a barrier and an append write
 /// every changed record.
 pub const RECORD_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the recording files of live calls written to since their last sync are synced
+/// (`fdatasync`; issue 20). A power cut then takes at most this much of a live call's audio
+/// besides the second not yet written (audio goes to the file a second at a time): a few
+/// seconds, while one sync per live call each time stays cheap (200 live calls: 40 a second).
+pub const RECORDING_SYNC_INTERVAL: Duration = Duration::from_secs(5);
 /// Most messages taken in one batch.
 pub const MAX_BATCH: usize = 2048;
 /// How long a barrier, an append, a call's end or the shutdown retries recording file writes
@@ -63,6 +68,8 @@ struct State {
     file_len: HashMap<Arc<str>, u64>,
     /// Calls that ended (or all, at shutdown) whose recording file is still to be synced.
     to_sync: std::collections::HashSet<Arc<str>>,
+    /// Each live call's file length when it was last put up for a periodic sync.
+    synced_len: HashMap<Arc<str>, u64>,
     /// Records changed since they were last written, with their state then (for the index).
     /// Records are written every [`RECORD_INTERVAL`] and at their call's end: they can be
     /// rebuilt from the events, which are written with every batch.
@@ -94,6 +101,7 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
     let mut buf: Vec<RecordMsg> = Vec::with_capacity(MAX_BATCH);
     let mut last_flush = tokio::time::Instant::now();
     let mut last_records = tokio::time::Instant::now();
+    let mut last_recording_sync = tokio::time::Instant::now();
     let mut unflushed = false;
     let mut last_batch = tokio::time::Instant::now();
     loop {
@@ -202,6 +210,17 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         st.to_sync.extend(ended.iter().cloned());
         if closing {
             st.to_sync.extend(st.file_len.keys().cloned());
+        }
+        if last_recording_sync.elapsed() >= RECORDING_SYNC_INTERVAL {
+            // Live calls' files written to since their last sync are synced with this batch.
+            let grown: Vec<Arc<str>> = st.file_len.iter().filter(|(sid, len)| st.synced_len.get(*sid) != Some(*len)).map(|(sid, _)| sid.clone()).collect();
+            for sid in grown {
+                st.synced_len.insert(sid.clone(), st.file_len[&sid]);
+                st.to_sync.insert(sid);
+            }
+            let file_len = &st.file_len;
+            st.synced_len.retain(|sid, _| file_len.contains_key(sid));
+            last_recording_sync = tokio::time::Instant::now();
         }
         write_audio(&store, &mut st, closing);
         if (everything || closing || !ended.is_empty()) && !(st.closed.is_empty() && st.to_sync.is_empty()) {

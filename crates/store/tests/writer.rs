@@ -298,3 +298,30 @@ async fn the_ledger_keeps_recent_calls_per_caller() {
     let (store, _) = Store::open(dir.path()).unwrap();
     assert_eq!(store.ledger().caller_history("+15550100101", now - 3_600_000, "").len(), 1, "rebuilt on open");
 }
+
+/// Issue 20: a live call's recording is made durable every few seconds, not only at its end.
+#[tokio::test]
+async fn a_live_calls_recording_is_synced_every_few_seconds() {
+    use watchfloor_call::Track;
+    let dir = tempfile::tempdir().unwrap();
+    let (store, tx, w) = start_writer(dir.path());
+    for e in call_events("CA_live", false) {
+        tx.send(RecordMsg::Event(e)).unwrap();
+    }
+    // Audio keeps coming, as on a live call, until the writer has synced the file once
+    // (within RECORDING_SYNC_INTERVAL and a batch).
+    let before = store.recording_syncs();
+    let deadline = std::time::Instant::now() + watchfloor_store::writer::RECORDING_SYNC_INTERVAL * 3;
+    let mut ms = 0;
+    while store.recording_syncs() == before {
+        assert!(std::time::Instant::now() < deadline, "no sync of the live call's recording");
+        for _ in 0..5 {
+            tx.send(frame("CA_live", Track::Caller, ms)).unwrap();
+            ms += 20;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(store.get_call("CA_live").unwrap().is_none_or(|r| r.is_live()), "still live when synced");
+    drop(tx);
+    w.await.unwrap();
+}
