@@ -124,6 +124,19 @@ fn event_key(call_sid: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// Every value of a scan, decoded from JSON as `T`, in key order.
+///
+/// # Errors
+/// [`StoreError::Corrupt`] naming the first key whose value is not a `T`.
+pub(crate) fn decode_all<T: serde::de::DeserializeOwned>(scan: sled::Iter) -> Result<Vec<T>, StoreError> {
+    scan
+        .map(|item| {
+            let (k, v) = item?;
+            serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
+        })
+        .collect()
+}
+
 fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
     StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), source }
 }
@@ -606,10 +619,7 @@ impl Store {
     /// Every review of every call (for the calibration report and review coverage), in CallSid
     /// then reviewer order.
     pub fn all_reviews(&self) -> Result<Vec<serde_json::Value>, StoreError> {
-        self.reviews.iter().map(|item| {
-            let (k, v) = item?;
-            serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
-        }).collect()
+        decode_all(self.reviews.iter())
     }
 
     /// Saves the console user `name` (the server's shape, kept whole) and flushes it before
@@ -625,13 +635,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Corrupt`] when a saved user is not of type `T`.
     pub fn users<T: serde::de::DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        self.users
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
-            })
-            .collect()
+        decode_all(self.users.iter())
     }
 
     /// The supervisor's saved settings (JSON, the server's own shape), if any were saved.

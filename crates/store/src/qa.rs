@@ -131,13 +131,7 @@ impl Store {
     /// # Errors
     /// [`StoreError::Corrupt`] when a saved version is not of type `T`.
     pub fn qa_cards<T: DeserializeOwned>(&self) -> Result<Vec<T>, StoreError> {
-        self.qa_cards
-            .iter()
-            .map(|item| {
-                let (k, v) = item?;
-                serde_json::from_slice(&v).map_err(|e| corrupt(&k, e))
-            })
-            .collect()
+        crate::decode_all(self.qa_cards.iter())
     }
 }
 
