@@ -163,10 +163,18 @@ impl Scorer {
     /// has no score of their version yet; returns how many it scored. Blocking (sled reads and
     /// writes): run it on the blocking pool.
     pub fn catch_up(&self, store: &Store, from_ms: u64, to_ms: u64) -> Result<usize, StoreError> {
+        self.catch_up_until(store, from_ms, to_ms, &CancellationToken::new())
+    }
+
+    /// [`Scorer::catch_up`], stopping between two calls once `stop` is cancelled.
+    pub fn catch_up_until(&self, store: &Store, from_ms: u64, to_ms: u64, stop: &CancellationToken) -> Result<usize, StoreError> {
         let _one = self.busy.lock();
         let cards = self.cards();
         let mut scored = 0;
         for (started, sid) in store.calls_started(from_ms, to_ms)? {
+            if stop.is_cancelled() {
+                break;
+            }
             if store.has_score(&sid, cards.version)? {
                 continue;
             }
@@ -212,8 +220,8 @@ const BACKSTOP: Duration = Duration::from_secs(60);
 /// Keeps every ended call scored with the current cards until `cancel`.
 pub(crate) async fn job(scorer: Arc<Scorer>, store: Store, mut events: tokio::sync::broadcast::Receiver<Arc<watchfloor_bridge::CallEvent>>, cancel: CancellationToken) {
     loop {
-        let (s, st) = (scorer.clone(), store.clone());
-        match tokio::task::spawn_blocking(move || s.catch_up(&st, 0, u64::MAX)).await {
+        let (s, st, stop) = (scorer.clone(), store.clone(), cancel.clone());
+        match tokio::task::spawn_blocking(move || s.catch_up_until(&st, 0, u64::MAX, &stop)).await {
             Ok(Ok(0)) => {}
             Ok(Ok(n)) => tracing::info!(calls = n, version = scorer.cards().version, "scored ended calls"),
             Ok(Err(e)) => tracing::error!(error = %e, "scoring ended calls failed"),
