@@ -374,7 +374,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     let state_auth = auth.clone();
     let state = AppState { config: Arc::new(config), public_origin, calls: calls.clone(), store: store.clone(), auth, webhook_limiter, roster, incidents, shutdown: cancel.clone(), training: training.clone(), settings: Arc::new(parking_lot::RwLock::new(settings)), throttled: Arc::default(), scorer };
     tokio::spawn(retention_job(state.clone(), cancel.clone()));
-    let scoring = tokio::spawn(scoring::job(state.scorer.clone(), store.clone(), calls.hub().subscribe(), cancel.clone()));
+    let scoring = tokio::spawn(scoring::job(state.scorer.clone(), store.clone(), cancel.clone()));
     let throttled_audit = tokio::spawn(session::audit_throttled(state.clone(), cancel.clone()));
     if let (Some(t), true) = (&training, state.config.demo) {
         tokio::spawn(training::demo_loop(state.clone(), t.clone(), state.config.demo_interval, state.config.demo_max_calls, cancel.clone()));

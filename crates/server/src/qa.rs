@@ -13,8 +13,8 @@
 //!   /api/qa/cards/{version}` → that version. `PUT /api/qa/cards` `{"toml"}` (at most 256 KiB):
 //!   an edit of the current version (its `version` line names it) saved as the next version,
 //!   flushed, and every call scored again with it; 400 with what is wrong, 409 when another
-//!   version was saved since the edit began. Audited (`qa.cards`). Any signed-in user may
-//!   edit them until roles land (issue 20: administrators only).
+//!   version was saved since the edit began. Audited (`qa.cards`). Administrators only (the
+//!   route table in `routes.rs`); reviewers and administrators read them.
 //! - `GET /api/qa/queue?from=&to=` (ms since the epoch; default the last 7 days) → `{"rate",
 //!   "from_ms", "to_ms", "calls", "entries": [{"call_sid", "started_at_ms", "reasons", "level", "incident_type", "signed_by"}…]}`
 //!   (`signed_by`: the reviewers who have signed a review of the call):

@@ -5,10 +5,10 @@
 //! - The current cards are the newest saved version (`qa_cards` in the store), else the shipped
 //!   set (`crates/qa/cards/default.toml`). A saved version that no longer parses (written by
 //!   another build) is skipped with an error in the log, and the newest one that parses is used.
-//! - A background job scores calls with the current cards: at start, a second after a call ends
-//!   (so the store writer has written its last events), every minute as a backstop, and at once
+//! - A background job scores calls with the current cards: at start, every 30 s, and at once
 //!   when the cards change (every stored call is scored again with the new version; the old
-//!   scores stay, under their version).
+//!   scores stay, under their version). It does not follow the calls' events: every read scores
+//!   what it lacks first, so the job need not be prompt.
 //! - A request for figures first scores the period's ended calls that have no score of the
 //!   current version yet ([`Scorer::catch_up`]), so an answer never misses a call that has just
 //!   ended.
@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-use watchfloor_bridge::CallEventKind;
 use watchfloor_qa::{CallStats, Cards, CardsError, Scorecard};
 use watchfloor_store::{Store, StoreError};
 
@@ -211,14 +210,14 @@ pub enum ReviseError {
     Store(#[from] StoreError),
 }
 
-/// How long the job waits after a call ends before scoring it: the store writer writes a
-/// call's last events and record within its 200 ms flush period of the end.
-const AFTER_END: Duration = Duration::from_secs(1);
-/// The backstop: the job looks for unscored calls at least this often.
-const BACKSTOP: Duration = Duration::from_secs(60);
+/// How often the job looks for ended calls not scored yet. Every read of the figures, the
+/// queue or a scorecard scores what it needs first, so this only keeps the stored scores near
+/// complete between reads.
+const EVERY: Duration = Duration::from_secs(30);
 
-/// Keeps every ended call scored with the current cards until `cancel`.
-pub(crate) async fn job(scorer: Arc<Scorer>, store: Store, mut events: tokio::sync::broadcast::Receiver<Arc<watchfloor_bridge::CallEvent>>, cancel: CancellationToken) {
+/// Keeps every ended call scored with the current cards until `cancel`: at start, every
+/// [`EVERY`], and at once when the cards change.
+pub(crate) async fn job(scorer: Arc<Scorer>, store: Store, cancel: CancellationToken) {
     loop {
         let (s, st, stop) = (scorer.clone(), store.clone(), cancel.clone());
         match tokio::task::spawn_blocking(move || s.catch_up_until(&st, 0, u64::MAX, &stop)).await {
@@ -227,29 +226,10 @@ pub(crate) async fn job(scorer: Arc<Scorer>, store: Store, mut events: tokio::sy
             Ok(Err(e)) => tracing::error!(error = %e, "scoring ended calls failed"),
             Err(e) => tracing::error!(error = %e, "the scorer panicked"),
         }
-        let ended = async {
-            loop {
-                match events.recv().await {
-                    Ok(ev) if matches!(ev.kind, CallEventKind::CallEnded { .. }) => return true,
-                    Ok(_) => {}
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
-                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
-                }
-            }
-        };
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = scorer.wake.notified() => {}
-            _ = tokio::time::sleep(BACKSTOP) => {}
-            more = ended => {
-                if !more {
-                    return;
-                }
-                tokio::select! {
-                    _ = cancel.cancelled() => return,
-                    _ = tokio::time::sleep(AFTER_END) => {}
-                }
-            }
+            _ = tokio::time::sleep(EVERY) => {}
         }
     }
 }

@@ -70,6 +70,12 @@ fn heard_in_order(heard: &[u8], frames: &[Vec<u8>]) -> bool {
     true
 }
 
+/// The two calls of this file run one at a time: each paces a supervisor's voice in real time
+/// against a jitter buffer, and on a 2-core machine two at once (each with its server, model
+/// fake and caller fake) starved the feeds (see the session 11 note: a console feed reset under
+/// load, not yet explained).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 async fn keep_alive(base: &str, sid: &str) -> tokio::task::JoinHandle<()> {
     let mut ws = connect(base).await;
     let msg = serde_json::json!({"type":"voice_keepalive","call_sid":sid}).to_string();
@@ -77,8 +83,8 @@ async fn keep_alive(base: &str, sid: &str) -> tokio::task::JoinHandle<()> {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                _ = tick.tick() => if ws.send(Message::text(msg.clone())).await.is_err() { return },
-                m = ws.next() => if !matches!(m, Some(Ok(_))) { return },
+                _ = tick.tick() => if let Err(e) = ws.send(Message::text(msg.clone())).await { eprintln!("KEEPER send {e:?}"); return },
+                m = ws.next() => if !matches!(m, Some(Ok(_))) { eprintln!("KEEPER next {m:?}"); return },
             }
         }
     })
@@ -104,6 +110,7 @@ fn responses_asked(s: &SessionLog) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_after_the_hand_back() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let sc = scenario("cardiac-arrest");
     // What the supervisor says: a committed speech recording, and its words for the fake's
     // transcription session.
@@ -248,6 +255,7 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_console_gives_the_call_back_to_the_agent_with_an_alert() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let sc = scenario("cardiac-arrest");
     let rig = rig(vec![sc.clone()], 1.0, |_| {}).await;
     let base = rig.server.base_url();
