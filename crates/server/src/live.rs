@@ -53,10 +53,19 @@ pub(crate) async fn ticket(State(state): State<AppState>, Extension(user): Exten
 
 /// `GET /api/live` (WebSocket upgrade).
 pub(crate) async fn live(State(state): State<AppState>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>, ws: WebSocketUpgrade) -> Response {
-    let by_header = crate::session::bearer(&headers).and_then(|t| state.auth.check_session(t));
+    // A token in the header goes through what the ticket route checks: not a locked console,
+    // and the supervisor role (the feed carries live calls and their listen-in).
+    let header = crate::session::bearer(&headers);
+    if header.is_some_and(|t| state.auth.console_locked(t)) {
+        return (StatusCode::LOCKED, Json(json!({"error": "the console is locked: unlock it with your password"}))).into_response();
+    }
+    let by_header = header.and_then(|t| state.auth.check_session(t));
     let Some((user, session_ended)) = by_header.or_else(|| q.get("ticket").and_then(|t| state.auth.redeem_ticket(t))) else {
         return (StatusCode::UNAUTHORIZED, Json(json!({"error": "sign in: a ticket from POST /api/live/ticket, or Authorization: Bearer <token>"}))).into_response();
     };
+    if !user.has(crate::auth::Role::Supervisor) {
+        return (StatusCode::FORBIDDEN, Json(json!({"error": "GET /api/live needs the supervisor role"}))).into_response();
+    }
     audit(&state, &user, "live.connect", "console", "ok", None, false).await;
     ws.max_message_size(MAX_CONSOLE_MESSAGE).max_frame_size(MAX_CONSOLE_MESSAGE).read_buffer_size(watchfloor_bridge::model::READ_BUFFER_BYTES).on_upgrade(move |socket| async move {
         let name = user.name.clone();

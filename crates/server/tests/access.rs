@@ -111,6 +111,18 @@ async fn every_route_answers_each_role_as_its_rule_says() {
         let (status, _) = send(&http, &base, &Method::POST, "/api/calls/CA1/no-such-action", token).await;
         assert_eq!(status, 404);
     }
+    // The live feed opened with a token in the header holds to the same rule as its ticket:
+    // a reviewer may not (no listen-in of live calls), a supervisor may.
+    for (role, token) in &tokens {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = format!("{}/api/live", base.replace("http://", "ws://")).into_client_request().unwrap();
+        req.headers_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        match tokio_tungstenite::connect_async(req).await {
+            Ok(_) => assert_eq!(*role, Role::Supervisor, "{role:?} opened the live feed"),
+            Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert!(*role != Role::Supervisor && r.status() == 403, "{role:?}: {}", r.status()),
+            Err(e) => panic!("{role:?}: {e}"),
+        }
+    }
     let page = client().get(format!("{base}/some/client/path")).send().await.unwrap();
     assert_eq!(page.status(), 404, "the console's page lives at / only");
     rig.server.shutdown().await;
