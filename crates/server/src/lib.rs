@@ -161,7 +161,7 @@ impl ServerHandle {
 
     /// Stops accepting, ends live calls (their Twilio sockets close, so Twilio runs the fallback
     /// verbs and callers reach the human line), waits for call tasks (up to 5 s) and the final
-    /// store flush.
+    /// store checkpoint.
     pub async fn shutdown(self) {
         self.cancel.cancel();
         let _ = self.join.await;
@@ -226,6 +226,11 @@ async fn retention_job(state: AppState, cancel: CancellationToken) {
             Ok(Ok(report)) => {
                 if report.calls_removed + report.audit_removed > 0 {
                     tracing::info!(?report, "retention purge");
+                    // The deletions are made durable, and the journal that might bring back
+                    // what they removed is done with.
+                    if let Err(e) = state.store.checkpoint().await {
+                        tracing::error!(error = %e, "checkpoint after the purge failed");
+                    }
                 }
                 let entry = watchfloor_store::NewAuditEntry {
                     at_ms: now,

@@ -12,6 +12,10 @@
 //!   as it ended;
 //! - recordings are copied as they stand: an ended call's file is whole and never written
 //!   again, so it is copied byte for byte;
+//! - then the journal's generations ([`crate::journal`]), which may hold writes acknowledged
+//!   while the trees were copied: restore replays them as an open after a crash does (a
+//!   generation a checkpoint removed meanwhile is skipped: what it held was in sled, and the
+//!   copy is consistent without the writes made after its tree was copied);
 //! - the console token is not copied (a secret; a restored server makes a new one).
 //!
 //! Restore copies a backup into an empty data directory (the server stopped: sled locks its
@@ -87,7 +91,12 @@ fn copy_files(from: &Path, to: &Path) -> Result<(usize, u64), BackupError> {
             continue;
         }
         let dst = to.join(e.file_name());
-        bytes += std::fs::copy(e.path(), &dst).map_err(io(&dst))?;
+        match std::fs::copy(e.path(), &dst) {
+            Ok(b) => bytes += b,
+            // Removed since it was listed (a journal generation a checkpoint was done with).
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(err) => return Err(io(&dst)(err)),
+        }
         std::fs::File::open(&dst).and_then(|f| f.sync_all()).map_err(io(&dst))?;
         n += 1;
     }
@@ -137,6 +146,7 @@ impl Store {
             }
         }
         let (recordings, recording_bytes) = copy_files(self.files.dir(), &dest.join(crate::audio::AUDIO_DIR))?;
+        copy_files(&self.dir.join(crate::journal::JOURNAL_DIR), &dest.join(crate::journal::JOURNAL_DIR))?;
         let report = BackupReport { created_at_ms: unix_ms(), trees: names.len(), entries, recordings, recording_bytes };
         let manifest = dest.join(MANIFEST);
         // Invariant: the report is plain data and serialises.

@@ -34,6 +34,7 @@ pub mod audio;
 pub mod audit;
 pub mod backup;
 pub mod index;
+pub mod journal;
 pub mod ledger;
 pub mod qa;
 pub mod record;
@@ -90,6 +91,10 @@ pub struct Store {
     qa_cards: sled::Tree,
     users: sled::Tree,
     files: AudioFiles,
+    /// The store's directory (sled's files, `audio/`, `journal/`).
+    dir: std::path::PathBuf,
+    /// The journal of acknowledged writes ([`journal`]).
+    journal: Arc<journal::Journal>,
     flusher: Arc<Flusher>,
     /// Ids of audit entries (unique within a millisecond of `at_ms`), seeded from sled's
     /// `generate_id` once at open: no request path calls into sled's id generator.
@@ -141,6 +146,24 @@ fn corrupt(key: &[u8], source: serde_json::Error) -> StoreError {
     StoreError::Corrupt { key: String::from_utf8_lossy(key).into_owned(), source }
 }
 
+/// `fsync`s sled's files in the store directory `dir` (`conf`, `db`, `snap.*`, `blobs/*`) and
+/// the directory itself; the recording files and the journal are synced on their own.
+fn sync_sled_files(dir: &Path) -> std::io::Result<()> {
+    let sync = |p: &Path| std::fs::File::open(p)?.sync_all();
+    for e in std::fs::read_dir(dir)?.flatten() {
+        let ty = e.file_type()?;
+        if ty.is_file() {
+            sync(&e.path())?;
+        } else if ty.is_dir() && e.file_name() == "blobs" {
+            for b in std::fs::read_dir(e.path())?.flatten() {
+                sync(&b.path())?;
+            }
+            sync(&e.path())?;
+        }
+    }
+    sync(dir)
+}
+
 fn unix_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
@@ -175,6 +198,7 @@ impl Store {
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
         }
         let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).cache_capacity(CACHE_BYTES).open()?;
+        let (journal, entries, generations) = journal::Journal::open(dir)?;
         let store = Store {
             calls: db.open_tree("calls")?,
             events: db.open_tree("events")?,
@@ -190,17 +214,87 @@ impl Store {
             qa_cards: db.open_tree("qa_cards")?,
             users: db.open_tree("users")?,
             files: AudioFiles::open(dir)?,
+            dir: dir.to_path_buf(),
+            journal: Arc::new(journal),
             flusher: Arc::default(),
             audit_ids: Arc::new(AtomicU64::new(db.generate_id()?)),
             ledger: Arc::default(),
             db,
         };
+        let replayed = !generations.is_empty();
+        store.replay(entries)?;
         for item in store.answered.iter() {
             let (k, _) = item?;
             store.ledger.mark_answered(&String::from_utf8_lossy(&k));
         }
         let interrupted = store.recover()?;
+        if replayed || !interrupted.is_empty() {
+            // What was replayed (and the records recovery wrote) is made durable in sled, and the
+            // generations read are done with.
+            store.checkpoint_blocking()?;
+        }
         Ok((store, interrupted))
+    }
+
+    /// Writes back into sled what the journal has and sled lacks (see [`journal`]): call events
+    /// not in `events` (their calls' records are then rebuilt from their events), audit entries
+    /// not in `audit`, and every journaled put, in order (the last one of a key is its latest
+    /// acknowledged value).
+    fn replay(&self, entries: Vec<journal::Entry>) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let (mut events, mut audits, mut puts) = (Vec::new(), 0usize, 0usize);
+        let mut seen = std::collections::HashSet::new();
+        let mut max_audit_id = None;
+        for e in entries {
+            match e {
+                journal::Entry::Events(evs) => {
+                    for ev in evs {
+                        let key = event_key(&ev.call_sid, ev.seq);
+                        if !self.events.contains_key(&key)? && seen.insert(key) {
+                            events.push(std::sync::Arc::new(ev));
+                        }
+                    }
+                }
+                journal::Entry::Audit(a) => {
+                    max_audit_id = max_audit_id.max(Some(a.id));
+                    let key = audit::key(a.at_ms, a.id);
+                    if !self.audit.contains_key(&key)? {
+                        // Invariant: AuditEntry is plain data and serialises.
+                        self.audit.insert(key, serde_json::to_vec(&a).expect("AuditEntry serialises"))?;
+                        audits += 1;
+                    }
+                }
+                journal::Entry::Put { tree, key, value } => {
+                    let t = match tree {
+                        journal::Tree::Reviews => &self.reviews,
+                        journal::Tree::Users => &self.users,
+                        journal::Tree::Settings => &self.settings,
+                        journal::Tree::QaCards => &self.qa_cards,
+                    };
+                    if t.get(&key)?.as_deref() != Some(value.as_slice()) {
+                        t.insert(key, value)?;
+                        puts += 1;
+                    }
+                }
+            }
+        }
+        if let Some(id) = max_audit_id {
+            self.audit_ids.fetch_max(id + 1, Ordering::Relaxed);
+        }
+        let calls: BTreeSet<String> = events.iter().map(|e| e.call_sid.to_string()).collect();
+        self.write_sled_events(&events, &[])?;
+        for sid in &calls {
+            if let Some(rec) = self.rebuild(sid)? {
+                let old = self.get_call(sid)?;
+                self.put_record(old.as_ref(), &rec)?;
+            }
+        }
+        if !events.is_empty() || audits + puts > 0 {
+            tracing::warn!(events = events.len(), calls = calls.len(), audit_entries = audits, puts, "the journal held acknowledged writes sled had lost: written back");
+        }
+        Ok(())
     }
 
     fn recover(&self) -> Result<Vec<String>, StoreError> {
@@ -454,14 +548,28 @@ impl Store {
     }
 
     /// Writes a batch of events, the records they changed (with their index entries) and the
-    /// transcript words, one sled batch per tree that has something to write. Not flushed.
-    pub(crate) fn write_events(&self, events: &[std::sync::Arc<CallEvent>], records: &[(Option<CallRecord>, CallRecord)]) -> Result<(), StoreError> {
+    /// transcript words, one sled batch per tree that has something to write, then appends the
+    /// events to the journal (one frame). Not flushed or synced: returns the journal ticket to
+    /// sync ([`Store::sync_journal`]), `None` without events.
+    pub(crate) fn write_events(&self, events: &[std::sync::Arc<CallEvent>], records: &[(Option<CallRecord>, CallRecord)]) -> Result<Option<u64>, StoreError> {
+        let json = self.write_sled_events(events, records)?;
+        if json.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(self.journal.append(&journal::events_frame(json.iter().map(Vec::as_slice)))?))
+    }
+
+    /// [`Store::write_events`] without the journal; returns the events' JSON.
+    fn write_sled_events(&self, events: &[std::sync::Arc<CallEvent>], records: &[(Option<CallRecord>, CallRecord)]) -> Result<Vec<Vec<u8>>, StoreError> {
         let mut eb = sled::Batch::default();
         let mut wb = sled::Batch::default();
         let mut words = false;
+        let mut json = Vec::with_capacity(events.len());
         for ev in events {
             // Invariant: CallEvent is plain data and serialises.
-            eb.insert(event_key(&ev.call_sid, ev.seq), serde_json::to_vec(&**ev).expect("CallEvent serialises"));
+            let v = serde_json::to_vec(&**ev).expect("CallEvent serialises");
+            eb.insert(event_key(&ev.call_sid, ev.seq), v.as_slice());
+            json.push(v);
             if let watchfloor_call::CallEventKind::TranscriptFinal { text, .. } = &ev.kind {
                 for w in index::words(text) {
                     wb.insert(index::word_key(&w, &ev.call_sid), &[][..]);
@@ -475,7 +583,8 @@ impl Store {
         if words {
             self.words.apply_batch(wb)?;
         }
-        self.put_records(records)
+        self.put_records(records)?;
+        Ok(json)
     }
 
     /// Appends pieces of a call's audio to its recording file, all or nothing; with `sync`,
@@ -484,22 +593,87 @@ impl Store {
         Ok(self.files.append(call_sid, pieces, sync, good_len)?)
     }
 
-    /// Appends an audit entry and flushes it to disk before returning (concurrent callers share
-    /// one flush: [`Store::flush`]).
+    /// Appends an audit entry and makes it durable (the journal, synced) before returning
+    /// (concurrent callers share one sync).
     pub async fn audit(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
-        let e = self.audit_unflushed(entry)?;
-        self.flush().await?;
+        let (e, ticket) = self.write_audit(entry)?;
+        self.journal.sync(ticket).await?;
         Ok(e)
     }
 
     /// Appends an audit entry without waiting for the disk (record reads: the writer's periodic
-    /// flush makes it durable within 200 ms while calls are live, and the next flush otherwise).
+    /// sync makes it durable within 200 ms while calls are live, and the next sync otherwise).
     pub fn audit_unflushed(&self, entry: NewAuditEntry) -> Result<AuditEntry, StoreError> {
+        Ok(self.write_audit(entry)?.0)
+    }
+
+    fn write_audit(&self, entry: NewAuditEntry) -> Result<(AuditEntry, u64), StoreError> {
         let id = self.audit_ids.fetch_add(1, Ordering::Relaxed);
         let e = AuditEntry { id, at_ms: entry.at_ms, user: entry.user, action: entry.action, target: entry.target, outcome: entry.outcome, detail: entry.detail };
         // Invariant: AuditEntry is plain data and serialises.
         self.audit.insert(audit::key(e.at_ms, id), serde_json::to_vec(&e).expect("AuditEntry serialises"))?;
-        Ok(e)
+        let ticket = self.journal.append(&journal::audit_frame(&e))?;
+        Ok((e, ticket))
+    }
+
+    /// Sets `key` to `value` in one of the journaled trees, and makes it durable (the journal,
+    /// synced) before returning: an acknowledged change is kept.
+    pub(crate) async fn put_durable(&self, tree: journal::Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        let frame = journal::put_frame(tree, key, &value);
+        let t = match tree {
+            journal::Tree::Reviews => &self.reviews,
+            journal::Tree::Users => &self.users,
+            journal::Tree::Settings => &self.settings,
+            journal::Tree::QaCards => &self.qa_cards,
+        };
+        t.insert(key, value)?;
+        let ticket = self.journal.append(&frame)?;
+        self.journal.sync(ticket).await?;
+        Ok(())
+    }
+
+    /// Makes the journal durable up to `ticket` (from [`Store::write_events`]).
+    pub(crate) async fn sync_journal(&self, ticket: u64) -> Result<(), StoreError> {
+        Ok(self.journal.sync(ticket).await?)
+    }
+
+    /// Bytes in the journal's current generation (the writer checkpoints past
+    /// [`journal::CHECKPOINT_BYTES`]).
+    pub fn journal_len(&self) -> u64 {
+        self.journal.len()
+    }
+
+    /// `fdatasync`s of the journal done so far.
+    pub fn journal_syncs(&self) -> u64 {
+        self.journal.syncs()
+    }
+
+    /// Makes sled durable and drops the journal generations it then covers: starts a new
+    /// generation, flushes sled ([`Store::flush`]), `fsync`s sled's files and directory, and
+    /// deletes the older generations. Run by the writer when the journal grows past
+    /// [`journal::CHECKPOINT_BYTES`] and at shutdown, and after a purge (whose deletions are not
+    /// journaled: a replay must not bring back what it removed).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let journal = self.journal.clone();
+        let ended = tokio::task::spawn_blocking(move || journal.rotate()).await.map_err(|e| std::io::Error::other(format!("journal rotate task failed: {e}")))??;
+        self.flush().await?;
+        let (dir, journal) = (self.dir.clone(), self.journal.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
+            sync_sled_files(&dir)?;
+            journal.remove_through(ended)?;
+            Ok(())
+        })
+        .await
+        .map_err(|e| std::io::Error::other(format!("checkpoint task failed: {e}")))?
+    }
+
+    /// [`Store::checkpoint`] on this thread (at open, before anything else can flush).
+    fn checkpoint_blocking(&self) -> Result<(), StoreError> {
+        let ended = self.journal.rotate()?;
+        self.db.flush()?;
+        sync_sled_files(&self.dir)?;
+        self.journal.remove_through(ended)?;
+        Ok(())
     }
 
     /// Searches the audit log, newest first.
@@ -528,7 +702,8 @@ impl Store {
 
     /// Deletes calls that started before `calls_before_ms` (not live, not under legal hold) with
     /// their events, audio and index entries, and audit entries before `audit_before_ms`. Not
-    /// flushed: the caller follows it with [`Store::flush`] (the one gate all flushes go through).
+    /// flushed: the caller follows it with [`Store::checkpoint`] (durable, and the journal that could
+    /// bring back what it removed done with).
     pub fn purge(&self, calls_before_ms: u64, audit_before_ms: u64) -> Result<PurgeReport, StoreError> {
         let mut report = PurgeReport::default();
         let prefix = index::prefix(index::TIME, "");
@@ -598,14 +773,13 @@ impl Store {
         Ok(self.db.size_on_disk()? + self.files.size())
     }
 
-    /// Saves `reviewer`'s review of a call (replacing the one stored) and flushes it to disk
-    /// before returning: a review that was acknowledged is kept.
+    /// Saves `reviewer`'s review of a call (replacing the one stored) and makes it durable
+    /// (journaled) before returning: a review that was acknowledged is kept.
     pub async fn put_review(&self, call_sid: &str, reviewer: &str, review: &serde_json::Value) -> Result<(), StoreError> {
         let mut key = call_prefix(call_sid);
         key.extend_from_slice(reviewer.as_bytes());
         // Invariant: a JSON value serialises.
-        self.reviews.insert(key, serde_json::to_vec(review).expect("JSON value serialises"))?;
-        self.flush().await
+        self.put_durable(journal::Tree::Reviews, &key, serde_json::to_vec(review).expect("JSON value serialises")).await
     }
 
     /// Every review of a call, in reviewer-name order.
@@ -622,12 +796,11 @@ impl Store {
         decode_all(self.reviews.iter())
     }
 
-    /// Saves the console user `name` (the server's shape, kept whole) and flushes it before
-    /// returning: an acknowledged change of who may sign in is kept.
+    /// Saves the console user `name` (the server's shape, kept whole) and makes it durable
+    /// (journaled) before returning: an acknowledged change of who may sign in is kept.
     pub async fn put_user(&self, name: &str, user: &impl serde::Serialize) -> Result<(), StoreError> {
         // Invariant: a user record is plain data and serialises.
-        self.users.insert(name.as_bytes(), serde_json::to_vec(user).expect("user serialises"))?;
-        self.flush().await
+        self.put_durable(journal::Tree::Users, name.as_bytes(), serde_json::to_vec(user).expect("user serialises")).await
     }
 
     /// Every console user saved, by name.
@@ -646,15 +819,15 @@ impl Store {
         }
     }
 
-    /// Saves the settings and flushes them to disk.
+    /// Saves the settings and makes them durable (journaled) before returning.
     pub async fn put_settings(&self, v: &serde_json::Value) -> Result<(), StoreError> {
         // Invariant: a JSON value serialises.
-        self.settings.insert(b"current", serde_json::to_vec(v).expect("JSON value serialises"))?;
-        self.flush().await
+        self.put_durable(journal::Tree::Settings, b"current", serde_json::to_vec(v).expect("JSON value serialises")).await
     }
 
-    /// Makes everything written to the database before the call durable (recording files are
-    /// made durable by the writer at each call's end). Never runs two flushes at once: a caller
+    /// Writes everything written to the database before the call to sled's files (sled's
+    /// flush: `sync_file_range`, not durable across a power cut, spacejam/sled#1452; what must
+    /// be durable is in the [`journal`], and [`Store::checkpoint`] `fsync`s sled's files). Never runs two flushes at once: a caller
     /// that asks while one runs waits for it and then shares the next one with every other
     /// caller that asked meanwhile (so a burst of N callers costs about two flushes, not N). The
     /// flush itself runs on the blocking pool.

@@ -119,10 +119,9 @@ impl Store {
         Ok(())
     }
 
-    /// Saves version `version` of the protocol cards and flushes it before returning.
+    /// Saves version `version` of the protocol cards and makes it durable (journaled) before returning.
     pub async fn put_qa_cards(&self, version: u32, saved: &impl Serialize) -> Result<(), StoreError> {
-        self.qa_cards.insert(version.to_be_bytes(), to_json(saved))?;
-        self.flush().await
+        self.put_durable(crate::journal::Tree::QaCards, &version.to_be_bytes(), to_json(saved)).await
     }
 
     /// Every saved version of the protocol cards, oldest first (empty: none saved, the shipped

@@ -83,7 +83,10 @@ struct State {
 /// closes it within [`URGENT_CHECK`]). Each batch: apply events to the cached records of live
 /// calls; gather audio into contiguous runs of up to a second; write events and the audio runs
 /// that are full (or broken by a gap); every [`RECORD_INTERVAL`], the changed records (with
-/// their index entries); flush at least every [`FLUSH_INTERVAL`]. When a call ends, its record
+/// their index entries); append the batch's events to the journal ([`crate::journal`]); sync
+/// the journal and flush sled at least every [`FLUSH_INTERVAL`], at a call's end and before
+/// answering a barrier or an append; checkpoint when the journal passes
+/// [`crate::journal::CHECKPOINT_BYTES`] and at the end. When a call ends, its record
 /// and partial audio runs are written, the database flushed and its recording file synced;
 /// when a barrier or an append asks for it, every pending record and partial audio run is
 /// written and the database flushed before barriers are answered. On a
@@ -94,7 +97,7 @@ struct State {
 /// kept and retried: a barrier, an append, a call's end or the shutdown waits up to
 /// [`AUDIO_RETRY`] for them, then goes on (a barrier is answered: its events and records are
 /// durable); at shutdown, audio still failing then is reported lost. The writer never stops on
-/// an error. A barrier makes events and records durable and the audio before it written to the
+/// an error. A barrier makes events durable (journal synced; records are rebuilt from them) and the audio before it written to the
 /// recording files (readable); a recording file is made durable at its call's end.
 pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop: CancellationToken) {
     let mut st = State::default();
@@ -103,6 +106,8 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
     let mut last_records = tokio::time::Instant::now();
     let mut last_recording_sync = tokio::time::Instant::now();
     let mut unflushed = false;
+    // The last journal frame appended and the last one synced ([`crate::journal`]).
+    let (mut journaled, mut journal_synced) = (0u64, 0u64);
     let mut last_batch = tokio::time::Instant::now();
     loop {
         let mut n = tokio::select! {
@@ -197,7 +202,10 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                 .filter_map(|(sid, old)| st.live.get(sid).map(|f| (old.clone(), CallRecord::of(f))))
                 .collect();
             match store.write_events(&events, &changed) {
-                Ok(()) => break !changed.is_empty(),
+                Ok(ticket) => {
+                    journaled = ticket.unwrap_or(journaled);
+                    break !changed.is_empty();
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "store write failed; retrying");
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -247,6 +255,19 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
                 st.dirty.remove(sid);
             }
         }
+        if journal_synced < journaled && flush_due {
+            // Acknowledgements wait for their events to be durable: retried until they are.
+            loop {
+                match store.sync_journal(journaled).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "journal sync failed; retrying");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+            journal_synced = journaled;
+        }
         if unflushed && flush_due {
             match store.flush().await {
                 Ok(()) => {
@@ -265,12 +286,18 @@ pub async fn run(store: Store, mut rx: mpsc::UnboundedReceiver<RecordMsg>, stop:
         for sid in ended {
             st.live.remove(&sid);
         }
+        if store.journal_len() >= crate::journal::CHECKPOINT_BYTES
+            && let Err(e) = store.checkpoint().await
+        {
+            tracing::error!(error = %e, "journal checkpoint failed (the journal keeps growing; retried after the next batch)");
+        }
         if closing && rx.is_empty() && !unflushed && st.chunks.is_empty() {
             break;
         }
     }
-    if let Err(e) = store.flush().await {
-        tracing::error!(error = %e, "final store flush failed");
+    // sled made durable, the journal emptied: the next open has nothing to replay.
+    if let Err(e) = store.checkpoint().await {
+        tracing::error!(error = %e, "final store checkpoint failed (the journal is replayed on the next open)");
     }
 }
 
