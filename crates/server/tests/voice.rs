@@ -74,7 +74,7 @@ fn heard_in_order(heard: &[u8], frames: &[Vec<u8>]) -> bool {
 /// against a jitter buffer, and on a 2-core machine two at once (each with its server, model
 /// fake and caller fake) starved the feeds (see the session 11 note: a console feed reset under
 /// load, not yet explained).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn keep_alive(base: &str, sid: &str) -> tokio::task::JoinHandle<()> {
     let mut ws = connect(base).await;
@@ -110,7 +110,7 @@ fn responses_asked(s: &SessionLog) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_after_the_hand_back() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let sc = scenario("cardiac-arrest");
     // What the supervisor says: a committed speech recording, and its words for the fake's
     // transcription session.
@@ -255,7 +255,7 @@ async fn a_supervisor_takes_the_voice_the_agent_falls_silent_and_answers_again_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_console_gives_the_call_back_to_the_agent_with_an_alert() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let sc = scenario("cardiac-arrest");
     let rig = rig(vec![sc.clone()], 1.0, |_| {}).await;
     let base = rig.server.base_url();

@@ -260,7 +260,7 @@ impl Store {
                 journal::Entry::Audit(a) => {
                     max_audit_id = max_audit_id.max(Some(a.id));
                     let key = audit::key(a.at_ms, a.id);
-                    if !self.audit.contains_key(&key)? {
+                    if !self.audit.contains_key(key)? {
                         // Invariant: AuditEntry is plain data and serialises.
                         self.audit.insert(key, serde_json::to_vec(&a).expect("AuditEntry serialises"))?;
                         audits += 1;
