@@ -114,7 +114,7 @@ fn setup(app: &mut tauri::App) -> Result<(), Box<dyn std::error::Error>> {
     let calls = server.calls.clone();
     app.manage(Server { handle: Mutex::new(Some(server)), calls: calls.clone() });
     app.manage(desk::Desk::start(&hub));
-    app.manage(mic::DeskMic::new(api.clone(), token.clone()));
+    app.manage(mic::DeskMic::new(api.clone()));
 
     let init = format!("window.__WATCHFLOOR__ = {{ api: {}, token: {} }};", serde_json::to_string(&api)?, serde_json::to_string(&token)?);
     WebviewWindowBuilder::new(app, "main", WebviewUrl::App("index.html".into()))

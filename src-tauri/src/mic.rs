@@ -4,7 +4,7 @@
 //! Capture is rodio's microphone source (cpal underneath, rodio's own backend), converted to
 //! mono 8 kHz by rodio's `UniformSourceIterator`, cut into 20 ms frames and encoded G.711 μ-law
 //! ([`FrameEncoder`]). The frames take the browser console's path exactly: a live-feed
-//! WebSocket to the embedded server, signed in with the desk's console token, `talk`, then `'S'`
+//! WebSocket to the embedded server, signed in with the console's token, `talk`, then `'S'`
 //! frames (`encode_voice_frame`), `stop_talking` when the key is released. So the server checks,
 //! audits, paces and records them like any console's, and a desk microphone that dies (its feed
 //! closes) is a lost console: the call goes back to the agent (or the human line) with an alert.
@@ -95,19 +95,19 @@ enum FeedCommand {
 pub struct DeskMic {
     /// The embedded server, e.g. `http://127.0.0.1:41234`.
     api: String,
-    /// The desk's console token (the live feed signs in with it).
-    token: String,
     status: Arc<Mutex<MicStatus>>,
     session: Mutex<Option<Session>>,
 }
 
 impl DeskMic {
-    /// The microphone of the desk whose server is at `api`, signed in with `token`.
-    pub fn new(api: String, token: String) -> DeskMic {
-        DeskMic { api, token, status: Arc::new(Mutex::new(MicStatus { level_dbfs: -100.0, ..Default::default() })), session: Mutex::new(None) }
+    /// The microphone of the desk whose server is at `api`.
+    pub fn new(api: String) -> DeskMic {
+        DeskMic { api, status: Arc::new(Mutex::new(MicStatus { level_dbfs: -100.0, ..Default::default() })), session: Mutex::new(None) }
     }
 
-    fn open(&self, call_sid: &str) -> Session {
+    /// Opens the device and a live feed signed in with `token` (the console's own: whoever is
+    /// signed in at it, so a locked or signed-out console's token opens nothing).
+    fn open(&self, call_sid: &str, token: &str) -> Session {
         let talking = Arc::new(AtomicBool::new(true));
         let stop = Arc::new(AtomicBool::new(false));
         let (frames_tx, frames_rx) = mpsc::channel::<Vec<u8>>(QUEUE_FRAMES);
@@ -125,7 +125,7 @@ impl DeskMic {
         if let Err(e) = spawned {
             self.status.lock().error = Some(format!("the microphone could not start: {e}"));
         }
-        let (url, token, sid, status, stop2) = (self.api.replace("http://", "ws://") + "/api/live", self.token.clone(), call_sid.to_string(), self.status.clone(), stop.clone());
+        let (url, token, sid, status, stop2) = (self.api.replace("http://", "ws://") + "/api/live", token.to_string(), call_sid.to_string(), self.status.clone(), stop.clone());
         tauri::async_runtime::spawn(async move {
             if let Err(e) = feed(&url, &token, &sid, frames_rx, commands_rx, status.clone()).await {
                 tracing::warn!(error = %e, "desk microphone: the live feed failed");
@@ -280,11 +280,13 @@ pub fn mic_select(mic: State<'_, DeskMic>, device: Option<String>) {
     mic.status.lock().device = device;
 }
 
-/// `mic_talk(call_id)`: the desk microphone goes to the caller of a call whose voice the
-/// console holds (push-to-talk pressed, or the open mic turned on). Opens the device the first
-/// time; refusals (not the holder, the call ended) come back in [`mic_status`]'s `error`.
+/// `mic_talk(call_id, token)`: the desk microphone goes to the caller of a call whose voice the
+/// console holds (push-to-talk pressed, or the open mic turned on). Opens the device and a live
+/// feed signed in with `token` (the console's current token: the desk's own, or the session of
+/// a user who signed in at the desk) the first time; refusals (not the holder, the call ended,
+/// the console locked) come back in [`mic_status`]'s `error`.
 #[tauri::command]
-pub fn mic_talk(mic: State<'_, DeskMic>, server: State<'_, crate::Server>, call_id: String) -> Result<(), String> {
+pub fn mic_talk(mic: State<'_, DeskMic>, server: State<'_, crate::Server>, call_id: String, token: String) -> Result<(), String> {
     if !server.is_live(&call_id) {
         return Err(format!("call {call_id} is not live"));
     }
@@ -298,7 +300,7 @@ pub fn mic_talk(mic: State<'_, DeskMic>, server: State<'_, crate::Server>, call_
         _ => {
             drop(session);
             mic.release();
-            let s = mic.open(&call_id);
+            let s = mic.open(&call_id, &token);
             session = mic.session.lock();
             *session = Some(s);
         }

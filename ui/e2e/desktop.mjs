@@ -5,8 +5,8 @@
 // frames played; the supervisor takes the call's voice by keyboard and talks into the desk
 // microphone (PulseAudio's null sinks stand in for the speakers and the microphone: speech played
 // into the `mic` sink is what the desk's default ALSA capture device hears), and the caller hears
-// it. Measures start-up time to a usable board and the app's memory; screenshots in
-// ui/e2e/out/desktop.png and desktop-takeover.png.
+// it. The desk locks (Shift+L) and, with no password, offers only to sign out. Measures start-up
+// time to a usable board and the app's memory; screenshots in ui/e2e/out/desktop*.png.
 //
 //   DESKTOP_BIN=target/debug/watchfloor-desktop WATCHFLOOR_BIN=target/debug/watchfloor node ui/e2e/desktop.mjs
 
@@ -267,6 +267,18 @@ try {
     }, 20000).catch(() => {});
     assert(state?.ready === 'true', `waveform: ${JSON.stringify(state)}`);
     execFileSync('import', ['-window', 'root', join(out, 'desktop-review.png')], { env });
+  });
+  await check('the desk locks (Shift+L), cannot be unlocked without a password, and signs out to the sign-in page', async () => {
+    const { api, token } = await driver.executeScript(() => window.__WATCHFLOOR__);
+    await driver.executeScript(() => window.dispatchEvent(new KeyboardEvent('keydown', { key: 'L', shiftKey: true, bubbles: true })));
+    await driver.wait(until.elementLocated(By.css('[data-testid=lock-desk]')), 10000);
+    const shown = await driver.executeScript("return { password: !!document.querySelector('[data-testid=unlock-password]'), board: !!document.querySelector('[data-call]'), focused: document.activeElement?.textContent }");
+    assert(!shown.password && !shown.board && shown.focused === 'Sign out', `lock screen: ${JSON.stringify(shown)}`);
+    const me = await fetch(`${api}/api/me`, { headers: { authorization: `Bearer ${token}` } });
+    assert(me.status === 423, `the desk's token is refused while locked: ${me.status}`);
+    execFileSync('import', ['-window', 'root', join(out, 'desktop-locked.png')], { env });
+    await driver.executeScript(() => document.activeElement.click());
+    await driver.wait(until.elementLocated(By.css('[data-testid=token], input[autocomplete=username]')), 10000);
   });
 } catch (e) {
   fail('set-up', e);

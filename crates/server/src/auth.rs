@@ -508,12 +508,17 @@ impl Auth {
         self.locked_tokens.lock().contains(&digest(token))
     }
 
+    /// Whether `name` signs in (and unlocks a locked console) with a password: false for the
+    /// console token's user until an administrator gives it one.
+    pub fn has_password(&self, name: &str) -> bool {
+        self.users.read().iter().any(|u| u.name == name && u.password_hash.is_some() && !u.disabled)
+    }
+
     /// Unlocks the console of `token` for its user `user` with `secret`: their password, or the
     /// console token itself for its user when they have no password. `Ok(true)` when it was
     /// right (the console is unlocked), `Ok(false)` when not; refused as busy like a sign-in.
     pub async fn unlock_console(&self, token: &str, user: &str, secret: String) -> Result<bool, SignInRefused> {
-        let has_password = self.users.read().iter().any(|u| u.name == user && u.password_hash.is_some() && !u.disabled);
-        let right = if has_password {
+        let right = if self.has_password(user) {
             let (hash, cfg) = self.stored_hash(user);
             let (reply, answer) = tokio::sync::oneshot::channel();
             self.limits.verifier.jobs.try_send((hash, secret, reply)).map_err(|_| SignInRefused::Busy)?;

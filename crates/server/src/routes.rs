@@ -245,10 +245,13 @@ fn console_files(dir: &std::path::Path) -> axum::routing::MethodRouter {
     }
 }
 
-/// `GET /api/me`: the signed-in user, `{"user", "line": bool, "roles": [role…], "lock_after_s"}`
-/// (the console shows only what the roles allow, and locks after `lock_after_s` without input).
+/// `GET /api/me`: the signed-in user, `{"user", "line": bool, "roles": [role…], "lock_after_s",
+/// "has_password": bool}` (the console shows only what the roles allow, locks after
+/// `lock_after_s` without input, and unlocks with the password — or, for a console token's user
+/// without one, the token).
 async fn me(State(state): State<AppState>, axum::Extension(user): axum::Extension<crate::auth::User>) -> Json<serde_json::Value> {
-    Json(json!({"user": user.name, "line": user.line.is_some(), "roles": user.roles, "lock_after_s": state.config.session_lock_seconds}))
+    let has_password = state.auth.has_password(&user.name);
+    Json(json!({"user": user.name, "line": user.line.is_some(), "roles": user.roles, "lock_after_s": state.config.session_lock_seconds, "has_password": has_password}))
 }
 
 /// `GET /api/incident-types`: the APCO incident types the dispatch rules know (code, words,

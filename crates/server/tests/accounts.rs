@@ -60,6 +60,7 @@ async fn an_administrator_manages_users_and_sessions_and_failed_sign_ins_lock_a_
     let (_, s) = sign_in(&http, &base, "rita", GOOD).await;
     let roles: Value = http.get(format!("{base}/api/me")).bearer_auth(s["token"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
     assert_eq!(roles["roles"], json!(["reviewer", "supervisor"]));
+    assert_eq!(roles["has_password"], true, "rita unlocks a locked console with her password");
 
     // Five wrong passwords in a row lock the name for 10 minutes, even for the right password
     // (sam, a supervisor: each name has its own budget of 10 attempts a minute besides).
@@ -132,6 +133,7 @@ async fn an_administrator_manages_users_and_sessions_and_failed_sign_ins_lock_a_
     let v: Value = r.json().await.unwrap();
     let me: Value = http.get(format!("{base}/api/me")).bearer_auth(v["token"].as_str().unwrap()).send().await.unwrap().json().await.unwrap();
     assert_eq!((me["user"].as_str(), me["roles"].clone()), (Some("supervisor"), json!(["supervisor", "admin"])));
+    assert_eq!(me["has_password"], false, "the console token's user has none: a desktop console of it cannot be unlocked, only signed out");
     let again = http.post(format!("{base}/api/login/link")).json(&json!({"code": code})).send().await.unwrap();
     assert_eq!(again.status(), 401, "a link works once");
 

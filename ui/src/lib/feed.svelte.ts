@@ -236,6 +236,14 @@ class Feed {
     else this.player.setVolume(track, level);
   }
 
+  /** Stops listening in, whatever call it was (the console locked or signed out). */
+  async stopListening() {
+    if (!this.listening) return;
+    if (desktop) await desktop.invoke('stop_listening').catch(() => {});
+    else this.ws?.send(JSON.stringify({ type: 'stop_listening' }));
+    this.listening = null;
+  }
+
   /** Listen to a call (caller and agent mixed), or stop if already listening to it. On the
    *  desktop the app plays it through the desk's speakers (rodio); in a browser, Web Audio. */
   async toggleListen(callSid: string) {

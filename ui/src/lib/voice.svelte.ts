@@ -6,7 +6,7 @@
 // commands), on the same server path; the console shows its level and device.
 
 import { mulaw } from 'alawmulaw';
-import { api, ApiError } from './api';
+import { api, ApiError, getToken } from './api';
 import { actions } from './actions.svelte';
 import { desktop } from './desktop';
 import { feed } from './feed.svelte';
@@ -129,7 +129,7 @@ class Voice {
   /** The desk's microphone through the desktop app (the same server path, its own feed). */
   private async startDeskMic(sid: string) {
     try {
-      await desktop!.invoke('mic_talk', { callId: sid });
+      await desktop!.invoke('mic_talk', { callId: sid, token: getToken() ?? '' });
     } catch (e) {
       actions.show(`Microphone unavailable: ${String(e)}`, true);
       this.talking = false;
