@@ -326,14 +326,14 @@ try {
 
   await check('settings: change the hold window and the voice, saved on the server', async () => {
     await page.keyboard.press('3');
-    await page.waitForSelector('[data-testid=settings] textarea');
+    await page.waitForSelector('[data-testid=profile-instructions]');
     await page.fill('[data-testid=hold]', '12');
-    await page.selectOption('[data-testid=settings] select >> nth=0', 'cedar');
+    await page.selectOption('[data-testid=profile-voice]', 'cedar');
     await page.screenshot({ path: join(out, 'settings.png') });
     await page.click('[data-testid=settings] button[type=submit]');
     await page.waitForSelector('[data-testid=toasts] >> text=Settings saved');
     const s = await api('GET', '/api/settings');
-    assert(s.voice === 'cedar' && s.dispatch_policy.hold_ms === 12000, JSON.stringify(s));
+    assert(s.profiles[0].voice === 'cedar' && s.profiles[0].version === 2 && s.dispatch_policy.hold_ms === 12000, JSON.stringify(s));
     // A unit with no call sign is refused, with the reason shown.
     await page.click('text=Add unit');
     await page.click('[data-testid=settings] button[type=submit]');

@@ -26,7 +26,7 @@ pub mod twilio_rest;
 
 pub use watchfloor_call::{AppendError, AudioFrame, CallEvent, CallEventKind, CallFold, CallMode, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Hub, RecordMsg, Speaker, Stage, StoreGone, Talking, Track, event, live};
 pub use machine::{CallMachine, Command, Input, Output, Refusal};
-pub use profile::{AgentProfile, CallContext, VadProfile};
+pub use profile::{AgentProfile, CallContext, ProfileBook, StoredPrompt, TurnDetectionKind, VadProfile};
 pub use registry::{CallHandle, CallRegistry};
 
 pub use incidents::SharedIncidents;

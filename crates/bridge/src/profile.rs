@@ -5,6 +5,7 @@ use watchfloor_wire::realtime::{
     AudioConfig, AudioFormat, AudioInput, AudioOutput, ClientEvent, MaxTokens, NoiseReduction, SessionConfig, Tool, Transcription,
     TurnDetection,
 };
+pub use watchfloor_wire::realtime::{Eagerness, NoiseReductionType};
 
 /// Instructions for a calm, professional 911 call taker.
 pub const DEFAULT_INSTRUCTIONS: &str = "You are a 911 emergency call taker answering a live phone call. \
@@ -39,18 +40,56 @@ impl Default for VadProfile {
     }
 }
 
-/// How the AI agent is configured for every call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+pub use watchfloor_call::TurnDetectionKind;
+
+/// A prompt stored with OpenAI, used instead of (or beside) the inline instructions
+/// (PROTOCOLS.md §5 `session.prompt`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct StoredPrompt {
+    /// `pmpt_…`.
+    pub id: String,
+    /// The version (decimal digits); none: the prompt's current version.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// Values of the prompt's variables, by name.
+    #[serde(default)]
+    pub variables: std::collections::BTreeMap<String, String>,
+}
+
+/// How the AI agent answers a line: one named profile (issue 21). The settings hold several,
+/// each for some called numbers (`To`), one of them the default; a call keeps the profile (and
+/// its version) it started with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(default, deny_unknown_fields)]
 pub struct AgentProfile {
+    /// The profile's name, e.g. `911` or `non-emergency`.
+    pub name: String,
+    /// The called numbers (`To`, E.164) this profile answers; the default profile answers
+    /// every number no profile lists.
+    pub lines: Vec<String>,
+    /// Its version: 1 when made, one more at every saved change (the record names it).
+    pub version: u32,
     /// Realtime model, e.g. `gpt-realtime`.
     pub model: String,
-    /// System instructions.
+    /// System instructions (may be empty with a stored prompt).
     pub instructions: String,
+    /// A stored prompt, sent as `session.prompt`.
+    pub prompt: Option<StoredPrompt>,
     /// One of alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar.
     pub voice: String,
-    /// Server VAD.
+    /// Server VAD or semantic VAD.
+    pub turn_detection: TurnDetectionKind,
+    /// Server VAD's timings (with [`TurnDetectionKind::ServerVad`]).
     pub vad: VadProfile,
+    /// Semantic VAD's eagerness (with [`TurnDetectionKind::SemanticVad`]).
+    pub eagerness: Eagerness,
+    /// Caller silence after which the service sends `input_audio_buffer.timeout_triggered`
+    /// and the agent speaks again, ms (server VAD only); none: no idle timeout.
+    pub idle_timeout_ms: Option<u32>,
+    /// Input noise reduction; none: off.
+    pub noise_reduction: Option<NoiseReductionType>,
+    /// The agent's speaking rate, 0.25–1.5 (1.0 normal).
+    pub speed: f32,
     /// Input transcription model, e.g. `gpt-4o-transcribe`.
     pub transcription_model: String,
     /// ISO-639-1 language of the caller, e.g. `en`.
@@ -60,12 +99,67 @@ pub struct AgentProfile {
 impl Default for AgentProfile {
     fn default() -> Self {
         AgentProfile {
+            name: "default".into(),
+            lines: Vec::new(),
+            version: 1,
             model: "gpt-realtime".into(),
             instructions: DEFAULT_INSTRUCTIONS.into(),
+            prompt: None,
             voice: "marin".into(),
+            turn_detection: TurnDetectionKind::ServerVad,
             vad: VadProfile::NORMAL,
+            eagerness: Eagerness::Auto,
+            idle_timeout_ms: None,
+            noise_reduction: Some(NoiseReductionType::NearField),
+            speed: 1.0,
             transcription_model: "gpt-4o-transcribe".into(),
             language: "en".into(),
+        }
+    }
+}
+
+/// The agent profiles of every line: which profile answers a called number (`To`, E.164), and
+/// the default for every other number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileBook {
+    default: std::sync::Arc<AgentProfile>,
+    lines: std::collections::HashMap<String, std::sync::Arc<AgentProfile>>,
+}
+
+impl ProfileBook {
+    /// One profile for every line.
+    pub fn single(profile: AgentProfile) -> ProfileBook {
+        ProfileBook { default: std::sync::Arc::new(profile), lines: Default::default() }
+    }
+
+    /// `default` for every number not in `lines`; `lines` maps called numbers to profiles.
+    pub fn new(default: AgentProfile, lines: impl IntoIterator<Item = (String, std::sync::Arc<AgentProfile>)>) -> ProfileBook {
+        ProfileBook { default: std::sync::Arc::new(default), lines: lines.into_iter().collect() }
+    }
+
+    /// The profile that answers calls to `to`.
+    pub fn for_line(&self, to: &str) -> std::sync::Arc<AgentProfile> {
+        self.lines.get(to).unwrap_or(&self.default).clone()
+    }
+
+    /// The default profile.
+    pub fn default_profile(&self) -> &AgentProfile {
+        &self.default
+    }
+}
+
+impl AgentProfile {
+    /// What a call's record says of this profile.
+    pub fn reference(&self) -> watchfloor_call::AgentProfileRef {
+        watchfloor_call::AgentProfileRef {
+            name: self.name.clone(),
+            version: self.version,
+            model: self.model.clone(),
+            turn_detection: self.turn_detection,
+            prompt: self.prompt.as_ref().map(|p| match &p.version {
+                Some(v) => format!("{}@{v}", p.id),
+                None => p.id.clone(),
+            }),
         }
     }
 }
@@ -82,14 +176,17 @@ pub struct CallContext {
 impl AgentProfile {
     /// The full instructions for one call: the profile's text plus a line with the callback number.
     pub fn instructions_for(&self, ctx: &CallContext) -> String {
-        let mut s = self.instructions.clone();
+        let mut lines: Vec<String> = Vec::new();
+        if !self.instructions.trim().is_empty() {
+            lines.push(self.instructions.clone());
+        }
         if !ctx.caller_number.is_empty() {
-            s.push_str(&format!("\nCaller ID (callback number on record): {}.", ctx.caller_number));
+            lines.push(format!("Caller ID (callback number on record): {}.", ctx.caller_number));
         }
         if let Some(h) = &ctx.history {
-            s.push_str(&format!("\nCaller history: {h}"));
+            lines.push(format!("Caller history: {h}"));
         }
-        s
+        lines.join("\n")
     }
 
     /// The `session.update` for one call: μ-law both ways, server VAD, transcription, voice.
@@ -101,6 +198,17 @@ impl AgentProfile {
     /// (`turn_detection.create_response` and `interrupt_response`, PROTOCOLS.md §5: while a
     /// supervisor holds the call's voice the caller is still transcribed, the agent silent).
     pub fn session_update_answering(&self, ctx: &CallContext, answering: bool) -> ClientEvent {
+        let turn_detection = match self.turn_detection {
+            TurnDetectionKind::ServerVad => TurnDetection::ServerVad {
+                threshold: self.vad.threshold,
+                prefix_padding_ms: self.vad.prefix_padding_ms,
+                silence_duration_ms: self.vad.silence_duration_ms,
+                idle_timeout_ms: Some(self.idle_timeout_ms),
+                create_response: Some(answering),
+                interrupt_response: Some(answering),
+            },
+            TurnDetectionKind::SemanticVad => TurnDetection::SemanticVad { eagerness: self.eagerness, create_response: Some(answering), interrupt_response: Some(answering) },
+        };
         ClientEvent::SessionUpdate {
             event_id: None,
             session: Box::new(SessionConfig {
@@ -111,22 +219,15 @@ impl AgentProfile {
                 audio: Some(AudioConfig {
                     input: Some(AudioInput {
                         format: Some(AudioFormat::pcmu()),
-                        noise_reduction: Some(NoiseReduction { kind: "near_field".into() }),
+                        noise_reduction: Some(self.noise_reduction.map(|kind| NoiseReduction { kind })),
                         transcription: Some(Transcription {
                             model: self.transcription_model.clone(),
                             language: Some(self.language.clone()),
                             prompt: None,
                         }),
-                        turn_detection: Some(TurnDetection::ServerVad {
-                            threshold: self.vad.threshold,
-                            prefix_padding_ms: self.vad.prefix_padding_ms,
-                            silence_duration_ms: self.vad.silence_duration_ms,
-                            idle_timeout_ms: Some(None),
-                            create_response: Some(answering),
-                            interrupt_response: Some(answering),
-                        }),
+                        turn_detection: Some(turn_detection),
                     }),
-                    output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some(self.voice.clone()), speed: Some(1.0) }),
+                    output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some(self.voice.clone()), speed: Some(self.speed) }),
                 }),
                 tools: Some(vec![Tool {
                     kind: "function".into(),
@@ -137,6 +238,11 @@ impl AgentProfile {
                 tool_choice: Some("auto".into()),
                 max_output_tokens: Some(MaxTokens::Inf("inf".into())),
                 include: None,
+                prompt: self.prompt.as_ref().map(|p| watchfloor_wire::realtime::Prompt {
+                    id: p.id.clone(),
+                    version: p.version.clone(),
+                    variables: (!p.variables.is_empty()).then(|| p.variables.clone()),
+                }),
             }),
         }
     }
@@ -156,7 +262,7 @@ impl AgentProfile {
                 audio: Some(AudioConfig {
                     input: Some(AudioInput {
                         format: Some(AudioFormat::pcmu()),
-                        noise_reduction: Some(NoiseReduction { kind: "near_field".into() }),
+                        noise_reduction: Some(self.noise_reduction.map(|kind| NoiseReduction { kind })),
                         transcription: Some(Transcription { model: self.transcription_model.clone(), language: Some(self.language.clone()), prompt: None }),
                         turn_detection: Some(TurnDetection::ServerVad {
                             threshold: VadProfile::NORMAL.threshold,
@@ -173,6 +279,7 @@ impl AgentProfile {
                 tool_choice: None,
                 max_output_tokens: None,
                 include: Some(vec!["item.input_audio_transcription.logprobs".into()]),
+                prompt: None,
             }),
         }
     }

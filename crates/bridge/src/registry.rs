@@ -20,7 +20,7 @@ use watchfloor_call::{CallFold, CallMode, CallStatus, Hub, LiveCall};
 use crate::jitter::VoiceMsg;
 use crate::machine::{Command, Refusal};
 use crate::model::ModelConfig;
-use crate::profile::AgentProfile;
+use crate::profile::{AgentProfile, ProfileBook};
 use crate::task::{CallSetup, TwilioSocket, run_call};
 
 /// Voice frames queued for a call's task: half a second.
@@ -100,8 +100,8 @@ fn same_token(a: &str, b: &str) -> bool {
 pub struct BridgeConfig {
     /// The model to connect to.
     pub model: Arc<ModelConfig>,
-    /// The agent profile for new calls.
-    pub profile: Arc<AgentProfile>,
+    /// The agent profiles of new calls, by called number (issue 21).
+    pub profiles: Arc<ProfileBook>,
     /// How long a call waits for its media stream, default 30 s.
     pub claim_window: Duration,
     /// How callers reach a human when the AI cannot go on.
@@ -180,9 +180,9 @@ impl CallRegistry {
         &self.hub
     }
 
-    /// Replaces the agent profile used by calls started from now on.
+    /// Replaces the agent profile of every line for calls started from now on.
     pub fn set_profile(&self, profile: AgentProfile) {
-        self.config.lock().profile = Arc::new(profile);
+        self.config.lock().profiles = Arc::new(ProfileBook::single(profile));
     }
 
     /// Changes the configuration of calls started from now on (live calls keep theirs).
@@ -218,6 +218,7 @@ impl CallRegistry {
             calls.insert(sid.clone(), Entry { commands: cmd_tx, voice: voice_tx, claim: Some(claim_tx), live: live.clone(), stream_token: stream_token.clone() });
         }
         let cfg = self.config.lock().clone();
+        let profile = cfg.profiles.for_line(&call.to);
         let setup = CallSetup {
             call_sid: sid.clone(),
             from: call.from,
@@ -225,7 +226,7 @@ impl CallRegistry {
             simulated: call.simulated,
             received: call.received,
             received_unix_ms: call.received_unix_ms,
-            profile: cfg.profile,
+            profile,
             model: match (&cfg.training_model, call.simulated) {
                 (Some(training), true) => training.clone(),
                 _ => cfg.model,

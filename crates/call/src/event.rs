@@ -206,6 +206,34 @@ impl Stage {
     }
 }
 
+/// How the end of a caller's turn is detected (the GA `turn_detection.type`, PROTOCOLS.md §1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum TurnDetectionKind {
+    /// Voice activity by level and silence, with explicit timings.
+    #[default]
+    ServerVad,
+    /// The model judges whether the caller has finished, with an eagerness.
+    SemanticVad,
+}
+
+/// The agent profile a call ran with (issue 21): which one, which version of it, and the model
+/// settings that matter in review.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct AgentProfileRef {
+    /// The profile's name.
+    pub name: String,
+    /// Its version when the call started.
+    pub version: u32,
+    /// The Realtime model, e.g. `gpt-realtime`.
+    pub model: String,
+    /// Server or semantic VAD.
+    pub turn_detection: TurnDetectionKind,
+    /// The stored prompt, `pmpt_…` with `@version` when one is fixed; none: inline instructions.
+    #[serde(default)]
+    pub prompt: Option<String>,
+}
+
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -218,6 +246,11 @@ pub enum CallEventKind {
         to: String,
         /// A training or test call placed by `watchfloor simulate`.
         simulated: bool,
+    },
+    /// The agent profile that answers the call, chosen by its called number (issue 21).
+    AgentProfile {
+        /// The profile and its version.
+        profile: AgentProfileRef,
     },
     /// A set-up stage was reached, `elapsed_ms` after the webhook.
     Stage {

@@ -127,6 +127,8 @@ pub struct CallFold {
     pub incident: Option<Incident>,
     /// The incident the call is on (issue 18), once the list has given it one.
     pub incident_id: Option<IncidentId>,
+    /// The agent profile the call runs with (issue 21).
+    pub agent_profile: Option<crate::event::AgentProfileRef>,
     /// An older incident this call may duplicate, until it is linked or unlinked.
     pub possible_duplicate: Option<Duplicate>,
     /// The dispatch.
@@ -192,6 +194,7 @@ impl CallFold {
                 self.simulated = *simulated;
                 self.started_at_ms = ev.at_ms;
             }
+            CallEventKind::AgentProfile { profile } => self.agent_profile = Some(profile.clone()),
             CallEventKind::Stage { stage, elapsed_ms } => {
                 self.stages.insert(stage.as_str().to_string(), *elapsed_ms);
             }

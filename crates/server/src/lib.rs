@@ -286,7 +286,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
     }
     // Settings saved from the console override the configuration file.
     let settings = match store.settings() {
-        Ok(Some(v)) => match serde_json::from_value::<settings::Settings>(v) {
+        Ok(Some(v)) => match settings::Settings::from_saved(v, &config) {
             Ok(s) if s.validate().is_ok() => {
                 tracing::info!("using the settings saved from the console");
                 s
@@ -356,7 +356,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
             connect_timeout: config.model_connect_timeout,
             ..ModelConfig::default()
         }),
-        profile: Arc::new(config.agent.clone()),
+        profiles: Arc::new(settings.profile_book()),
         claim_window: config.claim_window,
         fallback: Arc::new(watchfloor_bridge::task::Fallback { rest: config.twilio_rest(), human_line: config.human() }),
         timers: config.timers,

@@ -17,33 +17,36 @@ async fn settings_are_checked_saved_applied_and_audited() {
     let base = rig.server.base_url();
     let url = format!("{base}/api/settings");
     let s: Value = client().get(&url).send().await.unwrap().json().await.unwrap();
-    assert_eq!(s["voice"], "marin");
+    assert_eq!(s["profiles"][0]["voice"], "marin");
+    assert_eq!(s["default_profile"], s["profiles"][0]["name"]);
     assert_eq!(s["dispatch_policy"], json!({"mode": "supervised", "hold_ms": 20000}));
     assert_eq!(s["human_line"], "+15550001234");
     assert_eq!(s["voice_lost"], "ai", "a lost supervisor console gives the call back to the AI unless set otherwise");
 
     // Every problem is reported at once.
     let mut bad = s.clone();
-    bad["voice"] = json!("robot");
+    bad["profiles"][0]["voice"] = json!("robot");
     bad["dispatch_policy"] = json!({"mode": "supervised", "hold_ms": 10});
     bad["human_line"] = json!("555");
     let r = client().put(&url).json(&bad).send().await.unwrap();
     assert_eq!(r.status(), 400);
     let why = r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
-    assert!(why.contains("voice must be one of") && why.contains("hold_ms") && why.contains("human_line"), "{why}");
+    assert!(why.contains("profiles.default.voice must be one of") && why.contains("hold_ms") && why.contains("human_line"), "{why}");
     assert_eq!(client().put(&url).body("{\"voice\":").header("content-type", "application/json").send().await.unwrap().status(), 400);
     let mut bad_loss = s.clone();
     bad_loss["voice_lost"] = json!("hang_up");
     assert_eq!(client().put(&url).json(&bad_loss).send().await.unwrap().status(), 400);
 
     let mut good = s.clone();
-    good["voice"] = json!("cedar");
+    good["profiles"][0]["voice"] = json!("cedar");
     good["dispatch_policy"] = json!({"mode": "supervised", "hold_ms": 5000});
     good["human_line"] = json!("+15550009999");
     good["voice_lost"] = json!("human_line");
     good["units"] = json!([{"id": "Engine 7", "type": "engine"}, {"id": "Medic 3", "type": "medic"}]);
     let r = client().put(&url).json(&good).send().await.unwrap();
     assert_eq!(r.status(), 200);
+    // A changed profile is one version more (numbered by the server).
+    good["profiles"][0]["version"] = json!(2);
     assert_eq!(client().get(&url).send().await.unwrap().json::<Value>().await.unwrap(), good);
     let roster: Value = client().get(format!("{base}/api/units")).send().await.unwrap().json().await.unwrap();
     assert_eq!(roster["units"].as_array().unwrap().len(), 2);

@@ -643,7 +643,7 @@ pub async fn run_step(opts: &LoadOptions) -> anyhow::Result<StepReport> {
                 probes.register(&scenario.caller_number, probe.clone());
                 calls_by_sid.lock().insert(call_sid.clone(), probe.clone());
                 let caller = CallerOptions { keep_audio: false, probe: Some(probe.clone()), max_stream_ms: hold_end.saturating_duration_since(Instant::now()).as_millis() as u64, ..Default::default() };
-                let sim = SimulateOptions { caller, auth_token: Some(auth_token.clone()), public_url: Some(base.clone()), call_sid: Some(call_sid.clone()), client: Some(client.clone()) };
+                let sim = SimulateOptions { caller, auth_token: Some(auth_token.clone()), public_url: Some(base.clone()), call_sid: Some(call_sid.clone()), client: Some(client.clone()), to: None };
                 let supervisor = taken_over.then(|| tokio::spawn(supervise(base.clone(), console_token.clone(), call_sid.clone(), probe.clone(), client.clone())));
                 let result = place_call(&base, &scenario, &sim).await;
                 if let Some(s) = supervisor {

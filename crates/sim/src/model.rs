@@ -643,6 +643,67 @@ fn check_shape(v: &Value, path: &str) -> Result<(), String> {
     }
 }
 
+/// Checks the values of a `session` the GA API constrains (PROTOCOLS.md §1, §5): the turn
+/// detection's type and its own fields (`idle_timeout_ms` 5000–30000 and server VAD only;
+/// semantic VAD's `eagerness`), noise reduction, voice, speed 0.25–1.5, a stored prompt's id.
+/// The error is `(code, param, message)` as the service words it.
+fn check_session_values(v: &Value) -> Result<(), (&'static str, String, String)> {
+    let bad = |param: &str, message: String| Err(("invalid_value", format!("session.{param}"), message));
+    let input = &v["audio"]["input"];
+    let td = &input["turn_detection"];
+    if td.is_object() {
+        match td["type"].as_str() {
+            Some("server_vad") => {
+                if let Some(ms) = td.get("idle_timeout_ms").filter(|x| !x.is_null()) {
+                    match ms.as_u64() {
+                        Some(ms) if (5000..=30_000).contains(&ms) => {}
+                        _ => return bad("audio.input.turn_detection.idle_timeout_ms", format!("Invalid 'session.audio.input.turn_detection.idle_timeout_ms': integer between 5000 and 30000 expected, got {ms}.")),
+                    }
+                }
+            }
+            Some("semantic_vad") => {
+                for k in ["threshold", "prefix_padding_ms", "silence_duration_ms", "idle_timeout_ms"] {
+                    if td.get(k).is_some() {
+                        return Err(("unknown_parameter", format!("session.audio.input.turn_detection.{k}"), format!("Unknown parameter: 'session.audio.input.turn_detection.{k}' (semantic_vad).")));
+                    }
+                }
+                if !matches!(td["eagerness"].as_str(), None | Some("low" | "medium" | "high" | "auto")) {
+                    return bad("audio.input.turn_detection.eagerness", format!("Invalid value: {}. Supported values are: 'low', 'medium', 'high' and 'auto'.", td["eagerness"]));
+                }
+            }
+            _ => return bad("audio.input.turn_detection.type", format!("Invalid value: {}. Supported values are: 'server_vad' and 'semantic_vad'.", td["type"])),
+        }
+    }
+    if let Some(nr) = input.get("noise_reduction").filter(|x| !x.is_null())
+        && !matches!(nr["type"].as_str(), Some("near_field" | "far_field")) {
+            return bad("audio.input.noise_reduction.type", format!("Invalid value: {}. Supported values are: 'near_field' and 'far_field'.", nr["type"]));
+        }
+    let output = &v["audio"]["output"];
+    if let Some(voice) = output.get("voice")
+        && !voice.as_str().is_some_and(|x| VOICES.contains(&x)) {
+            return bad("audio.output.voice", format!("Invalid value: {voice}. Supported values are: {}.", VOICES.join(", ")));
+        }
+    if let Some(speed) = output.get("speed")
+        && !speed.as_f64().is_some_and(|x| (0.25..=1.5).contains(&x)) {
+            return bad("audio.output.speed", format!("Invalid 'session.audio.output.speed': number between 0.25 and 1.5 expected, got {speed}."));
+        }
+    if let Some(prompt) = v.get("prompt").filter(|x| !x.is_null()) {
+        if !prompt["id"].as_str().is_some_and(|id| id.starts_with("pmpt_")) {
+            return bad("prompt.id", format!("Invalid 'session.prompt.id': a stored prompt's id (pmpt_…) expected, got {}.", prompt["id"]));
+        }
+        if prompt.get("version").is_some_and(|x| !x.is_string()) {
+            return bad("prompt.version", "Invalid 'session.prompt.version': a string expected.".into());
+        }
+        if prompt.get("variables").is_some_and(|x| !x.is_object()) {
+            return bad("prompt.variables", "Invalid 'session.prompt.variables': an object expected.".into());
+        }
+    }
+    Ok(())
+}
+
+/// The Realtime API's voices (PROTOCOLS.md §1).
+const VOICES: &[&str] = &["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"];
+
 fn check_keys(v: &Value, path: &str, keys_at: fn(&str) -> Option<&'static [&'static str]>) -> Result<(), String> {
     let Some(obj) = v.as_object() else { return Ok(()) };
     if let Some(keys) = keys_at(path) {
@@ -739,6 +800,11 @@ impl Session {
                     return;
                 }
         }
+        if let Some(v) = value.get("session")
+            && let Err((code, param, message)) = check_session_values(v) {
+                self.shared.error(err("invalid_request_error", code, message, Some(param), event_id));
+                return;
+            }
         let ev = match ClientEvent::parse(text) {
             Ok(ev) => ev,
             Err(e) => {

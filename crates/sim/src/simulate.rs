@@ -84,7 +84,13 @@ pub struct SimulateOptions {
     /// The HTTP client for the webhook (default: a new one per call); the load generator shares
     /// one across calls.
     pub client: Option<reqwest::Client>,
+    /// The called number, the webhook's `To` (default [`EMERGENCY_LINE`]): which agent profile
+    /// answers depends on it.
+    pub to: Option<String>,
 }
+
+/// The called number of simulated calls unless told otherwise: the centre's 911 line.
+pub const EMERGENCY_LINE: &str = "+15550000911";
 
 /// The outcome of a simulated call.
 #[derive(Debug, Clone)]
@@ -114,7 +120,7 @@ pub async fn place_call(base_url: &str, scenario: &Scenario, opts: &SimulateOpti
         ("CallStatus".into(), "ringing".into()),
         ("Direction".into(), "inbound".into()),
         ("From".into(), scenario.caller_number.clone()),
-        ("To".into(), "+15550000911".into()),
+        ("To".into(), opts.to.clone().unwrap_or_else(|| EMERGENCY_LINE.into())),
         ("Simulated".into(), "true".into()),
     ];
     let public = opts.public_url.clone().unwrap_or_else(|| base_url.to_string());

@@ -107,6 +107,32 @@ async fn beta_and_unknown_fields_and_types_are_rejected_with_the_real_shape() {
 }
 
 #[tokio::test]
+async fn session_values_the_ga_api_constrains_are_checked() {
+    let fake = fake(10.0).await;
+    let mut ws = connect(&fake, &[("authorization", "Bearer sk-x")]).await.unwrap();
+    assert_eq!(next(&mut ws).await["type"], "session.created");
+    let td = |v: serde_json::Value| json!({"type":"session.update","session":{"type":"realtime","audio":{"input":{"turn_detection": v}}}});
+    for (ev, code, param) in [
+        (td(json!({"type":"semantic_vad","eagerness":"low","idle_timeout_ms":8000})), "unknown_parameter", "session.audio.input.turn_detection.idle_timeout_ms"),
+        (td(json!({"type":"semantic_vad","eagerness":"sometimes"})), "invalid_value", "session.audio.input.turn_detection.eagerness"),
+        (td(json!({"type":"server_vad","idle_timeout_ms":1000})), "invalid_value", "session.audio.input.turn_detection.idle_timeout_ms"),
+        (td(json!({"type":"push_to_talk"})), "invalid_value", "session.audio.input.turn_detection.type"),
+        (json!({"type":"session.update","session":{"type":"realtime","audio":{"input":{"noise_reduction":{"type":"studio"}}}}}), "invalid_value", "session.audio.input.noise_reduction.type"),
+        (json!({"type":"session.update","session":{"type":"realtime","audio":{"output":{"speed":3.0}}}}), "invalid_value", "session.audio.output.speed"),
+        (json!({"type":"session.update","session":{"type":"realtime","audio":{"output":{"voice":"robot"}}}}), "invalid_value", "session.audio.output.voice"),
+        (json!({"type":"session.update","session":{"type":"realtime","prompt":{"id":"prompt-1"}}}), "invalid_value", "session.prompt.id"),
+    ] {
+        send(&mut ws, ev).await;
+        let e = until(&mut ws, "error").await;
+        assert_eq!((e["error"]["code"].as_str(), e["error"]["param"].as_str()), (Some(code), Some(param)), "{e}");
+    }
+    // The GA shape with every new setting is taken.
+    send(&mut ws, json!({"type":"session.update","session":{"type":"realtime","prompt":{"id":"pmpt_abc","version":"2","variables":{"city":"Springfield"}},
+        "audio":{"input":{"noise_reduction":null,"turn_detection":{"type":"semantic_vad","eagerness":"high","create_response":true,"interrupt_response":true}},"output":{"voice":"cedar","speed":1.25}}}})).await;
+    assert_eq!(until(&mut ws, "session.updated").await["type"], "session.updated");
+}
+
+#[tokio::test]
 async fn vad_on_real_speech_drives_a_full_turn() {
     let sc = scenario();
     let fake = fake(20.0).await;

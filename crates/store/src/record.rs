@@ -125,6 +125,10 @@ pub struct CallRecord {
     /// share it. Each link and unlink is an `incident_linked` event on the timeline.
     #[serde(default)]
     pub incident: Option<watchfloor_dispatch::linking::IncidentId>,
+    /// The agent profile that answered the call, its version, model, turn detection and stored
+    /// prompt (issue 21); none for calls recorded before profiles.
+    #[serde(default)]
+    pub agent_profile: Option<watchfloor_call::AgentProfileRef>,
 }
 
 pub use watchfloor_call::live::dispatch_audio_url;
@@ -162,6 +166,7 @@ impl CallRecord {
             dispatch_audio_url: None,
             takeovers: Vec::new(),
             incident: None,
+            agent_profile: None,
         }
     }
 
@@ -230,6 +235,7 @@ impl CallRecord {
             dispatch_audio_url: fold.dispatch.audio_url.clone(),
             takeovers: fold.takeovers.clone(),
             incident: fold.incident_id,
+            agent_profile: fold.agent_profile.clone(),
         }
     }
 }

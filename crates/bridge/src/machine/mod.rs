@@ -571,6 +571,8 @@ impl CallMachine {
         };
         let from = m.context.caller_number.clone();
         m.emit(now, CallEventKind::CallCreated { from, to, simulated });
+        let profile = m.profile.reference();
+        m.emit(now, CallEventKind::AgentProfile { profile });
         m.emit(now, CallEventKind::StatusChanged { status: CallStatus::Processing });
         m.stage(now, Stage::WebhookReceived);
         m

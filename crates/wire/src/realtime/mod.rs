@@ -49,6 +49,23 @@ pub struct SessionConfig {
     /// `["item.input_audio_transcription.logprobs"]` (a transcription session, PROTOCOLS.md §5).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub include: Option<Vec<String>>,
+    /// A stored prompt used instead of, or beside, `instructions` (PROTOCOLS.md §5).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub prompt: Option<Prompt>,
+}
+
+/// `session.prompt`: a prompt stored with OpenAI (PROTOCOLS.md §5,
+/// `{"id":"pmpt_…","version":"3","variables":{…}}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prompt {
+    /// The prompt's id, `pmpt_…`.
+    pub id: String,
+    /// The version to use (a decimal string); absent: the prompt's current version.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub version: Option<String>,
+    /// Values of the prompt's `{{variables}}`, by name.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub variables: Option<std::collections::BTreeMap<String, String>>,
 }
 
 /// `max_output_tokens`: an integer 1–4096 or the string `"inf"`.
@@ -78,9 +95,10 @@ pub struct AudioInput {
     /// `{"type":"audio/pcmu"}` for Twilio audio.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub format: Option<AudioFormat>,
-    /// `{"type":"near_field"|"far_field"}` or `null` for none.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub noise_reduction: Option<NoiseReduction>,
+    /// `{"type":"near_field"|"far_field"}`; `Some(None)` is written as `null` (no noise
+    /// reduction), `None` leaves the field out (the service's default).
+    #[serde(skip_serializing_if = "Option::is_none", default, deserialize_with = "present")]
+    pub noise_reduction: Option<Option<NoiseReduction>>,
     /// Input transcription (the caller's words).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub transcription: Option<Transcription>,
@@ -124,9 +142,33 @@ impl AudioFormat {
 /// `noise_reduction`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NoiseReduction {
-    /// `"near_field"` (headsets, phones) or `"far_field"`.
+    /// Which filter.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: NoiseReductionType,
+}
+
+/// `noise_reduction.type` (PROTOCOLS.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum NoiseReductionType {
+    /// Close-talking microphones: headsets, phones held to the ear.
+    NearField,
+    /// Distant microphones: speakerphones, conference rooms.
+    FarField,
+}
+
+/// `semantic_vad.eagerness`: how soon the model decides the caller's turn is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ts_rs::TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Eagerness {
+    /// Waits longest (callers who pause to think).
+    Low,
+    /// Between low and high.
+    Medium,
+    /// Answers soonest.
+    High,
+    /// The service's choice (equivalent to medium).
+    Auto,
 }
 
 /// `transcription`.
@@ -170,8 +212,8 @@ pub enum TurnDetection {
     },
     /// Model-judged end of turn.
     SemanticVad {
-        /// `"low"`, `"medium"`, `"high"`, `"auto"`.
-        eagerness: String,
+        /// How soon a turn ends.
+        eagerness: Eagerness,
         /// Reply automatically when a turn ends.
         #[serde(skip_serializing_if = "Option::is_none", default)]
         create_response: Option<bool>,

@@ -60,7 +60,7 @@ fn golden_session() -> SessionConfig {
         audio: Some(AudioConfig {
             input: Some(AudioInput {
                 format: Some(AudioFormat::pcmu()),
-                noise_reduction: Some(NoiseReduction { kind: "near_field".into() }),
+                noise_reduction: Some(Some(NoiseReduction { kind: NoiseReductionType::NearField })),
                 transcription: Some(Transcription { model: "gpt-4o-transcribe".into(), language: Some("en".into()), prompt: None }),
                 turn_detection: Some(TurnDetection::ServerVad {
                     threshold: 0.5,
@@ -82,6 +82,7 @@ fn golden_session() -> SessionConfig {
         tool_choice: Some("auto".into()),
         max_output_tokens: Some(MaxTokens::Inf("inf".into())),
         include: None,
+        prompt: None,
     }
 }
 

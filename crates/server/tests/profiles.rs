@@ -1,0 +1,101 @@
+//! Agent profiles per line (issue 21): a call to the non-emergency number runs that profile (its
+//! instructions, voice, turn detection, noise reduction, speed and stored prompt in the
+//! `session.update` the model fake checks against the GA shape), a call to 911 the default;
+//! each record names the profile and version it ran with; bad values are refused with the field
+//! named.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, rig, scenario, wait_record_ended};
+use serde_json::{Value, json};
+use watchfloor_sim::caller::CallerOptions;
+use watchfloor_sim::simulate::{SimulateOptions, place_call};
+use watchfloor_wire::realtime::{Eagerness, NoiseReductionType, TurnDetection};
+
+const NON_EMERGENCY: &str = "+15550000311";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_line_runs_its_profile_and_the_record_names_it() {
+    let speed = 8.0;
+    let emergency = scenario("structure-fire");
+    let city = emergency.with_caller_number("+15550100311");
+    let rig = rig(vec![emergency.clone(), city.clone()], speed, |_| {}).await;
+    let base = rig.server.base_url();
+    let url = format!("{base}/api/settings");
+    let s: Value = client().get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(s["profiles"].as_array().unwrap().len(), 1, "one profile to begin with: {s}");
+
+    let mut main = s["profiles"][0].clone();
+    main["idle_timeout_ms"] = json!(8000);
+    let mut city_line = main.clone();
+    city_line["name"] = json!("non-emergency");
+    city_line["lines"] = json!([NON_EMERGENCY]);
+    city_line["instructions"] = json!("You answer the city's non-emergency line. Take reports of noise, parking and lost property.");
+    city_line["voice"] = json!("sage");
+    city_line["turn_detection"] = json!("semantic_vad");
+    city_line["eagerness"] = json!("low");
+    city_line["idle_timeout_ms"] = Value::Null;
+    city_line["noise_reduction"] = json!("far_field");
+    city_line["speed"] = json!(1.2);
+    city_line["prompt"] = json!({"id": "pmpt_city311", "version": "3", "variables": {"city": "Springfield"}});
+    let mut new = s.clone();
+    new["profiles"] = json!([main, city_line]);
+
+    // Bad values are refused, each with its field named.
+    for (field, value, why) in [
+        ("speed", json!(3.0), "profiles.non-emergency.speed must be 0.25–1.5"),
+        ("idle_timeout_ms", json!(8000), "profiles.non-emergency.idle_timeout_ms is for server VAD only"),
+        ("eagerness", json!("sometimes"), "profiles[1].eagerness: unknown variant `sometimes`"),
+        ("lines", json!(["311"]), "profiles.non-emergency.lines: \"311\" is not an E.164 number"),
+        ("model", json!("gpt-4o"), "profiles.non-emergency.model must be a Realtime model name"),
+    ] {
+        let mut bad = new.clone();
+        bad["profiles"][1][field] = value;
+        let r = client().put(&url).json(&bad).send().await.unwrap();
+        assert_eq!(r.status(), 400, "{field}");
+        let error = r.json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+        assert!(error.contains(why), "{field}: {error}");
+    }
+    let mut bad = new.clone();
+    bad["profiles"][0]["lines"] = json!([NON_EMERGENCY]);
+    let error = client().put(&url).json(&bad).send().await.unwrap().json::<Value>().await.unwrap()["error"].as_str().unwrap().to_string();
+    assert!(error.contains("is already the line of"), "one number, one profile: {error}");
+
+    let r = client().put(&url).json(&new).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let saved: Value = r.json().await.unwrap();
+    assert_eq!((saved["profiles"][0]["version"].as_u64(), saved["profiles"][1]["version"].as_u64()), (Some(2), Some(1)), "the changed default is v2, the new profile v1");
+
+    let opts = |to: Option<&str>| SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, to: to.map(str::to_string), ..Default::default() };
+    let a = place_call(&base, &city, &opts(Some(NON_EMERGENCY))).await.unwrap();
+    let b = place_call(&base, &emergency, &opts(None)).await.unwrap();
+
+    let session = rig.model.closed_session_of(&city.caller_number, Duration::from_secs(10)).await.unwrap().session.unwrap();
+    assert!(session.instructions.as_deref().unwrap().starts_with("You answer the city's non-emergency line."), "{:?}", session.instructions);
+    let input = session.audio.as_ref().unwrap().input.as_ref().unwrap();
+    assert!(matches!(input.turn_detection, Some(TurnDetection::SemanticVad { eagerness: Eagerness::Low, .. })), "{:?}", input.turn_detection);
+    assert_eq!(input.noise_reduction.as_ref().unwrap().as_ref().unwrap().kind, NoiseReductionType::FarField);
+    let output = session.audio.as_ref().unwrap().output.as_ref().unwrap();
+    assert_eq!((output.voice.as_deref(), output.speed), (Some("sage"), Some(1.2)));
+    let prompt = session.prompt.as_ref().expect("the stored prompt");
+    assert_eq!((prompt.id.as_str(), prompt.version.as_deref()), ("pmpt_city311", Some("3")));
+    assert_eq!(prompt.variables.as_ref().unwrap()["city"], "Springfield");
+
+    let session = rig.model.closed_session_of(&emergency.caller_number, Duration::from_secs(10)).await.unwrap().session.unwrap();
+    let input = session.audio.as_ref().unwrap().input.as_ref().unwrap();
+    assert!(matches!(input.turn_detection, Some(TurnDetection::ServerVad { idle_timeout_ms: Some(Some(8000)), .. })), "{:?}", input.turn_detection);
+    assert_eq!(session.audio.as_ref().unwrap().output.as_ref().unwrap().voice.as_deref(), Some("marin"));
+    assert!(session.prompt.is_none());
+
+    let rec_a = wait_record_ended(&rig.server, &a.call_sid).await;
+    let rec_b = wait_record_ended(&rig.server, &b.call_sid).await;
+    let p = rec_a.agent_profile.expect("the record names its profile");
+    assert_eq!((p.name.as_str(), p.version, p.turn_detection, p.prompt.as_deref()), ("non-emergency", 1, watchfloor_bridge::TurnDetectionKind::SemanticVad, Some("pmpt_city311@3")));
+    let p = rec_b.agent_profile.expect("the record names its profile");
+    assert_eq!((p.name.as_str(), p.version, p.model.as_str()), (s["default_profile"].as_str().unwrap(), 2, "gpt-realtime"));
+    // The API's record carries it too.
+    let api: Value = client().get(format!("{base}/api/calls/{}", a.call_sid)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(api["agent_profile"]["name"], "non-emergency");
+}
