@@ -16,6 +16,14 @@ are weapons, fire or other dangers, and confirm the callback number. Reassure th
 sent. Never promise an arrival time. Never end the call yourself. If the caller cannot speak, ask yes-or-no \
 questions. If a supervisor instruction arrives as a system message, follow it from then on.";
 
+/// What the agent does for a caller who cannot speak (a domestic violence call, a choking
+/// caller): appended to every profile's instructions unless the profile changes it.
+pub const DEFAULT_KEYPAD_PROTOCOL: &str = "If the caller cannot speak (they stay silent, whisper, or press keys), \
+ask short yes-or-no questions and tell them: press 1 for yes, 2 for no. When the caller presses a key you will \
+get a message saying which. Keys pressed without being asked may mean the caller cannot talk safely: speak \
+quietly, reassure them, and keep to yes-or-no questions about where they are, what is happening and whether \
+they are safe.";
+
 /// Server VAD settings (PROTOCOLS.md §1, `audio.input.turn_detection`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, ts_rs::TS)]
 pub struct VadProfile {
@@ -73,6 +81,9 @@ pub struct AgentProfile {
     pub model: String,
     /// System instructions (may be empty with a stored prompt).
     pub instructions: String,
+    /// How to help a caller who cannot speak and presses keys (Twilio `dtmf` reaches the agent
+    /// as "the caller pressed N"); added to the instructions; empty: none.
+    pub keypad_protocol: String,
     /// A stored prompt, sent as `session.prompt`.
     pub prompt: Option<StoredPrompt>,
     /// One of alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar.
@@ -104,6 +115,7 @@ impl Default for AgentProfile {
             version: 1,
             model: "gpt-realtime".into(),
             instructions: DEFAULT_INSTRUCTIONS.into(),
+            keypad_protocol: DEFAULT_KEYPAD_PROTOCOL.into(),
             prompt: None,
             voice: "marin".into(),
             turn_detection: TurnDetectionKind::ServerVad,
@@ -179,6 +191,9 @@ impl AgentProfile {
         let mut lines: Vec<String> = Vec::new();
         if !self.instructions.trim().is_empty() {
             lines.push(self.instructions.clone());
+        }
+        if !self.keypad_protocol.trim().is_empty() {
+            lines.push(self.keypad_protocol.clone());
         }
         if !ctx.caller_number.is_empty() {
             lines.push(format!("Caller ID (callback number on record): {}.", ctx.caller_number));

@@ -326,6 +326,15 @@ pub enum CallEventKind {
         /// The digit.
         digit: String,
     },
+    /// The caller said nothing for the profile's idle timeout: the model's
+    /// `input_audio_buffer.timeout_triggered` (PROTOCOLS.md §5), after which it prompts the
+    /// caller; a "caller silent" alert goes with it.
+    CallerSilent {
+        /// Start of the silent stretch, ms of the model's input audio.
+        audio_start_ms: u64,
+        /// Its end, ms of the model's input audio.
+        audio_end_ms: u64,
+    },
     /// The model sent an `error` event.
     ModelError {
         /// `error.type`.

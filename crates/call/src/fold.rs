@@ -319,6 +319,7 @@ impl CallFold {
                 self.voice_holder = None;
             }
             CallEventKind::Dtmf { .. }
+            | CallEventKind::CallerSilent { .. }
             | CallEventKind::ModelEventUnknown { .. }
             | CallEventKind::FunctionCall { .. }
             | CallEventKind::FallbackCompleted { .. }

@@ -219,6 +219,9 @@ fn validate_profile(p: &AgentProfile, errors: &mut Vec<String>) {
     if chars > MAX_INSTRUCTIONS {
         errors.push(f("instructions", format!("must be at most {MAX_INSTRUCTIONS} characters")));
     }
+    if p.keypad_protocol.chars().count() > 2000 {
+        errors.push(f("keypad_protocol", "must be at most 2000 characters".into()));
+    }
     if chars == 0 && p.prompt.is_none() {
         errors.push(f("instructions", "must be given unless a stored prompt is".into()));
     }

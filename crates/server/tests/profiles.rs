@@ -2,7 +2,8 @@
 //! instructions, voice, turn detection, noise reduction, speed and stored prompt in the
 //! `session.update` the model fake checks against the GA shape), a call to 911 the default;
 //! each record names the profile and version it ran with; bad values are refused with the field
-//! named.
+//! named. A silent caller: the profile's idle timeout has the model prompt them (a "caller
+//! silent" alert and a timeline entry), and the keys they press reach the agent.
 
 mod common;
 
@@ -98,4 +99,32 @@ async fn each_line_runs_its_profile_and_the_record_names_it() {
     // The API's record carries it too.
     let api: Value = client().get(format!("{base}/api/calls/{}", a.call_sid)).send().await.unwrap().json().await.unwrap();
     assert_eq!(api["agent_profile"]["name"], "non-emergency");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_caller_is_prompted_and_answers_on_the_keypad() {
+    let speed = 8.0;
+    let sc = scenario("silent-caller");
+    let rig = rig(vec![sc.clone()], speed, |c| c.agent.idle_timeout_ms = Some(5000)).await;
+    let base = rig.server.base_url();
+    let call = place_call(&base, &sc, &SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, ..Default::default() }).await.unwrap();
+    let rec = wait_record_ended(&rig.server, &call.call_sid).await;
+    let log = rig.model.closed_session_of(&sc.caller_number, Duration::from_secs(10)).await.unwrap();
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    assert_eq!(log.idle_timeouts.len(), 1, "the silence before the first answer: {:?}", log.idle_timeouts);
+    let (from, to) = log.idle_timeouts[0];
+    assert!(to - from >= 5000, "{from}–{to}");
+    let pressed: Vec<&String> = log.system_messages.iter().filter(|m| m.contains("The caller pressed 1 on the phone keypad.")).collect();
+    assert_eq!(pressed.len(), 2, "each key reached the agent: {:?}", log.system_messages);
+
+    let events = rig.server.store.events(&call.call_sid).unwrap();
+    let kinds: Vec<&watchfloor_bridge::CallEventKind> = events.iter().map(|e| &e.kind).collect();
+    let digits: Vec<&str> = kinds.iter().filter_map(|k| if let watchfloor_bridge::CallEventKind::Dtmf { digit } = k { Some(digit.as_str()) } else { None }).collect();
+    assert_eq!(digits, ["1", "1"], "the keys on the timeline");
+    assert!(kinds.iter().any(|k| matches!(k, watchfloor_bridge::CallEventKind::CallerSilent { audio_start_ms, audio_end_ms } if audio_end_ms - audio_start_ms >= 5000)), "caller silent on the timeline");
+    assert!(rec.alerts.iter().any(|a| a == "silent_caller"), "the caller-silent alert: {:?}", rec.alerts);
+    // The agent went on: the greeting, the prompt after the silence, and an answer to each key.
+    let agent: Vec<&str> = rec.transcript.iter().filter(|l| l.speaker == "agent").map(|l| l.text.as_str()).collect();
+    assert_eq!(agent.len(), 4, "{agent:?}");
+    assert!(agent[1].contains("press 1 for yes"), "{agent:?}");
 }

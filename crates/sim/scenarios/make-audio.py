@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """Makes each scenario's speech as 8 kHz mono G.711 μ-law WAV files with espeak-ng and sox.
 
-Run from anywhere: `python3 crates/sim/scenarios/make-audio.py`. It writes
-`audio/<scenario>/greeting.wav`, `caller-NN.wav` and `agent-NN.wav` next to this script.
+Run from anywhere: `python3 crates/sim/scenarios/make-audio.py [name …]` (every scenario, or
+the ones named). It writes `audio/<scenario>/greeting.wav`, `caller-NN.wav` and `agent-NN.wav`
+next to this script; a turn where the caller presses keys (`keys`) or stays silent (`silent`)
+has no caller speech.
 The generated files are committed, so tests need neither tool.
 Caller and agent use different espeak-ng voices so the two tracks are told apart by ear.
 """
 import pathlib
 import subprocess
+import sys
 import tempfile
 import tomllib
 
@@ -31,13 +34,17 @@ def speak(text: str, voice: str, out: pathlib.Path) -> None:
 
 
 def main() -> None:
+    wanted = set(sys.argv[1:])
     for path in sorted(HERE.glob("*.toml")):
         scenario = tomllib.loads(path.read_text())
         name = scenario["name"]
+        if wanted and name not in wanted:
+            continue
         base = HERE / "audio" / name
         speak(scenario["greeting"]["text"], AGENT_VOICE, base / "greeting.wav")
         for i, turn in enumerate(scenario["turns"]):
-            speak(turn["caller"], CALLER_VOICE, base / f"caller-{i:02}.wav")
+            if not turn.get("keys") and not turn.get("silent"):
+                speak(turn["caller"], CALLER_VOICE, base / f"caller-{i:02}.wav")
             speak(turn["agent"], AGENT_VOICE, base / f"agent-{i:02}.wav")
         print(f"{name}: {len(scenario['turns'])} turns")
 

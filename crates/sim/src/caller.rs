@@ -338,10 +338,18 @@ pub async fn run(ws_url: &str, call_sid: &str, account_sid: &str, custom_paramet
                     Phase::Speaking(..) => {}
                 }
                 if let Phase::Speaking(i, off) = phase {
+                    if let (Some(keys), 0) = (&scenario.turns[i].keys, off) {
+                        // A caller who cannot speak answers on the keypad: one `dtmf` a key.
+                        for digit in keys.chars() {
+                            send!('call, Message::text(TwilioInbound::Dtmf { sequence_number: next_seq(), stream_sid: stream_sid.clone(), dtmf: Dtmf { track: "inbound_track".into(), digit: digit.to_string() } }.to_json()));
+                        }
+                    }
                     let audio = &scenario.turns[i].caller.audio;
                     let mut f = audio[off..(off + FRAME_BYTES).min(audio.len())].to_vec();
-                    f.resize(FRAME_BYTES, mulaw::SILENCE);
-                    frame = Some(f);
+                    if !f.is_empty() {
+                        f.resize(FRAME_BYTES, mulaw::SILENCE);
+                        frame = Some(f);
+                    }
                     let off = off + FRAME_BYTES;
                     if off >= audio.len() {
                         agent_ms_this_turn = 0;

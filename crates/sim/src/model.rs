@@ -230,6 +230,8 @@ pub struct SessionLog {
     pub transcription: bool,
     /// The lines a transcription-only session sent (`...transcription.completed`), in order.
     pub transcripts: Vec<String>,
+    /// `(audio_start_ms, audio_end_ms)` of each `input_audio_buffer.timeout_triggered` sent.
+    pub idle_timeouts: Vec<(u64, u64)>,
     /// The socket is closed.
     pub closed: bool,
 }
@@ -560,6 +562,12 @@ struct Vad {
     last_speech_end_ms: u64,
     pending: Vec<u8>,
     processed_bytes: u64,
+    /// Where the caller's present silence began for the idle timeout (ms of input audio; after
+    /// a response, when its audio had played), while nobody speaks and no response runs.
+    idle_from_ms: Option<u64>,
+    /// A response ran since the caller last spoke: the idle timeout counts from when its audio
+    /// has played, not from `response.done` (PROTOCOLS.md §5).
+    after_response: bool,
 }
 
 struct Session {
@@ -730,7 +738,7 @@ impl Session {
             scenario: None,
             opts,
             config: None,
-            vad: Vad { speaking: false, item_id: String::new(), start_ms: 0, last_speech_end_ms: 0, pending: Vec::new(), processed_bytes: 0 },
+            vad: Vad { speaking: false, item_id: String::new(), start_ms: 0, last_speech_end_ms: 0, pending: Vec::new(), processed_bytes: 0, idle_from_ms: None, after_response: false },
             next_agent_line: 0,
             function_called: false,
             caller_turns: 0,
@@ -970,7 +978,52 @@ impl Session {
                 self.vad.speaking = false;
                 self.end_caller_turn(create);
             }
+            if !self.transcription {
+                self.idle_check(speech, end_ms);
+            }
         }
+    }
+
+    /// The server VAD's `idle_timeout_ms` (PROTOCOLS.md §5): after that much silence with no
+    /// response running (counted from when the last response's audio has played), the service
+    /// sends `input_audio_buffer.timeout_triggered`, commits the silent audio as the caller's
+    /// turn and answers as if the turn had ended.
+    fn idle_check(&mut self, speech: bool, end_ms: u64) {
+        let limit = match self.config.as_ref().and_then(|c| c.audio.as_ref()).and_then(|a| a.input.as_ref()).and_then(|i| i.turn_detection.as_ref()) {
+            Some(TurnDetection::ServerVad { idle_timeout_ms: Some(Some(ms)), .. }) => *ms as u64,
+            _ => return,
+        };
+        if self.shared.active.lock().is_some() {
+            self.vad.after_response = true;
+            self.vad.idle_from_ms = None;
+            return;
+        }
+        if speech || self.vad.speaking {
+            self.vad.after_response = false;
+            self.vad.idle_from_ms = None;
+            return;
+        }
+        let from = match self.vad.idle_from_ms {
+            Some(from) => from,
+            None => {
+                let played = if std::mem::take(&mut self.vad.after_response) {
+                    self.shared.log.lock().agent_audio.last().map_or(0, |(_, a)| mulaw::bytes_to_ms(a.len()))
+                } else {
+                    0
+                };
+                *self.vad.idle_from_ms.insert(end_ms + played)
+            }
+        };
+        if end_ms < from + limit {
+            return;
+        }
+        self.vad.idle_from_ms = None;
+        let item_id = self.shared.id("item");
+        self.shared.send(ServerEvent::InputAudioBufferTimeoutTriggered { event_id: self.shared.id("event"), audio_start_ms: from, audio_end_ms: end_ms, item_id: item_id.clone() });
+        self.shared.send(ServerEvent::InputAudioBufferCommitted { event_id: self.shared.id("event"), item_id: item_id.clone(), previous_item_id: self.last_item.replace(item_id) });
+        self.shared.log.lock().idle_timeouts.push((from, end_ms));
+        self.shared.activity.send_modify(|n| *n += 1);
+        self.start_response();
     }
 
     /// A transcription session's utterance ended: its line (no item in a conversation, no answer).

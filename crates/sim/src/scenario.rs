@@ -2,6 +2,8 @@
 //!
 //! A scenario is `scenarios/<name>.toml` (see `structure-fire.toml`) plus
 //! `scenarios/audio/<name>/{greeting,caller-NN,agent-NN}.wav`, made by `scenarios/make-audio.py`.
+//! A turn may have the caller press keys (`keys = "1"`) or stay silent (`silent = true`)
+//! instead of speaking (`silent-caller.toml`): such a turn has no caller audio.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -59,6 +61,10 @@ pub struct Turn {
     pub start: TurnStart,
     /// A function call the model makes before answering (the answer waits for its output).
     pub function_call: Option<FunctionCall>,
+    /// Keys the caller presses instead of speaking (Twilio `dtmf`, one event a key), e.g. `1`.
+    pub keys: Option<String>,
+    /// The caller says nothing this turn (the model's idle timeout makes the agent go on).
+    pub silent: bool,
 }
 
 /// A whole simulated call.
@@ -112,6 +118,12 @@ struct FileTurn {
     pause_ms: Option<u64>,
     barge_in_after_ms: Option<u64>,
     function_call: Option<FunctionCall>,
+    /// The caller presses these keys instead of speaking (no caller audio).
+    keys: Option<String>,
+    /// The caller says nothing this turn (no caller audio): the agent speaks again when the
+    /// model's idle timeout fires.
+    #[serde(default)]
+    silent: bool,
 }
 
 /// Errors loading a scenario.
@@ -145,8 +157,15 @@ impl Scenario {
                 Some(after_ms) => TurnStart::BargeIn { after_ms },
                 None => TurnStart::AfterAgent { pause_ms: t.pause_ms.unwrap_or(600) },
             };
+            let caller = if t.keys.is_some() || t.silent {
+                Line { text: t.caller, audio: Arc::new(Vec::new()) }
+            } else {
+                line(t.caller, format!("caller-{i:02}.wav"))?
+            };
             turns.push(Turn {
-                caller: line(t.caller, format!("caller-{i:02}.wav"))?,
+                caller,
+                keys: t.keys,
+                silent: t.silent,
                 agent: line(t.agent, format!("agent-{i:02}.wav"))?,
                 start,
                 function_call: t.function_call,
@@ -300,10 +319,16 @@ mod tests {
             assert!(!s.turns.is_empty());
             assert!(s.caller_number.starts_with('+'));
             for t in &s.turns {
-                assert!(t.caller.audio.len() > 4000, "{}: caller speech too short", s.name);
+                if t.keys.is_none() && !t.silent {
+                    assert!(t.caller.audio.len() > 4000, "{}: caller speech too short", s.name);
+                } else {
+                    assert!(t.caller.audio.is_empty(), "{}: a turn of keys or silence has no speech", s.name);
+                }
                 assert!(t.agent.audio.len() > 4000, "{}: agent speech too short", s.name);
             }
         }
+        let silent = all.iter().find(|s| s.name == "silent-caller").unwrap();
+        assert!(silent.turns[0].silent && silent.turns[1].keys.as_deref() == Some("1"));
         let talk = all.iter().find(|s| s.name == "talk-over").unwrap();
         assert!(talk.turns.iter().any(|t| matches!(t.start, TurnStart::BargeIn { .. })));
     }

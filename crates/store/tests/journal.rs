@@ -1,28 +1,12 @@
 //! The journal of acknowledged writes (issue 20): whatever sled loses, what was acknowledged is
 //! written back on open.
 
-use std::sync::Arc;
+mod common;
 
 use tokio::sync::{mpsc, oneshot};
-use watchfloor_call::{CallEvent, CallEventKind, CallStatus, RecordMsg, Speaker};
+use common::{call_events, ev};
+use watchfloor_call::{CallEventKind, CallStatus, RecordMsg};
 use watchfloor_store::{CallQuery, NewAuditEntry, Store, writer};
-
-fn ev(sid: &str, seq: u64, kind: CallEventKind) -> Arc<CallEvent> {
-    Arc::new(CallEvent { call_sid: sid.into(), seq, at_ms: 1_000 + seq, kind })
-}
-
-fn call_events(sid: &str, end: bool) -> Vec<Arc<CallEvent>> {
-    let mut v = vec![
-        ev(sid, 0, CallEventKind::CallCreated { from: "+15550100101".into(), to: "+15550000911".into(), simulated: true }),
-        ev(sid, 1, CallEventKind::StatusChanged { status: CallStatus::WithAgent }),
-        ev(sid, 2, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: "u".into(), text: "smoke from the garage at 4521 Willow Creek Drive".into(), interrupted: false, stream_ms: None, by: None }),
-    ];
-    if end {
-        v.push(ev(sid, 3, CallEventKind::StatusChanged { status: CallStatus::Completed }));
-        v.push(ev(sid, 4, CallEventKind::CallEnded { reason: "stop".into() }));
-    }
-    v
-}
 
 /// sled's own files in `dir` removed (what a power cut can do to what sled had not made
 /// durable, at its worst): the journal and the recordings stay.
@@ -52,7 +36,7 @@ async fn acknowledged_writes_come_back_when_sled_lost_them() {
             tx.send(RecordMsg::Event(e)).unwrap();
         }
         // A supervisor action: its event, then the barrier its acknowledgement waits on.
-        tx.send(RecordMsg::Event(ev("CA_live", 3, CallEventKind::LegalHold { on: true, by: "sam".into() }))).unwrap();
+        tx.send(RecordMsg::Event(ev("CA_live", 5, CallEventKind::LegalHold { on: true, by: "sam".into() }))).unwrap();
         let (btx, brx) = oneshot::channel();
         tx.send(RecordMsg::Barrier(btx)).unwrap();
         brx.await.unwrap();
@@ -77,7 +61,7 @@ async fn acknowledged_writes_come_back_when_sled_lost_them() {
     let live = store.get_call("CA_live").unwrap().unwrap();
     assert!(live.legal_hold, "the acknowledged action is there");
     assert_eq!(live.status, CallStatus::Interrupted);
-    let found = store.query(&CallQuery { text: Some("garage".into()), limit: 10, ..Default::default() }).unwrap();
+    let found = store.query(&CallQuery { text: Some("main".into()), limit: 10, ..Default::default() }).unwrap();
     assert_eq!(found.calls.len(), 2, "the transcript index is rebuilt too");
     let audit = store.audit_log(&Default::default()).unwrap();
     assert!(audit.iter().any(|a| a.id == audit_id && a.action == "call.legal_hold"), "{audit:?}");

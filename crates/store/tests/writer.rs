@@ -1,27 +1,11 @@
+mod common;
+
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use watchfloor_call::{CallEvent, CallEventKind, CallStatus, RecordMsg, Speaker};
+use common::{call_events, ev};
+use watchfloor_call::{CallEventKind, RecordMsg};
 use watchfloor_store::{Store, writer};
-
-fn ev(sid: &str, seq: u64, kind: CallEventKind) -> Arc<CallEvent> {
-    Arc::new(CallEvent { call_sid: sid.into(), seq, at_ms: 1_000 + seq, kind })
-}
-
-fn call_events(sid: &str, end: bool) -> Vec<Arc<CallEvent>> {
-    let mut v = vec![
-        ev(sid, 0, CallEventKind::CallCreated { from: "+15550100101".into(), to: "+15550000911".into(), simulated: true }),
-        ev(sid, 1, CallEventKind::StatusChanged { status: CallStatus::WithAgent }),
-        ev(sid, 2, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "a".into(), text: "911, what is the address of your emergency?".into(), interrupted: false, stream_ms: None, by: None }),
-        ev(sid, 3, CallEventKind::AgentQuestions { count: 1 }),
-        ev(sid, 4, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: "u".into(), text: "123 Main Street".into(), interrupted: false, stream_ms: None, by: None }),
-    ];
-    if end {
-        v.push(ev(sid, 5, CallEventKind::StatusChanged { status: CallStatus::Completed }));
-        v.push(ev(sid, 6, CallEventKind::CallEnded { reason: "stop".into() }));
-    }
-    v
-}
 
 /// A writer on the store in `dir`: the store, the writer's queue and its task.
 fn start_writer(dir: &std::path::Path) -> (Store, mpsc::UnboundedSender<RecordMsg>, tokio::task::JoinHandle<()>) {

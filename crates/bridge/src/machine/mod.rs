@@ -999,9 +999,7 @@ impl CallMachine {
                 self.maybe_greet();
             }
             TwilioInbound::Media { media, .. } => self.on_caller_media(&media.timestamp, &media.payload, now),
-            TwilioInbound::Dtmf { dtmf, .. } => {
-                self.emit(now, CallEventKind::Dtmf { digit: dtmf.digit });
-            }
+            TwilioInbound::Dtmf { dtmf, .. } => self.on_dtmf(now, dtmf.digit),
             TwilioInbound::Mark { mark, .. } => self.on_mark(&mark.name, now),
             TwilioInbound::Stop { .. } => {
                 self.end(now, "stop", CallStatus::Completed);
@@ -1233,8 +1231,12 @@ impl CallMachine {
                     message: format!("caller transcription failed for {item_id}"),
                 });
             }
+            ServerEvent::InputAudioBufferTimeoutTriggered { audio_start_ms, audio_end_ms, .. } => {
+                // The model prompts the caller on its own (it answers as if the turn had ended).
+                self.emit(now, CallEventKind::CallerSilent { audio_start_ms, audio_end_ms });
+                self.alert(now, AlertKind::SilentCaller);
+            }
             ServerEvent::InputAudioBufferCommitted { .. }
-            | ServerEvent::InputAudioBufferTimeoutTriggered { .. }
             | ServerEvent::ConversationItemAdded { .. }
             | ServerEvent::ConversationItemDone { .. }
             | ServerEvent::ConversationItemCreated { .. }
@@ -1599,6 +1601,30 @@ impl CallMachine {
     }
 
     /// Raises an alert, once per kind per call.
+    /// A key the caller pressed (Twilio `dtmf`): on the timeline, and told to the agent as a
+    /// system message, which it answers at once unless it is speaking (then after its reply) or
+    /// muted (a supervisor holds the call's voice and sees the key on the timeline). A caller who
+    /// cannot speak answers the agent's yes-or-no questions this way (the profile's keypad
+    /// protocol, in its instructions).
+    fn on_dtmf(&mut self, now: Instant, digit: String) {
+        let valid = digit.len() == 1 && digit.chars().all(|c| c.is_ascii_digit() || c == '*' || c == '#');
+        if !valid {
+            self.skip(now, "twilio", format!("dtmf digit {digit:?} is not a keypad key"));
+            return;
+        }
+        self.emit(now, CallEventKind::Dtmf { digit: digit.clone() });
+        if self.agent_muted() {
+            return;
+        }
+        let text = format!("The caller pressed {digit} on the phone keypad.");
+        self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: ItemCreate::system_text(text) }));
+        if self.response_in_flight.is_none() {
+            self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
+        } else {
+            self.reply_after_response = true;
+        }
+    }
+
     fn alert(&mut self, now: Instant, kind: AlertKind) {
         self.dispatch.alert(kind);
         self.run_dispatch(now);

@@ -1135,3 +1135,70 @@ fn a_lost_transcription_session_is_on_the_record_and_does_not_hold_the_agent() {
     m.command(Command::HandBack { by: "ana".into() }, t0).unwrap();
     assert!(to_model(&drain(&mut m)).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "the agent answers at once");
 }
+
+fn dtmf(digit: &str) -> Input<'static> {
+    Input::Twilio(TwilioInbound::Dtmf { sequence_number: "5".into(), stream_sid: "MZ1".into(), dtmf: watchfloor_wire::twilio::Dtmf { track: "inbound_track".into(), digit: digit.into() } })
+}
+
+/// The texts of the system messages sent to the model.
+fn system_texts(out: &[Output]) -> Vec<String> {
+    to_model(out)
+        .into_iter()
+        .filter_map(|e| match e {
+            ClientEvent::ConversationItemCreate { item: ItemCreate::Message { role, content }, .. } if role == "system" => Some(format!("{content:?}")),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_key_the_caller_presses_is_on_the_timeline_and_reaches_the_agent() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(dtmf("5"), t0);
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::Dtmf { digit } if digit == "5")));
+    assert!(system_texts(&out).iter().any(|t| t.contains("The caller pressed 5")), "{:?}", system_texts(&out));
+    assert!(to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "the agent answers at once");
+
+    // While the agent speaks, the key is told at once and answered after its reply.
+    m.handle_input(response_created("resp_1"), t0);
+    drain(&mut m);
+    m.handle_input(dtmf("1"), t0);
+    let out = drain(&mut m);
+    assert!(system_texts(&out).iter().any(|t| t.contains("pressed 1")));
+    assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "no second response while one is in flight");
+    m.handle_input(response_done("resp_1", "completed"), t0);
+    assert!(to_model(&drain(&mut m)).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })), "answered after the reply");
+
+    // Not a keypad key: skipped, nothing reaches the agent.
+    m.handle_input(dtmf("Z"), t0);
+    let out = drain(&mut m);
+    assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::InputSkipped { .. })));
+    assert!(system_texts(&out).is_empty());
+}
+
+#[test]
+fn the_models_idle_timeout_raises_a_caller_silent_alert() {
+    let t0 = Instant::now();
+    let mut m = machine(t0);
+    start(&mut m, t0);
+    m.handle_input(model(ServerEvent::InputAudioBufferTimeoutTriggered { event_id: String::new(), audio_start_ms: 4_000, audio_end_ms: 12_000, item_id: "item_idle".into() }), t0);
+    let out = drain(&mut m);
+    let ev = events(&out);
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::CallerSilent { audio_start_ms: 4_000, audio_end_ms: 12_000 })), "{ev:?}");
+    assert!(ev.iter().any(|e| matches!(e, CallEventKind::Alert { alert, .. } if *alert == AlertKind::SilentCaller)), "{ev:?}");
+}
+
+#[test]
+fn the_keypad_protocol_is_in_the_instructions() {
+    let p = AgentProfile::default();
+    let update = p.session_update(&CallContext { caller_number: "+15550100101".into(), history: None });
+    let ClientEvent::SessionUpdate { session, .. } = update else { panic!("a session.update") };
+    let instructions = session.instructions.unwrap();
+    assert!(instructions.contains("press 1 for yes, 2 for no"), "{instructions}");
+    let none = AgentProfile { keypad_protocol: String::new(), ..Default::default() };
+    let ClientEvent::SessionUpdate { session, .. } = none.session_update(&CallContext::default()) else { panic!() };
+    assert!(!session.instructions.unwrap().contains("press 1"));
+}

@@ -33,6 +33,11 @@ model: string,
  */
 instructions: string, 
 /**
+ * How to help a caller who cannot speak and presses keys (Twilio `dtmf` reaches the agent
+ * as "the caller pressed N"); added to the instructions; empty: none.
+ */
+keypad_protocol: string, 
+/**
  * A stored prompt, sent as `session.prompt`.
  */
 prompt: StoredPrompt | null, 

@@ -129,7 +129,15 @@ count: number, } | { "type": "dtmf",
 /**
  * The digit.
  */
-digit: string, } | { "type": "model_error", 
+digit: string, } | { "type": "caller_silent", 
+/**
+ * Start of the silent stretch, ms of the model's input audio.
+ */
+audio_start_ms: number, 
+/**
+ * Its end, ms of the model's input audio.
+ */
+audio_end_ms: number, } | { "type": "model_error", 
 /**
  * `error.type`.
  */
