@@ -334,10 +334,16 @@ try {
     await page.waitForSelector('[data-testid=toasts] >> text=Settings saved');
     const s = await api('GET', '/api/settings');
     assert(s.profiles[0].voice === 'cedar' && s.profiles[0].version === 2 && s.dispatch_policy.hold_ms === 12000, JSON.stringify(s));
+    // A tool for the agent (the example: a premise-history lookup), shown for the screenshot;
+    // its placeholder URL is refused with the unit below.
+    await page.click('[data-testid=profile-add-tool]');
+    await page.locator('[data-testid=profile-tools]').scrollIntoViewIfNeeded();
+    await page.screenshot({ path: join(out, 'settings-tools.png') });
     // A unit with no call sign is refused, with the reason shown.
     await page.click('text=Add unit');
     await page.click('[data-testid=settings] button[type=submit]');
     await page.waitForSelector('[data-testid=settings] [role=alert] >> text=unit must be');
+    await page.waitForSelector('[data-testid=settings] [role=alert] >> text=tools.premise_history.url must be');
     // The protocol cards: an edit becomes version 2 and the calls are scored with it.
     await page.click('[data-testid=settings] button >> text=Discard');
     const before = await api('GET', '/api/qa/cards');

@@ -22,6 +22,7 @@ pub mod registry;
 pub mod incidents;
 pub mod roster;
 pub mod task;
+pub mod tools;
 pub mod twilio_rest;
 
 pub use watchfloor_call::{AppendError, AudioFrame, CallEvent, CallEventKind, CallFold, CallMode, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Hub, RecordMsg, Speaker, Stage, StoreGone, Talking, Track, event, live};

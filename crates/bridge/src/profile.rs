@@ -88,6 +88,9 @@ pub struct AgentProfile {
     pub prompt: Option<StoredPrompt>,
     /// One of alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar.
     pub voice: String,
+    /// Function tools besides the built-in `report_incident`, each answered by an HTTP endpoint
+    /// ([`crate::tools`]); at most 16.
+    pub tools: Vec<crate::tools::ToolConfig>,
     /// Server VAD or semantic VAD.
     pub turn_detection: TurnDetectionKind,
     /// Server VAD's timings (with [`TurnDetectionKind::ServerVad`]).
@@ -118,6 +121,7 @@ impl Default for AgentProfile {
             keypad_protocol: DEFAULT_KEYPAD_PROTOCOL.into(),
             prompt: None,
             voice: "marin".into(),
+            tools: Vec::new(),
             turn_detection: TurnDetectionKind::ServerVad,
             vad: VadProfile::NORMAL,
             eagerness: Eagerness::Auto,
@@ -244,12 +248,16 @@ impl AgentProfile {
                     }),
                     output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some(self.voice.clone()), speed: Some(self.speed) }),
                 }),
-                tools: Some(vec![Tool {
-                    kind: "function".into(),
-                    name: watchfloor_dispatch::report::TOOL_NAME.into(),
-                    description: watchfloor_dispatch::report::TOOL_DESCRIPTION.into(),
-                    parameters: watchfloor_dispatch::report::parameters(),
-                }]),
+                tools: Some(
+                    std::iter::once(Tool {
+                        kind: "function".into(),
+                        name: watchfloor_dispatch::report::TOOL_NAME.into(),
+                        description: watchfloor_dispatch::report::TOOL_DESCRIPTION.into(),
+                        parameters: watchfloor_dispatch::report::parameters(),
+                    })
+                    .chain(self.tools.iter().map(crate::tools::ToolConfig::declaration))
+                    .collect(),
+                ),
                 tool_choice: Some("auto".into()),
                 max_output_tokens: Some(MaxTokens::Inf("inf".into())),
                 include: None,

@@ -121,6 +121,8 @@ pub struct BridgeConfig {
     /// The model of training (simulated) calls, when it differs from the real one (training
     /// mode runs a model fake for them, so they never reach the real service).
     pub training_model: Option<Arc<ModelConfig>>,
+    /// Calls the profiles' tools' endpoints, signing with the shared secret (issue 21).
+    pub tools: crate::tools::ToolClient,
 }
 
 /// Live calls.
@@ -240,6 +242,7 @@ impl CallRegistry {
             voice_loss: cfg.voice_loss,
             roster: cfg.roster,
             incidents: cfg.incidents,
+            tools: cfg.tools,
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();

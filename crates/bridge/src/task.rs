@@ -85,7 +85,12 @@ pub struct CallSetup {
     pub roster: crate::SharedRoster,
     /// The incident list (issue 18): the call's own events keep its incident up to date.
     pub incidents: crate::SharedIncidents,
+    /// Calls the profile's tools' endpoints (issue 21).
+    pub tools: crate::tools::ToolClient,
 }
+
+/// A profile's tool being called: its `call_id`, name and outcome when it answers.
+type ToolFuture = Pin<Box<dyn std::future::Future<Output = (String, String, crate::tools::ToolOutcome)> + Send>>;
 
 /// How a call reaches a human when the AI cannot go on.
 #[derive(Debug, Clone, Default)]
@@ -229,6 +234,8 @@ pub async fn run_call(
     let mut pending_ack: Option<(oneshot::Sender<CommandResult>, CommandResult)> = None;
     // A supervisor's hand-off at Twilio REST, and the command waiting for its outcome.
     let mut handing_off: Option<HandOffFuture> = None;
+    // The profile's tools being called for the model (several may run at once).
+    let mut tool_calls: futures_util::stream::FuturesUnordered<ToolFuture> = futures_util::stream::FuturesUnordered::new();
     let mut hand_off_ack: Option<oneshot::Sender<CommandResult>> = None;
     // The supervisor's voice: buffered, then one frame to the machine every 20 ms.
     let mut jitter = crate::jitter::Jitter::new();
@@ -444,6 +451,9 @@ pub async fn run_call(
                 armed = None;
                 machine.handle_input(Input::Timeout, Instant::now());
             }
+            Some((call_id, name, outcome)) = tool_calls.next(), if !tool_calls.is_empty() => {
+                machine.handle_input(Input::ToolAnswered { call_id, name, outcome }, Instant::now());
+            }
             result = next_hand_off(&mut handing_off) => {
                 handing_off = None;
                 machine.handle_input(Input::HandOffDone(result.clone()), Instant::now());
@@ -558,6 +568,14 @@ pub async fn run_call(
                                 model_sock = None;
                                 machine.handle_input(Input::ModelClosed, Instant::now());
                             }
+                    }
+                    Output::CallTool { call_id, tool, arguments } => {
+                        tracing::info!(tool = %tool.name, "calling a profile's tool");
+                        let (client, sid) = (setup.tools.clone(), setup.call_sid.clone());
+                        tool_calls.push(Box::pin(async move {
+                            let outcome = client.call(&tool, &sid, &call_id, &arguments).await;
+                            (call_id, tool.name, outcome)
+                        }));
                     }
                     Output::HandOff { action, to } => {
                         tracing::info!(action = action.as_str(), "handing the call off through Twilio REST");

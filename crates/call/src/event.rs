@@ -326,6 +326,22 @@ pub enum CallEventKind {
         /// The digit.
         digit: String,
     },
+    /// A profile's tool answered the model's call (issue 21), or failed and the model was told
+    /// why; the call itself is the `function_call` before it.
+    ToolAnswered {
+        /// The model's `call_id`.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// The endpoint answered with JSON.
+        ok: bool,
+        /// What the model got (the answer, or the error), cut to 2000 characters.
+        output: String,
+        /// Tries made (1 = no retry).
+        attempts: u32,
+        /// From the first try to the outcome, ms.
+        elapsed_ms: u64,
+    },
     /// The caller said nothing for the profile's idle timeout: the model's
     /// `input_audio_buffer.timeout_triggered` (PROTOCOLS.md §5), after which it prompts the
     /// caller; a "caller silent" alert goes with it.

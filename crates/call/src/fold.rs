@@ -320,6 +320,7 @@ impl CallFold {
             }
             CallEventKind::Dtmf { .. }
             | CallEventKind::CallerSilent { .. }
+            | CallEventKind::ToolAnswered { .. }
             | CallEventKind::ModelEventUnknown { .. }
             | CallEventKind::FunctionCall { .. }
             | CallEventKind::FallbackCompleted { .. }

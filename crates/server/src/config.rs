@@ -14,6 +14,7 @@
 //! | `WATCHFLOOR_CONSOLE_TOKEN` | presets the console token (else `<data dir>/console-token`, made at first start) | none |
 //! | `WATCHFLOOR_TRUSTED_PROXY` | `1`: behind an authenticating proxy; allows a public bind without a Twilio auth token | off |
 //! | `WATCHFLOOR_UI_DIR` | the built console served at `/` | the repository's `ui/dist` |
+//! | `WATCHFLOOR_TOOL_SECRET` | signs the requests to agent profiles' tool endpoints (HMAC-SHA256, `crates/bridge/src/tools.rs`) | none: unsigned |
 //!
 //! File-only settings: `retention_days` (365), `audit_retention_days` (365, never less),
 //! `caller_history_days` (30), `agency_id` (the EIDO agency domain), `console_user`
@@ -53,6 +54,9 @@ pub struct Config {
     pub twilio_account_sid: Option<String>,
     /// Twilio auth token (signatures; REST).
     pub twilio_auth_token: Option<Secret>,
+    /// The shared secret that signs requests to the agent profiles' tool endpoints (issue 21;
+    /// environment only, never in settings or the console).
+    pub tool_secret: Option<Secret>,
     /// Twilio REST base URL.
     pub twilio_api_base: String,
     /// The human line calls fall back to (E.164).
@@ -298,6 +302,7 @@ impl Config {
             openai_realtime_url: "wss://api.openai.com/v1/realtime?model=gpt-realtime".into(),
             twilio_account_sid: None,
             twilio_auth_token: None,
+            tool_secret: None,
             twilio_api_base: "https://api.twilio.com".into(),
             human_line: None,
             human_queue: None,
@@ -414,6 +419,7 @@ impl Config {
         if let Some(v) = get("OPENAI_REALTIME_URL") { self.openai_realtime_url = v; }
         if let Some(v) = get("TWILIO_ACCOUNT_SID") { self.twilio_account_sid = Some(v); }
         if let Some(v) = get("TWILIO_AUTH_TOKEN") { self.twilio_auth_token = Some(Secret::new(v)); }
+        if let Some(v) = get("WATCHFLOOR_TOOL_SECRET") { self.tool_secret = Some(Secret::new(v)); }
         if let Some(v) = get("TWILIO_API_BASE") { self.twilio_api_base = v; }
         if let Some(v) = get("WATCHFLOOR_PUBLIC_URL") { self.public_url = Some(v.trim_end_matches('/').to_string()); }
         if let Some(v) = get("WATCHFLOOR_BIND") {

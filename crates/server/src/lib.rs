@@ -368,6 +368,7 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
         training_model: training.as_ref().map(|t| {
             Arc::new(ModelConfig { url: t.model_url(), api_key: Some(watchfloor_bridge::model::ApiKey::new("training")), connect_timeout: config.model_connect_timeout, ..ModelConfig::default() })
         }),
+        tools: watchfloor_bridge::tools::ToolClient::new(config.tool_secret.clone()),
     };
     if config.twilio_rest().is_none() {
         tracing::warn!("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: a failing AI call is handed to a human by closing its stream only (no REST redirect)");

@@ -265,6 +265,18 @@ fn validate_profile(p: &AgentProfile, errors: &mut Vec<String>) {
     if p.transcription_model.is_empty() || p.transcription_model.len() > 64 || !p.transcription_model.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
         errors.push(f("transcription_model", "must be a transcription model name, e.g. gpt-4o-transcribe".into()));
     }
+    if p.tools.len() > 16 {
+        errors.push(f("tools", "must be at most 16".into()));
+    }
+    let mut tool_names = std::collections::HashSet::new();
+    for t in &p.tools {
+        if !tool_names.insert(t.name.as_str()) {
+            errors.push(f("tools", format!("has {} twice", t.name)));
+        }
+        for why in t.problems() {
+            errors.push(format!("profiles.{}.tools.{}.{why}", p.name, t.name));
+        }
+    }
     if p.lines.len() > 50 {
         errors.push(f("lines", "must be at most 50 numbers".into()));
     }

@@ -3,7 +3,9 @@
 //! `session.update` the model fake checks against the GA shape), a call to 911 the default;
 //! each record names the profile and version it ran with; bad values are refused with the field
 //! named. A silent caller: the profile's idle timeout has the model prompt them (a "caller
-//! silent" alert and a timeline entry), and the keys they press reach the agent.
+//! silent" alert and a timeline entry), and the keys they press reach the agent. A profile's
+//! tool: called at its endpoint (signed), its answer reaches the model; an endpoint that hangs
+//! is cut off at its timeout and the model is told.
 
 mod common;
 
@@ -12,6 +14,7 @@ use std::time::Duration;
 use common::{client, rig, scenario, wait_record_ended};
 use serde_json::{Value, json};
 use watchfloor_sim::caller::CallerOptions;
+use watchfloor_sim::premise::{PremiseFake, PremiseOptions};
 use watchfloor_sim::simulate::{SimulateOptions, place_call};
 use watchfloor_wire::realtime::{Eagerness, NoiseReductionType, TurnDetection};
 
@@ -127,4 +130,81 @@ async fn a_silent_caller_is_prompted_and_answers_on_the_keypad() {
     let agent: Vec<&str> = rec.transcript.iter().filter(|l| l.speaker == "agent").map(|l| l.text.as_str()).collect();
     assert_eq!(agent.len(), 4, "{agent:?}");
     assert!(agent[1].contains("press 1 for yes"), "{agent:?}");
+}
+
+/// The structure-fire scenario with the model calling `premise_history` before its first answer.
+fn fire_with_premise_lookup() -> watchfloor_sim::Scenario {
+    let mut sc = scenario("structure-fire");
+    sc.turns[0].function_call = Some(watchfloor_sim::scenario::FunctionCall { name: "premise_history".into(), arguments: json!({"address": "4521 Willow Creek Drive"}).to_string() });
+    sc
+}
+
+fn premise_tool(url: String, timeout_ms: u32) -> watchfloor_bridge::tools::ToolConfig {
+    watchfloor_bridge::tools::ToolConfig {
+        name: "premise_history".into(),
+        description: "Prior incidents and hazards on record at an address".into(),
+        parameters: watchfloor_sim::premise::tool_parameters(),
+        url,
+        timeout_ms,
+        retries: 1,
+        max_response_bytes: 16384,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_profiles_tool_is_called_signed_and_its_answer_reaches_the_model() {
+    let speed = 8.0;
+    let secret = "tool-secret-for-tests-only";
+    let premise = PremiseFake::start("127.0.0.1:0".parse().unwrap(), PremiseOptions { secret: Some(secret.into()), hang: false }).await.unwrap();
+    let sc = fire_with_premise_lookup();
+    let url = premise.url();
+    let rig = rig(vec![sc.clone()], speed, |c| {
+        c.tool_secret = Some(watchfloor_bridge::model::Secret::new(secret));
+        c.agent.tools = vec![premise_tool(url, 2000)];
+    })
+    .await;
+    let call = place_call(&rig.server.base_url(), &sc, &SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, ..Default::default() }).await.unwrap();
+    let rec = wait_record_ended(&rig.server, &call.call_sid).await;
+    let log = rig.model.closed_session_of(&sc.caller_number, Duration::from_secs(10)).await.unwrap();
+    assert!(log.errors.is_empty(), "{:?}", log.errors);
+    let declared: Vec<String> = log.session.as_ref().unwrap().tools.as_ref().unwrap().iter().map(|t| t.name.clone()).collect();
+    assert_eq!(declared, ["report_incident", "premise_history"]);
+
+    let requests = premise.requests();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert!(requests[0].signed, "signed with the shared secret");
+    assert_eq!((requests[0].body["tool"].as_str(), requests[0].body["call_sid"].as_str()), (Some("premise_history"), Some(call.call_sid.as_str())));
+    assert_eq!(requests[0].body["arguments"]["address"], "4521 Willow Creek Drive");
+    let (call_id, _, _) = log.function_calls.iter().find(|(_, n, _)| n == "premise_history").expect("the model called the tool").clone();
+    let output = &log.function_outputs.iter().find(|(c, _)| *c == call_id).expect("its output reached the model").1;
+    assert!(output.contains("oxygen tanks in the garage"), "{output}");
+
+    let events = rig.server.store.events(&call.call_sid).unwrap();
+    let answered = events.iter().find_map(|e| if let watchfloor_bridge::CallEventKind::ToolAnswered { name, ok, attempts, output, .. } = &e.kind { Some((name.clone(), *ok, *attempts, output.clone())) } else { None });
+    let (name, ok, attempts, shown) = answered.expect("the answer is on the timeline");
+    assert_eq!((name.as_str(), ok, attempts), ("premise_history", true, 1));
+    assert!(shown.contains("prior_incidents"));
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed, "the call went on");
+    let agent_lines = rec.transcript.iter().filter(|l| l.speaker == "agent").count();
+    assert_eq!(agent_lines, sc.turns.len() + 1, "every answer was spoken");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tool_endpoint_that_hangs_is_cut_off_and_the_model_is_told() {
+    let speed = 8.0;
+    let premise = PremiseFake::start("127.0.0.1:0".parse().unwrap(), PremiseOptions { secret: None, hang: true }).await.unwrap();
+    let sc = fire_with_premise_lookup();
+    let url = premise.url();
+    let rig = rig(vec![sc.clone()], speed, |c| c.agent.tools = vec![premise_tool(url, 300)]).await;
+    let call = place_call(&rig.server.base_url(), &sc, &SimulateOptions { caller: CallerOptions { speed, ..Default::default() }, ..Default::default() }).await.unwrap();
+    let rec = wait_record_ended(&rig.server, &call.call_sid).await;
+    let log = rig.model.closed_session_of(&sc.caller_number, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(premise.requests().len(), 2, "one try and one retry");
+    let (call_id, _, _) = log.function_calls.iter().find(|(_, n, _)| n == "premise_history").unwrap().clone();
+    let output: Value = serde_json::from_str(&log.function_outputs.iter().find(|(c, _)| *c == call_id).expect("the model is told").1).unwrap();
+    assert_eq!(output["status"], "error");
+    assert_eq!(output["error"], "the premise_history tool failed: no answer within 300 ms (2 tries)");
+    let events = rig.server.store.events(&call.call_sid).unwrap();
+    assert!(events.iter().any(|e| matches!(&e.kind, watchfloor_bridge::CallEventKind::ToolAnswered { ok: false, attempts: 2, .. })));
+    assert_eq!(rec.status, watchfloor_bridge::CallStatus::Completed, "the call went on");
 }

@@ -18,6 +18,7 @@ pub mod events;
 #[cfg(feature = "loadgen")]
 pub mod loadgen;
 pub mod model;
+pub mod premise;
 pub mod probe;
 pub mod rest;
 pub mod scenario;

@@ -12,6 +12,7 @@
 pub mod mulaw;
 pub mod realtime;
 pub mod signature;
+pub mod tool_signature;
 pub mod twilio;
 pub mod twiml;
 

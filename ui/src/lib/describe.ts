@@ -27,6 +27,7 @@ export function describe(ev: CallEvent): string {
     case 'dispatch_audio': return `Dispatch message voiced (${Math.round(ev.duration_ms / 100) / 10} s)`;
     case 'whisper': return `Whisper by ${ev.by}: ${ev.text}`;
     case 'dtmf': return `Caller pressed ${ev.digit}`;
+    case 'tool_answered': return ev.ok ? `${ev.name} answered (${ev.elapsed_ms} ms): ${ev.output}` : `${ev.name} failed, the agent was told: ${ev.output}`;
     case 'caller_silent': return `Caller silent for ${Math.round((ev.audio_end_ms - ev.audio_start_ms) / 1000)} s: the agent prompted them`;
     case 'unit_attached': return `${ev.unit} dispatched`;
     case 'unit_on_scene': return `${ev.unit} on scene`;

@@ -151,6 +151,15 @@ pub enum Input<'a> {
     Incidents(IncidentAnswer, IncidentView),
     /// [`Output::HandOff`] was carried out: `Err` with Twilio REST's error (secrets left out).
     HandOffDone(Result<(), String>),
+    /// [`Output::CallTool`] was carried out: the model's `call_id`, the tool, and what came of it.
+    ToolAnswered {
+        /// The model's `call_id`.
+        call_id: String,
+        /// The tool.
+        name: String,
+        /// The outcome.
+        outcome: crate::tools::ToolOutcome,
+    },
     /// The deadline given by [`CallMachine::poll_timeout`] has passed: dispatch hold window,
     /// silent caller, stall detection, session renewal.
     Timeout,
@@ -390,6 +399,16 @@ pub enum Output {
     ToTranscription(ClientEvent),
     /// Close the supervisor's transcription session (its last lines are in, or the call ended).
     CloseTranscription,
+    /// Call a profile's tool ([`crate::tools::ToolClient::call`]) for the model's function call,
+    /// then answer with [`Input::ToolAnswered`]; the call goes on meanwhile, and several may run.
+    CallTool {
+        /// The model's `call_id`.
+        call_id: String,
+        /// The tool.
+        tool: crate::tools::ToolConfig,
+        /// The model's arguments (JSON text).
+        arguments: String,
+    },
     /// Close both sockets: the call is over for the bridge. Closing the Twilio socket lets the
     /// TwiML after `</Connect>` run (the human line).
     Close,
@@ -788,6 +807,7 @@ impl CallMachine {
                 self.run_dispatch(now);
             }
             Input::HandOffDone(result) => self.on_hand_off_done(now, result),
+            Input::ToolAnswered { call_id, name, outcome } => self.on_tool_answered(now, call_id, name, outcome),
             Input::TranscriptionConnected => {
                 let update = self.profile.transcription_session_update();
                 self.transcription.connected(update, &mut self.out);
@@ -1185,6 +1205,13 @@ impl CallMachine {
                 let (name, call_id, arguments) = (item.name.unwrap_or_default(), item.call_id.unwrap_or_default(), item.arguments.unwrap_or_default());
                 if call_id.is_empty() {
                     self.skip(now, "model", format!("function call {name:?} without a call_id"));
+                    return;
+                }
+                // A profile's tool is answered by its endpoint: the output (and the reply) follow
+                // when it answers.
+                if let Some(tool) = self.profile.tools.iter().find(|t| t.name == name) {
+                    self.out.push_back(Output::CallTool { call_id: call_id.clone(), tool: tool.clone(), arguments: arguments.clone() });
+                    self.emit(now, CallEventKind::FunctionCall { name, call_id, arguments });
                     return;
                 }
                 // Every call gets an output, or the model waits for it; the reply follows once the
@@ -1601,6 +1628,34 @@ impl CallMachine {
     }
 
     /// Raises an alert, once per kind per call.
+    /// A profile's tool answered (or failed): the model gets the answer, or the error in
+    /// `{"status": "error", "error": …}`, as the call's `function_call_output`, and replies at once
+    /// (after the response in flight, if one is). On the timeline either way.
+    fn on_tool_answered(&mut self, now: Instant, call_id: String, name: String, outcome: crate::tools::ToolOutcome) {
+        let ok = outcome.result.is_ok();
+        let output = match outcome.result {
+            Ok(answer) => answer,
+            Err(why) => {
+                tracing::warn!(tool = %name, %why, "tool call failed; the model is told");
+                crate::tools::error_output(&why)
+            }
+        };
+        let shown: String = output.chars().take(2000).collect();
+        self.emit(now, CallEventKind::ToolAnswered { call_id: call_id.clone(), name, ok, output: shown, attempts: outcome.attempts, elapsed_ms: outcome.elapsed_ms });
+        if self.phase == Phase::Ended {
+            return;
+        }
+        self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: ItemCreate::FunctionCallOutput { call_id, output } }));
+        if self.agent_muted() {
+            return;
+        }
+        if self.response_in_flight.is_none() {
+            self.out.push_back(Output::ToModel(ClientEvent::ResponseCreate { event_id: None, response: None }));
+        } else {
+            self.reply_after_response = true;
+        }
+    }
+
     /// A key the caller pressed (Twilio `dtmf`): on the timeline, and told to the agent as a
     /// system message, which it answers at once unless it is speaking (then after its reply) or
     /// muted (a supervisor holds the call's voice and sees the key on the timeline). A caller who

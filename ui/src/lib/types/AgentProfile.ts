@@ -2,6 +2,7 @@
 import type { Eagerness } from "./Eagerness";
 import type { NoiseReductionType } from "./NoiseReductionType";
 import type { StoredPrompt } from "./StoredPrompt";
+import type { ToolConfig } from "./ToolConfig";
 import type { TurnDetectionKind } from "./TurnDetectionKind";
 import type { VadProfile } from "./VadProfile";
 
@@ -45,6 +46,11 @@ prompt: StoredPrompt | null,
  * One of alloy, ash, ballad, coral, echo, sage, shimmer, verse, marin, cedar.
  */
 voice: string, 
+/**
+ * Function tools besides the built-in `report_incident`, each answered by an HTTP endpoint
+ * ([`crate::tools`]); at most 16.
+ */
+tools: Array<ToolConfig>, 
 /**
  * Server VAD or semantic VAD.
  */

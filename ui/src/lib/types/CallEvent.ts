@@ -129,7 +129,31 @@ count: number, } | { "type": "dtmf",
 /**
  * The digit.
  */
-digit: string, } | { "type": "caller_silent", 
+digit: string, } | { "type": "tool_answered", 
+/**
+ * The model's `call_id`.
+ */
+call_id: string, 
+/**
+ * The tool.
+ */
+name: string, 
+/**
+ * The endpoint answered with JSON.
+ */
+ok: boolean, 
+/**
+ * What the model got (the answer, or the error), cut to 2000 characters.
+ */
+output: string, 
+/**
+ * Tries made (1 = no retry).
+ */
+attempts: number, 
+/**
+ * From the first try to the outcome, ms.
+ */
+elapsed_ms: number, } | { "type": "caller_silent", 
 /**
  * Start of the silent stretch, ms of the model's input audio.
  */
