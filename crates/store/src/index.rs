@@ -4,7 +4,9 @@
 //! `kind byte ‖ value ‖ 0x00 ‖ started_at_ms (u64 BE) ‖ CallSid`, so a prefix scan of one value
 //! walks its calls in start-time order (reversed for newest first). Kinds: `T` start time (no
 //! value), `S` status, `C` caller number, `I` incident type, `P` priority.
-//! The `words` tree is an inverted index of transcript words: `word ‖ 0x00 ‖ CallSid`.
+//! The `words` tree is an inverted index of transcript terms: `term ‖ 0x00 ‖ CallSid` ([`words`]:
+//! accents and case folded away; text without spaces — Chinese, Japanese, Korean — indexed as
+//! overlapping pairs of characters).
 
 use std::collections::BTreeSet;
 
@@ -55,9 +57,71 @@ pub(crate) fn keys(rec: &CallRecord) -> BTreeSet<Vec<u8>> {
     set
 }
 
-/// Lower-case words of a text, for the transcript index (letters and digits; 2+ characters).
+/// The version of [`words`]' terms; the store re-indexes every transcript when the `words` tree
+/// was made by another (1: lower-cased words only).
+pub const WORDS_VERSION: u8 = 2;
+
+/// The search terms of a text, for the transcript index and for a query (a query matches a call
+/// whose transcript has all its terms):
+/// - Unicode compatibility forms and case are folded (NFKD, lower case), and accents dropped
+///   (combining marks, except the Japanese voicing marks, which recompose: `が` stays `が`), so
+///   `CAFÉ`, `café` and `cafe` are one term;
+/// - runs of letters and digits in scripts written with spaces are words of 2+ characters;
+/// - runs of Han, Hiragana, Katakana or Hangul characters, written without spaces, are cut
+///   into every pair of neighbouring characters (character bigrams; a run of one character is
+///   itself a term), so `火事です` indexes `火事`, `事で`, `です` and a search for `火事` finds it.
 pub fn words(text: &str) -> BTreeSet<String> {
-    text.split(|c: char| !c.is_alphanumeric()).filter(|w| w.chars().count() >= 2).map(|w| w.to_lowercase()).collect()
+    use unicode_normalization::UnicodeNormalization as _;
+    use unicode_normalization::char::is_combining_mark;
+    let folded: String = text
+        .nfkd()
+        .filter(|c| !is_combining_mark(*c) || matches!(*c, '\u{3099}' | '\u{309A}'))
+        .nfc()
+        .flat_map(char::to_lowercase)
+        .collect();
+    let mut out = BTreeSet::new();
+    for run in folded.split(|c: char| !c.is_alphanumeric()) {
+        let mut word = String::new();
+        let mut cjk: Vec<char> = Vec::new();
+        // A run may mix scripts (`ＧＰＳで` → `gps` and `で`): each stretch on its own.
+        for c in run.chars().chain(std::iter::once(' ')) {
+            if c != ' ' && no_spaces(c) {
+                if word.chars().count() >= 2 {
+                    out.insert(std::mem::take(&mut word));
+                }
+                word.clear();
+                cjk.push(c);
+            } else {
+                match cjk.len() {
+                    0 => {}
+                    1 => {
+                        out.insert(cjk[0].to_string());
+                    }
+                    _ => {
+                        for pair in cjk.windows(2) {
+                            out.insert(pair.iter().collect());
+                        }
+                    }
+                }
+                cjk.clear();
+                if c != ' ' {
+                    word.push(c);
+                }
+            }
+        }
+        if word.chars().count() >= 2 {
+            out.insert(word);
+        }
+    }
+    out
+}
+
+/// A character of a script written without spaces between words: Han (CJK ideographs and
+/// their extensions), Hiragana, Katakana (full and half width), Hangul syllables.
+fn no_spaces(c: char) -> bool {
+    matches!(c as u32,
+        0x3040..=0x30FF | 0x31F0..=0x31FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF
+        | 0xFF66..=0xFF9F | 0xAC00..=0xD7AF | 0x20000..=0x2FA1F)
 }
 
 pub(crate) fn word_key(word: &str, call_sid: &str) -> Vec<u8> {
@@ -113,4 +177,38 @@ pub fn encode_cursor(ms: u64, sid: &str) -> String {
 pub fn decode_cursor(s: &str) -> Option<(u64, String)> {
     let (ms, sid) = s.split_once('.')?;
     Some((ms.parse().ok()?, sid.to_string()).clone()).filter(|(_, sid)| !sid.is_empty())
+}
+
+#[cfg(test)]
+mod word_tests {
+    use super::words;
+
+    fn w(text: &str) -> Vec<String> {
+        words(text).into_iter().collect()
+    }
+
+    #[test]
+    fn accents_and_case_fold_away() {
+        assert_eq!(w("CAFÉ café cafe"), ["cafe"]);
+        assert_eq!(w("Está ardiendo la cocina"), ["ardiendo", "cocina", "esta", "la"]);
+        assert_eq!(w("Ｆｉｒｅ at No. 5"), ["at", "fire", "no"], "full-width letters fold to ASCII; one-character words are left out");
+        assert_eq!(w("Ñandú"), ["nandu"]);
+    }
+
+    #[test]
+    fn text_without_spaces_is_indexed_by_character_pairs() {
+        assert_eq!(w("火事です"), ["です", "事で", "火事"]);
+        // The voicing mark stays: が is not か.
+        assert!(w("ガスが漏れています").contains(&"ガス".to_string()));
+        assert!(!w("ガスが漏れています").contains(&"カス".to_string()));
+        // Half-width katakana folds to full width.
+        assert_eq!(w("ｶﾞｽ"), ["ガス"]);
+        // Mixed scripts in one run are cut apart.
+        assert_eq!(w("GPSで確認"), ["gps", "で確", "確認"]);
+        assert_eq!(w("火"), ["火"]);
+        // A query is cut the same way, so every pair of a longer word must be in the line.
+        let line = words("台所で火事です");
+        assert!(words("火事").is_subset(&line));
+        assert!(!words("火山").is_subset(&line));
+    }
 }

@@ -228,6 +228,7 @@ impl Store {
             store.ledger.mark_answered(&String::from_utf8_lossy(&k));
         }
         let interrupted = store.recover()?;
+        store.reindex_words()?;
         if replayed || !interrupted.is_empty() {
             // What was replayed (and the records recovery wrote) is made durable in sled, and the
             // generations read are done with.
@@ -347,6 +348,38 @@ impl Store {
         }
         self.db.flush()?;
         Ok(interrupted)
+    }
+
+    /// Rebuilds the transcript index from every record when it was made by another version of
+    /// [`index::words`] (its version is kept in the `words` tree under a key no term has).
+    fn reindex_words(&self) -> Result<(), StoreError> {
+        const VERSION_KEY: &[u8] = b"\x00version";
+        if self.words.get(VERSION_KEY)?.as_deref() == Some(&[index::WORDS_VERSION][..]) {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        self.words.clear()?;
+        let mut calls = 0usize;
+        let mut batch = sled::Batch::default();
+        for item in self.calls.iter() {
+            let (k, v) = item?;
+            let rec = record::decode(&v).map_err(|e| corrupt(&k, e))?;
+            for line in &rec.transcript {
+                for w in index::words(&line.text) {
+                    batch.insert(index::word_key(&w, &rec.call_sid), &[][..]);
+                }
+            }
+            calls += 1;
+            if calls % 1000 == 0 {
+                self.words.apply_batch(std::mem::take(&mut batch))?;
+            }
+        }
+        batch.insert(VERSION_KEY, &[index::WORDS_VERSION][..]);
+        self.words.apply_batch(batch)?;
+        if calls > 0 {
+            tracing::info!(calls, ms = started.elapsed().as_millis() as u64, "transcript index rebuilt (accents and case folded, text without spaces indexed)");
+        }
+        Ok(())
     }
 
     /// Writes a record and moves its index entries from `old` to the new values.

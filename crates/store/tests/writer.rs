@@ -309,3 +309,52 @@ async fn a_live_calls_recording_is_synced_every_few_seconds() {
     drop(tx);
     w.await.unwrap();
 }
+
+#[tokio::test]
+async fn search_folds_accents_and_finds_words_in_text_without_spaces() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, tx, w) = start_writer(dir.path());
+    let line = |sid: &str, seq: u64, text: &str| ev(sid, seq, CallEventKind::TranscriptFinal { speaker: watchfloor_call::Speaker::Caller, item_id: format!("u{seq}"), text: text.into(), interrupted: false, stream_ms: None, by: None });
+    for e in [line("CA_ja", 0, "台所で火事です。煙がすごい"), line("CA_es", 0, "Está ardiendo la cocina del Café Central")] {
+        tx.send(RecordMsg::Event(e)).unwrap();
+    }
+    drop(tx);
+    w.await.unwrap();
+    let find = |text: &str| -> Vec<String> {
+        let mut v: Vec<String> = store.query(&watchfloor_store::CallQuery { text: Some(text.into()), limit: 10, ..Default::default() }).unwrap().calls.into_iter().map(|c| c.call_sid).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(find("火事"), ["CA_ja"]);
+    assert_eq!(find("煙"), Vec::<String>::new(), "one character is not a term inside a longer run");
+    assert_eq!(find("火山"), Vec::<String>::new());
+    assert_eq!(find("cafe"), ["CA_es"]);
+    assert_eq!(find("CAFÉ central"), ["CA_es"]);
+    assert_eq!(find("esta cocina"), ["CA_es"]);
+}
+
+#[tokio::test]
+async fn a_transcript_index_of_an_older_version_is_rebuilt_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (_store, tx, w) = start_writer(dir.path());
+        tx.send(RecordMsg::Event(ev("CA1", 0, CallEventKind::CallCreated { from: "+15550100101".into(), to: "+15550000911".into(), simulated: true }))).unwrap();
+        tx.send(RecordMsg::Event(ev("CA1", 1, CallEventKind::TranscriptFinal { speaker: watchfloor_call::Speaker::Caller, item_id: "u".into(), text: "Humo en el Café".into(), interrupted: false, stream_ms: None, by: None }))).unwrap();
+        tx.send(RecordMsg::Event(ev("CA1", 2, CallEventKind::CallEnded { reason: "stop".into() }))).unwrap();
+        drop(tx);
+        w.await.unwrap();
+    }
+    {
+        // What version 1 wrote: lower-cased words with their accents, and no version.
+        let db = sled::open(dir.path()).unwrap();
+        let words = db.open_tree("words").unwrap();
+        words.clear().unwrap();
+        words.insert(b"caf\xc3\xa9\x00CA1", &[][..]).unwrap();
+        db.flush().unwrap();
+    }
+    let (store, _) = Store::open(dir.path()).unwrap();
+    let found = store.query(&watchfloor_store::CallQuery { text: Some("cafe".into()), limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(found.calls.len(), 1, "rebuilt with the folded terms");
+    let found = store.query(&watchfloor_store::CallQuery { text: Some("humo".into()), limit: 10, ..Default::default() }).unwrap();
+    assert_eq!(found.calls.len(), 1);
+}

@@ -34,6 +34,9 @@ export function encodeVoiceFrame(callSid: string, positionMs: number, audio: Uin
 class Voice {
   /** The call whose voice this console holds. */
   holding: string | null = $state(null);
+  /** The live feed has shown this console as the holder since the take (until then, the
+   *  call's state on the board may not have caught up with the take's answer). */
+  confirmed = $state(false);
   /** The talk key is down and frames are going out. */
   talking = $state(false);
   /** The microphone's level, 0–1, while talking. */
@@ -59,6 +62,7 @@ class Voice {
       actions.show(`Take over refused: ${e instanceof ApiError ? e.message : String(e)}`, true);
       return;
     }
+    this.confirmed = false;
     this.holding = sid;
     const alive = () => feed.sendJson({ type: 'voice_keepalive', call_sid: sid });
     alive();
@@ -101,6 +105,7 @@ class Voice {
     this.openMic = false;
     this.stopTalking();
     this.holding = null;
+    this.confirmed = false;
     void desktop?.invoke('mic_release');
   }
 

@@ -1627,7 +1627,6 @@ impl CallMachine {
         self.created_unix_ms + now.saturating_duration_since(self.created).as_millis() as u64
     }
 
-    /// Raises an alert, once per kind per call.
     /// A profile's tool answered (or failed): the model gets the answer, or the error in
     /// `{"status": "error", "error": …}`, as the call's `function_call_output`, and replies at once
     /// (after the response in flight, if one is). On the timeline either way.
@@ -1680,6 +1679,7 @@ impl CallMachine {
         }
     }
 
+    /// Raises an alert, once per kind per call.
     fn alert(&mut self, now: Instant, kind: AlertKind) {
         self.dispatch.alert(kind);
         self.run_dispatch(now);
