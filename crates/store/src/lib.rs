@@ -370,7 +370,7 @@ impl Store {
                 }
             }
             calls += 1;
-            if calls % 1000 == 0 {
+            if calls.is_multiple_of(1000) {
                 self.words.apply_batch(std::mem::take(&mut batch))?;
             }
         }

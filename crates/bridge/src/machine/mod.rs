@@ -1631,6 +1631,11 @@ impl CallMachine {
     /// `{"status": "error", "error": …}`, as the call's `function_call_output`, and replies at once
     /// (after the response in flight, if one is). On the timeline either way.
     fn on_tool_answered(&mut self, now: Instant, call_id: String, name: String, outcome: crate::tools::ToolOutcome) {
+        if self.phase == Phase::Ended {
+            // Nothing follows a call's end on its timeline.
+            tracing::info!(tool = %name, "a tool answered after the call ended");
+            return;
+        }
         let ok = outcome.result.is_ok();
         let output = match outcome.result {
             Ok(answer) => answer,
@@ -1641,9 +1646,6 @@ impl CallMachine {
         };
         let shown: String = output.chars().take(2000).collect();
         self.emit(now, CallEventKind::ToolAnswered { call_id: call_id.clone(), name, ok, output: shown, attempts: outcome.attempts, elapsed_ms: outcome.elapsed_ms });
-        if self.phase == Phase::Ended {
-            return;
-        }
         self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: ItemCreate::FunctionCallOutput { call_id, output } }));
         if self.agent_muted() {
             return;
