@@ -143,11 +143,6 @@ pub struct ProfileBook {
 }
 
 impl ProfileBook {
-    /// One profile for every line.
-    pub fn single(profile: AgentProfile) -> ProfileBook {
-        ProfileBook { default: std::sync::Arc::new(profile), lines: Default::default() }
-    }
-
     /// `default` for every number not in `lines`; `lines` maps called numbers to profiles.
     pub fn new(default: AgentProfile, lines: impl IntoIterator<Item = (String, std::sync::Arc<AgentProfile>)>) -> ProfileBook {
         ProfileBook { default: std::sync::Arc::new(default), lines: lines.into_iter().collect() }
@@ -156,11 +151,6 @@ impl ProfileBook {
     /// The profile that answers calls to `to`.
     pub fn for_line(&self, to: &str) -> std::sync::Arc<AgentProfile> {
         self.lines.get(to).unwrap_or(&self.default).clone()
-    }
-
-    /// The default profile.
-    pub fn default_profile(&self) -> &AgentProfile {
-        &self.default
     }
 }
 

@@ -20,7 +20,7 @@ use watchfloor_call::{CallFold, CallMode, CallStatus, Hub, LiveCall};
 use crate::jitter::VoiceMsg;
 use crate::machine::{Command, Refusal};
 use crate::model::ModelConfig;
-use crate::profile::{AgentProfile, ProfileBook};
+use crate::profile::ProfileBook;
 use crate::task::{CallSetup, TwilioSocket, run_call};
 
 /// Voice frames queued for a call's task: half a second.
@@ -180,11 +180,6 @@ impl CallRegistry {
     /// The hub events go out on.
     pub fn hub(&self) -> &Hub {
         &self.hub
-    }
-
-    /// Replaces the agent profile of every line for calls started from now on.
-    pub fn set_profile(&self, profile: AgentProfile) {
-        self.config.lock().profiles = Arc::new(ProfileBook::single(profile));
     }
 
     /// Changes the configuration of calls started from now on (live calls keep theirs).
