@@ -379,6 +379,46 @@ try {
     await page.screenshot({ path: join(out, 'settings-users.png') });
   });
 
+  await check('languages: Spanish and Japanese callers, each line with its machine translation beside it, live and in review; a Japanese word finds the call', async () => {
+    // The agent's languages, set in Settings: English (the greeting's), Spanish, Japanese.
+    await page.keyboard.press('3');
+    await page.waitForSelector('[data-testid=profile-languages]');
+    await page.fill('[data-testid=profile-languages]', 'en, es, ja');
+    await page.press('[data-testid=profile-languages]', 'Tab');
+    await page.waitForSelector('[data-testid=settings] .hint >> text=English, Spanish, Japanese');
+    await page.click('[data-testid=settings] button[type=submit]');
+    await page.waitForSelector('[data-testid=toasts] >> text=Settings saved');
+    const s = await api('GET', '/api/settings');
+    assert(JSON.stringify(s.profiles[0].languages) === '["en","es","ja"]' && s.language === 'en', JSON.stringify(s.profiles[0].languages));
+    await page.keyboard.press('1');
+    const ja = (await api('POST', '/api/training/calls', { scenario: 'japanese-caller' })).call_sid;
+    const es = (await api('POST', '/api/training/calls', { scenario: 'spanish-caller' })).call_sid;
+    await page.waitForSelector(`[data-call="${ja}"]`);
+    await page.click(`[data-call="${ja}"]`);
+    await page.keyboard.press('o');
+    // Live: each Japanese line as spoken, its English machine translation beneath it.
+    const translations = page.locator('[data-testid=transcript] [data-testid=translation]');
+    await waitFor('three lines translated live', async () => (await translations.count()) >= 3, 60000);
+    const first = page.locator('[data-testid=transcript] .line', { has: page.locator('[data-testid=translation]') }).first();
+    const [said, shown] = [await first.locator('.text').first().getAttribute('lang'), await translations.first().textContent()];
+    assert(said === 'ja' && shown.includes('MT JA→EN') && shown.includes('My mother collapsed'), `${said}: ${shown}`);
+    assert((await first.textContent()).includes('意識がありません'), 'the original beside its translation');
+    await page.screenshot({ path: join(out, 'call-translation.png') });
+    // In review, after the calls end: every Japanese line with its translation; the search
+    // finds the call by a Japanese word.
+    await waitFor('both calls ended', async () => (await api('GET', '/api/calls/active')).calls.every((c) => c.call_sid !== ja && c.call_sid !== es), 90000);
+    await waitFor('the records hold the translations', async () => {
+      const [a, b] = [await api('GET', `/api/calls/${ja}`), await api('GET', `/api/calls/${es}`)];
+      return [a, b].every((r) => r.transcript.filter((l) => l.translation).length === 6);
+    }, 15000);
+    await openPastCall(page, '意識');
+    await page.waitForSelector('[data-testid=review-transcript] [data-testid=translation]');
+    assert((await page.locator('[data-testid=review-transcript] [data-testid=translation]').count()) === 6, 'six lines in Japanese, each translated');
+    await page.screenshot({ path: join(out, 'review-translation.png') });
+    const found = (await api('GET', `/api/calls?q=${encodeURIComponent('abuela')}`)).calls.map((c) => c.call_sid);
+    assert(found.length === 1 && found[0] === es, `a Spanish word finds the Spanish call: ${found}`);
+  });
+
   await check('session lock: 30 idle minutes lock the console, the password unlocks it; Shift+L locks at once', async () => {
     const token = await signIn('sam');
     const p = await browser.newPage({ viewport: { width: 1280, height: 800 } });

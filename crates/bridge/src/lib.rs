@@ -8,6 +8,8 @@
 //!   console's view), which the store, listen-in and the desktop app use without this crate.
 //! - [`flood`]: what one media stream may send before its input is dropped.
 //! - [`profile`]: the agent profile sent in `session.update`.
+//! - [`language`]: which language a transcript line was spoken in; [`translate`]: its machine
+//!   translation for the supervisor.
 //!
 //! Architecture invariants: one task per call owns both sockets and nothing else writes to them;
 //! a call never waits on a console, the store or listen-in (they consume a broadcast or an
@@ -15,6 +17,7 @@
 
 pub mod flood;
 pub mod jitter;
+pub mod language;
 pub mod machine;
 pub mod model;
 pub mod profile;
@@ -23,6 +26,7 @@ pub mod incidents;
 pub mod roster;
 pub mod task;
 pub mod tools;
+pub mod translate;
 pub mod twilio_rest;
 
 pub use watchfloor_call::{AppendError, AudioFrame, CallEvent, CallEventKind, CallFold, CallMode, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Hub, RecordMsg, Speaker, Stage, StoreGone, Talking, Track, event, live};

@@ -106,8 +106,11 @@ pub struct AgentProfile {
     pub speed: f32,
     /// Input transcription model, e.g. `gpt-4o-transcribe`.
     pub transcription_model: String,
-    /// ISO-639-1 language of the caller, e.g. `en`.
-    pub language: String,
+    /// The languages the agent answers in, ISO 639-1, e.g. `["en", "es", "ja"]`; the first is
+    /// the greeting's. With one, the transcription language is fixed to it; with several it is
+    /// left to the transcription model (automatic) and each line's language is told from its
+    /// text ([`crate::language`]).
+    pub languages: Vec<String>,
 }
 
 impl Default for AgentProfile {
@@ -129,7 +132,7 @@ impl Default for AgentProfile {
             noise_reduction: Some(NoiseReductionType::NearField),
             speed: 1.0,
             transcription_model: "gpt-4o-transcribe".into(),
-            language: "en".into(),
+            languages: vec!["en".into()],
         }
     }
 }
@@ -166,7 +169,33 @@ impl AgentProfile {
                 Some(v) => format!("{}@{v}", p.id),
                 None => p.id.clone(),
             }),
+            languages: self.languages.clone(),
         }
+    }
+
+    /// The transcription language: the profile's one language, or none (automatic: the
+    /// transcription model detects it) when it has several.
+    pub fn transcription_language(&self) -> Option<String> {
+        match self.languages.as_slice() {
+            [one] => Some(one.clone()),
+            _ => None,
+        }
+    }
+
+    /// The instruction that makes the agent answer in the caller's language, when the profile
+    /// has several: "Callers on this line may speak English, Spanish or Japanese …".
+    pub fn language_instruction(&self) -> Option<String> {
+        if self.languages.len() < 2 {
+            return None;
+        }
+        let names: Vec<&str> = self.languages.iter().map(|c| crate::language::name(c).unwrap_or(c)).collect();
+        let (last, rest) = names.split_last()?;
+        Some(format!(
+            "Callers on this line may speak {} or {last}. Greet in {}. From the caller's first words on, always answer in the language the caller speaks, \
+and switch if the caller switches. Keep street names, numbers and names exactly as the caller says them.",
+            rest.join(", "),
+            names[0]
+        ))
     }
 }
 
@@ -185,6 +214,9 @@ impl AgentProfile {
         let mut lines: Vec<String> = Vec::new();
         if !self.instructions.trim().is_empty() {
             lines.push(self.instructions.clone());
+        }
+        if let Some(l) = self.language_instruction() {
+            lines.push(l);
         }
         if !self.keypad_protocol.trim().is_empty() {
             lines.push(self.keypad_protocol.clone());
@@ -229,11 +261,7 @@ impl AgentProfile {
                     input: Some(AudioInput {
                         format: Some(AudioFormat::pcmu()),
                         noise_reduction: Some(self.noise_reduction.map(|kind| NoiseReduction { kind })),
-                        transcription: Some(Transcription {
-                            model: self.transcription_model.clone(),
-                            language: Some(self.language.clone()),
-                            prompt: None,
-                        }),
+                        transcription: Some(Transcription { model: self.transcription_model.clone(), language: self.transcription_language(), prompt: None }),
                         turn_detection: Some(turn_detection),
                     }),
                     output: Some(AudioOutput { format: Some(AudioFormat::pcmu()), voice: Some(self.voice.clone()), speed: Some(self.speed) }),
@@ -262,7 +290,7 @@ impl AgentProfile {
 
     /// The `session.update` of the transcription-only session that transcribes a supervisor who
     /// holds a call's voice (PROTOCOLS.md §5, `RealtimeTranscriptionSessionCreateRequest`):
-    /// μ-law in, the profile's transcription model and language, server VAD with the profile's
+    /// μ-law in, the profile's transcription model and language (automatic with several), server VAD with the profile's
     /// timings, logprobs included; no instructions, voice, output or tools.
     pub fn transcription_session_update(&self) -> ClientEvent {
         ClientEvent::SessionUpdate {
@@ -276,7 +304,7 @@ impl AgentProfile {
                     input: Some(AudioInput {
                         format: Some(AudioFormat::pcmu()),
                         noise_reduction: Some(self.noise_reduction.map(|kind| NoiseReduction { kind })),
-                        transcription: Some(Transcription { model: self.transcription_model.clone(), language: Some(self.language.clone()), prompt: None }),
+                        transcription: Some(Transcription { model: self.transcription_model.clone(), language: self.transcription_language(), prompt: None }),
                         turn_detection: Some(TurnDetection::ServerVad {
                             threshold: VadProfile::NORMAL.threshold,
                             prefix_padding_ms: VadProfile::NORMAL.prefix_padding_ms,
@@ -318,6 +346,20 @@ mod tests {
         assert!(v["session"]["instructions"].as_str().unwrap().contains("location"));
         assert!(v["session"]["instructions"].as_str().unwrap().contains("Caller history: 1 prior call"));
         assert!(v["session"].get("temperature").is_none());
+    }
+
+    #[test]
+    fn several_languages_leave_transcription_automatic_and_tell_the_agent() {
+        let p = AgentProfile { languages: vec!["en".into(), "es".into(), "ja".into()], ..Default::default() };
+        let v: serde_json::Value = serde_json::from_str(&p.session_update(&CallContext::default()).to_json()).unwrap();
+        let t = &v["session"]["audio"]["input"]["transcription"];
+        assert_eq!(t["model"], "gpt-4o-transcribe");
+        assert!(t.get("language").is_none(), "{t}");
+        let instructions = v["session"]["instructions"].as_str().unwrap();
+        assert!(instructions.contains("may speak English, Spanish or Japanese. Greet in English."), "{instructions}");
+        let one: serde_json::Value = serde_json::from_str(&AgentProfile::default().session_update(&CallContext::default()).to_json()).unwrap();
+        assert_eq!(one["session"]["audio"]["input"]["transcription"]["language"], "en");
+        assert!(!one["session"]["instructions"].as_str().unwrap().contains("may speak"));
     }
 
     #[test]

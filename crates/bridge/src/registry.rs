@@ -123,6 +123,11 @@ pub struct BridgeConfig {
     pub training_model: Option<Arc<ModelConfig>>,
     /// Calls the profiles' tools' endpoints, signing with the shared secret (issue 21).
     pub tools: crate::tools::ToolClient,
+    /// Lines in another language than the centre's are translated by this (issue 21); none:
+    /// no translations.
+    pub translation: Option<crate::translate::Translation>,
+    /// The translation of training calls (training mode's fake), like [`Self::training_model`].
+    pub training_translation: Option<crate::translate::Translation>,
 }
 
 /// Live calls.
@@ -238,6 +243,7 @@ impl CallRegistry {
             roster: cfg.roster,
             incidents: cfg.incidents,
             tools: cfg.tools,
+            translation: if call.simulated && cfg.training_model.is_some() { cfg.training_translation } else { cfg.translation },
         };
         let span = tracing::info_span!(parent: None, "call", call_sid = %sid);
         let calls = self.calls.clone();

@@ -87,10 +87,42 @@ pub struct CallSetup {
     pub incidents: crate::SharedIncidents,
     /// Calls the profile's tools' endpoints (issue 21).
     pub tools: crate::tools::ToolClient,
+    /// Translates lines not in the centre's language (issue 21); none: no translations.
+    pub translation: Option<crate::translate::Translation>,
 }
 
 /// A profile's tool being called: its `call_id`, name and outcome when it answers.
 type ToolFuture = Pin<Box<dyn std::future::Future<Output = (String, String, crate::tools::ToolOutcome)> + Send>>;
+
+/// A line being translated: the event that says how it went, when it has.
+type TranslationFuture = Pin<Box<dyn std::future::Future<Output = CallEventKind> + Send>>;
+
+/// The translation of a final line in another language than the centre's, when `ev` is one
+/// and translation is on: a [`CallEventKind::TranscriptTranslated`], or a `model_error` of
+/// type `translation` saying why there is none.
+fn translate_line(translation: Option<&crate::translate::Translation>, ev: &watchfloor_call::CallEvent) -> Option<TranslationFuture> {
+    let tr = translation?;
+    let CallEventKind::TranscriptFinal { item_id, text, language: Some(from), .. } = &ev.kind else { return None };
+    if *from == tr.into || text.trim().is_empty() {
+        return None;
+    }
+    let (translator, item_id) = (tr.translator.clone(), item_id.clone());
+    let request = crate::translate::TranslationRequest { text: text.clone(), from: from.clone(), to: tr.into.clone() };
+    Some(Box::pin(async move {
+        let (from, to) = (request.from.clone(), request.to.clone());
+        match translator.translate(request).await {
+            Ok(text) => CallEventKind::TranscriptTranslated { item_id, translation: watchfloor_call::LineTranslation { from, to, text, model: translator.model().to_string() } },
+            Err(e) => {
+                tracing::warn!(error = %e, %item_id, "a line was not translated");
+                CallEventKind::ModelError { error_type: "translation".into(), code: Some("translation_failed".into()), message: format!("line {item_id} ({from}) has no {to} translation: {e}") }
+            }
+        }
+    }))
+}
+
+/// How long translations still under way at a call's end are waited for (their events are
+/// appended to the ended call's record as they come).
+pub const TRANSLATION_DRAIN: Duration = Duration::from_secs(30);
 
 /// How a call reaches a human when the AI cannot go on.
 #[derive(Debug, Clone, Default)]
@@ -237,6 +269,8 @@ pub async fn run_call(
     // The profile's tools being called for the model (several may run at once).
     let mut tool_calls: futures_util::stream::FuturesUnordered<ToolFuture> = futures_util::stream::FuturesUnordered::new();
     let mut hand_off_ack: Option<oneshot::Sender<CommandResult>> = None;
+    // Lines being translated for the supervisor (issue 21), beside the call.
+    let mut translations: futures_util::stream::FuturesUnordered<TranslationFuture> = futures_util::stream::FuturesUnordered::new();
     // The supervisor's voice: buffered, then one frame to the machine every 20 ms.
     let mut jitter = crate::jitter::Jitter::new();
     let mut voice_tick = tokio::time::interval(Duration::from_millis(watchfloor_wire::mulaw::FRAME_MS));
@@ -454,6 +488,13 @@ pub async fn run_call(
             Some((call_id, name, outcome)) = tool_calls.next(), if !tool_calls.is_empty() => {
                 machine.handle_input(Input::ToolAnswered { call_id, name, outcome }, Instant::now());
             }
+            Some(kind) = translations.next(), if !translations.is_empty() => {
+                if machine.is_ended() {
+                    append_after_end(&hub, &setup.call_sid, kind);
+                } else {
+                    machine.emit_external(Instant::now(), kind);
+                }
+            }
             result = next_hand_off(&mut handing_off) => {
                 handing_off = None;
                 machine.handle_input(Input::HandOffDone(result.clone()), Instant::now());
@@ -501,6 +542,9 @@ pub async fn run_call(
                         }
                     },
                     Output::Event(ev) => {
+                        if let Some(t) = translate_line(setup.translation.as_ref(), &ev) {
+                            translations.push(t);
+                        }
                         // The console's view first, then the feed: a console that takes a snapshot
                         // after subscribing sees each event in one or the other (or both: it skips
                         // by sequence number).
@@ -660,10 +704,35 @@ pub async fn run_call(
                     let _ = tokio::time::timeout(Duration::from_secs(1), sock.tx.close()).await;
                 }
             }
+            if !translations.is_empty() {
+                // The last lines' translations follow the call's end onto its record.
+                let (hub, sid) = (hub.clone(), setup.call_sid.clone());
+                tokio::spawn(async move {
+                    let drain = async {
+                        while let Some(kind) = translations.next().await {
+                            append_after_end(&hub, &sid, kind);
+                        }
+                    };
+                    if tokio::time::timeout(TRANSLATION_DRAIN, drain).await.is_err() {
+                        tracing::warn!(call_sid = %sid, "translations still under way {} s after the call ended are dropped", TRANSLATION_DRAIN.as_secs());
+                    }
+                });
+            }
             tracing::info!(stats = ?machine.stats(), "call task ended");
             return;
         }
     }
+}
+
+/// Appends an event to an ended call's record (through the store writer, which numbers it),
+/// beside the call's task.
+fn append_after_end(hub: &Hub, call_sid: &Arc<str>, kind: CallEventKind) {
+    let (hub, sid) = (hub.clone(), call_sid.clone());
+    tokio::spawn(async move {
+        if let Err(e) = hub.append_after_end(&sid, kind, unix_ms()).await {
+            tracing::warn!(call_sid = %sid, error = %e, "an event after the call's end is not on its record");
+        }
+    });
 }
 
 /// Model events held while no model session could take them, in order, bounded by the caller

@@ -232,6 +232,24 @@ pub struct AgentProfileRef {
     /// The stored prompt, `pmpt_…` with `@version` when one is fixed; none: inline instructions.
     #[serde(default)]
     pub prompt: Option<String>,
+    /// The languages the agent answers in (ISO 639-1, the first the greeting's); empty in
+    /// records made before languages were a setting.
+    #[serde(default)]
+    pub languages: Vec<String>,
+}
+
+/// A machine translation of one transcript line (issue 21): never the record of what was said,
+/// always shown labelled as machine translation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ts_rs::TS)]
+pub struct LineTranslation {
+    /// The language translated from (ISO 639-1): the line's.
+    pub from: String,
+    /// The language translated into (ISO 639-1): the centre's.
+    pub to: String,
+    /// The translated text.
+    pub text: String,
+    /// The model that translated it, e.g. `gpt-4.1-mini`.
+    pub model: String,
 }
 
 /// What happened.
@@ -301,6 +319,21 @@ pub enum CallEventKind {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[ts(optional)]
         by: Option<String>,
+        /// The language the line was spoken in (ISO 639-1, e.g. `es`), told from its text among
+        /// the profile's languages (issue 21); none when it could not be told.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        language: Option<String>,
+    },
+    /// A machine translation of a final line into the centre's language (issue 21), for the
+    /// supervisor: shown beside the line, labelled machine translation. The line's own text
+    /// (the original) is what the transcript keeps; this never replaces it. May follow the
+    /// call's end (a translation still under way when the call ended).
+    TranscriptTranslated {
+        /// The line's item id (its `TranscriptFinal`).
+        item_id: String,
+        /// The translation.
+        translation: LineTranslation,
     },
     /// The agent's audio was cut short because the caller spoke (PROTOCOLS.md §3).
     BargeIn {

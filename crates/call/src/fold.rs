@@ -88,6 +88,10 @@ pub struct FoldLine {
     /// The sequence number of its `TranscriptFinal` (none while partial): the record lists
     /// lines in the order they became final, the console in the order they started.
     pub final_seq: Option<u64>,
+    /// The language it was spoken in (ISO 639-1), once final and told.
+    pub language: Option<String>,
+    /// Its machine translation into the centre's language, once made.
+    pub translation: Option<crate::LineTranslation>,
 }
 
 /// Everything a call's events say about it ([module docs](self)).
@@ -203,13 +207,19 @@ impl CallFold {
             CallEventKind::Talking { who } => self.talking = *who,
             CallEventKind::TranscriptDelta { speaker, item_id, delta, by } => match self.open_line(item_id) {
                 Some(line) => line.text.push_str(delta),
-                None => self.lines.push(FoldLine { speaker: *speaker, item_id: item_id.clone(), text: delta.clone(), at_ms: ev.at_ms, interrupted: false, stream_ms: None, by: by.clone(), final_seq: None }),
+                None => self.lines.push(FoldLine { speaker: *speaker, item_id: item_id.clone(), text: delta.clone(), at_ms: ev.at_ms, interrupted: false, stream_ms: None, by: by.clone(), final_seq: None, language: None, translation: None }),
             },
-            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms, by } => {
-                let line = FoldLine { speaker: *speaker, item_id: item_id.clone(), text: text.clone(), at_ms: ev.at_ms, interrupted: *interrupted, stream_ms: *stream_ms, by: by.clone(), final_seq: Some(ev.seq) };
+            CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms, by, language } => {
+                let line = FoldLine { speaker: *speaker, item_id: item_id.clone(), text: text.clone(), at_ms: ev.at_ms, interrupted: *interrupted, stream_ms: *stream_ms, by: by.clone(), final_seq: Some(ev.seq), language: language.clone(), translation: None };
                 match self.open_line(item_id) {
                     Some(partial) => *partial = line,
                     None => self.lines.push(line),
+                }
+            }
+            CallEventKind::TranscriptTranslated { item_id, translation } => {
+                // The final line it translates (the latest of that item id).
+                if let Some(line) = self.lines.iter_mut().rev().find(|l| l.item_id == *item_id && l.final_seq.is_some()) {
+                    line.translation = Some(translation.clone());
                 }
             }
             CallEventKind::AgentQuestions { count } => self.agent_questions = *count,
@@ -365,7 +375,17 @@ impl CallFold {
             alerts: self.alerts.clone(),
             transcript: self.lines[skip..]
                 .iter()
-                .map(|l| LiveLine { speaker: l.speaker, item_id: l.item_id.clone(), text: l.text.clone(), at_ms: l.at_ms, is_final: l.final_seq.is_some(), interrupted: l.interrupted, by: l.by.clone() })
+                .map(|l| LiveLine {
+                    speaker: l.speaker,
+                    item_id: l.item_id.clone(),
+                    text: l.text.clone(),
+                    at_ms: l.at_ms,
+                    is_final: l.final_seq.is_some(),
+                    interrupted: l.interrupted,
+                    by: l.by.clone(),
+                    language: l.language.clone(),
+                    translation: l.translation.clone(),
+                })
                 .collect(),
             units: self.units.iter().map(|u| LiveUnit { unit: u.unit.clone(), status: u.status }).collect(),
             agent_questions: self.agent_questions,
@@ -393,7 +413,7 @@ mod tests {
     }
 
     fn final_line(speaker: Speaker, item: &str, text: &str) -> CallEventKind {
-        CallEventKind::TranscriptFinal { speaker, item_id: item.into(), text: text.into(), interrupted: false, stream_ms: None, by: None }
+        CallEventKind::TranscriptFinal { speaker, item_id: item.into(), text: text.into(), interrupted: false, stream_ms: None, by: None, language: None }
     }
 
     #[test]
@@ -425,7 +445,7 @@ mod tests {
         f.apply(&ev(1, CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: "a1".into(), delta: "Is anyone".into(), by: None }));
         f.apply(&ev(2, CallEventKind::TranscriptDelta { speaker: Speaker::Caller, item_id: "u1".into(), delta: "He's not".into(), by: None }));
         f.apply(&ev(3, final_line(Speaker::Caller, "u1", "He's not breathing!")));
-        f.apply(&ev(4, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "a1".into(), text: "Is anyone".into(), interrupted: true, stream_ms: Some(2_000), by: None }));
+        f.apply(&ev(4, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "a1".into(), text: "Is anyone".into(), interrupted: true, stream_ms: Some(2_000), by: None, language: None }));
         let started: Vec<String> = f.live().transcript.iter().map(|l| l.item_id.clone()).collect();
         assert_eq!(started, ["a1", "u1"], "the console: in the order the lines started");
         let finals: Vec<&str> = f.final_lines().iter().map(|l| l.item_id.as_str()).collect();

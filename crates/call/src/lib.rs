@@ -14,7 +14,7 @@ pub mod fold;
 pub mod hub;
 pub mod live;
 
-pub use event::{AgentProfileRef, TurnDetectionKind, AudioFrame, CallEvent, CallEventKind, CallMode, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
+pub use event::{AgentProfileRef, LineTranslation, TurnDetectionKind, AudioFrame, CallEvent, CallEventKind, CallMode, CallStatus, DispatchAudioStatus, FallbackRoute, HandOffAction, Speaker, Stage, Talking, Track};
 pub use hub::{AppendError, Hub, RecordMsg, StoreGone};
 pub use fold::{CallFold, DispatchAudioRecord, FoldLine, TakeoverRecord, UnitRecord};
 pub use live::{LiveCall, dispatch_audio_url};

@@ -97,6 +97,14 @@ pub struct LiveLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub by: Option<String>,
+    /// The language it was spoken in (ISO 639-1), once final and told (issue 21).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub language: Option<String>,
+    /// Its machine translation into the centre's language, shown beside it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub translation: Option<crate::LineTranslation>,
 }
 
 /// A unit on a live call.

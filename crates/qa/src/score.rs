@@ -133,6 +133,9 @@ fn normal(text: &str) -> String {
 /// A call-taker line: the AI agent's, or a supervisor's who held the voice.
 struct Said<'a> {
     text: &'a str,
+    /// Its machine translation, for a line in another language.
+    read: Option<&'a str>,
+    /// What the phrases are matched against: the translation if any, else the line, normalised.
     norm: String,
     at_ms: u64,
     by: Option<&'a str>,
@@ -144,7 +147,11 @@ impl Said<'_> {
             Some(user) => format!("Supervisor ({user})"),
             None => "Dispatcher".to_string(),
         };
-        Evidence { line: format!("{who}: {}", self.text), at_ms: self.at_ms }
+        let line = match self.read {
+            Some(t) => format!("{who}: {} (machine translation: {t})", self.text),
+            None => format!("{who}: {}", self.text),
+        };
+        Evidence { line, at_ms: self.at_ms }
     }
 }
 
@@ -169,13 +176,15 @@ pub fn score(cards: &Cards, events: &[CallEvent]) -> Scorecard {
         .final_lines()
         .into_iter()
         .filter(|l| matches!(l.speaker, Speaker::Agent | Speaker::Supervisor))
-        .map(|l| Said { text: &l.text, norm: normal(&l.text), at_ms: l.at_ms, by: l.by.as_deref() })
+        // A line in another language is scored by its machine translation into the centre's
+        // (the cards' phrases are in that language); the evidence quotes both.
+        .map(|l| Said { text: &l.text, read: l.translation.as_ref().map(|t| t.text.as_str()), norm: normal(l.translation.as_ref().map_or(&l.text, |t| &t.text)), at_ms: l.at_ms, by: l.by.as_deref() })
         .collect();
     let incident = fold.incident.as_ref();
     let code = incident.and_then(|i| i.incident_type.as_ref()).map(|t| t.value.clone());
     let find = |any: &[String], question: bool| -> Vec<Evidence> {
         let phrases: Vec<String> = any.iter().map(|p| normal(p)).collect();
-        said.iter().find(|s| (!question || s.text.contains('?')) && phrases.iter().any(|p| s.norm.contains(p.as_str()))).map(Said::evidence).into_iter().collect()
+        said.iter().find(|s| (!question || s.read.unwrap_or(s.text).contains('?')) && phrases.iter().any(|p| s.norm.contains(p.as_str()))).map(Said::evidence).into_iter().collect()
     };
     let alert_at = |label: &str| fold.alerts.iter().find(|a| a.alert.label() == label).map(|a| Evidence { line: format!("Alert: {label}"), at_ms: a.at_ms });
     let judge = |item: &Item| -> (ItemResult, Vec<Evidence>) {

@@ -1,6 +1,7 @@
 //! The scorecards of the scenario calls match fixtures written by hand from the scenario
 //! transcripts (`tests/expected/<scenario>.toml`: each item's result and a piece of its
-//! evidence line), the deliberately poor call (`no-read-back`) scoring Low.
+//! evidence line), the deliberately poor call (`no-read-back`) scoring Low, and a call taken in
+//! Spanish scored by its lines' machine translations (`spanish-caller`).
 //!
 //! Each call's events are made as the bridge makes them (`watchfloor_sim::events`): the
 //! scenario's lines as final transcript lines, the model's `report_incident` and every caller
@@ -61,4 +62,9 @@ fn the_cardiac_arrest_scores_as_written_by_hand() {
 #[test]
 fn the_call_that_never_reads_the_address_back_scores_low() {
     check("no-read-back");
+}
+
+#[test]
+fn a_call_taken_in_spanish_is_scored_by_its_machine_translation() {
+    check("spanish-caller");
 }

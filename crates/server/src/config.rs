@@ -4,6 +4,7 @@
 //! |---|---|---|
 //! | `OPENAI_API_KEY` | Realtime API key; without it every call goes to the human line | none |
 //! | `OPENAI_REALTIME_URL` | model WebSocket URL | `wss://api.openai.com/v1/realtime?model=gpt-realtime` |
+//! | `OPENAI_TRANSLATE_URL` | Chat Completions URL that translates lines for the supervisor (issue 21) | `https://api.openai.com/v1/chat/completions` |
 //! | `TWILIO_ACCOUNT_SID`, `TWILIO_AUTH_TOKEN` | Twilio account; the token turns on signature checks | none |
 //! | `TWILIO_API_BASE` | Twilio REST base | `https://api.twilio.com` |
 //! | `WATCHFLOOR_PUBLIC_URL` | public https origin Twilio reaches (stream URL, signatures) | `http://<bind>` |
@@ -50,6 +51,9 @@ pub struct Config {
     pub openai_api_key: Option<ApiKey>,
     /// Realtime WebSocket URL.
     pub openai_realtime_url: String,
+    /// The Chat Completions endpoint that translates transcript lines
+    /// ([`watchfloor_bridge::translate::OpenAiTranslator`]).
+    pub openai_translate_url: String,
     /// Twilio account.
     pub twilio_account_sid: Option<String>,
     /// Twilio auth token (signatures; REST).
@@ -188,6 +192,8 @@ pub struct FileConfig {
     pub openai_api_key: Option<String>,
     /// See [`Config::openai_realtime_url`].
     pub openai_realtime_url: Option<String>,
+    /// See [`Config::openai_translate_url`].
+    pub openai_translate_url: Option<String>,
     /// See [`Config::twilio_account_sid`].
     pub twilio_account_sid: Option<String>,
     /// See [`Config::twilio_auth_token`] (prefer the environment variable).
@@ -300,6 +306,7 @@ impl Config {
             data_dir: project_dirs().map(|d| d.data_dir().to_path_buf()).unwrap_or_else(|| PathBuf::from("watchfloor-data")),
             openai_api_key: None,
             openai_realtime_url: "wss://api.openai.com/v1/realtime?model=gpt-realtime".into(),
+            openai_translate_url: watchfloor_bridge::translate::TranslatorConfig::default().url,
             twilio_account_sid: None,
             twilio_auth_token: None,
             tool_secret: None,
@@ -366,6 +373,7 @@ impl Config {
         if let Some(v) = f.data_dir { self.data_dir = v; }
         if let Some(v) = f.openai_api_key { self.openai_api_key = Some(ApiKey::new(v)); }
         if let Some(v) = f.openai_realtime_url { self.openai_realtime_url = v; }
+        if let Some(v) = f.openai_translate_url { self.openai_translate_url = v; }
         if let Some(v) = f.twilio_account_sid { self.twilio_account_sid = Some(v); }
         if let Some(v) = f.twilio_auth_token { self.twilio_auth_token = Some(Secret::new(v)); }
         if let Some(v) = f.twilio_api_base { self.twilio_api_base = v; }
@@ -417,6 +425,7 @@ impl Config {
     pub fn apply_env(&mut self, get: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
         if let Some(v) = get("OPENAI_API_KEY") { self.openai_api_key = Some(ApiKey::new(v)); }
         if let Some(v) = get("OPENAI_REALTIME_URL") { self.openai_realtime_url = v; }
+        if let Some(v) = get("OPENAI_TRANSLATE_URL") { self.openai_translate_url = v; }
         if let Some(v) = get("TWILIO_ACCOUNT_SID") { self.twilio_account_sid = Some(v); }
         if let Some(v) = get("TWILIO_AUTH_TOKEN") { self.twilio_auth_token = Some(Secret::new(v)); }
         if let Some(v) = get("WATCHFLOOR_TOOL_SECRET") { self.tool_secret = Some(Secret::new(v)); }

@@ -369,12 +369,15 @@ pub async fn serve(config: Config, listener: TcpListener) -> Result<ServerHandle
             Arc::new(ModelConfig { url: t.model_url(), api_key: Some(watchfloor_bridge::model::ApiKey::new("training")), connect_timeout: config.model_connect_timeout, ..ModelConfig::default() })
         }),
         tools: watchfloor_bridge::tools::ToolClient::new(config.tool_secret.clone()),
+        // Set from the settings below (`apply_to_bridge`).
+        translation: None,
+        training_translation: None,
     };
     if config.twilio_rest().is_none() {
         tracing::warn!("TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN not set: a failing AI call is handed to a human by closing its stream only (no REST redirect)");
     }
     let calls = CallRegistry::new(hub, bridge, cancel.child_token(), tracker.clone());
-    settings::apply_to_bridge(&config, &settings, &calls);
+    settings::apply_to_bridge(&config, &settings, &calls, training.as_deref());
     let public_origin: Arc<str> = config.public_origin(addr).into();
     tracing::info!(%addr, public = %public_origin, data_dir = %config.data_dir.display(), "watchfloor listening");
     let state_auth = auth.clone();

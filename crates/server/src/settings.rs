@@ -1,5 +1,6 @@
 //! The centre's settings, saved on the server: the agent profiles (one per line, issue 21:
-//! model, instructions or stored prompt, voice, turn detection, noise reduction, speed), the
+//! model, instructions or stored prompt, voice, languages, turn detection, noise reduction,
+//! speed), the centre's language and the translation model, the
 //! dispatch policy and hold window, unit roster, human fallback line. `GET /api/settings`,
 //! `PUT /api/settings` (validated field by field, audited, stored, applied to calls started
 //! from then on; the roster at once). Saved settings override the configuration file at start;
@@ -46,7 +47,26 @@ pub struct Settings {
     /// default [`DEFAULT_SURGE_CALLS_PER_MINUTE`]).
     #[serde(default = "default_surge")]
     pub surge_calls_per_minute: u32,
+    /// The centre's language (ISO 639-1, default `en`): every line spoken in another is shown
+    /// to the supervisor with a machine translation into it (issue 21).
+    #[serde(default = "default_language")]
+    pub language: String,
+    /// The OpenAI text model that translates lines (default
+    /// [`watchfloor_bridge::translate::DEFAULT_TRANSLATION_MODEL`]); none: no translations.
+    #[serde(default = "default_translation_model")]
+    pub translation_model: Option<String>,
 }
+
+fn default_language() -> String {
+    "en".into()
+}
+
+fn default_translation_model() -> Option<String> {
+    Some(watchfloor_bridge::translate::DEFAULT_TRANSLATION_MODEL.into())
+}
+
+/// Most languages a profile may list.
+pub const MAX_LANGUAGES: usize = 12;
 
 /// The default surge rate: more than 8 new calls in a minute (DOMAIN.md: a mid-size PSAP has
 /// 3–5 live calls at peak and surges reach 10×, 797 calls in 15 minutes in Dallas).
@@ -72,6 +92,8 @@ impl Settings {
             human_line: c.human_line.clone(),
             voice_lost: c.voice_lost,
             surge_calls_per_minute: DEFAULT_SURGE_CALLS_PER_MINUTE,
+            language: default_language(),
+            translation_model: default_translation_model(),
         }
     }
 
@@ -97,6 +119,16 @@ impl Settings {
             }
             obj.insert("default_profile".into(), profile.name.clone().into());
             obj.insert("profiles".into(), serde_json::to_value(vec![profile]).expect("a profile serialises"));
+        }
+        // Profiles saved before issue 21's languages had one `language`: a list of one.
+        if let Some(profiles) = v.get_mut("profiles").and_then(|p| p.as_array_mut()) {
+            for p in profiles.iter_mut().filter_map(|p| p.as_object_mut()) {
+                if let Some(one) = p.remove("language")
+                    && !p.contains_key("languages")
+                {
+                    p.insert("languages".into(), serde_json::Value::Array(vec![one]));
+                }
+            }
         }
         serde_json::from_value(v)
     }
@@ -153,6 +185,14 @@ impl Settings {
         if !(1..=1000).contains(&self.surge_calls_per_minute) {
             errors.push("surge_calls_per_minute must be 1–1000".into());
         }
+        if watchfloor_bridge::language::name(&self.language).is_none() {
+            errors.push(format!("language must be an ISO 639-1 code, e.g. en (got {:?})", self.language));
+        }
+        if let Some(m) = &self.translation_model
+            && (m.is_empty() || m.len() > 64 || !m.starts_with("gpt-") || !m.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.'))
+        {
+            errors.push("translation_model must be an OpenAI text model name, e.g. gpt-4.1-mini".into());
+        }
         if errors.is_empty() { Ok(()) } else { Err(errors.join("; ")) }
     }
 
@@ -199,6 +239,12 @@ impl Settings {
         }
         if self.surge_calls_per_minute != old.surge_calls_per_minute {
             v.push("surge_calls_per_minute".into());
+        }
+        if self.language != old.language {
+            v.push("language".into());
+        }
+        if self.translation_model != old.translation_model {
+            v.push("translation_model".into());
         }
         v
     }
@@ -258,9 +304,16 @@ fn validate_profile(p: &AgentProfile, errors: &mut Vec<String>) {
     if !(0.25..=1.5).contains(&p.speed) {
         errors.push(f("speed", "must be 0.25–1.5".into()));
     }
-    let lang_ok = (2..=3).contains(&p.language.len()) && p.language.chars().all(|c| c.is_ascii_lowercase());
-    if !lang_ok {
-        errors.push(f("language", "must be an ISO-639-1 code, e.g. en".into()));
+    if p.languages.is_empty() || p.languages.len() > MAX_LANGUAGES {
+        errors.push(f("languages", format!("must list 1–{MAX_LANGUAGES} languages")));
+    }
+    let mut seen = std::collections::HashSet::new();
+    for code in &p.languages {
+        if watchfloor_bridge::language::name(code).is_none() {
+            errors.push(f("languages", format!("{code:?} is not an ISO 639-1 code (e.g. en, es, ja, vi)")));
+        } else if !seen.insert(code.as_str()) {
+            errors.push(f("languages", format!("lists {code} twice")));
+        }
     }
     if p.transcription_model.is_empty() || p.transcription_model.len() > 64 || !p.transcription_model.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.') {
         errors.push(f("transcription_model", "must be a transcription model name, e.g. gpt-4o-transcribe".into()));
@@ -287,9 +340,20 @@ fn validate_profile(p: &AgentProfile, errors: &mut Vec<String>) {
     }
 }
 
-/// Applies settings to calls started from now on (profile, policy, fallback line).
-pub(crate) fn apply_to_bridge(state_config: &Config, s: &Settings, calls: &watchfloor_bridge::CallRegistry) {
+/// Applies settings to calls started from now on (profile, policy, fallback line, translation).
+pub(crate) fn apply_to_bridge(state_config: &Config, s: &Settings, calls: &watchfloor_bridge::CallRegistry, training: Option<&crate::training::Training>) {
+    use watchfloor_bridge::translate::{OpenAiTranslator, Translation, TranslatorConfig};
+    let translation = |url: String, api_key: Option<watchfloor_bridge::model::ApiKey>| {
+        s.translation_model.as_ref().map(|model| Translation {
+            translator: std::sync::Arc::new(OpenAiTranslator::new(TranslatorConfig { url, api_key, model: model.clone(), ..TranslatorConfig::default() })),
+            into: s.language.clone(),
+        })
+    };
+    let real = translation(state_config.openai_translate_url.clone(), state_config.openai_api_key.clone());
+    let fake = training.and_then(|t| translation(t.translate_url(), Some(watchfloor_bridge::model::ApiKey::new("training"))));
     calls.update_config(|b| {
+        b.translation = real;
+        b.training_translation = fake;
         b.profiles = std::sync::Arc::new(s.profile_book());
         b.policy = s.dispatch_policy;
         b.voice_loss = s.voice_lost;
@@ -342,7 +406,7 @@ async fn update(state: &AppState, body: &[u8]) -> Result<(Settings, Vec<String>)
     // Invariant: Settings is plain data and serialises.
     let value = serde_json::to_value(&new).expect("settings serialise");
     state.store.put_settings(&value).await.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    apply_to_bridge(&state.config, &new, &state.calls);
+    apply_to_bridge(&state.config, &new, &state.calls, state.training.as_deref());
     *state.settings.write() = new.clone();
     tracing::info!(changed = ?changed, "settings updated");
     Ok((new, changed))
@@ -376,6 +440,12 @@ mod tests {
         // Saved in the new shape, read back as it is.
         let again = Settings::from_saved(serde_json::to_value(&s).unwrap(), &cfg).unwrap();
         assert_eq!(again, s);
+        // A profile saved with one `language` (before languages) has a list of one.
+        let mut one = serde_json::to_value(&s).unwrap();
+        let profile = one["profiles"][0].as_object_mut().unwrap();
+        profile.remove("languages");
+        profile.insert("language".into(), "es".into());
+        assert_eq!(Settings::from_saved(one, &cfg).unwrap().profiles[0].languages, vec!["es".to_string()]);
         // Any number not listed goes to the default; a listed one to its profile.
         let mut two = s.clone();
         two.profiles.push(AgentProfile { name: "non-emergency".into(), lines: vec!["+15550000311".into()], voice: "sage".into(), ..Default::default() });

@@ -1,5 +1,6 @@
 //! Training mode: simulated calls from the scenario set, through the real bridge, answered by
-//! the Realtime model fake running in this process (never the real service), marked SIMULATED
+//! the Realtime model fake running in this process (never the real service; their lines in
+//! other languages translated by the Chat Completions fake beside it), marked SIMULATED
 //! everywhere. `watchfloor serve --demo` places them on its own (one every `demo_interval`, at
 //! most `demo_max_calls` at once); a console places one with `POST /api/training/calls`, or a
 //! surge (issue 18: many callers about one emergency, `scenarios/surges/*.toml`) with
@@ -18,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use watchfloor_sim::{Scenario, Surge};
 use watchfloor_sim::caller::CallerOptions;
 use watchfloor_sim::model::{ModelFake, ModelFakeOptions};
+use watchfloor_sim::translate::{TranslateFake, TranslateFakeOptions};
 use watchfloor_sim::simulate::{SimulateOptions, new_call_sid, place_call};
 
 use crate::AppState;
@@ -30,6 +32,8 @@ pub struct Training {
     scenarios: Vec<Scenario>,
     surges: Vec<Surge>,
     fake: ModelFake,
+    /// Translates the lines of training calls in other languages (issue 21).
+    translate: TranslateFake,
     /// Where this server is reached locally (`http://127.0.0.1:port`).
     base_url: String,
     options: SimulateOptions,
@@ -43,13 +47,19 @@ impl Training {
         anyhow::ensure!(!scenarios.is_empty(), "no scenarios in {}", dir.display());
         let surges = Surge::load_all(dir, &scenarios)?;
         let fake = ModelFake::start("127.0.0.1:0".parse()?, scenarios.clone(), ModelFakeOptions::default()).await?;
+        let translate = TranslateFake::start("127.0.0.1:0".parse()?, &scenarios, TranslateFakeOptions::default()).await?;
         let options = SimulateOptions { caller: CallerOptions::default(), auth_token, public_url, call_sid: None, ..Default::default() };
-        Ok(Training { scenarios, surges, fake, base_url, options, next: AtomicUsize::new(0) })
+        Ok(Training { scenarios, surges, fake, translate, base_url, options, next: AtomicUsize::new(0) })
     }
 
     /// The model fake's WebSocket URL.
     pub fn model_url(&self) -> String {
         self.fake.url()
+    }
+
+    /// The translation fake's Chat Completions URL.
+    pub fn translate_url(&self) -> String {
+        self.translate.url()
     }
 
     /// Scenario names.

@@ -6,7 +6,8 @@ the ones named). It writes `audio/<scenario>/greeting.wav`, `caller-NN.wav` and 
 next to this script; a turn where the caller presses keys (`keys`) or stays silent (`silent`)
 has no caller speech.
 The generated files are committed, so tests need neither tool.
-Caller and agent use different espeak-ng voices so the two tracks are told apart by ear.
+Caller and agent use different espeak-ng voices so the two tracks are told apart by ear; a
+scenario with `language` set speaks its turns with espeak-ng's voice for that language.
 """
 import pathlib
 import subprocess
@@ -17,6 +18,9 @@ import tomllib
 HERE = pathlib.Path(__file__).resolve().parent
 CALLER_VOICE = "en-us+m3"
 AGENT_VOICE = "en-us+f3"
+# A scenario in another language (`language = "es"`): espeak-ng's voice for it; the greeting
+# stays in English (the agent greets in the profile's first language).
+VOICES = {"es": ("es-419+m3", "es-419+f3"), "ja": ("ja+m3", "ja+f3")}
 
 
 def speak(text: str, voice: str, out: pathlib.Path) -> None:
@@ -41,11 +45,14 @@ def main() -> None:
         if wanted and name not in wanted:
             continue
         base = HERE / "audio" / name
+        caller_voice, agent_voice = VOICES.get(scenario.get("language", "en"), (CALLER_VOICE, AGENT_VOICE))
         speak(scenario["greeting"]["text"], AGENT_VOICE, base / "greeting.wav")
         for i, turn in enumerate(scenario["turns"]):
+            # `caller_reading`/`agent_reading`: the text to speak when it differs from the
+            # transcript (kana for Japanese: espeak-ng does not read kanji).
             if not turn.get("keys") and not turn.get("silent"):
-                speak(turn["caller"], CALLER_VOICE, base / f"caller-{i:02}.wav")
-            speak(turn["agent"], AGENT_VOICE, base / f"agent-{i:02}.wav")
+                speak(turn.get("caller_reading", turn["caller"]), caller_voice, base / f"caller-{i:02}.wav")
+            speak(turn.get("agent_reading", turn["agent"]), agent_voice, base / f"agent-{i:02}.wav")
         print(f"{name}: {len(scenario['turns'])} turns")
 
 

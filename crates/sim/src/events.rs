@@ -2,7 +2,8 @@
 //! tests and benchmarks of what reads call records (QA scoring, statistics) at volume.
 //!
 //! The scenario's lines become final transcript lines (agent greeting 3 s after the answer,
-//! then per turn the caller 4 s later and the agent 2.5 s after that); the model's
+//! then per turn the caller 4 s later and the agent 2.5 s after that), each with its language
+//! and, for a line in another language than English, its translation right after it; the model's
 //! `report_incident` and every line go through the call's dispatch aggregate
 //! (`watchfloor_dispatch::call::CallDispatch`, automatic policy, a roster of Engine 7, Ladder 2
 //! and Medic 3), whose effects become events, as in the bridge.
@@ -34,9 +35,26 @@ pub fn scenario_events(sc: &Scenario, call_sid: &str, t0_ms: u64) -> Vec<CallEve
     push(at, CallEventKind::CallCreated { from: sc.caller_number.clone(), to: "+15550009111".into(), simulated: true });
     at += 300;
     push(at, CallEventKind::StreamStarted { stream_sid: format!("MZ{}", call_sid.trim_start_matches("CA")) });
-    let line = |speaker: Speaker, n: usize, text: &str| CallEventKind::TranscriptFinal { speaker, item_id: format!("item_{n}"), text: text.to_string(), interrupted: false, stream_ms: None, by: None };
+    // A line's language: the scenario's for a line with a translation (spoken in it), else
+    // English; its translation follows it.
+    let said = |speaker: Speaker, n: usize, l: &crate::scenario::Line| CallEventKind::TranscriptFinal {
+        speaker,
+        item_id: format!("item_{n}"),
+        text: l.text.clone(),
+        interrupted: false,
+        stream_ms: None,
+        by: None,
+        language: Some(if l.translation.is_some() { sc.language.clone() } else { "en".into() }),
+    };
+    let line = |push: &mut dyn FnMut(u64, CallEventKind), at: u64, speaker: Speaker, n: usize, l: &crate::scenario::Line| {
+        push(at, said(speaker, n, l));
+        if let Some(t) = &l.translation {
+            let translation = watchfloor_call::LineTranslation { from: sc.language.clone(), to: "en".into(), text: t.clone(), model: "gpt-4.1-mini".into() };
+            push(at, CallEventKind::TranscriptTranslated { item_id: format!("item_{n}"), translation });
+        }
+    };
     at += 3000;
-    push(at, line(Speaker::Agent, 0, &sc.greeting.text));
+    line(&mut push, at, Speaker::Agent, 0, &sc.greeting);
     let mut drain = |d: &mut CallDispatch, push: &mut dyn FnMut(u64, CallEventKind), at: u64| {
         while let Some(e) = d.poll_effect() {
             match e {
@@ -54,7 +72,7 @@ pub fn scenario_events(sc: &Scenario, call_sid: &str, t0_ms: u64) -> Vec<CallEve
     };
     for (i, t) in sc.turns.iter().enumerate() {
         at += 4000;
-        push(at, line(Speaker::Caller, 2 * i + 1, &t.caller.text));
+        line(&mut push, at, Speaker::Caller, 2 * i + 1, &t.caller);
         d.on_final_line(true, &t.caller.text, at);
         drain(&mut d, &mut push, at);
         if let Some(f) = &t.function_call {
@@ -63,7 +81,7 @@ pub fn scenario_events(sc: &Scenario, call_sid: &str, t0_ms: u64) -> Vec<CallEve
             drain(&mut d, &mut push, at);
         }
         at += 2500;
-        push(at, line(Speaker::Agent, 2 * i + 2, &t.agent.text));
+        line(&mut push, at, Speaker::Agent, 2 * i + 2, &t.agent);
         d.on_final_line(false, &t.agent.text, at);
         drain(&mut d, &mut push, at);
     }

@@ -6,6 +6,7 @@
 //! - [`caller`]: a Twilio Media Streams caller fake: real-time (or N×) media from WAV, a playout
 //!   clock, marks echoed only once their audio has played, `clear` honoured.
 //! - [`scenario`]: scenario files (TOML) with committed 8 kHz μ-law speech.
+//! - [`translate`]: a fake of OpenAI's Chat Completions API that translates scenario lines.
 //! - [`rest`]: a Twilio REST fake (call updates) that records requests and can fail on purpose.
 //! - [`probe`] and `loadgen` (cargo feature `loadgen`): the load generator (`watchfloor
 //!   loadgen`) and its per-frame measurement hooks in the fakes.
@@ -24,6 +25,7 @@ pub mod rest;
 pub mod scenario;
 pub mod simulate;
 pub mod tls;
+pub mod translate;
 pub mod wav;
 
 pub use scenario::{Scenario, Surge, Turn};

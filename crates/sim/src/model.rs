@@ -653,7 +653,8 @@ fn check_shape(v: &Value, path: &str) -> Result<(), String> {
 
 /// Checks the values of a `session` the GA API constrains (PROTOCOLS.md §1, §5): the turn
 /// detection's type and its own fields (`idle_timeout_ms` 5000–30000 and server VAD only;
-/// semantic VAD's `eagerness`), noise reduction, voice, speed 0.25–1.5, a stored prompt's id.
+/// semantic VAD's `eagerness`), noise reduction, the transcription language (ISO-639-1), voice,
+/// speed 0.25–1.5, a stored prompt's id.
 /// The error is `(code, param, message)` as the service words it.
 fn check_session_values(v: &Value) -> Result<(), (&'static str, String, String)> {
     let bad = |param: &str, message: String| Err(("invalid_value", format!("session.{param}"), message));
@@ -686,6 +687,13 @@ fn check_session_values(v: &Value) -> Result<(), (&'static str, String, String)>
         && !matches!(nr["type"].as_str(), Some("near_field" | "far_field")) {
             return bad("audio.input.noise_reduction.type", format!("Invalid value: {}. Supported values are: 'near_field' and 'far_field'.", nr["type"]));
         }
+    // The transcription language, when fixed, is ISO-639-1 (two lower-case letters); left out,
+    // the transcription model detects it.
+    if let Some(lang) = input["transcription"].get("language").filter(|x| !x.is_null())
+        && !lang.as_str().is_some_and(|l| l.len() == 2 && l.chars().all(|c| c.is_ascii_lowercase()))
+    {
+        return bad("audio.input.transcription.language", format!("Invalid 'session.audio.input.transcription.language': an ISO-639-1 code (e.g. en) expected, got {lang}."));
+    }
     let output = &v["audio"]["output"];
     if let Some(voice) = output.get("voice")
         && !voice.as_str().is_some_and(|x| VOICES.contains(&x)) {

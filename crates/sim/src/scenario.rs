@@ -24,6 +24,9 @@ pub struct Line {
     pub text: String,
     /// μ-law bytes, 8 per ms.
     pub audio: Arc<Vec<u8>>,
+    /// Its English translation, for a line in another language (what the translation fake
+    /// answers, [`crate::translate`]).
+    pub translation: Option<String>,
 }
 
 /// When the caller starts a turn.
@@ -76,6 +79,9 @@ pub struct Scenario {
     pub description: String,
     /// The caller's number (E.164); the model fake picks the scenario by it.
     pub caller_number: String,
+    /// The language the caller speaks (ISO 639-1, default `en`); the agent answers in it after
+    /// the greeting.
+    pub language: String,
     /// The agent's first words.
     pub greeting: Line,
     /// The exchanges.
@@ -100,21 +106,31 @@ struct FileScenario {
     name: String,
     description: String,
     caller_number: String,
+    #[serde(default = "english")]
+    language: String,
     greeting: FileGreeting,
     turns: Vec<FileTurn>,
     #[serde(default)]
     expect: Expect,
 }
 
+fn english() -> String {
+    "en".into()
+}
+
 #[derive(Deserialize)]
 struct FileGreeting {
     text: String,
+    translation: Option<String>,
 }
 
 #[derive(Deserialize)]
 struct FileTurn {
     caller: String,
     agent: String,
+    /// English translations of the two lines (a scenario in another language).
+    caller_translation: Option<String>,
+    agent_translation: Option<String>,
     pause_ms: Option<u64>,
     barge_in_after_ms: Option<u64>,
     function_call: Option<FunctionCall>,
@@ -147,10 +163,10 @@ impl Scenario {
         let text = std::fs::read_to_string(&path).map_err(|e| ScenarioError::Io(path.display().to_string(), e))?;
         let file: FileScenario = toml::from_str(&text).map_err(|e| ScenarioError::Toml(path.display().to_string(), e))?;
         let audio_dir = dir.join("audio").join(&file.name);
-        let line = |text: String, wav: String| -> Result<Line, ScenarioError> {
-            Ok(Line { text, audio: Arc::new(wav::read_mulaw(&audio_dir.join(wav))?) })
+        let line = |text: String, translation: Option<String>, wav: String| -> Result<Line, ScenarioError> {
+            Ok(Line { text, audio: Arc::new(wav::read_mulaw(&audio_dir.join(wav))?), translation })
         };
-        let greeting = line(file.greeting.text, "greeting.wav".into())?;
+        let greeting = line(file.greeting.text, file.greeting.translation, "greeting.wav".into())?;
         let mut turns = Vec::new();
         for (i, t) in file.turns.into_iter().enumerate() {
             let start = match t.barge_in_after_ms {
@@ -158,20 +174,20 @@ impl Scenario {
                 None => TurnStart::AfterAgent { pause_ms: t.pause_ms.unwrap_or(600) },
             };
             let caller = if t.keys.is_some() || t.silent {
-                Line { text: t.caller, audio: Arc::new(Vec::new()) }
+                Line { text: t.caller, audio: Arc::new(Vec::new()), translation: t.caller_translation }
             } else {
-                line(t.caller, format!("caller-{i:02}.wav"))?
+                line(t.caller, t.caller_translation, format!("caller-{i:02}.wav"))?
             };
             turns.push(Turn {
                 caller,
                 keys: t.keys,
                 silent: t.silent,
-                agent: line(t.agent, format!("agent-{i:02}.wav"))?,
+                agent: line(t.agent, t.agent_translation, format!("agent-{i:02}.wav"))?,
                 start,
                 function_call: t.function_call,
             });
         }
-        Ok(Scenario { name: file.name, description: file.description, caller_number: file.caller_number, greeting, turns, expect: file.expect })
+        Ok(Scenario { name: file.name, description: file.description, caller_number: file.caller_number, language: file.language, greeting, turns, expect: file.expect })
     }
 
     /// Every scenario in `dir`, by name.
@@ -194,6 +210,13 @@ impl Scenario {
     /// The function call before agent line `index` (0 is the greeting, which has none).
     pub fn agent_function_call(&self, index: usize) -> Option<&FunctionCall> {
         index.checked_sub(1).and_then(|i| self.turns.get(i)).and_then(|t| t.function_call.as_ref())
+    }
+
+    /// Every line with a translation: (the line as spoken, its English translation).
+    pub fn translations(&self) -> impl Iterator<Item = (&str, &str)> {
+        std::iter::once(&self.greeting)
+            .chain(self.turns.iter().flat_map(|t| [&t.caller, &t.agent]))
+            .filter_map(|l| l.translation.as_deref().map(|t| (l.text.as_str(), t)))
     }
 
     /// The agent's lines in the order the model fake speaks them: greeting, then each turn's answer.

@@ -119,6 +119,7 @@ async fn session_values_the_ga_api_constrains_are_checked() {
         (td(json!({"type":"push_to_talk"})), "invalid_value", "session.audio.input.turn_detection.type"),
         (json!({"type":"session.update","session":{"type":"realtime","audio":{"input":{"noise_reduction":{"type":"studio"}}}}}), "invalid_value", "session.audio.input.noise_reduction.type"),
         (json!({"type":"session.update","session":{"type":"realtime","audio":{"output":{"speed":3.0}}}}), "invalid_value", "session.audio.output.speed"),
+        (json!({"type":"session.update","session":{"type":"realtime","audio":{"input":{"transcription":{"model":"gpt-4o-transcribe","language":"Spanish"}}}}}), "invalid_value", "session.audio.input.transcription.language"),
         (json!({"type":"session.update","session":{"type":"realtime","audio":{"output":{"voice":"robot"}}}}), "invalid_value", "session.audio.output.voice"),
         (json!({"type":"session.update","session":{"type":"realtime","prompt":{"id":"prompt-1"}}}), "invalid_value", "session.prompt.id"),
     ] {

@@ -76,7 +76,7 @@ async fn main() {
             }
             if t % 5 == (i as u64 % 5) {
                 let kind = if t % 50 == 0 {
-                    CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: format!("item_{t}"), text: "There is smoke coming out of the second floor at 123 Main Street".into(), interrupted: false, stream_ms: None, by: None }
+                    CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: format!("item_{t}"), text: "There is smoke coming out of the second floor at 123 Main Street".into(), interrupted: false, stream_ms: None, by: None, language: None }
                 } else {
                     CallEventKind::TranscriptDelta { speaker: Speaker::Agent, item_id: format!("item_{t}"), delta: "help is on the way ".into(), by: None }
                 };

@@ -33,6 +33,15 @@ pub struct TranscriptLine {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[ts(optional)]
     pub by: Option<String>,
+    /// The language it was spoken in (ISO 639-1), when told (issue 21). `text` is always the
+    /// original, as spoken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub language: Option<String>,
+    /// A machine translation into the centre's language, labelled as such wherever shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[ts(optional)]
+    pub translation: Option<watchfloor_call::LineTranslation>,
 }
 
 /// A call's record, as stored.
@@ -215,6 +224,8 @@ impl CallRecord {
                     interrupted: l.interrupted,
                     stream_ms: l.stream_ms,
                     by: l.by.clone(),
+                    language: l.language.clone(),
+                    translation: l.translation.clone(),
                 })
                 .collect(),
             stages: fold.stages.clone(),

@@ -314,7 +314,7 @@ async fn a_live_calls_recording_is_synced_every_few_seconds() {
 async fn search_folds_accents_and_finds_words_in_text_without_spaces() {
     let dir = tempfile::tempdir().unwrap();
     let (store, tx, w) = start_writer(dir.path());
-    let line = |sid: &str, seq: u64, text: &str| ev(sid, seq, CallEventKind::TranscriptFinal { speaker: watchfloor_call::Speaker::Caller, item_id: format!("u{seq}"), text: text.into(), interrupted: false, stream_ms: None, by: None });
+    let line = |sid: &str, seq: u64, text: &str| ev(sid, seq, CallEventKind::TranscriptFinal { speaker: watchfloor_call::Speaker::Caller, item_id: format!("u{seq}"), text: text.into(), interrupted: false, stream_ms: None, by: None, language: None });
     for e in [line("CA_ja", 0, "台所で火事です。煙がすごい"), line("CA_es", 0, "Está ardiendo la cocina del Café Central")] {
         tx.send(RecordMsg::Event(e)).unwrap();
     }
@@ -339,7 +339,7 @@ async fn a_transcript_index_of_an_older_version_is_rebuilt_on_open() {
     {
         let (_store, tx, w) = start_writer(dir.path());
         tx.send(RecordMsg::Event(ev("CA1", 0, CallEventKind::CallCreated { from: "+15550100101".into(), to: "+15550000911".into(), simulated: true }))).unwrap();
-        tx.send(RecordMsg::Event(ev("CA1", 1, CallEventKind::TranscriptFinal { speaker: watchfloor_call::Speaker::Caller, item_id: "u".into(), text: "Humo en el Café".into(), interrupted: false, stream_ms: None, by: None }))).unwrap();
+        tx.send(RecordMsg::Event(ev("CA1", 1, CallEventKind::TranscriptFinal { speaker: watchfloor_call::Speaker::Caller, item_id: "u".into(), text: "Humo en el Café".into(), interrupted: false, stream_ms: None, by: None, language: None }))).unwrap();
         tx.send(RecordMsg::Event(ev("CA1", 2, CallEventKind::CallEnded { reason: "stop".into() }))).unwrap();
         drop(tx);
         w.await.unwrap();

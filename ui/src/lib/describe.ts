@@ -13,7 +13,7 @@ export function speakerLabel(speaker: string, by?: string | null): string {
 /** The timeline's words for an event, or '' for events the timeline leaves out. */
 export function describe(ev: CallEvent): string {
   switch (ev.type) {
-    case 'agent_profile': return `Agent profile ${ev.profile.name} v${ev.profile.version} (${ev.profile.model}, ${ev.profile.turn_detection.replace('_', ' ')}${ev.profile.prompt ? `, prompt ${ev.profile.prompt}` : ''})`;
+    case 'agent_profile': return `Agent profile ${ev.profile.name} v${ev.profile.version} (${ev.profile.model}, ${ev.profile.turn_detection.replace('_', ' ')}${ev.profile.prompt ? `, prompt ${ev.profile.prompt}` : ''}${ev.profile.languages.length > 1 ? `, languages ${ev.profile.languages.join(' ')}` : ''})`;
     case 'status_changed': return `Status: ${ev.status.replace('_', ' ')}`;
     case 'transcript_final': return `${speakerLabel(ev.speaker, ev.by)}: ${ev.text}`;
     case 'mode_changed': return ev.mode === 'takeover' ? `${ev.by} took over the call` : `${ev.by} handed the call back to the agent`;

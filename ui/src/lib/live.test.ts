@@ -39,6 +39,20 @@ describe('the live-call reducer', () => {
     expect(speakerLabel('agent', null)).toBe('Agent');
   });
 
+  it('keeps a line as spoken and puts its machine translation beside it', () => {
+    const c = emptyCall();
+    const base = { call_sid: 'CA1', at_ms: 1 };
+    applyEvent(c, { ...base, seq: 0, type: 'transcript_final', speaker: 'caller', item_id: 'u1', text: '¡Hay un incendio!', interrupted: false, stream_ms: 800, language: 'es' });
+    expect(c.transcript[0]).toMatchObject({ text: '¡Hay un incendio!', language: 'es', final: true });
+    expect(c.transcript[0].translation).toBeUndefined();
+    applyEvent(c, { ...base, seq: 1, type: 'transcript_translated', item_id: 'u1', translation: { from: 'es', to: 'en', text: 'There is a fire!', model: 'gpt-4.1-mini' } });
+    expect(c.transcript).toHaveLength(1);
+    expect(c.transcript[0]).toMatchObject({ text: '¡Hay un incendio!', translation: { from: 'es', to: 'en', text: 'There is a fire!' } });
+    // A translation of a line the console no longer shows changes nothing.
+    applyEvent(c, { ...base, seq: 2, type: 'transcript_translated', item_id: 'gone', translation: { from: 'ja', to: 'en', text: 'x', model: 'm' } });
+    expect(c.transcript).toHaveLength(1);
+  });
+
   it('replaces partial lines by the final line and keeps the last lines only', () => {
     const c = emptyCall();
     const base = { call_sid: 'CA1', at_ms: 1 };

@@ -118,10 +118,21 @@ export function applyEvent(c: LiveCall, ev: CallEvent): boolean {
       break;
     }
     case 'transcript_final': {
-      const line: LiveLine = { speaker: ev.speaker, item_id: ev.item_id, text: ev.text, at_ms: ev.at_ms, final: true, interrupted: ev.interrupted, by: ev.by };
+      const line: LiveLine = { speaker: ev.speaker, item_id: ev.item_id, text: ev.text, at_ms: ev.at_ms, final: true, interrupted: ev.interrupted, by: ev.by, language: ev.language };
       const open = openLine(c, ev.item_id);
       if (open) Object.assign(open, line);
       else pushLine(c, line);
+      break;
+    }
+    case 'transcript_translated': {
+      // Beside the final line it translates (the latest of that item id), never in its place.
+      for (let i = c.transcript.length - 1; i >= 0; i--) {
+        const line = c.transcript[i];
+        if (line.item_id === ev.item_id && line.final) {
+          line.translation = ev.translation;
+          break;
+        }
+      }
       break;
     }
     case 'agent_questions':

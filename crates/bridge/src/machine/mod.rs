@@ -504,6 +504,8 @@ pub struct CallMachine {
     // transcripts
     partial_agent: HashMap<String, String>,
     history: Vec<HistoryLine>,
+    /// Tells each final line's language among the profile's (issue 21).
+    languages: crate::language::LineLanguages,
     /// Where each line's audio started on the stream clock, by item id (until its final line).
     line_starts: HashMap<String, u64>,
     stats: RelayStats,
@@ -546,6 +548,7 @@ impl CallMachine {
         now: Instant,
         now_unix_ms: u64,
     ) -> Self {
+        let languages = crate::language::LineLanguages::new(&profile.languages);
         let mut m = CallMachine {
             dispatch: CallDispatch::new(&call_sid, Policy::default()),
             playout: Playout::new(call_sid.clone()),
@@ -572,6 +575,7 @@ impl CallMachine {
             last_caller_speech: None,
             partial_agent: HashMap::new(),
             history: Vec::new(),
+            languages,
             line_starts: HashMap::new(),
             stats: RelayStats::default(),
             out: VecDeque::new(),
@@ -842,7 +846,8 @@ impl CallMachine {
                 // answer; PROTOCOLS.md §5).
                 self.out.push_back(Output::ToModel(ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: line.item() }));
                 self.history.push(line);
-                self.emit(now, CallEventKind::TranscriptFinal { speaker: Speaker::Supervisor, item_id, text, interrupted: false, stream_ms, by });
+                let language = self.languages.line(Speaker::Supervisor, &text);
+                self.emit(now, CallEventKind::TranscriptFinal { speaker: Speaker::Supervisor, item_id, text, interrupted: false, stream_ms, by, language });
             }
             transcription::Heard::Error { code, message } => {
                 tracing::warn!(%code, %message, "supervisor transcription error");
@@ -1075,7 +1080,7 @@ impl CallMachine {
         };
         self.stats.caller_bytes += len as u64;
         if mulaw::louder_than(&self.scratch, STALL_SPEECH_DBFS) {
-            self.session.caller_spoke(mulaw::bytes_to_ms(len));
+            self.session.caller_spoke(mulaw::bytes_to_ms(len), now);
             self.last_caller_speech = Some(now);
         }
         // The recording's copy comes out of a per-call block of a second of audio: one
@@ -1136,6 +1141,7 @@ impl CallMachine {
             ServerEvent::SpeechStarted { audio_start_ms, item_id, .. } => {
                 self.line_starts.insert(item_id, self.session.input_origin_ms() + audio_start_ms);
                 self.caller_speaking = true;
+                self.session.set_listening(true);
                 // A supervisor with the caller is not cut off by the caller's speech.
                 if self.voice_holder.is_none()
                     && let Some(stream_sid) = self.stream_sid.as_deref()
@@ -1147,6 +1153,7 @@ impl CallMachine {
             }
             ServerEvent::SpeechStopped { .. } => {
                 self.caller_speaking = false;
+                self.session.set_listening(false);
                 if self.talking == Talking::Caller {
                     self.set_talking(now, Talking::Silence);
                 }
@@ -1619,7 +1626,8 @@ impl CallMachine {
         let stream_ms = self.line_starts.remove(&item_id);
         let at = self.unix_ms(now);
         self.dispatch.on_final_line(speaker == Speaker::Caller, &text, at);
-        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms, by: None });
+        let language = self.languages.line(speaker, &text);
+        self.emit(now, CallEventKind::TranscriptFinal { speaker, item_id, text, interrupted, stream_ms, by: None, language });
         self.run_dispatch(now);
     }
 

@@ -89,6 +89,11 @@ pub struct ModelSession {
     /// The last model event, and caller speech (ms) since then: stall detection.
     last_event: Instant,
     speech_since_event_ms: u64,
+    /// The model reported `speech_started` and no `speech_stopped` yet: it is hearing the
+    /// caller's turn and says nothing until the turn ends, however long the caller talks.
+    listening: bool,
+    /// The caller's last frame above [`STALL_SPEECH_DBFS`].
+    last_speech: Instant,
     next_renew_attempt: Option<Instant>,
     /// Stream time at which the current session's input buffer started, ms (its
     /// `audio_start_ms` counts from there).
@@ -98,7 +103,7 @@ pub struct ModelSession {
 impl ModelSession {
     /// No session yet (the call was created at `now`).
     pub fn new(timers: Timers, now: Instant) -> Self {
-        ModelSession { timers, ready: false, reconnecting: false, reconnects: 0, server_errors: 0, started: now, last_event: now, speech_since_event_ms: 0, next_renew_attempt: None, input_origin_ms: 0 }
+        ModelSession { timers, ready: false, reconnecting: false, reconnects: 0, server_errors: 0, started: now, last_event: now, speech_since_event_ms: 0, listening: false, last_speech: now, next_renew_attempt: None, input_origin_ms: 0 }
     }
 
     /// Sets the timers (tests shorten them).
@@ -134,9 +139,23 @@ impl ModelSession {
         self.speech_since_event_ms = 0;
     }
 
-    /// The caller spoke for `ms` (a frame above [`STALL_SPEECH_DBFS`]).
-    pub fn caller_spoke(&mut self, ms: u64) {
+    /// The caller spoke for `ms` (a frame above [`STALL_SPEECH_DBFS`]) at `now`.
+    pub fn caller_spoke(&mut self, ms: u64, now: Instant) {
         self.speech_since_event_ms += ms;
+        self.last_speech = now;
+    }
+
+    /// The model's VAD opened (`speech_started`) or closed (`speech_stopped`) the caller's turn.
+    pub fn set_listening(&mut self, listening: bool) {
+        self.listening = listening;
+    }
+
+    /// Where the stall clock counts from: the model's last event, or — while it hears an open
+    /// turn, in which the real service says nothing until the turn ends — the caller's last
+    /// speech if later (a caller who talks for 20 s without a pause is not a stalled model; a
+    /// turn that stays open for the stall timeout after the caller fell quiet is).
+    fn stall_clock(&self) -> Instant {
+        if self.listening { self.last_event.max(self.last_speech) } else { self.last_event }
     }
 
     /// The model socket closed; `falling_back`: the call is already going to a human.
@@ -180,6 +199,7 @@ impl ModelSession {
     /// A new session is open at `now`; its input buffer starts at stream time `stream_ms`.
     pub fn reconnected(&mut self, now: Instant, stream_ms: u64) {
         self.reconnecting = false;
+        self.listening = false;
         self.input_origin_ms = stream_ms;
         self.next_renew_attempt = None;
         self.started = now;
@@ -200,7 +220,7 @@ impl ModelSession {
     /// Whether the model has said nothing for the stall timeout while the caller spoke at least
     /// [`STALL_MIN_SPEECH_MS`].
     pub fn stalled(&self, now: Instant) -> bool {
-        let silent_for = now.saturating_duration_since(self.last_event);
+        let silent_for = now.saturating_duration_since(self.stall_clock());
         let stalled = silent_for >= self.timers.stall_timeout && self.speech_since_event_ms >= STALL_MIN_SPEECH_MS;
         if stalled {
             tracing::error!(?silent_for, speech_ms = self.speech_since_event_ms, "model stalled while the caller speaks");
@@ -225,7 +245,7 @@ impl ModelSession {
 
     /// When [`ModelSession::stalled`] can first be true.
     pub fn stall_deadline(&self) -> Instant {
-        self.last_event + self.timers.stall_timeout
+        self.stall_clock() + self.timers.stall_timeout
     }
 
     /// When [`ModelSession::renewal_due`] can first be true.
@@ -276,11 +296,34 @@ mod tests {
         s.connected(t0);
         assert_eq!(s.stall_deadline(), t0 + Duration::from_secs(5));
         assert!(!s.stalled(t0 + Duration::from_secs(6)), "a silent caller is not a stall");
-        s.caller_spoke(1_500);
+        s.caller_spoke(1_500, t0 + Duration::from_secs(1));
         assert!(!s.stalled(t0 + Duration::from_secs(4)));
         assert!(s.stalled(t0 + Duration::from_secs(5)));
         s.heard(t0 + Duration::from_secs(5));
         assert!(!s.stalled(t0 + Duration::from_secs(9)));
+    }
+
+    #[test]
+    fn a_long_turn_the_model_hears_is_not_a_stall_until_the_caller_falls_quiet() {
+        let t0 = Instant::now();
+        let sec = Duration::from_secs;
+        let mut s = ModelSession::new(Timers { stall_timeout: sec(5), ..Timers::default() }, t0);
+        s.connected(t0);
+        // speech_started at 1 s; the caller talks without a pause until 12 s.
+        s.heard(t0 + sec(1));
+        s.set_listening(true);
+        for t in 1..=12 {
+            s.caller_spoke(1_000, t0 + sec(t));
+            assert!(!s.stalled(t0 + sec(t)), "{t} s into the turn");
+        }
+        assert_eq!(s.stall_deadline(), t0 + sec(17));
+        assert!(!s.stalled(t0 + sec(16)));
+        assert!(s.stalled(t0 + sec(17)), "the turn stayed open 5 s after the caller fell quiet");
+        // Without an open turn, the same speech is a stall 5 s after the model's last event.
+        s.heard(t0 + sec(20));
+        s.set_listening(false);
+        s.caller_spoke(2_000, t0 + sec(24));
+        assert!(s.stalled(t0 + sec(25)));
     }
 
     #[test]

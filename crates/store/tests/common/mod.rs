@@ -16,9 +16,9 @@ pub fn call_events(sid: &str, end: bool) -> Vec<Arc<CallEvent>> {
     let mut v = vec![
         ev(sid, 0, CallEventKind::CallCreated { from: "+15550100101".into(), to: "+15550000911".into(), simulated: true }),
         ev(sid, 1, CallEventKind::StatusChanged { status: CallStatus::WithAgent }),
-        ev(sid, 2, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "a".into(), text: "911, what is the address of your emergency?".into(), interrupted: false, stream_ms: None, by: None }),
+        ev(sid, 2, CallEventKind::TranscriptFinal { speaker: Speaker::Agent, item_id: "a".into(), text: "911, what is the address of your emergency?".into(), interrupted: false, stream_ms: None, by: None, language: None }),
         ev(sid, 3, CallEventKind::AgentQuestions { count: 1 }),
-        ev(sid, 4, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: "u".into(), text: "123 Main Street".into(), interrupted: false, stream_ms: None, by: None }),
+        ev(sid, 4, CallEventKind::TranscriptFinal { speaker: Speaker::Caller, item_id: "u".into(), text: "123 Main Street".into(), interrupted: false, stream_ms: None, by: None, language: None }),
     ];
     if end {
         v.push(ev(sid, 5, CallEventKind::StatusChanged { status: CallStatus::Completed }));

@@ -81,6 +81,9 @@ speed: number,
  */
 transcription_model: string, 
 /**
- * ISO-639-1 language of the caller, e.g. `en`.
+ * The languages the agent answers in, ISO 639-1, e.g. `["en", "es", "ja"]`; the first is
+ * the greeting's. With one, the transcription language is fixed to it; with several it is
+ * left to the transcription model (automatic) and each line's language is told from its
+ * text ([`crate::language`]).
  */
-language: string, };
+languages: Array<string>, };

@@ -25,4 +25,9 @@ turn_detection: TurnDetectionKind,
 /**
  * The stored prompt, `pmpt_…` with `@version` when one is fixed; none: inline instructions.
  */
-prompt: string | null, };
+prompt: string | null, 
+/**
+ * The languages the agent answers in (ISO 639-1, the first the greeting's); empty in
+ * records made before languages were a setting.
+ */
+languages: Array<string>, };

@@ -9,6 +9,7 @@ import type { FallbackRoute } from "./FallbackRoute";
 import type { HandOffAction } from "./HandOffAction";
 import type { Incident } from "./Incident";
 import type { IncidentId } from "./IncidentId";
+import type { LineTranslation } from "./LineTranslation";
 import type { Match } from "./Match";
 import type { Priority } from "./Priority";
 import type { Severity } from "./Severity";
@@ -105,7 +106,20 @@ stream_ms: number | null,
 /**
  * The supervisor speaking (a [`Speaker::Supervisor`] line); none otherwise.
  */
-by?: string, } | { "type": "barge_in", 
+by?: string, 
+/**
+ * The language the line was spoken in (ISO 639-1, e.g. `es`), told from its text among
+ * the profile's languages (issue 21); none when it could not be told.
+ */
+language?: string, } | { "type": "transcript_translated", 
+/**
+ * The line's item id (its `TranscriptFinal`).
+ */
+item_id: string, 
+/**
+ * The translation.
+ */
+translation: LineTranslation, } | { "type": "barge_in", 
 /**
  * The assistant item that was playing.
  */

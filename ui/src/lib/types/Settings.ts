@@ -38,4 +38,14 @@ voice_lost: VoiceLossAction,
  * New calls per minute above which the board shows a surge banner (issue 18; 1–1000,
  * default [`DEFAULT_SURGE_CALLS_PER_MINUTE`]).
  */
-surge_calls_per_minute: number, };
+surge_calls_per_minute: number, 
+/**
+ * The centre's language (ISO 639-1, default `en`): every line spoken in another is shown
+ * to the supervisor with a machine translation into it (issue 21).
+ */
+language: string, 
+/**
+ * The OpenAI text model that translates lines (default
+ * [`watchfloor_bridge::translate::DEFAULT_TRANSLATION_MODEL`]); none: no translations.
+ */
+translation_model: string | null, };
