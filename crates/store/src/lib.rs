@@ -268,12 +268,7 @@ impl Store {
                     }
                 }
                 journal::Entry::Put { tree, key, value } => {
-                    let t = match tree {
-                        journal::Tree::Reviews => &self.reviews,
-                        journal::Tree::Users => &self.users,
-                        journal::Tree::Settings => &self.settings,
-                        journal::Tree::QaCards => &self.qa_cards,
-                    };
+                    let t = self.tree(tree);
                     if t.get(&key)?.as_deref() != Some(value.as_slice()) {
                         t.insert(key, value)?;
                         puts += 1;
@@ -649,17 +644,21 @@ impl Store {
         Ok((e, ticket))
     }
 
-    /// Sets `key` to `value` in one of the journaled trees, and makes it durable (the journal,
-    /// synced) before returning: an acknowledged change is kept.
-    pub(crate) async fn put_durable(&self, tree: journal::Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
-        let frame = journal::put_frame(tree, key, &value);
-        let t = match tree {
+    /// The sled tree a journaled put names.
+    fn tree(&self, tree: journal::Tree) -> &sled::Tree {
+        match tree {
             journal::Tree::Reviews => &self.reviews,
             journal::Tree::Users => &self.users,
             journal::Tree::Settings => &self.settings,
             journal::Tree::QaCards => &self.qa_cards,
-        };
-        t.insert(key, value)?;
+        }
+    }
+
+    /// Sets `key` to `value` in one of the journaled trees, and makes it durable (the journal,
+    /// synced) before returning: an acknowledged change is kept.
+    pub(crate) async fn put_durable(&self, tree: journal::Tree, key: &[u8], value: Vec<u8>) -> Result<(), StoreError> {
+        let frame = journal::put_frame(tree, key, &value);
+        self.tree(tree).insert(key, value)?;
         let ticket = self.journal.append(&frame)?;
         self.journal.sync(ticket).await?;
         Ok(())
