@@ -15,69 +15,16 @@
 //! Figures are in BENCHMARKS.md.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use watchfloor_bridge::machine::{CallMachine, Input, Output};
-use watchfloor_bridge::profile::{AgentProfile, CallContext};
+use watchfloor_bridge::machine::{CallMachine, Input};
 use watchfloor_wire::mulaw;
-use watchfloor_wire::realtime::{AudioDeltaRef, ServerEvent};
-use watchfloor_wire::twilio::{MediaRef, StreamStart, TwilioInbound};
+use watchfloor_wire::realtime::AudioDeltaRef;
+use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
 
-const SID: &str = "CA0123456789abcdef0123456789abcdef";
-const STREAM: &str = "MZ18ad3ab5a668481ce02b83e7395059f0";
-
-/// 160 bytes of speech-like μ-law (a 440 Hz tone at about -12 dBFS).
-fn speech_frame() -> Vec<u8> {
-    (0..mulaw::FRAME_BYTES).map(|i| mulaw::encode(((i as f64 / 8000.0 * 440.0 * std::f64::consts::TAU).sin() * 8000.0) as i16)).collect()
-}
-
-fn media_text(ts_ms: u64, seq: u64) -> String {
-    format!(
-        r#"{{"event":"media","sequenceNumber":"{seq}","media":{{"track":"inbound","chunk":"{}","timestamp":"{ts_ms}","payload":"{}"}},"streamSid":"{STREAM}"}}"#,
-        seq - 1,
-        mulaw::encode_base64(&speech_frame())
-    )
-}
-
-fn delta_text(n: u64) -> String {
-    format!(
-        r#"{{"type":"response.output_audio.delta","event_id":"event_{n:06}","response_id":"resp_000001","item_id":"item_000002","output_index":0,"content_index":0,"delta":"{}"}}"#,
-        mulaw::encode_base64(&speech_frame())
-    )
-}
-
-/// A call with its model connected and its stream started.
-fn live_machine(now: Instant) -> CallMachine {
-    let mut m = CallMachine::new(SID.into(), Arc::new(AgentProfile::default()), CallContext { caller_number: "+15550100101".into(), history: None }, "+15550000911".into(), false, now, 1_700_000_000_000);
-    m.handle_input(Input::ModelConnected, now);
-    m.handle_input(
-        Input::Twilio(TwilioInbound::Start {
-            sequence_number: "1".into(),
-            stream_sid: STREAM.into(),
-            start: StreamStart { stream_sid: STREAM.into(), account_sid: "AC1".into(), call_sid: SID.into(), tracks: vec!["inbound".into()], custom_parameters: Default::default(), media_format: None },
-        }),
-        now,
-    );
-    while m.poll_output().is_some() {}
-    m
-}
-
-/// Drains the machine's outputs the way the call's task does: messages serialised to text.
-fn drain(m: &mut CallMachine) -> usize {
-    let mut bytes = 0;
-    while let Some(out) = m.poll_output() {
-        match &out {
-            Output::ToTwilio(msg) => bytes += msg.to_json().len(),
-            Output::ToModel(ev) => bytes += ev.to_json().len(),
-            other => {
-                black_box(other);
-            }
-        }
-    }
-    bytes
-}
+mod common;
+use common::{delta_text, drain, live_machine, mark_text, media_text, speaking_machine, speech_frame};
 
 /// Times `iters` frames in batches of at most 10 000 on fresh machines (stream timestamps must
 /// advance): `setup(n)` builds a live machine and the batch's inputs, untimed; `run` is timed.
@@ -109,7 +56,7 @@ fn benches(c: &mut Criterion) {
     c.bench_function("delta_to_twilio", |b| {
         b.iter(|| {
             let d = AudioDeltaRef::parse(black_box(&delta)).unwrap();
-            watchfloor_wire::twilio::TwilioOutbound::Media { stream_sid: STREAM.into(), media: watchfloor_wire::twilio::OutboundMedia { payload: d.delta.into_owned() } }.to_json()
+            watchfloor_wire::twilio::TwilioOutbound::Media { stream_sid: common::STREAM.into(), media: watchfloor_wire::twilio::OutboundMedia { payload: d.delta.into_owned() } }.to_json()
         })
     });
 
@@ -138,12 +85,9 @@ fn benches(c: &mut Criterion) {
             batched(
                 iters,
                 |n, t0| {
-                    let mut m = live_machine(t0);
-                    m.handle_input(Input::Model(ServerEvent::parse(r#"{"type":"response.created","event_id":"e1","response":{"id":"resp_000001","object":"realtime.response","status":"in_progress"}}"#).unwrap()), t0);
-                    while m.poll_output().is_some() {}
                     let texts: Vec<String> = (0..n).map(delta_text).collect();
-                    let marks: Vec<String> = (1..=n).map(|i| format!(r#"{{"event":"mark","sequenceNumber":"{}","streamSid":"{STREAM}","mark":{{"name":"item_000002:{}"}}}}"#, i + 2, i * 160)).collect();
-                    (m, (texts, marks))
+                    let marks: Vec<String> = (1..=n).map(mark_text).collect();
+                    (speaking_machine(t0), (texts, marks))
                 },
                 |m, (texts, marks), t0| {
                     for (i, (text, mark)) in texts.iter().zip(marks).enumerate() {

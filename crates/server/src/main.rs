@@ -164,6 +164,11 @@ enum Cmd {
         /// figures are left out of the other calls'.
         #[arg(long, default_value_t = 0)]
         takeovers: usize,
+        /// Run the bridge on these CPUs only (`taskset -c` list, e.g. `0`); run the load
+        /// generator on the others (`taskset -c 1 watchfloor loadgen --bridge-cpus 0`), so the
+        /// bridge's figures are per core (issue 22).
+        #[arg(long)]
+        bridge_cpus: Option<String>,
         /// Scenario directory.
         #[arg(long)]
         scenarios: Option<PathBuf>,
@@ -276,7 +281,7 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", watchfloor_server::auth::hash_password(pw));
         }
         #[cfg(feature = "loadgen")]
-        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, pacing, hostile, takeovers, scenarios } => {
+        Cmd::Loadgen { calls, ramp_s, hold_s, consoles, ramp, max_calls, p99_limit_ms, json, serve_bin, keep_dir, pacing, hostile, takeovers, bridge_cpus, scenarios } => {
             use watchfloor_sim::loadgen;
             let dir = scenarios.unwrap_or_else(scenario::default_dir);
             let opts = loadgen::LoadOptions {
@@ -294,6 +299,7 @@ async fn main() -> anyhow::Result<()> {
                 pacing,
                 hostile,
                 takeovers,
+                bridge_cpus,
             };
             if ramp {
                 let report = loadgen::ramp(&opts, max_calls, |step| println!("{}", loadgen::table(step))).await?;

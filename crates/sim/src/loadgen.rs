@@ -69,6 +69,10 @@ pub struct LoadOptions {
     /// out of `caller_to_model` / `model_to_caller` (those are the other calls'); their voice
     /// latency is `supervisor_to_caller`.
     pub takeovers: usize,
+    /// Run the bridge on these CPUs only (`taskset -c`, e.g. `0`), so its CPU figures are its
+    /// own (issue 22): run the load generator itself on the others (`taskset -c 1 watchfloor
+    /// loadgen --bridge-cpus 0`). None: wherever the scheduler puts it.
+    pub bridge_cpus: Option<String>,
 }
 
 /// How long into a taken-over call the supervisor takes the voice.
@@ -267,6 +271,9 @@ pub struct ProcessReport {
     pub rss_peak_kib: u64,
     /// (mean RSS during the hold − idle RSS) / concurrent calls, KiB.
     pub per_call_kib: f64,
+    /// CPU per call: `cpu_percent` / concurrent calls, % of one core (× 10 = ms of CPU per
+    /// call-second).
+    pub per_call_cpu_percent: f64,
 }
 
 /// One step's report.
@@ -439,6 +446,7 @@ impl Samples {
             rss_hold_kib,
             rss_peak_kib: self.points.iter().map(|p| p.2).max().unwrap_or(0),
             per_call_kib: if calls == 0 { 0.0 } else { ((rss_hold_kib.saturating_sub(idle_kib)) as f64 / calls as f64 * 10.0).round() / 10.0 },
+            per_call_cpu_percent: if calls == 0 { 0.0 } else { (cpu_percent / calls as f64 * 10_000.0).round() / 10_000.0 },
         }
     }
 }
@@ -473,7 +481,14 @@ async fn start_bridge(opts: &LoadOptions, model_url: &str) -> anyhow::Result<Bri
     let token = random_hex(24);
     let auth_token = random_hex(16);
     let log = std::fs::File::create(dir.join("bridge.log"))?;
-    let mut cmd = Command::new(&opts.serve_bin);
+    let mut cmd = match &opts.bridge_cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg(cpus).arg(&opts.serve_bin);
+            c
+        }
+        None => Command::new(&opts.serve_bin),
+    };
     for (k, _) in std::env::vars() {
         if k.starts_with("OPENAI_") || k.starts_with("TWILIO_") || k.starts_with("WATCHFLOOR_") {
             cmd.env_remove(k);
@@ -865,7 +880,17 @@ pub fn table(r: &StepReport) -> String {
     line(&mut s, &format!("live feed ({} consoles)", r.live_feed.consoles), &r.live_feed.latency, format!("{} events, {} resyncs", r.live_feed.events, r.live_feed.resyncs));
     line(&mut s, "caller timer lateness", &r.caller_timer_late, "load generator health".into());
     line(&mut s, "voice webhook answer", &r.webhook, "send → TwiML read, every call placed".into());
-    let p = |name: &str, p: &ProcessReport| format!("  {name:<22} CPU {:>6.1} % of a core, RSS idle {} MiB, hold {} MiB, peak {} MiB, {:.1} KiB/call\n", p.cpu_percent, p.rss_idle_kib / 1024, p.rss_hold_kib / 1024, p.rss_peak_kib / 1024, p.per_call_kib);
+    let p = |name: &str, p: &ProcessReport| {
+        format!(
+            "  {name:<22} CPU {:>6.1} % of a core ({:.3} % per call), RSS idle {} MiB, hold {} MiB, peak {} MiB, {:.1} KiB/call\n",
+            p.cpu_percent,
+            p.per_call_cpu_percent,
+            p.rss_idle_kib / 1024,
+            p.rss_hold_kib / 1024,
+            p.rss_peak_kib / 1024,
+            p.per_call_kib
+        )
+    };
     s.push_str(&p("bridge process", &r.bridge));
     s.push_str(&p("load generator", &r.loadgen));
     if let Some(h) = &r.hostile {
