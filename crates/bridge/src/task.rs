@@ -710,7 +710,9 @@ pub async fn run_call(
                 tokio::spawn(async move {
                     let drain = async {
                         while let Some(kind) = translations.next().await {
-                            append_after_end(&hub, &sid, kind);
+                            if let Err(e) = hub.append_after_end(&sid, kind, unix_ms()).await {
+                                tracing::warn!(call_sid = %sid, error = %e, "a translation after the call's end is not on its record");
+                            }
                         }
                     };
                     if tokio::time::timeout(TRANSLATION_DRAIN, drain).await.is_err() {
