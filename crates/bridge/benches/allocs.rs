@@ -5,8 +5,10 @@
 //! - caller frame: parse one Twilio `media` text in place → the machine → every output
 //!   serialised to its wire text (the `input_audio_buffer.append`);
 //! - agent frame: parse one 20 ms `response.output_audio.delta` → the machine → the Twilio
-//!   `media` and `mark` texts; then Twilio's echo of the mark parsed → the machine (the played
-//!   frame published for the recording).
+//!   `media` and `mark` texts; then Twilio's echo of the mark read in place → the machine (the
+//!   played frame published for the recording). All the deltas come first, then all the echoes
+//!   (a thousand frames queued at Twilio): the queue's growth is counted here;
+//!   `tests/allocations.rs` keeps ten queued, as a call does, and asserts no allocation.
 //!
 //! Figures are in BENCHMARKS.md.
 
@@ -15,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use watchfloor_bridge::machine::Input;
 use watchfloor_wire::realtime::AudioDeltaRef;
-use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
+use watchfloor_wire::twilio::{MarkRef, MediaRef};
 
 mod common;
 use common::{delta_text, drain, live_machine, mark_text, media_text, speaking_machine};
@@ -73,9 +75,9 @@ fn main() {
     // The echoes of those marks, in order.
     let mut i = 0;
     let (blocks, bytes) = per_frame(|_| {
-        match TwilioInbound::parse(&marks[i]) {
-            Ok(msg) => m.handle_input(Input::Twilio(msg), at(WARM_UP + FRAMES + i as u64)),
-            Err(e) => m.handle_input(Input::TwilioGarbage(e.to_string()), at(i as u64)),
+        match MarkRef::parse(&marks[i]) {
+            Some(echo) => m.handle_input(Input::MarkEcho { name: &echo.mark.name }, at(WARM_UP + FRAMES + i as u64)),
+            None => m.handle_input(Input::TwilioGarbage("not a mark".into()), at(i as u64)),
         }
         black_box(drain(&mut m));
         i += 1;

@@ -11,10 +11,13 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
+use bytes::Bytes;
 use tokio_tungstenite::tungstenite::Message;
+/// Text of a WebSocket frame, checked UTF-8 (what [`TwilioFrame::Text`] carries).
+pub use tokio_tungstenite::tungstenite::Utf8Bytes;
 use tokio_util::sync::CancellationToken;
 use watchfloor_wire::realtime::{AudioDeltaRef, ClientEvent, ServerEvent};
-use watchfloor_wire::twilio::{MediaRef, TwilioInbound};
+use watchfloor_wire::twilio::{MarkRef, MediaRef, TwilioInbound};
 
 use watchfloor_call::{CallEventKind, CallFold, CallStatus, FallbackRoute, Hub};
 use crate::flood::{FloodGuard, StreamLimits};
@@ -28,8 +31,8 @@ use crate::registry::CommandMsg;
 /// A frame read from the Twilio WebSocket, independent of the server framework.
 #[derive(Debug)]
 pub enum TwilioFrame {
-    /// A text frame (every Twilio message).
-    Text(String),
+    /// A text frame (every Twilio message), as the socket read it (no copy).
+    Text(Utf8Bytes),
     /// A binary frame (Twilio never sends these): its size in bytes.
     Binary(usize),
     /// The socket closed or failed.
@@ -43,8 +46,8 @@ pub type SinkError = Box<dyn std::error::Error + Send + Sync>;
 pub struct TwilioSocket {
     /// Frames from Twilio.
     pub rx: Pin<Box<dyn Stream<Item = TwilioFrame> + Send>>,
-    /// Text frames to Twilio; `close()` closes the WebSocket.
-    pub tx: Pin<Box<dyn Sink<String, Error = SinkError> + Send>>,
+    /// Text frames to Twilio (each a message's JSON text, UTF-8); `close()` closes the WebSocket.
+    pub tx: Pin<Box<dyn Sink<Bytes, Error = SinkError> + Send>>,
     /// Messages the server already read before handing over (`connected`, `start`).
     pub already_read: Vec<TwilioInbound>,
 }
@@ -342,20 +345,21 @@ pub async fn run_call(
                 // The flood limit (crate::flood) counts caller audio and unsolicited messages,
                 // never the echoes of our own marks.
                 match frame {
-                    TwilioFrame::Text(text) => match MediaRef::parse(&text) {
+                    TwilioFrame::Text(text) => match MediaRef::parse(text.as_str()) {
                         // 50 a second: read in place.
                         Some(m) => if flood.admit_media(m.media.payload.len()) {
                             machine.handle_input(Input::CallerMedia { timestamp: &m.media.timestamp, payload: &m.media.payload }, now);
                         },
-                        None => match TwilioInbound::parse(&text) {
-                            Ok(msg) => {
-                                let echo = matches!(&msg, TwilioInbound::Mark { mark, .. } if machine.expects_mark(&mark.name));
-                                if echo || flood.admit_message() {
+                        None => match MarkRef::parse(text.as_str()) {
+                            // The echoes of our marks: read in place, and never counted.
+                            Some(m) if machine.expects_mark(&m.mark.name) => machine.handle_input(Input::MarkEcho { name: &m.mark.name }, now),
+                            _ => match TwilioInbound::parse(text.as_str()) {
+                                Ok(msg) => if flood.admit_message() {
                                     machine.handle_input(Input::Twilio(msg), now);
-                                }
-                            }
-                            Err(e) => if flood.admit_message() {
-                                machine.handle_input(Input::TwilioGarbage(e.to_string()), now);
+                                },
+                                Err(e) => if flood.admit_message() {
+                                    machine.handle_input(Input::TwilioGarbage(e.to_string()), now);
+                                },
                             },
                         },
                     },
@@ -516,7 +520,7 @@ pub async fn run_call(
                 match out {
                     Output::ToTwilio(msg) => {
                         if let Some(sock) = twilio.as_mut() {
-                            match sock.tx.feed(msg.to_json()).await {
+                            match sock.tx.feed(Bytes::from(msg.to_json())).await {
                                 Ok(()) => twilio_unflushed = true,
                                 Err(e) => {
                                     tracing::warn!(error = %e, "twilio send failed");
@@ -525,22 +529,36 @@ pub async fn run_call(
                             }
                         }
                     }
-                    Output::ToModel(ev) => match model_sock.as_mut() {
-                        Some(ws) if connecting.is_none() || renewing => match ws.feed(Message::text(ev.to_json())).await {
-                            Ok(()) => model_unflushed = true,
-                            Err(e) => {
-                                tracing::warn!(error = %e, "model send failed");
-                                model_sock = None;
-                                machine.handle_input(Input::ModelClosed, Instant::now());
-                            }
-                        },
-                        _ => {
-                            // Connecting: hold the caller's audio (a bounded backlog) for the session.
-                            if let Some(dropped_ms) = backlog.push(ev) {
-                                machine.skip(Instant::now(), "bridge", format!("{dropped_ms} ms of the oldest caller audio held for the model dropped: more than {BACKLOG_AUDIO_MS} ms held while its socket opened"));
+                    Output::ToTwilioText(text) => {
+                        if let Some(sock) = twilio.as_mut() {
+                            match sock.tx.feed(text).await {
+                                Ok(()) => twilio_unflushed = true,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "twilio send failed");
+                                    machine.handle_input(Input::TwilioClosed, Instant::now());
+                                }
                             }
                         }
-                    },
+                    }
+                    out @ (Output::ToModel(_) | Output::AppendAudio { .. }) => {
+                        let Some((msg, audio_bytes)) = model_message(out) else { continue };
+                        match model_sock.as_mut() {
+                            Some(ws) if connecting.is_none() || renewing => match ws.feed(msg).await {
+                                Ok(()) => model_unflushed = true,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "model send failed");
+                                    model_sock = None;
+                                    machine.handle_input(Input::ModelClosed, Instant::now());
+                                }
+                            },
+                            _ => {
+                                // Connecting: hold the caller's audio (a bounded backlog) for the session.
+                                if let Some(dropped_ms) = backlog.push(msg, audio_bytes) {
+                                    machine.skip(Instant::now(), "bridge", format!("{dropped_ms} ms of the oldest caller audio held for the model dropped: more than {BACKLOG_AUDIO_MS} ms held while its socket opened"));
+                                }
+                            }
+                        }
+                    }
                     Output::Event(ev) => {
                         if let Some(t) = translate_line(setup.translation.as_ref(), &ev) {
                             translations.push(t);
@@ -737,31 +755,49 @@ fn append_after_end(hub: &Hub, call_sid: &Arc<str>, kind: CallEventKind) {
     });
 }
 
-/// Model events held while no model session could take them, in order, bounded by the caller
-/// audio they carry ([`BACKLOG_AUDIO_MS`]).
+/// Model messages held while no model session could take them, in order, bounded by the
+/// caller audio they carry ([`BACKLOG_AUDIO_MS`]).
 #[derive(Default)]
 struct Backlog {
-    events: VecDeque<ClientEvent>,
-    /// Caller audio in `events`, ms.
+    /// Each message and the caller audio in it, bytes.
+    messages: VecDeque<(Message, usize)>,
+    /// Caller audio in `messages`, ms.
     audio_ms: u64,
 }
 
-fn append_ms(ev: &ClientEvent) -> u64 {
-    match ev {
-        ClientEvent::InputAudioBufferAppend { audio, .. } => watchfloor_wire::mulaw::bytes_to_ms(audio.len() / 4 * 3) as u64,
-        _ => 0,
+/// The text of a model output ([`Output::ToModel`] or [`Output::AppendAudio`]) and the caller
+/// audio it carries, bytes; none for any other output.
+fn model_message(out: Output) -> Option<(Message, usize)> {
+    match out {
+        Output::ToModel(ev) => {
+            let audio_bytes = match &ev {
+                ClientEvent::InputAudioBufferAppend { audio, .. } => audio.len() / 4 * 3,
+                _ => 0,
+            };
+            Some((Message::text(ev.to_json()), audio_bytes))
+        }
+        Output::AppendAudio { text, audio_bytes } => match Utf8Bytes::try_from(text) {
+            Ok(text) => Some((Message::Text(text), audio_bytes)),
+            // Invariant: the machine writes JSON text; a failure here is a bug, logged, not sent.
+            Err(e) => {
+                tracing::error!(error = %e, "an append's text is not UTF-8: not sent");
+                None
+            }
+        },
+        _ => None,
     }
 }
 
 impl Backlog {
-    /// Holds `ev`; past the bound, drops the oldest appends and returns the audio dropped, ms.
-    fn push(&mut self, ev: ClientEvent) -> Option<u64> {
-        self.audio_ms += append_ms(&ev);
-        self.events.push_back(ev);
+    /// Holds `msg` (carrying `audio_bytes` of caller audio); past the bound, drops the oldest
+    /// appends and returns the audio dropped, ms.
+    fn push(&mut self, msg: Message, audio_bytes: usize) -> Option<u64> {
+        self.audio_ms += watchfloor_wire::mulaw::bytes_to_ms(audio_bytes);
+        self.messages.push_back((msg, audio_bytes));
         let mut dropped = 0;
         while self.audio_ms > BACKLOG_AUDIO_MS {
-            let Some(pos) = self.events.iter().position(|e| append_ms(e) > 0) else { break };
-            let ms = self.events.remove(pos).map_or(0, |e| append_ms(&e));
+            let Some(pos) = self.messages.iter().position(|(_, audio)| *audio > 0) else { break };
+            let ms = self.messages.remove(pos).map_or(0, |(_, audio)| watchfloor_wire::mulaw::bytes_to_ms(audio));
             self.audio_ms -= ms;
             dropped += ms;
         }
@@ -772,8 +808,8 @@ impl Backlog {
 /// Sends the caller audio held while no model session could take it, in order, with one flush.
 async fn send_backlog(ws: &mut ModelSocket, backlog: &mut Backlog) -> Result<(), tokio_tungstenite::tungstenite::Error> {
     backlog.audio_ms = 0;
-    for held in backlog.events.drain(..) {
-        ws.feed(Message::text(held.to_json())).await?;
+    for (held, _) in backlog.messages.drain(..) {
+        ws.feed(held).await?;
     }
     ws.flush().await
 }

@@ -9,7 +9,8 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use watchfloor_bridge::task::{SinkError, TwilioFrame, TwilioSocket};
+use axum::body::Bytes;
+use watchfloor_bridge::task::{SinkError, TwilioFrame, TwilioSocket, Utf8Bytes};
 use watchfloor_bridge::{CallEvent, CallEventKind, CallStatus};
 use watchfloor_wire::signature;
 use watchfloor_wire::twilio::TwilioInbound;
@@ -31,9 +32,14 @@ pub(crate) async fn media_stream(State(state): State<AppState>, ConnectInfo(peer
 
 fn to_frame(msg: Result<Message, axum::Error>) -> TwilioFrame {
     match msg {
-        Ok(Message::Text(t)) => TwilioFrame::Text(t.as_str().to_owned()),
+        // The text as read, no copy (axum's and tungstenite's text types share the bytes; the
+        // check is a UTF-8 scan that cannot fail on what axum already checked).
+        Ok(Message::Text(t)) => match Utf8Bytes::try_from(Bytes::from(t)) {
+            Ok(t) => TwilioFrame::Text(t),
+            Err(_) => TwilioFrame::Binary(0),
+        },
         Ok(Message::Binary(b)) => TwilioFrame::Binary(b.len()),
-        Ok(Message::Ping(_) | Message::Pong(_)) => TwilioFrame::Text(String::new()),
+        Ok(Message::Ping(_) | Message::Pong(_)) => TwilioFrame::Text(Utf8Bytes::from_static("")),
         Ok(Message::Close(_)) => TwilioFrame::Closed,
         Err(e) => {
             tracing::warn!(error = %e, "media stream read failed");
@@ -46,7 +52,7 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
     let (sink, stream) = socket.split();
     // Pings need no answer from us (axum answers them); they are filtered here.
     let mut rx = Box::pin(stream.map(to_frame).filter(|f| std::future::ready(!matches!(f, TwilioFrame::Text(t) if t.is_empty()))));
-    let tx = Box::pin(sink.sink_map_err(|e| Box::new(e) as SinkError).with(|s: String| std::future::ready(Ok::<_, SinkError>(Message::Text(s.into())))));
+    let tx = Box::pin(sink.sink_map_err(|e| Box::new(e) as SinkError).with(|text: Bytes| std::future::ready(axum::extract::ws::Utf8Bytes::try_from(text).map(Message::Text).map_err(|e| Box::new(e) as SinkError))));
 
     // Read `connected` and `start`, by a deadline from the upgrade (issue 15: a stream sending
     // junk once a second stayed open forever when each message restarted the timeout).
@@ -63,7 +69,7 @@ async fn handle_socket(state: AppState, socket: WebSocket, peer: SocketAddr) {
             }
         };
         match frame {
-            TwilioFrame::Text(text) => match TwilioInbound::parse(&text) {
+            TwilioFrame::Text(text) => match TwilioInbound::parse(text.as_str()) {
                 Ok(msg @ TwilioInbound::Connected { .. }) => already_read.push(msg),
                 Ok(TwilioInbound::Start { stream_sid, start, sequence_number }) => {
                     let msg = TwilioInbound::Start { stream_sid, start: start.clone(), sequence_number };

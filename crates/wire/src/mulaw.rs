@@ -60,6 +60,18 @@ pub fn encode_base64(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
 
+/// Appends the standard base64 of `bytes` to `out`: 4 characters per 3 bytes, padded (216 per
+/// 160-byte frame). Allocates only when `out` lacks the room (the hot path writes a message's
+/// text into a reused block, [`crate::twilio::write_media`]).
+pub fn encode_base64_into(bytes: &[u8], out: &mut bytes::BytesMut) {
+    let start = out.len();
+    let len = base64::encoded_len(bytes.len(), true).expect("a frame's base64 length fits in usize");
+    out.resize(start + len, 0);
+    // Invariant: the slice is exactly the encoded length, so encoding cannot run out of room.
+    let written = STANDARD.encode_slice(bytes, &mut out[start..]).expect("sized to the encoded length");
+    out.truncate(start + written);
+}
+
 /// Root-mean-square level of a μ-law buffer in dBFS (0 dBFS = full-scale sine peak of i16).
 /// Returns `f32::NEG_INFINITY` for an empty or all-silent buffer.
 pub fn rms_dbfs(bytes: &[u8]) -> f32 {
@@ -137,5 +149,8 @@ mod tests {
         assert_eq!(decode_base64_into(&encode_base64(&[1, 2, 3, 4]), &mut out).unwrap(), 4);
         assert_eq!(out, vec![1, 2, 3, 4]);
         assert!(decode_base64_into("not base64!!", &mut out).is_err());
+        let mut text = bytes::BytesMut::from(&b"x"[..]);
+        encode_base64_into(&[1, 2, 3, 4], &mut text);
+        assert_eq!(&text[..], format!("x{}", encode_base64(&[1, 2, 3, 4])).as_bytes());
     }
 }

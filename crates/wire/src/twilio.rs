@@ -259,6 +259,41 @@ impl<'a> MediaRef<'a> {
     }
 }
 
+/// An inbound `mark` echo read in place (the hot path while the agent speaks: one per chunk of
+/// agent audio played): its name borrows from the frame's text unless it has JSON escapes. Same
+/// required fields as [`TwilioInbound::Mark`]; other fields are ignored.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MarkRef<'a> {
+    /// Always `"mark"` for a value [`MarkRef::parse`] returns.
+    #[serde(borrow)]
+    pub event: Cow<'a, str>,
+    /// The stream's id.
+    #[serde(borrow, rename = "streamSid")]
+    pub stream_sid: Cow<'a, str>,
+    /// The mark.
+    #[serde(borrow)]
+    pub mark: MarkNameRef<'a>,
+}
+
+/// The `mark` object of a [`MarkRef`].
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MarkNameRef<'a> {
+    /// The name we gave it.
+    #[serde(borrow)]
+    pub name: Cow<'a, str>,
+}
+
+impl<'a> MarkRef<'a> {
+    /// Reads `text` as a well-formed `mark` message, or `None` (anything else, or a malformed
+    /// `mark`: [`TwilioInbound::parse`] then gives the message or the error).
+    pub fn parse(text: &'a str) -> Option<MarkRef<'a>> {
+        if !text.contains(r#""mark""#) {
+            return None;
+        }
+        serde_json::from_str::<MarkRef<'a>>(text).ok().filter(|m| m.event == "mark")
+    }
+}
+
 /// A message we send to Twilio on the media stream.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
@@ -306,6 +341,47 @@ impl TwilioOutbound {
     pub fn parse(text: &str) -> Result<Self, WireError> {
         serde_json::from_str(text).map_err(|source| WireError::Malformed { protocol: "twilio", source })
     }
+}
+
+/// The audio of an outbound `media` message written by [`write_media`].
+#[derive(Debug, Clone, Copy)]
+pub enum MediaPayload<'a> {
+    /// Already standard base64 (the model's `delta` passed through as it came): validated by
+    /// the caller, who decoded it. Base64 needs no JSON escaping.
+    Base64(&'a str),
+    /// Raw μ-law, encoded here.
+    Mulaw(&'a [u8]),
+}
+
+/// Writes `s` as a JSON string (quoted, escaped) into `out`. No allocation beyond `out`'s growth.
+fn write_json_str(out: &mut bytes::BytesMut, s: &(impl std::fmt::Display + ?Sized)) {
+    use bytes::BufMut as _;
+    // Invariant: writing into a growable buffer cannot fail, and `collect_str` escapes as it
+    // goes (no intermediate String).
+    serde::Serializer::collect_str(&mut serde_json::Serializer::new((&mut *out).writer()), s).expect("writing JSON into memory");
+}
+
+/// Appends the JSON text of an outbound `media` message to `out` (the hot path: no
+/// intermediate values; the same text as [`TwilioOutbound::Media`]'s [`TwilioOutbound::to_json`]).
+pub fn write_media(out: &mut bytes::BytesMut, stream_sid: &str, payload: MediaPayload<'_>) {
+    out.extend_from_slice(br#"{"event":"media","streamSid":"#);
+    write_json_str(out, stream_sid);
+    out.extend_from_slice(br#","media":{"payload":""#);
+    match payload {
+        MediaPayload::Base64(text) => out.extend_from_slice(text.as_bytes()),
+        MediaPayload::Mulaw(audio) => crate::mulaw::encode_base64_into(audio, out),
+    }
+    out.extend_from_slice(br#""}}"#);
+}
+
+/// Appends the JSON text of an outbound `mark` named `name` to `out` (the hot path; the same
+/// text as [`TwilioOutbound::Mark`]'s [`TwilioOutbound::to_json`]).
+pub fn write_mark(out: &mut bytes::BytesMut, stream_sid: &str, name: &(impl std::fmt::Display + ?Sized)) {
+    out.extend_from_slice(br#"{"event":"mark","streamSid":"#);
+    write_json_str(out, stream_sid);
+    out.extend_from_slice(br#","mark":{"name":"#);
+    write_json_str(out, name);
+    out.extend_from_slice(b"}}");
 }
 
 #[cfg(test)]
@@ -392,11 +468,36 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&media.to_json()).unwrap();
         assert_eq!(v, serde_json::json!({"event":"media","streamSid":"MZ1","media":{"payload":"//8="}}));
         let mark = TwilioOutbound::Mark { stream_sid: "MZ1".into(), mark: MarkName { name: "item_1:200".into() } };
+        let mut text = bytes::BytesMut::new();
+        write_mark(&mut text, "MZ1", "item_1:200");
+        assert_eq!(std::str::from_utf8(&text).unwrap(), mark.to_json(), "the hot path's mark is the typed one's text");
         let v: serde_json::Value = serde_json::from_str(&mark.to_json()).unwrap();
         assert_eq!(v, serde_json::json!({"event":"mark","streamSid":"MZ1","mark":{"name":"item_1:200"}}));
         let clear = TwilioOutbound::Clear { stream_sid: "MZ1".into() };
         assert_eq!(clear.to_json(), r#"{"event":"clear","streamSid":"MZ1"}"#);
+        // The hot path's media, from base64 or from μ-law, is the typed message's text.
+        let mut text = bytes::BytesMut::new();
+        write_media(&mut text, "MZ1", MediaPayload::Base64("//8="));
+        assert_eq!(std::str::from_utf8(&text).unwrap(), media.to_json());
+        text.clear();
+        write_media(&mut text, "MZ1", MediaPayload::Mulaw(&[0xff, 0xff]));
+        assert_eq!(std::str::from_utf8(&text).unwrap(), media.to_json());
+        // Names from elsewhere (a model's item id) are escaped, never spliced in raw.
+        text.clear();
+        write_mark(&mut text, "MZ\"1", &format_args!("{}:{}", "item\"}\n", 160));
+        let parsed = TwilioOutbound::parse(std::str::from_utf8(&text).unwrap()).unwrap();
+        assert_eq!(parsed, TwilioOutbound::Mark { stream_sid: "MZ\"1".into(), mark: MarkName { name: "item\"}\n:160".into() } });
         assert_eq!(TwilioOutbound::parse(&clear.to_json()).unwrap(), clear);
+    }
+
+    #[test]
+    fn a_mark_echo_reads_in_place() {
+        let m = MarkRef::parse(MARK).unwrap();
+        assert_eq!(m.mark.name, "my label");
+        assert!(matches!(m.mark.name, Cow::Borrowed(_)), "no copy");
+        assert!(MarkRef::parse(MEDIA).is_none() && MarkRef::parse(r#"{"event":"mark","streamSid":"MZ1"}"#).is_none());
+        let escaped = MarkRef::parse(r#"{"event":"mark","streamSid":"MZ1","mark":{"name":"a\"b"}}"#).unwrap();
+        assert_eq!(escaped.mark.name, "a\"b");
     }
 
     #[test]

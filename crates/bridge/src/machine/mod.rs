@@ -25,6 +25,7 @@
 //! - transcripts of both speakers (partial and final), the conversation history, the count of agent
 //!   questions, stage timings, and a `CallEvent` for every change.
 
+pub mod buffers;
 pub mod caller;
 pub mod dispatch_audio;
 pub mod playout;
@@ -57,10 +58,6 @@ pub use dispatch_audio::{DISPATCH_AUDIO_PURPOSE, DispatchAudio};
 pub use playout::Playout;
 pub use transcription::SupervisorTranscription;
 pub use session::{DEFAULT_STALL_TIMEOUT, ErrorClass, MAX_RECONNECTS, ModelSession, SESSION_LIMIT, SESSION_RENEW_AFTER, STALL_MIN_SPEECH_MS, STALL_SPEECH_DBFS, Timers, classify_error};
-
-/// Caller audio for the recording is copied into blocks of this many bytes (a second of
-/// μ-law), each frame a slice of one: one allocation per second of audio instead of per frame.
-pub const RECORDING_BLOCK_BYTES: usize = 8000;
 
 /// An input to the machine. The hot path's two inputs borrow the frame they were read from
 /// ([`MediaRef`](watchfloor_wire::twilio::MediaRef),
@@ -101,6 +98,12 @@ pub enum Input<'a> {
     VoiceLost {
         /// The console's user.
         user: String,
+    },
+    /// A Twilio `mark` echo read in place: its name (the same as
+    /// `Twilio(TwilioInbound::Mark { .. })`).
+    MarkEcho {
+        /// `mark.name`.
+        name: &'a str,
     },
     /// The model socket opened: send `session.update`.
     ModelConnected,
@@ -349,8 +352,21 @@ pub enum Command {
 pub enum Output {
     /// Send to Twilio.
     ToTwilio(TwilioOutbound),
+    /// Send to Twilio: one message's JSON text, written by the machine (the hot path's agent
+    /// `media` and `mark`, [`watchfloor_wire::twilio::write_media`]) into a reused block
+    /// ([`buffers::TextBlock`]). Valid UTF-8.
+    ToTwilioText(Bytes),
     /// Send to the model.
     ToModel(ClientEvent),
+    /// Send the caller's audio to the model: the JSON text of one `input_audio_buffer.append`
+    /// ([`watchfloor_wire::realtime::write_input_audio_buffer_append`], valid UTF-8) and the
+    /// μ-law bytes it carries (what the driver's backlog counts while no session can take it).
+    AppendAudio {
+        /// The message's text.
+        text: Bytes,
+        /// Caller audio in it, bytes (8 per ms).
+        audio_bytes: usize,
+    },
     /// Publish to the store and the live feed.
     Event(CallEvent),
     /// Audio for the recording and listen-in (already relayed; never delays the call).
@@ -490,8 +506,10 @@ pub struct CallMachine {
     dispatch_audio: DispatchAudio,
     /// The call's dispatch: incident, policy, alerts, units ([`CallDispatch`]).
     dispatch: CallDispatch,
-    /// Where caller frames for the recording are copied (see [`RECORDING_BLOCK_BYTES`]).
-    recording_block: bytes::BytesMut,
+    /// Where caller frames for the recording are copied.
+    recording: buffers::AudioBlocks,
+    /// The caller appends' texts.
+    append_text: buffers::TextBlock,
     /// Base64 decode buffer.
     scratch: Vec<u8>,
     response_in_flight: Option<String>,
@@ -566,7 +584,8 @@ impl CallMachine {
             clock: CallerClock::new(ClockLimit::default()),
             session: ModelSession::new(Timers::default(), now),
             dispatch_audio: DispatchAudio::default(),
-            recording_block: bytes::BytesMut::new(),
+            recording: buffers::AudioBlocks::default(),
+            append_text: buffers::TextBlock::default(),
             scratch: Vec::with_capacity(4096),
             response_in_flight: None,
             reply_after_response: false,
@@ -760,6 +779,7 @@ impl CallMachine {
                 self.maybe_greet();
             }
             Input::Twilio(msg) => self.on_twilio(msg, now),
+            Input::MarkEcho { name } => self.on_mark(name, now),
             Input::TwilioGarbage(reason) => self.skip(now, "twilio", reason),
             Input::Model(ev) => self.on_model(ev, now),
             Input::ModelGarbage(reason) => self.skip(now, "model", reason),
@@ -1083,19 +1103,17 @@ impl CallMachine {
             self.session.caller_spoke(mulaw::bytes_to_ms(len), now);
             self.last_caller_speech = Some(now);
         }
-        // The recording's copy comes out of a per-call block of a second of audio: one
-        // allocation per 50 frames, not one per frame.
-        if self.recording_block.capacity() < self.scratch.len() {
-            self.recording_block.reserve(RECORDING_BLOCK_BYTES.max(self.scratch.len()));
-        }
-        self.recording_block.extend_from_slice(&self.scratch);
-        self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Caller, stream_ms: ts, audio: self.recording_block.split().freeze() }));
+        // The recording's copy and the append's text come out of reused blocks: a steady-state
+        // frame allocates nothing.
+        self.out.push_back(Output::Audio(AudioFrame { call_sid: self.call_sid.clone(), track: Track::Caller, stream_ms: ts, audio: self.recording.copy(&self.scratch) }));
         self.stage(now, Stage::FirstCallerAudio);
-        self.out.push_back(Output::ToModel(ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload.to_owned() }));
+        // The base64 goes on as Twilio sent it (it decoded above, so it needs no escaping).
+        let text = self.append_text.write(|b| watchfloor_wire::realtime::write_input_audio_buffer_append(b, payload));
+        self.out.push_back(Output::AppendAudio { text, audio_bytes: len });
     }
 
     fn on_mark(&mut self, name: &str, now: Instant) {
-        match self.playout.on_mark(name, &mut self.out) {
+        match self.playout.on_mark(name, self.clock.now_ms(), &mut self.out) {
             playout::MarkEcho::Played { idle } => {
                 // The supervisor's frames come one at a time, each played before the next: their
                 // talking ends when the frames stop (`SUPERVISOR_PAUSE`, on the timer), not

@@ -92,16 +92,38 @@ fn mark(name: &str) -> Input<'static> {
     Input::Twilio(TwilioInbound::Mark { sequence_number: "9".into(), stream_sid: "MZ1".into(), mark: MarkName { name: name.into() } })
 }
 
+/// Caller frames of silence from 0 ms up to `ms` on the stream clock (Twilio's timestamps):
+/// the caller's clock, which places the agent's audio as it plays, moves to `ms`.
+fn caller_clock_to(m: &mut CallMachine, ms: u64, now: Instant) {
+    for ts in (0..ms).step_by(20) {
+        m.handle_input(media(ts, &[mulaw::SILENCE; 160]), now);
+    }
+}
+
 fn speech_started() -> Input<'static> {
     model(ServerEvent::SpeechStarted { event_id: String::new(), audio_start_ms: 0, item_id: "item_user".into() })
 }
 
-fn to_model(out: &[Output]) -> Vec<&ClientEvent> {
-    out.iter().filter_map(|o| if let Output::ToModel(e) = o { Some(e) } else { None }).collect()
+/// What goes to the model, typed (the appends the machine writes as text, parsed).
+fn to_model(out: &[Output]) -> Vec<ClientEvent> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::ToModel(e) => Some(e.clone()),
+            Output::AppendAudio { text, .. } => Some(ClientEvent::parse(std::str::from_utf8(text).unwrap()).unwrap()),
+            _ => None,
+        })
+        .collect()
 }
 
-fn to_twilio(out: &[Output]) -> Vec<&TwilioOutbound> {
-    out.iter().filter_map(|o| if let Output::ToTwilio(e) = o { Some(e) } else { None }).collect()
+/// What goes to Twilio, typed (the `media` and `mark` the machine writes as text, parsed).
+fn to_twilio(out: &[Output]) -> Vec<TwilioOutbound> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::ToTwilio(e) => Some(e.clone()),
+            Output::ToTwilioText(text) => Some(TwilioOutbound::parse(std::str::from_utf8(text).unwrap()).unwrap()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn events(out: &[Output]) -> Vec<&CallEventKind> {
@@ -139,7 +161,7 @@ fn caller_audio_passes_through_and_gaps_are_padded() {
     let out = drain(&mut m);
     let appended = to_model(&out);
     assert_eq!(appended.len(), 1);
-    match appended[0] {
+    match &appended[0] {
         ClientEvent::InputAudioBufferAppend { audio, .. } => assert_eq!(audio, &mulaw::encode_base64(&frame)),
         other => panic!("{other:?}"),
     }
@@ -149,7 +171,7 @@ fn caller_audio_passes_through_and_gaps_are_padded() {
     let appended = to_model(&out);
     assert_eq!(appended.len(), 2);
     let mut buf = Vec::new();
-    match appended[0] {
+    match &appended[0] {
         ClientEvent::InputAudioBufferAppend { audio, .. } => {
             mulaw::decode_base64_into(audio, &mut buf).unwrap();
             assert_eq!(buf, vec![mulaw::SILENCE; 320]);
@@ -210,16 +232,17 @@ fn agent_audio_is_framed_with_named_marks() {
     let mut m = machine(t0);
     start(&mut m, t0);
     m.handle_input(response_created("resp_1"), t0);
-    m.handle_input(delta("resp_1", "item_a", 400), t0); // 50 ms → 20 + 20, 10 ms waits
+    m.handle_input(delta("resp_1", "item_a", 400), t0); // 50 ms → one media of 40 ms, 10 ms waits
     let out = drain(&mut m);
-    assert_eq!(to_twilio(&out).len(), 4);
-    assert_eq!(sent_marks(&out), vec!["item_a:160", "item_a:320"]);
+    assert_eq!(to_twilio(&out).len(), 2, "one media, one mark");
+    assert_eq!(sent_marks(&out), vec!["item_a:320"]);
+    assert_eq!(media_payloads(&out).iter().map(Vec::len).collect::<Vec<_>>(), [320]);
     assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Agent }));
     // Deltas of any size: whole 20 ms frames across their boundaries.
     m.handle_input(delta("resp_1", "item_a", 250), t0); // 80 + 250 = 330 → 2 frames, 10 bytes wait
     let out = drain(&mut m);
-    assert_eq!(sent_marks(&out), vec!["item_a:480", "item_a:640"]);
-    assert!(media_payloads(&out).iter().all(|p| p.len() == 160));
+    assert_eq!(sent_marks(&out), vec!["item_a:640"]);
+    assert_eq!(media_payloads(&out).iter().map(Vec::len).collect::<Vec<_>>(), [320]);
     // The item's audio is done: its last part frame goes out filled with silence.
     m.handle_input(audio_done("resp_1", "item_a"), t0);
     let out = drain(&mut m);
@@ -227,13 +250,13 @@ fn agent_audio_is_framed_with_named_marks() {
     let last = &media_payloads(&out)[0];
     assert_eq!((&last[..10], last[10..].iter().all(|&b| b == mulaw::SILENCE), last.len()), (&[0x10u8; 10][..], true, 160));
     // All marks played: silence again; the agent's track as heard is on an exact 20 ms grid.
-    m.handle_input(mark("item_a:160"), t0);
-    m.handle_input(mark("item_a:650"), t0); // implies the marks between played too
+    m.handle_input(mark("item_a:320"), t0);
+    m.handle_input(mark("item_a:650"), t0); // implies the mark between played too
     let out = drain(&mut m);
     assert!(events(&out).contains(&&CallEventKind::Talking { who: Talking::Silence }));
     let heard = agent_frames(&out);
-    assert_eq!(heard.len(), 5);
-    assert!(heard.windows(2).all(|w| w[1].1 == w[0].1 + 20 && w[0].2 == 160), "{heard:?}");
+    assert_eq!(heard.iter().map(|h| h.2).collect::<Vec<_>>(), [320, 320, 160]);
+    assert!(heard.windows(2).all(|w| w[1].1 == w[0].1 + mulaw::bytes_to_ms(w[0].2)), "one after the other: {heard:?}");
     assert_eq!(m.stats().agent_bytes, 650);
 }
 
@@ -252,10 +275,10 @@ fn a_part_frame_is_sent_at_response_done_and_dropped_at_a_barge_in() {
     // more of that response.
     m.handle_input(response_created("resp_2"), t0);
     m.handle_input(delta("resp_2", "item_b", 330), t0);
-    assert_eq!(sent_marks(&drain(&mut m)), vec!["item_b:160", "item_b:320"]);
+    assert_eq!(sent_marks(&drain(&mut m)), vec!["item_b:320"]);
     m.handle_input(speech_started(), t0);
     let out = drain(&mut m);
-    assert_eq!(to_twilio(&out), vec![&TwilioOutbound::Clear { stream_sid: "MZ1".into() }]);
+    assert_eq!(to_twilio(&out), vec![TwilioOutbound::Clear { stream_sid: "MZ1".into() }]);
     m.handle_input(audio_done("resp_2", "item_b"), t0);
     m.handle_input(response_done("resp_2", "cancelled"), t0);
     assert!(to_twilio(&drain(&mut m)).is_empty());
@@ -267,24 +290,24 @@ fn barge_in_clears_cancels_and_truncates_to_played_audio() {
     let mut m = machine(t0);
     start(&mut m, t0);
     m.handle_input(response_created("resp_1"), t0);
-    m.handle_input(delta("resp_1", "item_a", 1600), t0); // 200 ms = 10 frames
+    m.handle_input(delta("resp_1", "item_a", 1600), t0); // 200 ms = 10 frames, one media
     let out = drain(&mut m);
     let marks = sent_marks(&out);
-    assert_eq!(marks.len(), 10);
-    // Twilio played 60 ms.
-    m.handle_input(mark(&marks[2]), t0);
+    assert_eq!(marks, ["item_a:1600"]);
+    // 60 ms later on the caller's clock, Twilio has played three frames.
+    caller_clock_to(&mut m, 60, t0);
     drain(&mut m);
     m.handle_input(speech_started(), t0);
     let out = drain(&mut m);
     let tw = to_twilio(&out);
-    assert_eq!(tw, vec![&TwilioOutbound::Clear { stream_sid: "MZ1".into() }]);
+    assert_eq!(tw, vec![TwilioOutbound::Clear { stream_sid: "MZ1".into() }]);
     let md = to_model(&out);
-    assert_eq!(md[0], &ClientEvent::ResponseCancel { event_id: None, response_id: None });
-    assert_eq!(md[1], &ClientEvent::ConversationItemTruncate { event_id: None, item_id: "item_a".into(), content_index: 0, audio_end_ms: 60 });
+    assert_eq!(md[0], ClientEvent::ResponseCancel { event_id: None, response_id: None });
+    assert_eq!(md[1], ClientEvent::ConversationItemTruncate { event_id: None, item_id: "item_a".into(), content_index: 0, audio_end_ms: 60 });
     assert!(events(&out).contains(&&CallEventKind::BargeIn { item_id: "item_a".into(), audio_end_ms: 60, response_cancelled: true }));
     // Late deltas of the cancelled response are dropped; echoed marks are ignored silently.
     m.handle_input(delta("resp_1", "item_a", 800), t0);
-    for name in &marks[3..] {
+    for name in &marks {
         m.handle_input(mark(name), t0);
     }
     let out = drain(&mut m);
@@ -395,9 +418,38 @@ proptest::proptest! {
             // Everything played: nothing to interrupt.
             proptest::prop_assert!(to_twilio(&out).is_empty());
         } else {
-            let truncate = to_model(&out).into_iter().find_map(|e| if let ClientEvent::ConversationItemTruncate { audio_end_ms, .. } = e { Some(*audio_end_ms) } else { None });
+            let truncate = to_model(&out).iter().find_map(|e| if let ClientEvent::ConversationItemTruncate { audio_end_ms, .. } = e { Some(*audio_end_ms) } else { None });
             proptest::prop_assert_eq!(truncate, Some(played_ms));
             proptest::prop_assert!(played_ms <= (sent / 8) as u64);
+        }
+    }
+
+    /// With no echo back yet, the truncate is where the caller's clock says Twilio is: the whole
+    /// frames played since the reply started, never more than was sent (one mark per delta
+    /// knows the played position to the frame).
+    #[test]
+    fn truncate_follows_the_clock_between_marks(sizes in proptest::collection::vec(1usize..2000, 1..8), frames in 0u64..120) {
+        let t0 = Instant::now();
+        let mut m = machine(t0);
+        start(&mut m, t0);
+        m.handle_input(response_created("resp"), t0);
+        let mut received = 0usize;
+        for n in &sizes {
+            m.handle_input(delta("resp", "item", *n), t0);
+            received += n;
+        }
+        drain(&mut m);
+        // The part frame at the end waits for more: only whole frames went out.
+        let sent_ms = (received / 160 * 160 / 8) as u64;
+        caller_clock_to(&mut m, frames * 20, t0);
+        drain(&mut m);
+        m.handle_input(speech_started(), t0);
+        let out = drain(&mut m);
+        let truncate = to_model(&out).iter().find_map(|e| if let ClientEvent::ConversationItemTruncate { audio_end_ms, .. } = e { Some(*audio_end_ms) } else { None });
+        if sent_ms == 0 {
+            proptest::prop_assert_eq!(truncate, None, "nothing sent, nothing to cut");
+        } else {
+            proptest::prop_assert_eq!(truncate, Some((frames * 20).min(sent_ms)));
         }
     }
 }
@@ -437,14 +489,14 @@ fn a_function_call_is_answered_then_the_reply_is_requested() {
     };
     m.handle_input(model(ServerEvent::ResponseOutputItemDone { event_id: String::new(), response_id: "resp_f".into(), output_index: 0, item }), t0);
     let out = drain(&mut m);
-    assert!(matches!(to_model(&out)[0], ClientEvent::ConversationItemCreate { item: ItemCreate::FunctionCallOutput { call_id, .. }, .. } if call_id == "call_1"));
+    assert!(matches!(&to_model(&out)[0], ClientEvent::ConversationItemCreate { item: ItemCreate::FunctionCallOutput { call_id, .. }, .. } if call_id == "call_1"));
     assert!(events(&out).iter().any(|e| matches!(e, CallEventKind::FunctionCall { name, .. } if name == "report_incident")));
     // No response.create while the calling response is active …
     assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCreate { .. })));
     // … only once it is done.
     m.handle_input(response_done("resp_f", "completed"), t0);
     let out = drain(&mut m);
-    assert_eq!(to_model(&out), vec![&ClientEvent::ResponseCreate { event_id: None, response: None }]);
+    assert_eq!(to_model(&out), vec![ClientEvent::ResponseCreate { event_id: None, response: None }]);
 }
 
 fn media_speech(ts: u64) -> Input<'static> {
@@ -504,7 +556,7 @@ fn a_dropped_model_reconnects_with_the_conversation_then_falls_back_when_it_cann
     let out = drain(&mut m);
     let md = to_model(&out);
     assert!(matches!(md[0], ClientEvent::SessionUpdate { .. }));
-    assert_eq!(md[1], &ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: ItemCreate::user_text("Fire at 123 Main Street") });
+    assert_eq!(md[1], ClientEvent::ConversationItemCreate { event_id: None, previous_item_id: None, item: ItemCreate::user_text("Fire at 123 Main Street") });
     assert!(matches!(md[2], ClientEvent::ResponseCreate { .. }), "the caller spoke last: ask for an answer");
     assert!(events(&out).contains(&&CallEventKind::ModelReconnected { renewed: false, items: 1 }));
     // Drops again, reconnect fails: to a human.
@@ -581,7 +633,7 @@ fn the_model_report_wins_over_keywords_and_disagreement_alerts() {
     };
     m.handle_input(model(ServerEvent::ResponseOutputItemDone { event_id: String::new(), response_id: "resp_f".into(), output_index: 0, item }), t0);
     let out = drain(&mut m);
-    let output = to_model(&out).into_iter().find_map(|e| if let ClientEvent::ConversationItemCreate { item: ItemCreate::FunctionCallOutput { output, .. }, .. } = e { Some(output.clone()) } else { None }).unwrap();
+    let output = to_model(&out).iter().find_map(|e| if let ClientEvent::ConversationItemCreate { item: ItemCreate::FunctionCallOutput { output, .. }, .. } = e { Some(output.clone()) } else { None }).unwrap();
     assert!(output.contains("\"recorded\""), "{output}");
     assert_eq!(m.incident().incident_type.as_ref().unwrap().source, watchfloor_dispatch::incident::Source::Model);
     // The caller's words point at a shooting: the keywords disagree with the model.
@@ -747,7 +799,7 @@ fn the_dispatch_message_is_voiced_out_of_band_and_never_reaches_the_caller() {
     m.handle_input(speech_started(), t0);
     m.handle_input(response_done("resp_oob", "completed"), t0);
     let out = drain(&mut m);
-    assert!(!out.iter().any(|o| matches!(o, Output::ToTwilio(_))), "nothing to the caller: {out:?}");
+    assert!(to_twilio(&out).is_empty(), "nothing to the caller: {out:?}");
     assert!(!to_model(&out).iter().any(|e| matches!(e, ClientEvent::ResponseCancel { .. })));
     assert!(!events(&out).iter().any(|e| matches!(e, CallEventKind::TranscriptFinal { .. } | CallEventKind::TranscriptDelta { .. })), "not a line of the conversation");
     let frame = out.iter().find_map(|o| if let Output::Audio(f) = o { Some(f.clone()) } else { None }).expect("recorded");
@@ -940,7 +992,7 @@ fn a_takeover_cuts_the_agent_mutes_it_and_keeps_the_caller_flowing() {
     start(&mut m, t0);
     m.handle_input(response_created("r1"), t0);
     m.handle_input(delta("r1", "a1", 160 * 5), t0);
-    m.handle_input(mark("a1:320"), t0);
+    caller_clock_to(&mut m, 40, t0);
     drain(&mut m);
     m.command(Command::TakeVoice { by: "ana".into() }, t0).unwrap();
     let out = drain(&mut m);
@@ -956,7 +1008,7 @@ fn a_takeover_cuts_the_agent_mutes_it_and_keeps_the_caller_flowing() {
     assert!(drain(&mut m).is_empty());
     // The caller's audio still reaches the model; a reply the model starts anyway is cancelled
     // and its audio never reaches the caller.
-    m.handle_input(media(0, &[0x10; 160]), t0);
+    m.handle_input(media(40, &[0x10; 160]), t0);
     assert!(to_model(&drain(&mut m)).iter().any(|e| matches!(e, ClientEvent::InputAudioBufferAppend { .. })));
     m.handle_input(response_created("r2"), t0);
     assert!(to_model(&drain(&mut m)).iter().any(|e| matches!(e, ClientEvent::ResponseCancel { response_id: Some(r), .. } if r == "r2")));

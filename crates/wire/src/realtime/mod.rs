@@ -517,10 +517,23 @@ impl ClientEvent {
 /// decoding or re-serialising the audio (the hot path). Base64 needs no JSON escaping.
 pub fn input_audio_buffer_append_json(base64_audio: &str) -> String {
     let mut s = String::with_capacity(base64_audio.len() + 48);
-    s.push_str(r#"{"type":"input_audio_buffer.append","audio":""#);
+    s.push_str(APPEND_HEAD);
     s.push_str(base64_audio);
-    s.push_str(r#""}"#);
+    s.push_str(APPEND_TAIL);
     s
+}
+
+const APPEND_HEAD: &str = r#"{"type":"input_audio_buffer.append","audio":""#;
+const APPEND_TAIL: &str = r#""}"#;
+
+/// Appends the JSON text of `input_audio_buffer.append` around an already-base64 payload to
+/// `out` (the hot path: the same text as [`input_audio_buffer_append_json`], written into a
+/// reused block instead of a new String). `base64_audio` must be standard base64 (validated by
+/// the caller, who decoded it): it is not escaped.
+pub fn write_input_audio_buffer_append(out: &mut bytes::BytesMut, base64_audio: &str) {
+    out.extend_from_slice(APPEND_HEAD.as_bytes());
+    out.extend_from_slice(base64_audio.as_bytes());
+    out.extend_from_slice(APPEND_TAIL.as_bytes());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -167,6 +167,9 @@ fn audio_delta_is_read_in_place_and_agrees_with_the_full_parse() {
 fn fast_append_equals_typed_append() {
     let payload = crate::mulaw::encode_base64(&[0x7f; 160]);
     let fast: Value = serde_json::from_str(&input_audio_buffer_append_json(&payload)).unwrap();
+    let mut written = bytes::BytesMut::from(&b"{}"[..]);
+    write_input_audio_buffer_append(&mut written, &payload);
+    assert_eq!(&written[2..], input_audio_buffer_append_json(&payload).as_bytes(), "appended after what was there");
     let ev = ClientEvent::InputAudioBufferAppend { event_id: None, audio: payload };
     let typed: Value = serde_json::to_value(&ev).unwrap();
     assert_eq!(fast, typed);
