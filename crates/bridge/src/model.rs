@@ -9,11 +9,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-/// Read buffer of each call's WebSocket, bytes (tungstenite's default is 128 KiB, zeroed on
-/// every read and held per socket). A Twilio `media` frame is ~330 bytes and a model audio
-/// delta a few KiB; a larger message is simply read in several pieces. Measured with the load
-/// generator (BENCHMARKS.md).
-pub const READ_BUFFER_BYTES: usize = 8 * 1024;
+/// Read buffer of the model's and the consoles' WebSockets, bytes (tungstenite's default is
+/// 128 KiB; tungstenite zeroes the room it reads into on every read, and it is held per
+/// socket). A model audio delta of 300 ms is ~3.3 KB; a larger message is simply read in
+/// several pieces. Measured with the load generator (BENCHMARKS.md).
+pub const READ_BUFFER_BYTES: usize = 4 * 1024;
+
+/// Read buffer of each call's Twilio media stream, bytes: a `media` frame is ~400 bytes and a
+/// `mark` ~150, so a read takes several (issue 22: at 8 KiB, zeroing it was 3 % of the bridge's
+/// CPU).
+pub const MEDIA_READ_BUFFER_BYTES: usize = 2 * 1024;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 /// The model's WebSocket.

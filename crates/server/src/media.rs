@@ -27,7 +27,7 @@ pub(crate) async fn media_stream(State(state): State<AppState>, ConnectInfo(peer
         }
     }
     let max = state.config.max_ws_message_bytes;
-    ws.max_message_size(max).max_frame_size(max).read_buffer_size(watchfloor_bridge::model::READ_BUFFER_BYTES).on_upgrade(move |socket| handle_socket(state, socket, peer))
+    ws.max_message_size(max).max_frame_size(max).read_buffer_size(watchfloor_bridge::model::MEDIA_READ_BUFFER_BYTES).on_upgrade(move |socket| handle_socket(state, socket, peer))
 }
 
 fn to_frame(msg: Result<Message, axum::Error>) -> TwilioFrame {

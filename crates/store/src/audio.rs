@@ -53,8 +53,14 @@ pub const AUDIO_DIR: &str = "audio";
 #[derive(Debug, Clone)]
 pub struct AudioFiles {
     dir: PathBuf,
-    /// Syncs of recording data done so far (each `fdatasync` with its directory's `fsync`).
+    /// Syncs of recording data done so far (each `fdatasync`, with its directory's `fsync`
+    /// when that is needed).
     syncs: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// A recording file was created since the directory was last synced (its entry is not
+    /// durable yet): the next sync `fsync`s the directory too. Without this, every sync of every
+    /// call's file (one per call per [`crate::writer::RECORDING_SYNC_INTERVAL`]) also synced
+    /// the directory (issue 22).
+    dir_dirty: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// A piece to append: track, stream_ms (ms on the stream clock), μ-law bytes.
@@ -71,7 +77,7 @@ impl AudioFiles {
         // Recordings are the caller's voice: readable by this user only (issue 15).
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-        Ok(AudioFiles { dir, syncs: Default::default() })
+        Ok(AudioFiles { dir, syncs: Default::default(), dir_dirty: std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true)) })
     }
 
     /// The directory the recording files are in.
@@ -144,6 +150,8 @@ impl AudioFiles {
         let mut buf = Vec::with_capacity(size + FILE_MAGIC.len());
         if before == 0 {
             buf.extend_from_slice(FILE_MAGIC);
+            // A new file (or one started again): its directory entry needs the next sync.
+            self.dir_dirty.store(true, std::sync::atomic::Ordering::Release);
         }
         for (track, stream_ms, audio) in pieces {
             encode_piece(&mut buf, *track, *stream_ms, audio);
@@ -159,10 +167,17 @@ impl AudioFiles {
         }
     }
 
-    /// Makes the directory's entries (new recording files) durable; counts the sync it ends.
+    /// Makes the directory's entries (new recording files) durable, when a file was created
+    /// since the last time; counts the sync it ends.
     fn sync_dir(&self) -> std::io::Result<()> {
-        std::fs::File::open(&self.dir)?.sync_all()?;
-        self.syncs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        use std::sync::atomic::Ordering;
+        if self.dir_dirty.swap(false, Ordering::AcqRel)
+            && let Err(e) = std::fs::File::open(&self.dir).and_then(|d| d.sync_all())
+        {
+            self.dir_dirty.store(true, Ordering::Release);
+            return Err(e);
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 

@@ -56,22 +56,23 @@ pub struct TextBlock {
     blocks: Blocks,
 }
 
-impl Default for TextBlock {
-    fn default() -> Self {
-        TextBlock { blocks: Blocks::new(Self::BLOCK_BYTES) }
-    }
-}
-
 impl TextBlock {
-    /// Size of a block, bytes: room for a few seconds of agent audio's `media` texts (a 300 ms
-    /// delta is ~3.3 KB of JSON) or about 60 caller appends.
-    pub const BLOCK_BYTES: usize = 16 * 1024;
-    /// Room a text is expected to fit in (a longer one grows the block, which may allocate).
-    const TEXT_ROOM: usize = Self::BLOCK_BYTES / 4;
+    /// Blocks for the agent audio's `media` and `mark` texts, bytes: a 300 ms delta's `media` is
+    /// ~3.3 KB of JSON.
+    pub const MEDIA_BLOCK_BYTES: usize = 8 * 1024;
+    /// Blocks for the caller audio's appends, bytes: an append is ~290 bytes.
+    pub const APPEND_BLOCK_BYTES: usize = 2 * 1024;
+
+    /// Texts carved out of blocks of `block_bytes`; a text is expected to fit in half a block (a
+    /// longer one grows the block, which may allocate).
+    pub fn new(block_bytes: usize) -> Self {
+        TextBlock { blocks: Blocks::new(block_bytes) }
+    }
 
     /// The text `write` appends, as its own [`Bytes`].
     pub fn write(&mut self, write: impl FnOnce(&mut BytesMut)) -> Bytes {
-        let buf = self.blocks.room(Self::TEXT_ROOM);
+        let room = self.blocks.block_bytes / 2;
+        let buf = self.blocks.room(room);
         write(buf);
         buf.split().freeze()
     }
@@ -109,7 +110,7 @@ mod tests {
 
     #[test]
     fn a_block_whose_pieces_are_gone_is_used_again() {
-        let mut t = TextBlock::default();
+        let mut t = TextBlock::new(TextBlock::MEDIA_BLOCK_BYTES);
         let a = t.write(|b| b.extend_from_slice(b"{\"a\":1}"));
         let b = t.write(|b| b.extend_from_slice(b"{\"b\":2}"));
         assert_eq!(
@@ -122,7 +123,7 @@ mod tests {
         // Fill the block, and the next: the first is taken back, so texts start at its
         // beginning again.
         let mut starts = Vec::new();
-        for _ in 0..(2 * TextBlock::BLOCK_BYTES / 1000 + 4) {
+        for _ in 0..(2 * TextBlock::MEDIA_BLOCK_BYTES / 1000 + 4) {
             let text = t.write(|b| b.extend_from_slice(&[b'x'; 1000]));
             starts.push(text.as_ptr());
         }

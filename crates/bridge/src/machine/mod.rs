@@ -585,7 +585,7 @@ impl CallMachine {
             session: ModelSession::new(Timers::default(), now),
             dispatch_audio: DispatchAudio::default(),
             recording: buffers::AudioBlocks::default(),
-            append_text: buffers::TextBlock::default(),
+            append_text: buffers::TextBlock::new(buffers::TextBlock::APPEND_BLOCK_BYTES),
             scratch: Vec::with_capacity(4096),
             response_in_flight: None,
             reply_after_response: false,

@@ -130,7 +130,7 @@ impl Playout {
             queue_end_ms: 0,
             cleared_marks: HashSet::new(),
             cancelled: HashSet::new(),
-            text: TextBlock::default(),
+            text: TextBlock::new(TextBlock::MEDIA_BLOCK_BYTES),
             audio: AudioBlocks::default(),
             joined: Vec::new(),
         }
