@@ -1099,6 +1099,8 @@ impl CallMachine {
             }
         };
         self.stats.caller_bytes += len as u64;
+        // The agent's frames the caller's clock has now passed have played.
+        self.playout.clock_passed(self.clock.now_ms(), &mut self.out);
         if mulaw::louder_than(&self.scratch, STALL_SPEECH_DBFS) {
             self.session.caller_spoke(mulaw::bytes_to_ms(len), now);
             self.last_caller_speech = Some(now);

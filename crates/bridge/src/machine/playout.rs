@@ -38,8 +38,11 @@ struct PendingChunk {
     /// be longer than `end_bytes - start_bytes`), kept until known to have played or cleared.
     audio: Bytes,
     /// Where on the stream clock it starts playing (estimated): after everything queued before
-    /// it, or when it was sent if Twilio's buffer was empty; moved later by a late echo.
+    /// it, or when it was sent if Twilio's buffer was empty; moved later by a late echo (until
+    /// it starts).
     play_at_ms: u64,
+    /// Bytes of it already published as heard (whole frames), as the caller's clock passed them.
+    published: usize,
 }
 
 impl PendingChunk {
@@ -55,6 +58,19 @@ impl PendingChunk {
 
     fn is_named(&self, item_id: &str, end_bytes: u64) -> bool {
         self.end_bytes == end_bytes && &*self.item_id == item_id
+    }
+
+    /// Publishes its frames up to byte `to` (not yet published) as heard, where they play.
+    fn publish(&mut self, to: usize, call_sid: &Arc<str>, out: &mut VecDeque<Output>) {
+        if to > self.published {
+            out.push_back(Output::Audio(AudioFrame {
+                call_sid: call_sid.clone(),
+                track: Track::Agent,
+                stream_ms: self.play_at_ms + mulaw::bytes_to_ms(self.published),
+                audio: self.audio.slice(self.published..to),
+            }));
+            self.published = to;
+        }
     }
 }
 
@@ -271,6 +287,7 @@ impl Playout {
             end_bytes,
             audio: self.audio.copy(audio),
             play_at_ms,
+            published: 0,
         });
     }
 
@@ -326,29 +343,39 @@ impl Playout {
         }
     }
 
+    /// The caller's clock moved to `now_ms`: the queued frames whose place it has passed have
+    /// played, and are published as heard (for listen-in and the recording) a frame at a time,
+    /// not only when their chunk's mark comes back.
+    pub fn clock_passed(&mut self, now_ms: u64, out: &mut VecDeque<Output>) {
+        for c in &mut self.pending {
+            let heard = c.heard_by(now_ms);
+            c.publish(heard, &self.call_sid, out);
+            if heard < c.audio.len() {
+                break;
+            }
+        }
+    }
+
     /// Twilio echoed mark `name` at `now_ms` on the stream clock: Twilio plays in order, so
-    /// every chunk up to it has played (each recorded as heard, where it played), and the
-    /// chunks after it play from now on.
+    /// every chunk up to it has played (what was not yet published as heard is, where it
+    /// played), and the chunks after it play from now on.
     pub fn on_mark(&mut self, name: &str, now_ms: u64, out: &mut VecDeque<Output>) -> MarkEcho {
         let pos = parse_mark(name)
             .and_then(|(item, end)| self.pending.iter().position(|c| c.is_named(item, end)));
         if let Some(pos) = pos {
-            for c in self.pending.drain(..=pos) {
+            for mut c in self.pending.drain(..=pos) {
                 if let Some(item) = self.items.get_mut(&c.item_id) {
                     item.played_bytes = item.played_bytes.max(c.end_bytes);
                 }
-                out.push_back(Output::Audio(AudioFrame {
-                    call_sid: self.call_sid.clone(),
-                    track: Track::Agent,
-                    stream_ms: c.play_at_ms,
-                    audio: c.audio,
-                }));
+                c.publish(c.audio.len(), &self.call_sid, out);
             }
             // An echo later than expected moves what is queued after it later (never earlier:
-            // an estimate is already the soonest it can play).
+            // an estimate is already the soonest it can play; nor a chunk already playing).
             let mut next_ms = now_ms;
             for c in &mut self.pending {
-                c.play_at_ms = c.play_at_ms.max(next_ms);
+                if c.published == 0 {
+                    c.play_at_ms = c.play_at_ms.max(next_ms);
+                }
                 next_ms = c.end_ms();
             }
             self.queue_end_ms = self.queue_end_ms.max(next_ms);
@@ -379,7 +406,7 @@ impl Playout {
         let item_id = self
             .pending
             .iter()
-            .find(|c| c.heard_by(now_ms) < c.audio.len())
+            .find(|c| c.heard_by(now_ms).max(c.published) < c.audio.len())
             .or(self.pending.back())?
             .item_id
             .clone();
@@ -414,20 +441,15 @@ impl Playout {
         // What has played of the queued chunks by now is heard (recorded where it played); the
         // rest never plays (recorded as cleared). Twilio echoes their marks because of the clear:
         // 4. those echoes are not playback.
-        for c in std::mem::take(&mut self.pending) {
-            let heard = c.heard_by(now_ms);
+        for mut c in std::mem::take(&mut self.pending) {
+            let heard = c.heard_by(now_ms).max(c.published);
             if heard > 0 {
                 if let Some(item) = self.items.get_mut(&c.item_id) {
                     item.played_bytes = item
                         .played_bytes
                         .max((c.start_bytes + heard as u64).min(c.end_bytes));
                 }
-                out.push_back(Output::Audio(AudioFrame {
-                    call_sid: self.call_sid.clone(),
-                    track: Track::Agent,
-                    stream_ms: c.play_at_ms,
-                    audio: c.audio.slice(..heard),
-                }));
+                c.publish(heard, &self.call_sid, out);
             }
             if heard < c.audio.len() {
                 out.push_back(Output::Audio(AudioFrame {
@@ -463,13 +485,8 @@ impl Playout {
 
     /// The call ended: audio still queued at Twilio is recorded where it was to play.
     pub fn end(&mut self, out: &mut VecDeque<Output>) {
-        for c in self.pending.drain(..) {
-            out.push_back(Output::Audio(AudioFrame {
-                call_sid: self.call_sid.clone(),
-                track: Track::Agent,
-                stream_ms: c.play_at_ms,
-                audio: c.audio,
-            }));
+        for mut c in self.pending.drain(..) {
+            c.publish(c.audio.len(), &self.call_sid, out);
         }
     }
 }
@@ -682,5 +699,32 @@ mod tests {
         feed(&mut p, "r1", "i1", 800, 500, &mut out);
         p.on_mark("i1:1600", 600, &mut out);
         assert_eq!(heard(&out, Track::Agent), [(0, 800), (500, 800)]);
+    }
+
+    #[test]
+    fn frames_are_published_as_heard_as_the_clock_passes_them_once_each() {
+        let mut p = Playout::new("CA1".into());
+        let mut out = VecDeque::new();
+        // 100 ms in one delta at 0 ms, then 100 ms more.
+        feed(&mut p, "r1", "i1", 800, 0, &mut out);
+        feed(&mut p, "r1", "i1", 800, 0, &mut out);
+        out.clear();
+        p.clock_passed(20, &mut out);
+        p.clock_passed(40, &mut out);
+        p.clock_passed(50, &mut out);
+        assert_eq!(heard(&out, Track::Agent), [(0, 160), (20, 160)], "listen-in hears a frame once it has played");
+        out.clear();
+        // The first chunk's echo: the rest of it is published; the second stays placed at 100 ms.
+        p.on_mark("i1:800", 100, &mut out);
+        assert_eq!(heard(&out, Track::Agent), [(40, 480)]);
+        out.clear();
+        p.clock_passed(140, &mut out);
+        assert_eq!(heard(&out, Track::Agent), [(100, 320)]);
+        out.clear();
+        // A barge-in at 150 ms: nothing more has played whole; the rest is cleared, nothing twice.
+        let b = p.barge_in("MZ1", &mut None, 150, &mut out).unwrap();
+        assert_eq!(b.audio_end_ms, 140);
+        assert_eq!(heard(&out, Track::Agent), []);
+        assert_eq!(heard(&out, Track::AgentCleared), [(140, 480)]);
     }
 }
