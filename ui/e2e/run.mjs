@@ -387,9 +387,11 @@ try {
     await page.press('[data-testid=profile-languages]', 'Tab');
     await page.waitForSelector('[data-testid=settings] .hint >> text=English, Spanish, Japanese');
     await page.click('[data-testid=settings] button[type=submit]');
+    // The toast of the check before may still be up: what counts is the server holding the list.
+    await waitFor('the languages saved on the server', async () => JSON.stringify((await api('GET', '/api/settings')).profiles[0].languages) === '["en","es","ja"]', 10000);
     await page.waitForSelector('[data-testid=toasts] >> text=Settings saved');
     const s = await api('GET', '/api/settings');
-    assert(JSON.stringify(s.profiles[0].languages) === '["en","es","ja"]' && s.language === 'en', JSON.stringify(s.profiles[0].languages));
+    assert(s.language === 'en', `the centre's language: ${s.language}`);
     await page.keyboard.press('1');
     const ja = (await api('POST', '/api/training/calls', { scenario: 'japanese-caller' })).call_sid;
     const es = (await api('POST', '/api/training/calls', { scenario: 'spanish-caller' })).call_sid;

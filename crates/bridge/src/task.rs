@@ -512,8 +512,8 @@ pub async fn run_call(
 
         let mut close = false;
         // Messages are queued on their socket (`feed`) and written together once the machine
-        // has nothing more to say (one `flush`, one syscall): an agent delta becomes up to ten
-        // Twilio messages (media and mark per 20 ms).
+        // has nothing more to say (one `flush`, one syscall): an agent delta becomes a `media`
+        // and a `mark`, a burst of deltas many of each.
         let (mut twilio_unflushed, mut model_unflushed, mut transcription_unflushed) = (false, false, false);
         loop {
             while let Some(out) = machine.poll_output() {

@@ -14,13 +14,14 @@
 //! - caller audio: μ-law passed through unchanged as `input_audio_buffer.append`; gaps in Twilio
 //!   `timestamp`s padded with μ-law silence so the model's clock stays true (§2);
 //! - agent audio: the `response.output_audio.delta`s of an item (of any size: the real service's
-//!   are not cut on 20 ms) are sent to Twilio in whole 20 ms `media` frames — a part frame waits
-//!   for the next delta, and the item's last one is filled with silence at `output_audio.done` —
-//!   each followed by a named `mark` (`<item_id>:<end byte offset>`), so what has *played* is
-//!   known to the frame and the agent's track "as heard" sits on an exact 20 ms grid (§2, §3);
+//!   are not cut on 20 ms) each go to Twilio as one `media` of whole 20 ms frames — a part frame
+//!   waits for the next delta, and the item's last one is filled with silence at
+//!   `output_audio.done` — followed by one named `mark` (`<item_id>:<end byte offset>`); what has
+//!   *played* is known to the frame from the marks and the caller's clock ([`playout`]), and the
+//!   agent's track "as heard" sits on an exact 20 ms grid (§2, §3);
 //! - barge-in (§3): on `speech_started` while agent audio is playing: `clear`; `response.cancel`
 //!   only if a response is in flight; `conversation.item.truncate` with `audio_end_ms` = audio
-//!   played per the marks, never more than was received; late deltas of the cancelled response and
+//!   played per the marks and the clock since, never more than was received; late deltas of the cancelled response and
 //!   the marks echoed because of the `clear` are dropped;
 //! - transcripts of both speakers (partial and final), the conversation history, the count of agent
 //!   questions, stage timings, and a `CallEvent` for every change.
