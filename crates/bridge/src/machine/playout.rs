@@ -691,7 +691,8 @@ mod tests {
             100 + 40,
             "two whole frames of the second chunk by 175 ms"
         );
-        // After a barge-in, and when Twilio's buffer ran dry, audio plays when it is sent.
+        // When Twilio's buffer ran dry (the first chunk echoed at 110 ms), the next plays when it
+        // is sent (500 ms), not after the last one placed.
         let mut p = Playout::new("CA1".into());
         feed(&mut p, "r1", "i1", 800, 0, &mut out);
         out.clear();
